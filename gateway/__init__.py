@@ -1,0 +1,1 @@
+"""The citypack gateway: ChirpStack MQTT events in, fleet state, rules and tracked commands out."""

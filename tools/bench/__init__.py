@@ -1,0 +1,7 @@
+"""Benchmarks run by `make bench` (`citypack bench all`); see :mod:`tools.bench.report`.
+
+Add a benchmark by writing ``tools/bench/<name>.py`` with ``run() -> list[Figure]`` and listing
+its name here.
+"""
+
+BENCHMARKS: tuple[str, ...] = ()
