@@ -1,0 +1,597 @@
+"""ChirpStack v4 MQTT integration: event parsing and downlink command building.
+
+Source: /work/shared/reference/chirpstack.md §1 (topics), §2 (event JSON: pbjson serializer,
+``emit_fields`` on ``integration.*`` messages, defaults omitted in nested ``gw.*``/``common.*``),
+§3 (``DownlinkCommand``: ``devEui`` must equal the topic's string, our own ``id`` UUID),
+§4 (protobuf marshaler, ``chirpstack_api.integration``).
+
+Parsing is tolerant where ChirpStack varies (unknown keys ignored, absent defaults filled in, both
+``lowerCamelCase`` and ``snake_case`` accepted) and strict where data is wrong: a key present with
+the wrong type, bad base64 or a malformed document raises :class:`~gateway.errors.InvalidEvent`
+naming the field; nothing else escapes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from gateway.errors import InvalidEvent
+
+__all__ = [
+    "EVENT_TYPES",
+    "AckEvent",
+    "DeviceInfo",
+    "Event",
+    "IntegrationEvent",
+    "JoinEvent",
+    "LocationEvent",
+    "LogEvent",
+    "RxInfo",
+    "StatusEvent",
+    "TxAckEvent",
+    "UplinkEvent",
+    "build_downlink",
+    "command_topic",
+    "event_subscription",
+    "parse_event",
+    "parse_topic",
+]
+
+Marshaler = Literal["json", "protobuf"]
+EVENT_TYPES = ("up", "join", "ack", "txack", "status", "log", "location", "integration")
+_EUI = re.compile(r"^[0-9a-fA-F]{16}$")
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    dev_eui: str
+    tenant_id: str = ""
+    tenant_name: str = ""
+    application_id: str = ""
+    application_name: str = ""
+    device_profile_id: str = ""
+    device_profile_name: str = ""
+    device_name: str = ""
+    device_class_enabled: str = "CLASS_A"
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RxInfo:
+    gateway_id: str
+    rssi: int = 0
+    snr: float = 0.0
+    channel: int = 0
+    latitude: float | None = None
+    longitude: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Base:
+    event: str
+    topic_application_id: str
+    device_info: DeviceInfo
+    time: str
+    time_s: float | None
+
+    @property
+    def dev_eui(self) -> str:
+        return self.device_info.dev_eui
+
+
+@dataclass(frozen=True, slots=True)
+class UplinkEvent(_Base):
+    deduplication_id: str
+    dev_addr: str
+    adr: bool
+    dr: int
+    f_cnt: int
+    f_port: int
+    confirmed: bool
+    data: bytes
+    object: Mapping[str, Any] | None
+    rx_info: tuple[RxInfo, ...]
+    frequency: int | None
+    spreading_factor: int | None
+    bandwidth: int | None
+    region_config_id: str
+
+    @property
+    def best_rssi(self) -> int | None:
+        return max((r.rssi for r in self.rx_info), default=None)
+
+    @property
+    def best_snr(self) -> float | None:
+        return max((r.snr for r in self.rx_info), default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class JoinEvent(_Base):
+    deduplication_id: str
+    dev_addr: str
+    region_config_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AckEvent(_Base):
+    deduplication_id: str
+    queue_item_id: str
+    acknowledged: bool
+    f_cnt_down: int
+
+
+@dataclass(frozen=True, slots=True)
+class TxAckEvent(_Base):
+    downlink_id: int
+    queue_item_id: str
+    f_cnt_down: int
+    gateway_id: str
+    frequency: int | None
+    power: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusEvent(_Base):
+    deduplication_id: str
+    margin: int
+    external_power_source: bool
+    battery_level_unavailable: bool
+    battery_level: float
+
+
+@dataclass(frozen=True, slots=True)
+class LogEvent(_Base):
+    level: str
+    code: str
+    description: str
+    context: Mapping[str, str]
+
+    @property
+    def queue_item_id(self) -> str:
+        return self.context.get("queue_item_id", "")
+
+
+@dataclass(frozen=True, slots=True)
+class LocationEvent(_Base):
+    deduplication_id: str
+    latitude: float | None
+    longitude: float | None
+    altitude: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class IntegrationEvent(_Base):
+    """Removed in ChirpStack v4.15.0 (reference §1); parsed only so old servers do no harm."""
+
+    integration_name: str
+    event_type: str
+    object: Mapping[str, Any] | None
+
+
+Event = (
+    UplinkEvent
+    | JoinEvent
+    | AckEvent
+    | TxAckEvent
+    | StatusEvent
+    | LogEvent
+    | LocationEvent
+    | IntegrationEvent
+)
+
+
+# --- topics (reference §1) ----------------------------------------------------------------------
+
+
+def event_subscription(application_id: str = "", shared_group: str = "") -> str:
+    """``application/+/device/+/event/+`` (or one application), optionally ``$share/<group>/``."""
+    topic = f"application/{application_id or '+'}/device/+/event/+"
+    return f"$share/{shared_group}/{topic}" if shared_group else topic
+
+
+def parse_topic(topic: str) -> tuple[str, str, str]:
+    """``(application_id, dev_eui, event)`` from an event topic; :class:`InvalidEvent` otherwise."""
+    parts = topic.split("/")
+    if (
+        len(parts) != 6
+        or parts[0] != "application"
+        or parts[2] != "device"
+        or parts[4] != "event"
+        or not parts[1]
+    ):
+        raise InvalidEvent(f"not a ChirpStack event topic: {topic!r}", topic=topic)
+    if not _EUI.match(parts[3]):
+        raise InvalidEvent(f"bad devEui in topic: {parts[3]!r}", topic=topic)
+    if parts[5] not in EVENT_TYPES:
+        raise InvalidEvent(f"unknown event type {parts[5]!r}", topic=topic)
+    return parts[1], parts[3], parts[5]
+
+
+def command_topic(application_id: str, dev_eui: str) -> str:
+    """``application/<APP_UUID>/device/<DEV_EUI>/command/down`` (reference §3)."""
+    return f"application/{application_id}/device/{dev_eui}/command/down"
+
+
+# --- typed field access ---------------------------------------------------------------------------
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), name)
+
+
+def _get(doc: Mapping[str, Any], key: str) -> Any:
+    if key in doc:
+        return doc[key]
+    return doc.get(_snake(key))
+
+
+def _str(doc: Mapping[str, Any], key: str, default: str = "") -> str:
+    value = _get(doc, key)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise InvalidEvent(f"{key}: expected a string, got {type(value).__name__}", key=key)
+    return value
+
+
+def _int(doc: Mapping[str, Any], key: str, default: int = 0) -> int:
+    value = _get(doc, key)
+    if value is None:
+        return default
+    # pbjson writes u32/i32 as numbers; u64 as strings; JS-born values can be 25.0
+    if isinstance(value, bool):
+        raise InvalidEvent(f"{key}: expected an integer, got a boolean", key=key)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"-?\d{1,20}", value):
+        return int(value)
+    raise InvalidEvent(f"{key}: expected an integer, got {value!r:.40}", key=key)
+
+
+def _uint(doc: Mapping[str, Any], key: str, default: int = 0, maximum: int = 2**32 - 1) -> int:
+    value = _int(doc, key, default)
+    if not 0 <= value <= maximum:
+        raise InvalidEvent(f"{key}: {value} out of range 0..{maximum}", key=key)
+    return value
+
+
+def _float(doc: Mapping[str, Any], key: str, default: float = 0.0) -> float:
+    value = _get(doc, key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidEvent(f"{key}: expected a number, got {value!r:.40}", key=key)
+    return float(value)
+
+
+def _opt_float(doc: Mapping[str, Any], key: str) -> float | None:
+    return None if _get(doc, key) is None else _float(doc, key)
+
+
+def _bool(doc: Mapping[str, Any], key: str, default: bool = False) -> bool:
+    value = _get(doc, key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise InvalidEvent(f"{key}: expected a boolean, got {value!r:.40}", key=key)
+    return value
+
+
+def _obj(doc: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
+    value = _get(doc, key)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidEvent(f"{key}: expected an object, got {type(value).__name__}", key=key)
+    return value
+
+
+def _list(doc: Mapping[str, Any], key: str) -> list[Any]:
+    value = _get(doc, key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InvalidEvent(f"{key}: expected a list, got {type(value).__name__}", key=key)
+    return value
+
+
+def _str_map(doc: Mapping[str, Any], key: str) -> dict[str, str]:
+    value = _obj(doc, key) or {}
+    out: dict[str, str] = {}
+    for k, v in value.items():
+        if not isinstance(v, str):
+            raise InvalidEvent(f"{key}.{k}: expected a string", key=key)
+        out[k] = v
+    return out
+
+
+def _bytes(doc: Mapping[str, Any], key: str) -> bytes:
+    text = _str(doc, key)
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidEvent(f"{key}: not valid base64", key=key) from exc
+
+
+def _time(doc: Mapping[str, Any]) -> tuple[str, float | None]:
+    text = _str(doc, "time")
+    if not text:
+        return "", None
+    try:
+        # RFC 3339 with up to 9 fractional digits (reference §2); datetime keeps 6
+        parsed = datetime.fromisoformat(_FRACTION.sub(r"\1", text.replace("Z", "+00:00")))
+    except ValueError as exc:
+        raise InvalidEvent(f"time: not RFC 3339: {text!r:.60}", key="time") from exc
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return text, parsed.timestamp()
+
+
+def _device_info(doc: Mapping[str, Any], topic_dev_eui: str) -> DeviceInfo:
+    info = _obj(doc, "deviceInfo") or {}
+    dev_eui = _str(info, "devEui") or topic_dev_eui
+    if not _EUI.match(dev_eui):
+        raise InvalidEvent(f"deviceInfo.devEui: not 16 hex digits: {dev_eui!r:.40}")
+    if topic_dev_eui and dev_eui.lower() != topic_dev_eui.lower():
+        raise InvalidEvent(
+            f"deviceInfo.devEui {dev_eui} does not match the topic's {topic_dev_eui}",
+            dev_eui=topic_dev_eui,
+        )
+    return DeviceInfo(
+        dev_eui=dev_eui.lower(),
+        tenant_id=_str(info, "tenantId"),
+        tenant_name=_str(info, "tenantName"),
+        application_id=_str(info, "applicationId"),
+        application_name=_str(info, "applicationName"),
+        device_profile_id=_str(info, "deviceProfileId"),
+        device_profile_name=_str(info, "deviceProfileName"),
+        device_name=_str(info, "deviceName"),
+        device_class_enabled=_str(info, "deviceClassEnabled", "CLASS_A"),
+        tags=_str_map(info, "tags"),
+    )
+
+
+def _rx_info(items: list[Any]) -> tuple[RxInfo, ...]:
+    out = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise InvalidEvent("rxInfo: expected a list of objects", key="rxInfo")
+        location = _obj(item, "location") or {}
+        out.append(
+            RxInfo(
+                gateway_id=_str(item, "gatewayId"),
+                rssi=_int(item, "rssi"),
+                snr=_float(item, "snr"),
+                channel=_int(item, "channel"),
+                latitude=_opt_float(location, "latitude"),
+                longitude=_opt_float(location, "longitude"),
+            )
+        )
+    return tuple(out)
+
+
+# --- events --------------------------------------------------------------------------------------
+
+
+def _from_protobuf(event: str, payload: bytes) -> dict[str, Any]:
+    from chirpstack_api import integration
+    from google.protobuf import json_format
+    from google.protobuf.message import DecodeError
+
+    classes = {
+        "up": integration.UplinkEvent,
+        "join": integration.JoinEvent,
+        "ack": integration.AckEvent,
+        "txack": integration.TxAckEvent,
+        "status": integration.StatusEvent,
+        "log": integration.LogEvent,
+        "location": integration.LocationEvent,
+    }
+    cls = classes.get(event)
+    if cls is None:
+        raise InvalidEvent(f"no protobuf message for event {event!r}")
+    try:
+        message = cls.FromString(payload)
+        doc = json_format.MessageToDict(message)
+    except (DecodeError, ValueError, TypeError, RuntimeError) as exc:
+        raise InvalidEvent(f"{event}: not a protobuf {cls.__name__}: {exc}") from exc
+    if not isinstance(doc, dict):  # pragma: no cover - MessageToDict returns a dict
+        raise InvalidEvent("protobuf did not give an object")
+    return doc
+
+
+def _from_json(payload: bytes) -> dict[str, Any]:
+    try:
+        doc = json.loads(payload)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise InvalidEvent(f"not valid JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise InvalidEvent(f"expected a JSON object, got {type(doc).__name__}")
+    return doc
+
+
+def parse_event(topic: str, payload: bytes, *, marshaler: Marshaler = "json") -> Event:
+    """Parse one ChirpStack event; raises only :class:`InvalidEvent`."""
+    application_id, topic_dev_eui, event = parse_topic(topic)
+    doc = _from_protobuf(event, payload) if marshaler == "protobuf" else _from_json(payload)
+    info = _device_info(doc, topic_dev_eui)
+    time_text, time_s = _time(doc)
+    base: dict[str, Any] = {
+        "event": event,
+        "topic_application_id": application_id,
+        "device_info": info,
+        "time": time_text,
+        "time_s": time_s,
+    }
+    try:
+        if event == "up":
+            f_port = _uint(doc, "fPort", maximum=255)
+            tx = _obj(doc, "txInfo") or {}
+            lora = _obj(_obj(tx, "modulation") or {}, "lora") or {}
+            return UplinkEvent(
+                **base,
+                deduplication_id=_str(doc, "deduplicationId"),
+                dev_addr=_str(doc, "devAddr"),
+                adr=_bool(doc, "adr"),
+                dr=_uint(doc, "dr", maximum=15),
+                f_cnt=_uint(doc, "fCnt"),
+                f_port=f_port,
+                confirmed=_bool(doc, "confirmed"),
+                data=_bytes(doc, "data"),
+                object=_obj(doc, "object"),
+                rx_info=_rx_info(_list(doc, "rxInfo")),
+                frequency=_uint(tx, "frequency") if _get(tx, "frequency") is not None else None,
+                spreading_factor=_int(lora, "spreadingFactor") if lora else None,
+                bandwidth=_int(lora, "bandwidth") if lora else None,
+                region_config_id=_str(doc, "regionConfigId"),
+            )
+        if event == "join":
+            return JoinEvent(
+                **base,
+                deduplication_id=_str(doc, "deduplicationId"),
+                dev_addr=_str(doc, "devAddr"),
+                region_config_id=_str(doc, "regionConfigId"),
+            )
+        if event == "ack":
+            return AckEvent(
+                **base,
+                deduplication_id=_str(doc, "deduplicationId"),
+                queue_item_id=_str(doc, "queueItemId"),
+                acknowledged=_bool(doc, "acknowledged"),
+                f_cnt_down=_uint(doc, "fCntDown"),
+            )
+        if event == "txack":
+            tx = _obj(doc, "txInfo") or {}
+            return TxAckEvent(
+                **base,
+                downlink_id=_uint(doc, "downlinkId"),
+                queue_item_id=_str(doc, "queueItemId"),
+                f_cnt_down=_uint(doc, "fCntDown"),
+                gateway_id=_str(doc, "gatewayId"),
+                frequency=_uint(tx, "frequency") if _get(tx, "frequency") is not None else None,
+                power=_int(tx, "power") if _get(tx, "power") is not None else None,
+            )
+        if event == "status":
+            return StatusEvent(
+                **base,
+                deduplication_id=_str(doc, "deduplicationId"),
+                margin=_int(doc, "margin"),
+                external_power_source=_bool(doc, "externalPowerSource"),
+                battery_level_unavailable=_bool(doc, "batteryLevelUnavailable"),
+                battery_level=_float(doc, "batteryLevel"),
+            )
+        if event == "log":
+            level = _get(doc, "level")
+            code = _get(doc, "code")
+            return LogEvent(
+                **base,
+                # protobuf enums may arrive as numbers from other serializers
+                level=_enum(level, ("INFO", "WARNING", "ERROR"), "level", "INFO"),
+                code=_enum(code, _LOG_CODES, "code", "UNKNOWN"),
+                description=_str(doc, "description"),
+                context=_str_map(doc, "context"),
+            )
+        if event == "location":
+            loc = _obj(doc, "location") or {}
+            return LocationEvent(
+                **base,
+                deduplication_id=_str(doc, "deduplicationId"),
+                latitude=_opt_float(loc, "latitude"),
+                longitude=_opt_float(loc, "longitude"),
+                altitude=_opt_float(loc, "altitude"),
+            )
+        return IntegrationEvent(
+            **base,
+            integration_name=_str(doc, "integrationName"),
+            event_type=_str(doc, "eventType"),
+            object=_obj(doc, "object"),
+        )
+    except InvalidEvent as exc:
+        exc.context.setdefault("dev_eui", info.dev_eui)
+        exc.dev_eui = info.dev_eui  # type: ignore[attr-defined]
+        raise
+
+
+_LOG_CODES = (
+    "UNKNOWN",
+    "DOWNLINK_PAYLOAD_SIZE",
+    "UPLINK_CODEC",
+    "DOWNLINK_CODEC",
+    "OTAA",
+    "UPLINK_F_CNT_RESET",
+    "UPLINK_MIC",
+    "UPLINK_F_CNT_RETRANSMISSION",
+    "DOWNLINK_GATEWAY",
+    "RELAY_NEW_END_DEVICE",
+    "F_CNT_DOWN",
+    "EXPIRED",
+)
+
+
+def _enum(value: Any, names: tuple[str, ...], key: str, default: str) -> str:
+    if value is None:
+        return default
+    if isinstance(value, str):
+        return value  # an unknown future code is kept as text
+    if isinstance(value, int) and not isinstance(value, bool):
+        return names[value] if 0 <= value < len(names) else f"{default}_{value}"
+    raise InvalidEvent(f"{key}: expected an enum name, got {value!r:.40}", key=key)
+
+
+# --- downlinks (reference §3) -------------------------------------------------------------------
+
+
+def build_downlink(
+    *,
+    dev_eui: str,
+    f_port: int,
+    data: bytes,
+    confirmed: bool,
+    command_uuid: str | None = None,
+    expires_at: float | None = None,
+    marshaler: Marshaler = "json",
+) -> tuple[str, bytes]:
+    """A ``DownlinkCommand`` payload and its ``id``.
+
+    ``dev_eui`` is written exactly as it appears in the command topic (ChirpStack compares the two
+    strings case-sensitively and silently drops a mismatch, chirpstack/chirpstack#72).
+    """
+    if not 1 <= f_port <= 255:  # ChirpStack casts to u8 before checking: refuse here (ref §3)
+        raise ValueError(f"fPort {f_port} out of range 1..255")
+    command_uuid = command_uuid or str(uuid.uuid4())
+    uuid.UUID(command_uuid)  # an invalid UUID makes ChirpStack drop the command
+    expires = (
+        datetime.fromtimestamp(expires_at, UTC).isoformat().replace("+00:00", "Z")
+        if expires_at is not None
+        else None
+    )
+    if marshaler == "protobuf":
+        from chirpstack_api import integration
+
+        message = integration.DownlinkCommand(
+            id=command_uuid, dev_eui=dev_eui, confirmed=confirmed, f_port=f_port, data=data
+        )
+        if expires_at is not None:
+            message.expires_at.FromSeconds(int(expires_at))
+        return command_uuid, bytes(message.SerializeToString())
+    doc: dict[str, Any] = {
+        "id": command_uuid,
+        "devEui": dev_eui,
+        "confirmed": confirmed,
+        "fPort": f_port,
+        "data": base64.b64encode(data).decode("ascii"),
+    }
+    if expires is not None:
+        doc["expiresAt"] = expires
+    return command_uuid, json.dumps(doc, separators=(",", ":")).encode()

@@ -1,0 +1,336 @@
+"""Gateway configuration: one TOML file, every key defaulted except ``[mqtt] url``.
+
+Source: ARCHITECTURE.md "Gateway config" (sections, keys, ``CITYPACK_<SECTION>_<KEY>`` overrides).
+Unknown sections or keys and values of the wrong type are refused with a :class:`ConfigError`
+whose message names ``section.key``, so ``citypack gateway check-config`` prints one useful line.
+
+Environment overrides are applied after the file: ``CITYPACK_MQTT_URL=mqtt://broker:1883``,
+``CITYPACK_STORE_RETENTION_DAYS=30``; booleans accept ``true/false/1/0/yes/no/on/off``; table
+values (``[lamps] profiles``) are JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from gateway.errors import ConfigError
+
+__all__ = [
+    "ApiConfig",
+    "AvailabilityConfig",
+    "BinsConfig",
+    "CommandsConfig",
+    "Config",
+    "LampsConfig",
+    "MqttConfig",
+    "PublishConfig",
+    "StoreConfig",
+    "load_config",
+    "parse_config",
+]
+
+_REQUIRED = "<required>"
+
+
+@dataclass(frozen=True, slots=True)
+class MqttConfig:
+    url: str = _REQUIRED  # mqtt://host:1883 or mqtts://host:8883
+    client_id: str = "citypack-gateway"  # fixed: the broker keeps our session under this id
+    application_id: str = ""  # ChirpStack application UUID; "" = every application (+)
+    marshaler: str = "json"  # ChirpStack [integration.mqtt] json=true|false
+    qos: int = 1
+    username: str = ""
+    password_file: str = ""
+    tls_ca_file: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    keepalive_s: int = 30
+    reconnect_min_s: float = 0.5
+    reconnect_max_s: float = 30.0
+    shared_group: str = ""  # MQTT v5 shared subscription $share/<group>/... for scale-out
+    queue_size: int = 10_000  # bound of the inbound queue; overflow is logged and counted
+    max_event_bytes: int = 65_536  # larger payloads are dead-lettered (truncated raw kept)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    url: str = "sqlite:///citypack-gateway.db"
+    batch_max: int = 500  # commit after this many messages ...
+    batch_interval_s: float = 0.01  # ... or this long after the first uncommitted one
+    retention_days: float = 90.0  # uplink history, events and dead letters older than this go
+    synchronous: str = "normal"  # sqlite PRAGMA synchronous: normal | full
+
+
+@dataclass(frozen=True, slots=True)
+class ApiConfig:
+    enabled: bool = True
+    listen: str = "127.0.0.1:8080"
+    token_file: str = ""  # empty: every /api/v1 request gets 401
+
+
+@dataclass(frozen=True, slots=True)
+class PublishConfig:
+    base_topic: str = "citypack"
+    homeassistant: bool = False
+    discovery_prefix: str = "homeassistant"
+
+
+@dataclass(frozen=True, slots=True)
+class BinsConfig:
+    full_threshold_percent: float = 80.0  # default; a bin's own bin_config overrides it
+    fire_threshold_c: float = 70.0
+    tilt_threshold_deg: float = 45.0
+    pickup_drop_percent: float = 30.0
+    forecast_samples: int = 12
+    collection_horizon_h: float = 24.0
+
+
+@dataclass(frozen=True, slots=True)
+class LampsConfig:
+    presence_dim_level: int = 100
+    presence_duration_s: int = 60
+    presence_fade_s: int = 2
+    min_power_w: float = 3.0  # lit (dim_level > 0) but drawing less than this: lamp failure
+    day_start_hour_utc: int = 10  # a lamp drawing power between these hours burns by day
+    day_end_hour_utc: int = 14
+    profiles: dict[str, Any] = field(default_factory=dict)  # group name (or "default") -> profile
+
+
+@dataclass(frozen=True, slots=True)
+class AvailabilityConfig:
+    factor: float = 2.5
+    check_interval_s: float = 30.0
+    bin_interval_s: float = 3600.0
+    lamp_interval_s: float = 900.0
+    default_interval_s: float = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class CommandsConfig:
+    timeout_s: float = 86_400.0  # class A waits for the next uplink: allow a day
+    confirmed: bool = True
+    region: str = "EU868"  # for the payload size limit per data rate
+    check_interval_s: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    mqtt: MqttConfig
+    store: StoreConfig = field(default_factory=StoreConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
+    publish: PublishConfig = field(default_factory=PublishConfig)
+    bins: BinsConfig = field(default_factory=BinsConfig)
+    lamps: LampsConfig = field(default_factory=LampsConfig)
+    availability: AvailabilityConfig = field(default_factory=AvailabilityConfig)
+    commands: CommandsConfig = field(default_factory=CommandsConfig)
+
+    def replace(self, section: str, **values: Any) -> Config:
+        """A copy with some keys of one section changed (tests and the demo use it)."""
+        current = getattr(self, section)
+        return dataclasses.replace(self, **{section: dataclasses.replace(current, **values)})
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    f.name: typing.get_type_hints(Config)[f.name] for f in dataclasses.fields(Config)
+}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(where: str, tp: Any, value: Any, *, from_env: bool) -> Any:
+    origin = typing.get_origin(tp)
+    if from_env and isinstance(value, str):
+        if tp is bool:
+            low = value.strip().lower()
+            if low in _TRUE:
+                return True
+            if low in _FALSE:
+                return False
+            raise ConfigError(f"{where}: expected a boolean, got {value!r}", key=where)
+        if tp is int:
+            try:
+                return int(value)
+            except ValueError:
+                raise ConfigError(
+                    f"{where}: expected an integer, got {value!r}", key=where
+                ) from None
+        if tp is float:
+            try:
+                return float(value)
+            except ValueError:
+                raise ConfigError(f"{where}: expected a number, got {value!r}", key=where) from None
+        if origin is dict:
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise ConfigError(f"{where}: expected a JSON object", key=where) from None
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif origin is dict:
+        if isinstance(value, dict):
+            return value
+        tp = dict
+    elif isinstance(tp, types.UnionType):  # pragma: no cover - no optional keys today
+        return value
+    raise ConfigError(
+        f"{where}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}", key=where
+    )
+
+
+def _check(cfg: Config) -> None:
+    m = cfg.mqtt
+    if m.url == _REQUIRED or not m.url:
+        raise ConfigError(
+            "mqtt.url: required (mqtt://host:1883 or mqtts://host:8883)", key="mqtt.url"
+        )
+    parts = urlsplit(m.url)
+    if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl") or not parts.hostname:
+        raise ConfigError(
+            f"mqtt.url: expected mqtt://host[:port] or mqtts://host[:port], got {m.url!r}",
+            key="mqtt.url",
+        )
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ConfigError(f"mqtt.url: bad port in {m.url!r}", key="mqtt.url") from None
+    if m.marshaler not in ("json", "protobuf"):
+        raise ConfigError(
+            f"mqtt.marshaler: expected 'json' or 'protobuf', got {m.marshaler!r}",
+            key="mqtt.marshaler",
+        )
+    if m.qos not in (0, 1, 2):
+        raise ConfigError(f"mqtt.qos: expected 0, 1 or 2, got {m.qos}", key="mqtt.qos")
+    if not m.client_id:
+        raise ConfigError("mqtt.client_id: must not be empty (the session is kept under it)")
+    if "/" in m.application_id or "+" in m.application_id or "#" in m.application_id:
+        raise ConfigError("mqtt.application_id: a UUID, without / + #", key="mqtt.application_id")
+    if not 0 < m.reconnect_min_s <= m.reconnect_max_s:
+        raise ConfigError("mqtt.reconnect_min_s: must be > 0 and <= mqtt.reconnect_max_s")
+    for key in ("queue_size", "max_event_bytes", "keepalive_s"):
+        if getattr(m, key) <= 0:
+            raise ConfigError(f"mqtt.{key}: must be positive", key=f"mqtt.{key}")
+    s = cfg.store
+    if not (s.url.startswith("sqlite:///") or s.url.startswith("postgresql://")):
+        raise ConfigError(
+            f"store.url: expected sqlite:///path or postgresql://..., got {s.url!r}",
+            key="store.url",
+        )
+    if s.synchronous not in ("normal", "full"):
+        raise ConfigError("store.synchronous: expected 'normal' or 'full'", key="store.synchronous")
+    if s.batch_max <= 0 or s.batch_interval_s <= 0 or s.retention_days <= 0:
+        raise ConfigError("store.batch_max, batch_interval_s and retention_days must be positive")
+    host, _, port = cfg.api.listen.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(
+            f"api.listen: expected host:port, got {cfg.api.listen!r}", key="api.listen"
+        )
+    base = cfg.publish.base_topic
+    if not base or any(c in base for c in "+#") or base.startswith("/") or base.endswith("/"):
+        raise ConfigError(f"publish.base_topic: not a topic prefix: {base!r}")
+    b = cfg.bins
+    if not 0 < b.full_threshold_percent <= 100:
+        raise ConfigError("bins.full_threshold_percent: expected 0 < value <= 100")
+    if b.forecast_samples < 2:
+        raise ConfigError("bins.forecast_samples: at least 2")
+    lamps = cfg.lamps
+    if not 0 <= lamps.presence_dim_level <= 100:
+        raise ConfigError("lamps.presence_dim_level: expected 0..100")
+    if not (0 <= lamps.day_start_hour_utc <= 23 and 0 <= lamps.day_end_hour_utc <= 24):
+        raise ConfigError("lamps.day_start_hour_utc/day_end_hour_utc: hours 0..24")
+    for name, profile in lamps.profiles.items():
+        if not isinstance(profile, dict):
+            raise ConfigError(f"lamps.profiles.{name}: expected a table", key="lamps.profiles")
+    a = cfg.availability
+    if a.factor < 1:
+        raise ConfigError("availability.factor: must be >= 1", key="availability.factor")
+    for key in ("check_interval_s", "bin_interval_s", "lamp_interval_s", "default_interval_s"):
+        if getattr(a, key) <= 0:
+            raise ConfigError(f"availability.{key}: must be positive")
+    c = cfg.commands
+    if c.timeout_s <= 0 or c.check_interval_s <= 0:
+        raise ConfigError("commands.timeout_s and check_interval_s must be positive")
+    if c.region.upper() not in ("EU868", "US915"):
+        raise ConfigError(f"commands.region: EU868 or US915, got {c.region!r}")
+
+
+def parse_config(
+    document: Mapping[str, Any], *, environ: Mapping[str, str] | None = None
+) -> Config:
+    """A :class:`Config` from a parsed TOML document plus ``CITYPACK_<SECTION>_<KEY>`` overrides."""
+    environ = os.environ if environ is None else environ
+    for section_name, section_value in document.items():
+        if section_name not in _SECTIONS:
+            raise ConfigError(
+                f"{section_name}: unknown section (known: {', '.join(_SECTIONS)})",
+                key=section_name,
+            )
+        if not isinstance(section_value, dict):
+            raise ConfigError(f"{section_name}: expected a [section] table", key=section_name)
+    sections: dict[str, Any] = {}
+    for section_name, section_type in _SECTIONS.items():
+        hints = typing.get_type_hints(section_type)
+        given = dict(document.get(section_name, {}))
+        values: dict[str, Any] = {}
+        for key, value in given.items():
+            if key not in hints:
+                raise ConfigError(
+                    f"{section_name}.{key}: unknown key (known: {', '.join(hints)})",
+                    key=f"{section_name}.{key}",
+                )
+            values[key] = _coerce(f"{section_name}.{key}", hints[key], value, from_env=False)
+        for key, tp in hints.items():
+            env_name = f"CITYPACK_{section_name.upper()}_{key.upper()}"
+            if env_name in environ:
+                values[key] = _coerce(f"{section_name}.{key}", tp, environ[env_name], from_env=True)
+        sections[section_name] = section_type(**values)
+    cfg = Config(**sections)
+    _check(cfg)
+    return cfg
+
+
+def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a TOML config file; every problem is one :class:`ConfigError` line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text") from exc
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    return parse_config(document, environ=environ)
+
+
+def read_secret(path: str) -> str:
+    """The first line of a secret file (token, password), stripped; never logged."""
+    try:
+        return Path(path).read_text(encoding="utf-8").strip().splitlines()[0].strip()
+    except (OSError, UnicodeDecodeError, IndexError) as exc:
+        raise ConfigError(f"cannot read secret file {path}") from exc
