@@ -65,6 +65,14 @@ class Street:
         return self.points[-1]
 
 
+def slug(text: str) -> str:
+    """An ASCII name part for a street: ``"Nørre Allé"`` → ``"norre-alle"``."""
+    table = str.maketrans({"æ": "ae", "ø": "o", "å": "aa", "é": "e", " ": "-"})
+    return "".join(
+        c for c in text.lower().translate(table) if c.isascii() and (c.isalnum() or c == "-")
+    )
+
+
 def distance_m(a: tuple[float, float], b: tuple[float, float]) -> float:
     """Equirectangular distance in metres; within a city the error is far below a metre."""
     mean_lat = math.radians((a[0] + b[0]) / 2)
@@ -324,7 +332,7 @@ class World:
                 eui,
                 street.name,
                 along,
-                name=f"bin-{street.name.split()[0].lower()}-{slot + 1:02d}",
+                name=f"bin-{slug(street.name)}-{slot + 1:02d}",
                 fill_rate_percent_per_h=world.rng.uniform(0.6, 4.0),
                 fill_percent=world.rng.uniform(0.0, 60.0),
             )
@@ -338,7 +346,7 @@ class World:
                 eui,
                 street.name,
                 along,
-                name=f"lamp-{street.name.split()[0].lower()}-{slot + 1:02d}",
+                name=f"lamp-{slug(street.name)}-{slot + 1:02d}",
             )
         return world
 
