@@ -315,7 +315,8 @@ class World:
         """A city of ``bins`` bins and ``lamps`` lamps spread along :data:`AARHUS_STREETS`.
 
         ``dev_euis`` gives the EUIs in order (bins first, then lamps); otherwise EUIs are made
-        from a fixed prefix and the index, so the same arguments always give the same city.
+        from a locally administered prefix (02c17a0b bins, 02c17a0c lamps) and the index, so
+        the same arguments always give the same city.
         """
         world = cls(seed=seed, start_time=start_time, traffic_scale=traffic_scale)
         euis = list(dev_euis) if dev_euis is not None else []
@@ -327,7 +328,7 @@ class World:
             slot = index // len(streets)
             per_street = math.ceil(bins / len(streets))
             along = street.length_m * (slot + 0.5) / per_street
-            eui = euis[index] if euis else f"70b3d5e75e0{index:05x}"
+            eui = euis[index] if euis else f"02c17a0b{index:08x}"
             world.add_bin(
                 eui,
                 street.name,
@@ -341,7 +342,7 @@ class World:
             slot = index // len(streets)
             per_street = math.ceil(lamps / len(streets))
             along = street.length_m * (slot + 0.5) / per_street
-            eui = euis[bins + index] if euis else f"70b3d5e75e1{index:05x}"
+            eui = euis[bins + index] if euis else f"02c17a0c{index:08x}"
             world.add_lamp(
                 eui,
                 street.name,
