@@ -1,0 +1,107 @@
+"""Simulated time for the fleet: the HAL clock interface at a fixed speed over real time.
+
+``firmware/lib/hal/clock.py`` defines the clock every wait of the MAC and the apps goes through
+(``ticks_ms``, ``ticks_add``, ``ticks_diff``, ``sleep_ms``, ``sleep_until``, ``alarm()``) and
+offers two: ``RealClock`` (the board) and ``VirtualClock`` (jumps to the next sleeper as soon as
+every task is blocked on it). The virtual clock is right for a fleet that talks only to the
+in-process emulator (the benchmark), but the demo and the end-to-end tests also run the real
+gateway, whose answers travel over MQTT: under ``VirtualClock`` simulated hours would pass while
+one MQTT message is in flight. :class:`ScaledClock` is the thin adapter for that case: simulated
+time is real time multiplied by ``speed``, so the gateway's answer arrives ``1/speed`` as late in
+simulated time as it does in real time, and a 15-minute report interval at ``speed=60`` takes
+15 s of wall time.
+
+Both clocks count milliseconds from 0 at start; :class:`SimTime` maps those ticks to a simulated
+Unix time for the world (sun, traffic, timestamps).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Protocol
+
+
+class HalClock(Protocol):
+    """The subset of the HAL clock interface the simulator itself uses."""
+
+    def ticks_ms(self) -> int: ...
+
+
+class _ScaledAlarm:
+    def __init__(self, clock: ScaledClock) -> None:
+        self._clock = clock
+        self._event = asyncio.Event()
+
+    def fire(self) -> None:
+        self._event.set()
+
+    async def wait(self, timeout_ms: int | None = None) -> bool:
+        try:
+            if timeout_ms is None:
+                await self._event.wait()
+            else:
+                await asyncio.wait_for(self._event.wait(), self._clock.real_s(timeout_ms))
+            fired = True
+        except TimeoutError:
+            fired = False
+        self._event.clear()
+        return fired
+
+
+class ScaledClock:
+    """Simulated milliseconds = real milliseconds × ``speed`` since the clock was made."""
+
+    def __init__(self, speed: float = 1.0, start_ms: int = 0) -> None:
+        if speed <= 0:
+            raise ValueError("speed must be positive")
+        self.speed = speed
+        self._start_ms = start_ms
+        self._t0 = time.monotonic()
+
+    def real_s(self, sim_ms: float) -> float:
+        """How long ``sim_ms`` simulated milliseconds take in real seconds."""
+        return max(0.0, sim_ms) / 1000.0 / self.speed
+
+    def ticks_ms(self) -> int:
+        return self._start_ms + int((time.monotonic() - self._t0) * 1000.0 * self.speed)
+
+    def ticks_add(self, t: int, delta: int) -> int:
+        return t + delta
+
+    def ticks_diff(self, a: int, b: int) -> int:
+        return a - b
+
+    async def sleep_ms(self, ms: float) -> None:
+        await asyncio.sleep(self.real_s(ms))
+
+    async def sleep_until(self, t: int) -> None:
+        await self.sleep_ms(t - self.ticks_ms())
+
+    def alarm(self) -> _ScaledAlarm:
+        return _ScaledAlarm(self)
+
+
+class SimTime:
+    """Simulated Unix time: ``epoch`` when the clock read 0, plus the clock's ticks."""
+
+    def __init__(self, clock: HalClock, epoch: float) -> None:
+        self.clock = clock
+        self.epoch = epoch
+
+    def now(self) -> float:
+        return self.epoch + self.clock.ticks_ms() / 1000.0
+
+
+def evening_start(now: float, *, after_sunset_s: float = 20 * 60) -> float:
+    """The simulated start time: shortly after the most recent Aarhus sunset before ``now``.
+
+    Lamps are lit and the evening traffic is out, so a new user sees lamps follow road users
+    within seconds whatever the hour they start the demo.
+    """
+    from tools.sim.world import AARHUS_LATITUDE, AARHUS_LONGITUDE, sun_times
+
+    _, sunset = sun_times(now, AARHUS_LATITUDE, AARHUS_LONGITUDE)
+    if sunset > now:
+        _, sunset = sun_times(now - 86400.0, AARHUS_LATITUDE, AARHUS_LONGITUDE)
+    return float(int(sunset + after_sunset_s))

@@ -1,0 +1,167 @@
+"""Feed the demo's :class:`~tools.sim.view.CityState` from MQTT, as an outside observer would.
+
+It subscribes to the ChirpStack v4 topics (``application/+/device/+/event/+`` and
+``.../command/down``, reference/chirpstack.md §1, §3) and to the gateway's normalised topics
+(``citypack/devices/+/state``, ``citypack/events/+``; ARCHITECTURE.md "Normalised MQTT"). It
+decodes application payloads with ``protocol.codec`` when that is installed, so the view shows
+what actually went over the air and what the gateway made of it, nothing it guessed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import importlib
+import json
+from typing import Any
+
+import aiomqtt
+
+from tools.sim.view import CityState
+
+_REPORTED_KEYS = {"bin": "fill_percent", "lamp": "dim_level"}
+
+
+def _codec() -> Any | None:
+    try:
+        return importlib.import_module("protocol.codec")
+    except ImportError:
+        return None
+
+
+def _decode(fport: int, data: bytes, direction: str) -> tuple[str, dict[str, Any]] | None:
+    codec = _codec()
+    if codec is None:
+        return None
+    try:
+        decoded = codec.decode(fport, data, direction)
+    except Exception:  # ProtocolError subclasses; the view must not stop on a bad frame
+        return None
+    return str(decoded.message), dict(decoded.fields)
+
+
+def _reported(twin: dict[str, Any]) -> dict[str, Any]:
+    for key in ("reported", "state"):
+        inner = twin.get(key)
+        if isinstance(inner, dict):
+            return inner
+    return twin
+
+
+class MqttWatcher:
+    """Subscribes and updates ``state`` until cancelled."""
+
+    def __init__(self, state: CityState, *, host: str, port: int, base_topic: str = "citypack"):
+        self.state = state
+        self.host = host
+        self.port = port
+        self.base_topic = base_topic
+
+    async def run(self) -> None:
+        async with aiomqtt.Client(self.host, self.port, identifier="citypack-demo-view") as client:
+            await client.subscribe("application/+/device/+/event/+")
+            await client.subscribe("application/+/device/+/command/down")
+            await client.subscribe(f"{self.base_topic}/devices/+/state")
+            await client.subscribe(f"{self.base_topic}/events/+")
+            async for message in client.messages:
+                payload = message.payload
+                if not isinstance(payload, bytes | bytearray):
+                    continue
+                with contextlib.suppress(ValueError, TypeError, KeyError, AttributeError):
+                    self.handle(str(message.topic), json.loads(payload))
+
+    def handle(self, topic: str, body: Any) -> None:
+        """One MQTT message (already JSON-decoded); ignores what it does not understand."""
+        parts = topic.split("/")
+        state = self.state
+        if parts[0] == "application" and len(parts) >= 6 and isinstance(body, dict):
+            dev_eui = parts[3]
+            if parts[4] == "event":
+                self._event(parts[5], dev_eui, body)
+            elif parts[4] == "command" and parts[5] == "down":
+                self._command_down(dev_eui, body)
+            return
+        if parts[0] != self.base_topic:
+            return
+        if parts[1] == "devices" and len(parts) == 4 and parts[3] == "state":
+            row = state.nodes.get(parts[2])
+            if row is not None and isinstance(body, dict):
+                reported = _reported(body)
+                value = reported.get(_REPORTED_KEYS[row.kind])
+                if isinstance(value, int | float):
+                    row.reported_value = float(value)
+                mode = reported.get("mode")
+                if isinstance(mode, str):
+                    row.mode = mode
+        elif parts[1] == "events" and len(parts) == 3:
+            eui = body.get("dev_eui") or body.get("devEui") if isinstance(body, dict) else None
+            who = state.name_of(str(eui)) if eui else ""
+            state.count(f"gateway_event_{parts[2]}")
+            state.event(f"gateway event {parts[2]} {who}".rstrip())
+
+    def _event(self, kind: str, dev_eui: str, body: dict[str, Any]) -> None:
+        state = self.state
+        row = state.nodes.get(dev_eui)
+        if kind == "join":
+            state.count("joins")
+            if row is not None:
+                row.joined = True
+            state.event(f"join {state.name_of(dev_eui)}")
+        elif kind == "up":
+            state.count("uplinks_published")
+            if row is None:
+                return
+            row.joined = True
+            row.uplinks += 1
+            row.last_uplink = state.sim_time
+            fport = int(body.get("fPort", 0))
+            data = base64.b64decode(str(body.get("data", "")), validate=True) if fport else b""
+            decoded = _decode(fport, data, "up") if fport else None
+            if decoded is None:
+                return
+            message, fields = decoded
+            key = _REPORTED_KEYS[row.kind]
+            if isinstance(fields.get(key), int | float):
+                row.reported_value = float(fields[key])
+            if isinstance(fields.get("mode"), str):
+                row.mode = fields["mode"]
+            if message == "bin_alarm":
+                row.alarm = str(fields.get("alarm", ""))
+                state.event(f"alarm {row.alarm} from {row.name} ({fields.get('value')})")
+            elif message == "bin_status" and not fields.get("fire") and row.alarm == "fire":
+                row.alarm = ""
+            elif message == "command_result":
+                key_id = f"{dev_eui}/{fields.get('command_id')}"
+                old = state.commands.get(key_id)
+                state.command(key_id, dev_eui, old.message if old else "", str(fields["outcome"]))
+        elif kind == "txack":
+            self._command_state(dev_eui, "sent")
+        elif kind == "ack":
+            self._command_state(dev_eui, "acknowledged" if body.get("acknowledged") else "nacked")
+        elif kind == "log":
+            state.count("network_logs")
+            state.event(f"network log {body.get('code')} {state.name_of(dev_eui)}")
+
+    def _command_down(self, dev_eui: str, body: dict[str, Any]) -> None:
+        try:
+            data = base64.b64decode(str(body.get("data", "")), validate=True)
+        except binascii.Error:
+            return
+        decoded = _decode(int(body.get("fPort", 0)), data, "down")
+        if decoded is None:
+            self.state.command(f"{dev_eui}/?{body.get('fPort')}", dev_eui, "?", "queued")
+            return
+        message, fields = decoded
+        self.state.count("commands_sent")
+        self.state.command(f"{dev_eui}/{fields.get('command_id')}", dev_eui, message, "queued")
+
+    def _command_state(self, dev_eui: str, new_state: str) -> None:
+        pending = [
+            c
+            for c in self.state.commands.values()
+            if c.dev_eui == dev_eui and c.state in ("queued", "sent")
+        ]
+        if pending:
+            latest = max(pending, key=lambda c: c.updated)
+            self.state.command(latest.key, dev_eui, latest.message, new_state)
