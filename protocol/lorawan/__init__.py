@@ -41,6 +41,7 @@ built). Golden vectors: ``protocol/vectors/lorawan.json``.
 
 from __future__ import annotations
 
+from protocol.lorawan.airtime import lora_time_on_air_s, time_on_air_s
 from protocol.lorawan.crypto import aes_cmac
 from protocol.lorawan.data import DataFrame
 from protocol.lorawan.fcnt import MAX_FCNT_GAP, reconstruct_fcnt
@@ -55,14 +56,26 @@ from protocol.lorawan.join import (
     JoinRequest,
 )
 from protocol.lorawan.keys import EUI64, AESKey, DevAddr, NetID, SessionKeys, derive_session_keys
+from protocol.lorawan.maccommands import (
+    MACCommand,
+    MACCommandError,
+    UnknownMACCommand,
+    UnknownMACCommandError,
+    encode_mac_commands,
+    parse_mac_commands,
+)
 from protocol.lorawan.mhdr import MHDR, MType
 from protocol.lorawan.phy import Frame, PHYPayload
+from protocol.lorawan.region import EU868, REGIONS, US915, Region
 
 __all__ = [
+    "EU868",
     "EUI64",
     "FHDR",
     "MAX_FCNT_GAP",
     "MHDR",
+    "REGIONS",
+    "US915",
     "AESKey",
     "CFList",
     "CFListChannelMask",
@@ -75,11 +88,20 @@ __all__ = [
     "Frame",
     "JoinAccept",
     "JoinRequest",
+    "MACCommand",
+    "MACCommandError",
     "MType",
     "NetID",
     "PHYPayload",
+    "Region",
     "SessionKeys",
+    "UnknownMACCommand",
+    "UnknownMACCommandError",
     "aes_cmac",
     "derive_session_keys",
+    "encode_mac_commands",
+    "lora_time_on_air_s",
+    "parse_mac_commands",
     "reconstruct_fcnt",
+    "time_on_air_s",
 ]

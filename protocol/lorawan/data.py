@@ -23,6 +23,7 @@ from protocol.errors import EncodeError, FrameError, MICError
 from protocol.lorawan import crypto
 from protocol.lorawan.fhdr import FHDR, FCtrl
 from protocol.lorawan.keys import AESKey, DevAddr
+from protocol.lorawan.maccommands import MACCommand, UnknownMACCommand, parse_mac_commands
 from protocol.lorawan.mhdr import MHDR, MType
 
 __all__ = ["MIN_DATA_FRAME", "DataFrame", "KeyLike"]
@@ -195,6 +196,20 @@ class DataFrame:
             self.frm_payload,
         )
 
+    def mac_commands(
+        self,
+        *,
+        nwk_s_key: KeyLike | None = None,
+        fcnt: int | None = None,
+        strict: bool = True,
+    ) -> list[MACCommand | UnknownMACCommand]:
+        """The MAC commands this frame carries, from FOpts or (FPort 0) the decrypted payload.
+
+        An FPort 0 payload needs ``nwk_s_key``. See :func:`parse_mac_commands` for ``strict``.
+        """
+        raw = self.decrypt(nwk_s_key=nwk_s_key, fcnt=fcnt) if self.fport == 0 else self.fhdr.fopts
+        return parse_mac_commands(raw, uplink=self.uplink, strict=strict)
+
     @classmethod
     def build(
         cls,
@@ -225,6 +240,8 @@ class DataFrame:
         _check_fport(fport, EncodeError)
         if fport is None and payload:
             raise EncodeError("an FRMPayload needs an FPort (L2 §4.3.2)")
+        if len(fopts) > 15:
+            raise EncodeError(f"FOpts is at most 15 bytes (L2 §4.3.1.6), got {len(fopts)}")
         uplink = mtype.is_uplink
         fctrl = FCtrl(
             uplink=uplink,

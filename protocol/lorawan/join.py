@@ -68,6 +68,10 @@ _CFLIST_MASK = cs.Struct(
 )
 
 
+_JOIN_REQUEST_MHDR = MHDR(MType.JOIN_REQUEST)
+_JOIN_ACCEPT_MHDR = MHDR(MType.JOIN_ACCEPT)
+
+
 def _app_key(key: KeyLike) -> bytes:
     return _key(key, "AppKey")
 
@@ -81,8 +85,11 @@ class JoinRequest:
     dev_eui: EUI64
     dev_nonce: int
     mic: bytes
+    mhdr: MHDR = _JOIN_REQUEST_MHDR  # kept so that RFU bits re-encode as received
 
     def __post_init__(self) -> None:
+        if self.mhdr.mtype != MType.JOIN_REQUEST:
+            raise EncodeError("a Join-Request's MHDR must say Join-Request")
         if not 0 <= self.dev_nonce <= 0xFFFF:
             raise EncodeError(f"DevNonce is 16 bits, got {self.dev_nonce}")
         if len(self.mic) != 4:
@@ -101,17 +108,17 @@ class JoinRequest:
     def from_bytes(cls, data: bytes) -> JoinRequest:
         if len(data) != JOIN_REQUEST_SIZE:
             raise FrameError(f"a Join-Request is {JOIN_REQUEST_SIZE} bytes, got {len(data)}")
-        MHDR.from_bytes(bytes(data[:1]))  # refuses Major != 0
-        if data[0] >> 5 != MType.JOIN_REQUEST:
+        mhdr = MHDR.from_bytes(bytes(data[:1]))  # refuses Major != 0
+        if mhdr.mtype != MType.JOIN_REQUEST:
             raise FrameError("MType is not Join-Request")
         p = _JOIN_REQUEST.parse(bytes(data))
-        return cls(EUI64(p.join_eui), EUI64(p.dev_eui), p.dev_nonce, bytes(p.mic))
+        return cls(EUI64(p.join_eui), EUI64(p.dev_eui), p.dev_nonce, bytes(p.mic), mhdr)
 
     def _signed_part(self) -> bytes:
         return bytes(
             _JOIN_REQUEST.build(
                 {
-                    "mhdr": MHDR(MType.JOIN_REQUEST).to_bytes()[0],
+                    "mhdr": self.mhdr.to_bytes()[0],
                     "join_eui": self.join_eui.value,
                     "dev_eui": self.dev_eui.value,
                     "dev_nonce": self.dev_nonce,
@@ -245,10 +252,13 @@ class JoinAccept:
     rx_delay: int
     cflist: CFList | None
     mic: bytes
+    mhdr: MHDR = _JOIN_ACCEPT_MHDR  # kept so that RFU bits re-encode as received
 
     mtype = MType.JOIN_ACCEPT
 
     def __post_init__(self) -> None:
+        if self.mhdr.mtype != MType.JOIN_ACCEPT:
+            raise EncodeError("a Join-Accept's MHDR must say Join-Accept")
         if not 0 <= self.join_nonce < (1 << 24):
             raise EncodeError(f"JoinNonce is 24 bits, got {self.join_nonce}")
         if not 0 <= self.rx_delay <= 15:
@@ -285,8 +295,8 @@ class JoinAccept:
         plain = bytes(plain)
         if len(plain) not in JOIN_ACCEPT_SIZES:
             raise FrameError(f"a Join-Accept is 17 or 33 bytes, got {len(plain)}")
-        MHDR.from_bytes(plain[:1])
-        if plain[0] >> 5 != MType.JOIN_ACCEPT:
+        mhdr = MHDR.from_bytes(plain[:1])
+        if mhdr.mtype != MType.JOIN_ACCEPT:
             raise FrameError("MType is not Join-Accept")
         p = _JOIN_ACCEPT.parse(plain, cflist_len=len(plain) - 17)
         if p.rx_delay & 0xF0:
@@ -300,13 +310,14 @@ class JoinAccept:
             p.rx_delay,
             cflist,
             bytes(p.mic),
+            mhdr,
         )
 
     def _signed_part(self) -> bytes:
         cflist = b"" if self.cflist is None else self.cflist.to_bytes()
         built = _JOIN_ACCEPT.build(
             {
-                "mhdr": MHDR(MType.JOIN_ACCEPT).to_bytes()[0],
+                "mhdr": self.mhdr.to_bytes()[0],
                 "join_nonce": self.join_nonce,
                 "net_id": self.net_id.value,
                 "dev_addr": self.dev_addr.value,
