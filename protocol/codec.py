@@ -335,19 +335,21 @@ class _Reader:
         self.data = data
         self.pos = 0
 
-    def fail(self, text: str) -> DecodeError:
-        return DecodeError(f"bad CBOR at byte {self.pos}: {text}", offset=self.pos)
+    def fail(self, text: str, at: int | None = None) -> DecodeError:
+        offset = self.pos if at is None else at
+        return DecodeError(f"bad CBOR at byte {offset}: {text}", offset=offset)
 
     def item(self, depth: int) -> Any:
         data = self.data
         if self.pos >= len(data):
             raise self.fail("payload ends inside an item")
-        initial = data[self.pos]
+        start = self.pos
+        initial = data[start]
         self.pos += 1
         major = initial >> 5
         info = initial & 0x1F
         if major >= 6:
-            raise self.fail("tags, floats and simple values are not used")
+            raise self.fail("tags, floats and simple values are not used", start)
         if info < 24:
             argument = info
         elif info <= 26:
@@ -357,11 +359,11 @@ class _Reader:
             argument = int.from_bytes(data[self.pos : self.pos + width], "big")
             self.pos += width
         elif info == 27:
-            raise self.fail("8-byte integers and lengths are too large")
+            raise self.fail("8-byte integers and lengths are too large", start)
         elif info == 31:
-            raise self.fail("indefinite-length items are not accepted")
+            raise self.fail("indefinite-length items are not accepted", start)
         else:
-            raise self.fail(f"reserved additional information {info}")
+            raise self.fail(f"reserved additional information {info}", start)
         if major == 0:
             return argument
         if major == 1:
@@ -491,7 +493,8 @@ def _lookup(fport: int, data: Any, direction: str | None) -> tuple[Message, tupl
         if direction not in ("up", "down"):
             raise DecodeError(f"direction must be 'up' or 'down', got {direction!r}")
         raise DecodeError(
-            f"fPort {fport} carries the {msg.direction}link {msg.name}, not a {direction}link",
+            f"fPort {fport} carries the {msg.direction}link {msg.name}, "
+            f"not {'an uplink' if direction == 'up' else 'a downlink'}",
             fport=fport,
             message_name=msg.name,
         )
