@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "codec",
     "frame",
     "codegen",
+    "provision",
     "bench",
 )
 
