@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "frame",
     "codegen",
     "provision",
+    "netsim",
     "bench",
 )
 
