@@ -24,6 +24,41 @@ except ImportError:  # pragma: no cover - very old ports
 import time
 
 
+class Reboot(Exception):
+    """Raised by a host ``power.reset()``: the app restarts from its stored state."""
+
+
+_RESET_CAUSES = (
+    ("PWRON_RESET", "power_on"),
+    ("HARD_RESET", "power_on"),
+    ("DEEPSLEEP_RESET", "deep_sleep"),
+    ("WDT_RESET", "watchdog"),
+    ("SOFT_RESET", "software"),
+)
+
+
+class Power:
+    """Reset cause, deep sleep and reset on the ESP32 (machine.reset_cause/deepsleep/reset)."""
+
+    def __init__(self):
+        import machine  # type: ignore
+
+        self._m = machine
+
+    def reset_reason(self):
+        cause = self._m.reset_cause()
+        for name, reason in _RESET_CAUSES:
+            if getattr(self._m, name, None) == cause:
+                return reason
+        return "other"
+
+    async def deep_sleep(self, ms):
+        self._m.deepsleep(ms)  # does not return: the board boots into main.py again
+
+    def reset(self):
+        self._m.reset()
+
+
 def make_flag():
     """A flag an ISR may set and a task may await: ThreadSafeFlag where it exists."""
     tsf = getattr(asyncio, "ThreadSafeFlag", None)

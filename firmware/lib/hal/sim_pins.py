@@ -8,7 +8,7 @@ toggles input pins; the drivers cannot tell the difference from ``hal.pins.Pins`
 Runs unmodified under MicroPython (unix port) and CPython.
 """
 
-from hal.pins import EventFlag
+from hal.pins import EventFlag, Reboot
 
 IRQ_RISING = 1
 IRQ_FALLING = 2
@@ -284,3 +284,29 @@ class SimPins:
         if width is None or width > timeout_us:
             return -1  # machine.time_pulse_us: -1 when the pulse did not come in time
         return int(width)
+
+
+class SimPower:
+    """Deep sleep and reset on the host: sleeping waits on the HAL clock; ``reset`` raises
+    ``Reboot`` for the app to restart from its stores. Records what happened for the bench."""
+
+    def __init__(self, clock, reason="power_on"):
+        self._clock = clock
+        self.reason = reason
+        self.sleeps = 0
+        self.slept_ms = 0
+        self.resets = 0
+
+    def reset_reason(self):
+        return self.reason
+
+    async def deep_sleep(self, ms):
+        self.sleeps += 1
+        self.slept_ms += ms
+        self.reason = "deep_sleep"
+        await self._clock.sleep_ms(ms)
+
+    def reset(self):
+        self.resets += 1
+        self.reason = "software"
+        raise Reboot()
