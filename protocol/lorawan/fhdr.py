@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import construct as cs
 
 from protocol.errors import EncodeError, FrameError
+from protocol.lorawan import _layout
 from protocol.lorawan.keys import DevAddr
 
 __all__ = ["FHDR", "FCtrl"]
@@ -61,7 +62,7 @@ class FCtrl:
     def from_bytes(cls, data: bytes, *, uplink: bool) -> FCtrl:
         if len(data) != 1:
             raise FrameError(f"FCtrl is 1 byte, got {len(data)}")
-        p = _FCTRL.parse(bytes(data))
+        p = _layout.parse(_FCTRL, bytes(data))
         if uplink:
             return cls(True, p.adr, p.bit6, p.ack, p.bit4, False, False, p.fopts_len)
         return cls(False, p.adr, False, p.ack, False, p.bit4, p.bit6, p.fopts_len)
@@ -70,14 +71,15 @@ class FCtrl:
         bit6 = self.adr_ack_req if self.uplink else self.rfu
         bit4 = self.class_b if self.uplink else self.f_pending
         return bytes(
-            _FCTRL.build(
+            _layout.build(
+                _FCTRL,
                 {
                     "adr": self.adr,
                     "bit6": bit6,
                     "ack": self.ack,
                     "bit4": bit4,
                     "fopts_len": self.fopts_len,
-                }
+                },
             )
         )
 
@@ -111,10 +113,7 @@ class FHDR:
         """Parse the FHDR at the start of ``data``; returns it and the bytes it used."""
         if len(data) < 7:
             raise FrameError(f"FHDR needs at least 7 bytes, got {len(data)}")
-        try:
-            fixed = _FHDR_FIXED.parse(bytes(data[:7]))
-        except cs.ConstructError as exc:  # pragma: no cover - lengths are checked above
-            raise FrameError(f"FHDR does not parse: {exc}") from exc
+        fixed = _layout.parse(_FHDR_FIXED, bytes(data[:7]), "FHDR")
         fctrl = FCtrl.from_bytes(bytes([fixed.fctrl]), uplink=uplink)
         end = 7 + fctrl.fopts_len
         if len(data) < end:
@@ -131,11 +130,12 @@ class FHDR:
         return fhdr
 
     def to_bytes(self) -> bytes:
-        fixed = _FHDR_FIXED.build(
+        fixed = _layout.build(
+            _FHDR_FIXED,
             {
                 "dev_addr": self.dev_addr.value,
                 "fctrl": self.fctrl.to_bytes()[0],
                 "fcnt": self.fcnt16,
-            }
+            },
         )
         return bytes(fixed) + self.fopts

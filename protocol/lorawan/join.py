@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import construct as cs
 
 from protocol.errors import EncodeError, FrameError, MICError
-from protocol.lorawan import crypto
+from protocol.lorawan import _layout, crypto
 from protocol.lorawan.data import KeyLike, _key
 from protocol.lorawan.keys import EUI64, DevAddr, NetID, SessionKeys, derive_session_keys
 from protocol.lorawan.keys import AESKey as _AESKey
@@ -111,19 +111,20 @@ class JoinRequest:
         mhdr = MHDR.from_bytes(bytes(data[:1]))  # refuses Major != 0
         if mhdr.mtype != MType.JOIN_REQUEST:
             raise FrameError("MType is not Join-Request")
-        p = _JOIN_REQUEST.parse(bytes(data))
+        p = _layout.parse(_JOIN_REQUEST, bytes(data))
         return cls(EUI64(p.join_eui), EUI64(p.dev_eui), p.dev_nonce, bytes(p.mic), mhdr)
 
     def _signed_part(self) -> bytes:
         return bytes(
-            _JOIN_REQUEST.build(
+            _layout.build(
+                _JOIN_REQUEST,
                 {
                     "mhdr": self.mhdr.to_bytes()[0],
                     "join_eui": self.join_eui.value,
                     "dev_eui": self.dev_eui.value,
                     "dev_nonce": self.dev_nonce,
                     "mic": bytes(4),
-                }
+                },
             )
         )[:-4]
 
@@ -163,17 +164,18 @@ class DLSettings:
     def from_bytes(cls, data: bytes) -> DLSettings:
         if len(data) != 1:
             raise FrameError(f"DLSettings is 1 byte, got {len(data)}")
-        p = _DL_SETTINGS.parse(bytes(data))
+        p = _layout.parse(_DL_SETTINGS, bytes(data))
         return cls(p.rx1_dr_offset, p.rx2_data_rate, p.opt_neg)
 
     def to_bytes(self) -> bytes:
         return bytes(
-            _DL_SETTINGS.build(
+            _layout.build(
+                _DL_SETTINGS,
                 {
                     "opt_neg": self.opt_neg,
                     "rx1_dr_offset": self.rx1_dr_offset,
                     "rx2_data_rate": self.rx2_data_rate,
-                }
+                },
             )
         )
 
@@ -197,7 +199,9 @@ class CFListFrequencies:
 
     def to_bytes(self) -> bytes:
         return bytes(
-            _CFLIST_FREQ.build({"freqs": [f // 100 for f in self.frequencies_hz], "cflist_type": 0})
+            _layout.build(
+                _CFLIST_FREQ, {"freqs": [f // 100 for f in self.frequencies_hz], "cflist_type": 0}
+            )
         )
 
 
@@ -220,7 +224,9 @@ class CFListChannelMask:
 
     def to_bytes(self) -> bytes:
         return bytes(
-            _CFLIST_MASK.build({"ch_masks": list(self.ch_masks), "rfu": bytes(5), "cflist_type": 1})
+            _layout.build(
+                _CFLIST_MASK, {"ch_masks": list(self.ch_masks), "rfu": bytes(5), "cflist_type": 1}
+            )
         )
 
 
@@ -230,11 +236,11 @@ CFList = CFListFrequencies | CFListChannelMask
 def _parse_cflist(raw: bytes) -> CFList:
     kind = raw[15]
     if kind == 0:
-        p = _CFLIST_FREQ.parse(raw)
+        p = _layout.parse(_CFLIST_FREQ, raw)
         f = [v * 100 for v in p.freqs]
         return CFListFrequencies((f[0], f[1], f[2], f[3], f[4]))
     if kind == 1:
-        p = _CFLIST_MASK.parse(raw)
+        p = _layout.parse(_CFLIST_MASK, raw)
         m = list(p.ch_masks)
         return CFListChannelMask((m[0], m[1], m[2], m[3], m[4]))
     raise FrameError(f"CFListType {kind} is RFU (0 = frequencies, 1 = channel mask)")
@@ -298,7 +304,7 @@ class JoinAccept:
         mhdr = MHDR.from_bytes(plain[:1])
         if mhdr.mtype != MType.JOIN_ACCEPT:
             raise FrameError("MType is not Join-Accept")
-        p = _JOIN_ACCEPT.parse(plain, cflist_len=len(plain) - 17)
+        p = _layout.parse(_JOIN_ACCEPT, plain, cflist_len=len(plain) - 17)
         if p.rx_delay & 0xF0:
             raise FrameError(f"RxDelay RFU bits 7..4 are set ({p.rx_delay:#04x})")
         cflist = _parse_cflist(bytes(p.cflist)) if p.cflist else None
@@ -315,7 +321,8 @@ class JoinAccept:
 
     def _signed_part(self) -> bytes:
         cflist = b"" if self.cflist is None else self.cflist.to_bytes()
-        built = _JOIN_ACCEPT.build(
+        built = _layout.build(
+            _JOIN_ACCEPT,
             {
                 "mhdr": self.mhdr.to_bytes()[0],
                 "join_nonce": self.join_nonce,

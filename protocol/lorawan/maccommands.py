@@ -34,6 +34,7 @@ from typing import Any, ClassVar, Self
 import construct as cs
 
 from protocol.errors import EncodeError, FrameError
+from protocol.lorawan import _layout
 
 __all__ = [
     "DevStatusAns",
@@ -116,7 +117,7 @@ class MACCommand:
         return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
 
     def payload(self) -> bytes:
-        return bytes(self._LAYOUT.build({**self._values(), "rfu": _RFU}))
+        return _layout.build(self._LAYOUT, {**self._values(), "rfu": _RFU}, self.NAME)
 
     def to_bytes(self) -> bytes:
         return bytes([self.CID]) + self.payload()
@@ -126,9 +127,9 @@ class MACCommand:
         if len(data) != cls.size():
             raise MACCommandError(f"{cls.NAME} has a {cls.size()}-byte payload, got {len(data)}")
         try:
-            parsed = cls._LAYOUT.parse(bytes(data))
-        except cs.ConstructError as exc:
-            raise MACCommandError(f"{cls.NAME} does not parse: {exc}") from exc
+            parsed = _layout.parse(cls._LAYOUT, data, cls.NAME)
+        except FrameError as exc:
+            raise MACCommandError(exc.message) from exc
         if parsed.get("rfu", 0):
             raise MACCommandError(f"{cls.NAME}: RFU bits are set")
         names = [f.name for f in fields(cls)]  # type: ignore[arg-type]

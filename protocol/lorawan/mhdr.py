@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import construct as cs
 
 from protocol.errors import EncodeError, FrameError
+from protocol.lorawan import _layout
 
 __all__ = ["MHDR", "MType"]
 
@@ -88,10 +89,12 @@ class MHDR:
     def from_bytes(cls, data: bytes) -> MHDR:
         if len(data) != 1:
             raise FrameError(f"MHDR is 1 byte, got {len(data)}")
-        parsed = _MHDR.parse(bytes(data))
+        parsed = _layout.parse(_MHDR, bytes(data))
         if parsed.major != 0:
             raise FrameError(f"Major version {parsed.major} is not LoRaWAN R1: dropped (L2 §4.2.2)")
         return cls(MType(parsed.mtype), 0, parsed.rfu)
 
     def to_bytes(self) -> bytes:
-        return bytes(_MHDR.build({"mtype": int(self.mtype), "rfu": self.rfu, "major": self.major}))
+        return bytes(
+            _layout.build(_MHDR, {"mtype": int(self.mtype), "rfu": self.rfu, "major": self.major})
+        )

@@ -254,3 +254,17 @@ def test_frames_with_valid_mhdr_raise_only_protocol_errors(mhdr: int, rest: byte
     except ProtocolError:
         return
     assert frame.to_bytes() == data
+
+
+def test_construct_errors_are_translated_at_the_boundary() -> None:
+    import construct
+
+    from protocol.lorawan import _layout
+    from protocol.lorawan.join import _JOIN_REQUEST
+
+    with pytest.raises(FrameError, match="Join-Request does not parse") as info:
+        _layout.parse(_JOIN_REQUEST, b"\x00\x01", "Join-Request")
+    assert isinstance(info.value.__cause__, construct.ConstructError)
+    with pytest.raises(EncodeError, match="cannot be encoded") as built:
+        _layout.build(_JOIN_REQUEST, {"mhdr": 0}, "Join-Request")
+    assert isinstance(built.value.__cause__, construct.ConstructError)
