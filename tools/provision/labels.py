@@ -90,16 +90,18 @@ class TR005:
         if len(text) > MAX_LENGTH:
             raise TR005Error(f"longer than {MAX_LENGTH} characters", field="string")
         parts = text.split(":")
-        names = ("schema id", "version", "JoinEUI", "DevEUI", "ProfileID")
-        if len(parts) < 5:
-            raise TR005Error("missing", field=names[len(parts)])
+        # check the fixed elements in order, so the first wrong one is the one reported
         if parts[0] != "LW":
             raise TR005Error(f"expected 'LW', got {parts[0][:8]!r}", field="schema id")
-        if parts[1] != "D0":
-            raise TR005Error(f"expected 'D0', got {parts[1][:8]!r}", field="version")
-        join_eui = _hex_field(parts[2], 16, "JoinEUI")
-        dev_eui = _hex_field(parts[3], 16, "DevEUI")
-        profile = _hex_field(parts[4], 8, "ProfileID")
+        if len(parts) < 2 or parts[1] != "D0":
+            got = repr(parts[1][:8]) if len(parts) > 1 else "nothing"
+            raise TR005Error(f"expected 'D0', got {got}", field="version")
+        fixed = (("JoinEUI", 16), ("DevEUI", 16), ("ProfileID", 8))
+        for index, (name, digits) in enumerate(fixed, start=2):
+            if len(parts) <= index:
+                raise TR005Error("missing", field=name)
+            _hex_field(parts[index], digits, name)
+        join_eui, dev_eui, profile = parts[2], parts[3], parts[4]
         found: dict[str, str] = {}
         for element in parts[5:]:
             if not element:
