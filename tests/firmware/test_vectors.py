@@ -1,4 +1,4 @@
-"""The firmware MAC's crypto and frames on the shared golden vectors (protocol/vectors/lorawan.json).
+"""The firmware MAC's crypto and frames on the golden vectors in protocol/vectors/lorawan.json.
 
 The harness tests/firmware/mpy/vectors.py runs under the real MicroPython unix port and, because
 the firmware also runs in the CPython fleet simulator, under CPython with the cryptolib shim.
