@@ -266,5 +266,6 @@ def test_construct_errors_are_translated_at_the_boundary() -> None:
         _layout.parse(_JOIN_REQUEST, b"\x00\x01", "Join-Request")
     assert isinstance(info.value.__cause__, construct.ConstructError)
     with pytest.raises(EncodeError, match="cannot be encoded") as built:
-        _layout.build(_JOIN_REQUEST, {"mhdr": 0}, "Join-Request")
+        values = {"mhdr": 256, "join_eui": 1, "dev_eui": 2, "dev_nonce": 3, "mic": bytes(4)}
+        _layout.build(_JOIN_REQUEST, values, "Join-Request")
     assert isinstance(built.value.__cause__, construct.ConstructError)
