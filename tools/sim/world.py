@@ -284,8 +284,11 @@ class World:
         seed: int = 1,
         start_time: float = 0.0,
         traffic_scale: float = 1.0,
+        step_s: float = 1.0,
         on_event: Callable[[WorldEvent], None] | None = None,
     ) -> None:
+        self.step_s = step_s  # longest simulation step; road users move at most this far apart
+        self.on_presence: Callable[[SimLamp], None] | None = None  # a road user entered a lamp
         self.streets = {s.name: s for s in streets}
         self.rng = random.Random(seed)
         self.time = start_time
@@ -311,6 +314,7 @@ class World:
         start_time: float = 0.0,
         dev_euis: Iterable[str] | None = None,
         traffic_scale: float = 1.0,
+        step_s: float = 1.0,
     ) -> World:
         """A city of ``bins`` bins and ``lamps`` lamps spread along :data:`AARHUS_STREETS`.
 
@@ -318,7 +322,7 @@ class World:
         from a locally administered prefix (02c17a0b bins, 02c17a0c lamps) and the index, so
         the same arguments always give the same city.
         """
-        world = cls(seed=seed, start_time=start_time, traffic_scale=traffic_scale)
+        world = cls(seed=seed, start_time=start_time, traffic_scale=traffic_scale, step_s=step_s)
         euis = list(dev_euis) if dev_euis is not None else []
         if euis and len(euis) < bins + lamps:
             raise WorldError(f"{len(euis)} DevEUIs given for {bins + lamps} nodes")
@@ -477,9 +481,8 @@ class World:
         if dt <= 0:
             return
         # Long gaps are taken in steps so road users do not jump past lamps unseen.
-        step = 1.0
         while dt > 0:
-            chunk = min(dt, step)
+            chunk = min(dt, self.step_s)
             self._step(chunk)
             dt -= chunk
 
@@ -526,6 +529,8 @@ class World:
             if inside and user.ident not in lamp._inside:
                 lamp._inside.add(user.ident)
                 lamp.passes += 1
+                if self.on_presence is not None:
+                    self.on_presence(lamp)
             elif not inside:
                 lamp._inside.discard(user.ident)
             lamp.present = bool(lamp._inside)
