@@ -22,8 +22,11 @@ COMMAND_MODULES = (
     "codec",
     "frame",
     "codegen",
+    "gateway",
     "provision",
     "netsim",
+    "sim",
+    "demo",
     "bench",
 )
 
