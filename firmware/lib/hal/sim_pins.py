@@ -13,7 +13,14 @@ from hal.pins import EventFlag, Reboot
 IRQ_RISING = 1
 IRQ_FALLING = 2
 
-_ENODEV = 19  # errno ENODEV: what machine.I2C raises when nobody ACKs the address
+_ENODEV = 19
+_LOG_KEEP = 256  # logs keep the most recent entries: a simulated week must not fill the heap
+
+
+def _log(log, entry):
+    if len(log) >= 2 * _LOG_KEEP:
+        del log[:_LOG_KEEP]
+    log.append(entry)  # errno ENODEV: what machine.I2C raises when nobody ACKs the address
 
 
 class SimPin:
@@ -31,7 +38,7 @@ class SimPin:
         if v is None:
             return self._value
         v = 1 if v else 0
-        self.writes.append(v)
+        _log(self.writes, v)
         self._value = v
         if self.on_write is not None:
             self.on_write(v)
@@ -78,7 +85,7 @@ class SimI2C:
 
     def readfrom_mem(self, addr, reg, nbytes, addrsize=8):
         data = bytes(self._device(addr).read(reg, nbytes))
-        self.log.append(("r", addr, reg, data))
+        _log(self.log, ("r", addr, reg, data))
         return data
 
     def readfrom_mem_into(self, addr, reg, buf, addrsize=8):
@@ -88,7 +95,7 @@ class SimI2C:
     def writeto_mem(self, addr, reg, buf, addrsize=8):
         data = bytes(buf)
         self._device(addr).write(reg, data)
-        self.log.append(("w", addr, reg, data))
+        _log(self.log, ("w", addr, reg, data))
 
 
 class SimUART:
@@ -119,6 +126,8 @@ class SimUART:
         return data
 
     def write(self, buf):
+        if len(self.tx) > 4 * _LOG_KEEP:
+            self.tx[: 2 * _LOG_KEEP] = b""
         self.tx.extend(buf)
         return len(buf)
 
@@ -142,7 +151,7 @@ class SimPWM:
         if value is None:
             return self.duty
         self.duty = int(value)
-        self.history.append(self.duty)
+        _log(self.history, self.duty)
         if self.on_duty is not None:
             self.on_duty(self.duty)
         return None
@@ -157,17 +166,17 @@ class SimOneWire:
 
     def reset(self):
         present = self.model is not None and self.model.reset()
-        self.log.append(("reset", 1 if present else 0))
+        _log(self.log, ("reset", 1 if present else 0))
         return present
 
     def writebyte(self, value):
-        self.log.append(("w", value))
+        _log(self.log, ("w", value))
         if self.model is not None:
             self.model.write_byte(value)
 
     def readbyte(self):
         value = self.model.read_byte() if self.model is not None else 0xFF  # idle bus reads 1s
-        self.log.append(("r", value))
+        _log(self.log, ("r", value))
         return value
 
 
@@ -275,7 +284,7 @@ class SimPins:
         return c
 
     def trigger(self, pin, width_us):
-        self.triggers.append((pin.number, width_us))
+        _log(self.triggers, (pin.number, width_us))
         pin.value(1)
         pin.value(0)
 

@@ -1,0 +1,323 @@
+"""Scenarios for the bin and lamp apps in virtual time; ``scenarios.py NAME`` prints one JSON
+line: what the fake network received (decoded by the generated codec) plus scenario facts.
+Assertions live in tests/firmware_apps/test_*.py, which also run this under CPython."""
+
+import asyncio
+import json
+import sys
+
+from world import make_bin, make_lamp, set_fill
+
+HOUR = 3_600_000
+MIN = 60_000
+
+
+async def _start(w):
+    w["task"] = asyncio.create_task(w["app"].run())
+
+
+def _bin_result(w, **extra):
+    out = {"uplinks": w["link"].decoded(), "joins": w["link"].joins,
+           "sleeps": w["power"].sleeps, "slept_ms": w["power"].slept_ms,
+           "now": w["clock"].ticks_ms()}
+    out.update(extra)
+    return out
+
+
+# -- bin ----------------------------------------------------------------------------------------
+async def bin_fill():
+    """Fills 3 %/h for 3 days (emptied once), reports at 6 h and on every 10 % step."""
+    w = make_bin({"report_interval_s": 6 * 3600, "measure_interval_s": 3600})
+    set_fill(w, 0)
+    await _start(w)
+    fill = 0
+    for hour in range(72):
+        await w["clock"].sleep_ms(HOUR)
+        fill = fill + 3 if fill < 90 else 5  # emptied when it gets near full
+        set_fill(w, fill)
+    return _bin_result(w)
+
+
+async def bin_fire_threshold():
+    w = make_bin()
+    set_fill(w, 40)
+    await _start(w)
+    await w["clock"].sleep_ms(3 * HOUR)
+    w["temp"].value = 75.0
+    await w["clock"].sleep_ms(3 * HOUR)
+    w["temp"].value = 20.0
+    await w["clock"].sleep_ms(3 * HOUR)
+    return _bin_result(w)
+
+
+async def bin_fire_rise():
+    """Below the threshold but climbing 6 °C/min: the rate of rise raises the fire alarm."""
+    w = make_bin({"fire_threshold_c": 90})
+    set_fill(w, 40)
+    await _start(w)
+    await w["clock"].sleep_ms(2 * HOUR)
+    t0 = w["clock"].ticks_ms()
+    w["temp"].value = 25.0  # +10 since the last reading: the node starts watching
+
+    async def heat():
+        while True:
+            await w["clock"].sleep_ms(10_000)
+            minutes = (w["clock"].ticks_ms() - t0) / MIN
+            w["temp"].value = min(85.0, 25.0 + 6.0 * minutes)
+
+    h = asyncio.create_task(heat())
+    await w["clock"].sleep_ms(2 * HOUR)
+    h.cancel()
+    return _bin_result(w, heat_start=t0)
+
+
+async def bin_tilt():
+    w = make_bin()
+    set_fill(w, 30)
+    await _start(w)
+    await w["clock"].sleep_ms(2 * HOUR)
+    w["tilt"].value = 90.0
+    await w["clock"].sleep_ms(4 * HOUR)
+    w["tilt"].value = 0.0
+    await w["clock"].sleep_ms(2 * HOUR)
+    w["tilt"].value = 80.0
+    await w["clock"].sleep_ms(2 * HOUR)
+    return _bin_result(w)
+
+
+async def bin_pickup():
+    w = make_bin()
+    set_fill(w, 85)
+    await _start(w)
+    await w["clock"].sleep_ms(2 * HOUR)
+    set_fill(w, 4)
+    await w["clock"].sleep_ms(3 * HOUR)
+    return _bin_result(w)
+
+
+async def bin_noisy():
+    """Every measurement has an outlier, a dropout and jitter; the fill must not move."""
+    w = make_bin({"report_interval_s": 3600, "fill_step_percent": 5})
+    set_fill(w, 50)
+    await _start(w)
+    await w["clock"].sleep_ms(1000)
+    base = w["range"].value
+    noise = [0, 12, 1900, -9, None, 30, -28]  # mm: one wild echo, one lost echo
+
+    async def noisy():
+        k = 0
+        while True:
+            if not w["range"].script:
+                k += 1
+                w["range"].script = [
+                    None if n is None else base + n + (k % 3) * 4 - 4 for n in noise
+                ]
+            await w["clock"].sleep_ms(1000)
+
+    t = asyncio.create_task(noisy())
+    await w["clock"].sleep_ms(24 * HOUR)
+    t.cancel()
+    return _bin_result(w)
+
+
+async def bin_sensor_fault():
+    w = make_bin()
+    set_fill(w, 30)
+    await _start(w)
+    await w["clock"].sleep_ms(2 * HOUR)
+    w["range"].value = None  # no echo any more
+    await w["clock"].sleep_ms(5 * HOUR)
+    return _bin_result(w)
+
+
+async def bin_config():
+    """A bin_config downlink changes height and fire threshold; it is acknowledged with the
+    new config_version and the next reports use the new values."""
+    w = make_bin()
+    set_fill(w, 50)  # 500 mm from the sensor in a 100 cm bin
+    await _start(w)
+    await w["clock"].sleep_ms(2 * HOUR)
+    w["link"].downlink("bin_config", {
+        "command_id": 42, "config_version": 7, "container_height_cm": 200,
+        "sensor_offset_cm": 0, "full_threshold_percent": 80, "fire_threshold_c": 50,
+        "report_interval_s": 1800, "fill_step_percent": 10})
+    await w["clock"].sleep_ms(2 * HOUR)
+    w["temp"].value = 55.0
+    await w["clock"].sleep_ms(HOUR)
+    w["link"].downlink("lamp_override", {"command_id": 43, "dim_level": 10})
+    w["link"].downlink("status_request", {"command_id": 44})
+    await w["clock"].sleep_ms(HOUR)
+    return _bin_result(w, nvs_writes=w["nvs"].writes)
+
+
+async def bin_reboot():
+    """A reboot command: result first, then the node restarts, rejoins and says why."""
+    w = make_bin()
+    set_fill(w, 20)
+    await _start(w)
+    await w["clock"].sleep_ms(2 * HOUR)
+    w["link"].downlink("reboot", {"command_id": 9})
+    await w["clock"].sleep_ms(3 * HOUR)
+    return _bin_result(w, resets=w["power"].resets)
+
+
+# -- lamp ---------------------------------------------------------------------------------------
+NOV28_NOON = 1795867200  # 2026-11-28T12:00:00Z
+
+
+def _lamp_result(w, **extra):
+    out = {"uplinks": w["link"].decoded(), "levels": w["levels"], "now": w["clock"].ticks_ms(),
+           "unix0": w["link"].unix0, "joins": w["link"].joins}
+    out.update(extra)
+    return out
+
+
+def _profile(w, cid, version, base, boost, hold, steps):
+    w["link"].downlink("lamp_profile", {"command_id": cid, "config_version": version,
+                                        "base_level": base, "boost_level": boost,
+                                        "hold_time_s": hold, "steps": steps})
+
+
+async def lamp_presence():
+    """No steps: an empty road sits at base_level; presence boosts, the hold brings it back;
+    a burst of road users is one report now and the rest after the rate limit."""
+    w = make_lamp(unix0=NOV28_NOON)
+    await _start(w)
+    await w["clock"].sleep_ms(MIN)
+    _profile(w, 1, 3, 30, 100, 60, [])
+    await w["clock"].sleep_ms(10 * MIN)
+    pir = w["pins"].pin(5)
+    marks = {"first": w["clock"].ticks_ms()}
+    pir.pulse()
+    await w["clock"].sleep_ms(20_000)
+    for _ in range(4):
+        pir.pulse()
+        await w["clock"].sleep_ms(5_000)
+    marks["last"] = w["clock"].ticks_ms() - 5_000
+    await w["clock"].sleep_ms(10 * MIN)
+    return _lamp_result(w, marks=marks)
+
+
+async def lamp_profile():
+    """Steps around a computed sunset and sunrise, and a local-clock step, over two days."""
+    w = make_lamp(unix0=NOV28_NOON)
+    await _start(w)
+    await w["clock"].sleep_ms(MIN)
+    steps = [
+        {"anchor": "sunset", "offset_min": -10, "dim_level": 100},
+        {"anchor": "clock", "offset_min": 1380, "dim_level": 50},
+        {"anchor": "clock", "offset_min": 300, "dim_level": 70},
+        {"anchor": "sunrise", "offset_min": 15, "dim_level": 0},
+    ]
+    _profile(w, 2, 4, 100, 100, 60, steps)
+    await w["clock"].sleep_ms(48 * HOUR)
+    return _lamp_result(w)
+
+
+async def lamp_override():
+    w = make_lamp(unix0=NOV28_NOON)
+    await _start(w)
+    await w["clock"].sleep_ms(MIN)
+    _profile(w, 1, 3, 40, 100, 60, [])
+    await w["clock"].sleep_ms(5 * MIN)
+    marks = {"override": w["clock"].ticks_ms()}
+    w["link"].downlink("lamp_override", {"command_id": 5, "dim_level": 90, "duration_s": 600,
+                                         "fade_s": 4})
+    await w["clock"].sleep_ms(20 * MIN)
+    marks["forever"] = w["clock"].ticks_ms()
+    w["link"].downlink("lamp_override", {"command_id": 6, "dim_level": 0})
+    await w["clock"].sleep_ms(30 * MIN)
+    marks["resume"] = w["clock"].ticks_ms()
+    w["link"].downlink("lamp_override", {"command_id": 7, "dim_level": 0, "resume_schedule": True})
+    await w["clock"].sleep_ms(5 * MIN)
+    return _lamp_result(w, marks=marks)
+
+
+async def lamp_failures():
+    """Lamp failure (on, no power) at night; day burner (relay stuck) by day; supply loss."""
+    w = make_lamp(unix0=NOV28_NOON)  # 12:00 UTC: the default profile is off until sunset
+    await _start(w)
+    await w["clock"].sleep_ms(30 * MIN)
+    marks = {"stuck": w["clock"].ticks_ms()}
+    w["load"].relay_stuck = True
+    w["load"].update()
+    await w["clock"].sleep_ms(30 * MIN)
+    w["load"].relay_stuck = False
+    w["load"].update()
+    await w["clock"].sleep_ms(4 * HOUR)  # past sunset: on at 100 %
+    marks["broken"] = w["clock"].ticks_ms()
+    w["load"].broken = True
+    w["load"].update()
+    await w["clock"].sleep_ms(30 * MIN)
+    w["load"].broken = False
+    w["load"].dimming_stuck = True
+    _profile(w, 3, 5, 40, 40, 60, [])
+    await w["clock"].sleep_ms(30 * MIN)
+    marks["supply"] = w["clock"].ticks_ms()
+    w["load"].supply = False
+    w["load"].update()
+    w["pins"].pin(7).drive(0)
+    await w["clock"].sleep_ms(10 * MIN)
+    return _lamp_result(w, marks=marks, dropped=w["app"].uplinks_dropped)
+
+
+async def lamp_no_network():
+    """The network goes away after the time sync: the profile, presence and failures go on."""
+    w = make_lamp(unix0=NOV28_NOON)
+    await _start(w)
+    await w["clock"].sleep_ms(MIN)
+    _profile(w, 2, 4, 30, 100, 60, [
+        {"anchor": "sunset", "offset_min": 0, "dim_level": 60},
+        {"anchor": "sunrise", "offset_min": 0, "dim_level": 0},
+    ])
+    await w["clock"].sleep_ms(MIN)
+    w["link"].up = False
+    sent_before = len(w["link"].uplinks)
+    await w["clock"].sleep_ms(6 * HOUR)  # through sunset
+    marks = {"presence": w["clock"].ticks_ms()}
+    w["pins"].pin(5).pulse()
+    await w["clock"].sleep_ms(5 * MIN)
+    marks["back"] = w["clock"].ticks_ms()
+    w["link"].up = True
+    await w["clock"].sleep_ms(2 * HOUR)
+    return _lamp_result(w, marks=marks, sent_before=sent_before,
+                        failed=w["node"].uplinks_failed)
+
+
+async def lamp_cold_no_network():
+    """Power comes back with no network at all: no time, so base_level (defaultLightState)."""
+    w = make_lamp(up=False)
+    await _start(w)
+    await w["clock"].sleep_ms(3 * HOUR)
+    return _lamp_result(w)
+
+
+SCENARIOS = {
+    "bin_fill": bin_fill,
+    "bin_fire_threshold": bin_fire_threshold,
+    "bin_fire_rise": bin_fire_rise,
+    "bin_tilt": bin_tilt,
+    "bin_pickup": bin_pickup,
+    "bin_noisy": bin_noisy,
+    "bin_sensor_fault": bin_sensor_fault,
+    "bin_config": bin_config,
+    "bin_reboot": bin_reboot,
+    "lamp_presence": lamp_presence,
+    "lamp_profile": lamp_profile,
+    "lamp_override": lamp_override,
+    "lamp_failures": lamp_failures,
+    "lamp_no_network": lamp_no_network,
+    "lamp_cold_no_network": lamp_cold_no_network,
+}
+
+
+def main(name):
+    import world
+
+    world.CLOCK = world.VirtualClock()
+    result = world.CLOCK.run(SCENARIOS[name]())
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
