@@ -43,7 +43,7 @@ class ConfigError(ValueError):
     """The node's configuration or keys are missing or invalid; ``field`` names what is wrong."""
 
     def __init__(self, field, message):
-        ValueError.__init__(self, "node config " + field + ": " + message)
+        super().__init__("node config " + field + ": " + message)
         self.field = field
 
 

@@ -258,33 +258,37 @@ def mpremote_copy_command(
     return cmd
 
 
-def nvs_write_script(app_key: bytes) -> str:
+def nvs_write_script(app_key: bytes, *, root: str = "/") -> str:
     """MicroPython that stores the AppKey in NVS and removes any /secrets.json from the board."""
     return (
-        "import esp32, os\n"
+        "import esp32, os, binascii\n"
         f"n = esp32.NVS({NVS_NAMESPACE!r})\n"
-        f"n.set_blob({NVS_KEY!r}, bytes.fromhex({app_key.hex()!r}))\n"
+        f"n.set_blob({NVS_KEY!r}, binascii.unhexlify({app_key.hex()!r}))\n"
         "n.commit()\n"
         "try:\n"
-        f"    os.remove('/{SECRETS_NAME}')\n"
+        f"    os.remove({_board_path(root, SECRETS_NAME)!r})\n"
         "except OSError:\n"
         "    pass\n"
     )
 
 
-def verify_script(remote_files: Sequence[str]) -> str:
+def _board_path(root: str, name: str) -> str:
+    return root.rstrip("/") + "/" + name.lstrip("/")
+
+
+def verify_script(remote_files: Sequence[str], *, root: str = "/") -> str:
     """MicroPython printing one JSON line: SHA-256 of each file and of the NVS key (not the key)."""
     return (
         "import esp32, hashlib, binascii, json\n"
         "def h(b):\n"
         "    return binascii.hexlify(hashlib.sha256(b).digest()).decode()\n"
         "out = {}\n"
-        f"for p in {['/' + f.lstrip('/') for f in remote_files]!r}:\n"
+        f"for p in {[f.lstrip('/') for f in remote_files]!r}:\n"
         "    try:\n"
-        "        with open(p, 'rb') as f:\n"
-        "            out[p[1:]] = h(f.read())\n"
+        f"        with open({root.rstrip('/') + '/'!r} + p, 'rb') as f:\n"
+        "            out[p] = h(f.read())\n"
         "    except OSError:\n"
-        "        out[p[1:]] = None\n"
+        "        out[p] = None\n"
         "buf = bytearray(16)\n"
         "try:\n"
         f"    n = esp32.NVS({NVS_NAMESPACE!r}).get_blob({NVS_KEY!r}, buf)\n"
