@@ -265,5 +265,18 @@ class DataFrame:
                 fcnt,
                 bytes(payload),
             )
-        unsigned = cls(MHDR(mtype), fhdr, fport, encrypted, bytes(4))
-        return cls(MHDR(mtype), fhdr, fport, encrypted, unsigned.compute_mic(nwk_s_key, fcnt))
+        mhdr = MHDR(mtype)
+        port = b"" if fport is None else bytes([fport])
+        if fport == 0 and fopts:
+            raise EncodeError("MAC commands in FOpts and in FPort 0 at once (L2 §4.3.1.6)")
+        signed = mhdr.to_bytes() + fhdr.to_bytes() + port + encrypted
+        if len(signed) + 4 > MAX_PHY_PAYLOAD:
+            raise EncodeError(f"PHYPayload of {len(signed) + 4} bytes exceeds {MAX_PHY_PAYLOAD}")
+        mic = crypto.data_mic(
+            _key(nwk_s_key, "NwkSKey"),
+            crypto.DIR_UP if uplink else crypto.DIR_DOWN,
+            dev_addr.value,
+            fcnt,
+            signed,
+        )
+        return cls(mhdr, fhdr, fport, encrypted, mic)

@@ -13,6 +13,7 @@ not encrypted in LoRaWAN 1.0.x (L2 §4.3.1.6).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import construct as cs
@@ -31,6 +32,7 @@ _FCTRL = cs.BitStruct(
     "fopts_len" / cs.BitsInteger(4),
 )
 _FHDR_FIXED = cs.Struct("dev_addr" / cs.Int32ul, "fctrl" / cs.Int8ul, "fcnt" / cs.Int16ul)
+_FHDR_FIXED_FAST = _FHDR_FIXED.compile()  # same layout, compiled to Python by construct
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,26 +64,31 @@ class FCtrl:
     def from_bytes(cls, data: bytes, *, uplink: bool) -> FCtrl:
         if len(data) != 1:
             raise FrameError(f"FCtrl is 1 byte, got {len(data)}")
-        p = _layout.parse(_FCTRL, bytes(data))
-        if uplink:
-            return cls(True, p.adr, p.bit6, p.ack, p.bit4, False, False, p.fopts_len)
-        return cls(False, p.adr, False, p.ack, False, p.bit4, p.bit6, p.fopts_len)
+        return _fctrl_from_byte(data[0], uplink)
 
     def to_bytes(self) -> bytes:
-        bit6 = self.adr_ack_req if self.uplink else self.rfu
-        bit4 = self.class_b if self.uplink else self.f_pending
-        return bytes(
-            _layout.build(
-                _FCTRL,
-                {
-                    "adr": self.adr,
-                    "bit6": bit6,
-                    "ack": self.ack,
-                    "bit4": bit4,
-                    "fopts_len": self.fopts_len,
-                },
-            )
-        )
+        return _fctrl_to_bytes(self)
+
+
+# One octet, two directions: parse and build each value once (construct is slow per call).
+@functools.lru_cache(maxsize=512)
+def _fctrl_from_byte(value: int, uplink: bool) -> FCtrl:
+    p = _layout.parse(_FCTRL, bytes([value]), "FCtrl")
+    if uplink:
+        return FCtrl(True, p.adr, p.bit6, p.ack, p.bit4, False, False, p.fopts_len)
+    return FCtrl(False, p.adr, False, p.ack, False, p.bit4, p.bit6, p.fopts_len)
+
+
+@functools.lru_cache(maxsize=512)
+def _fctrl_to_bytes(fctrl: FCtrl) -> bytes:
+    values = {
+        "adr": fctrl.adr,
+        "bit6": fctrl.adr_ack_req if fctrl.uplink else fctrl.rfu,
+        "ack": fctrl.ack,
+        "bit4": fctrl.class_b if fctrl.uplink else fctrl.f_pending,
+        "fopts_len": fctrl.fopts_len,
+    }
+    return _layout.build(_FCTRL, values, "FCtrl")
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +120,7 @@ class FHDR:
         """Parse the FHDR at the start of ``data``; returns it and the bytes it used."""
         if len(data) < 7:
             raise FrameError(f"FHDR needs at least 7 bytes, got {len(data)}")
-        fixed = _layout.parse(_FHDR_FIXED, bytes(data[:7]), "FHDR")
+        fixed = _layout.parse(_FHDR_FIXED_FAST, bytes(data[:7]), "FHDR")
         fctrl = FCtrl.from_bytes(bytes([fixed.fctrl]), uplink=uplink)
         end = 7 + fctrl.fopts_len
         if len(data) < end:
@@ -131,7 +138,7 @@ class FHDR:
 
     def to_bytes(self) -> bytes:
         fixed = _layout.build(
-            _FHDR_FIXED,
+            _FHDR_FIXED_FAST,
             {
                 "dev_addr": self.dev_addr.value,
                 "fctrl": self.fctrl.to_bytes()[0],

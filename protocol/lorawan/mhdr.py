@@ -8,6 +8,7 @@ receiver (L2 §4.2.2), so :meth:`MHDR.from_bytes` refuses it.
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass
 
 import construct as cs
@@ -89,12 +90,22 @@ class MHDR:
     def from_bytes(cls, data: bytes) -> MHDR:
         if len(data) != 1:
             raise FrameError(f"MHDR is 1 byte, got {len(data)}")
-        parsed = _layout.parse(_MHDR, bytes(data))
-        if parsed.major != 0:
-            raise FrameError(f"Major version {parsed.major} is not LoRaWAN R1: dropped (L2 §4.2.2)")
-        return cls(MType(parsed.mtype), 0, parsed.rfu)
+        return _mhdr_from_byte(data[0])
 
     def to_bytes(self) -> bytes:
-        return bytes(
-            _layout.build(_MHDR, {"mtype": int(self.mtype), "rfu": self.rfu, "major": self.major})
-        )
+        return _mhdr_to_bytes(self)
+
+
+# One octet has 256 values: parse and build each once (construct is slow per call).
+@functools.lru_cache(maxsize=256)
+def _mhdr_from_byte(value: int) -> MHDR:
+    parsed = _layout.parse(_MHDR, bytes([value]), "MHDR")
+    if parsed.major != 0:
+        raise FrameError(f"Major version {parsed.major} is not LoRaWAN R1: dropped (L2 §4.2.2)")
+    return MHDR(MType(parsed.mtype), 0, parsed.rfu)
+
+
+@functools.lru_cache(maxsize=256)
+def _mhdr_to_bytes(mhdr: MHDR) -> bytes:
+    values = {"mtype": int(mhdr.mtype), "rfu": mhdr.rfu, "major": mhdr.major}
+    return _layout.build(_MHDR, values, "MHDR")
