@@ -112,7 +112,7 @@ async def bin_noisy():
                 w["range"].script = [
                     None if n is None else base + n + (k % 3) * 4 - 4 for n in noise
                 ]
-            await w["clock"].sleep_ms(1000)
+            await w["clock"].sleep_ms(60_000)
 
     t = asyncio.create_task(noisy())
     await w["clock"].sleep_ms(24 * HOUR)
