@@ -211,6 +211,8 @@ class VirtualClock:
 
     def run(self, coro):
         """Run ``coro`` to completion in virtual time; returns its result."""
+        if hasattr(asyncio, "wait_for_ms"):  # MicroPython: drop tasks left by an earlier run
+            asyncio.new_event_loop()
         return asyncio.run(self._main(coro))
 
     async def serve(self, coro):
