@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from protocol.lorawan.keys import AESKey
+from tests.netsim.fakenode import FakeNode, air, phy_of
 from tools.netsim.devices import Device
 from tools.netsim.server import NetsimConfig, NetworkServer
-from tests.netsim.fakenode import FakeNode, air, phy_of
 
 CLASS_A = Device(
     dev_eui="70b3d57ed0000a01",
@@ -40,7 +40,7 @@ def fast_config(**overrides: Any) -> NetsimConfig:
         "downlink_data_delay_s": 0.01,
         "scheduler_interval_s": 0.05,
         "class_c_lock_s": 0.05,
-        "class_a_lock_s": 0.0,
+        "class_a_lock_s": 0.1,  # > downlink_data_delay_s: the class A response goes first
         "class_c_timeout_s": 0.3,
         "dev_status_every": 0,
         "seed": 7,
@@ -68,9 +68,9 @@ class Harness:
             gateway_id, lambda txpk, token: queue.put_nowait((txpk, token)), auto_ack=auto_ack
         )
 
-    async def event(self, kind: str, timeout: float = 3.0) -> Any:
-        """The next event of this kind not returned before (fails after ``timeout``)."""
-        async with asyncio.timeout(timeout):
+    async def event(self, kind: str, wait_s: float = 3.0) -> Any:
+        """The next event of this kind not returned before (fails after ``wait_s``)."""
+        async with asyncio.timeout(wait_s):
             while True:
                 for index, (name, _dev, message) in enumerate(self.events):
                     if name == kind and index not in self.taken:
@@ -79,11 +79,17 @@ class Harness:
                 self.changed.clear()
                 await self.changed.wait()
 
+    async def settle(self) -> None:
+        """Let the class A response window of the last uplink pass (ordering, not timing)."""
+        await asyncio.sleep(self.ns.config.downlink_data_delay_s + 0.05)
+
     def kinds(self) -> list[str]:
         return [name for name, _, _ in self.events]
 
-    async def downlink(self, gateway_id: str = GW1, timeout: float = 3.0) -> tuple[dict[str, Any], int]:
-        return await asyncio.wait_for(self.downlinks[gateway_id].get(), timeout)
+    async def downlink(
+        self, gateway_id: str = GW1, wait_s: float = 3.0
+    ) -> tuple[dict[str, Any], int]:
+        return await asyncio.wait_for(self.downlinks[gateway_id].get(), wait_s)
 
     async def join(self, node: FakeNode, *gateways: str) -> None:
         phy = node.join_request()
