@@ -45,6 +45,20 @@ from tools.sim.world import World, WorldEvent, is_dark
 
 APPLICATION_ID = "8c1c5a3e-2f4b-4a57-9c1e-6b0d3f2a7e10"  # netsim's default application UUID
 
+# The lamps' night program (TALQ ControlProgram): half light after sunset, a quarter from 23:00
+# local, off at sunrise; road users raise a lamp to full for two minutes (DynamicControl).
+DEMO_PROFILE: dict[str, Any] = {
+    "config_version": 1,
+    "base_level": 100,
+    "boost_level": 100,
+    "hold_time_s": 120,
+    "steps": [
+        {"anchor": "sunset", "offset_min": 0, "dim_level": 50},
+        {"anchor": "clock", "offset_min": 23 * 60, "dim_level": 25},
+        {"anchor": "sunrise", "offset_min": 0, "dim_level": 0},
+    ],
+}
+
 
 @dataclass
 class DemoOptions:
@@ -58,6 +72,7 @@ class DemoOptions:
     seed: int = 1
     report_interval_s: int = 300
     summary_every_s: float = 5.0
+    truck_every_s: float = 3600.0  # simulated: how often the truck asks for the collection list
     gateway: dict[str, dict[str, Any]] = field(default_factory=dict)  # config overrides
 
 
@@ -126,7 +141,14 @@ class Demo:
         clock = ScaledClock(opts.speed)
         sim = SimTime(clock, epoch)
         state = CityState(speed=opts.speed, sim_time=epoch)
-        world = World.aarhus(bins=opts.bins, lamps=opts.lamps, seed=opts.seed, start_time=epoch)
+        # Demo pace: bins fill in hours rather than days, so the truck has work within minutes.
+        world = World.aarhus(
+            bins=opts.bins,
+            lamps=opts.lamps,
+            seed=opts.seed,
+            start_time=epoch,
+            fill_rate_range=(4.0, 25.0),
+        )
         world_events: list[WorldEvent] = []
         world._on_event = world_events.append
         files = write_city(world, workdir / "city")
@@ -213,6 +235,7 @@ class Demo:
             view = View(state, stream=self.stream)
             deadline = None if opts.duration_s is None else time.monotonic() + opts.duration_s
             next_summary = time.monotonic() + opts.summary_every_s
+            next_truck = sim.now() + opts.truck_every_s / 4
             with view:
                 while not self.stop.is_set():
                     now_sim = sim.now()
@@ -223,6 +246,9 @@ class Demo:
                     self._sync_world(state, world, world_events)
                     if fleet is not None:
                         fleet.update_counters(state.counters)
+                    if gateway is not None and now_sim >= next_truck and not world.truck.active:
+                        next_truck = now_sim + opts.truck_every_s
+                        await self._truck_round(gateway, world, state)
                     view.refresh()
                     if not view.live_mode and time.monotonic() >= next_summary:
                         next_summary += opts.summary_every_s
@@ -252,11 +278,31 @@ class Demo:
         self.say(f"summary written to {workdir / 'demo-summary.json'}")
         return result
 
+    @staticmethod
+    async def _truck_round(gateway: GatewayProcess, world: World, state: CityState) -> None:
+        """Send the truck to the bins the gateway lists as full (GET /api/v1/collection)."""
+        try:
+            listing = await gateway.request("GET", "/api/v1/collection")
+        except (GatewayProcessError, OSError, ValueError) as exc:
+            state.event(f"truck: no collection list ({exc})")
+            return
+        full = [row["dev_eui"] for row in listing.get("bins", []) if row.get("reason") == "full"]
+        if full:
+            world.dispatch_truck(full)
+            state.event(f"truck: collection list has {len(full)} full bins, round started")
+
     def _gateway_overrides(self) -> dict[str, dict[str, Any]]:
         opts = self.options
         # Simulated minutes pass in real seconds: the gateway's timers are in real time, so the
-        # intervals it expects from nodes shrink by the speed factor.
+        # intervals it expects from nodes shrink by the speed factor. Its day-burner check reads
+        # the wall clock, not the simulated evening, so the demo switches that window off.
         overrides: dict[str, dict[str, Any]] = {
+            "lamps": {
+                "day_start_hour_utc": 0,
+                "day_end_hour_utc": 0,
+                "presence_duration_s": 120,
+                "profiles": {"default": DEMO_PROFILE},
+            },
             "availability": {
                 "bin_interval_s": max(1.0, opts.report_interval_s / opts.speed),
                 "lamp_interval_s": max(1.0, opts.report_interval_s / opts.speed),

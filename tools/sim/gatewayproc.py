@@ -62,18 +62,29 @@ def parse_metrics(text: str) -> dict[str, float]:
 
 
 def _toml_value(value: Any) -> str:
+    """A TOML value; tables become inline tables and lists arrays (TOML 1.0 §Inline Table)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
+    if isinstance(value, Mapping):
+        return (
+            "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
+        )
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml_value(str(key))
 
 
 def render_config(sections: Mapping[str, Mapping[str, Any]]) -> str:
     lines: list[str] = ["# written by citypack demo / the end-to-end tests"]
     for section, values in sections.items():
         lines.append(f"\n[{section}]")
-        lines += [f"{key} = {_toml_value(value)}" for key, value in values.items()]
+        lines += [f"{_toml_key(key)} = {_toml_value(value)}" for key, value in values.items()]
     return "\n".join(lines) + "\n"
 
 

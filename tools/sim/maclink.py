@@ -48,4 +48,4 @@ class MacLinkAdapter:
         gps_s, _fraction, at_ticks = known
         clock = self.mac.clock
         elapsed_ms = clock.ticks_diff(clock.ticks_ms(), at_ticks)
-        return int(gps_s) + _GPS_EPOCH_UNIX - _LEAP_SECONDS + elapsed_ms // 1000
+        return int(gps_s) + _GPS_EPOCH_UNIX - _LEAP_SECONDS + int(elapsed_ms) // 1000

@@ -315,9 +315,11 @@ class World:
         dev_euis: Iterable[str] | None = None,
         traffic_scale: float = 1.0,
         step_s: float = 1.0,
+        fill_rate_range: tuple[float, float] = (0.6, 4.0),
     ) -> World:
         """A city of ``bins`` bins and ``lamps`` lamps spread along :data:`AARHUS_STREETS`.
 
+        ``fill_rate_range`` is in percent per hour (a street bin fills in one to a few days).
         ``dev_euis`` gives the EUIs in order (bins first, then lamps); otherwise EUIs are made
         from a locally administered prefix (02c17a0b bins, 02c17a0c lamps) and the index, so
         the same arguments always give the same city.
@@ -338,7 +340,7 @@ class World:
                 street.name,
                 along,
                 name=f"bin-{slug(street.name)}-{slot + 1:02d}",
-                fill_rate_percent_per_h=world.rng.uniform(0.6, 4.0),
+                fill_rate_percent_per_h=world.rng.uniform(*fill_rate_range),
                 fill_percent=world.rng.uniform(0.0, 60.0),
             )
         for index in range(lamps):
