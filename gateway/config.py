@@ -120,6 +120,7 @@ class CommandsConfig:
     timeout_s: float = 86_400.0  # class A waits for the next uplink: allow a day
     confirmed: bool = True
     region: str = "EU868"  # for the payload size limit per data rate
+    mac_headroom_bytes: int = 0  # room kept for MAC commands ChirpStack piggybacks in FOpts
     check_interval_s: float = 5.0
 
 
@@ -273,6 +274,8 @@ def _check(cfg: Config) -> None:
     c = cfg.commands
     if c.timeout_s <= 0 or c.check_interval_s <= 0:
         raise ConfigError("commands.timeout_s and check_interval_s must be positive")
+    if not 0 <= c.mac_headroom_bytes <= 15:
+        raise ConfigError("commands.mac_headroom_bytes: 0..15 (FOpts is at most 15 bytes)")
     if c.region.upper() not in ("EU868", "US915"):
         raise ConfigError(f"commands.region: EU868 or US915, got {c.region!r}")
 

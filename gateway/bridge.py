@@ -1,0 +1,235 @@
+"""MQTT in and out with aiomqtt: QoS 1 on a persistent session, acknowledged after commit.
+
+Invariant 3 (ARCHITECTURE.md: at-least-once in, exactly-once effect) is kept by *both* halves:
+
+1. **Ack after commit.** The paho client under aiomqtt runs with ``manual_ack``: a QoS 1
+   PUBLISH from ChirpStack is PUBACKed only after the store transaction holding its effects has
+   committed (:meth:`Bridge.ack`, called by the service after each batch). A crash before the
+   commit leaves the message unacknowledged, and the broker redelivers it on the next connection
+   of the same persistent session (fixed ``client_id``, ``clean_session=False``; MQTT 3.1.1
+   §4.4). This also bounds the inbound queue without dropping anything: the broker sends at most
+   its in-flight window (mosquitto ``max_inflight_messages``) of unacknowledged messages.
+2. **Idempotent processing.** Redelivery (and ChirpStack's own duplicates, reference §7) is
+   harmless because processing is keyed on ``deduplicationId`` (persisted in the same
+   transaction) and on (devEui, devAddr, fCnt).
+
+Acks are in receive order (MQTT 3.1.1 §4.6) and only on the connection that received the
+message: after a reconnect the old message ids mean nothing, and the broker redelivers instead.
+
+Outgoing normalised topics go through a bounded queue (``[mqtt] queue_size``); when it is full
+the message is dropped, logged and counted (``citypack_dropped_messages_total``). Downlinks do
+not use that queue: :meth:`Bridge.publish_downlink` awaits the broker's PUBACK, and a failed
+publish leaves the command queued for the next attempt.
+
+Reconnects back off exponentially from ``reconnect_min_s`` to ``reconnect_max_s`` with full
+jitter. The last will sets ``<base>/bridge/state`` to ``offline`` (retained); a graceful stop
+publishes it itself before disconnecting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import ssl
+from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
+
+import aiomqtt
+import paho.mqtt.client as paho
+
+from gateway.chirpstack import event_subscription
+from gateway.config import MqttConfig, read_secret
+from gateway.metrics import Metrics
+
+__all__ = ["Bridge", "MessageHandler"]
+
+MessageHandler = Callable[[aiomqtt.Message, int], Awaitable[None]]
+
+
+class Bridge:
+    def __init__(
+        self,
+        *,
+        config: MqttConfig,
+        publisher_base: str,
+        handler: MessageHandler,
+        on_connect: Callable[[], Awaitable[None]],
+        on_stop: Callable[[], Awaitable[None]],
+        metrics: Metrics,
+        logger: logging.Logger,
+    ) -> None:
+        self.config = config
+        self.base = publisher_base
+        self.handler = handler
+        self.on_connect = on_connect
+        self.on_stop = on_stop
+        self.metrics = metrics
+        self.log = logger
+        self.connected = asyncio.Event()
+        self.generation = 0
+        self.client: aiomqtt.Client | None = None
+        self.outbox: asyncio.Queue[tuple[str, bytes, int, bool]] = asyncio.Queue(
+            maxsize=config.queue_size
+        )
+        self._stop = asyncio.Event()
+        self._dropped_logged = 0
+
+    # --- connection ------------------------------------------------------------------------------
+
+    def _make_client(self) -> aiomqtt.Client:
+        cfg = self.config
+        url = urlsplit(cfg.url)
+        tls = url.scheme in ("mqtts", "ssl") or bool(cfg.tls_ca_file)
+        port = url.port or (8883 if tls else 1883)
+        tls_context = None
+        if tls:
+            tls_context = ssl.create_default_context(cafile=cfg.tls_ca_file or None)
+            if cfg.tls_cert_file:
+                tls_context.load_cert_chain(cfg.tls_cert_file, cfg.tls_key_file or None)
+        password = read_secret(cfg.password_file) if cfg.password_file else None
+        client = aiomqtt.Client(
+            url.hostname or "127.0.0.1",
+            port,
+            identifier=cfg.client_id,
+            username=cfg.username or None,
+            password=password,
+            keepalive=cfg.keepalive_s,
+            clean_session=False,  # the persistent session that survives our restarts
+            protocol=aiomqtt.ProtocolVersion.V311,
+            will=aiomqtt.Will(f"{self.base}/bridge/state", b"offline", qos=1, retain=True),
+            tls_context=tls_context,
+            # QoS 0 has no redelivery, so only then does the local queue need its own bound
+            max_queued_incoming_messages=cfg.queue_size if cfg.qos == 0 else None,
+            timeout=10,
+        )
+        client._client.manual_ack_set(True)  # PUBACK after commit: see the module docstring
+        return client
+
+    async def run(self) -> None:
+        """Connect, subscribe and receive until :meth:`stop`; reconnect with back-off."""
+        delay = self.config.reconnect_min_s
+        while not self._stop.is_set():
+            try:
+                client = self._make_client()
+                async with client:
+                    self.client = client
+                    self.generation += 1
+                    delay = self.config.reconnect_min_s
+                    await client.subscribe(
+                        event_subscription(self.config.application_id, self.config.shared_group),
+                        qos=self.config.qos,
+                    )
+                    await client.subscribe(f"{self.base}/devices/+/set", qos=1)
+                    await client.publish(f"{self.base}/bridge/state", b"online", qos=1, retain=True)
+                    self.connected.set()
+                    self.metrics.mqtt_connected.set(1)
+                    self.log.info("mqtt connected", extra={"url": self._safe_url()})
+                    await self.on_connect()
+                    if await self._receive_until_stop(client):
+                        await self.on_stop()
+                        await self._drain_outbox(client)
+                        with contextlib.suppress(aiomqtt.MqttError):
+                            await client.publish(
+                                f"{self.base}/bridge/state", b"offline", qos=1, retain=True
+                            )
+                        return
+            except aiomqtt.MqttError as exc:
+                self.log.warning(
+                    "mqtt disconnected", extra={"error": str(exc), "retry_in_s": round(delay, 2)}
+                )
+            except OSError as exc:  # TLS files, DNS
+                self.log.warning("mqtt connect failed", extra={"error": str(exc)})
+            finally:
+                self.connected.clear()
+                self.metrics.mqtt_connected.set(0)
+                self.client = None
+            if self._stop.is_set():
+                await self.on_stop()
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=random.uniform(0, delay))
+            delay = min(delay * 2, self.config.reconnect_max_s)
+
+    async def _receive_until_stop(self, client: aiomqtt.Client) -> bool:
+        """Receive until the connection fails (raises) or stop is asked (returns True)."""
+        generation = self.generation
+
+        async def receive() -> None:
+            async for message in client.messages:
+                await self.handler(message, generation)
+
+        receiver = asyncio.create_task(receive(), name="mqtt-receive")
+        stopper = asyncio.create_task(self._stop.wait(), name="mqtt-stop")
+        try:
+            done, _ = await asyncio.wait({receiver, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (receiver, stopper):
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(receiver, stopper, return_exceptions=True)
+        if receiver in done and not receiver.cancelled():
+            exc = receiver.exception()
+            if exc is not None:
+                raise exc
+        return self._stop.is_set()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def pending_messages(self) -> int:
+        client = self.client
+        return len(client.messages) if client is not None else 0
+
+    def _safe_url(self) -> str:
+        url = urlsplit(self.config.url)
+        return f"{url.scheme}://{url.hostname}:{url.port or ''}"  # never user:password
+
+    # --- acks and publishing ---------------------------------------------------------------------
+
+    def ack(self, generation: int, mid: int, qos: int) -> None:
+        client = self.client
+        if client is None or generation != self.generation or qos == 0:
+            return  # another connection: the broker redelivers, dedup absorbs it
+        client._client.ack(mid, qos)
+
+    def send(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
+        """Queue a normalised-topic message (non-blocking; bounded, drops counted)."""
+        try:
+            self.outbox.put_nowait((topic, payload, qos, retain))
+        except asyncio.QueueFull:
+            self.metrics.dropped.labels("outbox").inc()
+            self._dropped_logged += 1
+            if self._dropped_logged in (1, 10, 100) or self._dropped_logged % 1000 == 0:
+                self.log.warning(
+                    "outbox full: message dropped",
+                    extra={"topic": topic, "dropped": self._dropped_logged},
+                )
+
+    async def publisher(self) -> None:
+        """Drain the outbox into paho while connected (paho queues; aiomqtt's on_publish
+        tolerates ids it does not track)."""
+        while True:
+            item = await self.outbox.get()
+            while True:
+                await self.connected.wait()
+                client = self.client
+                if client is None:
+                    continue
+                info = client._client.publish(*item)
+                if info.rc == paho.MQTT_ERR_SUCCESS:
+                    break
+                await asyncio.sleep(0.05)
+
+    async def _drain_outbox(self, client: aiomqtt.Client) -> None:
+        while not self.outbox.empty():
+            client._client.publish(*self.outbox.get_nowait())
+
+    async def publish_downlink(self, topic: str, payload: bytes) -> None:
+        """Publish a ``command/down`` at QoS 1 and wait for the broker's PUBACK."""
+        await self.connected.wait()
+        client = self.client
+        if client is None:
+            raise aiomqtt.MqttError("not connected")
+        await client.publish(topic, payload, qos=1)

@@ -1,0 +1,322 @@
+"""Command lifecycle and the per-device queue (ARCHITECTURE.md invariant 4).
+
+States: ``queued`` (in the gateway's queue; ``published_at`` is set once it was handed to
+ChirpStack's queue with our own ``id``) → ``sent`` (``txack``) → ``acknowledged`` (``ack`` with
+``acknowledged: true``, confirmed downlinks) → ``applied`` (a ``command_result`` uplink echoing the
+``command_id`` with ``outcome: applied``). Terminal failures: ``failed`` (nack, ``log``
+``DOWNLINK_PAYLOAD_SIZE``/``F_CNT_DOWN`` for our queue item, result ``rejected``/``unsupported``,
+too large for the data rate), ``expired`` (``log`` ``EXPIRED`` or the gateway's timeout), and
+``replaced`` (a newer command with the same message replaced it before it was handed over).
+
+Reference: /work/shared/reference/chirpstack.md §3 (queue semantics: unconfirmed items leave
+ChirpStack's queue at ``txack``, confirmed ones at ``ack``; no ordering between events, so every
+transition only moves forward and events are correlated by ``queueItemId``).
+
+One downlink per device in ChirpStack's queue: a device's next command is published only when
+none of its commands is still in ChirpStack's queue (published and not yet txacked, or confirmed
+and not yet acked). Over MQTT ChirpStack cannot take an item back, so only unpublished commands
+are replaceable.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from gateway.chirpstack import AckEvent, LogEvent, TxAckEvent
+from gateway.config import CommandsConfig
+from gateway.errors import CommandRejected, PayloadTooLarge, UnknownDevice
+from gateway.metrics import Metrics
+from gateway.store.base import TERMINAL_STATES, CommandRecord, Device, Store
+from protocol import catalogue, codec
+from protocol.errors import ProtocolError
+
+__all__ = ["CONFIG_MESSAGES", "CommandManager", "max_payload"]
+
+CONFIG_MESSAGES = ("lamp_profile", "bin_config", "device_config")
+_RANK = {"queued": 0, "sent": 1, "acknowledged": 2, "applied": 3}
+
+# Maximum FRMPayload N per data rate with no FOpts. RP002-1.0.4 §2.1.6 (EU868, Table 6) and
+# §2.5.6 (US915, downlink DR8..13 for the RX1 data rate of uplink DR0..4, Table 20/21).
+_EU868_N = (51, 51, 51, 115, 222, 222, 222, 222)
+_US915_RX1_N = (242, 242, 242, 242, 242)
+_US915_RX2_N = 53
+
+
+def max_payload(region: str, dr: int | None) -> int:
+    """Largest downlink payload for a device last heard at uplink ``dr`` (RX1, offset 0).
+
+    Unknown ``dr`` (never heard) gives the smallest limit of the region, so a command that fits
+    it fits everywhere.
+    """
+    region = region.upper()
+    if region == "US915":
+        if dr is None or not 0 <= dr < len(_US915_RX1_N):
+            return _US915_RX2_N
+        return _US915_RX1_N[dr]
+    if dr is None or not 0 <= dr < len(_EU868_N):
+        return _EU868_N[0]
+    return _EU868_N[dr]
+
+
+class CommandManager:
+    """Holds the active commands in memory (loaded from the store) and stages every change."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        metrics: Metrics,
+        config: CommandsConfig,
+        logger: logging.Logger,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.config = config
+        self.log = logger
+        self.clock = clock
+        self.active: dict[str, CommandRecord] = {}
+
+    async def load(self) -> None:
+        for command in await self.store.active_commands():
+            self.active[command.id] = command
+
+    def for_device(self, dev_eui: str) -> list[CommandRecord]:
+        return sorted(
+            (c for c in self.active.values() if c.dev_eui == dev_eui), key=lambda c: c.created_at
+        )
+
+    # --- submit ----------------------------------------------------------------------------------
+
+    def submit(
+        self,
+        device: Device | None,
+        message: str,
+        fields: dict[str, Any],
+        *,
+        confirmed: bool | None = None,
+        source: str = "api",
+    ) -> CommandRecord:
+        """Validate, encode and queue a command; raises :class:`CommandError` subclasses."""
+        if device is None:
+            raise UnknownDevice("no such device", dev_eui="")
+        try:
+            spec = catalogue.message(message)
+        except ProtocolError as exc:
+            raise CommandRejected(f"unknown message {message!r}") from exc
+        if spec.direction != "down":
+            raise CommandRejected(f"{message} is an uplink message, not a command")
+        if spec.device != "common" and spec.device != device.kind:
+            raise CommandRejected(
+                f"{message} is a {spec.device} command; device {device.dev_eui} is a {device.kind}",
+                dev_eui=device.dev_eui,
+            )
+        if not isinstance(fields, dict):
+            raise CommandRejected("fields: expected an object")
+        command_id = self._allocate_id(device)
+        full = {**fields, "command_id": command_id}
+        try:
+            f_port, data = codec.encode(message, full)
+        except ProtocolError as exc:
+            raise CommandRejected(f"{message}: {exc}", dev_eui=device.dev_eui) from exc
+        limit = max_payload(self.config.region, device.last_dr) - self.config.mac_headroom_bytes
+        if len(data) > limit:
+            raise PayloadTooLarge(
+                f"{message} is {len(data)} bytes; DR{device.last_dr} allows {limit}",
+                dev_eui=device.dev_eui,
+                size=len(data),
+                limit=limit,
+            )
+        now = self.clock()
+        command = CommandRecord(
+            id=str(uuid.uuid4()),
+            dev_eui=device.dev_eui,
+            message=message,
+            fields=full,
+            command_id=command_id,
+            f_port=f_port,
+            data=data,
+            confirmed=self.config.confirmed if confirmed is None else confirmed,
+            created_at=now,
+            expires_at=now + self.config.timeout_s,
+            source=source,
+        )
+        for older in self.for_device(device.dev_eui):
+            if older.message == message and older.state == "queued" and older.published_at is None:
+                older.replaced_by = command.id
+                self._finish(older, "replaced", now, f"replaced by {command.id}")
+        device.next_command_id = (command_id + 1) % 256
+        if message in CONFIG_MESSAGES:
+            device.desired[message] = {k: v for k, v in full.items() if k != "command_id"}
+            version = full.get("config_version")
+            if isinstance(version, int):
+                device.desired_version = version
+        device.updated_at = now
+        self.store.stage_device(device)
+        self.active[command.id] = command
+        self.store.stage_command(command)
+        self.metrics.downlinks.labels("queued").inc()
+        return command
+
+    def _allocate_id(self, device: Device) -> int:
+        used = {c.command_id for c in self.active.values() if c.dev_eui == device.dev_eui}
+        for step in range(256):
+            candidate = (device.next_command_id + step) % 256
+            if candidate not in used:
+                return candidate
+        raise CommandRejected("256 commands are active for this device", dev_eui=device.dev_eui)
+
+    # --- dispatch --------------------------------------------------------------------------------
+
+    @staticmethod
+    def in_chirpstack_queue(command: CommandRecord) -> bool:
+        if command.published_at is None or command.state in TERMINAL_STATES:
+            return False
+        return command.state == "queued" or (command.state == "sent" and command.confirmed)
+
+    def next_to_send(self, dev_eui: str) -> CommandRecord | None:
+        pending = self.for_device(dev_eui)
+        if any(self.in_chirpstack_queue(c) for c in pending):
+            return None
+        for command in pending:
+            if command.state == "queued" and command.published_at is None:
+                return command
+        return None
+
+    def devices_waiting(self) -> set[str]:
+        return {
+            c.dev_eui
+            for c in self.active.values()
+            if c.state == "queued" and c.published_at is None
+        }
+
+    def check_size(self, command: CommandRecord, device: Device | None) -> bool:
+        """Recheck the size against the device's current data rate just before sending."""
+        dr = device.last_dr if device is not None else None
+        limit = max_payload(self.config.region, dr) - self.config.mac_headroom_bytes
+        if len(command.data) > limit:
+            self._finish(
+                command, "failed", self.clock(), f"payload {len(command.data)} > {limit} at DR{dr}"
+            )
+            return False
+        return True
+
+    def mark_published(self, command: CommandRecord) -> None:
+        command.published_at = self.clock()
+        self.store.stage_command(command)
+
+    # --- events ----------------------------------------------------------------------------------
+
+    def _advance(self, command: CommandRecord, state: str, now: float) -> bool:
+        if command.state in TERMINAL_STATES or _RANK[state] <= _RANK[command.state]:
+            return False
+        if command.published_at is None:
+            command.published_at = now
+        if _RANK[state] >= 1 and command.sent_at is None:
+            command.sent_at = now
+        if state == "acknowledged":
+            command.acknowledged_at = now
+        if state == "applied":
+            command.applied_at = now
+            command.finished_at = now
+            self.active.pop(command.id, None)
+        command.state = state
+        self.store.stage_command(command)
+        self.metrics.downlinks.labels(state).inc()
+        return True
+
+    def _finish(self, command: CommandRecord, state: str, now: float, error: str) -> None:
+        if command.state in TERMINAL_STATES:
+            return
+        command.state = state
+        command.error = error
+        command.finished_at = now
+        self.active.pop(command.id, None)
+        self.store.stage_command(command)
+        self.metrics.downlinks.labels(state).inc()
+
+    async def _find(self, queue_item_id: str) -> CommandRecord | None:
+        if not queue_item_id:
+            return None
+        command = self.active.get(queue_item_id)
+        if command is None:
+            command = await self.store.get_command(queue_item_id)
+        return command
+
+    async def on_txack(self, event: TxAckEvent) -> CommandRecord | None:
+        command = await self._find(event.queue_item_id)
+        if command is None:
+            return None
+        if command.f_cnt_down is None:
+            command.f_cnt_down = event.f_cnt_down
+        if not self._advance(command, "sent", self.clock()):
+            self.store.stage_command(command)  # keep f_cnt_down learnt late
+        return command
+
+    async def on_ack(self, event: AckEvent) -> CommandRecord | None:
+        command = await self._find(event.queue_item_id)
+        if command is None:
+            return None
+        now = self.clock()
+        if event.acknowledged:
+            self._advance(command, "acknowledged", now)
+        elif command.state not in ("acknowledged", "applied"):
+            self._finish(command, "failed", now, "not acknowledged by the device (nack)")
+        return command
+
+    async def on_log(self, event: LogEvent) -> CommandRecord | None:
+        command = await self._find(event.queue_item_id)
+        if command is None:
+            return None
+        now = self.clock()
+        if event.code == "EXPIRED":
+            self._finish(command, "expired", now, "expired in ChirpStack's queue")
+        elif event.code in ("DOWNLINK_PAYLOAD_SIZE", "F_CNT_DOWN"):
+            detail = ", ".join(f"{k}={v}" for k, v in sorted(event.context.items()))
+            self._finish(command, "failed", now, f"{event.code}: {detail}")
+        else:
+            return None
+        return command
+
+    def on_result(self, dev_eui: str, fields: dict[str, Any]) -> CommandRecord | None:
+        """A ``command_result`` uplink: the node applied (or refused) ``command_id``."""
+        command_id = fields.get("command_id")
+        candidates = [
+            c
+            for c in self.for_device(dev_eui)
+            if c.command_id == command_id and c.published_at is not None
+        ]
+        if not candidates:
+            return None
+        command = candidates[-1]
+        now = self.clock()
+        outcome = fields.get("outcome", "applied")
+        if outcome == "applied":
+            self._advance(command, "applied", now)
+        else:
+            self._finish(command, "failed", now, f"device answered {outcome}")
+        return command
+
+    def on_join(self, dev_eui: str) -> int:
+        """ChirpStack flushes a device's queue at OTAA join by default (reference §3.7,
+        chirpstack#216): items handed over but not yet sent go back to our queue."""
+        count = 0
+        for command in self.for_device(dev_eui):
+            if command.state == "queued" and command.published_at is not None:
+                command.published_at = None
+                self.store.stage_command(command)
+                count += 1
+        return count
+
+    def expire(self) -> list[CommandRecord]:
+        now = self.clock()
+        expired = []
+        for command in list(self.active.values()):
+            if command.expires_at is not None and command.expires_at <= now:
+                self._finish(command, "expired", now, "timed out before the device applied it")
+                expired.append(command)
+        return expired

@@ -1,0 +1,71 @@
+"""Prometheus metrics of one gateway (names fixed by ARCHITECTURE.md "Metrics").
+
+Each :class:`Metrics` owns its own ``CollectorRegistry`` (not the process-global one), so tests
+and benchmarks can run several gateways in one process.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["UPLINK_OUTCOMES", "Metrics"]
+
+UPLINK_OUTCOMES = ("processed", "duplicate", "undecodable", "invalid_event")
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.uplinks = Counter(
+            "citypack_uplinks",
+            "ChirpStack events received on the up topic (and any event that does not parse), "
+            "by outcome",
+            ["outcome"],
+            registry=self.registry,
+        )
+        for outcome in UPLINK_OUTCOMES:
+            self.uplinks.labels(outcome)
+        self.downlinks = Counter(
+            "citypack_downlinks",
+            "Command state transitions (queued, sent, acknowledged, applied, failed, expired, "
+            "replaced)",
+            ["state"],
+            registry=self.registry,
+        )
+        self.uplink_seconds = Histogram(
+            "citypack_uplink_seconds",
+            "Time from receiving an uplink from MQTT to its batch being committed",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=self.registry,
+        )
+        self.devices = Gauge(
+            "citypack_devices",
+            "Devices in the registry by kind and availability",
+            ["kind", "availability"],
+            registry=self.registry,
+        )
+        self.events = Counter(
+            "citypack_events",
+            "ChirpStack events received, by event type",
+            ["event"],
+            registry=self.registry,
+        )
+        self.dropped = Counter(
+            "citypack_dropped_messages",
+            "Messages dropped because a bounded queue was full (never ChirpStack events: those "
+            "stay unacknowledged at the broker)",
+            ["queue"],
+            registry=self.registry,
+        )
+        self.derived_events = Counter(
+            "citypack_derived_events",
+            "Events derived by the rules, by type",
+            ["type"],
+            registry=self.registry,
+        )
+        self.mqtt_connected = Gauge(
+            "citypack_mqtt_connected", "1 while connected to the broker", registry=self.registry
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

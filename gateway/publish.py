@@ -1,0 +1,144 @@
+"""Normalised MQTT topics (ARCHITECTURE.md "Normalised MQTT") and Home Assistant discovery.
+
+Under ``[publish] base_topic`` (default ``citypack``):
+
+- ``devices/{devEui}/state``: the twin as JSON, retained;
+- ``devices/{devEui}/availability``: ``online`` / ``offline``, retained;
+- ``devices/{devEui}/set``: commands in, ``{"message": ..., "fields": {...}}``;
+- ``events/{type}``: derived events as JSON (not retained);
+- ``bridge/state``: ``online`` retained while connected; the last will sets ``offline``.
+
+Home Assistant MQTT discovery (reference/domain.md §4) is opt-in (``[publish] homeassistant``):
+one retained config per entity under ``<discovery_prefix>/<component>/<devEui>/<object>/config``,
+with availability from both ``bridge/state`` and the device's own topic (``availability_mode:
+all``), as zigbee2mqtt does.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from gateway.config import PublishConfig
+from gateway.store.base import Device, EventRecord
+
+__all__ = ["Publisher", "SendFn"]
+
+SendFn = Callable[[str, bytes, int, bool], None]
+
+_JSON = json.JSONEncoder(separators=(",", ":"), default=str)
+
+# (component, object id, state field, extra config)
+_HA_BIN: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
+    ("sensor", "fill", "fill_percent", {"unit_of_measurement": "%", "state_class": "measurement"}),
+    (
+        "sensor",
+        "temperature",
+        "temperature_c",
+        {"device_class": "temperature", "unit_of_measurement": "°C", "state_class": "measurement"},
+    ),
+    (
+        "sensor",
+        "battery",
+        "battery_percent",
+        {"device_class": "battery", "unit_of_measurement": "%", "entity_category": "diagnostic"},
+    ),
+    ("binary_sensor", "full", "full", {}),
+    ("binary_sensor", "fire", "fire", {"device_class": "heat"}),
+    ("binary_sensor", "tilt", "tilt", {"device_class": "tamper"}),
+)
+_HA_LAMP: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
+    ("sensor", "dim_level", "dim_level", {"unit_of_measurement": "%"}),
+    (
+        "sensor",
+        "power",
+        "active_power_w",
+        {"device_class": "power", "unit_of_measurement": "W", "state_class": "measurement"},
+    ),
+    (
+        "sensor",
+        "energy",
+        "active_energy_wh",
+        {"device_class": "energy", "unit_of_measurement": "Wh", "state_class": "total_increasing"},
+    ),
+    ("binary_sensor", "lamp_failure", "lamp_failure", {"device_class": "problem"}),
+)
+
+
+class Publisher:
+    def __init__(self, config: PublishConfig, send: SendFn) -> None:
+        self.config = config
+        self.base = config.base_topic
+        self._send = send
+        self._announced: set[str] = set()
+
+    # topics
+    def state_topic(self, dev_eui: str) -> str:
+        return f"{self.base}/devices/{dev_eui}/state"
+
+    def availability_topic(self, dev_eui: str) -> str:
+        return f"{self.base}/devices/{dev_eui}/availability"
+
+    def set_subscription(self) -> str:
+        return f"{self.base}/devices/+/set"
+
+    def bridge_topic(self) -> str:
+        return f"{self.base}/bridge/state"
+
+    def set_dev_eui(self, topic: str) -> str | None:
+        """The devEui of a ``devices/{devEui}/set`` topic, else None."""
+        prefix = f"{self.base}/devices/"
+        if topic.startswith(prefix) and topic.endswith("/set"):
+            middle = topic[len(prefix) : -len("/set")]
+            if middle and "/" not in middle:
+                return middle.lower()
+        return None
+
+    # messages
+    def state(self, device: Device) -> None:
+        self._send(self.state_topic(device.dev_eui), _JSON.encode(device.twin()).encode(), 1, True)
+        if self.config.homeassistant and device.dev_eui not in self._announced:
+            self.discovery(device)
+
+    def availability(self, device: Device) -> None:
+        self._send(self.availability_topic(device.dev_eui), device.availability.encode(), 1, True)
+
+    def event(self, event: EventRecord) -> None:
+        doc = {"type": event.type, "dev_eui": event.dev_eui, "at": event.at, **event.data}
+        self._send(f"{self.base}/events/{event.type}", _JSON.encode(doc).encode(), 1, False)
+
+    def discovery(self, device: Device) -> None:
+        entities = {"bin": _HA_BIN, "lamp": _HA_LAMP}.get(device.kind)
+        if entities is None:
+            return
+        self._announced.add(device.dev_eui)
+        for component, object_id, key, extra in entities:
+            source = "derived" if key == "full" else "reported"
+            if component == "binary_sensor":
+                template = f"{{{{ 'ON' if value_json.{source}.{key} else 'OFF' }}}}"
+            else:
+                template = f"{{{{ value_json.{source}.{key} }}}}"
+            config = {
+                "name": object_id.replace("_", " "),
+                "unique_id": f"citypack_{device.dev_eui}_{object_id}",
+                "state_topic": self.state_topic(device.dev_eui),
+                "value_template": template,
+                "availability": [
+                    {"topic": self.bridge_topic()},
+                    {"topic": self.availability_topic(device.dev_eui)},
+                ],
+                "availability_mode": "all",
+                "device": {
+                    "identifiers": [f"citypack_{device.dev_eui}"],
+                    "name": device.name or device.dev_eui,
+                    "manufacturer": "citypack",
+                    "model": device.kind,
+                },
+                "origin": {"name": "citypack"},
+                **extra,
+            }
+            topic = (
+                f"{self.config.discovery_prefix}/{component}/{device.dev_eui}/{object_id}/config"
+            )
+            self._send(topic, _JSON.encode(config).encode(), 1, True)

@@ -1,0 +1,225 @@
+"""Bin rules: full at a per-bin threshold, fire, tilt, pickup, fill rate and forecast, collection.
+
+Messages and fields: docs/interfaces.md (``bin_status``, ``bin_alarm``, ``bin_config``). The
+per-bin threshold is the ``full_threshold_percent`` of the bin's desired ``bin_config`` (the one
+the gateway pushed), else ``[bins] full_threshold_percent``. Events fire on transitions only
+(``bin_full`` once per filling, ``bin_fire`` once per fire), so a bin reporting every 15 min does
+not flood the event stream.
+
+Fill rate: least-squares slope of the last ``forecast_samples`` (time, fill) points since the
+last pickup, in percent per hour; the forecast is when the line reaches the threshold.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from gateway.config import BinsConfig
+from gateway.rules import Outcome
+from gateway.store.base import Device
+
+__all__ = [
+    "apply_bin_alarm",
+    "apply_bin_status",
+    "collection_csv",
+    "collection_geojson",
+    "collection_list",
+    "fill_rate_per_h",
+    "threshold_for",
+]
+
+
+def threshold_for(device: Device, cfg: BinsConfig) -> float:
+    desired = device.desired.get("bin_config", {})
+    value = desired.get("full_threshold_percent")
+    return float(value) if isinstance(value, int | float) else cfg.full_threshold_percent
+
+
+def fill_rate_per_h(samples: list[list[float]]) -> float | None:
+    """Least-squares slope (percent per hour) of ``[[t_s, fill], ...]``; None with < 2 points."""
+    if len(samples) < 2:
+        return None
+    n = len(samples)
+    mean_t = sum(s[0] for s in samples) / n
+    mean_f = sum(s[1] for s in samples) / n
+    var = sum((s[0] - mean_t) ** 2 for s in samples)
+    if var == 0:
+        return None
+    cov = sum((s[0] - mean_t) * (s[1] - mean_f) for s in samples)
+    return cov / var * 3600.0
+
+
+def _pickup(device: Device, out: Outcome, now: float, fill: float, drop: float) -> None:
+    derived = device.derived
+    derived["_samples"] = [[now, fill]]
+    derived["full"] = False
+    derived["last_pickup_at"] = now
+    out.event("bin_pickup", fill_before=fill + drop, fill_percent=fill, drop_percent=drop)
+
+
+def apply_bin_status(
+    device: Device, fields: dict[str, Any], cfg: BinsConfig, now: float
+) -> Outcome:
+    out = Outcome()
+    derived = device.derived
+    fill = float(fields.get("fill_percent", 0))
+    previous = derived.get("fill_percent")
+    samples: list[list[float]] = list(derived.get("_samples", []))
+    drop = (previous - fill) if isinstance(previous, int | float) else 0.0
+    pickups_before = derived.get("pickup_count")
+    pickups = fields.get("pickup_count")
+    node_pickup = (
+        isinstance(pickups_before, int) and isinstance(pickups, int) and pickups != pickups_before
+    )
+    if drop >= cfg.pickup_drop_percent or (node_pickup and drop > 0):
+        _pickup(device, out, now, fill, drop)
+        samples = [[now, fill]]
+    else:
+        samples.append([now, fill])
+        samples = samples[-cfg.forecast_samples :]
+    derived["_samples"] = samples
+    derived["fill_percent"] = fill
+    if isinstance(pickups, int):
+        derived["pickup_count"] = pickups
+    threshold = threshold_for(device, cfg)
+    derived["full_threshold_percent"] = threshold
+    rate = fill_rate_per_h(samples)
+    derived["fill_rate_percent_per_h"] = None if rate is None else round(rate, 3)
+    if fill >= threshold:
+        derived["forecast_full_at"] = now
+    elif rate is not None and rate > 0:
+        derived["forecast_full_at"] = round(now + (threshold - fill) / rate * 3600.0, 1)
+    else:
+        derived["forecast_full_at"] = None
+    if fill >= threshold and not derived.get("full"):
+        derived["full"] = True
+        out.event("bin_full", fill_percent=fill, threshold_percent=threshold)
+    elif fill < threshold:
+        derived["full"] = False
+    temperature = fields.get("temperature_c")
+    fire = bool(fields.get("fire")) or (
+        isinstance(temperature, int | float) and temperature >= cfg.fire_threshold_c
+    )
+    if fire and not derived.get("fire"):
+        out.event("bin_fire", temperature_c=temperature, source="status")
+    derived["fire"] = fire
+    tilt = bool(fields.get("tilt"))
+    if tilt and not derived.get("tilt"):
+        out.event("bin_tilt", source="status")
+    derived["tilt"] = tilt
+    fault = bool(fields.get("sensor_fault"))
+    if fault and not derived.get("sensor_fault"):
+        out.event("bin_sensor_fault")
+    derived["sensor_fault"] = fault
+    return out
+
+
+def apply_bin_alarm(device: Device, fields: dict[str, Any], cfg: BinsConfig, now: float) -> Outcome:
+    out = Outcome()
+    derived = device.derived
+    alarm = fields.get("alarm")
+    value = fields.get("value")
+    fill = float(fields.get("fill_percent", 0))
+    if alarm == "fire":
+        derived["fire"] = True
+        out.event("bin_fire", temperature_c=value, source="alarm")
+    elif alarm == "tilt":
+        derived["tilt"] = isinstance(value, int | float) and value >= 0
+        out.event("bin_tilt", tilt_deg=value, source="alarm")
+    elif alarm == "pickup":
+        drop = float(value) if isinstance(value, int | float) else 0.0
+        _pickup(device, out, now, fill, drop)
+        derived["fill_percent"] = fill
+    elif alarm == "sensor_fault":
+        derived["sensor_fault"] = True
+        out.event("bin_sensor_fault")
+    return out
+
+
+def collection_list(
+    devices: Iterable[Device], cfg: BinsConfig, now: float, *, horizon_h: float | None = None
+) -> list[dict[str, Any]]:
+    """The bins to empty: full now, or forecast full within the horizon (default from config)."""
+    horizon = now + 3600.0 * (cfg.collection_horizon_h if horizon_h is None else horizon_h)
+    rows: list[dict[str, Any]] = []
+    for device in devices:
+        if device.kind != "bin":
+            continue
+        derived = device.derived
+        fill = derived.get("fill_percent")
+        if not isinstance(fill, int | float):
+            continue
+        threshold = threshold_for(device, cfg)
+        forecast = derived.get("forecast_full_at")
+        if fill >= threshold:
+            reason = "full"
+        elif isinstance(forecast, int | float) and forecast <= horizon:
+            reason = "forecast"
+        else:
+            continue
+        rows.append(
+            {
+                "dev_eui": device.dev_eui,
+                "name": device.name,
+                "street": device.street,
+                "group": device.group,
+                "latitude": device.latitude,
+                "longitude": device.longitude,
+                "fill_percent": fill,
+                "threshold_percent": threshold,
+                "forecast_full_at": forecast,
+                "fire": bool(derived.get("fire")),
+                "tilt": bool(derived.get("tilt")),
+                "reason": reason,
+            }
+        )
+    rows.sort(key=lambda r: (r["reason"] != "full", -float(r["fill_percent"]), r["dev_eui"]))
+    return rows
+
+
+_CSV_COLUMNS = (
+    "dev_eui",
+    "name",
+    "street",
+    "group",
+    "latitude",
+    "longitude",
+    "fill_percent",
+    "threshold_percent",
+    "forecast_full_at",
+    "fire",
+    "tilt",
+    "reason",
+)
+
+
+def collection_csv(rows: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=_CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row[k] is None else row[k]) for k in _CSV_COLUMNS})
+    return buffer.getvalue()
+
+
+def collection_geojson(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """RFC 7946 FeatureCollection; bins without a position have ``geometry: null`` (§3.2)."""
+    features = []
+    for row in rows:
+        lat, lon = row["latitude"], row["longitude"]
+        geometry = (
+            {"type": "Point", "coordinates": [lon, lat]}
+            if lat is not None and lon is not None
+            else None
+        )
+        properties = {k: v for k, v in row.items() if k not in ("latitude", "longitude")}
+        features.append({"type": "Feature", "geometry": geometry, "properties": properties})
+    return {"type": "FeatureCollection", "features": features}
+
+
+def dumps(doc: Any) -> str:
+    return json.dumps(doc, separators=(",", ":"))

@@ -1,0 +1,700 @@
+"""The gateway service: lifecycle, event processing, batching, rules, commands, maintenance.
+
+Data path (ARCHITECTURE.md "Where a byte goes"): MQTT ``application/+/device/+/event/+`` →
+:func:`gateway.chirpstack.parse_event` → :func:`protocol.codec.decode` → twin, history and rules
+staged in the store → one commit per batch → MQTT PUBACK for the batch's messages → normalised
+topics published → commands dispatched to ``command/down``.
+
+Batching: a batch is committed when ``[store] batch_max`` messages are staged, when the batch is
+``batch_interval_s`` old, or as soon as no further message is waiting (so a quiet gateway commits
+each message at once and a busy one amortises the transaction over many).
+
+Decisions:
+
+- **Unknown devices are kept**, not dead-lettered: an uplink from a devEui that is not in the
+  registry auto-registers it as kind ``unknown`` (``registered: false``), stores its history and
+  raises a ``device_discovered`` event; a ``device_info`` uplink fills in its kind. Provisioning
+  lags the field in practice, and nothing from the air is dropped (invariant 2).
+- **fPort 0** (MAC-only) uplinks count as ``processed`` and refresh availability and signal
+  quality, but store no history and run no rules.
+- Undecodable payloads (bad CBOR, unknown fPort, out-of-range values, larger than
+  :data:`protocol.codec.MAX_PAYLOAD`) and events that do not parse are dead letters: the raw MQTT
+  topic and payload with the reason, counted as ``undecodable`` / ``invalid_event``.
+
+Tasks run in one ``asyncio.TaskGroup`` with names: ``mqtt`` (connection and receive loop),
+``publish`` (outbox), ``dispatch`` (downlinks), ``maintenance`` (expiry, availability, retention)
+and ``api`` (uvicorn). :meth:`Gateway.stop` (SIGTERM) stops receiving, commits and acknowledges
+what was processed, publishes ``bridge/state offline`` and ends the tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+import aiomqtt
+
+from gateway import chirpstack as cs
+from gateway.bridge import Bridge
+from gateway.commands import CONFIG_MESSAGES, CommandManager
+from gateway.config import Config
+from gateway.errors import CommandError, InvalidEvent, StoreError
+from gateway.logs import get_logger
+from gateway.metrics import Metrics
+from gateway.publish import Publisher
+from gateway.rules import Outcome, PlannedCommand
+from gateway.rules import availability as availability_rules
+from gateway.rules import bins as bin_rules
+from gateway.rules import lamps as lamp_rules
+from gateway.store import (
+    CommandRecord,
+    DeadLetter,
+    Device,
+    EventRecord,
+    Store,
+    UplinkRecord,
+    create_store,
+)
+from protocol import codec
+from protocol.errors import ProtocolError
+
+__all__ = ["Gateway"]
+
+# uplink messages whose fields are merged into the twin's reported state
+_STATE_MESSAGES = frozenset(
+    {"bin_status", "lamp_status", "lamp_counters", "lamp_presence", "device_info"}
+)
+
+
+class Gateway:
+    """One gateway process. ``async with Gateway(config) as gw: await gw.run()``."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        logger: logging.Logger | None = None,
+        store: Store | None = None,
+        clock: Callable[[], float] = time.time,
+        api_token: str | None = None,
+    ) -> None:
+        self.config = config
+        self.log = logger or get_logger()
+        self.clock = clock
+        self.metrics = Metrics()
+        self.store: Store = store or create_store(
+            config.store.url, synchronous=config.store.synchronous
+        )
+        self.devices: dict[str, Device] = {}
+        self.commands = CommandManager(
+            store=self.store,
+            metrics=self.metrics,
+            config=config.commands,
+            logger=self.log,
+            clock=clock,
+        )
+        self.bridge = Bridge(
+            config=config.mqtt,
+            publisher_base=config.publish.base_topic,
+            handler=self._on_message,
+            on_connect=self._on_connect,
+            on_stop=self.flush,
+            metrics=self.metrics,
+            logger=self.log,
+        )
+        self.publisher = Publisher(config.publish, self.bridge.send)
+        self.api_token = api_token
+        self.api_port: int | None = None
+        self.store_ok = False
+        self._acks: list[tuple[int, int, int, float, bool]] = []
+        self._batch_started: float | None = None
+        self._dirty_state: set[str] = set()
+        self._dirty_availability: set[str] = set()
+        self._events: list[EventRecord] = []
+        self._kicked: set[str] = set()
+        self._kick = asyncio.Event()
+        self._flush_lock = asyncio.Lock()
+        self._opened = False
+        self._stopping = asyncio.Event()
+        self.started = asyncio.Event()
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Gateway:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        if self._opened:
+            return
+        await self.store.open()
+        self.store_ok = True
+        for device in await self.store.load_devices():
+            self.devices[device.dev_eui] = device
+        await self.commands.load()
+        self._opened = True
+        self.update_device_gauge()
+        self.log.info(
+            "store open",
+            extra={"devices": len(self.devices), "active_commands": len(self.commands.active)},
+        )
+
+    async def close(self) -> None:
+        if self._opened:
+            with contextlib.suppress(StoreError):
+                await self.flush()
+            await self.store.close()
+            self._opened = False
+
+    def stop(self) -> None:
+        """Ask for a graceful stop (the SIGTERM handler calls this)."""
+        self._stopping.set()
+        self.bridge.stop()
+
+    @property
+    def ready(self) -> bool:
+        return self.bridge.connected.is_set() and self.store_ok
+
+    async def run(self) -> None:
+        """Run until :meth:`stop`; commits and acknowledges what it processed before returning."""
+        await self.open()
+        async with asyncio.TaskGroup() as group:
+            mqtt = group.create_task(self.bridge.run(), name="mqtt")
+            others = [
+                group.create_task(self.bridge.publisher(), name="publish"),
+                group.create_task(self._dispatcher(), name="dispatch"),
+                group.create_task(self._maintenance(), name="maintenance"),
+            ]
+            server = None
+            if self.config.api.enabled:
+                from gateway.api import start_api
+
+                server, task = await start_api(self, group)
+                others.append(task)
+            self.started.set()
+            await mqtt
+            if server is not None:
+                server.should_exit = True
+            for task in others:
+                if task.get_name() != "api":
+                    task.cancel()
+        await self.flush()
+        self.log.info("gateway stopped")
+
+    # --- batching --------------------------------------------------------------------------------
+
+    async def flush(self) -> None:
+        """Commit the batch, then acknowledge its MQTT messages and publish its effects."""
+        async with self._flush_lock:
+            acks, self._acks = self._acks, []
+            events, self._events = self._events, []
+            dirty, self._dirty_state = self._dirty_state, set()
+            availability, self._dirty_availability = self._dirty_availability, set()
+            self._batch_started = None
+            for dev_eui in dirty:
+                device = self.devices.get(dev_eui)
+                if device is not None:
+                    self.store.stage_device(device)
+            try:
+                await self.store.commit()
+                self.store_ok = True
+            except StoreError as exc:
+                self.store_ok = False
+                self.log.error("store commit failed; will retry", extra={"error": str(exc)})
+                # keep the batch: nothing is acknowledged, everything is retried
+                self._acks = acks + self._acks
+                self._events = events + self._events
+                self._dirty_state |= dirty
+                self._dirty_availability |= availability
+                return
+            done = time.perf_counter()
+            for generation, mid, qos, received, is_uplink in acks:
+                self.bridge.ack(generation, mid, qos)
+                if is_uplink:
+                    self.metrics.uplink_seconds.observe(done - received)
+            for dev_eui in dirty:
+                device = self.devices.get(dev_eui)
+                if device is not None:
+                    self.publisher.state(device)
+            for dev_eui in availability:
+                device = self.devices.get(dev_eui)
+                if device is not None:
+                    self.publisher.availability(device)
+            for event in events:
+                self.publisher.event(event)
+
+    async def _maybe_flush(self) -> None:
+        staged = len(self._acks)
+        if (
+            staged >= self.config.store.batch_max
+            or self.bridge.pending_messages() == 0
+            or (
+                self._batch_started is not None
+                and time.perf_counter() - self._batch_started >= self.config.store.batch_interval_s
+            )
+        ):
+            await self.flush()
+
+    # --- incoming --------------------------------------------------------------------------------
+
+    async def _on_connect(self) -> None:
+        # downlinks that waited for the connection, and states not published while offline
+        for dev_eui in self.commands.devices_waiting():
+            self.kick(dev_eui)
+
+    async def _on_message(self, message: aiomqtt.Message, generation: int) -> None:
+        received = time.perf_counter()
+        if self._batch_started is None:
+            self._batch_started = received
+        topic = message.topic.value
+        payload = message.payload
+        if isinstance(payload, str):
+            raw = payload.encode()
+        elif isinstance(payload, bytes | bytearray):
+            raw = bytes(payload)
+        else:
+            raw = b"" if payload is None else str(payload).encode()
+        is_uplink = topic.endswith("/event/up")
+        self._acks.append((generation, message.mid, message.qos, received, is_uplink))
+        try:
+            await self.process(topic, raw)
+        except Exception as exc:  # invariant 2: the gateway never stops on bad input
+            self.log.exception("processing failed", extra={"topic": topic})
+            self._dead_letter(topic, raw, f"internal error: {type(exc).__name__}: {exc}", "")
+        await self._maybe_flush()
+
+    async def process(self, topic: str, raw: bytes) -> None:
+        """Process one MQTT message (staged; :meth:`flush` commits)."""
+        set_dev = self.publisher.set_dev_eui(topic)
+        if set_dev is not None:
+            await self._on_set(set_dev, raw)
+            return
+        limit = self.config.mqtt.max_event_bytes
+        if len(raw) > limit:
+            self.metrics.uplinks.labels("invalid_event").inc()
+            self._dead_letter(topic, raw[:limit], f"event of {len(raw)} bytes > {limit}", "")
+            return
+        try:
+            event = cs.parse_event(topic, raw, marshaler=self.config.mqtt.marshaler)  # type: ignore[arg-type]
+        except InvalidEvent as exc:
+            self.metrics.uplinks.labels("invalid_event").inc()
+            self._dead_letter(topic, raw, f"invalid event: {exc}", getattr(exc, "dev_eui", ""))
+            return
+        self.metrics.events.labels(event.event).inc()
+        if isinstance(event, cs.UplinkEvent):
+            await self._on_up(topic, raw, event)
+        elif isinstance(event, cs.JoinEvent):
+            await self._on_join(event)
+        elif isinstance(event, cs.TxAckEvent):
+            self._command_changed(await self.commands.on_txack(event))
+        elif isinstance(event, cs.AckEvent):
+            self._command_changed(await self.commands.on_ack(event))
+        elif isinstance(event, cs.LogEvent):
+            await self._on_log(event)
+        elif isinstance(event, cs.StatusEvent):
+            await self._on_status(event)
+        elif isinstance(event, cs.LocationEvent):
+            device = self.devices.get(event.dev_eui)
+            if device is not None and event.latitude is not None and device.latitude is None:
+                device.latitude, device.longitude = event.latitude, event.longitude
+                self._dirty_state.add(device.dev_eui)
+        # IntegrationEvent: removed from ChirpStack in v4.15.0; counted, nothing to do
+
+    def _dead_letter(self, topic: str, raw: bytes, reason: str, dev_eui: str) -> None:
+        self.store.stage_dead_letter(DeadLetter(self.clock(), topic, raw, reason, dev_eui))
+        self.log.warning("dead letter", extra={"topic": topic, "reason": reason[:200]})
+
+    def _device_for(self, info: cs.DeviceInfo, application_id: str) -> Device:
+        device = self.devices.get(info.dev_eui)
+        now = self.clock()
+        if device is None:
+            device = Device(
+                dev_eui=info.dev_eui,
+                kind="unknown",
+                name=info.device_name,
+                registered=False,
+                created_at=now,
+                updated_at=now,
+            )
+            self.devices[device.dev_eui] = device
+            self._emit(device, "device_discovered", {"device_name": info.device_name})
+            self.update_device_gauge()
+        device.application_id = info.application_id or application_id
+        device.device_class = info.device_class_enabled
+        return device
+
+    async def _on_up(self, topic: str, raw: bytes, event: cs.UplinkEvent) -> None:
+        device = self._device_for(event.device_info, event.topic_application_id)
+        key = (
+            f"up:{event.deduplication_id}"
+            if event.deduplication_id
+            else f"up:{device.dev_eui}:{event.dev_addr}:{event.f_cnt}"
+        )
+        if await self.store.seen(key) or (
+            device.last_dev_addr == event.dev_addr
+            and device.last_f_cnt is not None
+            and event.f_cnt <= device.last_f_cnt
+            and await self.store.f_cnt_seen(device.dev_eui, event.dev_addr, event.f_cnt)
+        ):
+            self.metrics.uplinks.labels("duplicate").inc()
+            return
+        self.store.stage_seen(key)
+        now = self.clock()
+        was = device.availability
+        self._apply(device, availability_rules.mark_seen(device, now))
+        if device.availability != was:
+            self._dirty_availability.add(device.dev_eui)
+            self.update_device_gauge()
+        if device.last_dev_addr != event.dev_addr or (device.last_f_cnt or -1) < event.f_cnt:
+            device.last_f_cnt = event.f_cnt
+            device.last_dev_addr = event.dev_addr
+        device.last_dr = event.dr
+        device.last_rssi = event.best_rssi
+        device.last_snr = event.best_snr
+        self._dirty_state.add(device.dev_eui)
+        if event.f_port == 0:
+            self.metrics.uplinks.labels("processed").inc()
+            return
+        try:
+            if len(event.data) > codec.MAX_PAYLOAD:
+                raise ProtocolError(f"payload of {len(event.data)} bytes > {codec.MAX_PAYLOAD}")
+            decoded = codec.decode(event.f_port, event.data, "up")
+        except ProtocolError as exc:
+            self.metrics.uplinks.labels("undecodable").inc()
+            self._dead_letter(
+                topic, raw, f"undecodable fPort {event.f_port}: {exc}", device.dev_eui
+            )
+            return
+        self.store.stage_uplink(
+            UplinkRecord(
+                dev_eui=device.dev_eui,
+                received_at=now,
+                deduplication_id=event.deduplication_id,
+                time=event.time,
+                dev_addr=event.dev_addr,
+                f_cnt=event.f_cnt,
+                f_port=event.f_port,
+                dr=event.dr,
+                frequency=event.frequency,
+                rssi=event.best_rssi,
+                snr=event.best_snr,
+                gateways=len(event.rx_info),
+                message=decoded.message,
+                fields=decoded.fields,
+                data=event.data,
+            )
+        )
+        self._apply_message(device, decoded.message, decoded.fields, now)
+        self.metrics.uplinks.labels("processed").inc()
+        if self.commands.devices_waiting() and device.dev_eui in self.commands.devices_waiting():
+            self.kick(device.dev_eui)
+
+    def _apply_message(
+        self, device: Device, message: str, fields: dict[str, Any], now: float
+    ) -> None:
+        if message in _STATE_MESSAGES:
+            device.reported.update(fields)
+        device.reported["last_message"] = message
+        version = fields.get("config_version")
+        if message == "device_info":
+            kind = fields.get("kind")
+            if device.kind == "unknown" and kind in ("bin", "lamp"):
+                device.kind = str(kind)
+                self.update_device_gauge()
+        if message == "bin_status":
+            self._apply(device, bin_rules.apply_bin_status(device, fields, self.config.bins, now))
+        elif message == "bin_alarm":
+            self._apply(device, bin_rules.apply_bin_alarm(device, fields, self.config.bins, now))
+        elif message == "lamp_status":
+            self._apply(
+                device, lamp_rules.apply_lamp_status(device, fields, self.config.lamps, now)
+            )
+        elif message == "lamp_presence":
+            self._apply(
+                device,
+                lamp_rules.apply_lamp_presence(device, fields, self.config.lamps, self.devices.get),
+            )
+        elif message == "command_result":
+            command = self.commands.on_result(device.dev_eui, fields)
+            self._command_changed(command)
+            if command is not None and command.state != "applied":
+                version = None  # a refused config does not count as reported
+        if isinstance(version, int) and message in (
+            "bin_status",
+            "lamp_status",
+            "device_info",
+            "command_result",
+        ):
+            if device.reported_version != version:
+                device.reported_version = version
+                if device.desired_version == version:
+                    self._emit(device, "config_applied", {"config_version": version})
+            self._reconcile(device)
+
+    def _reconcile(self, device: Device) -> None:
+        """Push the desired config again while the reported version differs (invariant 4)."""
+        if device.kind == "lamp":
+            self._apply(
+                device,
+                lamp_rules.reconcile_profile(device, self.config.lamps, device.reported_version),
+            )
+            return
+        if device.desired_version is None or device.desired_version == device.reported_version:
+            return
+        for message in CONFIG_MESSAGES:
+            fields = device.desired.get(message)
+            if isinstance(fields, dict) and fields.get("config_version") == device.desired_version:
+                self._plan(PlannedCommand(device.dev_eui, message, dict(fields), confirmed=True))
+
+    def _apply(self, device: Device, outcome: Outcome) -> None:
+        for type_, data in outcome.events:
+            self._emit(device, type_, data)
+        for planned in outcome.commands:
+            self._plan(planned)
+
+    def _plan(self, planned: PlannedCommand) -> None:
+        target = self.devices.get(planned.dev_eui)
+        if target is None:
+            return
+        if planned.message in CONFIG_MESSAGES and any(
+            c.message == planned.message for c in self.commands.for_device(target.dev_eui)
+        ):
+            return  # one config push at a time; the result (or expiry) decides the next
+        try:
+            command = self.commands.submit(
+                target, planned.message, planned.fields, confirmed=planned.confirmed, source="rule"
+            )
+        except CommandError as exc:
+            self.log.warning(
+                "rule command refused",
+                extra={"dev_eui": target.dev_eui, "message": planned.message, "error": str(exc)},
+            )
+            return
+        self._dirty_state.add(target.dev_eui)
+        self._command_changed(command)
+
+    def _emit(self, device: Device, type_: str, data: dict[str, Any]) -> None:
+        record = EventRecord(type=type_, dev_eui=device.dev_eui, at=self.clock(), data=data)
+        self.store.stage_event(record)
+        self._events.append(record)
+        self.metrics.derived_events.labels(type_).inc()
+        self._dirty_state.add(device.dev_eui)
+
+    def _command_changed(self, command: CommandRecord | None) -> None:
+        if command is None:
+            return
+        device = self.devices.get(command.dev_eui)
+        if device is not None:
+            self._emit(
+                device,
+                f"command_{command.state}",
+                {
+                    "id": command.id,
+                    "message": command.message,
+                    "command_id": command.command_id,
+                    "error": command.error,
+                },
+            )
+        self.kick(command.dev_eui)
+
+    async def _on_join(self, event: cs.JoinEvent) -> None:
+        key = f"join:{event.deduplication_id}"
+        if event.deduplication_id and await self.store.seen(key):
+            return
+        if event.deduplication_id:
+            self.store.stage_seen(key)
+        device = self._device_for(event.device_info, event.topic_application_id)
+        device.last_dev_addr = event.dev_addr
+        device.last_f_cnt = None
+        requeued = self.commands.on_join(device.dev_eui)
+        self._emit(device, "device_joined", {"dev_addr": event.dev_addr, "requeued": requeued})
+        self.kick(device.dev_eui)
+
+    async def _on_status(self, event: cs.StatusEvent) -> None:
+        key = f"status:{event.deduplication_id}"
+        if event.deduplication_id and await self.store.seen(key):
+            return
+        if event.deduplication_id:
+            self.store.stage_seen(key)
+        device = self.devices.get(event.dev_eui)
+        if device is None:
+            return
+        device.reported["lorawan_margin_db"] = event.margin
+        device.reported["lorawan_battery_percent"] = (
+            None
+            if event.battery_level_unavailable or event.external_power_source
+            else event.battery_level
+        )
+        device.reported["external_power"] = event.external_power_source
+        self._dirty_state.add(device.dev_eui)
+
+    async def _on_log(self, event: cs.LogEvent) -> None:
+        command = await self.commands.on_log(event)
+        if command is not None:
+            self._command_changed(command)
+            return
+        device = self.devices.get(event.dev_eui)
+        if device is not None and event.level in ("WARNING", "ERROR"):
+            self._emit(
+                device,
+                "chirpstack_log",
+                {"level": event.level, "code": event.code, "description": event.description},
+            )
+
+    async def _on_set(self, dev_eui: str, raw: bytes) -> None:
+        """``citypack/devices/{devEui}/set``: ``{"message": ..., "fields": {...}}``."""
+        try:
+            doc = json.loads(raw)
+            if not isinstance(doc, dict) or not isinstance(doc.get("message"), str):
+                raise ValueError('expected {"message": ..., "fields": {...}}')
+            fields = doc.get("fields", {})
+            confirmed = doc.get("confirmed")
+            if not isinstance(fields, dict) or not isinstance(confirmed, bool | None):
+                raise ValueError("fields must be an object, confirmed a boolean")
+            self.submit_command(dev_eui, doc["message"], fields, confirmed=confirmed, source="mqtt")
+        except (ValueError, UnicodeDecodeError, CommandError) as exc:
+            self.log.warning("set refused", extra={"dev_eui": dev_eui, "error": str(exc)})
+            self.publisher.event(
+                EventRecord("command_rejected", dev_eui, self.clock(), {"error": str(exc)})
+            )
+
+    # --- commands --------------------------------------------------------------------------------
+
+    def submit_command(
+        self,
+        dev_eui: str,
+        message: str,
+        fields: dict[str, Any],
+        *,
+        confirmed: bool | None = None,
+        source: str = "api",
+    ) -> CommandRecord:
+        device = self.devices.get(dev_eui.lower())
+        if device is None:
+            from gateway.errors import UnknownDevice
+
+            raise UnknownDevice(f"device {dev_eui} is not registered", dev_eui=dev_eui)
+        command = self.commands.submit(device, message, fields, confirmed=confirmed, source=source)
+        self._dirty_state.add(device.dev_eui)
+        self.kick(device.dev_eui)
+        return command
+
+    def kick(self, dev_eui: str) -> None:
+        self._kicked.add(dev_eui)
+        self._kick.set()
+
+    async def _dispatcher(self) -> None:
+        while True:
+            await self._kick.wait()
+            self._kick.clear()
+            await self.bridge.connected.wait()
+            kicked, self._kicked = self._kicked, set()
+            for dev_eui in sorted(kicked):
+                await self._dispatch_one(dev_eui)
+
+    async def _dispatch_one(self, dev_eui: str) -> None:
+        command = self.commands.next_to_send(dev_eui)
+        if command is None:
+            return
+        device = self.devices.get(dev_eui)
+        application_id = (device.application_id if device else "") or (
+            self.config.mqtt.application_id
+        )
+        if not application_id:
+            return  # the topic needs the application: sent once the device has been heard
+        if not self.commands.check_size(command, device):
+            self._command_changed(command)
+            await self.flush()
+            return
+        _, payload = cs.build_downlink(
+            dev_eui=dev_eui,
+            f_port=command.f_port,
+            data=command.data,
+            confirmed=command.confirmed,
+            command_uuid=command.id,
+            expires_at=command.expires_at,
+            marshaler=self.config.mqtt.marshaler,  # type: ignore[arg-type]
+        )
+        try:
+            await self.bridge.publish_downlink(cs.command_topic(application_id, dev_eui), payload)
+        except aiomqtt.MqttError as exc:
+            self.log.warning("downlink publish failed", extra={"id": command.id, "error": str(exc)})
+            self._kicked.add(dev_eui)  # retried after the reconnect (_on_connect)
+            return
+        self.commands.mark_published(command)
+        self.log.info(
+            "downlink queued at chirpstack",
+            extra={"id": command.id, "dev_eui": dev_eui, "message": command.message},
+        )
+        await self.flush()
+
+    # --- maintenance -----------------------------------------------------------------------------
+
+    async def _maintenance(self) -> None:
+        interval = min(
+            self.config.commands.check_interval_s,
+            self.config.availability.check_interval_s,
+        )
+        last_prune = 0.0
+        while True:
+            await asyncio.sleep(interval)
+            self.tick()
+            now = self.clock()
+            if now - last_prune > 3600:
+                last_prune = now
+                removed = await self.store.prune(now - self.config.store.retention_days * 86400)
+                if removed:
+                    self.log.info("retention", extra={"removed": removed})
+            await self.flush()
+
+    def tick(self) -> None:
+        """Expire commands and check availability now (the maintenance task calls it)."""
+        for command in self.commands.expire():
+            self._command_changed(command)
+        now = self.clock()
+        changed = False
+        for device in self.devices.values():
+            outcome = availability_rules.check(device, self.config.availability, now)
+            if outcome.events:
+                changed = True
+                self._dirty_availability.add(device.dev_eui)
+                self._apply(device, outcome)
+        if changed:
+            self.update_device_gauge()
+
+    def update_device_gauge(self) -> None:
+        counts: dict[tuple[str, str], int] = {}
+        for device in self.devices.values():
+            key = (device.kind, device.availability)
+            counts[key] = counts.get(key, 0) + 1
+        self.metrics.devices.clear()
+        for (kind, availability), count in counts.items():
+            self.metrics.devices.labels(kind, availability).set(count)
+
+    # --- registry --------------------------------------------------------------------------------
+
+    def upsert_device(self, dev_eui: str, values: dict[str, Any]) -> Device:
+        dev_eui = dev_eui.lower()
+        now = self.clock()
+        device = self.devices.get(dev_eui)
+        if device is None:
+            device = Device(dev_eui=dev_eui, created_at=now)
+            self.devices[dev_eui] = device
+        for key, value in values.items():
+            setattr(device, key, value)
+        device.registered = True
+        device.updated_at = now
+        self._dirty_state.add(dev_eui)
+        self.update_device_gauge()
+        return device

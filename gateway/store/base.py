@@ -1,0 +1,264 @@
+"""The store interface and its records: registry + twin, history, dead letters, events, commands.
+
+ARCHITECTURE.md "gateway/store": SQLite is the embedded default (:mod:`gateway.store.sqlite`);
+a PostgreSQL backend implements the same :class:`Store` protocol later (not built yet).
+
+The unit of work is a **batch**: the service stages writes (``stage_*``) while it processes
+messages and calls :meth:`Store.commit`, which writes everything staged in one transaction. The
+MQTT messages behind a batch are acknowledged only after that commit returns (see
+:mod:`gateway.service`), which is what makes invariant 3 hold across crashes. Reads see committed
+data plus, for dedup (:meth:`Store.seen`), what is staged.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+__all__ = [
+    "ACTIVE_STATES",
+    "COMMAND_STATES",
+    "TERMINAL_STATES",
+    "CommandRecord",
+    "DeadLetter",
+    "Device",
+    "EventRecord",
+    "Store",
+    "UplinkRecord",
+]
+
+COMMAND_STATES = (
+    "queued",
+    "sent",
+    "acknowledged",
+    "applied",
+    "failed",
+    "expired",
+    "replaced",
+)
+TERMINAL_STATES = frozenset({"applied", "failed", "expired", "replaced"})
+ACTIVE_STATES = ("queued", "sent", "acknowledged")
+
+
+@dataclass(slots=True)
+class Device:
+    """A registry entry and its twin (reported state, desired config, config versions)."""
+
+    dev_eui: str
+    kind: str = "unknown"  # bin | lamp | unknown (heard before it was registered)
+    name: str = ""
+    join_eui: str = ""
+    latitude: float | None = None
+    longitude: float | None = None
+    street: str = ""
+    group: str = ""
+    neighbours: list[str] = field(default_factory=list)
+    board: str = ""
+    serial: str = ""
+    report_interval_s: float | None = None
+    application_id: str = ""
+    device_class: str = ""
+    registered: bool = False  # False while only heard on the air
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+    reported: dict[str, Any] = field(default_factory=dict)
+    desired: dict[str, Any] = field(default_factory=dict)  # message name -> fields
+    desired_version: int | None = None
+    reported_version: int | None = None
+    last_seen: float | None = None
+    last_f_cnt: int | None = None
+    last_dev_addr: str = ""
+    last_dr: int | None = None
+    last_rssi: int | None = None
+    last_snr: float | None = None
+    availability: str = "unknown"  # online | offline | unknown
+    next_command_id: int = 0
+    derived: dict[str, Any] = field(default_factory=dict)  # rule state (fill samples, flags)
+
+    def to_json(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc["config_in_sync"] = (
+            None if self.desired_version is None else self.desired_version == self.reported_version
+        )
+        return doc
+
+    def twin(self) -> dict[str, Any]:
+        """The retained ``citypack/devices/{devEui}/state`` document."""
+        return {
+            "dev_eui": self.dev_eui,
+            "kind": self.kind,
+            "name": self.name,
+            "street": self.street,
+            "group": self.group,
+            "availability": self.availability,
+            "last_seen": self.last_seen,
+            "reported": self.reported,
+            "desired": self.desired,
+            "desired_version": self.desired_version,
+            "reported_version": self.reported_version,
+            "config_in_sync": (
+                None
+                if self.desired_version is None
+                else self.desired_version == self.reported_version
+            ),
+            "derived": {k: v for k, v in self.derived.items() if not k.startswith("_")},
+            "signal": {"dr": self.last_dr, "rssi": self.last_rssi, "snr": self.last_snr},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class UplinkRecord:
+    dev_eui: str
+    received_at: float
+    deduplication_id: str
+    time: str
+    dev_addr: str
+    f_cnt: int
+    f_port: int
+    dr: int
+    frequency: int | None
+    rssi: int | None
+    snr: float | None
+    gateways: int
+    message: str
+    fields: dict[str, Any]
+    data: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc["data"] = self.data.hex()
+        return doc
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    received_at: float
+    topic: str
+    payload: bytes
+    reason: str
+    dev_eui: str = ""
+    id: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "received_at": self.received_at,
+            "topic": self.topic,
+            "payload_hex": self.payload.hex(),
+            "reason": self.reason,
+            "dev_eui": self.dev_eui,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    type: str
+    dev_eui: str
+    at: float
+    data: dict[str, Any]
+    id: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": self.type,
+            "dev_eui": self.dev_eui,
+            "at": self.at,
+            "data": self.data,
+        }
+
+
+@dataclass(slots=True)
+class CommandRecord:
+    """One command and its lifecycle (ARCHITECTURE.md invariant 4). ``id`` is the ChirpStack
+    queue-item UUID we put in the ``DownlinkCommand``."""
+
+    id: str
+    dev_eui: str
+    message: str
+    fields: dict[str, Any]
+    command_id: int
+    f_port: int
+    data: bytes
+    confirmed: bool
+    state: str = "queued"
+    created_at: float = field(default_factory=time.time)
+    published_at: float | None = None  # handed to ChirpStack's queue (command/down)
+    sent_at: float | None = None  # txack
+    acknowledged_at: float | None = None  # ack acknowledged=true
+    applied_at: float | None = None  # command_result outcome=applied
+    finished_at: float | None = None
+    expires_at: float | None = None
+    f_cnt_down: int | None = None
+    error: str = ""
+    replaced_by: str = ""
+    source: str = "api"  # api | mqtt | rule
+
+    def to_json(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc["data"] = self.data.hex()
+        return doc
+
+    @staticmethod
+    def from_row(row: dict[str, Any]) -> CommandRecord:
+        row = dict(row)
+        row["fields"] = json.loads(row["fields"])
+        row["confirmed"] = bool(row["confirmed"])
+        return CommandRecord(**row)
+
+
+class Store(Protocol):
+    """What the gateway needs from a store (SQLite now, PostgreSQL later)."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> bool: ...
+
+    # registry and twin
+    async def load_devices(self) -> list[Device]: ...
+
+    def stage_device(self, device: Device) -> None: ...
+
+    # uplink processing
+    async def seen(self, key: str) -> bool:
+        """Whether an idempotency key (``up:<deduplicationId>``...) is committed or staged."""
+        ...
+
+    def stage_seen(self, key: str) -> None: ...
+
+    async def f_cnt_seen(self, dev_eui: str, dev_addr: str, f_cnt: int) -> bool: ...
+
+    def stage_uplink(self, uplink: UplinkRecord) -> None: ...
+
+    def stage_dead_letter(self, letter: DeadLetter) -> None: ...
+
+    def stage_event(self, event: EventRecord) -> None: ...
+
+    def stage_command(self, command: CommandRecord) -> None: ...
+
+    def staged(self) -> int: ...
+
+    async def commit(self) -> None: ...
+
+    # reads
+    async def get_command(self, command_id: str) -> CommandRecord | None: ...
+
+    async def active_commands(self) -> list[CommandRecord]: ...
+
+    async def uplinks(
+        self, dev_eui: str, *, limit: int, before_id: int | None
+    ) -> list[dict[str, Any]]: ...
+
+    async def events(
+        self, *, type: str | None, dev_eui: str | None, since: float | None, limit: int
+    ) -> list[EventRecord]: ...
+
+    async def dead_letters(self, *, limit: int) -> list[DeadLetter]: ...
+
+    async def counts(self) -> dict[str, Any]: ...
+
+    async def prune(self, older_than: float) -> int: ...

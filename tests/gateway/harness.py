@@ -1,0 +1,148 @@
+"""A gateway running in the test's event loop against the session's private mosquitto."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import httpx
+
+from gateway.config import Config, parse_config
+from gateway.service import Gateway
+from tests.helpers.procs import Broker
+
+TOKEN = "test-token-not-a-secret"
+
+
+class Clock:
+    """A settable clock for availability and expiry (the MQTT path still runs for real)."""
+
+    def __init__(self, start: float = 1_772_446_542.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def make_config(broker: Broker, db: Path, *, app: str, base: str, **sections: Any) -> Config:
+    doc: dict[str, Any] = {
+        "mqtt": {
+            "url": broker.url,
+            "client_id": f"gw-{uuid.uuid4().hex[:12]}",
+            "application_id": app,
+            "reconnect_min_s": 0.05,
+            "reconnect_max_s": 0.5,
+        },
+        "store": {"url": f"sqlite:///{db}"},
+        "api": {"listen": "127.0.0.1:0"},
+        "publish": {"base_topic": base},
+        "commands": {"check_interval_s": 3600.0},
+        "availability": {"check_interval_s": 3600.0},
+    }
+    for name, values in sections.items():
+        doc.setdefault(name, {}).update(values)
+    return parse_config(doc, environ={})
+
+
+async def wait_for(predicate: Callable[[], Any], what: str, timeout_s: float = 10.0) -> Any:
+    """Poll until ``predicate()`` is truthy (a bound on waiting, not a speed assertion)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+@dataclass
+class Running:
+    gateway: Gateway
+    config: Config
+    app: str
+    base: str
+    http: httpx.AsyncClient
+    task: asyncio.Task[None]
+    clock: Clock
+    received: list[tuple[str, bytes]] = field(default_factory=list)
+
+    def counter(self, outcome: str) -> float:
+        return self.gateway.metrics.uplinks.labels(outcome)._value.get()
+
+    async def stop(self) -> None:
+        self.gateway.stop()
+        await asyncio.wait_for(self.task, 20)
+        await self.gateway.close()
+        await self.http.aclose()
+
+
+async def start(config: Config, clock: Clock, app: str, base: str) -> Running:
+    gateway = Gateway(config, api_token=TOKEN, clock=clock)
+    task = asyncio.create_task(gateway.run(), name="gateway")
+    await wait_for(lambda: gateway.started.is_set() or task.done(), "gateway start")
+    if task.done():
+        task.result()
+    await wait_for(gateway.bridge.connected.is_set, "mqtt connection")
+    http = httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{gateway.api_port}",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=10,
+    )
+    return Running(gateway, config, app, base, http, task, clock)
+
+
+@asynccontextmanager
+async def running_gateway(
+    broker: Broker, tmp_path: Path, *, clock: Clock | None = None, **sections: Any
+) -> AsyncIterator[Running]:
+    app = str(uuid.uuid4())
+    base = f"cp{uuid.uuid4().hex[:8]}"
+    config = make_config(broker, tmp_path / "gateway.db", app=app, base=base, **sections)
+    running = await start(config, clock or Clock(), app, base)
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+@asynccontextmanager
+async def mqtt_client(
+    broker: Broker, *topics: str
+) -> AsyncIterator[tuple[aiomqtt.Client, list[tuple[str, bytes]]]]:
+    """A plain client (ChirpStack's side); collects messages on ``topics``."""
+    got: list[tuple[str, bytes]] = []
+    async with aiomqtt.Client(
+        broker.host, broker.port, identifier=f"t-{uuid.uuid4().hex[:10]}"
+    ) as client:
+        for topic in topics:
+            await client.subscribe(topic, qos=1)
+
+        async def collect() -> None:
+            async for message in client.messages:
+                payload = message.payload
+                got.append((message.topic.value, payload if isinstance(payload, bytes) else b""))
+
+        task = asyncio.create_task(collect())
+        try:
+            yield client, got
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+def json_of(got: list[tuple[str, bytes]], topic: str) -> list[Any]:
+    return [json.loads(p) for t, p in got if t == topic]

@@ -1,0 +1,118 @@
+"""gateway.store.sqlite: migrations, batched commits, dedup keys, retention, reopening."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import StoreError
+from gateway.store import (
+    CommandRecord,
+    DeadLetter,
+    Device,
+    EventRecord,
+    SqliteStore,
+    UplinkRecord,
+    create_store,
+)
+from gateway.store.sqlite import MIGRATIONS
+
+
+def _uplink(dev: str, f_cnt: int, at: float = 1000.0) -> UplinkRecord:
+    return UplinkRecord(
+        dev_eui=dev,
+        received_at=at,
+        deduplication_id=f"d{f_cnt}",
+        time="",
+        dev_addr="01",
+        f_cnt=f_cnt,
+        f_port=10,
+        dr=5,
+        frequency=868100000,
+        rssi=-80,
+        snr=7.0,
+        gateways=2,
+        message="bin_status",
+        fields={"fill_percent": 40},
+        data=b"\xa1\x00\x14",
+    )
+
+
+async def test_roundtrip_and_reopen(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/g.db"
+    store = SqliteStore(url)
+    await store.open()
+    assert store.schema_version() == len(MIGRATIONS)
+    dev = Device(dev_eui="00000000000000a1", kind="bin", street="Main", neighbours=["x"])
+    store.stage_device(dev)
+    store.stage_seen("up:abc")
+    store.stage_uplink(_uplink(dev.dev_eui, 1))
+    store.stage_dead_letter(DeadLetter(1.0, "t", b"\xff", "undecodable", dev.dev_eui))
+    store.stage_event(EventRecord("bin_full", dev.dev_eui, 2.0, {"fill_percent": 90}))
+    cmd = CommandRecord(
+        id="c1",
+        dev_eui=dev.dev_eui,
+        message="reboot",
+        fields={},
+        command_id=0,
+        f_port=100,
+        data=b"\x01",
+        confirmed=True,
+    )
+    store.stage_command(cmd)
+    assert await store.seen("up:abc")  # staged keys count for dedup before commit
+    assert await store.f_cnt_seen(dev.dev_eui, "01", 1)
+    await store.commit()
+    assert store.staged() == 0
+    await store.close()
+
+    again = SqliteStore(url)
+    await again.open()
+    assert again.schema_version() == len(MIGRATIONS)  # migrations not re-applied
+    devices = await again.load_devices()
+    assert [(d.dev_eui, d.kind, d.street, d.neighbours) for d in devices] == [
+        ("00000000000000a1", "bin", "Main", ["x"])
+    ]
+    assert await again.seen("up:abc") and not await again.seen("up:other")
+    assert await again.f_cnt_seen(dev.dev_eui, "01", 1)
+    assert not await again.f_cnt_seen(dev.dev_eui, "02", 1)
+    history = await again.uplinks(dev.dev_eui, limit=10)
+    assert history[0]["fields"] == {"fill_percent": 40} and history[0]["gateways"] == 2
+    assert (await again.dead_letters())[0].payload == b"\xff"
+    assert (await again.events(type="bin_full"))[0].data == {"fill_percent": 90}
+    got = await again.get_command("c1")
+    assert got is not None and got.confirmed is True and got.state == "queued"
+    assert [c.id for c in await again.active_commands()] == ["c1"]
+    counts = await again.counts()
+    assert counts == {"uplinks_stored": 1, "dead_letters": 1, "commands_by_state": {"queued": 1}}
+    await again.close()
+
+
+async def test_retention_prunes_history_but_not_counters(tmp_path: Path) -> None:
+    store = SqliteStore(f"sqlite:///{tmp_path}/g.db")
+    await store.open()
+    store.stage_uplink(_uplink("00000000000000a1", 1, at=10.0))
+    store.stage_uplink(_uplink("00000000000000a1", 2, at=5000.0))
+    await store.commit()
+    assert await store.prune(older_than=100.0) >= 1
+    assert [u["f_cnt"] for u in await store.uplinks("00000000000000a1", limit=10)] == [2]
+    assert (await store.counts())["uplinks_stored"] == 2
+    await store.close()
+
+
+async def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "g.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    db.execute("INSERT INTO schema_version VALUES (99)")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match="newer"):
+        await SqliteStore(f"sqlite:///{path}").open()
+
+
+def test_postgresql_is_reported_as_not_built() -> None:
+    with pytest.raises(StoreError, match="not built yet"):
+        create_store("postgresql://localhost/citypack")

@@ -1,0 +1,72 @@
+"""`citypack gateway run --config FILE` and `citypack gateway check-config FILE`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from typing import Any
+
+from gateway.errors import GatewayError
+from tools.errors import CliError
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "gateway", help="the gateway service: ChirpStack MQTT events in, fleet state and commands"
+    )
+    gsub = parser.add_subparsers(dest="gateway_command", metavar="ACTION", required=True)
+    run = gsub.add_parser("run", help="run the gateway until SIGTERM/SIGINT")
+    run.add_argument("--config", required=True, metavar="FILE", help="gateway TOML config")
+    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    run.set_defaults(func=run_gateway)
+    check = gsub.add_parser("check-config", help="validate a gateway config file")
+    check.add_argument("file", metavar="FILE")
+    check.set_defaults(func=check_config)
+
+
+def check_config(args: argparse.Namespace) -> int:
+    from gateway.config import load_config
+
+    try:
+        cfg = load_config(args.file)
+    except GatewayError as exc:
+        raise CliError(str(exc)) from None
+    print(
+        f"ok: {args.file}: mqtt {cfg.mqtt.url} ({cfg.mqtt.marshaler}, qos {cfg.mqtt.qos}), "
+        f"store {cfg.store.url.split('://')[0]}, api {cfg.api.listen}"
+    )
+    return 0
+
+
+def run_gateway(args: argparse.Namespace) -> int:
+    from gateway.config import load_config, read_secret
+    from gateway.logs import configure
+    from gateway.service import Gateway
+
+    try:
+        cfg = load_config(args.config)
+        token = read_secret(cfg.api.token_file) if cfg.api.token_file else None
+    except GatewayError as exc:
+        raise CliError(str(exc)) from None
+    logger = configure(args.log_level)
+    if cfg.api.enabled and not token:
+        logger.warning("api.token_file is not set: every /api/v1 request will get 401")
+
+    async def main() -> None:
+        gateway = Gateway(cfg, logger=logger, api_token=token)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, gateway.stop)
+        try:
+            await gateway.run()
+        finally:
+            await gateway.close()
+
+    try:
+        asyncio.run(main())
+    except GatewayError as exc:
+        raise CliError(str(exc), exit_code=1) from None
+    except OSError as exc:
+        raise CliError(f"cannot start: {exc}", exit_code=1) from None
+    return 0
