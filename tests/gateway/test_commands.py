@@ -1,0 +1,142 @@
+"""gateway.commands without a broker: validation, ids, replacement, transitions, size limits."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import pytest
+
+from gateway import chirpstack as cs
+from gateway.commands import CommandManager, max_payload
+from gateway.config import CommandsConfig
+from gateway.errors import CommandRejected, PayloadTooLarge, UnknownDevice
+from gateway.metrics import Metrics
+from gateway.store import Device, SqliteStore
+from protocol import codec
+
+
+class Clock:
+    now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def manager() -> AsyncIterator[CommandManager]:
+    store = SqliteStore("sqlite:///:memory:")
+    await store.open()
+    yield CommandManager(
+        store=store,
+        metrics=Metrics(),
+        config=CommandsConfig(timeout_s=100),
+        logger=logging.getLogger("t"),
+        clock=Clock(),
+    )
+    await store.close()
+
+
+def _info() -> cs.DeviceInfo:
+    return cs.DeviceInfo(dev_eui="01")
+
+
+def txack(qid: str) -> cs.TxAckEvent:
+    return cs.TxAckEvent("txack", "app", _info(), "", None, 1, qid, 5, "gw", None, None)
+
+
+def ack(qid: str, ok: bool = True) -> cs.AckEvent:
+    return cs.AckEvent("ack", "app", _info(), "", None, "d", qid, ok, 5)
+
+
+def log(qid: str, code: str) -> cs.LogEvent:
+    return cs.LogEvent("log", "app", _info(), "", None, "ERROR", code, "", {"queue_item_id": qid})
+
+
+def test_max_payload_tables() -> None:
+    assert [max_payload("EU868", dr) for dr in (0, 2, 3, 5, 7)] == [51, 51, 115, 222, 222]
+    assert max_payload("EU868", None) == 51
+    assert max_payload("US915", 0) == 242 and max_payload("US915", None) == 53
+
+
+async def test_validation(manager: CommandManager) -> None:
+    bin_ = Device("01", kind="bin")
+    with pytest.raises(UnknownDevice):
+        manager.submit(None, "reboot", {})
+    with pytest.raises(CommandRejected, match="lamp command"):
+        manager.submit(bin_, "lamp_override", {"dim_level": 3})
+    with pytest.raises(CommandRejected, match="uplink"):
+        manager.submit(bin_, "bin_status", {})
+    with pytest.raises(CommandRejected, match="unknown message"):
+        manager.submit(bin_, "self_destruct", {})
+    with pytest.raises(CommandRejected, match="unknown_field|unknown|not"):
+        manager.submit(bin_, "reboot", {"unknown_field": 1})
+    unknown = Device("02", kind="unknown")
+    assert manager.submit(unknown, "reboot", {}).message == "reboot"  # common commands only
+    with pytest.raises(CommandRejected):
+        manager.submit(unknown, "bin_config", {"config_version": 1})
+
+
+async def test_command_ids_wrap_and_skip_active(manager: CommandManager) -> None:
+    lamp = Device("01", kind="lamp", next_command_id=254)
+    ids = [manager.submit(lamp, "time_sync", {"unix_time": i}).command_id for i in range(1)]
+    ids += [manager.submit(lamp, "reboot", {}).command_id]
+    ids += [manager.submit(lamp, "status_request", {}).command_id]
+    assert ids == [254, 255, 0]
+    lamp.next_command_id = 254  # 254 is still active: skipped
+    assert manager.submit(lamp, "device_config", {"config_version": 1}).command_id == 1
+    command = manager.active[next(iter(manager.active))]
+    assert codec.decode(command.f_port, command.data, "down").fields["command_id"] == 254
+
+
+async def test_transitions_replacement_and_expiry(manager: CommandManager) -> None:
+    lamp = Device("01", kind="lamp", last_dr=5)
+    first = manager.submit(lamp, "lamp_override", {"dim_level": 1}, confirmed=True)
+    assert manager.next_to_send("01") is first
+    manager.mark_published(first)
+    second = manager.submit(lamp, "lamp_override", {"dim_level": 2})
+    third = manager.submit(lamp, "lamp_override", {"dim_level": 3})
+    assert (second.state, second.replaced_by, first.state) == ("replaced", third.id, "queued")
+    assert manager.next_to_send("01") is None  # first is in ChirpStack's queue
+    await manager.on_txack(txack(first.id))
+    assert first.state == "sent" and manager.next_to_send("01") is None  # confirmed: wait ack
+    await manager.on_ack(ack(first.id))
+    assert first.state == "acknowledged" and manager.next_to_send("01") is third
+    assert manager.on_result("01", {"command_id": first.command_id, "outcome": "applied"}) is first
+    assert first.state == "applied" and first.id not in manager.active
+    manager.mark_published(third)
+    await manager.on_log(log(third.id, "EXPIRED"))
+    assert third.state == "expired"
+    late = manager.submit(lamp, "reboot", {})
+    manager.clock.now += 101  # type: ignore[attr-defined]
+    assert manager.expire() == [late] and late.state == "expired"
+    cfg = manager.submit(
+        lamp, "lamp_profile", {"config_version": 9, "base_level": 1, "boost_level": 2}
+    )
+    assert lamp.desired["lamp_profile"]["config_version"] == 9 and lamp.desired_version == 9
+    manager.mark_published(cfg)
+    assert manager.on_join("01") == 1 and cfg.published_at is None  # flushed at join: resend
+    manager.mark_published(cfg)
+    await manager.on_txack(txack(cfg.id))
+    assert manager.on_result("01", {"command_id": cfg.command_id, "outcome": "rejected"}) is cfg
+    assert cfg.state == "failed" and "rejected" in cfg.error
+
+
+async def test_size_limit_at_submit_and_at_send(manager: CommandManager) -> None:
+    manager.config = CommandsConfig(mac_headroom_bytes=15)
+    lamp = Device("01", kind="lamp", last_dr=0)
+    steps = [{"anchor": "clock", "offset_min": 1400, "dim_level": 100}] * 4
+    fields = {
+        "config_version": 60000,
+        "base_level": 100,
+        "boost_level": 100,
+        "hold_time_s": 3600,
+        "steps": steps,
+    }
+    with pytest.raises(PayloadTooLarge) as info:
+        manager.submit(lamp, "lamp_profile", fields)
+    assert info.value.limit == 36  # type: ignore[attr-defined]
+    lamp.last_dr = 5
+    command = manager.submit(lamp, "lamp_profile", fields)
+    lamp.last_dr = 0  # the device moved to SF12 before the command went out
+    assert manager.check_size(command, lamp) is False and command.state == "failed"

@@ -1,0 +1,168 @@
+"""Rules without I/O: bins, lamps, availability."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.config import AvailabilityConfig, BinsConfig, LampsConfig
+from gateway.rules import availability, bins, lamps
+from gateway.store.base import Device
+
+H = 3600.0
+NIGHT = 1_772_400_000.0  # 21:20 UTC
+NOON = 1_772_452_800.0  # 12:00 UTC
+
+
+def status(fill: int, **extra: object) -> dict[str, object]:
+    return {
+        "fill_percent": fill,
+        "temperature_c": 15,
+        "battery_percent": 90,
+        "tilt": False,
+        "fire": False,
+        "sensor_fault": False,
+        "pickup_count": 0,
+        **extra,
+    }
+
+
+def types(outcome: object) -> list[str]:
+    return [t for t, _ in outcome.events]  # type: ignore[attr-defined]
+
+
+def test_full_fires_once_per_filling_at_the_bins_own_threshold() -> None:
+    cfg = BinsConfig()
+    device = Device("01", kind="bin")
+    device.desired["bin_config"] = {"full_threshold_percent": 60}
+    assert types(bins.apply_bin_status(device, status(55), cfg, 0)) == []
+    assert types(bins.apply_bin_status(device, status(61), cfg, H)) == ["bin_full"]
+    assert types(bins.apply_bin_status(device, status(70), cfg, 2 * H)) == []
+    other = Device("02", kind="bin")
+    assert types(bins.apply_bin_status(other, status(61), cfg, 0)) == []  # default 80
+
+
+def test_fill_rate_forecast_and_pickup() -> None:
+    cfg = BinsConfig(full_threshold_percent=80, pickup_drop_percent=30)
+    device = Device("01", kind="bin")
+    for hour, fill in enumerate((10, 20, 30, 40)):
+        bins.apply_bin_status(device, status(fill), cfg, hour * H)
+    assert device.derived["fill_rate_percent_per_h"] == pytest.approx(10.0)
+    assert device.derived["forecast_full_at"] == pytest.approx(3 * H + 4 * H)
+    out = bins.apply_bin_status(device, status(3), cfg, 4 * H)
+    assert types(out) == ["bin_pickup"]
+    assert out.events[0][1]["drop_percent"] == 37
+    assert device.derived["fill_rate_percent_per_h"] is None  # one sample since the pickup
+    assert bins.fill_rate_per_h([[0, 5]]) is None and bins.fill_rate_per_h([[1, 5], [1, 6]]) is None
+
+
+def test_fire_and_tilt_on_transition_and_from_alarms() -> None:
+    cfg = BinsConfig(fire_threshold_c=70)
+    device = Device("01", kind="bin")
+    assert types(bins.apply_bin_status(device, status(10, temperature_c=75), cfg, 0)) == [
+        "bin_fire"
+    ]
+    assert types(bins.apply_bin_status(device, status(10, temperature_c=80), cfg, 1)) == []
+    assert types(bins.apply_bin_status(device, status(10, tilt=True), cfg, 2)) == ["bin_tilt"]
+    alarm = bins.apply_bin_alarm(device, {"alarm": "fire", "value": 90, "fill_percent": 10}, cfg, 3)
+    assert types(alarm) == ["bin_fire"] and alarm.events[0][1]["temperature_c"] == 90
+    pickup = bins.apply_bin_alarm(
+        device, {"alarm": "pickup", "value": 70, "fill_percent": 2}, cfg, 4
+    )
+    assert types(pickup) == ["bin_pickup"] and device.derived["fill_percent"] == 2
+
+
+def test_collection_list_and_formats() -> None:
+    cfg = BinsConfig(collection_horizon_h=24)
+    full = Device("0a", kind="bin", name="Full", latitude=56.1, longitude=10.2, street="S")
+    soon = Device("0b", kind="bin", name="Soon")
+    later = Device("0c", kind="bin")
+    lamp = Device("0d", kind="lamp")
+    bins.apply_bin_status(full, status(95), cfg, 0)
+    for hour, fill in enumerate((50, 60)):
+        bins.apply_bin_status(soon, status(fill), cfg, hour * H)  # 10 %/h -> full in 2 h
+    for day, fill in enumerate((10, 11)):
+        bins.apply_bin_status(later, status(fill), cfg, day * 86400)
+    rows = bins.collection_list([lamp, later, soon, full], cfg, 1 * H)
+    assert [(r["dev_eui"], r["reason"]) for r in rows] == [("0a", "full"), ("0b", "forecast")]
+    assert [r["dev_eui"] for r in bins.collection_list([soon], cfg, H, horizon_h=1)] == []
+    csv_text = bins.collection_csv(rows)
+    assert csv_text.splitlines()[0].split(",")[:3] == ["dev_eui", "name", "street"]
+    assert len(csv_text.splitlines()) == 3
+    geo = bins.collection_geojson(rows)
+    assert geo["features"][0]["geometry"]["coordinates"] == [10.2, 56.1]
+    assert geo["features"][1]["geometry"] is None
+
+
+def test_lamp_failure_day_burner_and_recovery() -> None:
+    cfg = LampsConfig(min_power_w=3, day_start_hour_utc=10, day_end_hour_utc=14)
+    lamp = Device("01", kind="lamp")
+    out = lamps.apply_lamp_status(lamp, {"dim_level": 80, "active_power_w": 0}, cfg, NIGHT)
+    assert types(out) == ["lamp_failure"] and out.events[0][1]["reasons"] == ["no_power"]
+    out = lamps.apply_lamp_status(
+        lamp, {"dim_level": 80, "active_power_w": 0, "relay_failure": True}, cfg, NIGHT
+    )
+    assert types(out) == []
+    out = lamps.apply_lamp_status(lamp, {"dim_level": 80, "active_power_w": 40}, cfg, NIGHT)
+    assert types(out) == ["lamp_recovered"]
+    out = lamps.apply_lamp_status(lamp, {"dim_level": 80, "active_power_w": 40}, cfg, NOON)
+    assert types(out) == ["lamp_day_burner"]
+    out = lamps.apply_lamp_status(lamp, {"dim_level": 0, "active_power_w": 0}, cfg, NOON)
+    assert types(out) == [] and lamp.derived["day_burner"] is False
+    flagged = Device("02", kind="lamp")
+    out = lamps.apply_lamp_status(
+        flagged, {"dim_level": 0, "active_power_w": 0, "day_burner": True}, cfg, NIGHT
+    )
+    assert types(out) == ["lamp_day_burner"]
+
+
+def test_presence_raises_only_neighbouring_lamps() -> None:
+    cfg = LampsConfig(presence_dim_level=90, presence_duration_s=45)
+    registry = {
+        "01": Device("01", kind="lamp", street="A", neighbours=["02", "03", "99", "01"]),
+        "02": Device("02", kind="lamp"),
+        "03": Device("03", kind="bin"),
+    }
+    out = lamps.apply_lamp_presence(registry["01"], {"road_users": 1}, cfg, registry.get)
+    assert [
+        (c.dev_eui, c.message, c.fields["dim_level"], c.fields["duration_s"], c.confirmed)
+        for c in out.commands
+    ] == [("02", "lamp_override", 90, 45, False)]
+    assert out.events[0] == ("lamp_presence", {"road_users": 1, "street": "A", "raised": ["02"]})
+
+
+def test_profile_by_lamp_then_group_then_default() -> None:
+    default = {"config_version": 1, "base_level": 10, "boost_level": 90}
+    harbour = {"config_version": 2, "base_level": 20, "boost_level": 100}
+    cfg = LampsConfig(profiles={"default": default, "harbour": harbour})
+    lamp = Device("01", kind="lamp", group="harbour")
+    assert lamps.profile_for(lamp, cfg) == harbour
+    assert lamps.profile_for(Device("02", kind="lamp", group="x"), cfg) == default
+    out = lamps.reconcile_profile(lamp, cfg, reported_version=1)
+    assert [(c.message, c.fields["config_version"]) for c in out.commands] == [("lamp_profile", 2)]
+    assert lamp.desired_version == 2
+    assert lamps.reconcile_profile(lamp, cfg, reported_version=2).commands == []
+    own = {"config_version": 7, "base_level": 5, "boost_level": 50}
+    lamp.desired["lamp_profile"] = own
+    assert lamps.profile_for(lamp, cfg) == own
+    assert lamps.reconcile_profile(Device("03", kind="lamp"), LampsConfig(), 0).commands == []
+
+
+def test_availability_interval_sources_and_transitions() -> None:
+    cfg = AvailabilityConfig(
+        factor=2, bin_interval_s=100, lamp_interval_s=50, default_interval_s=70
+    )
+    assert availability.expected_interval_s(Device("a", kind="bin"), cfg) == 100
+    assert availability.expected_interval_s(Device("a", kind="lamp"), cfg) == 50
+    assert availability.expected_interval_s(Device("a"), cfg) == 70
+    pushed = Device("a", kind="bin")
+    pushed.desired["bin_config"] = {"report_interval_s": 30}
+    assert availability.timeout_s(pushed, cfg) == 60
+    registered = Device("a", kind="bin", report_interval_s=10)
+    assert availability.timeout_s(registered, cfg) == 20
+    device = Device("b", kind="lamp")
+    assert types(availability.mark_seen(device, 0)) == []
+    assert types(availability.check(device, cfg, 100)) == []
+    assert types(availability.check(device, cfg, 101)) == ["device_offline"]
+    assert types(availability.check(device, cfg, 500)) == []
+    assert types(availability.mark_seen(device, 600)) == ["device_online"]
+    assert device.availability == "online"
