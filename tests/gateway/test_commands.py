@@ -69,7 +69,7 @@ async def test_validation(manager: CommandManager) -> None:
         manager.submit(bin_, "bin_status", {})
     with pytest.raises(CommandRejected, match="unknown message"):
         manager.submit(bin_, "self_destruct", {})
-    with pytest.raises(CommandRejected, match="unknown_field|unknown|not"):
+    with pytest.raises(CommandRejected, match=r"unknown_field|unknown|not"):
         manager.submit(bin_, "reboot", {"unknown_field": 1})
     unknown = Device("02", kind="unknown")
     assert manager.submit(unknown, "reboot", {}).message == "reboot"  # common commands only
