@@ -50,6 +50,7 @@ _FIRMWARE_MODULES = (
     ("hal.storage", "NVS/RTC stores"),
     ("lorawan.mac", "the LoRaWAN MAC"),
     ("apps.node", "the app/MAC seam"),
+    ("apps.maclink", "the link from apps to the MAC"),
     ("apps.bin_node", "the bin app"),
     ("apps.lamp_node", "the lamp app"),
     ("drivers.sim_devices", "the sensor chip models"),
@@ -88,18 +89,12 @@ def _fw() -> SimpleNamespace:
         "rng": "hal.rng",
         "mac": "lorawan.mac",
         "node": "apps.node",
+        "maclink": "apps.maclink",
         "bin_node": "apps.bin_node",
         "lamp_node": "apps.lamp_node",
         "sim_devices": "drivers.sim_devices",
     }
-    modules: dict[str, Any] = {k: importlib.import_module(v) for k, v in names.items()}
-    try:
-        modules["maclink"] = importlib.import_module("apps.maclink")
-    except ImportError:  # not shipped yet: the thin stand-in over the MAC's public surface
-        from tools.sim import maclink
-
-        modules["maclink"] = SimpleNamespace(MacLink=maclink.MacLinkAdapter)
-    return SimpleNamespace(**modules)
+    return SimpleNamespace(**{k: importlib.import_module(v) for k, v in names.items()})
 
 
 @dataclass
@@ -293,7 +288,7 @@ class Fleet:
             app_key=sim.app_key,
             rng=fw.rng.Rng(seed & 0xFFFFFFFF),
         )
-        link = fw.maclink.MacLink(sim.mac)
+        link = fw.maclink.MacLink(sim.mac, clock)
         sim.node = fw.node.Node(link, clock, sim.kind, hardware="sim")
         sim.power = fw.sim_pins.SimPower(clock, reason=reason)
         sim.pins = fw.sim_pins.SimPins(clock)
