@@ -171,9 +171,10 @@ class GwmpServer(asyncio.DatagramProtocol):
     @classmethod
     async def start(cls, backend: RadioBackend, host: str, port: int) -> GwmpServer:
         loop = asyncio.get_running_loop()
-        _transport, protocol = await loop.create_datagram_endpoint(
+        transport, protocol = await loop.create_datagram_endpoint(
             lambda: cls(backend), local_addr=(host, port)
         )
+        protocol.transport = transport  # connection_made runs only on the next loop turn
         return protocol
 
     @property
