@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,13 @@ CLASS_C = Device(
 )
 GW1 = "0016c001f153a14c"
 GW2 = "0016c001f153a14d"
+
+
+async def until(predicate: Callable[[], bool], wait_s: float = 5.0) -> None:
+    """Wait until ``predicate()`` holds (state owned by another task); fail after ``wait_s``."""
+    async with asyncio.timeout(wait_s):
+        while not predicate():  # noqa: ASYNC110 - no event to await on: poll
+            await asyncio.sleep(0.01)
 
 
 def fast_config(**overrides: Any) -> NetsimConfig:

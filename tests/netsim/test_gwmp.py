@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 
 import pytest
 
-from tests.netsim.conftest import CLASS_A, GW1, fast_config
+from tests.netsim.conftest import CLASS_A, GW1, fast_config, until
 from tests.netsim.fakenode import FakeNode, air, phy_of
 from tools.netsim import gwmp
 from tools.netsim.gwmp import GwmpClient, GwmpError, GwmpServer, Packet
@@ -78,10 +77,7 @@ async def test_class_a_over_udp_with_tx_ack() -> None:
                 assert node.downlink(phy_of(txpk), 0).payload == b"\x2a"
                 assert "txack" not in [e for e, _ in events]  # nothing until the TX_ACK
                 await client.tx_ack(token)
-                for _ in range(100):
-                    if "txack" in [e for e, _ in events]:
-                        break
-                    await asyncio.sleep(0.01)
+                await until(lambda: "txack" in [e for e, _ in events])
                 txack = next(m for e, m in events if e == "txack")
                 assert txack.queue_item_id == item and txack.gateway_id == GW1  # type: ignore[attr-defined]
         finally:
@@ -102,7 +98,7 @@ async def test_server_survives_garbage_and_drops_bad_crc() -> None:
                 bad_crc = {**air(node.join_request()), "stat": -1}
                 await client.push([bad_crc, "not an object"])  # type: ignore[list-item]
                 await client.push([air(node.join_request())])
-                token, txpk = await client.downlink(5.0)
+                _token, txpk = await client.downlink(5.0)
                 accept = node.join_accept(phy_of(txpk))
                 assert accept.join_nonce == 0  # the bad-CRC copy was never processed
             assert server.dropped >= 3

@@ -19,7 +19,7 @@ import pytest
 from chirpstack_api import integration
 
 from tests.helpers.procs import Broker
-from tests.netsim.conftest import CLASS_A, CLASS_C, GW1, fast_config
+from tests.netsim.conftest import CLASS_A, CLASS_C, GW1, fast_config, until
 from tests.netsim.fakenode import FakeNode, air, phy_of
 from tools.netsim.gwmp import GwmpClient
 from tools.netsim.runner import Netsim
@@ -88,9 +88,7 @@ async def test_join_uplink_confirmed_downlink_ack_over_mqtt(mosquitto_broker: Br
                 json.dumps(command),
                 qos=1,
             )
-            async with asyncio.timeout(5):
-                while not netsim.server.queue(CLASS_A.dev_eui):
-                    await asyncio.sleep(0.01)
+            await until(lambda: bool(netsim.server.queue(CLASS_A.dev_eui)))
             await gw.push([air(node.uplink(b"\x03", fport=2))])
             token, txpk = await gw.downlink(5.0)
             down = node.downlink(phy_of(txpk), 0)
@@ -157,8 +155,8 @@ async def test_command_dev_eui_mismatch_is_ignored(mosquitto_broker: Broker) -> 
         right = {"devEui": CLASS_A.dev_eui, "fPort": 2, "data": "Ag=="}
         await app.publish(topic, json.dumps(wrong), qos=1)
         await app.publish(topic, json.dumps(right), qos=1)
-        async with asyncio.timeout(5):
-            while netsim.mqtt is not None and netsim.mqtt.commands < 2:
-                await asyncio.sleep(0.01)
+        assert netsim.mqtt is not None
+        mqtt = netsim.mqtt
+        await until(lambda: mqtt.commands >= 2)
         assert [i.f_port for i in netsim.server.queue(CLASS_A.dev_eui)] == [2]
         assert netsim.server.queue(CLASS_C.dev_eui) == []
