@@ -228,3 +228,42 @@ def test_stdin_human_one_line_per_frame(
     assert code == 0
     lines = out.splitlines()
     assert len(lines) == 2 and all("MIC OK" in line and '"test"' in line for line in lines)
+
+
+def test_stream_learns_session_keys_from_a_join(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reference §3D: the OTAA chain decodes with the AppKey alone, joins first."""
+    app_key = "0102030405060708090a0b0c0d0e0f10"
+    chain = [
+        "00010101010101010102020202020202020303" + "09b97b32",  # Join-Request
+        json.dumps({"time": "t", "direction": "down", "phy": "2023cf335489aae3183c0be0baa8dee5f3"}),
+        "4004030201800100014e03bf0833d32aefdd",  # uplink FCnt 1, "hello"
+        "60040302012000000285c5e39a5acc",  # downlink FCnt 0, aa55
+        '{"direction": "up"}',
+    ]
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(chain) + "\n"))
+    code, out, _ = run(capsys, "--json", "-", "--appkey", app_key)
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 2  # the last line has no "phy"
+    assert rows[0]["mic_ok"] is True
+    assert rows[1]["session_keys_derived"] is True and rows[1]["dev_addr"] == "01020304"
+    assert rows[2]["mic_ok"] is True and bytes.fromhex(rows[2]["frm_payload"]) == b"hello"
+    assert rows[3]["mic_ok"] is True and rows[3]["frm_payload"] == "aa55"
+    assert rows[4] == {"line": 5, "error": 'a JSON line needs "phy" (the frame as hex)'}
+    for secret in ("2db833b894589ee855275f2db014889d", "aef1d12682d0df1d7bfddcf8cde4e6ee", app_key):
+        assert secret not in out
+
+
+def test_inspector_works_without_the_payload_codec(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    import protocol
+
+    monkeypatch.delattr(protocol, "codec", raising=False)
+    monkeypatch.setitem(sys.modules, "protocol.codec", None)  # `import` now fails
+    got = run_json(capsys, UPLINK, "--nwkskey", NWK, "--appskey", APP)
+    assert got["mic_ok"] is True and bytes.fromhex(got["frm_payload"]) == b"test"
+    assert got["message"] is None and "unavailable" in got["message_error"]

@@ -36,7 +36,7 @@ VECTORS: dict[str, list[dict[str, Any]]] = json.loads(
 H = bytes.fromhex
 
 
-def cases(kind: str) -> Any:
+def cases(kind: str) -> pytest.MarkDecorator:
     return pytest.mark.parametrize(
         "v", VECTORS[kind], ids=[f"{kind}{i}" for i in range(len(VECTORS[kind]))]
     )

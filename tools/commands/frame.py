@@ -4,9 +4,14 @@
 
 Prints every field of a PHYPayload, checks the MIC where the key is given, decrypts the
 FRMPayload where the key is given, and decodes the citypack application message when the fPort
-is one of ours (:func:`protocol.codec.decode`). ``-`` reads one hex frame per line from stdin
+is one of ours (:func:`protocol.codec.decode`). ``-`` reads one frame per line from stdin
 and prints one result per line (JSON lines with ``--json``); a bad line prints an error for that
 line (``{"line": N, "error": "..."}``) and the others still decode; the exit code is then 2.
+A line is hex, or an air-capture JSON object with a ``phy`` key (``citypack netsim --capture``);
+blank lines and ``#`` comments are skipped. In a stream, a Join-Accept decrypted with
+``--appkey`` after a verified Join-Request gives that session's keys (``session_keys_derived``),
+so the data frames of that DevAddr that follow decrypt and verify without
+``--nwkskey``/``--appskey``.
 
 JSON keys (stable for scripts):
 
@@ -49,6 +54,7 @@ from protocol.lorawan import (
     JoinRequest,
     MACCommandError,
     PHYPayload,
+    SessionKeys,
 )
 from protocol.lorawan.keys import parse_hex
 from tools.errors import CliError
@@ -90,10 +96,20 @@ def register(sub: Any) -> None:
 
 
 class _Keys:
+    """The keys from the command line, and session keys learnt from joins in the stream."""
+
     def __init__(self, args: argparse.Namespace) -> None:
         self.nwk = _key(args.nwkskey, "--nwkskey")
         self.app = _key(args.appskey, "--appskey")
         self.root = _key(args.appkey, "--appkey")
+        self.last_dev_nonce: int | None = None  # of the last Join-Request whose MIC verified
+        self.sessions: dict[int, SessionKeys] = {}  # DevAddr -> keys derived from a join
+
+    def session(self, dev_addr: int) -> tuple[AESKey | None, AESKey | None]:
+        learnt = self.sessions.get(dev_addr)
+        if learnt is None:
+            return self.nwk, self.app
+        return self.nwk or learnt.nwk_s_key, self.app or learnt.app_s_key
 
 
 def _key(text: str | None, option: str) -> AESKey | None:
@@ -103,6 +119,19 @@ def _key(text: str | None, option: str) -> AESKey | None:
         return AESKey.from_hex(text, option)
     except DecodeError:
         raise CliError(f"{option} must be 32 hex digits (16 bytes)") from None
+
+
+def _line_bytes(line: str) -> bytes:
+    """A stdin line: hex, or an air-capture JSON object (``{"phy": hex, ...}``)."""
+    if line.lstrip().startswith("{"):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            raise CliError("line is neither hex nor a JSON object") from None
+        if not isinstance(record, dict) or not isinstance(record.get("phy"), str):
+            raise CliError('a JSON line needs "phy" (the frame as hex)')
+        return _frame_bytes(record["phy"])
+    return _frame_bytes(line)
 
 
 def _frame_bytes(text: str) -> bytes:
@@ -140,6 +169,8 @@ def inspect(data: bytes, keys: _Keys, fcnt_msb: int = 0) -> dict[str, Any]:
             dev_nonce=frame.dev_nonce,
             mic_ok=None if keys.root is None else frame.mic_ok(keys.root),
         )
+        if out["mic_ok"]:
+            keys.last_dev_nonce = frame.dev_nonce
     else:
         _inspect_join_accept(frame, keys, out)
     return out
@@ -147,6 +178,7 @@ def inspect(data: bytes, keys: _Keys, fcnt_msb: int = 0) -> dict[str, Any]:
 
 def _inspect_data(frame: DataFrame, keys: _Keys, fcnt_msb: int, out: dict[str, Any]) -> None:
     fcnt = (fcnt_msb << 16) | frame.fcnt16
+    nwk, app = keys.session(frame.dev_addr.value)
     fctrl = frame.fctrl
     out.update(
         dev_addr=frame.dev_addr.hex(),
@@ -162,21 +194,21 @@ def _inspect_data(frame: DataFrame, keys: _Keys, fcnt_msb: int, out: dict[str, A
             "fopts_len": fctrl.fopts_len,
         },
         fopts=frame.fhdr.fopts.hex(),
-        mic_ok=None if keys.nwk is None else frame.mic_ok(keys.nwk, fcnt),
+        mic_ok=None if nwk is None else frame.mic_ok(nwk, fcnt),
         frm_payload=frame.frm_payload.hex() if frame.fport is not None else None,
         frm_payload_decrypted=False,
         mac_commands=None,
         message=None,
         message_error=None,
     )
-    payload_key = frame.payload_key(keys.nwk, keys.app)
+    payload_key = frame.payload_key(nwk, app)
     plain: bytes | None = None
     if frame.fport is not None and payload_key is not None:
-        plain = frame.decrypt(nwk_s_key=keys.nwk, app_s_key=keys.app, fcnt=fcnt)
+        plain = frame.decrypt(nwk_s_key=nwk, app_s_key=app, fcnt=fcnt)
         out.update(frm_payload=plain.hex(), frm_payload_decrypted=True)
-    if frame.fport != 0 or keys.nwk is not None:
+    if frame.fport != 0 or nwk is not None:
         try:
-            commands = frame.mac_commands(nwk_s_key=keys.nwk, fcnt=fcnt, strict=False)
+            commands = frame.mac_commands(nwk_s_key=nwk, fcnt=fcnt, strict=False)
             out["mac_commands"] = [c.to_json() for c in commands]
         except MACCommandError as exc:
             out["mac_commands_error"] = exc.message
@@ -187,7 +219,8 @@ def _inspect_data(frame: DataFrame, keys: _Keys, fcnt_msb: int, out: dict[str, A
 def _decode_message(fport: int, plain: bytes | None, out: dict[str, Any]) -> None:
     try:  # the codec is another part of the protocol package; the inspector works without it
         from protocol import catalogue, codec
-    except ImportError:
+    except Exception as exc:  # missing or broken: still show the frame, say why no message
+        out["message_error"] = f"the payload codec is unavailable ({type(exc).__name__})"
         return
     if fport not in catalogue.BY_FPORT:
         return
@@ -223,6 +256,11 @@ def _inspect_join_accept(frame: EncryptedJoinAccept, keys: _Keys, out: dict[str,
             "ch_masks": list(accept.cflist.ch_masks),
             "channels": accept.cflist.enabled_channels(),
         }
+    if keys.last_dev_nonce is not None:
+        # A Join-Accept answers the Join-Request before it: derive that session's keys so the
+        # data frames after it in the stream decrypt with --appkey alone (never printed).
+        keys.sessions[accept.dev_addr.value] = accept.session_keys(keys.root, keys.last_dev_nonce)
+        out["session_keys_derived"] = True
     out.update(
         decrypted=True,
         join_nonce=accept.join_nonce,
@@ -321,7 +359,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         try:
-            out = inspect(_frame_bytes(line), keys, args.fcnt_msb)
+            out = inspect(_line_bytes(line), keys, args.fcnt_msb)
         except (CliError, ProtocolError) as exc:
             bad += 1
             message = str(exc)
