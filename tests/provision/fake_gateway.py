@@ -1,18 +1,21 @@
-"""A stand-in for the gateway's registry routes (docs/interfaces.md), served for real by uvicorn.
+"""Gateway registry servers for the tests, served for real by uvicorn on 127.0.0.1.
 
-Used only while the real ``gateway.api`` app is not in the tree: the same routes, bearer token,
-body fields and lower-case DevEUI storage as the interface document fixes. Counts PUTs so a test
-can prove that a second registration run wrote nothing.
+- :func:`serve_real_gateway`: the real ``gateway.api`` app on a real ``Gateway`` (SQLite).
+- :func:`make_app`: a small stand-in with the routes of docs/interfaces.md, which counts PUTs so a
+  test can prove a second registration run wrote nothing, and lets a test set the radio fields
+  (``last_seen``, ``last_rssi``…) the install check reads without running MQTT uplinks.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -88,3 +91,56 @@ def serve(app: FastAPI) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@contextmanager
+def serve_real_gateway(db: Path, token: str) -> Iterator[str]:
+    """The real ``gateway.api`` app over a real ``gateway.service.Gateway`` (SQLite store, no MQTT
+    connection: the registry routes do not need one), served by uvicorn in its own thread and loop.
+    """
+    from gateway.api import create_app
+    from gateway.config import parse_config
+    from gateway.service import Gateway
+
+    config = parse_config(
+        {
+            "mqtt": {"url": "mqtt://127.0.0.1:1"},  # never connected: only the API runs
+            "store": {"url": f"sqlite:///{db}"},
+            "api": {"listen": "127.0.0.1:0"},
+        },
+        environ={},
+    )
+    port = free_port()
+    holder: dict[str, Any] = {}
+    failed: list[BaseException] = []
+
+    async def main() -> None:
+        gateway = Gateway(config, api_token=token)
+        await gateway.open()
+        server = uvicorn.Server(
+            uvicorn.Config(create_app(gateway), host="127.0.0.1", port=port, log_level="warning")
+        )
+        holder["server"] = server
+        try:
+            await server.serve()
+        finally:
+            await gateway.close()
+
+    def run() -> None:
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # reported to the test below
+            failed.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not (holder.get("server") and holder["server"].started):
+        if failed or time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError(f"the gateway API did not start: {failed!r}")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        holder["server"].should_exit = True
+        thread.join(timeout=15)

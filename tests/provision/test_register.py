@@ -248,3 +248,32 @@ def test_register_batch_reports_counts_in_process(
     assert report.outcomes["device created"] == 4
     assert report.changed == 8
     assert not report.failures
+
+
+def test_registry_against_the_real_gateway_api(
+    batch: Batch, cli: Callable[..., Run], tmp_path: Path, codec_file: Path
+) -> None:
+    from tests.provision.fake_gateway import serve_real_gateway
+
+    gw_token = "real-gateway-token"
+    with FakeChirpStack(TOKEN) as cs, serve_real_gateway(tmp_path / "gw.db", gw_token) as url:
+        args = [
+            *_register_args(batch, cs, _token_file(tmp_path), codec_file),
+            "--gateway-api", url,
+            "--gateway-token-file", str(_token_file(tmp_path, gw_token, "gw")),
+        ]  # fmt: skip
+        first = cli(*args)
+        assert first.code == 0, first.err
+        assert "registry created: 4" in first.out
+        second = cli(*args)
+        assert second.code == 0 and "registry unchanged: 4" in second.out
+        import httpx
+
+        for node in batch.inventory.nodes:
+            got = httpx.get(
+                f"{url}/api/v1/devices/{node.dev_eui}",
+                headers={"Authorization": f"Bearer {gw_token}"},
+            ).json()
+            assert got["kind"] == node.kind and got["name"] == node.name
+            assert got["serial"] == node.serial and got["street"] == node.street
+            assert got["registered"] is True

@@ -390,6 +390,7 @@ def check_gateway_api(
                 raise ProvisionError(
                     f"gateway API GET device {dev_eui}: HTTP {response.status_code}", exit_code=1
                 )
-            if clock.monotonic() >= deadline:
+            remaining = deadline - clock.monotonic()
+            if remaining <= 0:
                 return judge(dev_eui, None, joined=None, logs=[])
-            clock.sleep(poll_s)
+            clock.sleep(min(poll_s, remaining))
