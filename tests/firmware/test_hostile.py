@@ -18,7 +18,7 @@ def _check(out: dict[str, object]) -> None:
     drops = out["drops"]
     assert isinstance(drops, dict)
     assert sum(drops.values()) == out["fed"] + out["class_c_drops"]  # type: ignore[operator]
-    assert REASONS <= set(drops)  # every check of the decoder was exercised
+    assert set(drops) >= REASONS  # every check of the decoder was exercised
     assert out["class_c_drops"] == 50
     assert out["signed"] == COUNT // 4
 

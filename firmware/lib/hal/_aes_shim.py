@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 _MODE_ECB = 1  # cryptolib.MODE_ECB
 
 
-class aes:  # noqa: N801 - same name as cryptolib's class
+class aes:
     def __init__(self, key, mode, iv=None):
         if mode != _MODE_ECB:
             raise ValueError("only ECB (mode 1) is provided by the CPython shim")

@@ -26,7 +26,7 @@ import asyncio
 import time
 
 try:
-    from micropython import const
+    from micropython import const  # pyright: ignore[reportAssignmentType]
 except ImportError:  # CPython
 
     def const(x):  # type: ignore[no-redef]
@@ -67,7 +67,7 @@ class RealClock:
     def ticks_ms(self):
         if _ticks_ms is not None:
             return _ticks_ms()
-        return int(time.monotonic() * 1000)  # CPython
+        return int(getattr(time, "monotonic")() * 1000)  # CPython (not in MicroPython's time)
 
     def ticks_add(self, t, delta):
         if _ticks_ms is not None:

@@ -22,7 +22,7 @@ SystemMaxRxError 10 ms, 1 ms radio wake-up).
 """
 
 try:
-    from micropython import const
+    from micropython import const  # pyright: ignore[reportAssignmentType]
 except ImportError:  # CPython
 
     def const(x):  # type: ignore[no-redef]

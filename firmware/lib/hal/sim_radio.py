@@ -33,10 +33,11 @@ import json
 import socket
 from binascii import hexlify, unhexlify
 
-from hal.radio import RxFrame, datr as make_datr, symbol_us, time_on_air_ms
+from hal.radio import RxFrame, symbol_us, time_on_air_ms
+from hal.radio import datr as make_datr
 
 try:
-    from micropython import const
+    from micropython import const  # pyright: ignore[reportAssignmentType]
 except ImportError:  # CPython
 
     def const(x):  # type: ignore[no-redef]

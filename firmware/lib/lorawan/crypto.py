@@ -11,7 +11,7 @@ B0 block so the CMAC runs over one contiguous buffer without copying.
 """
 
 try:
-    from micropython import const
+    from micropython import const  # pyright: ignore[reportAssignmentType]
 except ImportError:  # CPython
 
     def const(x):  # type: ignore[no-redef]

@@ -12,7 +12,7 @@ the drop counters of :mod:`lorawan.status`; nothing received from the air raises
 """
 
 try:
-    from micropython import const
+    from micropython import const  # pyright: ignore[reportAssignmentType]
 except ImportError:  # CPython
 
     def const(x):  # type: ignore[no-redef]

@@ -24,7 +24,7 @@ FCnt is ever sent twice.
 """
 
 try:
-    from micropython import const
+    from micropython import const  # pyright: ignore[reportAssignmentType]
 except ImportError:  # CPython
 
     def const(x):  # type: ignore[no-redef]
@@ -35,7 +35,9 @@ import asyncio
 
 from hal.radio import rx_window, time_on_air_ms
 from hal.rng import Rng
-from lorawan import frame, region as regions, status as st
+from lorawan import frame
+from lorawan import region as regions
+from lorawan import status as st
 from lorawan.crypto import Cmac, derive_session_keys
 from lorawan.session import (
     FLAG_ABP,
@@ -133,9 +135,7 @@ class Mac:
         warm = State.from_bytes(self._rtc.load(_KEY_STATE))
         cold = State.from_bytes(self._nvs.load(_KEY_SESSION))
         if warm is not None and warm.flags & FLAG_JOINED:
-            if cold is None or (
-                cold.nwk_s_key == warm.nwk_s_key and warm.fcnt_up >= cold.nvs_fcnt
-            ):
+            if cold is None or (cold.nwk_s_key == warm.nwk_s_key and warm.fcnt_up >= cold.nvs_fcnt):
                 self.state = warm
                 self.boot = "warm"
                 self._keys = Keys(warm.nwk_s_key, warm.app_s_key)
@@ -344,7 +344,9 @@ class Mac:
     async def _listen(self, freq, dr, nominal):
         sf, bw = self.region.dr_table[dr]
         offset, timeout, _ = rx_window(sf, bw)
-        return await self.radio.receive(freq, sf, bw, self.clock.ticks_add(nominal, offset), timeout)
+        return await self.radio.receive(
+            freq, sf, bw, self.clock.ticks_add(nominal, offset), timeout
+        )
 
     async def _windows(self, s, tx_done, ch, dr, delay1, rx1_offset, handler):
         """RX1 then RX2 (L2 §3.3); RX2 is skipped once RX1 brought a valid frame."""
@@ -405,7 +407,9 @@ class Mac:
             # DevNonce persisted BEFORE the Join-Request goes out (L2 1.0.4 §6.2.5, RadioLib#1480)
             self._next_dev_nonce = dev_nonce + 1
             self._nvs.save(_KEY_NONCES, pack_nonces(self._next_dev_nonce, self._last_join_nonce))
-            n = frame.build_join_request(self._buf, self._join_eui, self._dev_eui, dev_nonce, app_cmac)
+            n = frame.build_join_request(
+                self._buf, self._join_eui, self._dev_eui, dev_nonce, app_cmac
+            )
             freq = region.channel_freq(plan, ch)
             sf, bw = region.dr_table[dr]
             self.status.join_attempts += 1
@@ -822,7 +826,7 @@ class Mac:
                 any_on = True
         mask_ok = mask_ok and any_on
         new_dr = s.dr if dr == 0x0F else dr  # 0xF: keep the current value (L2 1.0.4 §5.3)
-        dr_ok = region.valid_uplink_dr(new_dr) and region.dr_table[new_dr] is not None
+        dr_ok = region.valid_uplink_dr(new_dr) and region.dr_table[new_dr][0] != 0
         if dr_ok and mask_ok:
             dr_ok = False
             for ch in range(region.channel_count()):

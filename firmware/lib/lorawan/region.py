@@ -3,14 +3,14 @@
 Hand-checked against RP002-1.0.4 §5.1 (EU863-870) and §5.2 (US902-928), LoRaMac-node
 ``RegionEU868.h`` / ``RegionUS915.h`` and ``protocol/lorawan/region`` (a test compares the tables,
 ``tests/firmware/test_region_tables.py``). Only LoRa data rates are listed: the radios are used
-in LoRa mode only, so EU868 DR7 (FSK) and the LR-FHSS rates are ``None``.
+in LoRa mode only, so EU868 DR7 (FSK) and the RFU / LR-FHSS rates are ``_NO_RATE`` (SF 0).
 
 A region object is stateless; the channel plan a device is using lives in
 :class:`lorawan.session.State` (``ch_freq``, ``ch_dr``, ``ch_dl``, ``mask``).
 """
 
 try:
-    from micropython import const
+    from micropython import const  # pyright: ignore[reportAssignmentType]
 except ImportError:  # CPython
 
     def const(x):  # type: ignore[no-redef]
@@ -21,13 +21,14 @@ _MAX_CHANNELS_EU = const(16)  # RP §5.1.2: up to 16 channels
 _EU_MAX_EIRP = const(16)  # RP §5.1.1 default MaxEIRP, dBm
 _US_MAX_EIRP = const(30)  # RP §5.2.1 (conducted 30 dBm)
 
-# (spreading factor, bandwidth kHz) per DR, None = not a LoRa rate.
-EU868_DR = ((12, 125), (11, 125), (10, 125), (9, 125), (8, 125), (7, 125), (7, 250), None)
+_NO_RATE = (0, 0)  # not a LoRa rate on these radios
+# (spreading factor, bandwidth kHz) per DR
+EU868_DR = ((12, 125), (11, 125), (10, 125), (9, 125), (8, 125), (7, 125), (7, 250), _NO_RATE)
 # RP §5.1.6 Table 22: maximum MACPayload size M per DR (repeater compatible off)
 EU868_MAX_M = (59, 59, 59, 123, 250, 250, 250, 250)
 US915_DR = (
-    (10, 125), (9, 125), (8, 125), (7, 125), (8, 500), None, None, None,
-    (12, 500), (11, 500), (10, 500), (9, 500), (8, 500), (7, 500), None, None,
+    (10, 125), (9, 125), (8, 125), (7, 125), (8, 500), _NO_RATE, _NO_RATE, _NO_RATE,
+    (12, 500), (11, 500), (10, 500), (9, 500), (8, 500), (7, 500), _NO_RATE, _NO_RATE,
 )  # fmt: skip
 # RP §5.2.6 Table 36: M per DR (DR5-7 and 14-15 RFU / LR-FHSS)
 US915_MAX_M = (19, 61, 133, 250, 250, 0, 0, 0, 61, 137, 250, 250, 250, 250, 0, 0)

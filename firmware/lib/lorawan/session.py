@@ -11,16 +11,15 @@ memory after a cold start is recognised and ignored.
 """
 
 try:
-    from micropython import const
+    from micropython import const  # pyright: ignore[reportAssignmentType]
 except ImportError:  # CPython
 
     def const(x):  # type: ignore[no-redef]
         return x
 
 
-import struct
-
 import binascii
+import struct
 
 from lorawan.crypto import Cmac, FrameCipher
 

@@ -16,7 +16,6 @@ import sys
 from hal.clock import VirtualClock
 from hal.rng import Rng
 from hal.sim_radio import SimRadio
-from hal.storage import DictStore
 from lorawan.mac import Mac
 from testnet import TestNet
 
