@@ -33,6 +33,7 @@ def test_eu868_channels_rx_and_delays() -> None:
     assert EU868.rx1_data_rate(5, 0) == 5
     assert EU868.rx1_data_rate(5, 2) == 3
     assert EU868.rx1_data_rate(1, 5) == 0
+    assert EU868.rx1_data_rate(9, 1) == 1  # LR-FHSS uplink, LoRa answer
     with pytest.raises(EncodeError, match="RX1DROffset"):
         EU868.rx1_data_rate(5, 6)
     assert (EU868.receive_delay1_s, EU868.receive_delay2_s) == (1, 2)
@@ -52,6 +53,9 @@ def test_eu868_channels_rx_and_delays() -> None:
         (868_800_000, "g2", 0.001),
         (869_525_000, "g3", 0.10),
         (864_000_000, "863-865", 0.001),
+        (865_000_000, "g", 0.01),
+        (868_000_000, "g", 0.01),
+        (868_000_001, "g1", 0.01),
     ],
 )
 def test_eu868_duty_cycle_sub_bands(freq: int, name: str, duty: float) -> None:
@@ -73,6 +77,7 @@ def test_us915_tables() -> None:
     assert US915.data_rate(4).name == "SF8BW500"
     assert US915.data_rate(8).name == "SF12BW500" and not US915.data_rate(8).uplink
     assert len(US915.default_channels) == 72
+    assert (US915.default_channels[64].min_dr, US915.default_channels[64].max_dr) == (4, 6)
     assert us915.uplink_channel_frequency(0) == 902_300_000
     assert us915.uplink_channel_frequency(63) == 914_900_000
     assert us915.uplink_channel_frequency(64) == 903_000_000

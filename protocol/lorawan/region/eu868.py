@@ -7,7 +7,8 @@
   (230 for DR4..7) that older Regional Parameters used and LoRaMac-node keeps as
   ``MaxPayloadOfDatarateRepeaterEU868``.
 - Default channels (§2.2.2): 868.1, 868.3, 868.5 MHz, DR0..5, used for Join-Requests; up to 16.
-- RX1 (§2.2.7): same frequency, DR = max(uplink DR − RX1DROffset, 0), offset 0..5.
+- RX1 (§2.2.7): same frequency, DR = max(uplink DR − RX1DROffset, 0), offset 0..5; LR-FHSS
+  uplinks (DR8..11) answer on DR1/DR2 as in ChirpStack lrwn ``region/eu868.rs``.
   RX2: 869.525 MHz, DR0.
 - Duty cycle: ETSI EN 300 220 sub-bands as in LoRaMac-node's band table (``RegionEU868.c``,
   ranges inclusive): 863.0-865.0 MHz 0.1 %; g 865.0-868.0 MHz 1 %; g1 868.0-868.6 MHz 1 % (the
@@ -51,7 +52,14 @@ EU868 = Region(
         Channel(868_500_000, 0, 5),
     ),
     max_channels=16,
-    rx1_dr_table=tuple(tuple(max(dr - offset, 0) for offset in range(6)) for dr in range(8)),
+    rx1_dr_table=(
+        *(tuple(max(dr - offset, 0) for offset in range(6)) for dr in range(8)),
+        # LR-FHSS uplinks answer on LoRa DR1/DR2 (ChirpStack lrwn ``eu868.rs``)
+        (1, 0, 0, 0, 0, 0),
+        (2, 1, 0, 0, 0, 0),
+        (1, 0, 0, 0, 0, 0),
+        (2, 1, 0, 0, 0, 0),
+    ),
     rx2_frequency_hz=869_525_000,
     rx2_data_rate=0,
     max_eirp_dbm=16.0,
@@ -59,7 +67,7 @@ EU868 = Region(
     cflist_type=0,
     join_data_rates=(0, 1, 2, 3, 4, 5),
     sub_bands=(
-        SubBand("863-865", 863_000_000, 865_000_000, 0.001),
+        SubBand("863-865", 863_000_000, 864_999_999, 0.001),  # 865.0 belongs to g
         SubBand("g", 865_000_000, 868_000_000, 0.01),
         SubBand("g1", 868_000_001, 868_600_000, 0.01),
         SubBand("g2", 868_700_000, 869_200_000, 0.001),

@@ -5,9 +5,11 @@
 - Maximum payload (§2.5.6): M = 19/61/133/250/250/58/133 for DR0..6, 61/137/250/250/250/250 for
   DR8..13 (N = M − 8).
 - Channels (§2.5.2): 64 uplink channels of 125 kHz from 902.3 MHz in 200 kHz steps (DR0..3),
-  8 of 500 kHz from 903.0 MHz in 1.6 MHz steps (DR4); 8 downlink channels of 500 kHz from
-  923.3 MHz in 600 kHz steps. RX1 uses downlink channel ``uplink channel mod 8`` (§2.5.7).
-- RX1 DR table (§2.5.7); RX2 923.3 MHz, DR8.
+  8 of 500 kHz from 903.0 MHz in 1.6 MHz steps (DR4, and LR-FHSS DR5..6); 8 downlink
+  channels of 500 kHz from 923.3 MHz in 600 kHz steps. RX1 uses downlink channel
+  ``uplink channel mod 8`` (§2.5.7).
+- RX1 DR table (§2.5.7); RX2 923.3 MHz, DR8. Tables cross-checked with ChirpStack lrwn
+  ``region/us915.rs`` (RP002-1.0.2..1.0.4 revision) and LoRaMac-node ``RegionUS915.h``.
 - Sub-bands: networks usually enable one block of 8 125 kHz channels plus one 500 kHz channel
   ("FSB 2" = channels 8..15 and 65). :func:`sub_band_link_adr_masks` gives the LinkADRReq
   ChMaskCntl/ChMask pairs that select one (ChMaskCntl 7: all 125 kHz channels off, ChMask for
@@ -97,7 +99,7 @@ US915 = Region(
     frequency_max_hz=928_000_000,
     data_rates=_DATA_RATES,
     default_channels=tuple(Channel(uplink_channel_frequency(ch), 0, 3) for ch in range(64))
-    + tuple(Channel(uplink_channel_frequency(ch), 4, 4) for ch in range(64, 72)),
+    + tuple(Channel(uplink_channel_frequency(ch), 4, 6) for ch in range(64, 72)),
     max_channels=72,
     rx1_dr_table=(
         (10, 9, 8, 8),
