@@ -22,7 +22,7 @@ from typing import ClassVar, Self
 from protocol.errors import DecodeError, EncodeError
 from protocol.lorawan import crypto
 
-__all__ = ["EUI64", "AESKey", "DevAddr", "NetID", "SessionKeys", "derive_session_keys"]
+__all__ = ["EUI64", "AESKey", "DevAddr", "NetID", "SessionKeys", "derive_session_keys", "parse_hex"]
 
 
 def parse_hex(text: str, size: int, what: str) -> bytes:

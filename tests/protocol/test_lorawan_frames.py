@@ -269,3 +269,59 @@ def test_construct_errors_are_translated_at_the_boundary() -> None:
         values = {"mhdr": 256, "join_eui": 1, "dev_eui": 2, "dev_nonce": 3, "mic": bytes(4)}
         _layout.build(_JOIN_REQUEST, values, "Join-Request")
     assert isinstance(built.value.__cause__, construct.ConstructError)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    mtype=st.sampled_from(
+        [
+            MType.UNCONFIRMED_DATA_UP,
+            MType.CONFIRMED_DATA_UP,
+            MType.UNCONFIRMED_DATA_DOWN,
+            MType.CONFIRMED_DATA_DOWN,
+        ]
+    ),
+    dev_addr=st.integers(0, 0xFFFFFFFF),
+    fcnt=st.integers(0, 0xFFFFFFFF),
+    fport=st.one_of(st.none(), st.integers(0, 224)),
+    payload=st.binary(max_size=64),
+    fopts=st.binary(max_size=15),
+    flags=st.tuples(st.booleans(), st.booleans(), st.booleans()),
+)
+def test_build_parse_verify_decrypt_round_trip(
+    mtype: MType,
+    dev_addr: int,
+    fcnt: int,
+    fport: int | None,
+    payload: bytes,
+    fopts: bytes,
+    flags: tuple[bool, bool, bool],
+) -> None:
+    if fport is None:
+        payload = b""
+    if fport == 0:
+        fopts = b""
+    adr, ack, extra = flags
+    uplink = mtype.is_uplink
+    frame = DataFrame.build(
+        mtype=mtype,
+        dev_addr=DevAddr(dev_addr),
+        fcnt=fcnt,
+        nwk_s_key=K2,
+        app_s_key=K1,
+        fport=fport,
+        payload=payload,
+        fopts=fopts,
+        adr=adr,
+        ack=ack,
+        adr_ack_req=extra and uplink,
+        f_pending=extra and not uplink,
+    )
+    parsed = PHYPayload.from_bytes(frame.to_bytes())
+    assert parsed == frame
+    assert isinstance(parsed, DataFrame)
+    assert parsed.fcnt16 == fcnt & 0xFFFF
+    parsed.verify_mic(K2, fcnt)
+    assert parsed.decrypt(nwk_s_key=K2, app_s_key=K1, fcnt=fcnt) == payload
+    if len(payload) >= 4:  # ciphertext differs from plaintext (a 2**-32 chance aside)
+        assert parsed.frm_payload != payload
