@@ -277,3 +277,25 @@ def test_registry_against_the_real_gateway_api(
             assert got["kind"] == node.kind and got["name"] == node.name
             assert got["serial"] == node.serial and got["street"] == node.street
             assert got["registered"] is True
+
+
+def test_no_chirpstack_registers_only_in_the_gateway(
+    batch: Batch, cli: Callable[..., Run], tmp_path: Path
+) -> None:
+    gw_token = "gateway-only-token"
+    app, devices, _ = make_app(gw_token)
+    with serve(app) as url:
+        gateway = [
+            "--gateway-api",
+            url,
+            "--gateway-token-file",
+            str(_token_file(tmp_path, gw_token)),
+        ]
+        run = cli("register", "--inventory", str(batch.path), "--no-chirpstack", *gateway)
+        assert run.code == 0, run.err
+        assert set(devices) == {n.dev_eui for n in batch.inventory.nodes}
+        assert "registry created: 4" in run.out and "device" not in run.out.split("registry")[0]
+    missing = cli("register", "--inventory", str(batch.path))
+    assert missing.code == 2 and "--chirpstack is required (or --no-chirpstack)" in missing.err
+    alone = cli("register", "--inventory", str(batch.path), "--no-chirpstack")
+    assert alone.code == 2 and "give --gateway-api" in alone.err

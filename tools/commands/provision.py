@@ -212,10 +212,15 @@ def _register(commands: Any) -> None:
         "register", help="create profiles, devices and keys in ChirpStack and the gateway registry"
     )
     _inventory_args(p)
-    p.add_argument("--chirpstack", required=True, metavar="HOST:PORT", help="ChirpStack gRPC API")
-    p.add_argument("--api-token-file", type=Path, required=True, help="file with the API token")
-    p.add_argument("--application-id", required=True, help="ChirpStack application UUID")
-    p.add_argument("--tenant-id", required=True, help="ChirpStack tenant UUID (for the profiles)")
+    p.add_argument("--chirpstack", metavar="HOST:PORT", help="ChirpStack gRPC API")
+    p.add_argument("--api-token-file", type=Path, help="file with the ChirpStack API token")
+    p.add_argument("--application-id", help="ChirpStack application UUID")
+    p.add_argument("--tenant-id", help="ChirpStack tenant UUID (for the profiles)")
+    p.add_argument(
+        "--no-chirpstack",
+        action="store_true",
+        help="only the gateway registry (where OS2iot owns the ChirpStack devices)",
+    )
     p.add_argument("--codec", type=Path, help="codec JS (default protocol/generated/…codec.js)")
     p.add_argument("--gateway-api", metavar="URL", help="citypack gateway API base URL")
     p.add_argument("--gateway-token-file", type=Path, help="file with the gateway API token")
@@ -231,29 +236,49 @@ def run_register(args: argparse.Namespace) -> int:
 
     if bool(args.gateway_api) != bool(args.gateway_token_file):
         raise CliError("--gateway-api and --gateway-token-file go together")
+    needed = ("chirpstack", "api_token_file", "application_id", "tenant_id")
+    if args.no_chirpstack:
+        if not args.gateway_api:
+            raise CliError("--no-chirpstack leaves only the gateway registry: give --gateway-api")
+    else:
+        for name in needed:
+            if not getattr(args, name):
+                option = "--" + name.replace("_", "-")
+                raise CliError(f"{option} is required (or --no-chirpstack)")
     inv = load_inventory(args.inventory)
     nodes = inv.select(args.dev_eui)
     if not nodes:
         raise CliError(f"{inv.path} lists no nodes")
-    secrets = _secrets_of(args)
-    codec = read_codec(args.codec)
-    token = _read_token(args.api_token_file, "--api-token-file")
     registry = None
     if args.gateway_api:
         registry = GatewayRegistry(
             args.gateway_api, _read_token(args.gateway_token_file, "--gateway-token-file")
         )
     try:
-        with ChirpStack(args.chirpstack, token, timeout_s=args.timeout) as chirpstack:
+        if args.no_chirpstack:
             report = register_batch(
                 nodes,
-                secrets,
-                chirpstack,
-                tenant_id=args.tenant_id,
-                application_id=args.application_id,
-                codec_script=codec,
+                Secrets(default_secrets_path(args.inventory)),  # keys go to ChirpStack only
+                None,
+                tenant_id="",
+                application_id="",
+                codec_script="",
                 registry=registry,
             )
+        else:
+            secrets = _secrets_of(args)
+            codec = read_codec(args.codec)
+            token = _read_token(args.api_token_file, "--api-token-file")
+            with ChirpStack(args.chirpstack, token, timeout_s=args.timeout) as chirpstack:
+                report = register_batch(
+                    nodes,
+                    secrets,
+                    chirpstack,
+                    tenant_id=args.tenant_id,
+                    application_id=args.application_id,
+                    codec_script=codec,
+                    registry=registry,
+                )
     finally:
         if registry is not None:
             registry.close()

@@ -7,7 +7,8 @@ node would fail the same way). Run the same command again to finish a partly fai
 
 OS2iot: where OS2iot owns the ChirpStack devices (Aarhus, reference/domain.md §1.1, §7 item 8) they
 must not be created behind its back. Its device API is not in our references, so this command does
-not call it: use ``citypack provision export --format os2iot`` and OS2iot's bulk import instead.
+not call it: use ``citypack provision export --format os2iot`` and OS2iot's bulk import, and
+``register --no-chirpstack`` for the gateway registry alone.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class BatchReport:
 def register_batch(
     nodes: Sequence[Node],
     secrets: Secrets,
-    chirpstack: ChirpStack,
+    chirpstack: ChirpStack | None,
     *,
     tenant_id: str,
     application_id: str,
@@ -56,10 +57,12 @@ def register_batch(
     console: Console | None = None,
 ) -> BatchReport:
     report = BatchReport()
-    for node in nodes:  # every key must be there before anything is written
-        secrets.app_key(node.dev_eui)
+    if chirpstack is not None:
+        for node in nodes:  # every key must be there before anything is written
+            secrets.app_key(node.dev_eui)
     profile_ids: dict[tuple[str, str], str] = {}
-    for kind, region in sorted({(n.kind, n.region) for n in nodes}):
+    kinds = sorted({(n.kind, n.region) for n in nodes}) if chirpstack is not None else []
+    for kind, region in kinds:
         profile_id, outcome = chirpstack.ensure_profile(tenant_id, kind, region, codec_script)
         profile_ids[(kind, region)] = profile_id
         report.profiles[f"profile citypack-{kind}-{region.lower()}"] = (profile_id, outcome)
@@ -77,12 +80,13 @@ def register_batch(
         for node in nodes:
             progress.update(task, description=node.name)
             try:
-                device = chirpstack.ensure_device(
-                    node, application_id, profile_ids[(node.kind, node.region)]
-                )
-                report.outcomes[f"device {device}"] += 1
-                keys = chirpstack.ensure_keys(node.dev_eui, secrets.app_key(node.dev_eui))
-                report.outcomes[f"keys {keys}"] += 1
+                if chirpstack is not None:
+                    device = chirpstack.ensure_device(
+                        node, application_id, profile_ids[(node.kind, node.region)]
+                    )
+                    report.outcomes[f"device {device}"] += 1
+                    keys = chirpstack.ensure_keys(node.dev_eui, secrets.app_key(node.dev_eui))
+                    report.outcomes[f"keys {keys}"] += 1
                 if registry is not None:
                     entry = registry.ensure(node)
                     report.outcomes[f"registry {entry}"] += 1
