@@ -42,6 +42,20 @@ def test_done_when_lora_packet_uplink_prints_test_with_mic_ok(
     assert NWK not in out and APP not in out
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["40 f1 7d be 49 00 02 00 01 95 43 78 76 2b 11 ff 0d"],
+        ["0x40F17DBE4900020001954378762B11FF0D"],
+        ["40:f1:7d:be:49:00:02:00:01:95:43:78:76:2b:11:ff:0d"],
+        ["40f17dbe49", "0002000195437876", "2b11ff0d"],
+    ],
+)
+def test_hex_as_people_paste_it(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    got = run_json(capsys, *argv, "--nwkskey", NWK, "--appskey", APP)
+    assert got["mic_ok"] is True and bytes.fromhex(got["frm_payload"]) == b"test"
+
+
 def test_json_keys_of_a_data_frame(capsys: pytest.CaptureFixture[str]) -> None:
     got = run_json(capsys, UPLINK, "--nwkskey", NWK, "--appskey", APP)
     assert got["mtype"] == "unconfirmed_data_up"
@@ -119,10 +133,9 @@ def test_join_accept_with_and_without_appkey(capsys: pytest.CaptureFixture[str])
     assert (got["join_nonce"], got["net_id"], got["dev_addr"]) == (0x010203, "090807", "03040506")
     assert (got["dl_settings"], got["rx1_dr_offset"], got["rx2_data_rate"]) == (0x12, 1, 2)
     assert got["rx_delay"] == 3
-    assert got["cflist"] == {
-        "type": 0,
-        "frequencies_hz": [867_100_000, 867_300_000, 867_500_000, 867_700_000, 867_900_000],
-    }
+    freqs = [867_100_000, 867_300_000, 867_500_000, 867_700_000, 867_900_000]
+    assert got["cflist"] == {"type": 0, "frequencies_hz": freqs}
+    assert got["cflist_hz"] == freqs
     assert run_json(capsys, phy, "--appkey", "02" * 16)["mic_ok"] is False
 
 

@@ -30,7 +30,8 @@ JSON keys (stable for scripts):
 - ``join_accept``: ``decrypted`` (bool); with ``--appkey`` also ``join_nonce``, ``net_id``,
   ``dev_addr``, ``dl_settings`` (the octet), ``rx1_dr_offset``, ``rx2_data_rate``,
   ``rx_delay``, ``cflist`` (``{"type": 0, "frequencies_hz": [...]}``, ``{"type": 1,
-  "ch_masks": [...], "channels": [...]}`` or null).
+  "ch_masks": [...], "channels": [...]}`` or null) and ``cflist_hz`` (the type 0 frequencies as
+  in ``protocol/vectors/lorawan.json``, else null).
 
 FCnt: only 16 bits travel on the air; the MIC and the cipher use 32. ``--fcnt-msb N`` gives the
 16 high bits to assume (default 0), so a frame after a 16-bit rollover still verifies.
@@ -56,7 +57,6 @@ from protocol.lorawan import (
     PHYPayload,
     SessionKeys,
 )
-from protocol.lorawan.keys import parse_hex
 from tools.errors import CliError
 
 
@@ -135,14 +135,18 @@ def _line_bytes(line: str) -> bytes:
 
 
 def _frame_bytes(text: str) -> bytes:
+    """Hex as people paste it: spaces, ``:``/``-`` separators and a ``0x`` prefix allowed."""
     cleaned = "".join(text.split())
+    if cleaned[:2].lower() == "0x":
+        cleaned = cleaned[2:]
+    cleaned = cleaned.replace(":", "").replace("-", "")
     if not cleaned:
         raise CliError("empty frame: give the PHYPayload as hex")
     if len(cleaned) % 2:
         raise CliError(f"frame has an odd number of hex digits ({len(cleaned)})")
     try:
-        return parse_hex(cleaned, len(cleaned) // 2, "frame")
-    except DecodeError:
+        return bytes.fromhex(cleaned)
+    except ValueError:
         raise CliError(f"frame is not valid hex: {text.strip()[:60]!r}") from None
 
 
@@ -248,8 +252,10 @@ def _inspect_join_accept(frame: EncryptedJoinAccept, keys: _Keys, out: dict[str,
     out["mic"] = accept.mic.hex()
     out["mic_ok"] = True
     cflist: dict[str, Any] | None = None
+    cflist_hz: list[int] | None = None
     if isinstance(accept.cflist, CFListFrequencies):
-        cflist = {"type": 0, "frequencies_hz": list(accept.cflist.frequencies_hz)}
+        cflist_hz = list(accept.cflist.frequencies_hz)
+        cflist = {"type": 0, "frequencies_hz": cflist_hz}
     elif isinstance(accept.cflist, CFListChannelMask):
         cflist = {
             "type": 1,
@@ -271,6 +277,7 @@ def _inspect_join_accept(frame: EncryptedJoinAccept, keys: _Keys, out: dict[str,
         rx2_data_rate=accept.dl_settings.rx2_data_rate,
         rx_delay=accept.rx_delay,
         cflist=cflist,
+        cflist_hz=cflist_hz,
     )
 
 
