@@ -57,15 +57,14 @@ def register_batch(
     console: Console | None = None,
 ) -> BatchReport:
     report = BatchReport()
+    profile_ids: dict[tuple[str, str], str] = {}
     if chirpstack is not None:
         for node in nodes:  # every key must be there before anything is written
             secrets.app_key(node.dev_eui)
-    profile_ids: dict[tuple[str, str], str] = {}
-    kinds = sorted({(n.kind, n.region) for n in nodes}) if chirpstack is not None else []
-    for kind, region in kinds:
-        profile_id, outcome = chirpstack.ensure_profile(tenant_id, kind, region, codec_script)
-        profile_ids[(kind, region)] = profile_id
-        report.profiles[f"profile citypack-{kind}-{region.lower()}"] = (profile_id, outcome)
+        for kind, region in sorted({(n.kind, n.region) for n in nodes}):
+            profile_id, outcome = chirpstack.ensure_profile(tenant_id, kind, region, codec_script)
+            profile_ids[(kind, region)] = profile_id
+            report.profiles[f"profile citypack-{kind}-{region.lower()}"] = (profile_id, outcome)
     console = console or Console(stderr=True)
     progress = Progress(
         TextColumn("registering"),
