@@ -31,7 +31,7 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -184,8 +184,7 @@ class GwmpServer(asyncio.DatagramProtocol):
         return str(host), int(port)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def close(self) -> None:
         if self.transport is not None:
