@@ -84,6 +84,8 @@ class DemoResult:
     uplinks_processed: float | None
     api_url: str = ""
     token_file: str = ""
+    gateway_stats: dict[str, Any] | None = None  # GET /api/v1/stats just before stopping
+    failure: str = ""  # a part that stopped on its own during the run
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -93,6 +95,8 @@ class DemoResult:
             "uplinks_processed": self.uplinks_processed,
             "api_url": self.api_url,
             "token_file": self.token_file,
+            "gateway_stats": self.gateway_stats,
+            "failure": self.failure,
         }
 
 
@@ -233,6 +237,7 @@ class Demo:
             stack.callback(watch_task.cancel)
             self._install_signals()
             view = View(state, stream=self.stream)
+            failure = ""
             deadline = None if opts.duration_s is None else time.monotonic() + opts.duration_s
             next_summary = time.monotonic() + opts.summary_every_s
             next_truck = sim.now() + opts.truck_every_s / 4
@@ -246,6 +251,14 @@ class Demo:
                     self._sync_world(state, world, world_events)
                     if fleet is not None:
                         fleet.update_counters(state.counters)
+                    if gateway is not None and gateway.returncode is not None:
+                        failure = (
+                            f"the gateway exited with {gateway.returncode} during the demo; "
+                            f"see {gateway.log_file}"
+                        )
+                        components["gateway"] = f"exited ({gateway.returncode})"
+                        state.event(failure)
+                        gateway = None
                     if gateway is not None and now_sim >= next_truck and not world.truck.active:
                         next_truck = now_sim + opts.truck_every_s
                         await self._truck_round(gateway, world, state)
@@ -258,10 +271,13 @@ class Demo:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self.stop.wait(), 0.25)
             processed = None
+            gateway_stats: dict[str, Any] | None = None
             if gateway is not None:
-                with contextlib.suppress(Exception):
+                with contextlib.suppress(GatewayProcessError):
                     processed = await gateway.uplinks("processed")
                     state.counters["gateway_uplinks_processed"] = processed
+                with contextlib.suppress(GatewayProcessError):
+                    gateway_stats = await gateway.request("GET", "/api/v1/stats")
             self.say("stopping ...")
             result = DemoResult(
                 workdir=workdir,
@@ -270,6 +286,8 @@ class Demo:
                 uplinks_processed=processed,
                 api_url=state.api_url,
                 token_file=state.token_file,
+                gateway_stats=gateway_stats,
+                failure=failure,
             )
         self.say(View(state, stream=self.stream).summary())
         if processed is not None:
@@ -283,7 +301,7 @@ class Demo:
         """Send the truck to the bins the gateway lists as full (GET /api/v1/collection)."""
         try:
             listing = await gateway.request("GET", "/api/v1/collection")
-        except (GatewayProcessError, OSError, ValueError) as exc:
+        except (GatewayProcessError, ValueError) as exc:
             state.event(f"truck: no collection list ({exc})")
             return
         full = [row["dev_eui"] for row in listing.get("bins", []) if row.get("reason") == "full"]

@@ -93,5 +93,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         report_interval_s=int(args.report_interval),
     )
-    run_demo(options)
+    result = run_demo(options)
+    if result.failure:
+        raise CliError(result.failure, exit_code=1)
     return 0

@@ -123,6 +123,11 @@ class GatewayProcess:
         self._client: httpx.AsyncClient | None = None
 
     @property
+    def returncode(self) -> int | None:
+        """The child's exit status once it has exited (None while it runs)."""
+        return self._process.returncode if self._process else None
+
+    @property
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
@@ -210,7 +215,10 @@ class GatewayProcess:
         return self._client
 
     async def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = await self.client.request(method, path, **kwargs)
+        try:
+            response = await self.client.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise GatewayProcessError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
         if response.status_code >= 400:
             raise GatewayProcessError(
                 f"{method} {path} → {response.status_code}: {response.text[:200]}"
@@ -222,7 +230,10 @@ class GatewayProcess:
             await self.request("PUT", f"/api/v1/devices/{dev_eui}", json=dict(body))
 
     async def metrics(self) -> dict[str, float]:
-        response = await self.client.get("/metrics")
+        try:
+            response = await self.client.get("/metrics")
+        except httpx.HTTPError as exc:
+            raise GatewayProcessError(f"GET /metrics: {type(exc).__name__}: {exc}") from exc
         return parse_metrics(response.text) if response.status_code == 200 else {}
 
     async def uplinks(self, outcome: str = "processed") -> float:

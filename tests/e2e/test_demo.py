@@ -1,0 +1,73 @@
+"""`citypack demo --duration 20` runs headless (stdout a pipe), exits 0, uplinks processed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.procs import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_runs_headless_for_twenty_seconds_and_the_gateway_processes_uplinks(
+    tmp_path: Path,
+) -> None:
+    workdir = tmp_path / "demo"
+    capture = tmp_path / "air.jsonl"
+    env = {k: v for k, v in os.environ.items() if k != "CITYPACK_DEBUG"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tools.cli",
+            "demo",
+            "--duration",
+            "20",
+            "--bins",
+            "12",
+            "--lamps",
+            "10",
+            "--workdir",
+            str(workdir),
+            "--capture",
+            str(capture),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stdout + result.stderr
+    # plain lines, not a live screen: no cursor-control escapes on a pipe
+    assert "\x1b[" not in result.stdout
+    assert "gateway: running" in result.stdout
+    summary = json.loads((workdir / "demo-summary.json").read_text())
+    assert summary["uplinks_processed"] > 0
+    stats = summary["gateway_stats"]
+    assert stats is not None
+    assert summary["counters"]["uplinks_on_air"] >= summary["uplinks_processed"]
+    # the work directory keeps what --workdir promises
+    for kept in ("city/inventory.toml", "city/inventory.secrets.toml", "gateway.db", "gateway.log"):
+        assert (workdir / kept).exists(), kept
+    assert (workdir / "city/inventory.secrets.toml").stat().st_mode & 0o077 == 0
+    # the air capture: one JSON object per frame with the documented fields
+    frames = [json.loads(line) for line in capture.read_text().splitlines() if line.strip()]
+    assert frames
+    assert {"time", "direction", "phy", "dev_eui", "frequency", "datr", "gateway"} <= set(frames[0])
+    assert {f["direction"] for f in frames} == {"up", "down"}
+    # keys never reach the output
+    secrets = (workdir / "city/inventory.secrets.toml").read_text()
+    for line in secrets.splitlines():
+        if "=" in line and not line.startswith("#"):
+            key = line.split("=", 1)[1].strip().strip('"')
+            assert key not in result.stdout and key not in result.stderr
