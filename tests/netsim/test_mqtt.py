@@ -12,13 +12,14 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import aiomqtt
 import pytest
 from chirpstack_api import integration
 
-from tests.helpers.procs import Broker
+from tests.helpers.procs import Broker, free_port, start_mosquitto
 from tests.netsim.conftest import CLASS_A, CLASS_C, GW1, fast_config, until
 from tests.netsim.fakenode import FakeNode, air, phy_of
 from tools.netsim.gwmp import GwmpClient
@@ -160,3 +161,35 @@ async def test_command_dev_eui_mismatch_is_ignored(mosquitto_broker: Broker) -> 
         await until(lambda: mqtt.commands >= 2)
         assert [i.f_port for i in netsim.server.queue(CLASS_A.dev_eui)] == [2]
         assert netsim.server.queue(CLASS_C.dev_eui) == []
+
+
+async def test_events_survive_a_broker_restart(tmp_path: Path) -> None:
+    """Events produced while the broker is away are published (PUBACKed) after the reconnect."""
+    port = free_port()
+    broker = start_mosquitto(port, directory=tmp_path)
+    app_id = str(uuid.uuid4())
+    netsim = Netsim([CLASS_A], broker_url=broker.url, config=fast_config(application_id=app_id))
+    downlinks: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    try:
+        async with netsim:
+            assert netsim.mqtt is not None
+            mqtt = netsim.mqtt
+            netsim.server.attach_gateway(GW1, lambda txpk, token: downlinks.put_nowait(txpk))
+            node = FakeNode.for_device(CLASS_A)
+            netsim.server.receive_uplink(GW1, air(node.join_request()))
+            node.join_accept(phy_of(await asyncio.wait_for(downlinks.get(), 5)))
+            netsim.server.receive_uplink(GW1, air(node.uplink(b"\x01", fport=2)))
+            await until(lambda: mqtt.published == 2)  # join + up
+            broker.stop()
+            await until(lambda: not mqtt.connected.is_set())
+            netsim.server.receive_uplink(GW1, air(node.uplink(b"\x02", fport=2)))
+            await until(lambda: not mqtt._outbox.empty())
+            broker = start_mosquitto(port, directory=tmp_path)
+            await until(lambda: mqtt.published == 3, wait_s=20)  # the outage's event went out
+            assert mqtt.dropped == 0
+            async with application(broker, app_id) as app:
+                netsim.server.receive_uplink(GW1, air(node.uplink(b"\x03", fport=2)))
+                up = json.loads((await next_event(app, "up"))[1])
+                assert base64.b64decode(up["data"]) == b"\x03" and up["fCnt"] == 2
+    finally:
+        broker.stop()

@@ -413,3 +413,21 @@ async def test_adr_raises_the_data_rate() -> None:
         await asyncio.sleep(0.05)
         session = harness.ns.session_of(CLASS_A.dev_eui)
         assert session is not None and (session["dr"], session["tx_power_index"]) == (5, 1)
+
+
+async def test_adr_refused_is_not_asked_again_at_once(harness: Harness) -> None:
+    node = FakeNode.for_device(CLASS_A)
+    await harness.join(node)
+    sf12 = {"datr": "SF12BW125", "lsnr": 10.0}
+    harness.ns.receive_uplink(GW1, air(node.uplink(b"u", fport=2, adr=True), **sf12))
+    txpk, _ = await harness.downlink(GW1)
+    assert isinstance(node.downlink(phy_of(txpk), 0).mac[0], LinkADRReq)
+    refusal = LinkADRAns(True, True, False).to_bytes()  # channel mask refused
+    for fopts in (refusal, b""):
+        phy = node.uplink(b"u", fport=2, adr=True, fopts=fopts)
+        harness.ns.receive_uplink(GW1, air(phy, **sf12))
+        await harness.event("up")
+        await harness.settle()
+    assert harness.downlinks[GW1].empty()  # neither uplink got a new LinkADRReq
+    session = harness.ns.session_of(CLASS_A.dev_eui)
+    assert session is not None and session["dr"] == 0

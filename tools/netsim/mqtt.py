@@ -17,7 +17,6 @@ only 3.1.1; pass ``mqtt_v5=True`` to connect like ChirpStack (v5).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
 import uuid
@@ -104,6 +103,7 @@ class MqttIntegration:
         self.application_id = server.config.application_id
         self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=queue_size)
         self.connected = asyncio.Event()
+        self._pending: tuple[str, bytes] | None = None  # taken from the outbox, not yet sent
         self.published = 0
         self.dropped = 0
         self.commands = 0
@@ -138,34 +138,36 @@ class MqttIntegration:
     async def run(self) -> None:
         """Connect, subscribe and pump until cancelled; reconnect after broker errors."""
         backoff = 0.5
-        pending: tuple[str, bytes] | None = None
         while True:
             try:
                 async with self._client() as client:
                     await client.subscribe(self.command_topic, qos=self.qos)
                     self.connected.set()
                     backoff = 0.5
-                    reader = asyncio.create_task(self._read(client), name="netsim-mqtt-commands")
-                    try:
-                        while True:
-                            if pending is None:
-                                pending = await self._outbox.get()
-                            topic, payload = pending
-                            await client.publish(topic, payload, qos=self.qos, retain=False)
-                            pending = None
-                            self.published += 1
-                            self._outbox.task_done()
-                            if reader.done():
-                                reader.result()  # re-raise the reader's MqttError
-                    finally:
-                        reader.cancel()
-                        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-                            await reader
-            except aiomqtt.MqttError as exc:
+                    # Either task failing (connection lost) cancels the other.
+                    async with asyncio.TaskGroup() as tasks:
+                        tasks.create_task(self._read(client), name="netsim-mqtt-commands")
+                        tasks.create_task(self._publish(client), name="netsim-mqtt-events")
+            except* aiomqtt.MqttError as group:
                 self.connected.clear()
-                log.warning("netsim: MQTT %s:%s: %s", self.broker.host, self.broker.port, exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
+                log.warning(
+                    "netsim: MQTT %s:%s: %s",
+                    self.broker.host,
+                    self.broker.port,
+                    group.exceptions[0],
+                )
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 10.0)
+
+    async def _publish(self, client: aiomqtt.Client) -> None:
+        while True:
+            if self._pending is None:
+                self._pending = await self._outbox.get()
+            topic, payload = self._pending
+            await client.publish(topic, payload, qos=self.qos, retain=False)
+            self._pending = None  # published: a reconnect does not send it again
+            self.published += 1
+            self._outbox.task_done()
 
     async def _read(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:

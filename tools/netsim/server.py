@@ -186,7 +186,7 @@ class _Session:
     join_event_pending: bool = True
     uplinks: int = 0
     pending_link_adr: tuple[int, int, int] | None = None
-    dev_status_pending: bool = False
+    adr_quiet_until: int = 0  # no LinkADRReq before this uplink count (after a refusal)
     mac_answers: list[bytes] = field(default_factory=list)
 
 
@@ -227,7 +227,6 @@ class _Inflight:
     item: QueueItem | None
     join_accept: bool = False
     link_adr: tuple[int, int, int] | None = None
-    dev_status: bool = False
 
 
 def _uuid_ok(text: str) -> bool:
@@ -715,6 +714,14 @@ class NetworkServer:
         except ProtocolError as exc:
             log.warning("netsim: %s: undecodable MAC commands: %s", state.device.dev_eui, exc)
             commands = []
+        if session.pending_link_adr is not None and not any(
+            isinstance(c, LinkADRAns) for c in commands
+        ):
+            # No answer in the uplink after the request: it was lost or ignored. Clear it (as
+            # ChirpStack clears unanswered pending MAC commands) and wait a history's worth of
+            # uplinks before asking again, so a device that ignores ADR is not asked every time.
+            session.pending_link_adr = None
+            session.adr_quiet_until = session.uplinks + self.config.adr_history
         for command in commands:
             if isinstance(command, LinkCheckReq):
                 dr = region.dr_of(collect.datr)
@@ -732,8 +739,9 @@ class NetworkServer:
                 if requested is not None and ok:
                     session.dr, session.tx_power_index, session.nb_trans = requested
                     session.history.clear()
+                elif requested is not None:  # refused (e.g. a channel mask it cannot use)
+                    session.adr_quiet_until = session.uplinks + self.config.adr_history
             elif isinstance(command, DevStatusAns):
-                session.dev_status_pending = False
                 battery = command.battery
                 self._emit(
                     "status",
@@ -756,7 +764,7 @@ class NetworkServer:
         """ChirpStack's default ADR (chirpstack ``src/adr/default.rs``): new (dr, txp, nbtrans)."""
         if not (self.config.adr_enabled and session.adr) or not session.history:
             return None
-        if session.pending_link_adr is not None:
+        if session.pending_link_adr is not None or session.uplinks < session.adr_quiet_until:
             return None
         dr = min(session.dr, region.MAX_DR)
         tx_power = session.tx_power_index
@@ -888,7 +896,6 @@ class NetworkServer:
         more = item is not None and sum(1 for i in state.queue if not i.is_pending) > 1
         commands: list[bytes] = []
         link_adr = None
-        dev_status = False
         if not class_c:
             commands.extend(session.mac_answers)
             session.mac_answers = []
@@ -899,9 +906,8 @@ class NetworkServer:
                 request = LinkADRReq(dr, tx_power, 0x00FF, 0, nb_trans)
                 commands.append(request.to_bytes())
             every = self.config.dev_status_every
-            if every > 0 and (session.uplinks - 1) % every == 0 and not session.dev_status_pending:
+            if every > 0 and (session.uplinks - 1) % every == 0:
                 commands.append(DevStatusReq().to_bytes())
-                dev_status = True
         fopts = b"".join(commands)
         if item is None and not fopts and not must_ack and not must_send:
             return False
@@ -942,7 +948,6 @@ class NetworkServer:
             f_cnt_down=session.n_f_cnt_down,
             item=item,
             link_adr=link_adr,
-            dev_status=dev_status,
         )
         return True
 
@@ -957,7 +962,6 @@ class NetworkServer:
         item: QueueItem | None,
         join_accept: bool = False,
         link_adr: tuple[int, int, int] | None = None,
-        dev_status: bool = False,
     ) -> None:
         for window in windows:
             window.txpk["size"] = len(phy)
@@ -973,7 +977,6 @@ class NetworkServer:
             item=item,
             join_accept=join_accept,
             link_adr=link_adr,
-            dev_status=dev_status,
         )
         self._transmit(inflight)
 
@@ -1030,8 +1033,6 @@ class NetworkServer:
         session.n_f_cnt_down = (session.n_f_cnt_down + 1) & 0xFFFFFFFF
         if inflight.link_adr is not None:
             session.pending_link_adr = inflight.link_adr
-        if inflight.dev_status:
-            session.dev_status_pending = True
         item = inflight.item
         if item is None:
             return
