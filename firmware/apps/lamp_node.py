@@ -475,6 +475,11 @@ class LampNode:
                 if self.supply is None or self.supply.value() == 1:
                     self.failures["supply_loss"] = False  # reported (or about to be): unlatch
                 await node.uplink("lamp_status", fields, confirmed)
+                if self.time_base is None:  # DeviceTimeAns may have come with that uplink
+                    t = await node.device_time()
+                    if t:
+                        self.set_time(t)
+                        self.wake.fire()
                 next_status = self._later(self.cfg["report_interval_s"] * 1000)
                 continue
             if self._since(next_counters) >= 0:

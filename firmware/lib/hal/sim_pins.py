@@ -14,12 +14,12 @@ IRQ_RISING = 1
 IRQ_FALLING = 2
 
 _ENODEV = 19
-_LOG_KEEP = 256  # logs keep the most recent entries: a simulated week must not fill the heap
+LOG_KEEP = 256  # logs keep the most recent entries: a simulated week must not fill the heap
 
 
 def _log(log, entry):
-    if len(log) >= 2 * _LOG_KEEP:
-        del log[:_LOG_KEEP]
+    if len(log) >= 2 * LOG_KEEP:
+        del log[: len(log) - LOG_KEEP]
     log.append(entry)  # errno ENODEV: what machine.I2C raises when nobody ACKs the address
 
 
@@ -126,8 +126,8 @@ class SimUART:
         return data
 
     def write(self, buf):
-        if len(self.tx) > 4 * _LOG_KEEP:
-            self.tx[: 2 * _LOG_KEEP] = b""
+        if len(self.tx) > 4 * LOG_KEEP:
+            self.tx[: 2 * LOG_KEEP] = b""
         self.tx.extend(buf)
         return len(buf)
 

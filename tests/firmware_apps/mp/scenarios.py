@@ -292,7 +292,143 @@ async def lamp_cold_no_network():
     return _lamp_result(w)
 
 
+# -- with the real MAC ---------------------------------------------------------------------------
+def _testnet():
+    here = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
+    sys.path.append(here + "/../../firmware/mpy")
+    from testnet import TestNet
+
+    return TestNet(None, world_mod().APP_KEY)
+
+
+def world_mod():
+    import world
+
+    return world
+
+
+class _Drain:
+    """Moves what the test network heard into compact counters every few minutes, so a week of
+    frames does not sit in the heap that is being measured."""
+
+    def __init__(self, net):
+        self.net = net
+        self.frames = []
+        self.counts = {}
+        self.phy = {}  # "length/SF" -> frames
+        self.n = 0
+
+    def drain(self):
+        import citypack_payloads as cp
+
+        net = self.net
+        for _node, phy, _freq, datr, _t in net.uplinks:
+            key = "%d/%s" % (len(phy), datr[2 : datr.index("B")])
+            self.phy[key] = self.phy.get(key, 0) + 1
+        for _addr, fcnt, fport, payload in net.frames:
+            name, fields = cp.decode(fport, bytes(payload))
+            self.counts[name] = self.counts.get(name, 0) + 1
+            if self.n < 12:
+                self.frames.append({"fcnt": fcnt, "name": name, "fields": fields})
+            self.n += 1
+        net.uplinks.clear()
+        net.frames.clear()
+
+    def task(self, clock):
+        async def run():
+            while True:
+                await clock.sleep_ms(10 * MIN)
+                self.drain()
+
+        return asyncio.create_task(run())
+
+    def result(self):
+        self.drain()
+        return {"frames": self.frames, "counts": self.counts, "phy": self.phy}
+
+
+def _heap_sampler(clock, stats):
+    import gc
+
+    async def sample():
+        if not hasattr(gc, "mem_alloc"):  # CPython: no MicroPython heap to measure
+            return
+        while True:
+            await clock.sleep_ms(60_000)
+            used = gc.mem_alloc()
+            if used > stats["peak_alloc"]:
+                stats["peak_alloc"] = used
+            gc.collect()  # what is live, not what the collector has not reclaimed yet
+            live = gc.mem_alloc()
+            if live > stats["peak_live"]:
+                stats["peak_live"] = live
+
+    return asyncio.create_task(sample())
+
+
+async def mac_bin(days=2):
+    """The bin node on the real MAC, sim radio and an in-process network for ``days``."""
+    net = _testnet()
+    w = make_bin(link=world_mod().mac_link(net))
+    set_fill(w, 20)
+    stats = {"peak_alloc": 0, "peak_live": 0}
+    sampler = _heap_sampler(w["clock"], stats)
+    drain = _Drain(net)
+    drainer = drain.task(w["clock"])
+    await _start(w)
+    await w["clock"].sleep_ms(3 * HOUR)
+    net.queue.append((110, _bin_config_bytes(), False, b""))
+    for hour in range(days * 24 - 3):
+        await w["clock"].sleep_ms(HOUR)
+        if hour % 4 == 3:
+            set_fill(w, 20 + (hour % 40))
+    sampler.cancel()
+    drainer.cancel()
+    out = drain.result()
+    out.update({"sleeps": w["power"].sleeps, "slept_ms": w["power"].slept_ms,
+            "now": w["clock"].ticks_ms(), "heap": stats, "days": days})
+    return out
+
+
+def _bin_config_bytes():
+    import citypack_payloads as cp
+
+    return cp.encode("bin_config", {"command_id": 77, "config_version": 3,
+                                    "container_height_cm": 120, "sensor_offset_cm": 30,
+                                    "full_threshold_percent": 80, "fire_threshold_c": 70,
+                                    "report_interval_s": 3600, "fill_step_percent": 10})
+
+
+async def mac_lamp(days=2):
+    """The lamp node on the real MAC for ``days``: profile, presence every few minutes."""
+    net = _testnet()
+    w = make_lamp(link=world_mod().mac_link(net))
+    stats = {"peak_alloc": 0, "peak_live": 0}
+    sampler = _heap_sampler(w["clock"], stats)
+    drain = _Drain(net)
+    drainer = drain.task(w["clock"])
+    await _start(w)
+    await w["clock"].sleep_ms(2 * MIN)
+    import citypack_payloads as cp
+
+    net.queue.append((101, cp.encode("time_sync", {"command_id": 1, "unix_time": NOV28_NOON}),
+                      False, b""))
+    pir = w["pins"].pin(5)
+    for k in range(days * 24 * 6):
+        await w["clock"].sleep_ms(10 * MIN)
+        if k % 3 == 0:
+            pir.pulse()
+    sampler.cancel()
+    drainer.cancel()
+    out = drain.result()
+    out.update({"now": w["clock"].ticks_ms(), "heap": stats, "days": days,
+                "unix_now": w["app"].unix_now()})
+    return out
+
+
 SCENARIOS = {
+    "mac_bin": mac_bin,
+    "mac_lamp": mac_lamp,
     "bin_fill": bin_fill,
     "bin_fire_threshold": bin_fire_threshold,
     "bin_fire_rise": bin_fire_rise,
@@ -311,13 +447,53 @@ SCENARIOS = {
 }
 
 
-def main(name):
+def code_bytes():
+    """Heap taken by the loaded modules (bytecode and constants) before anything runs: on a
+    board they are frozen into flash by firmware/manifest.py and take no heap at all."""
+    import gc
+
+    import apps.bin_node  # noqa: F401
+    import apps.lamp_node  # noqa: F401
+    import apps.maclink  # noqa: F401
+    import lorawan.mac  # noqa: F401
+    for name in ("ultrasonic", "vl53l1x", "ds18b20", "tilt", "battery", "ranging", "dimmer",
+                 "energy_meter", "presence", "sun", "sim_devices"):
+        __import__("drivers." + name)
+    import hal.sim_radio  # noqa: F401
+    import main  # noqa: F401  (firmware/main.py: build_app)
+
+    _testnet()
+    gc.collect()
+    return gc.mem_alloc() if hasattr(gc, "mem_alloc") else 0
+
+
+def main(name, args):
     import world
 
+    mem = "--mem" in args
+    args = [int(a) for a in args if a != "--mem"]
+    base = 0
+    if name.startswith("mac_"):
+        import hal.sim_pins
+
+        hal.sim_pins.LOG_KEEP = 8  # a week of bus logs is test tooling, not the node's heap
+        world.LOG_LEVELS = False
+        base = code_bytes()
     world.CLOCK = world.VirtualClock()
-    result = world.CLOCK.run(SCENARIOS[name]())
-    print(json.dumps(result))
+    result = world.CLOCK.run(SCENARIOS[name](*args))
+    if name.startswith("mac_"):
+        result["code_bytes"] = base
+    import gc
+
+    world.CLOCK = None
+    gc.collect()
+    if mem:
+        import micropython
+
+        micropython.mem_info()
+    json.dump(result, sys.stdout)  # streamed: no second copy of the result in the heap
+    print()
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2:])

@@ -7,12 +7,13 @@ Runs under the MicroPython unix port and CPython alike; scenarios print one JSON
 import citypack_payloads as cp
 from apps.node import Node
 from drivers import sim_devices as sd
-from hal.clock import VirtualClock
+from hal.vclock import VirtualClock
 from hal.sim_pins import SimPins, SimPower
 from hal.storage import DictStore
 
 
 CLOCK = None  # the scenario runner's clock; builders use it
+LOG_LEVELS = True  # the bench turns the per-step level log off (it would grow for a week)
 
 
 def _clock():
@@ -85,7 +86,7 @@ class Board:
     }
 
 
-def make_bin(app=None, range_sensor="jsn-sr04t", up=True):
+def make_bin(app=None, range_sensor="jsn-sr04t", up=True, link=None):
     from apps.bin_node import BinNode, build_sensors
 
     clock = _clock()
@@ -106,7 +107,7 @@ def make_bin(app=None, range_sensor="jsn-sr04t", up=True):
     w["tilt"] = pins.i2c_bus.attach(0x18, sd.LIS3DHModel(0.0))
     pins.adc(p["battery_adc"]).microvolts = 1_550_000  # 3.1 V pack behind a 1:2 divider
     sensors = build_sensors(pins, Board, app, clock)
-    link = FakeLink(clock, up)
+    link = FakeLink(clock, up) if link is None else link(clock)
     node = Node(link, clock, "bin", Board.HARDWARE)
     power = SimPower(clock)
     rtc, nvs = DictStore(), DictStore()
@@ -120,7 +121,7 @@ def set_fill(w, percent, height_cm=100, offset_cm=30):
     w["range"].value = int((offset_cm + height_cm * (100 - percent) / 100) * 10)
 
 
-def make_lamp(app=None, up=True, rated_w=60.0, unix0=None):
+def make_lamp(app=None, up=True, rated_w=60.0, unix0=None, link=None):
     from apps.lamp_node import LampNode, build_hardware
 
     clock = _clock()
@@ -132,8 +133,11 @@ def make_lamp(app=None, up=True, rated_w=60.0, unix0=None):
     load = sd.LampLoadModel(pins, p["dim_pwm"], p["relay"], p["meter_cf"], w_per_hz, rated_w)
     pins.pin(p["supply_sense"]).drive(1)
     hw = build_hardware(pins, Board, app, clock)
-    link = FakeLink(clock, up)
-    link.unix0 = unix0
+    if link is None:
+        link = FakeLink(clock, up)
+        link.unix0 = unix0
+    else:
+        link = link(clock)
     node = Node(link, clock, "lamp", Board.HARDWARE)
     power = SimPower(clock)
     nvs = DictStore()
@@ -143,10 +147,28 @@ def make_lamp(app=None, up=True, rated_w=60.0, unix0=None):
     orig = dimmer._apply
 
     def logged(level):
-        if not levels or levels[-1][1] != level:
+        if LOG_LEVELS and (not levels or levels[-1][1] != level):
             levels.append([clock.ticks_ms(), level])
         orig(level)
 
     dimmer._apply = logged
     return {"clock": clock, "pins": pins, "load": load, "hw": hw, "link": link, "node": node,
             "power": power, "nvs": nvs, "app": lamp, "levels": levels}
+
+
+APP_KEY = bytes(range(16, 32))
+
+
+def mac_link(net, dev_eui=b"\x00\x00\x00\x00\x00\x00\x00\x07"):
+    """A factory of MacLinks: the real MAC on a sim radio attached to ``net`` (a TestNet)."""
+    from apps.maclink import MacLink
+    from hal.sim_radio import SimRadio
+    from lorawan.mac import Mac
+
+    def make(clock):
+        radio = SimRadio(clock, net, "n1")
+        mac = Mac(radio, clock, DictStore(), DictStore(), region="EU868", dev_eui=dev_eui,
+                  join_eui=bytes(8), app_key=APP_KEY)
+        return MacLink(mac, clock, max_wait_ms=3_600_000)
+
+    return make

@@ -1,0 +1,1 @@
+"""Pin maps of the supported boards; ``config.json["board"]`` names the module."""

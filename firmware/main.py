@@ -1,0 +1,63 @@
+"""Node start-up: read config and keys, build the HAL, the MAC and the app, then run it.
+
+``config.json["kind"]`` picks the app (``bin`` or ``lamp``), ``config.json["board"]`` the pin map
+(``heltec_v3`` or ``ttgo_lora32``, a module of ``firmware/boards``), ``config.json["app"]`` the
+app's settings (see firmware/README.md, "The apps"). :func:`build_app` is the part the host
+runs too (bench, fleet simulator): it takes the HAL objects instead of making them.
+"""
+
+import asyncio
+
+
+def build_app(kind, app_cfg, board, link, clock, pins, power, rtc, nvs, lat=None, lon=None):
+    """The app object for ``kind`` on ``board``; ``await app.run()`` runs it for ever."""
+    from apps.node import Node
+
+    node = Node(link, clock, kind, getattr(board, "HARDWARE", "esp32"))
+    if kind == "bin":
+        from apps.bin_node import BinNode, build_sensors
+
+        sensors = build_sensors(pins, board, app_cfg, clock)
+        return BinNode(node, clock, power, rtc, nvs, sensors, app_cfg)
+    if kind == "lamp":
+        from apps.lamp_node import LampNode, build_hardware
+
+        hw = build_hardware(pins, board, app_cfg, clock)
+        return LampNode(node, clock, power, nvs, hw, app_cfg, lat, lon)
+    raise ValueError("unknown node kind %r" % (kind,))
+
+
+def main(root="/"):
+    import nodeconfig
+    from apps.maclink import MacLink
+    from hal.clock import RealClock
+    from hal.pins import Pins, Power
+    from hal.storage_esp32 import NvsStore, RtcStore
+    from lorawan.mac import Mac
+
+    cfg = nodeconfig.load(root)
+    board = __import__("boards." + cfg.board, None, None, ["PINS"])
+    clock = RealClock()
+    pins = Pins(board)
+    vext = board.PINS.get("vext")
+    if vext is not None:
+        pins.output(vext, 0)  # Heltec: sensor rail on (active low) while awake
+    rtc, nvs = RtcStore(), NvsStore("citypack")
+    mac = Mac(
+        board.radio(), clock, nvs, rtc, region=cfg.region,
+        dev_eui=nodeconfig.eui_bytes(cfg.dev_eui), join_eui=nodeconfig.eui_bytes(cfg.join_eui),
+        app_key=cfg.app_key,
+    )  # fmt: skip
+    abp = None
+    if cfg.activation == "abp":
+        abp = (int(cfg.dev_addr, 16), cfg.nwk_s_key, cfg.app_s_key)
+    link = MacLink(mac, clock, activation=cfg.activation, abp=abp)
+    app = build_app(
+        cfg.kind, cfg.app, board, link, clock, pins, Power(), rtc, nvs, cfg.latitude,
+        cfg.longitude,
+    )  # fmt: skip
+    asyncio.run(app.run())
+
+
+if __name__ == "__main__":
+    main()
