@@ -369,9 +369,17 @@ class Fleet:
         return self.epoch + self.clock.ticks_ms() / 1000.0
 
     async def _move_world(self) -> None:
+        from tools.sim.boards import trim_logs
+
         step_ms = int(self.world.step_s * 1000)
+        steps = 0
         while True:
             self.world.advance(self._now())
+            steps += 1
+            if steps % 600 == 0:  # the simulated buses log every byte for driver tests: bound it
+                for sim in self.nodes.values():
+                    if sim.pins is not None:
+                        trim_logs(sim.pins)
             await self.clock.sleep_ms(step_ms)  # type: ignore[attr-defined]
 
     def _presence(self, lamp: SimLamp) -> None:

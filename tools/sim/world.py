@@ -9,8 +9,8 @@ Sources for the models:
 - Street geometry: the centre lines of a few streets of central Aarhus, traced by hand from
   OpenStreetMap (© OpenStreetMap contributors, ODbL) to about 20 m; good enough for a demo map,
   not for navigation.
-- Sunrise and sunset: the NOAA solar calculator's simplified equations (declination, equation of
-  time, hour angle for a zenith of 90.833°), accurate to a minute or two at Aarhus' latitude.
+- Sunrise and sunset: the firmware's ``drivers.sun`` (NOAA solar calculator), the same the lamps
+  run their astronomical profile steps on.
 - Bins: ultrasonic level sensors measure the distance from the lid to the contents, so the
   distance the driver reads is ``sensor_offset_cm + (1 - fill) * container_height_cm``
   (the uCIFI 3419 "filling level" object measures it the same way, see reference/domain.md).
@@ -21,11 +21,13 @@ Sources for the models:
 
 from __future__ import annotations
 
+import importlib
 import math
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 # Metres per degree of latitude; a degree of longitude is this times cos(latitude).
 _M_PER_DEG_LAT = 111_195.0
@@ -117,40 +119,28 @@ AARHUS_GATEWAYS: tuple[tuple[str, float, float, float], ...] = (
 )
 
 
+def _firmware_sun() -> Any:
+    """``drivers.sun`` from the firmware: the lamps schedule on it, so the world agrees."""
+    from tools.sim.fleet import firmware_path
+
+    firmware_path()
+    return importlib.import_module("drivers.sun")
+
+
 def sun_times(unix_time: float, latitude: float, longitude: float) -> tuple[float, float]:
     """Sunrise and sunset (Unix seconds, UTC) of the UTC day containing ``unix_time``.
 
-    NOAA simplified solar position (fractional year γ, equation of time, declination), zenith
-    90.833° for refraction and the solar disc. In polar day or night the hour angle is clamped,
-    which gives a sunrise at solar noon (night) or a whole-day span (day).
+    Computed by the firmware's own ``drivers.sun`` (NOAA solar calculator), so the simulated
+    dusk is the one the lamps switch on at. Polar day or night (no event) is returned as a
+    sunrise at 00:00 and a sunset at 24:00 (day) or both at noon (night).
     """
-    day_start = math.floor(unix_time / 86400.0) * 86400.0
-    day_of_year = time.gmtime(day_start).tm_yday  # NOAA counts civil days of the year
-    gamma = 2 * math.pi / 365 * (day_of_year - 1)
-    eqtime = 229.18 * (
-        0.000075
-        + 0.001868 * math.cos(gamma)
-        - 0.032077 * math.sin(gamma)
-        - 0.014615 * math.cos(2 * gamma)
-        - 0.040849 * math.sin(2 * gamma)
-    )
-    decl = (
-        0.006918
-        - 0.399912 * math.cos(gamma)
-        + 0.070257 * math.sin(gamma)
-        - 0.006758 * math.cos(2 * gamma)
-        + 0.000907 * math.sin(2 * gamma)
-        - 0.002697 * math.cos(3 * gamma)
-        + 0.00148 * math.sin(3 * gamma)
-    )
-    lat = math.radians(latitude)
-    cos_ha = math.cos(math.radians(90.833)) / (math.cos(lat) * math.cos(decl)) - math.tan(
-        lat
-    ) * math.tan(decl)
-    ha = math.degrees(math.acos(max(-1.0, min(1.0, cos_ha))))
-    sunrise_min = 720 - 4 * (longitude + ha) - eqtime
-    sunset_min = 720 - 4 * (longitude - ha) - eqtime
-    return day_start + sunrise_min * 60, day_start + sunset_min * 60
+    day = math.floor(unix_time / 86400.0)
+    rise, set_ = _firmware_sun().sunrise_sunset_utc(day, latitude, longitude)
+    if rise is None or set_ is None:
+        noon_decl_positive = time.gmtime(day * 86400).tm_mon in (4, 5, 6, 7, 8, 9)
+        polar_day = noon_decl_positive == (latitude > 0)
+        rise, set_ = (0.0, 1440.0) if polar_day else (720.0, 720.0)
+    return day * 86400.0 + rise * 60.0, day * 86400.0 + set_ * 60.0
 
 
 def is_dark(
