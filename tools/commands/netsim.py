@@ -88,7 +88,10 @@ def register(sub: Any) -> None:
         "--mqtt-v5", action="store_true", help="connect with MQTT 5 as ChirpStack does"
     )
     parser.add_argument(
-        "--verbose", "-v", action="store_true", help="log each refused command and dropped frame"
+        "--quiet",
+        "-q",
+        action="store_true",
+        help="do not log refused commands and dropped frames (logged as warnings by default)",
     )
     parser.set_defaults(func=run)
 
@@ -99,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     from tools.netsim.server import NetsimConfig
 
     logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.ERROR,
+        level=logging.ERROR if args.quiet else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )

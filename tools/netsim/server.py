@@ -227,6 +227,10 @@ class _Inflight:
     item: QueueItem | None
     join_accept: bool = False
     link_adr: tuple[int, int, int] | None = None
+    sent_at: float = 0.0  # loop time of the last transmission attempt
+
+
+_TX_ACK_WAIT_S = 60.0  # forget a downlink whose gateway never sent TX_ACK (its FCnt stalls)
 
 
 def _uuid_ok(text: str) -> bool:
@@ -989,6 +993,11 @@ class NetworkServer:
         token = self._random.getrandbits(16)
         while (inflight.gateway_id, token) in self._inflight:
             token = self._random.getrandbits(16)
+        now = self._loop_time()
+        stale = [k for k, v in self._inflight.items() if now - v.sent_at > _TX_ACK_WAIT_S]
+        for key in stale:  # ChirpStack#605: without a TX ack the counter does not advance
+            del self._inflight[key]
+        inflight.sent_at = now
         self._inflight[(inflight.gateway_id, token)] = inflight
         window = inflight.windows[inflight.index]
         self.counters["downlinks"] += 1
