@@ -1,3 +1,4 @@
+# ruff: noqa: F821  (require/package/module are provided by the MicroPython manifest runner)
 # What the device needs, as a MicroPython manifest: `mpremote mip install` the require()d
 # micropython-lib packages (or freeze everything with
 # `make BOARD=ESP32_GENERIC_S3 FROZEN_MANIFEST=/path/to/firmware/manifest.py`).

@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "netsim",
     "sim",
     "demo",
+    "firmware",
     "bench",
 )
 

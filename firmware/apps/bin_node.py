@@ -162,9 +162,7 @@ class BinNode:
                 st["bad_cycles"] = 0
                 st["fault"] = False
                 st["distance_mm"] = distance
-                fill = fill_percent(
-                    distance, cfg["container_height_cm"], cfg["sensor_offset_cm"]
-                )
+                fill = fill_percent(distance, cfg["container_height_cm"], cfg["sensor_offset_cm"])
                 prev = st["fill"]
                 if prev is not None and prev - fill >= self.pickup_drop_percent:
                     alarms.append(("pickup", prev - fill))

@@ -210,7 +210,10 @@ class LampNode:
         reason = self.power.reset_reason()
         while True:
             self._reset_runtime()
-            tasks = [asyncio.create_task(self._control()), asyncio.create_task(self._network(reason))]
+            tasks = [
+                asyncio.create_task(self._control()),
+                asyncio.create_task(self._network(reason)),
+            ]
             if self.presence is not None:
                 tasks.append(asyncio.create_task(self._presence_bridge()))
             await self.stop.wait(None)
@@ -392,7 +395,11 @@ class LampNode:
             steps = []
             for s in fields.get("steps", []):
                 steps.append(
-                    {"anchor": s["anchor"], "offset_min": s["offset_min"], "dim_level": s["dim_level"]}
+                    {
+                        "anchor": s["anchor"],
+                        "offset_min": s["offset_min"],
+                        "dim_level": s["dim_level"],
+                    }
                 )
             cfg["steps"] = steps
             for key in ("config_version", "base_level", "boost_level", "hold_time_s"):

@@ -9,17 +9,20 @@ are strapping pins and are left free. See firmware/README.md.
 HARDWARE = "ttgo-v21/sx1276"
 RADIO = "sx1276"
 
-LORA = {"spi": 1, "sck": 5, "mosi": 27, "miso": 19, "nss": 18, "reset": 23, "dio0": 26,
-        "dio1": 33}
+LORA = {"spi": 1, "sck": 5, "mosi": 27, "miso": 19, "nss": 18, "reset": 23, "dio0": 26, "dio1": 33}
 
 PINS = {
     # bin node
-    "i2c_scl": 22, "i2c_sda": 21,
+    "i2c_scl": 22,
+    "i2c_sda": 21,
     "onewire": 13,
-    "us_trig": 4, "us_echo": 34,
-    "uart_tx": 4, "uart_rx": 34,
+    "us_trig": 4,
+    "us_echo": 34,
+    "uart_tx": 4,
+    "uart_rx": 34,
     "tilt_switch": 39,
-    "battery_adc": 35, "battery_divider": 2.0,
+    "battery_adc": 35,
+    "battery_divider": 2.0,
     # lamp node
     "dim_pwm": 25,
     "relay": 14,
@@ -31,11 +34,11 @@ PINS = {
 
 def radio():
     """The radio HAL (``hal.radio_sx``) over micropython-lib's AsyncSX1276 on this board."""
+    from hal.radio_sx import sx1276
     from machine import SPI, Pin  # type: ignore
 
-    from hal.radio_sx import sx1276
-
     c = LORA
-    spi = SPI(c["spi"], baudrate=2_000_000, sck=Pin(c["sck"]), mosi=Pin(c["mosi"]),
-              miso=Pin(c["miso"]))
+    spi = SPI(
+        c["spi"], baudrate=2_000_000, sck=Pin(c["sck"]), mosi=Pin(c["mosi"]), miso=Pin(c["miso"])
+    )
     return sx1276(spi, Pin(c["nss"]), Pin(c["dio0"]), Pin(c["dio1"]), Pin(c["reset"]))

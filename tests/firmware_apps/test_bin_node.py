@@ -4,6 +4,7 @@ applied and acknowledged with the new config version."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from protocol import codec
@@ -42,7 +43,7 @@ def test_fills_over_days_reports_on_schedule_and_on_change(impl: str) -> None:
     statuses = ups(r, "bin_status")
     assert len(statuses) >= 18
     early = 0
-    for prev, cur in zip(statuses, statuses[1:], strict=False):
+    for prev, cur in itertools.pairwise(statuses):
         gap = cur["t"] - prev["t"]
         assert gap <= 6 * HOUR + 60_000, "a status is never later than report_interval_s"
         if gap < 6 * HOUR - 60_000:
@@ -139,10 +140,13 @@ def test_config_downlink_changes_height_and_thresholds_and_is_acknowledged(impl:
     assert len(fires) == 1 and fires[0]["fields"]["value"] == 55  # the new 50 °C threshold
     # reports follow the new 30 min interval
     steady = [s["t"] for s in later if s["t"] < 4 * HOUR]
-    assert any(b - a <= 31 * 60_000 for a, b in zip(steady, steady[1:], strict=False))
+    assert any(b - a <= 31 * 60_000 for a, b in itertools.pairwise(steady))
     # status_request answers with a status right after its result
-    i = next(i for i, u in enumerate(r["uplinks"]) if u["name"] == "command_result"
-             and u["fields"]["command_id"] == 44)
+    i = next(
+        i
+        for i, u in enumerate(r["uplinks"])
+        if u["name"] == "command_result" and u["fields"]["command_id"] == 44
+    )
     assert r["uplinks"][i + 1]["name"] == "bin_status"
     assert r["nvs_writes"] >= 1  # the new config is in NVS, not only in RAM
 

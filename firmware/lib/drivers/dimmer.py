@@ -10,8 +10,10 @@ A fade moves the level in at most 20 steps no shorter than 50 ms, through the HA
 try:
     from micropython import const
 except ImportError:
+
     def const(x):
         return x
+
 
 _PWM_HZ = const(1000)
 _MIN_STEP_MS = const(50)

@@ -8,8 +8,10 @@ bytes 0-7); temperature = int16(byte1:byte0) / 16 °C.
 try:
     from micropython import const
 except ImportError:
+
     def const(x):
         return x
+
 
 SKIP_ROM = const(0xCC)
 CONVERT_T = const(0x44)

@@ -6,7 +6,6 @@ the voltage divider and is calibrated per board against a known load; the defaul
 the common 1 mΩ shunt / 1.88 MΩ divider layout (Tasmota's BL0937 reference calibration).
 """
 
-
 from drivers import ticks_diff
 
 

@@ -123,7 +123,7 @@ class DS18B20Model(_Scripted):
         t = self._latched
         if t is None:
             return b"\xff" * 9  # absent conversion: the bus floats high, CRC fails
-        raw = int(round(t * 16)) & 0xFFFF
+        raw = round(t * 16) & 0xFFFF
         pad = bytearray(struct.pack("<HBBBBBB", raw, 0x4B, 0x46, 0x7F, 0xFF, 0x0C, 0x10))
         crc = crc8(pad)
         if self.corrupt_next:

@@ -12,8 +12,10 @@ import math
 try:
     from micropython import const
 except ImportError:
+
     def const(x):
         return x
+
 
 from drivers import SensorError
 

@@ -12,8 +12,10 @@ A02YYUW (DFRobot SEN0311 wiki): 9600 8N1, every 100 ms a 4-byte frame
 try:
     from micropython import const
 except ImportError:
+
     def const(x):
         return x
+
 
 _TRIG_US = const(20)  # >= 10 µs per datasheet; 20 µs for margin on v3 boards
 _ECHO_TIMEOUT_US = const(30_000)  # 5 m round trip ≈ 29 ms

@@ -15,8 +15,10 @@ runs on its boot defaults (long distance mode, 100 ms budget).
 try:
     from micropython import const
 except ImportError:
+
     def const(x):
         return x
+
 
 from drivers import SensorError
 

@@ -17,9 +17,13 @@ async def _start(w):
 
 
 def _bin_result(w, **extra):
-    out = {"uplinks": w["link"].decoded(), "joins": w["link"].joins,
-           "sleeps": w["power"].sleeps, "slept_ms": w["power"].slept_ms,
-           "now": w["clock"].ticks_ms()}
+    out = {
+        "uplinks": w["link"].decoded(),
+        "joins": w["link"].joins,
+        "sleeps": w["power"].sleeps,
+        "slept_ms": w["power"].slept_ms,
+        "now": w["clock"].ticks_ms(),
+    }
     out.update(extra)
     return out
 
@@ -137,10 +141,19 @@ async def bin_config():
     set_fill(w, 50)  # 500 mm from the sensor in a 100 cm bin
     await _start(w)
     await w["clock"].sleep_ms(2 * HOUR)
-    w["link"].downlink("bin_config", {
-        "command_id": 42, "config_version": 7, "container_height_cm": 200,
-        "sensor_offset_cm": 0, "full_threshold_percent": 80, "fire_threshold_c": 50,
-        "report_interval_s": 1800, "fill_step_percent": 10})
+    w["link"].downlink(
+        "bin_config",
+        {
+            "command_id": 42,
+            "config_version": 7,
+            "container_height_cm": 200,
+            "sensor_offset_cm": 0,
+            "full_threshold_percent": 80,
+            "fire_threshold_c": 50,
+            "report_interval_s": 1800,
+            "fill_step_percent": 10,
+        },
+    )
     await w["clock"].sleep_ms(2 * HOUR)
     w["temp"].value = 55.0
     await w["clock"].sleep_ms(HOUR)
@@ -166,16 +179,29 @@ NOV28_NOON = 1795867200  # 2026-11-28T12:00:00Z
 
 
 def _lamp_result(w, **extra):
-    out = {"uplinks": w["link"].decoded(), "levels": w["levels"], "now": w["clock"].ticks_ms(),
-           "unix0": w["link"].unix0, "joins": w["link"].joins}
+    out = {
+        "uplinks": w["link"].decoded(),
+        "levels": w["levels"],
+        "now": w["clock"].ticks_ms(),
+        "unix0": w["link"].unix0,
+        "joins": w["link"].joins,
+    }
     out.update(extra)
     return out
 
 
 def _profile(w, cid, version, base, boost, hold, steps):
-    w["link"].downlink("lamp_profile", {"command_id": cid, "config_version": version,
-                                        "base_level": base, "boost_level": boost,
-                                        "hold_time_s": hold, "steps": steps})
+    w["link"].downlink(
+        "lamp_profile",
+        {
+            "command_id": cid,
+            "config_version": version,
+            "base_level": base,
+            "boost_level": boost,
+            "hold_time_s": hold,
+            "steps": steps,
+        },
+    )
 
 
 async def lamp_presence():
@@ -221,8 +247,9 @@ async def lamp_override():
     _profile(w, 1, 3, 40, 100, 60, [])
     await w["clock"].sleep_ms(5 * MIN)
     marks = {"override": w["clock"].ticks_ms()}
-    w["link"].downlink("lamp_override", {"command_id": 5, "dim_level": 90, "duration_s": 600,
-                                         "fade_s": 4})
+    w["link"].downlink(
+        "lamp_override", {"command_id": 5, "dim_level": 90, "duration_s": 600, "fade_s": 4}
+    )
     await w["clock"].sleep_ms(20 * MIN)
     marks["forever"] = w["clock"].ticks_ms()
     w["link"].downlink("lamp_override", {"command_id": 6, "dim_level": 0})
@@ -266,10 +293,18 @@ async def lamp_no_network():
     w = make_lamp(unix0=NOV28_NOON)
     await _start(w)
     await w["clock"].sleep_ms(MIN)
-    _profile(w, 2, 4, 30, 100, 60, [
-        {"anchor": "sunset", "offset_min": 0, "dim_level": 60},
-        {"anchor": "sunrise", "offset_min": 0, "dim_level": 0},
-    ])
+    _profile(
+        w,
+        2,
+        4,
+        30,
+        100,
+        60,
+        [
+            {"anchor": "sunset", "offset_min": 0, "dim_level": 60},
+            {"anchor": "sunrise", "offset_min": 0, "dim_level": 0},
+        ],
+    )
     await w["clock"].sleep_ms(MIN)
     w["link"].up = False
     sent_before = len(w["link"].uplinks)
@@ -280,8 +315,7 @@ async def lamp_no_network():
     marks["back"] = w["clock"].ticks_ms()
     w["link"].up = True
     await w["clock"].sleep_ms(2 * HOUR)
-    return _lamp_result(w, marks=marks, sent_before=sent_before,
-                        failed=w["node"].uplinks_failed)
+    return _lamp_result(w, marks=marks, sent_before=sent_before, failed=w["node"].uplinks_failed)
 
 
 async def lamp_cold_no_network():
@@ -385,18 +419,34 @@ async def mac_bin(days=2):
     sampler.cancel()
     drainer.cancel()
     out = drain.result()
-    out.update({"sleeps": w["power"].sleeps, "slept_ms": w["power"].slept_ms,
-            "now": w["clock"].ticks_ms(), "heap": stats, "days": days})
+    out.update(
+        {
+            "sleeps": w["power"].sleeps,
+            "slept_ms": w["power"].slept_ms,
+            "now": w["clock"].ticks_ms(),
+            "heap": stats,
+            "days": days,
+        }
+    )
     return out
 
 
 def _bin_config_bytes():
     import citypack_payloads as cp
 
-    return cp.encode("bin_config", {"command_id": 77, "config_version": 3,
-                                    "container_height_cm": 120, "sensor_offset_cm": 30,
-                                    "full_threshold_percent": 80, "fire_threshold_c": 70,
-                                    "report_interval_s": 3600, "fill_step_percent": 10})
+    return cp.encode(
+        "bin_config",
+        {
+            "command_id": 77,
+            "config_version": 3,
+            "container_height_cm": 120,
+            "sensor_offset_cm": 30,
+            "full_threshold_percent": 80,
+            "fire_threshold_c": 70,
+            "report_interval_s": 3600,
+            "fill_step_percent": 10,
+        },
+    )
 
 
 async def mac_lamp(days=2):
@@ -411,8 +461,9 @@ async def mac_lamp(days=2):
     await w["clock"].sleep_ms(2 * MIN)
     import citypack_payloads as cp
 
-    net.queue.append((101, cp.encode("time_sync", {"command_id": 1, "unix_time": NOV28_NOON}),
-                      False, b""))
+    net.queue.append(
+        (101, cp.encode("time_sync", {"command_id": 1, "unix_time": NOV28_NOON}), False, b"")
+    )
     pir = w["pins"].pin(5)
     for k in range(days * 24 * 6):
         await w["clock"].sleep_ms(10 * MIN)
@@ -421,8 +472,9 @@ async def mac_lamp(days=2):
     sampler.cancel()
     drainer.cancel()
     out = drain.result()
-    out.update({"now": w["clock"].ticks_ms(), "heap": stats, "days": days,
-                "unix_now": w["app"].unix_now()})
+    out.update(
+        {"now": w["clock"].ticks_ms(), "heap": stats, "days": days, "unix_now": w["app"].unix_now()}
+    )
     return out
 
 
@@ -452,12 +504,24 @@ def code_bytes():
     board they are frozen into flash by firmware/manifest.py and take no heap at all."""
     import gc
 
-    import apps.bin_node  # noqa: F401
-    import apps.lamp_node  # noqa: F401
+    import apps.bin_node
+    import apps.lamp_node
     import apps.maclink  # noqa: F401
     import lorawan.mac  # noqa: F401
-    for name in ("ultrasonic", "vl53l1x", "ds18b20", "tilt", "battery", "ranging", "dimmer",
-                 "energy_meter", "presence", "sun", "sim_devices"):
+
+    for name in (
+        "ultrasonic",
+        "vl53l1x",
+        "ds18b20",
+        "tilt",
+        "battery",
+        "ranging",
+        "dimmer",
+        "energy_meter",
+        "presence",
+        "sun",
+        "sim_devices",
+    ):
         __import__("drivers." + name)
     import hal.sim_radio  # noqa: F401
     import main  # noqa: F401  (firmware/main.py: build_app)

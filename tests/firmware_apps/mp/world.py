@@ -7,10 +7,9 @@ Runs under the MicroPython unix port and CPython alike; scenarios print one JSON
 import citypack_payloads as cp
 from apps.node import Node
 from drivers import sim_devices as sd
-from hal.vclock import VirtualClock
 from hal.sim_pins import SimPins, SimPower
 from hal.storage import DictStore
-
+from hal.vclock import VirtualClock
 
 CLOCK = None  # the scenario runner's clock; builders use it
 LOG_LEVELS = True  # the bench turns the per-step level log off (it would grow for a week)
@@ -70,8 +69,16 @@ class FakeLink:
         out = []
         for t, fport, hexdata, confirmed in self.uplinks:
             name, fields = cp.decode(fport, bytes.fromhex(hexdata))
-            out.append({"t": t, "name": name, "fields": fields, "confirmed": confirmed,
-                        "fport": fport, "hex": hexdata})
+            out.append(
+                {
+                    "t": t,
+                    "name": name,
+                    "fields": fields,
+                    "confirmed": confirmed,
+                    "fport": fport,
+                    "hex": hexdata,
+                }
+            )
         return out
 
 
@@ -80,9 +87,21 @@ class Board:
 
     HARDWARE = "sim/sx1262"
     PINS = {
-        "i2c_scl": 42, "i2c_sda": 41, "onewire": 4, "us_trig": 5, "us_echo": 6,
-        "uart_tx": 5, "uart_rx": 6, "tilt_switch": 7, "battery_adc": 1, "battery_divider": 2.0,
-        "dim_pwm": 2, "relay": 3, "presence": 5, "meter_cf": 6, "supply_sense": 7,
+        "i2c_scl": 42,
+        "i2c_sda": 41,
+        "onewire": 4,
+        "us_trig": 5,
+        "us_echo": 6,
+        "uart_tx": 5,
+        "uart_rx": 6,
+        "tilt_switch": 7,
+        "battery_adc": 1,
+        "battery_divider": 2.0,
+        "dim_pwm": 2,
+        "relay": 3,
+        "presence": 5,
+        "meter_cf": 6,
+        "supply_sense": 7,
     }
 
 
@@ -152,8 +171,18 @@ def make_lamp(app=None, up=True, rated_w=60.0, unix0=None, link=None):
         orig(level)
 
     dimmer._apply = logged
-    return {"clock": clock, "pins": pins, "load": load, "hw": hw, "link": link, "node": node,
-            "power": power, "nvs": nvs, "app": lamp, "levels": levels}
+    return {
+        "clock": clock,
+        "pins": pins,
+        "load": load,
+        "hw": hw,
+        "link": link,
+        "node": node,
+        "power": power,
+        "nvs": nvs,
+        "app": lamp,
+        "levels": levels,
+    }
 
 
 APP_KEY = bytes(range(16, 32))
@@ -167,8 +196,16 @@ def mac_link(net, dev_eui=b"\x00\x00\x00\x00\x00\x00\x00\x07"):
 
     def make(clock):
         radio = SimRadio(clock, net, "n1")
-        mac = Mac(radio, clock, DictStore(), DictStore(), region="EU868", dev_eui=dev_eui,
-                  join_eui=bytes(8), app_key=APP_KEY)
+        mac = Mac(
+            radio,
+            clock,
+            DictStore(),
+            DictStore(),
+            region="EU868",
+            dev_eui=dev_eui,
+            join_eui=bytes(8),
+            app_key=APP_KEY,
+        )
         return MacLink(mac, clock, max_wait_ms=3_600_000)
 
     return make
