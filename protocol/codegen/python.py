@@ -235,69 +235,78 @@ def encode(name, fields):
 # ---------------------------------------------------------------- decode
 
 
-def _item(data, pos, depth):
-    n = len(data)
-    if pos >= n:
-        raise _fail("bad CBOR: payload ends inside an item")
-    initial = data[pos]
-    pos += 1
-    major = initial >> 5
-    info = initial & 0x1F
-    if major >= 6:
-        raise _fail("bad CBOR: tags, floats and simple values are not used")
-    if info < 24:
-        arg = info
-    elif info < 27:
-        width = 1 << (info - 24)
-        if pos + width > n:
-            raise _fail("bad CBOR: payload ends inside an integer")
-        arg = 0
-        for i in range(width):
-            arg = (arg << 8) | data[pos + i]
-        pos += width
-    elif info == 27:
-        raise _fail("bad CBOR: 8-byte integers and lengths are too large")
-    elif info == 31:
-        raise _fail("bad CBOR: indefinite-length items are not accepted")
-    else:
-        raise _fail("bad CBOR: reserved additional information")
-    if major == 0:
-        return arg, pos
-    if major == 1:
-        return -1 - arg, pos
-    if major == 2 or major == 3:
-        if arg > n - pos:
-            raise _fail("bad CBOR: string longer than the payload")
-        chunk = bytes(data[pos : pos + arg])
-        pos += arg
-        if major == 2:
-            return chunk, pos
-        for b in chunk:
-            if b > 0x7F:
-                raise _fail("bad CBOR: text strings must be ASCII")
-        return chunk.decode(), pos
-    if depth >= _MAX_DEPTH:
-        raise _fail("bad CBOR: nested too deep")
-    if major == 4:
-        if arg > n - pos:
-            raise _fail("bad CBOR: array longer than the payload")
-        result = []
+class _Reader:
+    """Reads one item of the accepted CBOR subset; ``pos`` advances in place (no tuples)."""
+
+    def __init__(self, data):
+        self.data = data
+        self.n = len(data)
+        self.pos = 0
+
+    def item(self, depth):
+        data = self.data
+        n = self.n
+        pos = self.pos
+        if pos >= n:
+            raise _fail("bad CBOR: payload ends inside an item")
+        initial = data[pos]
+        pos += 1
+        major = initial >> 5
+        info = initial & 0x1F
+        if major >= 6:
+            raise _fail("bad CBOR: tags, floats and simple values are not used")
+        if info < 24:
+            arg = info
+        elif info < 27:
+            width = 1 << (info - 24)
+            if pos + width > n:
+                raise _fail("bad CBOR: payload ends inside an integer")
+            arg = 0
+            for i in range(width):
+                arg = (arg << 8) | data[pos + i]
+            pos += width
+        elif info == 27:
+            raise _fail("bad CBOR: 8-byte integers and lengths are too large")
+        elif info == 31:
+            raise _fail("bad CBOR: indefinite-length items are not accepted")
+        else:
+            raise _fail("bad CBOR: reserved additional information")
+        self.pos = pos
+        if major == 0:
+            return arg
+        if major == 1:
+            return -1 - arg
+        if major == 2 or major == 3:
+            if arg > n - pos:
+                raise _fail("bad CBOR: string longer than the payload")
+            chunk = bytes(data[pos : pos + arg])
+            self.pos = pos + arg
+            if major == 2:
+                return chunk
+            for b in chunk:
+                if b > 0x7F:
+                    raise _fail("bad CBOR: text strings must be ASCII")
+            return chunk.decode()
+        if depth >= _MAX_DEPTH:
+            raise _fail("bad CBOR: nested too deep")
+        if major == 4:
+            if arg > n - pos:
+                raise _fail("bad CBOR: array longer than the payload")
+            result = []
+            for _ in range(arg):
+                result.append(self.item(depth + 1))
+            return result
+        if arg * 2 > n - pos:
+            raise _fail("bad CBOR: map longer than the payload")
+        result = {}
         for _ in range(arg):
-            value, pos = _item(data, pos, depth + 1)
-            result.append(value)
-        return result, pos
-    if arg * 2 > n - pos:
-        raise _fail("bad CBOR: map longer than the payload")
-    result = {}
-    for _ in range(arg):
-        key, pos = _item(data, pos, depth + 1)
-        if type(key) is not int or key < 0:
-            raise _fail("bad CBOR: map keys must be unsigned integers")
-        if key in result:
-            raise _fail("bad CBOR: duplicate map key %d" % key)
-        value, pos = _item(data, pos, depth + 1)
-        result[key] = value
-    return result, pos
+            key = self.item(depth + 1)
+            if type(key) is not int or key < 0:
+                raise _fail("bad CBOR: map keys must be unsigned integers")
+            if key in result:
+                raise _fail("bad CBOR: duplicate map key %d" % key)
+            result[key] = self.item(depth + 1)
+        return result
 
 
 def _get_list(where, value, extra):
@@ -376,9 +385,10 @@ def decode(fport, data):
     n = len(data)
     if n == 0 or n > _MAX_PAYLOAD:
         raise _fail("%s: payload length %d is not 1..%d" % (name, n, _MAX_PAYLOAD))
-    obj, pos = _item(data, 0, 0)
-    if pos != n:
-        raise _fail("%s: %d trailing bytes" % (name, n - pos))
+    reader = _Reader(data)
+    obj = reader.item(0)
+    if reader.pos != n:
+        raise _fail("%s: %d trailing bytes" % (name, n - reader.pos))
     return name, _fields(name, _MESSAGES[name][1], obj)
 '''
 

@@ -10,7 +10,7 @@
 // CBOR maps with small integer keys (RFC 8949 §4.2.1 deterministic encoding), byte-identical
 // to protocol.codec (CPython) and citypack_payloads (MicroPython);
 // vectors: protocol/vectors/payloads.json.
-// ES2020, no require(); errors are returned, never thrown.
+// ES2020, no modules (nothing to require or import); errors are returned, never thrown.
 
 var PROTOCOL_VERSION = 1;
 

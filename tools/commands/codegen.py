@@ -8,6 +8,7 @@ Generated: firmware/lib/citypack_payloads.py and protocol/generated/chirpstack_c
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from protocol import codegen
@@ -26,12 +27,19 @@ def register(sub: Any) -> None:
         action="store_true",
         help="write nothing; exit 1 if a generated file is missing or stale",
     )
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=codegen.ROOT,
+        metavar="DIR",
+        help="checkout to write or check (default: the one this citypack runs from)",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.check:
-        stale = codegen.stale()
+        stale = codegen.stale(args.root)
         if stale:
             raise CliError(
                 f"stale generated file(s): {', '.join(stale)}; run `citypack codegen`",
@@ -39,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
             )
         print(f"generated files are current: {', '.join(codegen.TARGETS)}")
         return 0
-    changed = codegen.write()
+    changed = codegen.write(args.root)
     for path in codegen.TARGETS:
         print(f"{'wrote' if path in changed else 'unchanged'} {path}")
     return 0

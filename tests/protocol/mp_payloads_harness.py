@@ -1,0 +1,93 @@
+"""MicroPython harness: run JSON-lines payload cases through the generated citypack_payloads.
+
+Usage: micropython mp_payloads_harness.py CASES.jsonl
+Reads one case per line (small heap: never the whole file at once) and prints one JSON line:
+{"checked": N, "failures": [...], "encode_alloc": bytes, "decode_alloc": bytes}.
+"""
+
+import binascii
+import gc
+import json
+import sys
+
+import citypack_payloads as cp
+
+
+def _hex(data):
+    return binascii.hexlify(data).decode()
+
+
+def _encode(case):
+    try:
+        got = cp.encode(case["message"], case["fields"])
+    except cp.PayloadError:
+        if case.get("error"):
+            return None
+        return "encode {} refused valid fields".format(case["message"])
+    except Exception as exc:  # anything but PayloadError is a failure of the codec
+        return "encode {} raised {!r}".format(case["message"], exc)
+    if case.get("error"):
+        return "encode accepted invalid fields: {}".format(case["reason"])
+    if _hex(got) != case["hex"]:
+        return "encode {}: {} != {}".format(case["message"], _hex(got), case["hex"])
+    if cp.FPORT[case["message"]] != case["fport"]:
+        return "FPORT[{}] != {}".format(case["message"], case["fport"])
+    return None
+
+
+def _decode(case):
+    data = binascii.unhexlify(case["hex"])
+    try:
+        name, fields = cp.decode(case["fport"], data)
+    except cp.PayloadError:
+        if case.get("error"):
+            return None
+        return "decode refused fPort {} {}".format(case["fport"], case["hex"])
+    except Exception as exc:
+        return "decode fPort {} {} raised {!r}".format(case["fport"], case["hex"], exc)
+    if case.get("error"):
+        return "decode accepted fPort {} {} ({})".format(
+            case["fport"],
+            case["hex"],
+            case.get("reason", "mutation"),
+        )
+    if name != case["message"] or fields != case["fields"]:
+        return "decode fPort {} {} gave {} {!r}".format(case["fport"], case["hex"], name, fields)
+    return None
+
+
+def _allocated(func):
+    gc.collect()
+    gc.disable()
+    before = gc.mem_alloc()
+    func()
+    after = gc.mem_alloc()
+    gc.enable()
+    return after - before
+
+
+def main(path):
+    checked = 0
+    failures = []
+    with open(path) as handle:
+        for line in handle:
+            if not line.strip():
+                continue
+            case = json.loads(line)
+            checked += 1
+            problem = _encode(case) if case["op"] == "encode" else _decode(case)
+            if problem and len(failures) < 20:
+                failures.append(problem)
+    fields = {"fill_percent": 42, "temperature_c": 18, "battery_percent": 85, "config_version": 3}
+    data = cp.encode("bin_status", fields)
+    result = {
+        "checked": checked,
+        "failures": failures,
+        "payload_error_is_value_error": issubclass(cp.PayloadError, ValueError),
+        "encode_alloc": _allocated(lambda: cp.encode("bin_status", fields)),
+        "decode_alloc": _allocated(lambda: cp.decode(10, data)),
+    }
+    print(json.dumps(result))
+
+
+main(sys.argv[1])
