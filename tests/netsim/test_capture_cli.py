@@ -172,6 +172,18 @@ def test_bad_input_is_one_line_exit_2(
     assert err[-1].startswith(("citypack: error:", "citypack netsim: error:"))
 
 
+def test_unreachable_broker_is_one_line_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    keys = tmp_path / "keys.toml"
+    keys.write_text(f'[[device]]\ndev_eui = "{CLASS_A.dev_eui}"\napp_key = "{KEY_A}"\n')
+    port = free_port()  # nothing listens there
+    argv = ["netsim", "--broker", f"mqtt://127.0.0.1:{port}", "--devices", str(keys)]
+    assert main([*argv, "--udp", "127.0.0.1:0", "--connect-timeout", "0.3"]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("citypack: error: netsim: no MQTT connection to 127.0.0.1")
+
+
 @pytest.mark.broker
 @pytest.mark.filterwarnings(
     "ignore:Exception ignored in.*mosquitto.log:pytest.PytestUnraisableExceptionWarning"

@@ -88,6 +88,13 @@ def register(sub: Any) -> None:
         "--mqtt-v5", action="store_true", help="connect with MQTT 5 as ChirpStack does"
     )
     parser.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="give up (exit 1) when the broker is not reachable within S seconds (default 10)",
+    )
+    parser.add_argument(
         "--quiet",
         "-q",
         action="store_true",
@@ -114,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
         devices = load_devices(args.devices, args.secrets)
     except DeviceFileError as exc:
         raise CliError(str(exc)) from None
+    if not args.connect_timeout > 0:
+        raise CliError("--connect-timeout must be positive")
     if args.capture is not None and not args.capture.parent.is_dir():
         raise CliError(f"capture directory {args.capture.parent} does not exist")
     config = NetsimConfig(application_id=args.application_id)
@@ -136,6 +145,7 @@ async def _serve(args: argparse.Namespace, devices: list[Any], config: Any) -> i
         udp=args.udp,
         capture_path=args.capture,
         mqtt_options={"mqtt_v5": args.mqtt_v5},
+        connect_timeout_s=args.connect_timeout,
     )
     try:
         async with netsim:

@@ -103,6 +103,8 @@ class MqttIntegration:
         self.application_id = server.config.application_id
         self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=queue_size)
         self.connected = asyncio.Event()
+        self.was_connected = False
+        self.last_error = ""
         self._pending: tuple[str, bytes] | None = None  # taken from the outbox, not yet sent
         self.published = 0
         self.dropped = 0
@@ -143,6 +145,7 @@ class MqttIntegration:
                 async with self._client() as client:
                     await client.subscribe(self.command_topic, qos=self.qos)
                     self.connected.set()
+                    self.was_connected = True
                     backoff = 0.5
                     # Either task failing (connection lost) cancels the other.
                     async with asyncio.TaskGroup() as tasks:
@@ -150,12 +153,11 @@ class MqttIntegration:
                         tasks.create_task(self._publish(client), name="netsim-mqtt-events")
             except* aiomqtt.MqttError as group:
                 self.connected.clear()
-                log.warning(
-                    "netsim: MQTT %s:%s: %s",
-                    self.broker.host,
-                    self.broker.port,
-                    group.exceptions[0],
-                )
+                self.last_error = str(group.exceptions[0])
+                broker = f"{self.broker.host}:{self.broker.port}"
+                # Before the first connection the caller reports the failure in one line.
+                level = logging.WARNING if self.was_connected else logging.DEBUG
+                log.log(level, "netsim: MQTT %s: %s (reconnecting)", broker, self.last_error)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 10.0)
 

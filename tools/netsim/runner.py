@@ -73,9 +73,10 @@ class Netsim:
                 )
                 if connected not in done:
                     connected.cancel()
+                    reason = f": {self.mqtt.last_error}" if self.mqtt.last_error else ""
                     raise ConnectionError(
                         f"no MQTT connection to {self.mqtt.broker.host}:{self.mqtt.broker.port}"
-                        f" within {self.connect_timeout_s:g} s"
+                        f" within {self.connect_timeout_s:g} s{reason}"
                     )
         except BaseException:
             await self.close()
