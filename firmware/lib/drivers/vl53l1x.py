@@ -53,8 +53,9 @@ class VL53L1X:
     async def init(self):
         try:
             model = self._read(MODEL_ID, 2)
-        except OSError as exc:
-            raise SensorError("VL53L1X does not answer at 0x%02x" % self._addr) from exc
+        except OSError:
+            # no "from": MicroPython does not chain exceptions (and warns on stdout)
+            raise SensorError("VL53L1X does not answer at 0x%02x" % self._addr)
         if model[0] != 0xEA or model[1] != 0xCC:
             raise SensorError("not a VL53L1X: model id %02x%02x" % (model[0], model[1]))
         waited = 0
@@ -82,8 +83,8 @@ class VL53L1X:
             raw = self._read(RESULT_RANGE_MM, 2)
             self._write(SYSTEM_INTERRUPT_CLEAR, 0x01)
             self._write(SYSTEM_MODE_START, 0x00)
-        except OSError:
-            self._ready = False
+        except (OSError, SensorError):
+            self._ready = False  # absent or wrong chip: no reading (the app reports a fault)
             return None
         if status != _RANGE_VALID:
             return None
