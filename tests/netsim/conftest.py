@@ -115,3 +115,4 @@ async def harness() -> AsyncIterator[Harness]:
     h.gateway(GW2)
     async with ns:
         yield h
+    assert ns.counters["internal_errors"] == 0, "a timer callback raised (see the log)"

@@ -6,6 +6,8 @@ import json
 import socket
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.netsim.conftest import CLASS_A, GW1, fast_config, until
 from tests.netsim.fakenode import FakeNode, air, phy_of
@@ -124,3 +126,13 @@ def test_rxpk_helper_matches_the_forwarder_format() -> None:
         "data": "AQI=",
     }
     json.dumps(pk)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_decode_any_bytes(raw: bytes) -> None:
+    try:
+        packet = gwmp.decode(raw)
+    except GwmpError:
+        return
+    assert packet.identifier in range(6)

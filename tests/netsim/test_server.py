@@ -11,11 +11,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from chirpstack_api import integration
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from protocol.lorawan.join import CFListFrequencies
 from protocol.lorawan.maccommands import (
     DeviceTimeAns,
     DeviceTimeReq,
+    DevStatusAns,
     LinkADRAns,
     LinkADRReq,
     LinkCheckAns,
@@ -431,3 +434,57 @@ async def test_adr_refused_is_not_asked_again_at_once(harness: Harness) -> None:
     assert harness.downlinks[GW1].empty()  # neither uplink got a new LinkADRReq
     session = harness.ns.session_of(CLASS_A.dev_eui)
     assert session is not None and session["dr"] == 0
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.one_of(
+            st.binary(max_size=64),
+            st.builds(lambda b: b"\x40" + b, st.binary(min_size=11, max_size=40)),
+            st.builds(lambda b: b"\x00" + b, st.binary(min_size=22, max_size=22)),
+        ),
+        max_size=8,
+    )
+)
+def test_random_frames_never_raise(frames: list[bytes]) -> None:
+    async def run() -> NetworkServer:
+        ns = NetworkServer([CLASS_A, CLASS_C], fast_config(dedup_window_s=0.0))
+        async with ns:
+            for index, phy in enumerate(frames):
+                ns.receive_uplink(GW1, air(phy, tmst=index))
+            await asyncio.sleep(0.02)
+        return ns
+
+    ns = asyncio.run(run())
+    assert ns.counters["uplinks"] + ns.counters["duplicates"] == len(frames)
+    assert ns.counters["internal_errors"] == 0
+
+
+@pytest.mark.parametrize(
+    ("battery", "external", "unavailable", "level"),
+    [
+        (0, True, False, 0.0),
+        (255, False, True, 0.0),
+        (254, False, False, 100.0),
+        (127, False, False, 50.0),
+    ],
+)
+async def test_status_battery_mapping(
+    battery: int, external: bool, unavailable: bool, level: float
+) -> None:
+    ns = NetworkServer([CLASS_A], fast_config(dev_status_every=1))
+    harness = Harness(ns)
+    ns.add_event_sink(harness.sink)
+    harness.gateway(GW1)
+    async with ns:
+        node = FakeNode.for_device(CLASS_A)
+        await harness.join(node)
+        answer = DevStatusAns(battery=battery, margin=-3).to_bytes()
+        ns.receive_uplink(GW1, air(node.uplink(b"", fport=None, fopts=answer)))
+        status = await harness.event("status")
+    assert (status.external_power_source, status.battery_level_unavailable) == (
+        external,
+        unavailable,
+    )
+    assert status.battery_level == pytest.approx(level, abs=1e-4) and status.margin == -3

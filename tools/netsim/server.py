@@ -272,6 +272,7 @@ class NetworkServer:
             "dropped": 0,
             "joins": 0,
             "downlinks": 0,
+            "internal_errors": 0,
         }
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -310,6 +311,7 @@ class NetworkServer:
             try:
                 callback(*args)
             except Exception:  # one bad frame or item must not stop the server
+                self.counters["internal_errors"] += 1
                 log.exception("netsim: %s failed", getattr(callback, "__name__", callback))
 
         handle = loop.call_later(max(delay, 0.0), run)
@@ -422,6 +424,8 @@ class NetworkServer:
         if collect is not None:
             if all(c.gateway_id != gateway_id for c in collect.copies):
                 collect.copies.append(copy)
+            else:  # the same gateway twice: one rxInfo per gateway
+                self.counters["duplicates"] += 1
             return
         loop_now = self._loop_time()
         seen = self._recent.get(key)
