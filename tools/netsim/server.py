@@ -1195,7 +1195,11 @@ class NetworkServer:
         """A ``command/down`` MQTT message. Returns the queue-item id, or None when refused.
 
         As ChirpStack (integration/mod.rs ``handle_down_command``), refusals are only logged
-        on this process's logger: nothing is published.
+        on this process's logger: nothing is published. Unknown keys are ignored (pbjson
+        ``ignore_unknown_fields``); that includes ``flushQueue``, which is not a
+        ``DownlinkCommand`` field: flushing is the gRPC ``Enqueue.flush_queue`` /
+        ``FlushQueue`` path, here :meth:`enqueue` with ``flush_queue=True`` and
+        :meth:`flush_queue` (reference §5).
         """
         try:
             return self._command(topic, payload, marshaler)
