@@ -23,11 +23,13 @@ HAL_FILES = [
         "aes.py",
         "battery.py",
         "clock.py",
+        "vclock.py",
         "radio.py",
         "radio_sx.py",
         "rng.py",
         "sim_radio.py",
         "storage.py",
+        "storage_esp32.py",
     )
 ]
 

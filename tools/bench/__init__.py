@@ -4,4 +4,10 @@ Add a benchmark by writing ``tools/bench/<name>.py`` with ``run() -> list[Figure
 its name here.
 """
 
-BENCHMARKS: tuple[str, ...] = ("lorawan_crypto", "sim_speed", "payload_size", "codec_throughput")
+BENCHMARKS: tuple[str, ...] = (
+    "lorawan_crypto",
+    "sim_speed",
+    "payload_size",
+    "codec_throughput",
+    "firmware_mac",
+)

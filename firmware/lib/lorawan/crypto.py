@@ -56,7 +56,7 @@ class Cmac:
         """Tag of ``buf[off:off+n]`` into ``self.tag`` (and returned). Allocates nothing."""
         x = self.tag
         blk = self._blk
-        enc = self._aes.encrypt
+        aes_ecb = self._aes  # not a bound method: that would allocate on every call
         for i in range(_BLOCK):
             x[i] = 0
         nblocks = (n + 15) >> 4
@@ -66,7 +66,7 @@ class Cmac:
             p = off + (b << 4)
             for i in range(_BLOCK):
                 blk[i] = x[i] ^ buf[p + i]
-            enc(blk, x)
+            aes_ecb.encrypt(blk, x)
         p = off + ((nblocks - 1) << 4)
         r = n - ((nblocks - 1) << 4)  # bytes in the last block, 0..16
         if r == _BLOCK:  # complete last block: XOR K1 (RFC 4493 §2.4 step 4)
@@ -83,7 +83,7 @@ class Cmac:
                 else:
                     v = 0
                 blk[i] = x[i] ^ v ^ k[i]
-        enc(blk, x)
+        aes_ecb.encrypt(blk, x)
         return x
 
     def mic(self, buf, off, n):
@@ -91,12 +91,34 @@ class Cmac:
         t = self.compute(buf, off, n)
         return t[0] | (t[1] << 8) | (t[2] << 16) | (t[3] << 24)
 
+    def mic_into(self, buf, off, n, dst, dst_off):
+        """Write the MIC of ``buf[off:off+n]`` to ``dst[dst_off:dst_off+4]``.
+
+        Bytes, not an int: on a 32-bit board an int ≥ 2**30 is a heap object.
+        """
+        t = self.compute(buf, off, n)
+        dst[dst_off] = t[0]
+        dst[dst_off + 1] = t[1]
+        dst[dst_off + 2] = t[2]
+        dst[dst_off + 3] = t[3]
+
+    def mic_matches(self, buf, off, n, mic, mic_off):
+        """Whether ``mic[mic_off:mic_off+4]`` is the MIC of ``buf[off:off+n]``."""
+        t = self.compute(buf, off, n)
+        return (
+            t[0] == mic[mic_off]
+            and t[1] == mic[mic_off + 1]
+            and t[2] == mic[mic_off + 2]
+            and t[3] == mic[mic_off + 3]
+        )
+
 
 class FrameCipher:
     """FRMPayload encryption with one key (L2 §4.3.3): XOR with AES(K, A_i), in place."""
 
-    def __init__(self, key):
-        self._aes = aes(bytes(key), 1)
+    def __init__(self, key, ecb=None):
+        # ``ecb``: an AES-ECB object of the same key to share (one key schedule, less heap)
+        self._aes = ecb if ecb is not None else aes(bytes(key), 1)
         self._a = bytearray(_BLOCK)
         self._s = bytearray(_BLOCK)
 
@@ -140,39 +162,3 @@ def fill_b0(buf, off, dev_addr, fcnt, direction, msg_len):
         buf[off + 10 + i] = (fcnt >> (8 * i)) & 0xFF  # 32-bit FCnt in B0
     buf[off + 14] = 0
     buf[off + 15] = msg_len
-
-
-def derive_session_keys(app_key, join_nonce, net_id, dev_nonce):
-    """(NwkSKey, AppSKey) for LoRaWAN 1.0.x (L2 1.0.4 §6.2.6); nonces and NetID as integers."""
-    cipher = aes(bytes(app_key), 1)
-    blk = bytearray(_BLOCK)
-    for i in range(3):
-        blk[1 + i] = (join_nonce >> (8 * i)) & 0xFF
-        blk[4 + i] = (net_id >> (8 * i)) & 0xFF
-    blk[7] = dev_nonce & 0xFF
-    blk[8] = (dev_nonce >> 8) & 0xFF
-    blk[0] = 0x01
-    nwk = bytes(cipher.encrypt(blk))
-    blk[0] = 0x02
-    app = bytes(cipher.encrypt(blk))
-    return nwk, app
-
-
-def join_accept_decrypt(app_key, phy):
-    """Plaintext Join-Accept (MHDR kept) from the bytes on air: AES-*encrypt* each block (§6.2.6).
-
-    The caller has checked that ``len(phy)`` is 17 or 33.
-    """
-    cipher = aes(bytes(app_key), 1)
-    out = bytearray(phy)
-    blk = bytearray(_BLOCK)
-    res = bytearray(_BLOCK)
-    p = 1
-    while p < len(out):
-        for i in range(_BLOCK):
-            blk[i] = out[p + i]
-        cipher.encrypt(blk, res)
-        for i in range(_BLOCK):
-            out[p + i] = res[i]
-        p += _BLOCK
-    return out

@@ -21,7 +21,7 @@ except ImportError:  # CPython
 
 import struct
 
-from lorawan.crypto import fill_b0, join_accept_decrypt
+from lorawan.crypto import fill_b0
 
 B0 = const(16)  # spare bytes in front of every frame buffer for B0 (L2 §4.4)
 MAX_PHY = const(255)  # LoRa PHY payload limit
@@ -47,9 +47,6 @@ F_ACK = const(0x20)
 F_PENDING = const(0x10)  # downlink; uplink: ClassB (RFU in 1.0.4 class A/C)
 
 _MIN_DATA = const(12)  # MHDR 1 + FHDR 7 + MIC 4 (L2 §4.3.1)
-_JOIN_REQ_LEN = const(23)  # L2 §6.2.5
-_JA_LEN = const(17)  # L2 §6.2.6, without CFList
-_JA_CFLIST_LEN = const(33)  # with a 16-byte CFList
 
 
 class FrameError(ValueError):
@@ -89,18 +86,6 @@ class Data:
         return self.mtype == CONFIRMED_DOWN or self.mtype == CONFIRMED_UP
 
 
-class JoinAccept:
-    """A verified Join-Accept (L2 §6.2.6); ``cflist`` is the raw 16 bytes or None."""
-
-    def __init__(self, join_nonce, net_id, dev_addr, dl_settings, rx_delay, cflist):
-        self.join_nonce = join_nonce
-        self.net_id = net_id
-        self.dev_addr = dev_addr
-        self.dl_settings = dl_settings
-        self.rx_delay = rx_delay
-        self.cflist = cflist
-
-
 def fcnt_reconstruct(last, fcnt16):
     """Full 32-bit downlink FCnt from its 16 LSBs, or -1 for a replay (L2 §4.3.1.5).
 
@@ -119,37 +104,6 @@ def fcnt_reconstruct(last, fcnt16):
     if full > 0xFFFFFFFF:
         return -1
     return full
-
-
-def build_join_request(buf, join_eui, dev_eui, dev_nonce, app_cmac):
-    """Join-Request at ``buf[B0:B0+23]`` (L2 §6.2.5); EUIs are 8 bytes in on-air (LE) order."""
-    o = B0
-    buf[o] = JOIN_REQUEST << 5
-    for i in range(8):
-        buf[o + 1 + i] = join_eui[i]
-        buf[o + 9 + i] = dev_eui[i]
-    struct.pack_into("<H", buf, o + 17, dev_nonce)
-    # MIC = CMAC(AppKey, MHDR | JoinEUI | DevEUI | DevNonce) — no B0 for joins
-    struct.pack_into("<I", buf, o + 19, app_cmac.mic(buf, o, 19))
-    return _JOIN_REQ_LEN
-
-
-def parse_join_accept(phy, app_key, app_cmac):
-    """Decrypt and verify a Join-Accept; raises :class:`FrameError` ("short", "mtype", "mic")."""
-    n = len(phy)
-    if n != _JA_LEN and n != _JA_CFLIST_LEN:
-        raise FrameError("short")
-    if phy[0] != (JOIN_ACCEPT << 5) | _MAJOR_R1:
-        raise FrameError("mtype")
-    plain = join_accept_decrypt(app_key, phy)
-    mic = struct.unpack_from("<I", plain, n - 4)[0]
-    if app_cmac.mic(plain, 0, n - 4) != mic:  # MIC over the *decrypted* fields (§6.2.6)
-        raise FrameError("mic")
-    join_nonce = plain[1] | (plain[2] << 8) | (plain[3] << 16)
-    net_id = plain[4] | (plain[5] << 8) | (plain[6] << 16)
-    dev_addr = struct.unpack_from("<I", plain, 7)[0]
-    cflist = bytes(plain[13:29]) if n == _JA_CFLIST_LEN else None
-    return JoinAccept(join_nonce, net_id, dev_addr, plain[11], plain[12], cflist)
 
 
 def build_data(buf, mtype, dev_addr, fctrl, fcnt, fopts, fopts_len, fport, payload, plen, keys):
@@ -186,7 +140,7 @@ def build_data(buf, mtype, dev_addr, fctrl, fcnt, fopts, fopts_len, fport, paylo
     msg_len = p - o
     fill_b0(buf, 0, dev_addr, fcnt, direction, msg_len)
     # MIC over B0 | msg with the *encrypted* FRMPayload (L2 §4.4)
-    struct.pack_into("<I", buf, p, keys.nwk_cmac.mic(buf, 0, B0 + msg_len))
+    keys.nwk_cmac.mic_into(buf, 0, B0 + msg_len, buf, p)
     return msg_len + 4
 
 
@@ -222,8 +176,7 @@ def parse_data(phy, n, dev_addr, last_fcnt, keys, work, expect_down=True):
     for i in range(msg_len):
         work[B0 + i] = phy[i]
     fill_b0(work, 0, dev_addr, fcnt, direction, msg_len)
-    mic = struct.unpack_from("<I", phy, msg_len)[0]
-    if keys.nwk_cmac.mic(work, 0, B0 + msg_len) != mic:
+    if not keys.nwk_cmac.mic_matches(work, 0, B0 + msg_len, phy, msg_len):
         raise FrameError("mic")
     p = B0 + 8
     fopts = bytes(work[p : p + fopts_len])

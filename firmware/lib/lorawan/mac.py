@@ -35,10 +35,10 @@ import asyncio
 
 from hal.radio import rx_window, time_on_air_ms
 from hal.rng import Rng
+
 from lorawan import frame
 from lorawan import region as regions
 from lorawan import status as st
-from lorawan.crypto import Cmac, derive_session_keys
 from lorawan.session import (
     FLAG_ABP,
     FLAG_ACK_PENDING,
@@ -47,22 +47,17 @@ from lorawan.session import (
     FLAG_JOINED,
     Keys,
     State,
-    pack_nonces,
     unpack_nonces,
 )
 
 _DEBUG = const(False)
 
-_JOIN_ACCEPT_DELAY1_MS = const(5000)  # RP §5.1.9 / §5.2.9
-_JOIN_ACCEPT_DELAY2_MS = const(6000)
 _RECEIVE_DELAY2_EXTRA_MS = const(1000)  # RX2 = RX1 + 1 s (L2 §3.3.2)
 _ACK_TIMEOUT_MIN_MS = const(1000)  # RETRANSMIT_TIMEOUT 2 s ± 1 s (RP §5.1.9)
 _ACK_TIMEOUT_SPAN_MS = const(2000)
 _ADR_ACK_LIMIT = const(64)  # RP §5.1.9
 _ADR_ACK_DELAY = const(32)
 _NVS_EVERY = const(16)  # FCnt written to NVS every N uplinks; N added on a cold boot
-_JOIN_JITTER_MS = const(3000)  # random extra wait between join attempts (L2 §7)
-_HOUR_MS = const(3600000)
 _MAX_FOPTS = const(15)  # FOptsLen is 4 bits (L2 §4.3.1.6)
 _CLASS_C_QUEUE = const(8)  # class C downlinks kept for receive() (bounded; oldest dropped)
 
@@ -152,10 +147,7 @@ class Mac:
         self._default_plan(self.state)
 
     def _default_plan(self, s):
-        if self.region is regions.US915:
-            regions.US915.default_plan(s, self._sub_band)
-        else:
-            self.region.default_plan(s)
+        self.region.default_plan(s, self._sub_band)
         s.dr = self.region.default_dr
         s.tx_power = 0
         s.nb_trans = 1
@@ -255,7 +247,7 @@ class Mac:
         if self.region.uses_duty_cycle:
             b = self.region.band_of(freq)
             if b >= 0:
-                dc = regions.EU868_BANDS[b][2]  # 1/duty: off-time = ToA × (1/dc − 1)
+                dc = self.region.BANDS[b][2]  # 1/duty: off-time = ToA × (1/dc − 1)
                 self._band_free[b] = clock.ticks_add(tx_done, toa_ms * (dc - 1))
         if factor > 1:
             end = clock.ticks_add(tx_done, toa_ms * (factor - 1))
@@ -313,7 +305,7 @@ class Mac:
         try:
             while True:
                 s = self.state
-                sf, bw = self.region.dr_table[s.rx2_dr]
+                sf, bw = self.region.DR_TABLE[s.rx2_dr]
                 rx = await self.radio.receive(s.rx2_freq, sf, bw, self.clock.ticks_ms(), None)
                 if rx is not None:
                     d = self._accept_downlink(rx, False)
@@ -342,7 +334,7 @@ class Mac:
     # ---------------------------------------------------------------- receive windows
 
     async def _listen(self, freq, dr, nominal):
-        sf, bw = self.region.dr_table[dr]
+        sf, bw = self.region.DR_TABLE[dr]
         offset, timeout, _ = rx_window(sf, bw)
         return await self.radio.receive(
             freq, sf, bw, self.clock.ticks_add(nominal, offset), timeout
@@ -370,13 +362,19 @@ class Mac:
     async def join(self, max_attempts=8):
         """OTAA join (L2 §6.2); retries are spaced by the L2 §7 back-off plus random jitter."""
         if self._app_key is None or self._dev_eui is None or self._join_eui is None:
-            return self._done(st.JoinResult(st.NO_KEYS))
+            from lorawan.join import JoinResult
+
+            return self._done(JoinResult(st.NO_KEYS))
         if self._busy:
-            return st.JoinResult(st.BUSY)
+            from lorawan.join import JoinResult
+
+            return JoinResult(st.BUSY)
         self._busy = True
         try:
             await self._halt_class_c()
-            result = await self._join(max_attempts)
+            from lorawan import join as otaa  # loaded on first join only
+
+            result = await otaa.run(self, max_attempts)
         finally:
             self._busy = False
         if result.ok and self.state.flags & FLAG_CLASS_C:
@@ -386,102 +384,6 @@ class Mac:
     def _done(self, result):
         self.status.last = result.status
         return result
-
-    async def _join(self, max_attempts):
-        region = self.region
-        app_cmac = Cmac(self._app_key)
-        plan = State()
-        self._default_plan(plan)
-        for attempt in range(max_attempts):
-            dr = region.join_drs[attempt % len(region.join_drs)]
-            while True:
-                ch, wait = self._pick_channel(dr, region.join_channels(plan), plan, True)
-                if ch >= 0:
-                    break
-                if wait < 0:
-                    return st.JoinResult(st.NO_CHANNEL, attempt)
-                await self.clock.sleep_ms(wait)
-            dev_nonce = self._next_dev_nonce
-            if dev_nonce > 0xFFFF:
-                return st.JoinResult(st.NONCES_EXHAUSTED, attempt)
-            # DevNonce persisted BEFORE the Join-Request goes out (L2 1.0.4 §6.2.5, RadioLib#1480)
-            self._next_dev_nonce = dev_nonce + 1
-            self._nvs.save(_KEY_NONCES, pack_nonces(self._next_dev_nonce, self._last_join_nonce))
-            n = frame.build_join_request(
-                self._buf, self._join_eui, self._dev_eui, dev_nonce, app_cmac
-            )
-            freq = region.channel_freq(plan, ch)
-            sf, bw = region.dr_table[dr]
-            self.status.join_attempts += 1
-            self.status.tx_frames += 1
-            payload = memoryview(self._buf)[frame.B0 : frame.B0 + n]
-            tx_done = await self.radio.transmit(freq, sf, bw, region.tx_power_dbm(0), payload)
-            toa = time_on_air_ms(sf, bw, n)
-            self._account(freq, toa, tx_done, self._join_backoff_factor(tx_done), True)
-            accept = await self._windows(
-                plan, tx_done, ch, dr, _JOIN_ACCEPT_DELAY1_MS, 0,
-                lambda rx: self._accept_join(rx, app_cmac),
-            )  # fmt: skip
-            if accept is not None:
-                self._apply_join(accept, dev_nonce, plan)
-                self.status.joins += 1
-                return st.JoinResult(st.JOINED, attempt + 1, self.state.dev_addr)
-            self.status.no_join_accept += 1
-            # per-device random jitter on top of the back-off (L2 §7)
-            await self.clock.sleep_ms(self._rng.randrange(_JOIN_JITTER_MS))
-        return st.JoinResult(st.NO_JOIN_ACCEPT, max_attempts)
-
-    def _join_backoff_factor(self, now):
-        # L2 1.0.4 §7: 36 s/h in the first hour, 36 s per 10 h up to 11 h, then 8.7 s per 24 h
-        elapsed = self.clock.ticks_diff(now, self._boot_ticks)
-        if elapsed < _HOUR_MS:
-            return 100
-        if elapsed < 11 * _HOUR_MS:
-            return 1000
-        return 10000
-
-    def _accept_join(self, rx, app_cmac):
-        try:
-            ja = frame.parse_join_accept(rx.data, self._app_key, app_cmac)
-        except frame.FrameError as exc:
-            self.status.drop(exc.reason)
-            return None
-        except Exception:  # nothing from the air may raise out of the MAC
-            self.status.drop("other")
-            return None
-        if self._last_join_nonce >= 0 and ja.join_nonce <= self._last_join_nonce:
-            self.status.drop("join_nonce")  # replayed Join-Accept (L2 1.0.4 §6.2.6)
-            return None
-        return ja
-
-    def _apply_join(self, ja, dev_nonce, plan):
-        region = self.region
-        nwk, app = derive_session_keys(self._app_key, ja.join_nonce, ja.net_id, dev_nonce)
-        s = plan
-        s.dev_addr = ja.dev_addr
-        s.nwk_s_key = nwk
-        s.app_s_key = app
-        s.fcnt_up = 0
-        s.nvs_fcnt = 0
-        s.fcnt_down = -1
-        offset = (ja.dl_settings >> 4) & 0x07
-        if offset <= region.max_rx1_offset:
-            s.rx1_dr_offset = offset
-        rx2 = ja.dl_settings & 0x0F
-        if region.valid_rx_dr(rx2):
-            s.rx2_dr = rx2
-        s.rx_delay_s = (ja.rx_delay & 0x0F) or 1
-        if ja.cflist is not None:
-            region.apply_cflist(s, ja.cflist)  # as if NewChannelReq came (L2 §6.2.6)
-        s.flags |= FLAG_JOINED
-        if self.state.flags & FLAG_CLASS_C:
-            s.flags |= FLAG_CLASS_C
-        self._last_join_nonce = ja.join_nonce
-        self._nvs.save(_KEY_NONCES, pack_nonces(self._next_dev_nonce, self._last_join_nonce))
-        self.state = s
-        self._keys = Keys(nwk, app)
-        self._answers_len = 0
-        self._save_nvs()  # a new session always goes to NVS
 
     # ---------------------------------------------------------------- uplink
 
@@ -591,7 +493,7 @@ class Mac:
                     break
                 self.status.tx_retransmissions += 1
             freq = region.channel_freq(s, ch)
-            sf, bw = region.dr_table[s.dr]
+            sf, bw = region.DR_TABLE[s.dr]
             tx_done = await self.radio.transmit(freq, sf, bw, region.tx_power_dbm(s.tx_power), phy)
             self._last_tx_done = tx_done
             self.status.tx_frames += 1
@@ -826,7 +728,7 @@ class Mac:
                 any_on = True
         mask_ok = mask_ok and any_on
         new_dr = s.dr if dr == 0x0F else dr  # 0xF: keep the current value (L2 1.0.4 §5.3)
-        dr_ok = region.valid_uplink_dr(new_dr) and region.dr_table[new_dr][0] != 0
+        dr_ok = region.valid_uplink_dr(new_dr) and region.DR_TABLE[new_dr][0] != 0
         if dr_ok and mask_ok:
             dr_ok = False
             for ch in range(region.channel_count()):

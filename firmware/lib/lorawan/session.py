@@ -41,7 +41,8 @@ class Keys:
 
     def __init__(self, nwk_s_key, app_s_key):
         self.nwk_cmac = Cmac(nwk_s_key)
-        self.nwk_cipher = FrameCipher(nwk_s_key)
+        # FPort 0 encryption and the MIC use the same key: share its ECB object
+        self.nwk_cipher = FrameCipher(nwk_s_key, self.nwk_cmac._aes)
         self.app_cipher = FrameCipher(app_s_key)
 
 

@@ -49,30 +49,9 @@ class Status:
         return n
 
     def as_dict(self):
-        return {
-            "last": self.last,
-            "tx_frames": self.tx_frames,
-            "tx_retransmissions": self.tx_retransmissions,
-            "rx_frames": self.rx_frames,
-            "join_attempts": self.join_attempts,
-            "joins": self.joins,
-            "no_join_accept": self.no_join_accept,
-            "no_ack": self.no_ack,
-            "duty_cycle": self.duty_cycle,
-            "class_c_downlinks": self.class_c_downlinks,
-            "drops": dict(self.drops),
-        }
-
-
-class JoinResult:
-    def __init__(self, status, attempts=0, dev_addr=0):
-        self.status = status
-        self.attempts = attempts
-        self.dev_addr = dev_addr
-
-    @property
-    def ok(self):
-        return self.status == JOINED
+        out = dict(self.__dict__)
+        out["drops"] = dict(self.drops)
+        return out
 
 
 class SendResult:

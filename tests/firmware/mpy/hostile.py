@@ -13,11 +13,11 @@ Usage: ``hostile.py COUNT``. Prints one JSON line; exits 1 on a failure.
 import json
 import sys
 
-from hal.clock import VirtualClock
 from hal.radio import RxFrame
 from hal.rng import Rng
 from hal.sim_radio import SimRadio
 from hal.storage import DictStore
+from hal.vclock import VirtualClock
 from lorawan import frame
 from lorawan.mac import Mac
 from lorawan.session import Keys

@@ -13,9 +13,9 @@ when a property was violated (unless --broken, where violations are the expected
 import json
 import sys
 
-from hal.clock import VirtualClock
 from hal.rng import Rng
 from hal.sim_radio import SimRadio
+from hal.vclock import VirtualClock
 from lorawan.mac import Mac
 from testnet import TestNet
 

@@ -9,9 +9,9 @@ import sys
 from binascii import hexlify
 
 from hal.battery import FixedBattery
-from hal.clock import VirtualClock
 from hal.sim_radio import SimRadio, UdpLink
 from hal.storage import DictStore
+from hal.vclock import VirtualClock
 from lorawan.mac import Mac
 
 APP_KEY = bytes(range(1, 17))

@@ -11,7 +11,8 @@ import struct
 
 from hal.aes import aes
 from lorawan import frame
-from lorawan.crypto import Cmac, derive_session_keys
+from lorawan.crypto import Cmac
+from lorawan.join import derive_session_keys
 from lorawan.session import Keys
 
 NET_ID = 0x000013

