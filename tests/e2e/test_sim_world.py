@@ -58,10 +58,10 @@ def test_the_demo_starts_after_the_last_sunset() -> None:
 def test_a_bin_fills_at_its_rate_and_its_sensor_distance_follows() -> None:
     world = World(start_time=0.0)
     sim_bin = world.add_bin("02c17a0b00000001", "Mejlgade", 100.0, fill_rate_percent_per_h=6.0)
-    assert sim_bin.distance_cm() == pytest.approx(110.0)  # empty: offset + full height
+    assert sim_bin.distance_cm() == pytest.approx(130.0)  # empty: offset + full height
     world.advance(5 * 3600)
     assert sim_bin.fill_percent == pytest.approx(30.0)
-    assert sim_bin.distance_cm() == pytest.approx(10.0 + 70.0)
+    assert sim_bin.distance_cm() == pytest.approx(30.0 + 70.0)
     world.advance(30 * 3600)
     assert sim_bin.fill_percent == 100.0  # a bin cannot be fuller than full
 

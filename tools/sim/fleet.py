@@ -58,6 +58,7 @@ _FIRMWARE_MODULES = (
 _EMULATOR_MODULES = (("tools.netsim.runner", "the network emulator"),)
 
 OnNode = Callable[[str, str, str], None]
+_MAX_DUTY_WAIT_MS = 180_000  # an SF12 frame's 1 % off-time is about 150 s (RP002 §2)
 
 
 def firmware_path() -> None:
@@ -288,7 +289,8 @@ class Fleet:
             app_key=sim.app_key,
             rng=fw.rng.Rng(seed & 0xFFFFFFFF),
         )
-        link = fw.maclink.MacLink(sim.mac, clock)
+        # A node waits for its duty-cycle off-time (EU868 1 %) instead of dropping the report.
+        link = fw.maclink.MacLink(sim.mac, clock, max_wait_ms=_MAX_DUTY_WAIT_MS)
         sim.node = fw.node.Node(link, clock, sim.kind, hardware="sim")
         sim.power = fw.sim_pins.SimPower(clock, reason=reason)
         sim.pins = fw.sim_pins.SimPins(clock)

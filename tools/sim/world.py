@@ -179,7 +179,7 @@ class SimBin:
     fill_rate_percent_per_h: float
     fill_percent: float = 0.0
     container_height_cm: float = 100.0
-    sensor_offset_cm: float = 10.0
+    sensor_offset_cm: float = 30.0  # above the full line: JSN-SR04T's 20-25 cm blind zone
     temperature_c: float = 5.0
     tilt_deg: float = 0.0
     on_fire: bool = False
