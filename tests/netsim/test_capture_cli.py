@@ -104,11 +104,13 @@ def test_keys_files(tmp_path: Path) -> None:
     inventory = tmp_path / "city.toml"
     inventory.write_text(
         f'[[device]]\ndev_eui = "{CLASS_A.dev_eui}"\nkind = "bin"\nname = "bin-001"\n'
+        f'[[device]]\ndev_eui = "{CLASS_C.dev_eui}"\nkind = "lamp"\nname = "lamp-001"\n'
     )
     secrets = tmp_path / "city.secrets.toml"
-    secrets.write_text(f'{CLASS_A.dev_eui} = "{KEY_A}"\n')
-    (device,) = load_devices(inventory, secrets)
-    assert device.app_key == CLASS_A.app_key and device.name == "bin-001"
+    secrets.write_text(f'{CLASS_A.dev_eui} = "{KEY_A}"\n{CLASS_C.dev_eui} = "{"ab" * 16}"\n')
+    bin_, lamp = load_devices(inventory, secrets)
+    assert bin_.app_key == CLASS_A.app_key and bin_.name == "bin-001"
+    assert (bin_.device_class, lamp.device_class) == ("A", "C")  # from kind
 
 
 @pytest.mark.parametrize(

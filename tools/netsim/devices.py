@@ -16,8 +16,10 @@ Two sources, both read with :func:`load_devices`:
 
 2. A provisioning inventory plus a secrets file (``tools/provision``): the inventory is TOML
    with ``[[device]]`` entries (``dev_eui``, ``join_eui``, ``kind``, ``name``, optional
-   ``class``) and no keys; the secrets file maps each DevEUI to its AppKey, either as
-   ``{"<dev_eui>": "<app_key>"}`` or as ``[[device]]`` entries with ``dev_eui`` and ``app_key``.
+   ``class``; without it a ``kind = "lamp"`` is class C, anything else class A) and no keys;
+   the secrets file maps each DevEUI to its AppKey, either as ``{"<dev_eui>": "<app_key>"}``
+   (``<dev_eui> = "<app_key>"`` in TOML) or as ``[[device]]`` entries with ``dev_eui`` and
+   ``app_key``.
 
 Keys never appear in an error message or a ``repr``.
 """
@@ -123,7 +125,12 @@ def parse_devices(
             app_key = AESKey.from_hex(str(key_text), "app_key")
         except DecodeError as exc:
             raise DeviceFileError(f"{here} ({dev_eui}): {exc}") from None
-        klass = entry.get("class", entry.get("device_class", entry.get("lorawan_class", "A")))
+        # Lamps are mains-powered and listen all the time (class C), bins sleep (class A):
+        # an inventory without a class gets the one its kind implies (as tools/sim does).
+        default_class = "C" if str(entry.get("kind", "")).lower() == "lamp" else "A"
+        klass = entry.get(
+            "class", entry.get("device_class", entry.get("lorawan_class", default_class))
+        )
         tags = entry.get("tags", {})
         if not isinstance(tags, Mapping):
             raise DeviceFileError(f"{here}: tags must be a table of strings")
