@@ -259,7 +259,8 @@ class NetworkServer:
         self._sinks: list[EventSink] = []
         self._gateways: dict[str, tuple[DownlinkCallback, bool]] = {}
         self._collecting: dict[tuple[int, str, bytes], _Collect] = {}
-        self._recent: dict[tuple[int, str, bytes], float] = {}
+        self._recent: dict[tuple[int, str, bytes], float] = {}  # key -> end of its TTL
+        self._recent_order: deque[tuple[float, tuple[int, str, bytes]]] = deque()
         self._inflight: dict[tuple[str, int], _Inflight] = {}
         self._handles: set[asyncio.TimerHandle] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -439,8 +440,12 @@ class NetworkServer:
         collect = self._collecting.pop(key)
         ttl = max(2 * self.config.dedup_window_s, 0.2)
         now = self._loop_time()
-        self._recent = {k: v for k, v in self._recent.items() if v > now}
+        while self._recent_order and self._recent_order[0][0] <= now:
+            expired_at, old = self._recent_order.popleft()
+            if self._recent.get(old) == expired_at:
+                del self._recent[old]
         self._recent[key] = now + ttl
+        self._recent_order.append((now + ttl, key))
         self.counters["uplinks"] += 1
         try:
             frame = PHYPayload.from_bytes(collect.phy)
