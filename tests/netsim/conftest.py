@@ -44,6 +44,7 @@ def fast_config(**overrides: Any) -> NetsimConfig:
     """ChirpStack's behaviour with its delays shrunk so a test takes milliseconds."""
     values: dict[str, Any] = {
         "dedup_window_s": 0.05,
+        "dedup_ttl_s": 2.0,  # generous, so a slow machine cannot turn a late copy into an uplink
         "downlink_data_delay_s": 0.01,
         "scheduler_interval_s": 0.05,
         "class_c_lock_s": 0.05,

@@ -118,6 +118,7 @@ class NetsimConfig:
     tenant_name: str = "citypack"
     net_id: int = 0
     dedup_window_s: float = 0.2  # network.deduplication_delay
+    dedup_ttl_s: float | None = None  # late copies dropped until then; None: max(2×window, 0.2)
     downlink_data_delay_s: float = 0.1  # network.get_downlink_data_delay
     scheduler_interval_s: float = 1.0  # network.scheduler.interval
     class_c_lock_s: float = 5.0  # network.scheduler.class_c_lock_duration
@@ -438,7 +439,9 @@ class NetworkServer:
 
     def _collected(self, key: tuple[int, str, bytes]) -> None:
         collect = self._collecting.pop(key)
-        ttl = max(2 * self.config.dedup_window_s, 0.2)
+        ttl = self.config.dedup_ttl_s
+        if ttl is None:
+            ttl = max(2 * self.config.dedup_window_s, 0.2)
         now = self._loop_time()
         while self._recent_order and self._recent_order[0][0] <= now:
             expired_at, old = self._recent_order.popleft()
