@@ -488,3 +488,22 @@ async def test_status_battery_mapping(
         unavailable,
     )
     assert status.battery_level == pytest.approx(level, abs=1e-4) and status.margin == -3
+
+
+async def test_gateway_queue_and_queue_full() -> None:
+    ns = NetworkServer([CLASS_A], fast_config())
+    harness = Harness(ns)
+    ns.add_event_sink(harness.sink)
+    queue = ns.attach_gateway_queue(GW1, maxsize=1)
+    async with ns:
+        node = FakeNode.for_device(CLASS_A)
+        ns.receive_uplink(GW1, air(node.join_request(), tmst=0))
+        txpk, _token = await asyncio.wait_for(queue.get(), 3)
+        assert txpk["tmst"] == 5_000_000
+        node.join_accept(phy_of(txpk))
+        queue.put_nowait(({}, 0))  # the gateway is busy: no room for the next downlink
+        item = ns.enqueue(CLASS_A.dev_eui, b"\x01", f_port=3)
+        ns.receive_uplink(GW1, air(node.uplink(b"u", fport=2)))
+        log = await harness.event("log")
+        assert log_code(log) == "DOWNLINK_GATEWAY" and log.description == "QUEUE_FULL"
+        assert [i.id for i in ns.queue(CLASS_A.dev_eui)] == [item]

@@ -41,6 +41,8 @@ never block and never raise on bad radio input::
   plus the RX delay in µs, i.e. +1 s for RX1 of data, +5 s for a Join-Accept; RX2 is one second
   later), ``freq`` (MHz), ``datr`` (``"SF12BW125"``), ``codr``, ``powe``, ``ipol`` (True),
   ``rfch``, ``modu``, ``size`` and ``data`` (base64 PHYPayload).
+- ``ns.attach_gateway_queue(gateway_id)`` does the same with an ``asyncio.Queue`` of
+  ``(txpk, token)`` instead of a callback (a full queue is the gateway's ``QUEUE_FULL``).
 - With ``auto_ack=True`` the emulator treats each downlink as transmitted when the callback
   returns (the TX ack that advances the downlink counter and yields ``txack``). With
   ``auto_ack=False`` call ``ns.tx_ack(gateway_id, token, error)`` yourself; ``error`` is the

@@ -337,6 +337,22 @@ class NetworkServer:
         """
         self._gateways[gateway_id.lower()] = (on_downlink, auto_ack)
 
+    def attach_gateway_queue(
+        self, gateway_id: str, *, auto_ack: bool = True, maxsize: int = 0
+    ) -> asyncio.Queue[tuple[dict[str, Any], int]]:
+        """Like :meth:`attach_gateway`, with the downlinks put on a queue as ``(txpk, token)``.
+
+        A full queue is the gateway's ``QUEUE_FULL`` TX ack: RX2 is tried, then a ``log``
+        DOWNLINK_GATEWAY event is published and the queue item stays.
+        """
+        queue: asyncio.Queue[tuple[dict[str, Any], int]] = asyncio.Queue(maxsize)
+
+        def put(txpk: dict[str, Any], token: int) -> None:
+            queue.put_nowait((txpk, token))
+
+        self.attach_gateway(gateway_id, put, auto_ack=auto_ack)
+        return queue
+
     def device_ids(self) -> list[str]:
         return list(self._devices)
 
@@ -1024,6 +1040,10 @@ class NetworkServer:
             )
         try:
             callback(dict(window.txpk), token)
+        except asyncio.QueueFull:
+            log.warning("netsim: gateway %s has no room for a downlink", inflight.gateway_id)
+            self.tx_ack(inflight.gateway_id, token, "QUEUE_FULL")
+            return
         except Exception:
             log.exception("netsim: the downlink callback of gateway %s failed", inflight.gateway_id)
             self.tx_ack(inflight.gateway_id, token, "INTERNAL_ERROR")
