@@ -89,6 +89,7 @@ def build_bundle(work_dir: Path) -> Path:
             "bundle built elsewhere",
             exit_code=2,
         )
+    work_dir.mkdir(parents=True, exist_ok=True)
     result = Path(builder(work_dir))
     return result.parent if result.is_file() else result
 

@@ -120,7 +120,13 @@ class CheckResult:
                     f"marginal ≥ {MARGINAL_MARGIN_DB:g} dB)"
                 )
         lines += [f"  note:      {reason}" for reason in self.reasons]
-        lines += [f"  chirpstack log: {entry}" for entry in self.logs[-5:]]
+        counted: dict[str, int] = {}
+        for entry in self.logs:  # a node retrying its join repeats the same log line
+            counted[entry] = counted.get(entry, 0) + 1
+        lines += [
+            f"  chirpstack log: {entry}" + (f" (×{n})" if n > 1 else "")
+            for entry, n in list(counted.items())[-5:]
+        ]
         return "\n".join(lines)
 
 
