@@ -104,6 +104,7 @@ async def test_dedup_two_gateways_one_up(harness: Harness) -> None:
     up = await harness.event("up")
     assert [r.gateway_id for r in up.rx_info] == [GW1, GW2]
     assert [r.snr for r in up.rx_info] == [-2.0, 9.5]
+    assert up.time == up.rx_info[0].ns_time  # the reception time, as ChirpStack reports it
     txpk, _ = await harness.downlink(GW2)  # the best gateway (highest SNR) answers
     assert node.downlink(phy_of(txpk), 0).payload == b"\x07"
     harness.ns.receive_uplink(GW1, air(phy))  # a late copy inside the TTL

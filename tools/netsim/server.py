@@ -659,7 +659,9 @@ class NetworkServer:
         else:
             mac_bytes = frame.fhdr.fopts
             data = frame.decrypt(app_s_key=session.app_s_key, fcnt=full)
-        now = self.config.now()
+        # ChirpStack's event time is the reception time (helpers::get_rx_timestamp), not the
+        # end of the de-duplication window.
+        now = min(c.ns_time for c in collect.copies)
 
         if session.join_event_pending:
             session.join_event_pending = False
