@@ -444,6 +444,7 @@ class _Flat:
     table: tuple[Any, ...]  # by key byte 0..255: spec, None (unknown key) or _BAIL
     template: dict[str, Any]  # every field in catalogue order, defaults filled in
     required: int  # bit mask of the required keys
+    quick: dict[int, tuple[str | None, Any, int]]  # see _quick_table
 
 
 def _flat_plan(msg: Message, specs: tuple[_Spec, ...]) -> _Flat | None:
@@ -461,7 +462,39 @@ def _flat_plan(msg: Message, specs: tuple[_Spec, ...]) -> _Flat | None:
             if spec.default is _MISSING:
                 required |= 1 << spec.key
     template = {f.name: (False if f.type == "bool" else f.default) for f in msg.fields}
-    return _Flat(tuple(table), template, required)
+    quick = _quick_table(table) if msg.direction == "up" else {}
+    return _Flat(tuple(table), template, required, quick)
+
+
+def _quick_table(table: list[Any]) -> dict[int, tuple[str | None, Any, int]]:
+    """Every (key, small value) pair of a message, already checked and converted.
+
+    Indexed by ``key << 8 | initial byte`` for values held in the initial byte (-24..23) and by
+    ``0x10000 | key << 8 | byte`` for the one-byte-argument form (0..255): most fields of a
+    status uplink then cost one dict lookup. An entry is (field, value, key bit), or (None,
+    {flag: bool}, key bit) for a flags word. Only uplinks get one (a few kB each).
+    """
+    quick: dict[int, tuple[str | None, Any, int]] = {}
+    for key in range(24):
+        spec = table[key]
+        if spec is None:
+            continue
+        kind, name, lo, hi, scale, extra = spec
+        if kind == _FLAGS:  # the combinations of the known flags; other bits take the long way
+            hi = (1 << (max(bit for _, bit in extra) + 1)) - 1
+        for raw in range(max(lo, -24), min(hi, 255) + 1):
+            entry: tuple[str | None, Any, int]
+            if kind == _FLAGS:
+                entry = (None, {flag: raw >> bit & 1 == 1 for flag, bit in extra}, 1 << key)
+            elif kind == _ENUM:
+                entry = (name, extra[raw], 1 << key)
+            else:
+                entry = (name, raw * scale, 1 << key)
+            if raw < 24:
+                quick[key << 8 | (raw if raw >= 0 else 0x1F - raw)] = entry
+            if raw >= 0:
+                quick[0x10000 | key << 8 | raw] = entry
+    return quick
 
 
 _FLAT: Final[dict[int, _Flat]] = {
@@ -471,8 +504,15 @@ _FLAT: Final[dict[int, _Flat]] = {
 }
 
 
-_FAST: Final[dict[int, tuple[str, str, tuple[Any, ...], dict[str, Any], int]]] = {
-    fport: (_PLANS[fport][0].name, _PLANS[fport][0].direction, f.table, f.template, f.required)
+_FAST: Final[dict[int, tuple[str, str, tuple[Any, ...], dict[str, Any], int, dict[int, Any]]]] = {
+    fport: (
+        _PLANS[fport][0].name,
+        _PLANS[fport][0].direction,
+        f.table,
+        f.template,
+        f.required,
+        f.quick,
+    )
     for fport, f in _FLAT.items()
 }
 
@@ -532,12 +572,12 @@ def decode(fport: int, data: bytes, direction: str | None = "up") -> Decoded:
     strict path accepts and decodes it the same way (the tests hold both to that).
     """
     try:
-        name, fast_direction, table, template, required = _FAST[fport]
+        name, fast_direction, table, template, required, quick = _FAST[fport]
     except (KeyError, TypeError):
         return decode_strict(fport, data, direction)
     if type(data) is not bytes or (direction != fast_direction and direction is not None):
         return decode_strict(fport, data, direction)
-    b = list(data)  # list indexing is specialised by the interpreter, bytes indexing is not
+    b = data
     n = len(b)
     if not 0 < n <= MAX_PAYLOAD:
         return decode_strict(fport, data, direction)
@@ -548,30 +588,54 @@ def decode(fport: int, data: bytes, direction: str | None = "up") -> Decoded:
     seen = 0
     pos = 1
     try:
-        for _ in range(count):
+        left = count  # a countdown is cheaper than a range iterator for a handful of pairs
+        while left:
+            left -= 1
             key = b[pos]
             initial = b[pos + 1]
-            if initial < 24:
-                value = initial
+            # The quick table answers most pairs of a status uplink in one lookup; a miss (an
+            # unknown key, a value out of range, a flags word with unknown bits) takes the
+            # long way below, which decides.
+            if initial < 24 or 0x20 <= initial < 0x38:
+                hit = quick.get(key << 8 | initial)
+                if hit is not None:
+                    field, decoded, bit = hit
+                    seen |= bit
+                    pos += 2
+                    if field is None:
+                        out.update(decoded)
+                    else:
+                        out[field] = decoded
+                    continue
+                value = initial if initial < 24 else 0x1F - initial
                 pos += 2
             elif initial == 24:
                 value = b[pos + 2]
+                hit = quick.get(0x10000 | key << 8 | value)
+                if hit is not None:
+                    field, decoded, bit = hit
+                    seen |= bit
+                    pos += 3
+                    if field is None:
+                        out.update(decoded)
+                    else:
+                        out[field] = decoded
+                    continue
                 pos += 3
             elif initial == 25:
                 value = b[pos + 2] << 8 | b[pos + 3]
                 pos += 4
-            elif 0x20 <= initial < 0x38:
-                value = 0x1F - initial
-                pos += 2
             elif initial == 0x38:
                 value = -1 - b[pos + 2]
                 pos += 3
             elif initial == 0x39:
                 value = -1 - (b[pos + 2] << 8 | b[pos + 3])
                 pos += 4
-            elif (initial == 26 or initial == 0x3A) and pos + 6 <= n:
-                value = int.from_bytes(data[pos + 2 : pos + 6], "big")
-                value = value if initial == 26 else -1 - value
+            elif initial == 26:
+                value = b[pos + 2] << 24 | b[pos + 3] << 16 | b[pos + 4] << 8 | b[pos + 5]
+                pos += 6
+            elif initial == 0x3A:
+                value = -1 - (b[pos + 2] << 24 | b[pos + 3] << 16 | b[pos + 4] << 8 | b[pos + 5])
                 pos += 6
             else:
                 return decode_strict(fport, data, direction)
