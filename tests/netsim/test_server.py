@@ -337,6 +337,7 @@ async def test_command_fields(harness: Harness) -> None:
     for bad in (
         {"devEui": CLASS_A.dev_eui, "fPort": 0},
         {"devEui": CLASS_A.dev_eui, "fPort": 256},
+        {"devEui": CLASS_A.dev_eui, "fPort": 225},  # RFU: protocol.lorawan cannot send it
         {"devEui": CLASS_A.dev_eui, "fPort": 1, "id": "not-a-uuid"},
         {"devEui": "0011223344556677", "fPort": 1},
     ):

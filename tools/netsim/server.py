@@ -1191,8 +1191,10 @@ class NetworkServer:
             raise CommandError(f"device {dev_eui} does not exist in this application")
         if not 1 <= f_port <= 255:
             raise CommandError(f"fPort must be 1..255, got {f_port}")
-        if f_port >= 224:
-            raise CommandError(f"fPort {f_port} is reserved (LoRaWAN L2 §4.3.2)")
+        if f_port >= 225:
+            # ChirpStack queues any u8 fPort; protocol.lorawan refuses to build 225..255 (RFU,
+            # L2 §4.3.2), so they are refused here, at the queue, with the reason in the log.
+            raise CommandError(f"fPort {f_port} is RFU (LoRaWAN L2 §4.3.2: 225..255)")
         if item_id is not None and not _uuid_ok(item_id):
             raise CommandError(f"id is not a UUID: {item_id!r}")
         if flush_queue:
