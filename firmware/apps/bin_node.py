@@ -62,7 +62,7 @@ class BinNode:
         self.sensors = sensors
         a = app_cfg or {}
         self.samples = setting(a, "samples", 7)
-        self.sample_gap_ms = setting(a, "sample_gap_ms", 100)
+        self.sample_gap_ms = setting(a, "sample_gap_ms", 0)  # drivers wait their own cycle
         self.measure_interval_s = setting(a, "measure_interval_s", None)  # None: = report interval
         self.fast_interval_s = setting(a, "fast_interval_s", 60)
         self.tilt_threshold_deg = setting(a, "tilt_threshold_deg", 45)
@@ -136,6 +136,9 @@ class BinNode:
         elapsed_s = st["slept_s"]
         st["since_status_s"] += elapsed_s
         s = self.sensors
+        temp_sensor = s.get("temperature")
+        if temp_sensor is not None and hasattr(temp_sensor, "start"):
+            temp_sensor.start()  # DS18B20 converts (750 ms) while the range sensor works
         readings = await sample(s["range"], self.samples, self.clock, self.sample_gap_ms)
         distance = robust_distance(readings, min_valid=(self.samples + 1) // 2)
         temp = await s["temperature"].read_c() if s.get("temperature") else None

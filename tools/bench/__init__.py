@@ -10,4 +10,5 @@ BENCHMARKS: tuple[str, ...] = (
     "payload_size",
     "codec_throughput",
     "firmware_mac",
+    "firmware_apps",
 )

@@ -13,6 +13,8 @@ except ImportError:
         return x
 
 
+from drivers import ticks_diff
+
 SKIP_ROM = const(0xCC)
 CONVERT_T = const(0x44)
 READ_SCRATCHPAD = const(0xBE)
@@ -46,14 +48,29 @@ class DS18B20:
     def __init__(self, bus, clock):
         self._bus = bus
         self._clock = clock
+        self._started = None  # ticks when CONVERT T went out, if it did
 
-    async def read_c(self):
+    def start(self):
+        """Send CONVERT T now, so the 750 ms conversion overlaps other measurements."""
         bus = self._bus
         if not bus.reset():
-            return None
+            self._started = None
+            return False
         bus.writebyte(SKIP_ROM)
         bus.writebyte(CONVERT_T)
-        await self._clock.sleep_ms(_CONVERSION_MS)
+        self._started = self._clock.ticks_ms()
+        return True
+
+    async def read_c(self):
+        """°C, or ``None``. Starts a conversion unless ``start()`` did, then waits out tCONV."""
+        if self._started is None and not self.start():
+            return None
+        clock = self._clock
+        left = _CONVERSION_MS - ticks_diff(clock, clock.ticks_ms(), self._started)
+        self._started = None
+        if left > 0:
+            await clock.sleep_ms(left)
+        bus = self._bus
         if not bus.reset():
             return None
         bus.writebyte(SKIP_ROM)

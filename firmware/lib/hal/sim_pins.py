@@ -304,6 +304,8 @@ class SimPower:
         self.reason = reason
         self.sleeps = 0
         self.slept_ms = 0
+        self.awake_ms = 0  # time spent awake between deep sleeps (what the battery pays for)
+        self._woke = clock.ticks_ms()
         self.resets = 0
 
     def reset_reason(self):
@@ -312,8 +314,10 @@ class SimPower:
     async def deep_sleep(self, ms):
         self.sleeps += 1
         self.slept_ms += ms
+        self.awake_ms += self._clock.ticks_ms() - self._woke
         self.reason = "deep_sleep"
         await self._clock.sleep_ms(ms)
+        self._woke = self._clock.ticks_ms()
 
     def reset(self):
         self.resets += 1

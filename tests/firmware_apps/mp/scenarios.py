@@ -423,6 +423,8 @@ async def mac_bin(days=2):
         {
             "sleeps": w["power"].sleeps,
             "slept_ms": w["power"].slept_ms,
+            "awake_ms": w["power"].awake_ms,
+            "radio_ms": w["link"].radio_ms,
             "now": w["clock"].ticks_ms(),
             "heap": stats,
             "days": days,

@@ -206,6 +206,18 @@ def mac_link(net, dev_eui=b"\x00\x00\x00\x00\x00\x00\x00\x07"):
             join_eui=bytes(8),
             app_key=APP_KEY,
         )
-        return MacLink(mac, clock, max_wait_ms=3_600_000)
+        link = MacLink(mac, clock, max_wait_ms=3_600_000)
+        link.radio_ms = 0  # time spent inside send(): TX, receive windows, duty-cycle waits
+        send = link.send
+
+        async def timed_send(fport, data, confirmed):
+            t0 = clock.ticks_ms()
+            try:
+                return await send(fport, data, confirmed)
+            finally:
+                link.radio_ms += clock.ticks_ms() - t0
+
+        link.send = timed_send
+        return link
 
     return make
