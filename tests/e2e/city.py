@@ -25,6 +25,7 @@ from tools.sim.world import World
 T = TypeVar("T")
 
 APPLICATION_ID = "8c1c5a3e-2f4b-4a57-9c1e-6b0d3f2a7e10"
+LATE_BIN = "02c17a0b000000a4"  # installed unpowered: switched on by a test
 
 # Night program for the test lamps: a quarter of full light after sunset, off at sunrise.
 TEST_PROFILE: dict[str, Any] = {
@@ -94,13 +95,15 @@ class SimCity:
 
 
 def build_world(epoch: float) -> World:
-    """Three bins and four lamps at fixed places; no random traffic (tests send road users)."""
+    """Four bins and four lamps at fixed places; no random traffic (tests send road users)."""
     world = World(seed=3, start_time=epoch, traffic_scale=0.0)
     world.add_bin("02c17a0b000000a1", "Søndergade", 120.0, name="bin-fill", fill_percent=40.0,
                   fill_rate_percent_per_h=0.0)  # fmt: skip
     world.add_bin("02c17a0b000000a2", "Vestergade", 200.0, name="bin-fire", fill_percent=20.0,
                   fill_rate_percent_per_h=0.0)  # fmt: skip
     world.add_bin("02c17a0b000000a3", "Mejlgade", 400.0, name="bin-power", fill_percent=30.0,
+                  fill_rate_percent_per_h=0.0)  # fmt: skip
+    world.add_bin("02c17a0b000000a4", "Nørre Allé", 300.0, name="bin-late", fill_percent=10.0,
                   fill_rate_percent_per_h=0.0)  # fmt: skip
     for index, along in enumerate((100.0, 160.0, 220.0)):
         world.add_lamp(f"02c17a0c000000b{index + 1}", "Mejlgade", along, name=f"lamp-m{index + 1}")
@@ -141,6 +144,7 @@ async def sim_city(
             application_id=APPLICATION_ID,
             report_interval_s=report_interval_s,
             boot_spread_s=10.0,
+            powered_off=frozenset({LATE_BIN}),
         )
         async with fleet:
             fleet.netsim.server.add_event_sink(network)

@@ -151,6 +151,7 @@ class Fleet:
         boot_spread_s: float = 60.0,
         netsim_options: dict[str, Any] | None = None,
         virtual: bool = False,
+        powered_off: frozenset[str] = frozenset(),
     ) -> None:
         self.world = world
         self.files = files
@@ -167,6 +168,7 @@ class Fleet:
         self.boot_spread_s = boot_spread_s
         self.netsim_options = netsim_options or {}
         self.virtual = virtual
+        self.powered_off = powered_off  # nodes installed but not powered until power_on()
         self.air = Air(self.coverage, world.position_of, on_frame=self._on_frame)
         self.nodes: dict[str, SimNode] = {}
         self.netsim: Any = None
@@ -195,6 +197,8 @@ class Fleet:
             self.world.on_presence = self._presence
             for index, dev_eui in enumerate(sorted(self.world.bins) + sorted(self.world.lamps)):
                 self._build(dev_eui)
+                if dev_eui in self.powered_off:
+                    continue
                 delay_s = (index * 7919 % 1000) / 1000.0 * self.boot_spread_s
                 self._start(dev_eui, delay_s)
             self._tasks.append(asyncio.create_task(self._move_world(), name="sim-world"))
@@ -352,6 +356,12 @@ class Fleet:
             sim.crashed = f"{type(exc).__name__}: {exc}"
             log.exception("sim: node %s crashed", sim.dev_eui)
             self._report(sim.dev_eui, "crashed", sim.crashed)
+
+    def power_on(self, dev_eui: str) -> None:
+        """Switch on a node that was installed unpowered (``powered_off``)."""
+        if self.nodes[dev_eui].task is not None:
+            raise RuntimeError(f"node {dev_eui} is already powered")
+        self._start(dev_eui, 0.0, "power_on")
 
     async def power_cycle(self, dev_eui: str, off_s: float = 1.0) -> None:
         """Cut the power: the app stops, RAM and RTC memory are lost, NVS stays; then boot."""
