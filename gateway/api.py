@@ -136,7 +136,7 @@ def create_app(gateway: Gateway) -> FastAPI:
 
     @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
     async def metrics() -> Response:
-        gateway.update_device_gauge()
+        gateway.refresh_device_gauge()
         return Response(
             gateway.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
         )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 import uuid
@@ -224,29 +225,49 @@ def command_topic(application_id: str, dev_eui: str) -> str:
 # --- typed field access ---------------------------------------------------------------------------
 
 
-def _snake(name: str) -> str:
-    return re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), name)
+@functools.cache
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def _camel_keys(value: Any) -> Any:
+    """ChirpStack accepts and may write snake_case (reference §3); normalise to lowerCamelCase
+    once, so the getters below need one lookup per key. Map values (``tags``, ``context``,
+    ``object``) keep their keys."""
+    if isinstance(value, list):
+        return [_camel_keys(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = {}
+    for key, item in value.items():
+        name = _camel(key) if isinstance(key, str) and "_" in key else key
+        out[name] = item if name in _OPAQUE_MAPS else _camel_keys(item)
+    return out
+
+
+_OPAQUE_MAPS = frozenset({"tags", "context", "object", "metadata", "variables"})
 
 
 def _get(doc: Mapping[str, Any], key: str) -> Any:
-    if key in doc:
-        return doc[key]
-    return doc.get(_snake(key))
+    return doc.get(key)
 
 
 def _str(doc: Mapping[str, Any], key: str, default: str = "") -> str:
-    value = _get(doc, key)
+    value = doc.get(key)
     if value is None:
         return default
-    if not isinstance(value, str):
+    if type(value) is not str:
         raise InvalidEvent(f"{key}: expected a string, got {type(value).__name__}", key=key)
     return value
 
 
 def _int(doc: Mapping[str, Any], key: str, default: int = 0) -> int:
-    value = _get(doc, key)
+    value = doc.get(key)
     if value is None:
         return default
+    if type(value) is int:
+        return value
     # pbjson writes u32/i32 as numbers; u64 as strings; JS-born values can be 25.0
     if isinstance(value, bool):
         raise InvalidEvent(f"{key}: expected an integer, got a boolean", key=key)
@@ -418,6 +439,9 @@ def _from_json(payload: bytes) -> dict[str, Any]:
         raise InvalidEvent(f"not valid JSON: {exc}") from exc
     if not isinstance(doc, dict):
         raise InvalidEvent(f"expected a JSON object, got {type(doc).__name__}")
+    if any("_" in key for key in doc):
+        camel: dict[str, Any] = _camel_keys(doc)
+        return camel
     return doc
 
 

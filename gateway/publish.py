@@ -2,10 +2,10 @@
 
 Under ``[publish] base_topic`` (default ``citypack``):
 
-- ``devices/{devEui}/state``: the twin as JSON, retained;
-- ``devices/{devEui}/availability``: ``online`` / ``offline``, retained;
+- ``devices/{devEui}/state``: the twin as JSON, retained, QoS 0 (superseded by the next one);
+- ``devices/{devEui}/availability``: ``online`` / ``offline``, retained, QoS 1;
 - ``devices/{devEui}/set``: commands in, ``{"message": ..., "fields": {...}}``;
-- ``events/{type}``: derived events as JSON (not retained);
+- ``events/{type}``: derived events as JSON (not retained, QoS 1);
 - ``bridge/state``: ``online`` retained while connected; the last will sets ``offline``.
 
 Home Assistant MQTT discovery (reference/domain.md §4) is opt-in (``[publish] homeassistant``):
@@ -97,7 +97,8 @@ class Publisher:
 
     # messages
     def state(self, device: Device) -> None:
-        self._send(self.state_topic(device.dev_eui), _JSON.encode(device.twin()).encode(), 1, True)
+        # QoS 0: the next update supersedes a lost one, and a PUBACK per uplink halves throughput
+        self._send(self.state_topic(device.dev_eui), _JSON.encode(device.twin()).encode(), 0, True)
         if self.config.homeassistant and device.dev_eui not in self._announced:
             self.discovery(device)
 

@@ -5,9 +5,13 @@ Data path (ARCHITECTURE.md "Where a byte goes"): MQTT ``application/+/device/+/e
 staged in the store → one commit per batch → MQTT PUBACK for the batch's messages → normalised
 topics published → commands dispatched to ``command/down``.
 
-Batching: a batch is committed when ``[store] batch_max`` messages are staged, when the batch is
-``batch_interval_s`` old, or as soon as no further message is waiting (so a quiet gateway commits
-each message at once and a busy one amortises the transaction over many).
+Batching: a batch is committed when ``[store] batch_max`` messages are staged or when its first
+message is ``batch_interval_s`` old (a timer makes sure of it when no further message arrives),
+so a busy gateway amortises one transaction over many messages and a quiet one adds at most
+``batch_interval_s`` (20 ms by default) of latency. Because messages are acknowledged only after
+the commit, the broker's in-flight window for the gateway's client (mosquitto
+``max_inflight_messages``, 20 by default) divided by ``batch_interval_s`` bounds the throughput:
+raise it to a few hundred on a busy broker (gateway/README.md).
 
 Decisions:
 
@@ -88,6 +92,8 @@ class Gateway:
         self.log = logger or get_logger()
         self.clock = clock
         self.metrics = Metrics()
+        self._m_processed = self.metrics.uplinks.labels("processed")
+        self._m_duplicate = self.metrics.uplinks.labels("duplicate")
         self.store: Store = store or create_store(
             config.store.url, synchronous=config.store.synchronous
         )
@@ -123,6 +129,11 @@ class Gateway:
         self._opened = False
         self._stopping = asyncio.Event()
         self.started = asyncio.Event()
+        # receive -> committed seconds of each uplink, when a benchmark asks for raw samples
+        self.latency_samples: list[float] | None = None
+        self._gauge_stale = True
+        self._flush_timer: asyncio.TimerHandle | None = None
+        self._timer_tasks: set[asyncio.Future[None]] = set()
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -202,6 +213,9 @@ class Gateway:
             dirty, self._dirty_state = self._dirty_state, set()
             availability, self._dirty_availability = self._dirty_availability, set()
             self._batch_started = None
+            if self._flush_timer is not None:
+                self._flush_timer.cancel()
+                self._flush_timer = None
             for dev_eui in dirty:
                 device = self.devices.get(dev_eui)
                 if device is not None:
@@ -223,6 +237,8 @@ class Gateway:
                 self.bridge.ack(generation, mid, qos)
                 if is_uplink:
                     self.metrics.uplink_seconds.observe(done - received)
+                    if self.latency_samples is not None:
+                        self.latency_samples.append(done - received)
             for dev_eui in dirty:
                 device = self.devices.get(dev_eui)
                 if device is not None:
@@ -235,16 +251,24 @@ class Gateway:
                 self.publisher.event(event)
 
     async def _maybe_flush(self) -> None:
-        staged = len(self._acks)
-        if (
-            staged >= self.config.store.batch_max
-            or self.bridge.pending_messages() == 0
-            or (
-                self._batch_started is not None
-                and time.perf_counter() - self._batch_started >= self.config.store.batch_interval_s
-            )
-        ):
+        """Commit now when the batch is full or old enough, else make sure a timer will."""
+        started = self._batch_started
+        if started is None:
+            return
+        age = time.perf_counter() - started
+        interval = self.config.store.batch_interval_s
+        if len(self._acks) >= self.config.store.batch_max or age >= interval:
             await self.flush()
+        elif self._flush_timer is None:
+            loop = asyncio.get_running_loop()
+            self._flush_timer = loop.call_later(interval - age, self._timer_flush)
+
+    def _timer_flush(self) -> None:
+        self._flush_timer = None
+        if self._batch_started is not None:
+            task = asyncio.ensure_future(self.flush())
+            self._timer_tasks.add(task)
+            task.add_done_callback(self._timer_tasks.discard)
 
     # --- incoming --------------------------------------------------------------------------------
 
@@ -341,13 +365,21 @@ class Gateway:
             if event.deduplication_id
             else f"up:{device.dev_eui}:{event.dev_addr}:{event.f_cnt}"
         )
-        if await self.store.seen(key) or (
+        # Fast path: the device's session (devAddr) and fCnt are committed in the same
+        # transaction as the dedup keys, so a higher fCnt in the same session was never seen.
+        fresh = (
             device.last_dev_addr == event.dev_addr
             and device.last_f_cnt is not None
-            and event.f_cnt <= device.last_f_cnt
-            and await self.store.f_cnt_seen(device.dev_eui, event.dev_addr, event.f_cnt)
+            and event.f_cnt > device.last_f_cnt
+        )
+        if not fresh and (
+            await self.store.seen(key)
+            or (
+                device.last_dev_addr == event.dev_addr
+                and await self.store.f_cnt_seen(device.dev_eui, event.dev_addr, event.f_cnt)
+            )
         ):
-            self.metrics.uplinks.labels("duplicate").inc()
+            self._m_duplicate.inc()
             return
         self.store.stage_seen(key)
         now = self.clock()
@@ -359,12 +391,13 @@ class Gateway:
         if device.last_dev_addr != event.dev_addr or (device.last_f_cnt or -1) < event.f_cnt:
             device.last_f_cnt = event.f_cnt
             device.last_dev_addr = event.dev_addr
+        rssi, snr = event.best_rssi, event.best_snr
         device.last_dr = event.dr
-        device.last_rssi = event.best_rssi
-        device.last_snr = event.best_snr
+        device.last_rssi = rssi
+        device.last_snr = snr
         self._dirty_state.add(device.dev_eui)
         if event.f_port == 0:
-            self.metrics.uplinks.labels("processed").inc()
+            self._m_processed.inc()
             return
         try:
             if len(event.data) > codec.MAX_PAYLOAD:
@@ -387,8 +420,8 @@ class Gateway:
                 f_port=event.f_port,
                 dr=event.dr,
                 frequency=event.frequency,
-                rssi=event.best_rssi,
-                snr=event.best_snr,
+                rssi=rssi,
+                snr=snr,
                 gateways=len(event.rx_info),
                 message=decoded.message,
                 fields=decoded.fields,
@@ -396,7 +429,7 @@ class Gateway:
             )
         )
         self._apply_message(device, decoded.message, decoded.fields, now)
-        self.metrics.uplinks.labels("processed").inc()
+        self._m_processed.inc()
         if self.commands.devices_waiting() and device.dev_eui in self.commands.devices_waiting():
             self.kick(device.dev_eui)
 
@@ -672,8 +705,17 @@ class Gateway:
                 self._apply(device, outcome)
         if changed:
             self.update_device_gauge()
+        self.refresh_device_gauge()
 
     def update_device_gauge(self) -> None:
+        """Mark the ``citypack_devices`` gauge stale; it is recomputed when read (scrape, stats,
+        maintenance), not once per uplink."""
+        self._gauge_stale = True
+
+    def refresh_device_gauge(self) -> None:
+        if not self._gauge_stale:
+            return
+        self._gauge_stale = False
         counts: dict[tuple[str, str], int] = {}
         for device in self.devices.values():
             key = (device.kind, device.availability)

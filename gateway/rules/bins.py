@@ -41,21 +41,26 @@ def threshold_for(device: Device, cfg: BinsConfig) -> float:
 
 def fill_rate_per_h(samples: list[list[float]]) -> float | None:
     """Least-squares slope (percent per hour) of ``[[t_s, fill], ...]``; None with < 2 points."""
-    if len(samples) < 2:
-        return None
     n = len(samples)
-    mean_t = sum(s[0] for s in samples) / n
-    mean_f = sum(s[1] for s in samples) / n
-    var = sum((s[0] - mean_t) ** 2 for s in samples)
-    if var == 0:
+    if n < 2:
         return None
-    cov = sum((s[0] - mean_t) * (s[1] - mean_f) for s in samples)
-    return cov / var * 3600.0
+    st = sf = stt = stf = 0.0
+    t0 = samples[0][0]  # centred: epoch seconds squared would lose every digit that matters
+    for t_abs, f in samples:
+        t = t_abs - t0
+        st += t
+        sf += f
+        stt += t * t
+        stf += t * f
+    var = stt - st * st / n
+    if var <= 0:
+        return None
+    return (stf - st * sf / n) / var * 3600.0
 
 
-def _pickup(device: Device, out: Outcome, now: float, fill: float, drop: float) -> None:
+def _pickup(device: Device, out: Outcome, now: float, fill: Any, drop: float) -> None:
     derived = device.derived
-    derived["_samples"] = [[now, fill]]
+    derived["_samples"] = [[round(now), fill]]
     derived["full"] = False
     derived["last_pickup_at"] = now
     out.event("bin_pickup", fill_before=fill + drop, fill_percent=fill, drop_percent=drop)
@@ -66,7 +71,7 @@ def apply_bin_status(
 ) -> Outcome:
     out = Outcome()
     derived = device.derived
-    fill = float(fields.get("fill_percent", 0))
+    fill = fields.get("fill_percent", 0)
     previous = derived.get("fill_percent")
     samples: list[list[float]] = list(derived.get("_samples", []))
     drop = (previous - fill) if isinstance(previous, int | float) else 0.0
@@ -77,9 +82,9 @@ def apply_bin_status(
     )
     if drop >= cfg.pickup_drop_percent or (node_pickup and drop > 0):
         _pickup(device, out, now, fill, drop)
-        samples = [[now, fill]]
+        samples = [[round(now), fill]]
     else:
-        samples.append([now, fill])
+        samples.append([round(now), fill])  # whole seconds: smaller twin, same forecast
         samples = samples[-cfg.forecast_samples :]
     derived["_samples"] = samples
     derived["fill_percent"] = fill
@@ -92,7 +97,7 @@ def apply_bin_status(
     if fill >= threshold:
         derived["forecast_full_at"] = now
     elif rate is not None and rate > 0:
-        derived["forecast_full_at"] = round(now + (threshold - fill) / rate * 3600.0, 1)
+        derived["forecast_full_at"] = round(now + (threshold - fill) / rate * 3600.0)
     else:
         derived["forecast_full_at"] = None
     if fill >= threshold and not derived.get("full"):

@@ -9,6 +9,7 @@ BENCHMARKS: tuple[str, ...] = (
     "sim_speed",
     "payload_size",
     "codec_throughput",
+    "gateway_throughput",
     "firmware_mac",
     "firmware_apps",
 )
