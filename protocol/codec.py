@@ -13,15 +13,16 @@ Decoding accepts exactly the CBOR subset the generated MicroPython and JavaScrip
 - arguments of at most 4 bytes (additional information 0..26): 8-byte arguments are refused as
   huge, 28..30 are reserved, 31 (indefinite length) is refused;
 - a length never larger than the bytes that remain; nesting at most :data:`MAX_DEPTH` deep;
-- text strings ASCII only (bytes < 0x80), map keys unsigned integers, no
-  duplicate keys.
+- text strings ASCII only (bytes < 0x80), map keys unsigned integers, no duplicate keys.
 
-Non-shortest integer forms are accepted (RFC 8949 §4.2 asks decoders to be liberal there).
+Non-shortest integer forms are accepted, as generic CBOR decoders do (the shortest form is an
+encoder's rule, RFC 8949 §4.1-4.2).
 Then the message's own rules: unknown keys are ignored, omitted fields get their defaults,
 required fields must be present, every value has its type and range.
 
 Speed: status messages are flat maps of small integers. :func:`decode` reads and checks
-those in one pass straight from the bytes (faster than ``cbor2.loads`` followed by a walk over its
+those in one pass straight from the bytes, most pairs with one lookup in a per-message table of
+pre-checked (key, small value) pairs (faster than ``cbor2.loads`` followed by a walk over its
 result); anything it does not recognise (text, arrays, nested or unusual items, any error) goes
 to the strict reader (:class:`_Reader` + :func:`_fields`), which decides and words the error.
 The tests hold both paths to the same answers on every vector and on random and mutated bytes.
@@ -575,7 +576,11 @@ def decode(fport: int, data: bytes, direction: str | None = "up") -> Decoded:
         name, fast_direction, table, template, required, quick = _FAST[fport]
     except (KeyError, TypeError):
         return decode_strict(fport, data, direction)
-    if type(data) is not bytes or (direction != fast_direction and direction is not None):
+    if (
+        type(data) is not bytes
+        or type(fport) is not int  # 10.0 and True find their dict entry too
+        or (direction != fast_direction and direction is not None)
+    ):
         return decode_strict(fport, data, direction)
     b = data
     n = len(b)

@@ -114,6 +114,10 @@ def test_decode_checks_direction_port_and_input_type() -> None:
         codec.decode("10", data)  # type: ignore[arg-type]
     with pytest.raises(DecodeError):
         codec.decode(10, data, "sideways")
+    for odd_port in ([10], None, 10.0, -1, 2**70):
+        with pytest.raises(DecodeError):
+            codec.decode(odd_port, data, None)  # type: ignore[arg-type]
+    assert codec.decode(10, bytearray(data)) == codec.decode(10, memoryview(data))
 
 
 def test_decoded_is_frozen() -> None:
