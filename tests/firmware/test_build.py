@@ -30,6 +30,8 @@ HAL_FILES = [
         "sim_radio.py",
         "storage.py",
         "storage_esp32.py",
+        "storage_file.py",
+        "sim_udp.py",
     )
 ]
 

@@ -2,7 +2,7 @@
 
 The node side is :class:`SimRadio` (the radio HAL, see :mod:`hal.radio`). It talks to a *link*,
 which is either an in-process channel object (fleet simulator, one CPython process) or
-:class:`UdpLink` (a MicroPython process talking to a CPython test network on 127.0.0.1).
+:class:`hal.sim_udp.UdpLink` (a MicroPython process talking to a CPython network on 127.0.0.1).
 
 In-process channel — what the network emulator / fleet simulator implements::
 
@@ -17,7 +17,7 @@ In-process channel — what the network emulator / fleet simulator implements::
         # lost, like on the air. deliver() may be called from uplink() (class A answers) or
         # from any task at any time (class C).
 
-UDP link — one JSON object per datagram, node → network::
+UDP link (:class:`hal.sim_udp.UdpLink`) — one JSON object per datagram, node → network::
 
     {"type": "uplink", "node_id", "phy": hex, "freq_hz", "datr", "t_ms"}
     {"type": "poll", "node_id", "t_ms"}          # while listening (class C), every poll_ms
@@ -28,10 +28,6 @@ network → node, exactly one reply to each datagram::
 The exchange is synchronous (blocking socket with a timeout), which keeps virtual time from
 running ahead of the network process.
 """
-
-import json
-import socket
-from binascii import hexlify, unhexlify
 
 from hal.radio import RxFrame, symbol_us, time_on_air_ms
 from hal.radio import datr as make_datr
@@ -133,40 +129,3 @@ class SimRadio:
                 await self._alarm.wait(wait)
         finally:
             self.listening = False
-
-
-class UdpLink:
-    """The node end of the UDP sim link (protocol in the module docstring)."""
-
-    def __init__(self, host, port, timeout_s=5.0, poll_ms=1000):
-        self._addr = socket.getaddrinfo(host, port)[0][-1]
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._sock.settimeout(timeout_s)
-        self.poll_ms = poll_ms
-        self._radios = {}
-
-    def attach(self, node_id, radio):
-        self._radios[node_id] = radio
-
-    def _exchange(self, node_id, msg):
-        self._sock.sendto(json.dumps(msg).encode(), self._addr)
-        data = self._sock.recv(4096)  # blocking on purpose: the network answers every datagram
-        reply = json.loads(data)
-        radio = self._radios.get(node_id)
-        for item in reply.get("items", ()):
-            if radio is not None:
-                radio.deliver(
-                    unhexlify(item["phy"]), item["freq_hz"], item["datr"], item["t_ms"],
-                    item.get("rssi", -60), item.get("snr", 8),
-                )  # fmt: skip
-
-    def uplink(self, node_id, phy, freq_hz, datr, t_ms):
-        msg = {"type": "uplink", "node_id": node_id, "phy": hexlify(phy).decode(),
-               "freq_hz": freq_hz, "datr": datr, "t_ms": t_ms}  # fmt: skip
-        self._exchange(node_id, msg)
-
-    def poll(self, node_id, t_ms):
-        self._exchange(node_id, {"type": "poll", "node_id": node_id, "t_ms": t_ms})
-
-    def close(self):
-        self._sock.close()

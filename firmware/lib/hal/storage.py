@@ -3,7 +3,8 @@
 Interface of every store::
 
     store.load(key) -> bytes | None
-    store.save(key, blob)          # durable for this tier once it returns
+    store.save(key, blob)          # durable for this tier once it returns; blob may be a
+                                   # buffer the caller reuses, so copy or write it out now
 
 Tiers (reference/lorawan.md §1, §5):
 - *RTC tier* survives deep sleep but not power loss: :class:`hal.storage_esp32.RtcStore` over
@@ -12,12 +13,8 @@ Tiers (reference/lorawan.md §1, §5):
   (``set_blob`` then ``commit``); flash wears, so the MAC batches writes (see :mod:`lorawan.mac`).
 
 Host implementations: :class:`DictStore` (in memory; the power-loss tests throw the RTC one away)
-and :class:`FileStore` (a JSON file written atomically by rename).
+and :class:`hal.storage_file.FileStore` (a JSON file written atomically by rename).
 """
-
-import json
-import os
-from binascii import hexlify, unhexlify
 
 
 class DictStore:
@@ -30,31 +27,4 @@ class DictStore:
 
     def save(self, key, blob):
         self.data[key] = bytes(blob)
-        self.writes += 1
-
-
-class FileStore:
-    """Blobs in one JSON file (hex values); each save rewrites it atomically (rename)."""
-
-    def __init__(self, path):
-        self._path = path
-        self.data = {}
-        self.writes = 0
-        try:
-            with open(path) as f:
-                raw = json.load(f)
-            for k in raw:
-                self.data[k] = unhexlify(raw[k])
-        except (OSError, ValueError):
-            self.data = {}
-
-    def load(self, key):
-        return self.data.get(key)
-
-    def save(self, key, blob):
-        self.data[key] = bytes(blob)
-        tmp = self._path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump({k: hexlify(v).decode() for k, v in self.data.items()}, f)
-        os.rename(tmp, self._path)
         self.writes += 1

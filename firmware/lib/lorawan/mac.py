@@ -31,8 +31,6 @@ except ImportError:  # CPython
         return x
 
 
-import asyncio
-
 from hal.radio import rx_window, time_on_air_ms
 from hal.rng import Rng
 
@@ -47,6 +45,7 @@ from lorawan.session import (
     FLAG_JOINED,
     Keys,
     State,
+    peek,
     unpack_nonces,
 )
 
@@ -57,9 +56,9 @@ _ACK_TIMEOUT_MIN_MS = const(1000)  # RETRANSMIT_TIMEOUT 2 s ± 1 s (RP §5.1.9)
 _ACK_TIMEOUT_SPAN_MS = const(2000)
 _ADR_ACK_LIMIT = const(64)  # RP §5.1.9
 _ADR_ACK_DELAY = const(32)
+_MAX_OFF_MS = const(86400000)  # longest off-time: join back-off at 0.01 % stays far below
 _NVS_EVERY = const(16)  # FCnt written to NVS every N uplinks; N added on a cold boot
 _MAX_FOPTS = const(15)  # FOptsLen is 4 bits (L2 §4.3.1.6)
-_CLASS_C_QUEUE = const(8)  # class C downlinks kept for receive() (bounded; oldest dropped)
 
 # MAC command identifiers (L2 §5, Table 4)
 _LINK_CHECK = const(0x02)
@@ -109,13 +108,11 @@ class Mac:
         self._answers_len = 0
         self._want_link_check = False
         self._want_device_time = False
-        self._band_free = [0] * 8  # EU868 sub-band: ticks when its off-time ends
+        self._band_free = [None] * 8  # per sub-band: ticks when its off-time ends (None: free)
         self._agg_free = None  # aggregated off-time end (DutyCycleReq)
         self._join_free = None  # join back-off end (L2 §7), for Join-Requests only
         self._busy = False
-        self._class_c_task = None
-        self._queue = []
-        self._queue_alarm = clock.alarm()
+        self._c = None  # lorawan.classc.ClassC once class C is used
         self._boot_ticks = clock.ticks_ms()
         self._last_tx_done = 0
         self._keys = None
@@ -128,19 +125,22 @@ class Mac:
 
     def _restore(self):
         warm = State.from_bytes(self._rtc.load(_KEY_STATE))
-        cold = State.from_bytes(self._nvs.load(_KEY_SESSION))
+        cold_blob = self._nvs.load(_KEY_SESSION)
+        cold = peek(cold_blob)  # (flags, NwkSKey, nvs_fcnt) or None
         if warm is not None and warm.flags & FLAG_JOINED:
-            if cold is None or (cold.nwk_s_key == warm.nwk_s_key and warm.fcnt_up >= cold.nvs_fcnt):
+            # RTC memory is only trusted for the session NVS holds, and never behind it
+            if cold is None or (cold[1] == warm.nwk_s_key and warm.fcnt_up >= cold[2]):
                 self.state = warm
                 self.boot = "warm"
                 self._keys = Keys(warm.nwk_s_key, warm.app_s_key)
                 return
-        if cold is not None and cold.flags & FLAG_JOINED:
+        s = State.from_bytes(cold_blob) if cold is not None and cold[0] & FLAG_JOINED else None
+        if s is not None:
             # power was lost: up to N - 1 FCnts after the last NVS write may have been used
-            cold.fcnt_up = cold.nvs_fcnt + self._nvs_every
-            self.state = cold
+            s.fcnt_up = s.nvs_fcnt + self._nvs_every
+            self.state = s
             self.boot = "cold"
-            self._keys = Keys(cold.nwk_s_key, cold.app_s_key)
+            self._keys = Keys(s.nwk_s_key, s.app_s_key)
             self._save_rtc()
             return
         self.state = State()
@@ -155,12 +155,12 @@ class Mac:
             s.flags |= FLAG_ADR
 
     def _save_rtc(self):
-        self._rtc.save(_KEY_STATE, self.state.to_bytes())
+        self._rtc.save(_KEY_STATE, self.state.pack())
 
     def _save_nvs(self):
         s = self.state
         s.nvs_fcnt = s.fcnt_up  # every FCnt sent so far is below this
-        self._nvs.save(_KEY_SESSION, s.to_bytes())
+        self._nvs.save(_KEY_SESSION, s.pack())
         self._save_rtc()
 
     def _persist_before_uplink(self, fcnt):
@@ -168,7 +168,7 @@ class Mac:
         s.fcnt_up = fcnt + 1
         if fcnt >= s.nvs_fcnt + self._nvs_every:
             s.nvs_fcnt = fcnt  # FCnt ≥ this and < this + N may be on the air after a power cut
-            self._nvs.save(_KEY_SESSION, s.to_bytes())
+            self._nvs.save(_KEY_SESSION, s.pack())
         self._save_rtc()
 
     # ---------------------------------------------------------------- public surface
@@ -209,7 +209,8 @@ class Mac:
             self._start_class_c()
         else:
             self.state.flags &= ~FLAG_CLASS_C
-            self._stop_class_c()
+            if self._c is not None:
+                self._c.stop()
         self._save_rtc()
 
     def request_link_check(self):
@@ -219,28 +220,33 @@ class Mac:
         self._want_device_time = True
 
     async def receive(self, timeout_ms=None):
-        """The next class C downlink as (fport, payload), or None after ``timeout_ms``."""
-        if not self._queue:
-            await self._queue_alarm.wait(timeout_ms)
-        if self._queue:
-            return self._queue.pop(0)
-        return None
+        """The next class C downlink as (fport, payload), or None after ``timeout_ms``.
+
+        Used when no ``on_downlink`` callback is set; keeps the last few (bounded queue).
+        """
+        return await self._class_c().receive(timeout_ms)
 
     # ---------------------------------------------------------------- duty cycle
 
     def _free_at(self, freq, join=False):
         """Ticks from which ``freq`` may transmit (sub-band and aggregated off-times)."""
         t = self.clock.ticks_ms()
-        clock = self.clock
         if self.region.uses_duty_cycle:
             b = self.region.band_of(freq)
-            if b >= 0 and clock.ticks_diff(self._band_free[b], t) > 0:
-                t = self._band_free[b]
-        if self._agg_free is not None and clock.ticks_diff(self._agg_free, t) > 0:
-            t = self._agg_free
-        if join and self._join_free is not None and clock.ticks_diff(self._join_free, t) > 0:
-            t = self._join_free
+            if b >= 0:
+                t = self._later(self._band_free[b], t)
+        t = self._later(self._agg_free, t)
+        if join:
+            t = self._later(self._join_free, t)
         return t
+
+    def _later(self, end, t):
+        # an off-time end still ahead of t; ends more than a day ahead are stale ticks that
+        # wrapped around (ticks_ms wraps; no off-time is that long), so they count as over
+        if end is None:
+            return t
+        d = self.clock.ticks_diff(end, t)
+        return end if 0 < d <= _MAX_OFF_MS else t
 
     def _account(self, freq, toa_ms, tx_done, factor, join=False):
         clock = self.clock
@@ -281,55 +287,22 @@ class Mac:
 
     # ---------------------------------------------------------------- class C
 
-    def _start_class_c(self):
-        if self._class_c_task is None and self.joined and not self._busy:
-            self._class_c_task = asyncio.create_task(self._class_c_loop())
+    def _class_c(self):
+        c = self._c
+        if c is None:
+            from lorawan.classc import ClassC  # loaded only by nodes that use class C
 
-    def _stop_class_c(self):
-        task = self._class_c_task
-        self._class_c_task = None
-        if task is not None:
-            task.cancel()
-        return task
+            c = self._c = ClassC(self)
+        return c
+
+    def _start_class_c(self):
+        if self.state.flags & FLAG_CLASS_C:
+            self._class_c().start()
 
     async def _halt_class_c(self):
         """Stop continuous RX and wait until the radio is released (before any uplink)."""
-        task = self._stop_class_c()
-        if task is not None:
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
-
-    async def _class_c_loop(self):
-        try:
-            while True:
-                s = self.state
-                sf, bw = self.region.DR_TABLE[s.rx2_dr]
-                rx = await self.radio.receive(s.rx2_freq, sf, bw, self.clock.ticks_ms(), None)
-                if rx is not None:
-                    d = self._accept_downlink(rx, False)
-                    if d is not None:
-                        self.status.class_c_downlinks += 1
-                        self._deliver(d)
-        except asyncio.CancelledError:
-            pass
-
-    def _deliver(self, d):
-        if d.fport <= 0:
-            return
-        cb = self.on_downlink
-        if cb is not None:
-            try:
-                cb(d.fport, d.payload)
-            except Exception as exc:  # an app bug must not stop the MAC
-                if _DEBUG:
-                    print("on_downlink raised", exc)
-            return
-        if len(self._queue) >= _CLASS_C_QUEUE:
-            self._queue.pop(0)
-        self._queue.append((d.fport, d.payload))
-        self._queue_alarm.fire()
+        if self._c is not None:
+            await self._c.halt()
 
     # ---------------------------------------------------------------- receive windows
 
@@ -377,7 +350,7 @@ class Mac:
             result = await otaa.run(self, max_attempts)
         finally:
             self._busy = False
-        if result.ok and self.state.flags & FLAG_CLASS_C:
+        if result.ok:
             self._start_class_c()
         return self._done(result)
 
@@ -444,8 +417,7 @@ class Mac:
             result = await self._send(fport, payload, confirmed, max_wait_ms)
         finally:
             self._busy = False
-            if self.state.flags & FLAG_CLASS_C:
-                self._start_class_c()
+            self._start_class_c()
         return self._done(result)
 
     async def _send(self, fport, payload, confirmed, max_wait_ms):

@@ -27,6 +27,8 @@ _MAGIC = const(0xC7)
 _VERSION = const(1)
 _FMT = "<BBBI16s16sIIiBBIBBBBBHB15s16I16s16I10sI"
 _SIZE = struct.calcsize(_FMT)
+_HEAD_FMT = "<BBBI16s16sIIiBBIBBBBBHB"  # the scalar fields; then sticky, channels, mask, CRC
+_HEAD = struct.calcsize(_HEAD_FMT)
 _NONCE_FMT = "<BHi"  # magic, next DevNonce, last JoinNonce (-1 = none yet)
 
 FLAG_JOINED = const(1)
@@ -72,20 +74,40 @@ class State:
         self.ch_dr = bytearray(16)
         self.ch_dl = [0] * 16
         self.mask = bytearray(10)
+        self._blob = None  # pack() buffer, allocated on first use
+
+    def pack(self):
+        """The blob in a buffer this State reuses (no large temporaries: RTC saves it per frame).
+
+        The buffer is overwritten by the next pack(); stores copy it or write it out at once.
+        """
+        out = self._blob
+        if out is None:
+            out = self._blob = bytearray(_SIZE)
+        struct.pack_into(
+            _HEAD_FMT, out, 0, _MAGIC, _VERSION, self.flags, self.dev_addr, self.nwk_s_key,
+            self.app_s_key, self.fcnt_up, self.nvs_fcnt, self.fcnt_down, self.rx1_dr_offset,
+            self.rx2_dr, self.rx2_freq, self.rx_delay_s, self.dr, self.tx_power, self.nb_trans,
+            self.max_dcycle, self.adr_ack_cnt, self.sticky_len,
+        )  # fmt: skip
+        p = _HEAD
+        for i in range(15):
+            out[p + i] = self.sticky[i]
+        p += 15
+        for i in range(16):
+            struct.pack_into("<I", out, p + 4 * i, self.ch_freq[i])
+            out[p + 64 + i] = self.ch_dr[i]
+            struct.pack_into("<I", out, p + 80 + 4 * i, self.ch_dl[i])
+        p += 144
+        for i in range(10):
+            out[p + i] = self.mask[i]
+        crc = binascii.crc32(memoryview(out)[: _SIZE - 4]) & 0xFFFFFFFF
+        struct.pack_into("<I", out, _SIZE - 4, crc)
+        return out
 
     def to_bytes(self):
-        body = struct.pack(
-            _FMT, _MAGIC, _VERSION, self.flags, self.dev_addr, bytes(self.nwk_s_key),
-            bytes(self.app_s_key), self.fcnt_up, self.nvs_fcnt, self.fcnt_down,
-            self.rx1_dr_offset, self.rx2_dr, self.rx2_freq, self.rx_delay_s, self.dr,
-            self.tx_power, self.nb_trans, self.max_dcycle, self.adr_ack_cnt, self.sticky_len,
-            bytes(self.sticky), *self.ch_freq, bytes(self.ch_dr), *self.ch_dl,
-            bytes(self.mask), 0,
-        )  # fmt: skip
-        crc = binascii.crc32(memoryview(body)[: _SIZE - 4]) & 0xFFFFFFFF
-        out = bytearray(body)
-        struct.pack_into("<I", out, _SIZE - 4, crc)
-        return bytes(out)
+        """An immutable copy of :meth:`pack` (for callers that keep it)."""
+        return bytes(self.pack())
 
     @staticmethod
     def from_bytes(blob):
@@ -110,6 +132,16 @@ class State:
         if s.sticky_len > 15:
             return None
         return s
+
+
+def peek(blob):
+    """(flags, NwkSKey, nvs_fcnt) of a valid State blob without building a State, or None."""
+    if blob is None or len(blob) != _SIZE or blob[0] != _MAGIC or blob[1] != _VERSION:
+        return None
+    crc = struct.unpack_from("<I", blob, _SIZE - 4)[0]
+    if binascii.crc32(memoryview(blob)[: _SIZE - 4]) & 0xFFFFFFFF != crc:
+        return None
+    return blob[2], bytes(blob[7:23]), struct.unpack_from("<I", blob, 43)[0]
 
 
 def pack_nonces(next_dev_nonce, last_join_nonce):

@@ -9,7 +9,8 @@ import sys
 from binascii import hexlify
 
 from hal.battery import FixedBattery
-from hal.sim_radio import SimRadio, UdpLink
+from hal.sim_radio import SimRadio
+from hal.sim_udp import UdpLink
 from hal.storage import DictStore
 from hal.vclock import VirtualClock
 from lorawan.mac import Mac
