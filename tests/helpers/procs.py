@@ -54,6 +54,7 @@ class Broker:
     port: int
     process: subprocess.Popen[bytes]
     directory: Path
+    log: Any = None
 
     @property
     def url(self) -> str:
@@ -63,6 +64,8 @@ class Broker:
         if self.process.poll() is None:
             (self.process.kill if kill else self.process.terminate)()
             self.process.wait(timeout=10)
+        if self.log is not None and not self.log.closed:
+            self.log.close()
 
 
 def start_mosquitto(
@@ -84,14 +87,16 @@ def start_mosquitto(
         "autosave_interval 1",
     ]
     conf.write_text("\n".join(lines) + "\n")
-    log = open(directory / "mosquitto.log", "ab")  # noqa: SIM115 - kept open for the process
+    log = open(directory / "mosquitto.log", "ab")  # noqa: SIM115 - closed by Broker.stop()
     process = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=log)
     try:
         wait_port(port)
     except TimeoutError:
         process.kill()
+        process.wait(timeout=10)
+        log.close()
         raise
-    return Broker("127.0.0.1", port, process, directory)
+    return Broker("127.0.0.1", port, process, directory, log)
 
 
 @contextmanager
@@ -140,7 +145,7 @@ def run_micropython(
 
 
 def run_micropython_json(script: str | Path, **kwargs: Any) -> Any:
-    """Run a harness that prints one JSON document on its last stdout line; fail loudly otherwise."""
+    """Run a harness that prints one JSON document on its last stdout line; fail otherwise."""
     result = run_micropython(script, **kwargs)
     if result.returncode != 0:
         raise AssertionError(
