@@ -265,7 +265,7 @@ def _put_int(out, value):
         _head(out, 1, -1 - value)
 
 
-def _as_int(where, value):
+def _as_int(prefix, fname, value):
     if type(value) is int:
         return value
     if type(value) is float:
@@ -275,7 +275,7 @@ def _as_int(where, value):
             whole = None
         if whole is not None and whole == value:
             return whole
-    raise _fail("%s must be an integer, got %r" % (where, value))
+    raise _fail("%s: %s must be an integer, got %r" % (prefix, fname, value))
 
 
 def _known(specs, name):
@@ -316,7 +316,7 @@ def _put_list(out, where, value, extra):
                     raise _fail("%s.%s must be one of %s, got %r" % (at, name, choices, x))
                 _head(out, 0, choices.index(x))
             else:
-                x = _as_int(at + "." + name, x)
+                x = _as_int(at, name, x)
                 if x < lo or x > hi:
                     raise _fail("%s.%s %d out of range %d..%d" % (at, name, x, lo, hi))
                 _put_int(out, x)
@@ -356,11 +356,13 @@ def encode(name, fields):
                 raise _fail("%s: required field %r is missing" % (name, fname))
             continue
         v = fields[fname]
-        where = name + ": " + fname
+        # Error texts are built only when raising: no allocation on the good path.
         if kind == _INT:
-            v = _as_int(where, v)
+            v = _as_int(name, fname, v)
             if v < lo * scale or v > hi * scale:
-                raise _fail("%s %d out of range %d..%d" % (where, v, lo * scale, hi * scale))
+                raise _fail(
+                    "%s: %s %d out of range %d..%d" % (name, fname, v, lo * scale, hi * scale)
+                )
             # Fixed point: round half up to the nearest step (as protocol.codec does).
             raw = (2 * v + scale) // (2 * scale) if scale != 1 else v
             if not required and raw * scale == default:
@@ -369,20 +371,20 @@ def encode(name, fields):
             _put_int(out, raw)
         elif kind == _ENUM:
             if not isinstance(v, str) or v not in extra:
-                raise _fail("%s must be one of %s, got %r" % (where, extra, v))
+                raise _fail("%s: %s must be one of %s, got %r" % (name, fname, extra, v))
             if not required and v == default:
                 continue
             out.append(key)
             _head(out, 0, extra.index(v))
         elif kind == _STR:
             if not isinstance(v, str) or len(v) > extra:
-                raise _fail("%s must be text of at most %d characters" % (where, extra))
+                raise _fail("%s: %s must be text of at most %d characters" % (name, fname, extra))
             raw = v.encode()
             if len(raw) != len(v):
-                raise _fail("%s must be printable ASCII" % where)
+                raise _fail("%s: %s must be printable ASCII" % (name, fname))
             for b in raw:
                 if b < 0x20 or b > 0x7E:
-                    raise _fail("%s must be printable ASCII" % where)
+                    raise _fail("%s: %s must be printable ASCII" % (name, fname))
             out.append(key)
             _head(out, 3, len(raw))
             out.extend(raw)
@@ -390,7 +392,7 @@ def encode(name, fields):
             if isinstance(v, (list, tuple)) and not v:
                 continue
             out.append(key)
-            _put_list(out, where, v, extra)
+            _put_list(out, name + ": " + fname, v, extra)
         count += 1
     out[0] = 0xA0 | count
     return bytes(out)
@@ -513,10 +515,9 @@ def _fields(name, specs, obj):
                 out[fname] = default
             continue
         v = obj[key]
-        where = name + ": " + fname
         if kind == _INT:
             if type(v) is not int or v < lo or v > hi:
-                raise _fail("%s %r is not in %d..%d" % (where, v, lo * scale, hi * scale))
+                raise _fail("%s: %s %r is not in %d..%d" % (name, fname, v, lo * scale, hi * scale))
             out[fname] = v * scale
         elif kind == _FLAGS:
             if type(v) is not int or v < 0:
@@ -525,17 +526,17 @@ def _fields(name, specs, obj):
                 out[flag] = (v >> bit) & 1 == 1
         elif kind == _ENUM:
             if type(v) is not int or v < 0 or v >= len(extra):
-                raise _fail("%s %r is not an index 0..%d" % (where, v, len(extra) - 1))
+                raise _fail("%s: %s %r is not an index 0..%d" % (name, fname, v, len(extra) - 1))
             out[fname] = extra[v]
         elif kind == _STR:
             if type(v) is not str or len(v) > extra:
-                raise _fail("%s is not text of at most %d characters" % (where, extra))
+                raise _fail("%s: %s is not text of at most %d characters" % (name, fname, extra))
             for ch in v:
                 if ch < " " or ch > "~":
-                    raise _fail("%s is not printable ASCII" % where)
+                    raise _fail("%s: %s is not printable ASCII" % (name, fname))
             out[fname] = v
         else:
-            out[fname] = _get_list(where, v, extra)
+            out[fname] = _get_list(name + ": " + fname, v, extra)
     return out
 
 

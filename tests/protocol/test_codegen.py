@@ -118,9 +118,11 @@ def test_vectors_on_the_micropython_unix_port(micropython: str, tmp_path: Path) 
     assert report["failures"] == []
     assert report["checked"] == len(cases)
     assert report["payload_error_is_value_error"] is True
-    # "allocation kept small": one status encode or decode allocates well under 1 KiB
-    assert 0 < report["encode_alloc"] < 1024
-    assert 0 < report["decode_alloc"] < 1024
+    # "allocation kept small": a bin_status encode allocates its buffer and the bytes (~128 B
+    # on the unix port), a decode its reader, the map and the fields dict (~450 B); error texts
+    # are only built when raising.
+    assert 0 < report["encode_alloc"] <= 256
+    assert 0 < report["decode_alloc"] <= 768
 
 
 @pytest.mark.micropython
