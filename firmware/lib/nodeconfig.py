@@ -15,7 +15,8 @@ Runs unchanged under MicroPython and CPython (ARCHITECTURE.md invariant 6). Ever
 appears in a message or a ``repr`` (invariant 8).
 
 EUIs are kept as lower-case hex strings, MSB first as consoles print them; :func:`eui_bytes`
-gives the 8 bytes. Keys are ``bytes`` of 16.
+gives the 8 bytes. Keys are ``bytes`` of 16. ``board`` is the module name under
+``firmware/boards`` (``heltec-v3`` as provisioning writes it becomes ``heltec_v3``).
 """
 
 import binascii
@@ -111,6 +112,15 @@ def _text(config, field, required=True):
     return value
 
 
+def _board(config):
+    # provisioning names boards "heltec-v3"; main.py imports boards.<name>: "heltec_v3"
+    value = _text(config, "board").replace("-", "_")
+    for char in value:
+        if not (char == "_" or "a" <= char <= "z" or "0" <= char <= "9"):
+            raise ConfigError("board", "expected a board name like heltec-v3 or ttgo-lora32")
+    return value
+
+
 def _coordinate(config, field, limit):
     value = config.get(field)
     if value is None:
@@ -144,7 +154,7 @@ def validate(config, keys):
         "kind": _choice(config, "kind", KINDS),
         "name": _text(config, "name"),
         "region": _choice(config, "region", REGIONS),
-        "board": _text(config, "board", required=False),
+        "board": _board(config),
         "latitude": _coordinate(config, "latitude", 90),
         "longitude": _coordinate(config, "longitude", 180),
         "activation": config.get("activation", "otaa"),

@@ -124,6 +124,10 @@ def test_deploy_target_tree_and_firmware_reads_it_back(
     loaded = _load_under_micropython(target, lib=lib)
     assert loaded["dev_eui"] == node.dev_eui and loaded["kind"] == node.kind
     assert loaded["name"] == node.name and loaded["region"] == "EU868"
+    assert loaded["board"] == node.board.replace("-", "_")
+    if (target / "lib" / "boards").is_dir():  # the real bundle: main.py imports boards.<board>
+        assert (target / "lib" / "boards" / f"{loaded['board']}.mpy").is_file()
+        assert (target / "main.py").is_file()
     assert loaded["latitude"] == pytest.approx(node.latitude)
     assert loaded["app_key_sha256"] == _sha(app_key) and loaded["app_key_len"] == 16
     assert loaded["dev_eui_bytes"] == node.dev_eui
@@ -286,6 +290,8 @@ BAD_CASES = [
     ({**GOOD, "latitude": 56.0}, {"app_key": KEY}, "longitude"),
     ({**GOOD, "activation": "magic"}, {"app_key": KEY}, "activation"),
     ({**GOOD, "app": []}, {"app_key": KEY}, "app"),
+    ({**GOOD, "board": "../../etc"}, {"app_key": KEY}, "board"),
+    ({k: v for k, v in GOOD.items() if k != "board"}, {"app_key": KEY}, "board"),
     ({**GOOD, "app_key": KEY}, {"app_key": KEY}, "app_key"),
     (GOOD, {"app_key": KEY[:-2]}, "app_key"),
     (GOOD, {}, "app_key"),
@@ -322,6 +328,7 @@ def test_nodeconfig_cpython_reads_good_config(
     config = nodeconfig.load(str(tmp_path))
     assert config.app_key == bytes.fromhex(KEY)
     assert config.app == {"base_level": 40} and config.kind == "lamp"
+    assert config.board == "heltec_v3"  # the module main.py imports from firmware/boards
     assert KEY not in repr(config)
     abp = {**GOOD, "activation": "abp", "dev_addr": "26011B2C"}
     _write(tmp_path, abp, {"nwk_s_key": KEY, "app_s_key": "00" * 16})
