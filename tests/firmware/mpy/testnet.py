@@ -33,6 +33,12 @@ class TestNet:
         self.answer_joins = True
         self.rx1_delay_s = rx1_delay_s
         self.queue = []  # downlinks for the next uplink: (fport, payload, confirmed, fopts)
+        self.answer_data = True  # False: a silent network (no ACKs, nothing down)
+        self.ack_skip = 0  # confirmed uplinks to leave unacknowledged before acking
+        self.replay_accept = None  # a Join-Accept to send again instead of a fresh one
+        self.last_accept = None
+        # RX1 (frequency, datr) for an uplink's (frequency, datr): EU868 keeps both
+        self.rx1 = lambda freq_hz, datr: (freq_hz, datr)
         self.work = bytearray(frame.BUF_SIZE)
         self.buf = bytearray(frame.BUF_SIZE)
 
@@ -61,6 +67,11 @@ class TestNet:
             except frame.FrameError:
                 return
             self.frames.append((addr, d.fcnt, d.fport, d.payload))
+            if not self.answer_data:
+                return
+            if mtype == frame.CONFIRMED_UP and self.ack_skip > 0 and not self.queue:
+                self.ack_skip -= 1
+                return
             if self.queue or mtype == frame.CONFIRMED_UP:
                 fport, payload, confirmed, fopts = (
                     self.queue.pop(0) if self.queue else (-1, b"", False, b"")
@@ -73,9 +84,8 @@ class TestNet:
                 )  # fmt: skip
                 sess[1] += 1
                 phy_down = bytes(self.buf[frame.B0 : frame.B0 + n])
-                self.radios[node_id].deliver(
-                    phy_down, freq_hz, datr, t_ms + 1000 * self.rx1_delay_s
-                )
+                f1, d1 = self.rx1(freq_hz, datr)
+                self.radios[node_id].deliver(phy_down, f1, d1, t_ms + 1000 * self.rx1_delay_s)
 
     def _join_accept(self, node_id, dev_nonce, freq_hz, datr, t_ms):
         self.join_nonce += 1
@@ -97,4 +107,9 @@ class TestNet:
         out[1:17] = blk
         nwk, app = derive_session_keys(self.app_key, self.join_nonce, NET_ID, dev_nonce)
         self.sessions[addr] = [Keys(nwk, app), 0]
-        self.radios[node_id].deliver(bytes(out), freq_hz, datr, t_ms + 5000)
+        f1, d1 = self.rx1(freq_hz, datr)
+        accept = bytes(out)
+        if self.replay_accept is not None:
+            accept = self.replay_accept  # an old Join-Accept, replayed by an attacker
+        self.last_accept = bytes(out)
+        self.radios[node_id].deliver(accept, f1, d1, t_ms + 5000)

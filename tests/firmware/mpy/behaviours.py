@@ -1,0 +1,271 @@
+"""Harness: MAC behaviours in virtual time against the in-process TestNet (MicroPython/CPython).
+
+Checks (each reports its own failures): ADR back-off (L2 1.0.4 §4.3.1.1), confirmed uplink
+retransmission with the same FCnt (§4.3.1.2, NbTrans), US915 sub-band join and LinkADRReq
+ChMaskCntl (RP002 §5.2.5), the EU868 duty cycle refusing a send with ``retry_after_ms``,
+JoinNonce replay rejection and DevNonce increments (§6.2.5-§6.2.6), and FCnt after a cold boot
+(+N) or a deep sleep (exact) for ABP.
+
+Usage: ``behaviours.py``. Prints one JSON object ``{check: [failures]}``; exits 1 on any.
+"""
+
+import json
+import sys
+
+from hal.sim_radio import SimRadio
+from hal.storage import DictStore
+from hal.vclock import VirtualClock
+from lorawan.mac import Mac
+from lorawan.session import Keys
+from testnet import TestNet
+
+APP_KEY = bytes(range(32, 48))
+NWK = bytes(range(0x50, 0x60))
+APP = bytes(range(0x60, 0x70))
+ADDR = 0x26015555
+HOUR = 3600000
+EUI = b"\x00\x00\x00\x00\x00\x00\x00\x09"
+
+
+def node(net, clock, nvs=None, rtc=None, region="EU868", **kw):
+    radio = SimRadio(clock, net, "n")
+    return Mac(radio, clock, DictStore() if nvs is None else nvs,
+               DictStore() if rtc is None else rtc, region=region, dev_eui=EUI,
+               join_eui=bytes(8), app_key=APP_KEY, **kw)  # fmt: skip
+
+
+def abp(net, mac):
+    mac.activate_abp(ADDR, NWK, APP)
+    net.sessions[ADDR] = [Keys(NWK, APP), 0]
+
+
+def data_uplinks(net):
+    return [u for u in net.uplinks if u[1][0] >> 5 in (2, 4)]
+
+
+def fcnt_of(phy):
+    return phy[6] | (phy[7] << 8)
+
+
+def check_adr_backoff(fail):
+    clock = VirtualClock()
+    net = TestNet(clock, APP_KEY)
+    net.answer_data = False
+    mac = node(net, clock)
+    abp(net, mac)
+    mac.state.dr = 5
+    mac.state.tx_power = 3
+    power_after = []
+
+    async def run():
+        for i in range(160):
+            r = await mac.send(1, b"x", max_wait_ms=HOUR)
+            if r.status != "ok":
+                fail.append("send %d: %s" % (i, r.status))
+                return
+            power_after.append(mac.state.tx_power)
+
+    clock.run(run())
+    ups = data_uplinks(net)
+    req = [bool(u[1][5] & 0x40) for u in ups]
+    if req[:64] != [False] * 64 or req[64:] != [True] * (len(req) - 64):
+        fail.append("ADRACKReq must be set from the 65th silent uplink on")
+    if power_after[94] != 3 or power_after[95] != 0:
+        fail.append("TX power must go to max after ADR_ACK_LIMIT + ADR_ACK_DELAY uplinks")
+    datr = [u[3] for u in ups]
+    if datr[127] != "SF7BW125" or datr[128] != "SF8BW125" or datr[159] != "SF8BW125":
+        fail.append("DR must drop by one after another ADR_ACK_DELAY: %s" % datr[126:130])
+    if mac.state.dr != 3:
+        fail.append("DR after 160 silent uplinks is %d, expected 3" % mac.state.dr)
+
+
+def check_confirmed_retransmission(fail):
+    clock = VirtualClock()
+    net = TestNet(clock, APP_KEY)
+    mac = node(net, clock)
+    abp(net, mac)
+    mac.state.dr = 5
+    mac.state.nb_trans = 3
+    results = []
+
+    async def run():
+        net.ack_skip = 1
+        results.append(await mac.send(1, b"c1", True, HOUR))
+        net.ack_skip = 5
+        results.append(await mac.send(1, b"c2", True, HOUR))
+        net.ack_skip = 0
+        results.append(await mac.send(1, b"c3", True, HOUR))
+
+    clock.run(run())
+    r1, r2, r3 = results
+    if (r1.status, r1.ack, r1.transmissions) != ("ok", True, 2):
+        fail.append("first: %s ack=%s tx=%d" % (r1.status, r1.ack, r1.transmissions))
+    if (r2.status, r2.ack, r2.transmissions) != ("no_ack", False, 3):
+        fail.append("second: %s ack=%s tx=%d" % (r2.status, r2.ack, r2.transmissions))
+    if (r3.status, r3.fcnt) != ("ok", 2):
+        fail.append("third: %s fcnt=%d" % (r3.status, r3.fcnt))
+    ups = data_uplinks(net)
+    if [fcnt_of(u[1]) for u in ups] != [0, 0, 1, 1, 1, 2]:
+        fail.append("FCnts on air: %s" % [fcnt_of(u[1]) for u in ups])
+    if ups[0][1] != ups[1][1] or not (ups[2][1] == ups[3][1] == ups[4][1]):
+        fail.append("a retransmission must repeat the frame byte for byte")
+    if mac.status.no_ack != 1 or mac.status.tx_retransmissions != 3:
+        fail.append("counters: %s" % mac.status.as_dict())
+
+
+def _us_channel(freq, datr):
+    if datr.endswith("BW125"):
+        return (freq - 902300000) // 200000
+    return 64 + (freq - 903000000) // 1600000
+
+
+def _us_rx1(freq, datr):
+    ch = _us_channel(freq, datr)
+    down = {"SF10BW125": "SF10BW500", "SF9BW125": "SF9BW500", "SF8BW125": "SF8BW500",
+            "SF7BW125": "SF7BW500", "SF8BW500": "SF7BW500"}[datr]  # fmt: skip
+    return 923300000 + 600000 * (ch % 8), down
+
+
+def check_us915(fail):
+    clock = VirtualClock()
+    net = TestNet(clock, APP_KEY)
+    net.rx1 = _us_rx1
+    mac = node(net, clock, region="US915", sub_band=2)
+    results = []
+
+    async def run():
+        j = await mac.join(max_attempts=4)
+        results.append(j.status)
+        # LinkADRReq block: all 125 kHz off (ChMaskCntl 7, no 500 kHz), then channels 8..11
+        # (ChMaskCntl 0, ChMask 0x0F00); DR3, TXPower 2, NbTrans 1
+        block = bytes([0x03, 0x32, 0x00, 0x00, 0x71, 0x03, 0x32, 0x00, 0x0F, 0x01])
+        net.queue.append((-1, b"", False, block))
+        for _ in range(6):
+            r = await mac.send(1, b"us", max_wait_ms=HOUR)
+            results.append(r.status)
+
+    clock.run(run())
+    if results[0] != "joined":
+        fail.append("US915 join: %s" % results[0])
+        return
+    joins = [u for u in net.uplinks if u[1][0] == 0]
+    for u in joins:
+        ch = _us_channel(u[2], u[3])
+        if not (8 <= ch <= 15 or ch == 65):
+            fail.append("join on channel %d, outside sub-band 2" % ch)
+    ups = data_uplinks(net)
+    if results[1:] != ["ok"] * 6:
+        fail.append("sends: %s" % results[1:])
+    first = ups[0]
+    if not (8 <= _us_channel(first[2], first[3]) <= 15):
+        fail.append("first uplink outside sub-band 2")
+    for u in ups[2:]:
+        ch = _us_channel(u[2], u[3])
+        if not (8 <= ch <= 11) or u[3] != "SF7BW125":
+            fail.append("after LinkADRReq: channel %d %s" % (ch, u[3]))
+    answers = ups[1][1][8 : 8 + (ups[1][1][5] & 0x0F)]
+    if bytes(answers) != b"\x03\x07\x03\x07":
+        fail.append("LinkADRAns x2 with status 7 expected, FOpts %s" % bytes(answers))
+
+
+def check_duty_cycle(fail):
+    clock = VirtualClock()
+    net = TestNet(clock, APP_KEY)
+    net.answer_data = False
+    mac = node(net, clock)
+    abp(net, mac)  # DR0: SF12, ~1.3 s on air, 1 % sub-band -> ~130 s off
+    out = []
+
+    async def run():
+        out.append(await mac.send(1, b"0123456789"))
+        out.append(await mac.send(1, b"0123456789"))
+        await clock.sleep_ms(out[1].retry_after_ms)
+        out.append(await mac.send(1, b"0123456789"))
+
+    clock.run(run())
+    a, b, c = out
+    if a.status != "ok" or b.status != "duty_cycle" or c.status != "ok":
+        fail.append("statuses %s %s %s" % (a.status, b.status, c.status))
+    # 23-byte PHY at SF12 is 1483 ms on air: 99 x that off, less the RX windows already waited
+    if not 140000 < b.retry_after_ms < 146817:
+        fail.append("retry_after_ms %d" % b.retry_after_ms)
+    if len(data_uplinks(net)) != 2 or mac.status.duty_cycle != 1:
+        fail.append("the refused send must not transmit")
+
+
+def check_join_nonces(fail):
+    clock = VirtualClock()
+    net = TestNet(clock, APP_KEY)
+    mac = node(net, clock)
+    out = []
+
+    async def run():
+        out.append(await mac.join(max_attempts=1))
+        net.replay_accept = net.last_accept  # an attacker replays the old Join-Accept
+        out.append(await mac.join(max_attempts=2))
+        net.replay_accept = None
+        out.append(await mac.join(max_attempts=1))
+
+    clock.run(run())
+    if [r.status for r in out] != ["joined", "no_join_accept", "joined"]:
+        fail.append("join results %s" % [r.status for r in out])
+    if net.dev_nonces != [0, 1, 2, 3]:
+        fail.append("DevNonces %s" % net.dev_nonces)
+    if mac.status.drops.get("join_nonce") != 2:
+        fail.append("drops %s" % mac.status.drops)
+
+
+def check_abp_reboots(fail):
+    nvs = {}
+    rtc = {}
+    net = TestNet(None, APP_KEY)
+    boots = []
+
+    def life(keep_rtc, sends):
+        clock = VirtualClock()
+        if not keep_rtc:
+            rtc.clear()
+        mac = node(net, clock, DictStore(nvs), DictStore(rtc))
+        abp(net, mac)
+        boots.append(mac.boot)
+
+        async def run():
+            for _ in range(sends):
+                await mac.send(1, b"a", max_wait_ms=HOUR)
+
+        clock.run(run())
+
+    life(False, 5)  # fresh: FCnt 0..4
+    life(True, 2)  # deep sleep: RTC kept, FCnt 5, 6
+    life(False, 1)  # power loss: NVS only, FCnt 0 + 16
+    fcnts = [fcnt_of(u[1]) for u in data_uplinks(net)]
+    if boots != ["fresh", "warm", "cold"]:
+        fail.append("boots %s" % boots)
+    if fcnts != [0, 1, 2, 3, 4, 5, 6, 16]:
+        fail.append("FCnts %s" % fcnts)
+
+
+CHECKS = (
+    ("adr_backoff", check_adr_backoff),
+    ("confirmed_retransmission", check_confirmed_retransmission),
+    ("us915_sub_band_and_chmask", check_us915),
+    ("duty_cycle", check_duty_cycle),
+    ("join_nonce_replay", check_join_nonces),
+    ("abp_reboots", check_abp_reboots),
+)
+
+
+def main():
+    out = {}
+    for name, fn in CHECKS:
+        fail = []
+        try:
+            fn(fail)
+        except Exception as exc:
+            fail.append("raised %r" % (exc,))
+        out[name] = fail
+    print(json.dumps(out))
+    sys.exit(1 if any(out.values()) else 0)
+
+
+main()
