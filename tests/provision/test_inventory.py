@@ -250,3 +250,17 @@ def test_csv_inventory_works_end_to_end(tmp_path: Path, cli: Callable[..., Run])
 def test_batch_fixture_files(batch: Batch) -> None:
     assert len(load_inventory(batch.path).nodes) == 4
     assert stat.S_IMODE(batch.secrets.path.stat().st_mode) == 0o600
+
+
+def test_cli_new_with_a_missing_board_fails_cleanly(
+    tmp_path: Path, cli: Callable[..., Run]
+) -> None:
+    """The real esptool on a port with nothing behind it: one line, exit 1, nothing written."""
+    path = tmp_path / "b.toml"
+    run = cli("new", "--kind", "bin", "--inventory", str(path), "--port", str(tmp_path / "ttyNONE"))
+    assert run.code == 1
+    assert run.err.startswith("citypack: error: esptool read-mac on ")
+    assert run.err.count("\n") == 1 and "Traceback" not in run.err
+    assert not path.exists() and not (tmp_path / "b.secrets.toml").exists()
+    many = cli("new", "--kind", "bin", "--inventory", str(path), "--port", "/dev/x", "--count", "2")
+    assert many.code == 2 and "--port reads one attached board" in many.err

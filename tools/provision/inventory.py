@@ -355,8 +355,9 @@ def _toml_string(value: str) -> str:
 
 def render_toml(nodes: Iterable[Node]) -> str:
     lines = [
-        "# citypack inventory: one [[device]] per node of this batch. No keys here: they are in",
-        "# the secrets file beside it (mode 0600). Fields: " + ", ".join(FIELDS) + ".",
+        "# citypack inventory: one [[device]] per node of this batch. No keys here: they are",
+        "# in the secrets file beside it (mode 0600). Fields: dev_eui, join_eui, kind, name,",
+        "# latitude, longitude, street, group, board, serial, region.",
     ]
     for node in nodes:
         lines.append("")
@@ -507,7 +508,7 @@ def esptool_read_mac_command(port: str) -> list[str]:
     return [sys.executable, "-m", "esptool", "--port", port, "read-mac"]
 
 
-def read_board_dev_eui(port: str, *, timeout_s: float = 60.0) -> str:  # pragma: no cover - hardware
+def read_board_dev_eui(port: str, *, timeout_s: float = 60.0) -> str:
     """Ask the attached ESP32 for its MAC with esptool and derive its DevEUI."""
     try:
         result = subprocess.run(
