@@ -186,7 +186,7 @@ def _encode_list(msg: Message, f: Field, value: Any) -> list[list[int]]:
             raise EncodeError(
                 f"{msg.name}: {where} must be an object", message_name=msg.name, field=f.name
             )
-        unknown = sorted(set(entry) - names)
+        unknown = sorted(set(entry) - names, key=repr)
         if unknown:
             raise EncodeError(
                 f"{msg.name}: {where} has unknown field {unknown[0]!r}",

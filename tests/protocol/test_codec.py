@@ -259,3 +259,36 @@ def test_any_valid_fields_round_trip(pair: tuple[Message, dict[str, Any]]) -> No
     assert fport == msg.fport and len(data) <= codec.MAX_PAYLOAD
     assert codec.decode(fport, data, msg.direction).fields == fields
     assert codec.decode_strict(fport, data, msg.direction).fields == fields
+
+
+_ANY_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=5)
+        | st.dictionaries(st.text(max_size=8) | st.integers(), inner, max_size=5)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from(catalogue.MESSAGES),
+    st.dictionaries(st.text(max_size=12), _ANY_JSON, max_size=6),
+    st.data(),
+)
+def test_any_fields_encode_or_raise_an_encode_error(
+    msg: Message, junk: dict[str, Any], data: st.DataObject
+) -> None:
+    # start from a valid example so the checks past "required field missing" are reached
+    fields = dict(msg.examples["typical"])
+    for name in data.draw(st.lists(st.sampled_from([f.name for f in msg.fields]), max_size=3)):
+        fields[name] = data.draw(_ANY_JSON)
+    fields.update(junk if data.draw(st.booleans()) else {})
+    try:
+        fport, payload = codec.encode(msg.name, fields)
+    except ProtocolError as exc:
+        assert isinstance(exc, EncodeError)
+    else:
+        assert fport == msg.fport
+        assert codec.decode(fport, payload, None).message == msg.name
