@@ -246,3 +246,43 @@ def test_cli_verify_on_the_gateway_api(cli: Callable[..., Run], tmp_path: Path) 
         stale = cli("verify", DEV_EUI, "--gateway-api", url, "--gateway-token-file", str(token),
                     "--timeout", "0.3")  # fmt: skip
         assert stale.code == 1 and "no uplink before the timeout" in stale.out
+
+
+def _protobuf(kind: str, event: dict[str, Any]) -> bytes:
+    from chirpstack_api import integration
+    from google.protobuf import json_format
+
+    message = {"up": integration.UplinkEvent, "join": integration.JoinEvent}[kind]()
+    json_format.ParseDict(event, message, ignore_unknown_fields=True)
+    return bytes(message.SerializeToString())
+
+
+def test_protobuf_events_decode_like_json() -> None:
+    """ChirpStack with ``json=false`` publishes the same events as protobuf (chirpstack.md §4)."""
+    as_json = verify.uplink_quality(UP)
+    decoded = verify.decode_event("up", _protobuf("up", UP))
+    assert decoded is not None
+    assert verify.uplink_quality(decoded) == as_json
+    join = verify.decode_event("join", _protobuf("join", JOIN))
+    assert join is not None and join["deviceInfo"]["devEui"] == DEV_EUI
+    assert verify.decode_event("up", json.dumps(UP).encode()) == UP
+    assert verify.decode_event("up", b"\xff\xfe garbage") is None
+    assert verify.decode_event("status", b"\x08\x01") is None
+
+
+@pytest.mark.broker
+async def test_check_mqtt_reads_the_protobuf_marshaler(mosquitto_broker: Broker) -> None:
+    async with aiomqtt.Client(mosquitto_broker.host, mosquitto_broker.port) as client:
+        task = asyncio.create_task(
+            verify.check_mqtt(mosquitto_broker.url, DEV_EUI, timeout_s=15, require_join=True)
+        )
+        for _ in range(300):  # bounded: 15 s at most
+            if task.done():
+                break
+            await client.publish(_topic("join"), _protobuf("join", JOIN), qos=1)
+            await client.publish(_topic("up"), _protobuf("up", UP), qos=1)
+            await asyncio.sleep(0.05)
+    result = await task
+    assert result.status == PASS and result.joined is True
+    assert result.uplink is not None and result.uplink.best is not None
+    assert result.uplink.best.margin_db == 14.75 and result.uplink.f_cnt == 0

@@ -6,7 +6,8 @@ Two sources:
   ``application/{application_id|+}/device/{devEui}/event/{join|up|log}``. ``join`` is published
   with the first uplink after the join-accept; ``up`` carries ``rxInfo[]`` (one entry per gateway,
   ``rssi``, ``snr``) and ``txInfo.modulation.lora.spreadingFactor``; ``log`` events (``OTAA``,
-  ``UPLINK_MIC``…) explain a failed join and are shown when the check fails.
+  ``UPLINK_MIC``…) explain a failed join and are shown when the check fails. JSON or protobuf
+  (``[integration.mqtt] json=false``, §4), told apart per message.
 - **The gateway's API** (``GET /api/v1/devices/{devEui}``): a new ``last_seen`` after the check
   started, with ``last_rssi``, ``last_snr`` (best gateway) and ``last_dr``. The number of gateways
   and the join are not visible there, so the MQTT source is the better one.
@@ -239,6 +240,40 @@ def judge(
 # --- MQTT source --------------------------------------------------------------------------------
 
 
+_EVENT_MESSAGES = {"up": "UplinkEvent", "join": "JoinEvent", "log": "LogEvent"}
+
+
+def decode_event(kind: str, payload: object) -> dict[str, Any] | None:
+    """An event as its JSON object, from ChirpStack's JSON or protobuf marshaler (§1, §4).
+
+    JSON is tried first; otherwise the bytes are parsed as the event's protobuf message and turned
+    into the same camelCase shape (``MessageToDict``; defaults omitted, as in nested JSON).
+    """
+    if not isinstance(payload, (bytes, bytearray)):
+        return None
+    data = bytes(payload)
+    try:
+        decoded = json.loads(data)
+        return decoded if isinstance(decoded, dict) else None
+    except (ValueError, UnicodeDecodeError):
+        pass
+    name = _EVENT_MESSAGES.get(kind)
+    if name is None:
+        return None
+    from chirpstack_api import integration
+    from google.protobuf import json_format
+    from google.protobuf.message import DecodeError
+
+    try:
+        message = getattr(integration, name).FromString(data)
+    except DecodeError:
+        return None
+    result: dict[str, Any] = json_format.MessageToDict(
+        message, always_print_fields_with_no_presence=True
+    )
+    return result
+
+
 @dataclass(frozen=True)
 class MqttUrl:
     host: str
@@ -292,12 +327,10 @@ async def check_mqtt(
             await client.subscribe(event_topic(dev_eui, application_id), qos=1)
             async for message in client.messages:
                 kind = str(message.topic).rsplit("/", 1)[-1]
-                try:
-                    payload = json.loads(bytes(message.payload or b""))  # type: ignore[arg-type]
-                except (ValueError, TypeError):
-                    logs.append(f"{kind} event is not JSON (is ChirpStack's marshaler json?)")
-                    continue
-                if not isinstance(payload, dict):
+                payload = decode_event(kind, message.payload)
+                if payload is None:
+                    if kind in _EVENT_MESSAGES:
+                        logs.append(f"{kind} event is neither ChirpStack JSON nor protobuf")
                     continue
                 if kind == "join":
                     joined = True
