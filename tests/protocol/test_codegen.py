@@ -15,8 +15,11 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from protocol import catalogue, codec, codegen
+from protocol.catalogue.model import Message
 from protocol.errors import ProtocolError
 from tests.helpers import procs
 from tests.protocol.payload_cases import harness_cases, mutations, vectors, write_jsonl
@@ -178,3 +181,30 @@ def test_generated_python_keeps_to_micropython_compatible_imports() -> None:
         elif isinstance(node, ast.ImportFrom):
             modules.add(node.module or "")
     assert modules == {"micropython"}  # const() only; no cbor2, no struct, nothing else
+
+
+_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**33), 2**33) | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=12,
+)
+_GENERATED = _load_generated()
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(catalogue.MESSAGES), st.data())
+def test_generated_encode_agrees_with_the_codec_on_any_fields(
+    msg: Message, data: st.DataObject
+) -> None:
+    fields = dict(msg.examples[data.draw(st.sampled_from(sorted(msg.examples)))])
+    for name in data.draw(st.lists(st.sampled_from([f.name for f in msg.fields]), max_size=3)):
+        fields[name] = data.draw(_VALUES)
+    try:
+        expected: object = codec.encode(msg.name, fields)[1]
+    except ProtocolError:
+        expected = "refused"
+    try:
+        got: object = _GENERATED.encode(msg.name, fields)
+    except _GENERATED.PayloadError:
+        got = "refused"
+    assert got == expected
