@@ -34,6 +34,7 @@ _MAX_DEPTH = const(8)
 class PayloadError(ValueError):
     """A payload or a field value that the catalogue does not allow."""
 
+
 PROTOCOL_VERSION = 1
 
 FPORT = {

@@ -452,7 +452,7 @@ def _message_block(msg: Message) -> list[str]:
 
 def render() -> str:
     """The complete text of ``firmware/lib/citypack_payloads.py``."""
-    lines = [HEADER.rstrip("\n"), ""]
+    lines = [HEADER.rstrip("\n"), "", ""]
     lines.append(f"PROTOCOL_VERSION = {catalogue.PROTOCOL_VERSION}")
     lines.append("")
     lines.append("FPORT = {")
