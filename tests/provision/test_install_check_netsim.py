@@ -124,7 +124,7 @@ async def test_a_node_with_the_wrong_key_fails_the_install_check(
         boot_spread_s=1.0,
     )
     check = asyncio.create_task(
-        verify.check_mqtt(mosquitto_broker.url, dev_eui, timeout_s=4, application_id=APP_ID)
+        verify.check_mqtt(mosquitto_broker.url, dev_eui, timeout_s=2.5, application_id=APP_ID)
     )
     await asyncio.sleep(0.3)
     async with fleet:
