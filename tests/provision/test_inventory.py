@@ -86,9 +86,10 @@ def test_csv_header_is_the_inventory_fields() -> None:
             "b.csv line 3, field dev_eui: duplicate '70b3d57ed0051a2f' (first in b.csv line 2)",
         ),
         ("dev_eui,kind,name\n70b3d57ed0051a2f,bin,bad name\n", "b.csv line 2, field name"),
+        ("dev_eui,kind,name,serial\n70b3d57ed0051a2f,bin,b,SN 1\n", "line 2, field serial"),
         (
             "dev_eui,kind,name,serial\n70b3d57ed0051a2f,bin,b,A:B\n",
-            "b.csv line 2, field serial: must not contain ':'",
+            "b.csv line 2, field serial: expected printable ASCII without spaces or ':'",
         ),
     ],
 )

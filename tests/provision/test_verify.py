@@ -246,6 +246,9 @@ def test_cli_verify_on_the_gateway_api(cli: Callable[..., Run], tmp_path: Path) 
         stale = cli("verify", DEV_EUI, "--gateway-api", url, "--gateway-token-file", str(token),
                     "--timeout", "0.3")  # fmt: skip
         assert stale.code == 1 and "no uplink before the timeout" in stale.out
+        unknown = cli("verify", "0011223344556677", "--gateway-api", url, "--gateway-token-file",
+                      str(token), "--timeout", "0.2")  # fmt: skip
+        assert unknown.code == 1 and "the gateway does not know this device" in unknown.out
 
 
 def _protobuf(kind: str, event: dict[str, Any]) -> bytes:

@@ -53,6 +53,7 @@ REQUIRED = ("dev_eui", "kind", "name")
 DEFAULT_JOIN_EUI = "0000000000000000"
 _HEX16 = re.compile(r"^[0-9a-fA-F]{16}$")
 _HEX32 = re.compile(r"^[0-9a-fA-F]{32}$")
+_SERIAL = re.compile(r"^[\x21-\x39\x3b-\x7e]{1,64}$")  # TR005 element: no space, no ':'
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _TEXT_MAX = 200
 _EXTRA = "\x00extra"
@@ -213,9 +214,11 @@ def validate_node(raw: Mapping[str, Any], *, where: str) -> Node:
         missing = "longitude" if longitude is None else "latitude"
         raise InventoryError("latitude and longitude go together", where=where, field=missing)
     serial = _text(raw, "serial", where)
-    if ":" in serial:
+    if serial and not _SERIAL.match(serial):
         raise InventoryError(
-            "must not contain ':' (it ends a TR005 element)", where=where, field="serial"
+            "expected printable ASCII without spaces or ':' (it goes into the TR005 QR code)",
+            where=where,
+            field="serial",
         )
     return Node(
         dev_eui=parse_eui(raw["dev_eui"], where=where, field_name="dev_eui"),

@@ -379,6 +379,7 @@ def check_gateway_api(
     started = clock.time()
     deadline = clock.monotonic() + timeout_s
     first: dict[str, Any] | None = None
+    registered = False
     with httpx.Client(
         base_url=base_url.rstrip("/"),
         headers={"Authorization": f"Bearer {token}"},
@@ -398,6 +399,7 @@ def check_gateway_api(
                     exit_code=1,
                 )
             if response.status_code == 200:
+                registered = True
                 device = response.json()
                 if first is None:
                     first = device
@@ -431,5 +433,10 @@ def check_gateway_api(
                 )
             remaining = deadline - clock.monotonic()
             if remaining <= 0:
-                return judge(dev_eui, None, joined=None, logs=[])
+                result = judge(dev_eui, None, joined=None, logs=[])
+                if not registered:
+                    result.reasons.append(
+                        "the gateway does not know this device: run `citypack provision register`"
+                    )
+                return result
             clock.sleep(min(poll_s, remaining))
