@@ -82,6 +82,7 @@ class Mac:
         app_key=None, battery=None, rng=None, sub_band=0, nvs_every=_NVS_EVERY, adr=True,
     ):  # fmt: skip
         self.radio = radio
+        radio.configure()  # sync word, preamble, coding rate, IQ settings (hal.radio)
         self.clock = clock
         self.region = regions.get(region)
         self._nvs = nvs
@@ -299,6 +300,13 @@ class Mac:
         if self.state.flags & FLAG_CLASS_C:
             self._class_c().start()
 
+    def _idle_radio(self):
+        """After an uplink cycle: class C listens again, class A puts the radio to sleep."""
+        if self.joined and self.state.flags & FLAG_CLASS_C:
+            self._class_c().start()
+        else:
+            self.radio.sleep()
+
     async def _halt_class_c(self):
         """Stop continuous RX and wait until the radio is released (before any uplink)."""
         if self._c is not None:
@@ -350,8 +358,7 @@ class Mac:
             result = await otaa.run(self, max_attempts)
         finally:
             self._busy = False
-        if result.ok:
-            self._start_class_c()
+            self._idle_radio()
         return self._done(result)
 
     def _done(self, result):
@@ -417,7 +424,7 @@ class Mac:
             result = await self._send(fport, payload, confirmed, max_wait_ms)
         finally:
             self._busy = False
-            self._start_class_c()
+            self._idle_radio()
         return self._done(result)
 
     async def _send(self, fport, payload, confirmed, max_wait_ms):
