@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import signal
 import sys
 import tempfile
@@ -73,6 +74,9 @@ class DemoOptions:
     report_interval_s: int = 300
     summary_every_s: float = 5.0
     truck_every_s: float = 3600.0  # simulated: how often the truck asks for the collection list
+    # a fraction of a city-centre evening's road users: enough to see lamps follow them,
+    # few enough that one laptop carries the presence reports and overrides at ×60
+    traffic_scale: float = 0.15
     gateway: dict[str, dict[str, Any]] = field(default_factory=dict)  # config overrides
 
 
@@ -140,6 +144,20 @@ class Demo:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _run(self, workdir: Path, started: float) -> DemoResult:
+        # Warnings of the in-process parts (amqtt, emulator, fleet) go to a log file in the work
+        # directory, not over the live screen.
+        handler = logging.FileHandler(workdir / "demo.log", encoding="utf-8")
+        handler.setLevel(logging.WARNING)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        root = logging.getLogger()
+        root.addHandler(handler)
+        try:
+            return await self._run_logged(workdir, started)
+        finally:
+            root.removeHandler(handler)
+            handler.close()
+
+    async def _run_logged(self, workdir: Path, started: float) -> DemoResult:
         opts = self.options
         epoch = evening_start(time.time())
         clock = ScaledClock(opts.speed)
@@ -152,6 +170,7 @@ class Demo:
             seed=opts.seed,
             start_time=epoch,
             fill_rate_range=(4.0, 25.0),
+            traffic_scale=opts.traffic_scale,
         )
         world_events: list[WorldEvent] = []
         world._on_event = world_events.append
@@ -181,6 +200,10 @@ class Demo:
                 host, port, broker_url = broker.host, broker.port, broker.url
                 components["broker"] = f"amqtt {broker_url}"
             state.broker_url = broker_url
+            # watch from the start, so the first joins and commands are on the screen too
+            watcher = MqttWatcher(state, host=host, port=port)
+            watch_task = asyncio.create_task(self._watch(watcher), name="demo-watch")
+            stack.callback(watch_task.cancel)
 
             fleet = None
             if fleet_mod is not None:
@@ -232,9 +255,6 @@ class Demo:
                 self.say(f"API {gateway.api_url}/api/v1 (token in {gateway.token_file})")
             self.say(f"ready in {time.monotonic() - started:.1f} s; Ctrl-C stops")
 
-            watcher = MqttWatcher(state, host=host, port=port)
-            watch_task = asyncio.create_task(self._watch(watcher), name="demo-watch")
-            stack.callback(watch_task.cancel)
             self._install_signals()
             view = View(state, stream=self.stream)
             failure = ""
@@ -321,10 +341,11 @@ class Demo:
                 "presence_duration_s": 120,
                 "profiles": {"default": DEMO_PROFILE},
             },
+            # two report intervals of slack: a node may wait out its duty cycle before reporting
             "availability": {
-                "bin_interval_s": max(1.0, opts.report_interval_s / opts.speed),
-                "lamp_interval_s": max(1.0, opts.report_interval_s / opts.speed),
-                "default_interval_s": max(1.0, opts.report_interval_s / opts.speed),
+                "bin_interval_s": max(1.0, 2 * opts.report_interval_s / opts.speed),
+                "lamp_interval_s": max(1.0, 2 * opts.report_interval_s / opts.speed),
+                "default_interval_s": max(1.0, 2 * opts.report_interval_s / opts.speed),
                 "check_interval_s": 1.0,
             },
         }

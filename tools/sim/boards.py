@@ -124,7 +124,6 @@ def lamp_app(
         "presence": "pir",
         "meter_w_per_hz": _METER_W_PER_HZ,
         "rated_power_w": lamp.rated_power_w,
-        "presence_report_min_s": 60,
     }
     hw = fw.lamp_node.build_hardware(pins, SIM_BOARD, app_cfg, clock)
     load = fw.sim_devices.LampLoadModel(

@@ -207,10 +207,22 @@ class Fleet:
             raise
         return self
 
+    @staticmethod
+    def _silence(sim: SimNode) -> None:
+        """The radio goes dead with the node: stop the MAC's class C listener (its own task).
+
+        ``Mac.set_class("A")`` is the MAC's public way to stop it; the class flag it clears
+        lives in RTC memory, which a power cut throws away anyway.
+        """
+        if sim.mac is not None and sim.mac.device_class == "C":
+            sim.mac.set_class("A")
+
     async def __aexit__(self, *exc: object) -> None:
         tasks = [n.task for n in self.nodes.values() if n.task is not None] + self._tasks
         for task in tasks:
             task.cancel()
+        for sim in self.nodes.values():
+            self._silence(sim)
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
@@ -370,6 +382,7 @@ class Fleet:
             sim.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sim.task
+        self._silence(sim)
         sim.rtc = None
         self._report(dev_eui, "power cut", "")
         await self.clock.sleep_ms(int(off_s * 1000))  # type: ignore[attr-defined]

@@ -94,6 +94,17 @@ class CityState:
         return row.name if row else dev_eui
 
 
+_HEADLINE = (
+    ("nodes_joined", "joined"),
+    ("uplinks_on_air", "uplinks"),
+    ("gateway_uplinks_processed", "processed"),
+    ("downlinks_delivered", "downlinks"),
+    ("commands_sent", "commands"),
+    ("road_users_on_streets", "road users"),
+    ("truck_bins_emptied", "emptied"),
+)
+
+
 def _bar(value: float | None, width: int = 10) -> Text:
     if value is None:
         return Text("-".ljust(width), style="dim")
@@ -115,48 +126,57 @@ def render(state: CityState, *, max_rows: int = 14) -> Group:
     if state.api_url:
         header.append(f"API {state.api_url}  token {state.token_file}", style="cyan")
     parts = "  ".join(f"{name}: {status}" for name, status in state.components.items())
-    counters = "  ".join(f"{k} {v:g}" for k, v in sorted(state.counters.items()))
+    counters = "  ".join(
+        f"{label} {state.counters[key]:g}" for key, label in _HEADLINE if key in state.counters
+    )
 
-    bins = Table(title="bins by fill (world → gateway)", expand=True, pad_edge=False)
-    for col in ("bin", "street", "fill", "world", "reported", "alarm"):
-        bins.add_column(col, no_wrap=True)
+    bins = Table(title="bins by fill", expand=True, pad_edge=False, box=None)
+    bins.add_column("bin", no_wrap=True, overflow="ellipsis", ratio=1)
+    bins.add_column("fill", no_wrap=True, width=8)
+    bins.add_column("now", no_wrap=True, width=4, justify="right")
+    bins.add_column("gw", no_wrap=True, width=4, justify="right")
+    bins.add_column("alarm", no_wrap=True, width=5, overflow="ellipsis")
     bin_rows = sorted(
         (r for r in state.nodes.values() if r.kind == "bin"),
         key=lambda r: -(r.world_value or 0),
     )
     for row in bin_rows[:max_rows]:
         bins.add_row(
-            row.name,
-            row.street,
-            _bar(row.world_value),
+            row.name.removeprefix("bin-"),
+            _bar(row.world_value, 8),
             _pct(row.world_value),
             _pct(row.reported_value),
             Text(row.alarm, style="bold red"),
         )
 
-    lamps = Table(title="lamps by level (dimmer → gateway)", expand=True, pad_edge=False)
-    for col in ("lamp", "street", "level", "dimmer", "reported", "mode"):
-        lamps.add_column(col, no_wrap=True)
+    lamps = Table(title="lamps by level", expand=True, pad_edge=False, box=None)
+    lamps.add_column("lamp", no_wrap=True, overflow="ellipsis", ratio=1)
+    lamps.add_column("level", no_wrap=True, width=8)
+    lamps.add_column("now", no_wrap=True, width=4, justify="right")
+    lamps.add_column("gw", no_wrap=True, width=4, justify="right")
+    lamps.add_column("mode", no_wrap=True, width=8, overflow="ellipsis")
     lamp_rows = sorted(
         (r for r in state.nodes.values() if r.kind == "lamp"),
         key=lambda r: (-(r.world_value or 0), r.street, r.name),
     )
     for row in lamp_rows[:max_rows]:
         lamps.add_row(
-            row.name,
-            row.street,
-            _bar(row.world_value),
+            row.name.removeprefix("lamp-"),
+            _bar(row.world_value, 8),
             _pct(row.world_value),
             _pct(row.reported_value),
-            row.mode,
+            row.mode.replace("presence_boost", "boost"),
         )
 
-    commands = Table(title="commands", expand=True, pad_edge=False)
-    for col in ("id", "node", "message", "state"):
-        commands.add_column(col, no_wrap=True)
+    commands = Table(title="commands", expand=True, pad_edge=False, box=None)
+    for col in ("node", "message", "id", "state"):
+        commands.add_column(col, no_wrap=True, overflow="ellipsis")
     for cmd in sorted(state.commands.values(), key=lambda r: -r.updated)[:8]:
         style = {"applied": "green", "failed": "red", "expired": "red"}.get(cmd.state, "")
-        commands.add_row(cmd.key, state.name_of(cmd.dev_eui), cmd.message, Text(cmd.state, style))
+        command_id = cmd.key.rpartition("/")[2]
+        commands.add_row(
+            state.name_of(cmd.dev_eui), cmd.message, command_id, Text(cmd.state, style)
+        )
 
     grid = Table.grid(expand=True)
     grid.add_column(ratio=1)
@@ -168,7 +188,7 @@ def render(state: CityState, *, max_rows: int = 14) -> Group:
         Text(counters, style="dim"),
         grid,
         commands,
-        Panel("\n".join(state.events) or "(no events yet)", title="events"),
+        Panel("\n".join(list(state.events)[-8:]) or "(no events yet)", title="events"),
     )
 
 
@@ -209,7 +229,7 @@ class View:
         s = self.state
         bins = [r for r in s.nodes.values() if r.kind == "bin"]
         lamps = [r for r in s.nodes.values() if r.kind == "lamp"]
-        joined = sum(1 for r in s.nodes.values() if r.joined)
+        joined = int(s.counters.get("nodes_joined", sum(1 for r in s.nodes.values() if r.joined)))
         full = sum(1 for r in bins if (r.reported_value or 0) >= 80)
         lit = sum(1 for r in lamps if (r.world_value or 0) > 0)
         counters = " ".join(f"{k}={v:g}" for k, v in sorted(s.counters.items()))

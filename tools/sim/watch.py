@@ -98,7 +98,8 @@ class MqttWatcher:
             eui = body.get("dev_eui") or body.get("devEui") if isinstance(body, dict) else None
             who = state.name_of(str(eui)) if eui else ""
             state.count(f"gateway_event_{parts[2]}")
-            state.event(f"gateway event {parts[2]} {who}".rstrip())
+            if not parts[2].startswith("command_"):  # the commands table shows those
+                state.event(f"gateway: {parts[2]} {who}".rstrip())
 
     def _event(self, kind: str, dev_eui: str, body: dict[str, Any]) -> None:
         state = self.state
