@@ -15,7 +15,7 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from tests.helpers.procs import Broker
+from tests.helpers.procs import Broker, free_port
 from tests.provision.conftest import Run
 from tests.provision.fake_gateway import make_app, serve
 from tools.provision import verify
@@ -220,6 +220,11 @@ def test_cli_verify_exit_codes(mosquitto_broker: Broker, cli: Callable[..., Run]
     assert cli("verify", "70b3", "--mqtt", mosquitto_broker.url).code == 2
     assert cli("verify", DEV_EUI, "--mqtt", "http://x").code == 2
     assert cli("verify", DEV_EUI).code == 2
+    nobody = f"mqtt://127.0.0.1:{free_port()}"
+    refused = cli("verify", DEV_EUI, "--mqtt", nobody, "--timeout", "5")
+    assert refused.code == 1 and "cannot use the MQTT broker at 127.0.0.1" in refused.err
+    assert refused.err.splitlines()[-1].startswith("citypack: error: cannot use the MQTT broker")
+    assert "Traceback" not in refused.err
 
 
 def test_cli_verify_on_the_gateway_api(cli: Callable[..., Run], tmp_path: Path) -> None:
