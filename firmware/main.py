@@ -9,7 +9,7 @@ runs too (bench, fleet simulator): it takes the HAL objects instead of making th
 import asyncio
 
 
-def build_app(kind, app_cfg, board, link, clock, pins, power, rtc, nvs, lat=None, lon=None):
+def build_app(kind, app_cfg, board, link, clock, pins, power, rtc, nvs, lat=0.0, lon=0.0):
     """The app object for ``kind`` on ``board``; ``await app.run()`` runs it for ever."""
     from apps.node import Node
 

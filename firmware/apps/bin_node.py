@@ -76,7 +76,7 @@ class BinNode:
                 defaults[key] = setting(a, key, CONFIG_DEFAULTS[key])
         self._cfg_defaults = defaults
         self.cfg = Settings(nvs, "bin_cfg", defaults)
-        self.state = None
+        self.state = Settings(rtc, "bin_state", STATE_DEFAULTS)
         self.cycles = 0
         self.alarms_sent = 0
         self.statuses_sent = 0

@@ -6,7 +6,7 @@ gives GPS seconds at the end of the uplink that asked for it.
 """
 
 try:
-    from micropython import const
+    from micropython import const  # pyright: ignore[reportAssignmentType]
 except ImportError:
 
     def const(x):

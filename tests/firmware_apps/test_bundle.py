@@ -39,19 +39,6 @@ def test_manifest_lists_every_file_with_size_and_hash(bundle: Path) -> None:
     assert manifest["mpy_bytes"] < SIZE_GOAL_BYTES
 
 
-def test_rebuild_removes_stale_files(bundle: Path) -> None:
-    stale = bundle / "lib" / "apps" / "gone.mpy"
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    manifest["files"].append({"path": "lib/apps/gone.mpy", "size": 1, "sha256": "", "source": ""})
-    (bundle / "manifest.json").write_text(json.dumps(manifest))
-    stale.write_bytes(b"x")
-    keep = bundle / "notes.txt"
-    keep.write_text("not ours")
-    build_bundle(bundle)
-    assert not stale.exists()
-    assert keep.exists()
-
-
 @pytest.mark.micropython
 def test_the_compiled_apps_import_on_micropython(bundle: Path, tmp_path: Path) -> None:
     script = tmp_path / "imp.py"
@@ -64,7 +51,19 @@ def test_the_compiled_apps_import_on_micropython(bundle: Path, tmp_path: Path) -
     assert procs.run_micropython_json(script) == {"ok": True}
 
 
-def test_cli_prints_the_size_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli_main(["firmware", "build", "--out", str(tmp_path / "b")]) == 0
+def test_cli_rebuilds_prints_the_size_table_and_drops_stale_files(
+    bundle: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["files"].append({"path": "lib/apps/gone.mpy", "size": 1, "sha256": "", "source": ""})
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    stale = bundle / "lib" / "apps" / "gone.mpy"
+    stale.write_bytes(b"x")
+    keep = bundle / "notes.txt"
+    keep.write_text("not ours")
+    assert cli_main(["firmware", "build", "--out", str(bundle)]) == 0
     out = capsys.readouterr().out
     assert "lib/apps" in out and ".mpy total" in out and "lora-sx126x" in out
+    assert not stale.exists()  # listed by the previous build, not produced by this one
+    assert keep.exists()  # not ours: left alone
+    assert json.loads((bundle / "manifest.json").read_text())["mpy_bytes"] > 0

@@ -8,7 +8,7 @@ A fade moves the level in at most 20 steps no shorter than 50 ms, through the HA
 """
 
 try:
-    from micropython import const
+    from micropython import const  # pyright: ignore[reportAssignmentType]
 except ImportError:
 
     def const(x):

@@ -6,7 +6,7 @@ bytes 0-7); temperature = int16(byte1:byte0) / 16 °C.
 """
 
 try:
-    from micropython import const
+    from micropython import const  # pyright: ignore[reportAssignmentType]
 except ImportError:
 
     def const(x):

@@ -21,6 +21,8 @@ def robust_distance(readings, min_valid=3, tolerance_mm=50, tolerance_ratio=0.1)
     if len(valid) < min_valid:
         return None
     m = median(valid)
+    if m is None:
+        return None
     bound = max(tolerance_mm, tolerance_ratio * m)
     kept = [r for r in valid if abs(r - m) <= bound]
     if len(kept) < min_valid:

@@ -10,7 +10,7 @@ The tilt angle is the angle between measured gravity and the sensor's Z axis (up
 import math
 
 try:
-    from micropython import const
+    from micropython import const  # pyright: ignore[reportAssignmentType]
 except ImportError:
 
     def const(x):

@@ -10,7 +10,7 @@ A02YYUW (DFRobot SEN0311 wiki): 9600 8N1, every 100 ms a 4-byte frame
 """
 
 try:
-    from micropython import const
+    from micropython import const  # pyright: ignore[reportAssignmentType]
 except ImportError:
 
     def const(x):

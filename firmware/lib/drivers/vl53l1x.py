@@ -13,7 +13,7 @@ runs on its boot defaults (long distance mode, 100 ms budget).
 """
 
 try:
-    from micropython import const
+    from micropython import const  # pyright: ignore[reportAssignmentType]
 except ImportError:
 
     def const(x):

@@ -133,8 +133,9 @@ class Pins:
         return self._m.Pin(number, self._m.Pin.OUT, value=value)
 
     def input(self, number, pull_up=False):
-        pull = self._m.Pin.PULL_UP if pull_up else None
-        return self._m.Pin(number, self._m.Pin.IN, pull)
+        if pull_up:
+            return self._m.Pin(number, self._m.Pin.IN, self._m.Pin.PULL_UP)
+        return self._m.Pin(number, self._m.Pin.IN)
 
     def i2c(self, scl, sda, freq=400_000, bus_id=0):
         return self._m.I2C(bus_id, scl=self._m.Pin(scl), sda=self._m.Pin(sda), freq=freq)

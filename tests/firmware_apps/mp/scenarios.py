@@ -400,7 +400,7 @@ def _heap_sampler(clock, stats):
     return asyncio.create_task(sample())
 
 
-async def mac_bin(days=2):
+async def mac_bin(days=1):
     """The bin node on the real MAC, sim radio and an in-process network for ``days``."""
     net = _testnet()
     w = make_bin(link=world_mod().mac_link(net))
@@ -451,7 +451,7 @@ def _bin_config_bytes():
     )
 
 
-async def mac_lamp(days=2):
+async def mac_lamp(days=1):
     """The lamp node on the real MAC for ``days``: profile, presence every few minutes."""
     net = _testnet()
     w = make_lamp(link=world_mod().mac_link(net))
