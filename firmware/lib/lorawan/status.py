@@ -2,8 +2,8 @@
 
 ``Status`` counts everything the MAC drops or refuses, by reason, so an app or a test can tell
 a lost join-accept (``no_join_accept``) from a duty-cycle wait (``duty_cycle``) or a forged
-downlink (``drops["mic"]``). Result objects are what :meth:`lorawan.mac.Mac.join` and
-:meth:`~lorawan.mac.Mac.send` return.
+downlink (``drops["mic"]``). :class:`SendResult` is what :meth:`lorawan.mac.Mac.send` returns
+(``join()`` returns :class:`lorawan.join.JoinResult`, kept with the join code).
 
 Drop reasons (frames from the air, never raised): ``short`` (length or FOptsLen), ``mtype``,
 ``dev_addr``, ``replay`` (FCnt not ahead), ``mic``, ``fopts_port0`` (MAC commands in FOpts and
