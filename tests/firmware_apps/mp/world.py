@@ -5,7 +5,6 @@ Runs under the MicroPython unix port and CPython alike; scenarios print one JSON
 """
 
 import citypack_payloads as cp
-from apps.node import Node
 from drivers import sim_devices as sd
 from hal.sim_pins import SimPins, SimPower
 from hal.storage import DictStore
@@ -106,7 +105,7 @@ class Board:
 
 
 def make_bin(app=None, range_sensor="jsn-sr04t", up=True, link=None):
-    from apps.bin_node import BinNode, build_sensors
+    from main import build_app  # firmware/main.py: the same wiring as on a board
 
     clock = _clock()
     pins = SimPins(clock)
@@ -125,13 +124,11 @@ def make_bin(app=None, range_sensor="jsn-sr04t", up=True, link=None):
     pins.onewire(p["onewire"]).model = w["temp"]
     w["tilt"] = pins.i2c_bus.attach(0x18, sd.LIS3DHModel(0.0))
     pins.adc(p["battery_adc"]).microvolts = 1_550_000  # 3.1 V pack behind a 1:2 divider
-    sensors = build_sensors(pins, Board, app, clock)
     link = FakeLink(clock, up) if link is None else link(clock)
-    node = Node(link, clock, "bin", Board.HARDWARE)
     power = SimPower(clock)
     rtc, nvs = DictStore(), DictStore()
-    app_node = BinNode(node, clock, power, rtc, nvs, sensors, app)
-    w.update(link=link, node=node, power=power, rtc=rtc, nvs=nvs, app=app_node)
+    app_node = build_app("bin", app, Board, link, clock, pins, power, rtc, nvs)
+    w.update(link=link, node=app_node.node, power=power, rtc=rtc, nvs=nvs, app=app_node)
     return w
 
 
@@ -141,7 +138,7 @@ def set_fill(w, percent, height_cm=100, offset_cm=30):
 
 
 def make_lamp(app=None, up=True, rated_w=60.0, unix0=None, link=None):
-    from apps.lamp_node import LampNode, build_hardware
+    from main import build_app
 
     clock = _clock()
     pins = SimPins(clock)
@@ -151,18 +148,18 @@ def make_lamp(app=None, up=True, rated_w=60.0, unix0=None, link=None):
     w_per_hz = app.get("meter_w_per_hz", 0.136)
     load = sd.LampLoadModel(pins, p["dim_pwm"], p["relay"], p["meter_cf"], w_per_hz, rated_w)
     pins.pin(p["supply_sense"]).drive(1)
-    hw = build_hardware(pins, Board, app, clock)
     if link is None:
         link = FakeLink(clock, up)
         link.unix0 = unix0
     else:
         link = link(clock)
-    node = Node(link, clock, "lamp", Board.HARDWARE)
     power = SimPower(clock)
     nvs = DictStore()
-    lamp = LampNode(node, clock, power, nvs, hw, app, 55.6761, 12.5683)
+    lamp = build_app("lamp", app, Board, link, clock, pins, power, None, nvs, 55.6761, 12.5683)
+    node = lamp.node
+    hw = {"dimmer": lamp.dimmer, "meter": lamp.meter, "presence": lamp.presence}
     levels = []
-    dimmer = hw["dimmer"]
+    dimmer = lamp.dimmer
     orig = dimmer._apply
 
     def logged(level):
