@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gateway.errors import CommandError, PayloadTooLarge, UnknownDevice
 from gateway.rules import bins as bin_rules
 from gateway.store.base import COMMAND_STATES
+from gateway.web import mount as mount_dashboard
 
 if TYPE_CHECKING:
     from gateway.service import Gateway
@@ -288,6 +289,7 @@ def create_app(gateway: Gateway) -> FastAPI:
         }
 
     app.include_router(v1)
+    mount_dashboard(app, gateway, gateway.config.web)  # issue 9: the dashboard at /
     return app
 
 

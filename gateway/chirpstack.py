@@ -82,11 +82,15 @@ class _Base:
     topic_application_id: str
     device_info: DeviceInfo
     time: str
-    time_s: float | None
 
     @property
     def dev_eui(self) -> str:
         return self.device_info.dev_eui
+
+    @property
+    def time_s(self) -> float | None:
+        """``time`` as a Unix timestamp (None when absent)."""
+        return rfc3339_timestamp(self.time)
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,18 +349,32 @@ def _bytes(doc: Mapping[str, Any], key: str) -> bytes:
         raise InvalidEvent(f"{key}: not valid base64", key=key) from exc
 
 
-def _time(doc: Mapping[str, Any]) -> tuple[str, float | None]:
+_RFC3339 = re.compile(
+    r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt ]([01]\d|2[0-3]):[0-5]\d:[0-5]\d"
+    r"(\.\d{1,9})?([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)$"
+)
+
+
+def _time(doc: Mapping[str, Any]) -> str:
+    """The event time, checked against RFC 3339 (reference §2: up to 9 fractional digits);
+    converted to a timestamp only when asked (:attr:`_Base.time_s`)."""
     text = _str(doc, "time")
+    if text and not _RFC3339.match(text):
+        raise InvalidEvent(f"time: not RFC 3339: {text!r:.60}", key="time")
+    return text
+
+
+def rfc3339_timestamp(text: str) -> float | None:
     if not text:
-        return "", None
+        return None
     try:
-        # RFC 3339 with up to 9 fractional digits (reference §2); datetime keeps 6
-        parsed = datetime.fromisoformat(_FRACTION.sub(r"\1", text.replace("Z", "+00:00")))
-    except ValueError as exc:
-        raise InvalidEvent(f"time: not RFC 3339: {text!r:.60}", key="time") from exc
+        # datetime keeps 6 fractional digits
+        parsed = datetime.fromisoformat(_FRACTION.sub(r"\1", text.upper().replace("Z", "+00:00")))
+    except ValueError:
+        return None  # e.g. 30 February: the shape was right, the date is not
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return text, parsed.timestamp()
+    return parsed.timestamp()
 
 
 def _device_info(doc: Mapping[str, Any], topic_dev_eui: str) -> DeviceInfo:
@@ -450,13 +468,11 @@ def parse_event(topic: str, payload: bytes, *, marshaler: Marshaler = "json") ->
     application_id, topic_dev_eui, event = parse_topic(topic)
     doc = _from_protobuf(event, payload) if marshaler == "protobuf" else _from_json(payload)
     info = _device_info(doc, topic_dev_eui)
-    time_text, time_s = _time(doc)
     base: dict[str, Any] = {
         "event": event,
         "topic_application_id": application_id,
         "device_info": info,
-        "time": time_text,
-        "time_s": time_s,
+        "time": _time(doc),
     }
     try:
         if event == "up":

@@ -35,6 +35,7 @@ __all__ = [
     "MqttConfig",
     "PublishConfig",
     "StoreConfig",
+    "WebConfig",
     "load_config",
     "parse_config",
 ]
@@ -125,6 +126,16 @@ class CommandsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class WebConfig:
+    """The operator's dashboard at ``/`` (gateway/web)."""
+
+    enabled: bool = True
+    tile_url: str = ""  # e.g. https://tile.example.org/{z}/{x}/{y}.png; "" = no base map (offline)
+    tile_attribution: str = ""  # shown under the map when tile_url is set
+    stream_keepalive_s: float = 15.0  # comment line on /api/v1/stream when nothing happens
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     mqtt: MqttConfig
     store: StoreConfig = field(default_factory=StoreConfig)
@@ -134,6 +145,7 @@ class Config:
     lamps: LampsConfig = field(default_factory=LampsConfig)
     availability: AvailabilityConfig = field(default_factory=AvailabilityConfig)
     commands: CommandsConfig = field(default_factory=CommandsConfig)
+    web: WebConfig = field(default_factory=WebConfig)
 
     def replace(self, section: str, **values: Any) -> Config:
         """A copy with some keys of one section changed (tests and the demo use it)."""
@@ -278,6 +290,14 @@ def _check(cfg: Config) -> None:
         raise ConfigError("commands.mac_headroom_bytes: 0..15 (FOpts is at most 15 bytes)")
     if c.region.upper() not in ("EU868", "US915"):
         raise ConfigError(f"commands.region: EU868 or US915, got {c.region!r}")
+    w = cfg.web
+    if w.tile_url and not (
+        w.tile_url.startswith(("http://", "https://"))
+        and all(p in w.tile_url for p in ("{z}", "{x}", "{y}"))
+    ):
+        raise ConfigError("web.tile_url: an http(s) URL with {z}, {x} and {y}", key="web.tile_url")
+    if w.stream_keepalive_s <= 0:
+        raise ConfigError("web.stream_keepalive_s: must be positive", key="web.stream_keepalive_s")
 
 
 def parse_config(

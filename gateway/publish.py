@@ -96,9 +96,12 @@ class Publisher:
         return None
 
     # messages
-    def state(self, device: Device) -> None:
-        # QoS 0: the next update supersedes a lost one, and a PUBACK per uplink halves throughput
-        self._send(self.state_topic(device.dev_eui), _JSON.encode(device.twin()).encode(), 0, True)
+    def state(self, device: Device, payload: bytes | None = None) -> None:
+        """Publish the twin (``payload`` when the caller already encoded it). QoS 0: the next
+        update supersedes a lost one, and a PUBACK per uplink costs a third of the throughput."""
+        if payload is None:
+            payload = _JSON.encode(device.twin()).encode()
+        self._send(self.state_topic(device.dev_eui), payload, 0, True)
         if self.config.homeassistant and device.dev_eui not in self._announced:
             self.discovery(device)
 

@@ -70,6 +70,8 @@ from protocol.errors import ProtocolError
 
 __all__ = ["Gateway"]
 
+_JSON = json.JSONEncoder(separators=(",", ":"), default=str)
+
 # uplink messages whose fields are merged into the twin's reported state
 _STATE_MESSAGES = frozenset(
     {"bin_status", "lamp_status", "lamp_counters", "lamp_presence", "device_info"}
@@ -94,6 +96,7 @@ class Gateway:
         self.metrics = Metrics()
         self._m_processed = self.metrics.uplinks.labels("processed")
         self._m_duplicate = self.metrics.uplinks.labels("duplicate")
+        self._m_events: dict[str, Any] = {}
         self.store: Store = store or create_store(
             config.store.url, synchronous=config.store.synchronous
         )
@@ -216,10 +219,13 @@ class Gateway:
             if self._flush_timer is not None:
                 self._flush_timer.cancel()
                 self._flush_timer = None
+            twins: list[tuple[Device, bytes]] = []
             for dev_eui in dirty:
                 device = self.devices.get(dev_eui)
                 if device is not None:
-                    self.store.stage_device(device)
+                    twin_json = _JSON.encode(device.twin())  # once: stored and published
+                    self.store.stage_device(device, twin_json)
+                    twins.append((device, twin_json.encode()))
             try:
                 await self.store.commit()
                 self.store_ok = True
@@ -239,10 +245,8 @@ class Gateway:
                     self.metrics.uplink_seconds.observe(done - received)
                     if self.latency_samples is not None:
                         self.latency_samples.append(done - received)
-            for dev_eui in dirty:
-                device = self.devices.get(dev_eui)
-                if device is not None:
-                    self.publisher.state(device)
+            for device, payload in twins:
+                self.publisher.state(device, payload)
             for dev_eui in availability:
                 device = self.devices.get(dev_eui)
                 if device is not None:
@@ -315,7 +319,10 @@ class Gateway:
             self.metrics.uplinks.labels("invalid_event").inc()
             self._dead_letter(topic, raw, f"invalid event: {exc}", getattr(exc, "dev_eui", ""))
             return
-        self.metrics.events.labels(event.event).inc()
+        counter = self._m_events.get(event.event)
+        if counter is None:
+            counter = self._m_events[event.event] = self.metrics.events.labels(event.event)
+        counter.inc()
         if isinstance(event, cs.UplinkEvent):
             await self._on_up(topic, raw, event)
         elif isinstance(event, cs.JoinEvent):

@@ -77,6 +77,10 @@ class Device:
     next_command_id: int = 0
     derived: dict[str, Any] = field(default_factory=dict)  # rule state (fill samples, flags)
 
+    def registry_doc(self) -> dict[str, Any]:
+        """What the store keeps beside the twin (registry, session, rule state)."""
+        return {name: getattr(self, name) for name in _REGISTRY_FIELDS}
+
     def to_json(self) -> dict[str, Any]:
         doc = asdict(self)
         doc["config_in_sync"] = (
@@ -103,9 +107,59 @@ class Device:
                 if self.desired_version is None
                 else self.desired_version == self.reported_version
             ),
-            "derived": {k: v for k, v in self.derived.items() if not k.startswith("_")},
+            "derived": self.derived,
             "signal": {"dr": self.last_dr, "rssi": self.last_rssi, "snr": self.last_snr},
         }
+
+
+# Device fields stored outside the twin document (the twin carries the rest, see Device.twin)
+_REGISTRY_FIELDS = (
+    "name",
+    "join_eui",
+    "latitude",
+    "longitude",
+    "street",
+    "group",
+    "neighbours",
+    "board",
+    "serial",
+    "report_interval_s",
+    "application_id",
+    "device_class",
+    "registered",
+    "created_at",
+    "updated_at",
+    "last_f_cnt",
+    "last_dev_addr",
+    "next_command_id",
+)
+
+
+def device_from_row(
+    dev_eui: str, kind: str, registry: dict[str, Any], twin: dict[str, Any] | None
+) -> Device:
+    """Rebuild a :class:`Device` from its stored registry document and twin document."""
+    slots = set(Device.__slots__)  # type: ignore[attr-defined]
+    values = {k: v for k, v in registry.items() if k in slots}
+    if twin is not None:
+        for key in (
+            "availability",
+            "last_seen",
+            "reported",
+            "desired",
+            "desired_version",
+            "reported_version",
+            "derived",
+        ):
+            if key in twin:
+                values[key] = twin[key]
+        signal = twin.get("signal") or {}
+        values["last_dr"] = signal.get("dr")
+        values["last_rssi"] = signal.get("rssi")
+        values["last_snr"] = signal.get("snr")
+    values.pop("dev_eui", None)
+    values.pop("kind", None)
+    return Device(dev_eui=dev_eui, kind=kind, **values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +275,10 @@ class Store(Protocol):
     # registry and twin
     async def load_devices(self) -> list[Device]: ...
 
-    def stage_device(self, device: Device) -> None: ...
+    def stage_device(self, device: Device, twin_json: str | None = None) -> None:
+        """Stage a device for the next commit; ``twin_json`` is its encoded :meth:`Device.twin`
+        when the caller already has it (the service encodes it once to store and publish)."""
+        ...
 
     # uplink processing
     async def seen(self, key: str) -> bool:

@@ -25,6 +25,7 @@ from gateway.store.base import (
     Device,
     EventRecord,
     UplinkRecord,
+    device_from_row,
 )
 
 __all__ = ["MIGRATIONS", "SqliteStore"]
@@ -108,6 +109,11 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX commands_by_device ON commands (dev_eui, created_at);
     CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
     """,
+    # v2: the twin is stored as the JSON the gateway publishes (encoded once per batch); `doc`
+    # keeps only the registry and session fields (a v1 row has everything in `doc`: still read)
+    """
+    ALTER TABLE devices ADD COLUMN twin TEXT;
+    """,
 )
 
 _COMMAND_COLUMNS = (
@@ -135,10 +141,6 @@ _COMMAND_COLUMNS = (
 _JSON = json.JSONEncoder(separators=(",", ":"), default=str)
 
 
-def _device_doc(device: Device) -> str:
-    return _JSON.encode({s: getattr(device, s) for s in Device.__slots__})  # type: ignore[attr-defined]
-
-
 class SqliteStore:
     """The embedded store. ``url`` is ``sqlite:///relative/path``, ``sqlite:////abs/path`` or
     ``sqlite:///:memory:``."""
@@ -149,7 +151,7 @@ class SqliteStore:
         self.path = url[len("sqlite:///") :]
         self.synchronous = synchronous
         self._db: sqlite3.Connection | None = None
-        self._devices: dict[str, Device] = {}
+        self._devices: dict[str, tuple[Device, str | None]] = {}
         self._seen: set[str] = set()
         self._uplinks: list[UplinkRecord] = []
         self._dead: list[DeadLetter] = []
@@ -221,14 +223,13 @@ class SqliteStore:
 
     async def load_devices(self) -> list[Device]:
         out = []
-        for row in self.db.execute("SELECT doc FROM devices"):
-            doc = json.loads(row[0])
-            known = {k: v for k, v in doc.items() if k in Device.__slots__}  # type: ignore[attr-defined]
-            out.append(Device(**known))
+        for row in self.db.execute("SELECT dev_eui, kind, doc, twin FROM devices"):
+            twin = json.loads(row[3]) if row[3] else None
+            out.append(device_from_row(row[0], row[1], json.loads(row[2]), twin))
         return out
 
-    def stage_device(self, device: Device) -> None:
-        self._devices[device.dev_eui] = device
+    def stage_device(self, device: Device, twin_json: str | None = None) -> None:
+        self._devices[device.dev_eui] = (device, twin_json)
 
     async def seen(self, key: str) -> bool:
         if key in self._seen:
@@ -325,13 +326,22 @@ class SqliteStore:
                 )
             if self._devices:
                 db.executemany(
-                    "INSERT INTO devices (dev_eui, kind, doc, street, grp, updated_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (dev_eui) DO UPDATE SET"
-                    " kind = excluded.kind, doc = excluded.doc, street = excluded.street,"
-                    " grp = excluded.grp, updated_at = excluded.updated_at",
+                    "INSERT INTO devices (dev_eui, kind, doc, twin, street, grp, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dev_eui) DO UPDATE SET"
+                    " kind = excluded.kind, doc = excluded.doc, twin = excluded.twin,"
+                    " street = excluded.street, grp = excluded.grp,"
+                    " updated_at = excluded.updated_at",
                     [
-                        (d.dev_eui, d.kind, _device_doc(d), d.street, d.group, d.updated_at)
-                        for d in self._devices.values()
+                        (
+                            d.dev_eui,
+                            d.kind,
+                            _JSON.encode(d.registry_doc()),
+                            twin if twin is not None else _JSON.encode(d.twin()),
+                            d.street,
+                            d.group,
+                            d.updated_at,
+                        )
+                        for d, twin in self._devices.values()
                     ],
                 )
             if self._commands:

@@ -42,15 +42,15 @@ def _info() -> cs.DeviceInfo:
 
 
 def txack(qid: str) -> cs.TxAckEvent:
-    return cs.TxAckEvent("txack", "app", _info(), "", None, 1, qid, 5, "gw", None, None)
+    return cs.TxAckEvent("txack", "app", _info(), "", 1, qid, 5, "gw", None, None)
 
 
 def ack(qid: str, ok: bool = True) -> cs.AckEvent:
-    return cs.AckEvent("ack", "app", _info(), "", None, "d", qid, ok, 5)
+    return cs.AckEvent("ack", "app", _info(), "", "d", qid, ok, 5)
 
 
 def log(qid: str, code: str) -> cs.LogEvent:
-    return cs.LogEvent("log", "app", _info(), "", None, "ERROR", code, "", {"queue_item_id": qid})
+    return cs.LogEvent("log", "app", _info(), "", "ERROR", code, "", {"queue_item_id": qid})
 
 
 def test_max_payload_tables() -> None:

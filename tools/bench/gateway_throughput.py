@@ -5,10 +5,11 @@ queues for the persistent sessions used).
 
 1. **Throughput ratio.** The same ``BATCH`` ChirpStack ``up`` events (JSON, real citypack
    ``bin_status`` payloads for ``DEVICES`` registered bins) are queued at the broker for a
-   persistent session, then drained: once by a bare aiomqtt loop that only receives and parses
-   them (``json.loads`` + base64), once by the whole gateway path (MQTT in → parse → decode →
+   persistent session, then drained: by a bare aiomqtt loop that only receives and parses
+   them (``json.loads`` + base64), and by the whole gateway path (MQTT in → parse → decode →
    store → rules → commit → PUBACK). Goal: gateway / bare ≥ 0.5. Queuing first keeps the
-   publisher out of the measured time for both.
+   publisher out of the measured time for both; the two alternate for ``ROUNDS`` rounds and the
+   best of each counts, because the machine is shared and its load changes within seconds.
 2. **Latency** receive → committed at a paced 1,000 uplinks/s for ``LATENCY_S`` seconds (p50 and
    p99 of the raw per-uplink samples). Goal p99 < 50 ms.
 3. **Memory**: RSS of a fresh gateway process that loaded 100,000 registered devices from its
@@ -36,7 +37,8 @@ import aiomqtt
 from tools.bench.report import Figure
 
 BENCH = "gateway_throughput"
-BATCH = 20_000
+BATCH = 10_000
+ROUNDS = 2  # bare and gateway alternate; the best round of each counts (shared, noisy CPUs)
 DEVICES = 2_000
 LATENCY_RATE = 1_000
 LATENCY_S = 5.0
@@ -325,10 +327,13 @@ def run() -> list[Figure]:
         directory = Path(tmp)
         broker, port = _start_mosquitto(directory)
         try:
-            app = str(uuid.uuid4())
-            events = _events(app, BATCH)
-            bare = asyncio.run(_bare(port, app, events))
-            full = asyncio.run(_gateway_drain(port, app, events, directory / "tp.db"))
+            bare = full = 0.0
+            for round_ in range(ROUNDS):
+                app = str(uuid.uuid4())
+                events = _events(app, BATCH)
+                bare = max(bare, asyncio.run(_bare(port, app, events)))
+                db = directory / f"tp{round_}.db"
+                full = max(full, asyncio.run(_gateway_drain(port, app, events, db)))
             p50, p99, samples = asyncio.run(_latency(port, str(uuid.uuid4()), directory / "l.db"))
             rss_mb, devices = _memory(port, directory)
         finally:
@@ -336,7 +341,13 @@ def run() -> list[Figure]:
             broker.wait(timeout=10)
     total = time.monotonic() - started
     return [
-        Figure(BENCH, "bare aiomqtt receive+parse", bare, "msg/s", note=f"{BATCH} queued events"),
+        Figure(
+            BENCH,
+            "bare aiomqtt receive+parse",
+            bare,
+            "msg/s",
+            note=f"{BATCH} queued events, best of {ROUNDS}",
+        ),
         Figure(
             BENCH,
             "gateway full path",
