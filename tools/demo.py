@@ -205,6 +205,18 @@ class Demo:
             watch_task = asyncio.create_task(self._watch(watcher), name="demo-watch")
             stack.callback(watch_task.cancel)
 
+            gateway: GatewayProcess | None = None
+            if gw_reason is None:
+                # spawned first: its start-up overlaps the fleet's
+                gateway = GatewayProcess(
+                    workdir,
+                    mqtt_url=broker_url,
+                    application_id=APPLICATION_ID,
+                    overrides=self._gateway_overrides(),
+                )
+                await gateway.start()
+                stack.push_async_exit(gateway)
+
             fleet = None
             if fleet_mod is not None:
                 fleet = await stack.enter_async_context(
@@ -227,32 +239,20 @@ class Demo:
                 if opts.capture is not None:
                     components["capture"] = f"not written: {fleet_reason}"
 
-            gateway: GatewayProcess | None = None
-            if gw_reason is None:
-                gateway = GatewayProcess(
-                    workdir,
-                    mqtt_url=broker_url,
-                    application_id=APPLICATION_ID,
-                    overrides=self._gateway_overrides(),
+            gateway_up: asyncio.Task[None] | None = None
+            if gateway is not None:
+                components["gateway"] = f"starting (pid {gateway.pid})"
+                # it comes up in the background: the city is on the screen meanwhile, and
+                # nodes that report before their registration are discovered by the gateway
+                gateway_up = asyncio.create_task(
+                    self._gateway_up(gateway, world, files, state), name="demo-gateway-up"
                 )
-                try:
-                    await stack.enter_async_context(gateway)
-                    await gateway.register(registry_entries(world, files))
-                    components["gateway"] = (
-                        f"running (pid {gateway.pid}, SQLite {gateway.database})"
-                    )
-                    state.api_url = gateway.api_url + "/api/v1"
-                    state.token_file = str(gateway.token_file)
-                except GatewayProcessError as exc:
-                    components["gateway"] = f"failed: {exc}"
-                    gateway = None
-            else:
+                stack.callback(gateway_up.cancel)
+            if gw_reason is not None:
                 components["gateway"] = f"not running: {gw_reason}"
 
             for name, status in components.items():
                 self.say(f"  {name}: {status}")
-            if gateway is not None:
-                self.say(f"API {gateway.api_url}/api/v1 (token in {gateway.token_file})")
             self.say(f"ready in {time.monotonic() - started:.1f} s; Ctrl-C stops")
 
             self._install_signals()
@@ -271,6 +271,14 @@ class Demo:
                     self._sync_world(state, world, world_events)
                     if fleet is not None:
                         fleet.update_counters(state.counters)
+                    if gateway_up is not None and gateway_up.done():
+                        error = gateway_up.exception()
+                        if error is not None:
+                            failure = f"the gateway did not start: {error}"
+                            components["gateway"] = "failed"
+                            state.event(failure)
+                            gateway = None
+                        gateway_up = None
                     if gateway is not None and gateway.returncode is not None:
                         failure = (
                             f"the gateway exited with {gateway.returncode} during the demo; "
@@ -279,7 +287,9 @@ class Demo:
                         components["gateway"] = f"exited ({gateway.returncode})"
                         state.event(failure)
                         gateway = None
-                    if gateway is not None and now_sim >= next_truck and not world.truck.active:
+                    ready = gateway is not None and gateway_up is None
+                    if ready and now_sim >= next_truck and not world.truck.active:
+                        assert gateway is not None
                         next_truck = now_sim + opts.truck_every_s
                         await self._truck_round(gateway, world, state)
                     view.refresh()
@@ -292,7 +302,7 @@ class Demo:
                         await asyncio.wait_for(self.stop.wait(), 0.25)
             processed = None
             gateway_stats: dict[str, Any] | None = None
-            if gateway is not None:
+            if gateway is not None and gateway_up is None:
                 with contextlib.suppress(GatewayProcessError):
                     processed = await gateway.uplinks("processed")
                     state.counters["gateway_uplinks_processed"] = processed
@@ -315,6 +325,17 @@ class Demo:
         (workdir / "demo-summary.json").write_text(json.dumps(result.as_json(), indent=2) + "\n")
         self.say(f"summary written to {workdir / 'demo-summary.json'}")
         return result
+
+    async def _gateway_up(
+        self, gateway: GatewayProcess, world: World, files: Any, state: CityState
+    ) -> None:
+        """Wait for ``/readyz``, register the city's devices, then say where the API is."""
+        await gateway.wait_ready()
+        await gateway.register(registry_entries(world, files))
+        state.components["gateway"] = f"running (pid {gateway.pid}, SQLite {gateway.database})"
+        state.api_url = gateway.api_url + "/api/v1"
+        state.token_file = str(gateway.token_file)
+        self.say(f"gateway: running; API {state.api_url} (token in {state.token_file})")
 
     @staticmethod
     async def _truck_round(gateway: GatewayProcess, world: World, state: CityState) -> None:
@@ -356,10 +377,8 @@ class Demo:
     @staticmethod
     def _node_callback(state: CityState) -> Any:
         def on_node(dev_eui: str, what: str, detail: str) -> None:
-            if what == "joined":
-                row = state.nodes.get(dev_eui)
-                if row is not None:
-                    row.joined = True
+            if what == "boot" and detail == "(power_on)":
+                return  # every node boots once at the start: not news
             state.event(f"{what} {state.name_of(dev_eui)} {detail}".rstrip())
 
         return on_node

@@ -142,7 +142,8 @@ class GatewayProcess:
         self.config_file.write_text(render_config(self._sections), encoding="utf-8")
         return token, open(self.log_file, "ab")  # handed to the child process, closed after
 
-    async def __aenter__(self) -> GatewayProcess:
+    async def start(self) -> None:
+        """Spawn the child; :meth:`wait_ready` then waits for ``/readyz``."""
         token, log = self._prepare()
         try:
             self._process = await asyncio.create_subprocess_exec(
@@ -163,11 +164,18 @@ class GatewayProcess:
         self._client = httpx.AsyncClient(
             base_url=self.api_url, headers={"Authorization": f"Bearer {token}"}, timeout=10.0
         )
+
+    async def wait_ready(self) -> None:
         try:
             await self._wait_ready()
         except BaseException:
             await self.__aexit__(None, None, None)
             raise
+
+    async def __aenter__(self) -> GatewayProcess:
+        if self._process is None:
+            await self.start()
+        await self.wait_ready()
         return self
 
     async def _wait_ready(self) -> None:
@@ -225,9 +233,15 @@ class GatewayProcess:
             )
         return response.json() if response.content else None
 
-    async def register(self, entries: Mapping[str, Mapping[str, Any]]) -> None:
-        for dev_eui, body in entries.items():
-            await self.request("PUT", f"/api/v1/devices/{dev_eui}", json=dict(body))
+    async def register(self, entries: Mapping[str, Mapping[str, Any]], parallel: int = 8) -> None:
+        """PUT every device (a few at a time: each one is a committed write)."""
+        gate = asyncio.Semaphore(parallel)
+
+        async def put(dev_eui: str, body: Mapping[str, Any]) -> None:
+            async with gate:
+                await self.request("PUT", f"/api/v1/devices/{dev_eui}", json=dict(body))
+
+        await asyncio.gather(*(put(eui, body) for eui, body in entries.items()))
 
     async def metrics(self) -> dict[str, float]:
         try:
