@@ -20,17 +20,17 @@ encoder's rule, RFC 8949 §4.1-4.2).
 Then the message's own rules: unknown keys are ignored, omitted fields get their defaults,
 required fields must be present, every value has its type and range.
 
-Speed: status messages are flat maps of small integers. :func:`decode` reads and checks
-those in one pass straight from the bytes, most pairs with one lookup in a per-message table of
-pre-checked (key, small value) pairs (faster than ``cbor2.loads`` followed by a walk over its
-result); anything it does not recognise (text, arrays, nested or unusual items, any error) goes
-to the strict reader (:class:`_Reader` + :func:`_fields`), which decides and words the error.
+Speed: status messages are flat maps of integers, sent canonically. :func:`decode` reads those
+in one pass straight from the bytes with a straight-line decoder generated per message at import
+(:func:`_canonical_source`; faster than ``cbor2.loads`` followed by a walk over its result);
+anything else (another key order, unknown keys, longer forms, text, arrays, any error) goes to
+the strict reader (:class:`_Reader` + :func:`_fields`), which decides and words the error.
 The tests hold both paths to the same answers on every vector and on random and mutated bytes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -435,86 +435,121 @@ def _decode_list(msg: Message, spec: _Spec, value: Any) -> list[dict[str, Any]]:
     return items
 
 
-_BAIL: Final = 0  # unpacking an int raises TypeError: keys the fast path leaves to the strict one
+def _forms(lo: int, hi: int) -> list[tuple[str, str, int]]:
+    """The shortest CBOR integer forms a raw value in lo..hi can take (RFC 8949 §3.1, §4.2.1):
+    (condition on the initial byte, expression of the value, bytes the item takes)."""
+    forms: list[tuple[str, str, int]] = []
+    if hi >= 0:
+        forms.append(("initial < 24", "initial", 2))
+    if hi >= 24:
+        forms.append(("initial == 24", "b[pos + 2]", 3))
+    if hi >= 0x100:
+        forms.append(("initial == 25", "b[pos + 2] << 8 | b[pos + 3]", 4))
+    if hi >= 0x10000:
+        forms.append(
+            (
+                "initial == 26",
+                "b[pos + 2] << 24 | b[pos + 3] << 16 | b[pos + 4] << 8 | b[pos + 5]",
+                6,
+            )
+        )
+    if lo < 0:
+        forms.append(("0x20 <= initial < 0x38", "0x1F - initial", 2))
+    if lo < -24:
+        forms.append(("initial == 0x38", "-1 - b[pos + 2]", 3))
+    if lo < -0x100:
+        forms.append(("initial == 0x39", "-1 - (b[pos + 2] << 8 | b[pos + 3])", 4))
+    if lo < -0x10000:
+        forms.append(
+            (
+                "initial == 0x3A",
+                "-1 - (b[pos + 2] << 24 | b[pos + 3] << 16 | b[pos + 4] << 8 | b[pos + 5])",
+                6,
+            )
+        )
+    return forms
 
 
-@dataclass(frozen=True, slots=True)
-class _Flat:
-    """The fast path's view of a message whose fields are all integers, enums or flags."""
+def _canonical_source(fport: int, specs: tuple[_Spec, ...]) -> str | None:
+    """Python source of a decoder for the canonical encoding of one flat message.
 
-    table: tuple[Any, ...]  # by key byte 0..255: spec, None (unknown key) or _BAIL
-    template: dict[str, Any]  # every field in catalogue order, defaults filled in
-    required: int  # bit mask of the required keys
-    quick: dict[int, tuple[str | None, Any, int]]  # see _quick_table
-
-
-def _flat_plan(msg: Message, specs: tuple[_Spec, ...]) -> _Flat | None:
+    It walks the keys in ascending order (the only order a canonical encoder writes), each value
+    in its shortest form, checks the range with constants written in, and stores into ``out``
+    (a copy of the defaults). It returns False for anything else (another key order, unknown
+    keys, longer forms, text, arrays, out-of-range values, trailing bytes, a wrong pair count),
+    and the caller then asks the strict reader, which accepts what is valid and words the error.
+    Generated at import because straight-line code with constants is what makes the gateway's
+    hot path fast; the tests hold it to the strict reader on every vector and on random and
+    mutated bytes.
+    """
     if any(spec.kind in (_STR, _LIST) for spec in specs):
         return None
-    table: list[Any] = [None] * 24 + [_BAIL] * 232
-    required = 0
+    lines = [
+        f"def _canonical_{fport}(b, out):",
+        "    n = len(b)",
+        "    count = b[0] - 0xA0",
+        "    pairs = 0",
+        "    pos = 1",
+    ]
     for spec in specs:
-        if spec.kind == _FLAGS:
-            table[spec.key] = (_FLAGS, "", 0, 0xFFFF_FFFF, 1, spec.extra)
+        required = spec.kind != _FLAGS and spec.default is _MISSING
+        lo, hi = (0, 0xFFFF_FFFF) if spec.kind == _FLAGS else (spec.lo, spec.hi)
+        lines.append(f"    # key {spec.key}: {spec.name or 'flags'}")
+        if required:
+            lines.append(f"    if b[pos] != {spec.key}:")
+            lines.append("        return False")
+            body = "    "
         else:
-            # kind 3 in this table: an integer with a scale (kept apart to save a multiply)
-            kind = 3 if spec.kind == _INT and spec.scale != 1 else spec.kind
-            table[spec.key] = (kind, spec.name, spec.lo, spec.hi, spec.scale, spec.extra)
-            if spec.default is _MISSING:
-                required |= 1 << spec.key
-    template = {f.name: (False if f.type == "bool" else f.default) for f in msg.fields}
-    quick = _quick_table(table) if msg.direction == "up" else {}
-    return _Flat(tuple(table), template, required, quick)
-
-
-def _quick_table(table: list[Any]) -> dict[int, tuple[str | None, Any, int]]:
-    """Every (key, small value) pair of a message, already checked and converted.
-
-    Indexed by ``key << 8 | initial byte`` for values held in the initial byte (-24..23) and by
-    ``0x10000 | key << 8 | byte`` for the one-byte-argument form (0..255): most fields of a
-    status uplink then cost one dict lookup. An entry is (field, value, key bit), or (None,
-    {flag: bool}, key bit) for a flags word. Only uplinks get one (a few kB each).
-    """
-    quick: dict[int, tuple[str | None, Any, int]] = {}
-    for key in range(24):
-        spec = table[key]
-        if spec is None:
-            continue
-        kind, name, lo, hi, scale, extra = spec
-        if kind == _FLAGS:  # the combinations of the known flags; other bits take the long way
-            hi = (1 << (max(bit for _, bit in extra) + 1)) - 1
-        for raw in range(max(lo, -24), min(hi, 255) + 1):
-            entry: tuple[str | None, Any, int]
-            if kind == _FLAGS:
-                entry = (None, {flag: raw >> bit & 1 == 1 for flag, bit in extra}, 1 << key)
-            elif kind == _ENUM:
-                entry = (name, extra[raw], 1 << key)
+            lines.append(f"    if pos < n and b[pos] == {spec.key}:")
+            body = "        "
+        lines.append(f"{body}initial = b[pos + 1]")
+        for index, (condition, value, size) in enumerate(_forms(lo, hi)):
+            keyword = "if" if index == 0 else "elif"
+            lines.append(f"{body}{keyword} {condition}:")
+            lines.append(f"{body}    v = {value}")
+            lines.append(f"{body}    pos += {size}")
+        lines.append(f"{body}else:")
+        lines.append(f"{body}    return False")
+        if spec.kind == _FLAGS:
+            for flag, bit in spec.extra:
+                lines.append(f"{body}out[{flag!r}] = v >> {bit} & 1 == 1")
+        else:
+            checks = []
+            if lo != 0:  # the forms above give no negative value when lo is 0
+                checks.append(f"v < {lo}")
+            checks.append(f"v > {hi}")
+            lines.append(f"{body}if {' or '.join(checks)}:")
+            lines.append(f"{body}    return False")
+            if spec.kind == _ENUM:
+                lines.append(f"{body}out[{spec.name!r}] = {spec.extra!r}[v]")
+            elif spec.scale != 1:
+                lines.append(f"{body}out[{spec.name!r}] = v * {spec.scale}")
             else:
-                entry = (name, raw * scale, 1 << key)
-            if raw < 24:
-                quick[key << 8 | (raw if raw >= 0 else 0x1F - raw)] = entry
-            if raw >= 0:
-                quick[0x10000 | key << 8 | raw] = entry
-    return quick
+                lines.append(f"{body}out[{spec.name!r}] = v")
+        lines.append(f"{body}pairs += 1")
+    lines.append("    return pos == n and pairs == count")
+    return "\n".join(lines) + "\n"
 
 
-_FLAT: Final[dict[int, _Flat]] = {
-    fport: flat
+def _canonical_decoder(fport: int, specs: tuple[_Spec, ...]) -> Callable[..., bool] | None:
+    source = _canonical_source(fport, specs)
+    if source is None:
+        return None
+    namespace: dict[str, Any] = {}
+    exec(compile(source, f"<protocol.codec canonical decoder, fPort {fport}>", "exec"), namespace)
+    decoder: Callable[..., bool] = namespace[f"_canonical_{fport}"]
+    return decoder
+
+
+def _template(msg: Message) -> dict[str, Any]:
+    """Every field in catalogue order with its default (required ones are always overwritten)."""
+    return {f.name: (False if f.type == "bool" else f.default) for f in msg.fields}
+
+
+_FAST: Final[dict[int, tuple[str, str, Callable[..., bool], dict[str, Any]]]] = {
+    fport: (msg.name, msg.direction, decoder, _template(msg))
     for fport, (msg, specs) in _PLANS.items()
-    if (flat := _flat_plan(msg, specs)) is not None
-}
-
-
-_FAST: Final[dict[int, tuple[str, str, tuple[Any, ...], dict[str, Any], int, dict[int, Any]]]] = {
-    fport: (
-        _PLANS[fport][0].name,
-        _PLANS[fport][0].direction,
-        f.table,
-        f.template,
-        f.required,
-        f.quick,
-    )
-    for fport, f in _FLAT.items()
+    if (decoder := _canonical_decoder(fport, specs)) is not None
 }
 
 
@@ -567,103 +602,26 @@ def decode(fport: int, data: bytes, direction: str | None = "up") -> Decoded:
     ``direction`` is ``"up"``, ``"down"`` or ``None`` (either). For any input this returns a
     :class:`Decoded` or raises :class:`DecodeError`, nothing else.
 
-    The body is the fast path for flat maps of integers (every status uplink), inlined by hand
-    because it is the gateway's hot path; whatever it does not recognise, or any error, goes to
-    :func:`decode_strict`, which decides and words the error. It accepts a subset of what the
-    strict path accepts and decodes it the same way (the tests hold both to that).
+    Canonical flat payloads (every status uplink) take the generated straight-line decoder of
+    their message; whatever it does not take goes to :func:`decode_strict`, which decides.
     """
     try:
-        name, fast_direction, table, template, required, quick = _FAST[fport]
+        name, fast_direction, canonical, template = _FAST[fport]
     except (KeyError, TypeError):
         return decode_strict(fport, data, direction)
     if (
         type(data) is not bytes
         or type(fport) is not int  # 10.0 and True find their dict entry too
         or (direction != fast_direction and direction is not None)
+        or len(data) > MAX_PAYLOAD
     ):
         return decode_strict(fport, data, direction)
-    b = data
-    n = len(b)
-    if not 0 < n <= MAX_PAYLOAD:
-        return decode_strict(fport, data, direction)
-    count = b[0] - 0xA0  # a map header with fewer than 24 pairs
-    if not 0 <= count < 24:
-        return decode_strict(fport, data, direction)
     out = template.copy()
-    seen = 0
-    pos = 1
     try:
-        left = count  # a countdown is cheaper than a range iterator for a handful of pairs
-        while left:
-            left -= 1
-            key = b[pos]
-            initial = b[pos + 1]
-            # The quick table answers most pairs of a status uplink in one lookup; a miss (an
-            # unknown key, a value out of range, a flags word with unknown bits) takes the
-            # long way below, which decides.
-            if initial < 24 or 0x20 <= initial < 0x38:
-                hit = quick.get(key << 8 | initial)
-                if hit is not None:
-                    field, decoded, bit = hit
-                    seen |= bit
-                    pos += 2
-                    if field is None:
-                        out.update(decoded)
-                    else:
-                        out[field] = decoded
-                    continue
-                value = initial if initial < 24 else 0x1F - initial
-                pos += 2
-            elif initial == 24:
-                value = b[pos + 2]
-                hit = quick.get(0x10000 | key << 8 | value)
-                if hit is not None:
-                    field, decoded, bit = hit
-                    seen |= bit
-                    pos += 3
-                    if field is None:
-                        out.update(decoded)
-                    else:
-                        out[field] = decoded
-                    continue
-                pos += 3
-            elif initial == 25:
-                value = b[pos + 2] << 8 | b[pos + 3]
-                pos += 4
-            elif initial == 0x38:
-                value = -1 - b[pos + 2]
-                pos += 3
-            elif initial == 0x39:
-                value = -1 - (b[pos + 2] << 8 | b[pos + 3])
-                pos += 4
-            elif initial == 26:
-                value = b[pos + 2] << 24 | b[pos + 3] << 16 | b[pos + 4] << 8 | b[pos + 5]
-                pos += 6
-            elif initial == 0x3A:
-                value = -1 - (b[pos + 2] << 24 | b[pos + 3] << 16 | b[pos + 4] << 8 | b[pos + 5])
-                pos += 6
-            else:
-                return decode_strict(fport, data, direction)
-            spec = table[key]  # keys 24..255 (and non-integer keys) are _BAIL: TypeError
-            seen |= 1 << key
-            if spec is None:
-                continue  # an unknown key holding an integer: ignored (evolution rule 3)
-            kind, field, lo, hi, scale, extra = spec
-            if not lo <= value <= hi:
-                return decode_strict(fport, data, direction)
-            if kind == 0:  # _INT
-                out[field] = value
-            elif kind == 1:  # _ENUM
-                out[field] = extra[value]
-            elif kind == 3:  # _INT with a scale
-                out[field] = value * scale
-            else:
-                for flag, flag_bit in extra:
-                    out[flag] = value >> flag_bit & 1 == 1
-    except (IndexError, TypeError):  # ran off the end, or a key the table bails on
-        return decode_strict(fport, data, direction)
-    # Fewer distinct keys than pairs means a duplicate key; the strict path refuses it.
-    if pos != n or seen.bit_count() != count or seen & required != required:
+        taken = canonical(data, out)
+    except IndexError:  # ran off the end: truncated, or empty
+        taken = False
+    if not taken:
         return decode_strict(fport, data, direction)
     result: Decoded = _new_decoded(Decoded)
     _set_message(result, name)

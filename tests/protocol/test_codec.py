@@ -126,6 +126,28 @@ def test_decoded_is_frozen() -> None:
         decoded.message = "x"  # type: ignore[misc]
 
 
+def test_canonical_flat_payloads_take_the_generated_decoder(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Otherwise the fast-vs-strict agreement tests below would compare the strict path with
+    itself."""
+    flat = {
+        m.fport for m in catalogue.MESSAGES if all(f.type not in ("str", "list") for f in m.fields)
+    }
+    assert set(codec._FAST) == flat and {10, 20, 21} <= flat
+
+    def refuse(*args: object) -> codec.Decoded:
+        raise AssertionError(f"strict path taken for {args!r}")
+
+    monkeypatch.setattr(codec, "decode_strict", refuse)
+    for case in vectors()["cases"]:
+        if case["fport"] in flat:
+            assert (
+                codec.decode(case["fport"], bytes.fromhex(case["hex"]), None).fields
+                == (case["fields"])
+            )
+
+
 # --------------------------------------------------------------- golden vectors
 
 
