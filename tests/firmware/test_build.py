@@ -1,7 +1,8 @@
 """The MAC and HAL type-check against micropython-esp32-stubs (pyright) and compile with mpy-cross.
 
-This is the only check the ESP32 radio adapter (firmware/lib/hal/radio_sx.py) gets here: there is
-no radio hardware in CI. A deliberately wrong file shows the type check really uses the stubs.
+There is no radio hardware in CI, so the ESP32 radio adapter (firmware/lib/hal/radio_sx.py) gets
+these checks and a run against a stand-in for micropython-lib's async modem API. A deliberately
+wrong file shows the type check really uses the stubs.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import procs
+from tests.helpers.firmware import HARNESS
 
 FIRMWARE = procs.ROOT / "firmware"
 CONFIG = FIRMWARE / "pyrightconfig.json"
@@ -94,3 +96,10 @@ def test_compiles_with_mpy_cross(tmp_path: Path) -> None:
         assert out.read_bytes()[:2] == b"M\x06"  # .mpy v6 for MicroPython 1.2x boards
         total += out.stat().st_size
     assert total > 0
+
+
+@pytest.mark.micropython
+def test_radio_adapter_against_the_driver_api(micropython: str) -> None:
+    """hal.radio_sx on a stand-in for micropython-lib's async modem (no hardware here)."""
+    out = procs.run_micropython_json(HARNESS / "radio_sx_fake.py", path=[HARNESS])
+    assert out == {"failures": []}

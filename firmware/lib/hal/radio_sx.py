@@ -25,25 +25,30 @@ from hal.radio import CODING_RATE, PREAMBLE, SYNC_WORD, RxFrame
 
 
 class SxRadio:
-    """``SxRadio(modem)`` where modem is a ``lora.AsyncSX1276`` or ``lora.AsyncSX1262``."""
+    """``SxRadio(modem)`` where modem is a ``lora.AsyncSX1276`` or ``lora.AsyncSX1262``.
 
-    def __init__(self, modem):
+    ``board_cfg``: extra ``lora_cfg`` keys for this board, e.g. ``{"tx_ant": "PA_BOOST"}``.
+    """
+
+    def __init__(self, modem, board_cfg=None):
         self._modem = modem
+        self._board_cfg = board_cfg
         self._freq = 0
         self._rate = None
 
     def configure(self):
-        self._modem.configure(
-            {
-                "syncword": SYNC_WORD,
-                "preamble_len": PREAMBLE,  # the drivers default to 12
-                "coding_rate": CODING_RATE,
-                "implicit_header": False,
-                "crc_en": True,
-                "invert_iq_tx": False,
-                "invert_iq_rx": True,
-            }
-        )
+        cfg = {
+            "syncword": SYNC_WORD,
+            "preamble_len": PREAMBLE,  # the drivers default to 12
+            "coding_rate": CODING_RATE,
+            "implicit_header": False,
+            "crc_en": True,
+            "invert_iq_tx": False,
+            "invert_iq_rx": True,
+        }
+        if self._board_cfg:
+            cfg.update(self._board_cfg)
+        self._modem.configure(cfg)
 
     def _tune(self, freq_hz, sf, bw_khz, extra):
         cfg = extra
@@ -91,11 +96,16 @@ class SxRadio:
         self._modem.sleep()
 
 
-def sx1276(spi, cs, dio0, dio1, reset, ant_sw=None):
-    """An SX1276 board radio (e.g. TTGO LoRa32, Heltec V2): ``SxRadio`` over AsyncSX1276."""
+def sx1276(spi, cs, dio0, dio1, reset, ant_sw=None, tx_ant="PA_BOOST"):
+    """An SX1276 board radio (e.g. TTGO LoRa32, Heltec V2): ``SxRadio`` over AsyncSX1276.
+
+    SX1276 modules (RFM95, TTGO, Heltec) wire the antenna to PA_BOOST; the driver's default
+    is the RFO pin, which would leave the node nearly silent (SX1276 datasheet §3.4.2).
+    """
     from lora import AsyncSX1276  # type: ignore[import-not-found]
 
-    return SxRadio(AsyncSX1276(spi, cs, dio0=dio0, dio1=dio1, reset=reset, ant_sw=ant_sw))
+    modem = AsyncSX1276(spi, cs, dio0=dio0, dio1=dio1, reset=reset, ant_sw=ant_sw)
+    return SxRadio(modem, {"tx_ant": tx_ant})
 
 
 def sx1262(spi, cs, busy, dio1, reset, dio3_tcxo_millivolts=None, dio2_rf_sw=True):
