@@ -51,7 +51,8 @@ def main(root="/"):
     abp = None
     if cfg.activation == "abp":
         abp = (int(cfg.dev_addr, 16), cfg.nwk_s_key, cfg.app_s_key)
-    link = MacLink(mac, clock, activation=cfg.activation, abp=abp)
+    # wait out a duty-cycle off-time (up to 2 min) rather than drop an alarm or a report
+    link = MacLink(mac, clock, max_wait_ms=120_000, activation=cfg.activation, abp=abp)
     app = build_app(
         cfg.kind, cfg.app, board, link, clock, pins, Power(), rtc, nvs, cfg.latitude,
         cfg.longitude,

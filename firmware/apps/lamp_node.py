@@ -232,6 +232,7 @@ class LampNode:
 
     async def _control(self):
         while True:
+            self._account()  # the time since the last pass, at the output that held during it
             self._handle_commands()
             self._take_presence()
             level, mode, wait_ms = self.target()
@@ -243,7 +244,6 @@ class LampNode:
                     self.meter.sample()  # start a fresh window after the change
                 continue  # re-decide: commands or presence may have come during the fade
             self.mode = mode
-            self._account()
             self._maybe_presence_report()
             if self.meter is not None and (
                 self.next_meter_ms is None or self._since(self.next_meter_ms) >= 0
@@ -430,11 +430,13 @@ class LampNode:
         f = self.failures
         fields = {
             "dim_level": self.dimmer.level,
-            "active_power_w": int(self.meter.power_w + 0.5) if self.meter is not None else 0,
+            "active_power_w": 0,
             "mode": self.mode,
             "road_users": min(self.road_users, 65535),
             "config_version": self.cfg["config_version"],
         }
+        if self.meter is not None:
+            fields["active_power_w"] = min(int(self.meter.power_w + 0.5), 2000)  # catalogue max
         for name in _FAILURES:
             fields[name] = f[name]
         return fields

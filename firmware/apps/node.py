@@ -39,6 +39,7 @@ class Node:
         self.uplinks_sent = 0
         self.uplinks_failed = 0
         self.bad_downlinks = 0
+        self.encode_errors = 0
         self.wake = clock.alarm()  # fired when a class C command arrives
         link.set_receiver(self._on_downlink)
 
@@ -63,7 +64,12 @@ class Node:
 
     async def uplink(self, name, fields, confirmed=False):
         """Encode and send; downlinks that come back are queued as commands. False on failure."""
-        data = cp.encode(name, fields)  # PayloadError here is a firmware bug: let it surface
+        try:
+            data = cp.encode(name, fields)
+        except ValueError as exc:  # cp.PayloadError: an app bug, which must not stop the node
+            self._say("cannot encode", name, exc)
+            self.encode_errors += 1
+            return False
         try:
             ok, downlinks = await self.link.send(cp.FPORT[name], data, confirmed)
         except Exception as exc:  # no network: the app keeps running

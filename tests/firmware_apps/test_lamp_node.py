@@ -4,6 +4,7 @@ from the meter, and everything working with no network."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from tests.firmware_apps.conftest import run_scenario
@@ -88,7 +89,14 @@ def test_profile_steps_at_computed_sunset_clock_and_sunrise(impl: str) -> None:
     result = next(u for u in ups(r, "command_result") if u["fields"]["command_id"] == 2)
     assert result["fields"] == {"command_id": 2, "outcome": "applied", "config_version": 4}
     counters = ups(r, "lamp_counters")
-    assert counters and counters[-1]["fields"]["operating_hours"] >= 30
+    assert counters
+    for c in counters:  # burning hours = time with the lamp on, from the level log
+        on_ms = 0
+        levels = [(t, v) for t, v in r["levels"] if t <= c["t"]] + [(c["t"], 0)]
+        for (t0, v), (t1, _) in itertools.pairwise(levels):
+            on_ms += t1 - t0 if v > 0 else 0
+        assert abs(c["fields"]["operating_hours"] - on_ms / 3_600_000) <= 1.0
+    assert counters[-1]["fields"]["operating_hours"] >= 30
     assert counters[-1]["fields"]["switch_on_count"] >= 2
     assert counters[-1]["fields"]["active_energy_wh"] > 1000
 
