@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 from typing import Any
 
 import cbor2
@@ -235,6 +236,35 @@ def test_mutated_vectors_agree_between_readers() -> None:
         assert outcome == _outcome(codec.decode_strict, fport, data)
         accepted += outcome != "refused"
     assert accepted > 100  # the mutations reach the field checks, not only the CBOR reader
+
+
+def test_random_flat_maps_agree_between_readers() -> None:
+    """Maps of random small keys and integer forms: the generated canonical decoders meet keys
+    out of order, unknown keys, every integer form, wrong counts and trailing bytes."""
+    rng = random.Random(5)
+    flat = [m for m in catalogue.MESSAGES if m.fport in codec._FAST]
+    widths = {0x18: 1, 0x19: 2, 0x1A: 4, 0x38: 1, 0x39: 2, 0x3A: 4}
+    accepted = 0
+    for _ in range(4000):
+        msg = rng.choice(flat)
+        if rng.random() < 0.7:  # mostly the message's own keys, ascending, some left out
+            keys = [k for k in msg.keys if rng.random() < 0.8]
+        else:
+            keys = [rng.randrange(0, 26) for _ in range(rng.randrange(0, 8))]
+        body = bytearray([0xA0 + len(keys)])
+        for key in keys:
+            body.append(key)
+            small = rng.randrange(0, 24)
+            form = rng.choice([small, small, 0x18, 0x19, rng.randrange(0x20, 0x38), *widths])
+            body.append(form)
+            body += bytes(rng.choice((0, rng.randrange(256))) for _ in range(widths.get(form, 0)))
+        if rng.random() < 0.1:
+            body.append(0)
+        data = bytes(body)
+        outcome = _outcome(codec.decode, msg.fport, data)
+        assert outcome == _outcome(codec.decode_strict, msg.fport, data), data.hex()
+        accepted += outcome != "refused"
+    assert accepted > 200
 
 
 def test_huge_nesting_is_refused_without_recursion_errors() -> None:
