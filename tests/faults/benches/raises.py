@@ -1,0 +1,5 @@
+from tools.bench.report import Figure
+
+
+def run() -> list[Figure]:
+    raise RuntimeError("broker not reachable")
