@@ -226,7 +226,9 @@ class GatewayProcess:
         try:
             response = await self.client.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            raise GatewayProcessError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+            raise GatewayProcessError(
+                f"{method} {path}: {type(exc).__name__}: {exc}{self._exit_note()}"
+            ) from exc
         if response.status_code >= 400:
             raise GatewayProcessError(
                 f"{method} {path} → {response.status_code}: {response.text[:200]}"
@@ -242,6 +244,17 @@ class GatewayProcess:
                 await self.request("PUT", f"/api/v1/devices/{dev_eui}", json=dict(body))
 
         await asyncio.gather(*(put(eui, body) for eui, body in entries.items()))
+
+    def _exit_note(self) -> str:
+        """Why the API is gone, when the child has exited: its code and last error line."""
+        if self.returncode is None:
+            return ""
+        last = ""
+        with contextlib.suppress(OSError):
+            lines = self.log_file.read_text(errors="replace").splitlines()
+            errors = [line for line in lines if "error" in line.lower()]
+            last = (errors or lines or [""])[-1][-300:]
+        return f" (the gateway exited with {self.returncode}; {self.log_file}: {last})"
 
     async def metrics(self) -> dict[str, float]:
         try:
