@@ -10,7 +10,7 @@ from tests.helpers import procs
 from tests.helpers.firmware import HARNESS, run_cpython_json
 
 COUNT = 3000
-REASONS = {"short", "mtype", "dev_addr", "replay", "mic"}
+REASONS = {"short", "mtype", "dev_addr", "replay", "mic_fail"}
 
 
 def _check(out: dict[str, object]) -> None:

@@ -148,7 +148,7 @@ def parse_data(phy, n, dev_addr, last_fcnt, keys, work, expect_down=True):
     """Verify and decrypt a data frame; returns :class:`Data` or raises :class:`FrameError`.
 
     Checks, in order (each a drop counter): "short" (length, FOptsLen), "mtype", "dev_addr",
-    "replay" (FCnt not ahead of ``last_fcnt``), "mic", "fopts_port0" (MAC commands in both FOpts
+    "replay" (FCnt not ahead of ``last_fcnt``), "mic_fail", "fopts_port0" (MAC commands in both FOpts
     and FPort 0, L2 §4.3.1.6). ``work`` is a :data:`BUF_SIZE` scratch buffer.
     """
     if n < _MIN_DATA or n > MAX_PHY:
@@ -177,7 +177,7 @@ def parse_data(phy, n, dev_addr, last_fcnt, keys, work, expect_down=True):
         work[B0 + i] = phy[i]
     fill_b0(work, 0, dev_addr, fcnt, direction, msg_len)
     if not keys.nwk_cmac.mic_matches(work, 0, B0 + msg_len, phy, msg_len):
-        raise FrameError("mic")
+        raise FrameError("mic_fail")
     p = B0 + 8
     fopts = bytes(work[p : p + fopts_len])
     p += fopts_len

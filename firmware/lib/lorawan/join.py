@@ -109,7 +109,7 @@ def build_join_request(buf, join_eui, dev_eui, dev_nonce, app_cmac):
 
 
 def parse_join_accept(phy, app_key, app_cmac):
-    """Decrypt and verify a Join-Accept; raises :class:`FrameError` ("short", "mtype", "mic")."""
+    """Decrypt and verify a Join-Accept; raises :class:`FrameError` ("short", "mtype", "mic_fail")."""
     n = len(phy)
     if n != _JA_LEN and n != _JA_CFLIST_LEN:
         raise FrameError("short")
@@ -117,7 +117,7 @@ def parse_join_accept(phy, app_key, app_cmac):
         raise FrameError("mtype")
     plain = join_accept_decrypt(app_key, phy)
     if not app_cmac.mic_matches(plain, 0, n - 4, plain, n - 4):  # over the *decrypted* fields
-        raise FrameError("mic")
+        raise FrameError("mic_fail")
     join_nonce = plain[1] | (plain[2] << 8) | (plain[3] << 16)
     net_id = plain[4] | (plain[5] << 8) | (plain[6] << 16)
     dev_addr = struct.unpack_from("<I", plain, 7)[0]

@@ -2,11 +2,11 @@
 
 ``Status`` counts everything the MAC drops or refuses, by reason, so an app or a test can tell
 a lost join-accept (``no_join_accept``) from a duty-cycle wait (``duty_cycle``) or a forged
-downlink (``drops["mic"]``). :class:`SendResult` is what :meth:`lorawan.mac.Mac.send` returns
+downlink (``drops["mic_fail"]``). :class:`SendResult` is what :meth:`lorawan.mac.Mac.send` returns
 (``join()`` returns :class:`lorawan.join.JoinResult`, kept with the join code).
 
 Drop reasons (frames from the air, never raised): ``short`` (length or FOptsLen), ``mtype``,
-``dev_addr``, ``replay`` (FCnt not ahead), ``mic``, ``fopts_port0`` (MAC commands in FOpts and
+``dev_addr``, ``replay`` (FCnt not ahead), ``mic_fail``, ``fopts_port0`` (MAC commands in FOpts and
 FPort 0 at once), ``join_nonce`` (Join-Accept JoinNonce not above the last one), ``other``.
 """
 

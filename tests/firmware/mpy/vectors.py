@@ -98,7 +98,7 @@ def run(path):
             parse_join_accept(bytes(bad), key, Cmac(key))
             check("join_accept", False, "tampered accepted: " + e["source"])
         except frame.FrameError as exc:
-            check("join_accept", exc.reason == "mic", e["source"])
+            check("join_accept", exc.reason == "mic_fail", e["source"])
     for e in vec["session_keys"]:
         nwk, app = derive_session_keys(
             h(e["app_key"]), e["join_nonce"], int_le(rev(e["net_id_msb"])), e["dev_nonce"]
@@ -158,7 +158,7 @@ def run(path):
             frame.parse_data(phy, len(phy), addr, e["fcnt"], keys, work, expect_down=down)
             check("data_replay", False, "replay accepted: " + e["source"])
         except frame.FrameError as exc:
-            check("data_replay", exc.reason in ("replay", "mic"), e["source"])
+            check("data_replay", exc.reason in ("replay", "mic_fail"), e["source"])
     for e in vec["fcnt"]:
         last = -1 if e["last"] is None else e["last"]
         want = -1 if e["expected"] is None else e["expected"]
