@@ -159,3 +159,20 @@ def test_reboot_answers_then_restarts_and_says_why(impl: str) -> None:
     assert names[i + 1] == "device_info"
     assert r["uplinks"][i + 1]["fields"]["reset_reason"] == "software"
     assert r["joins"] == 2 and r["resets"] == 1
+
+
+def test_every_range_sensor_gives_the_same_fill(impl: str) -> None:
+    r = run_scenario(impl, "bin_range_sensors")
+    assert r == {k: [40, 40, 40] for k in ("jsn-sr04t", "a02yyuw", "vl53l1x")}
+
+
+def test_power_loss_keeps_the_config_in_nvs(impl: str) -> None:
+    r = run_scenario(impl, "bin_power_loss")
+    after = [u for u in r["uplinks"] if u["t"] > r["cut"]]
+    assert after[0]["name"] == "device_info"
+    assert after[0]["fields"]["reset_reason"] == "power_on"
+    assert after[0]["fields"]["config_version"] == 9  # from NVS, not RTC
+    statuses = [u for u in after if u["name"] == "bin_status"]
+    assert statuses and all(s["fields"]["config_version"] == 9 for s in statuses)
+    assert all(s["fields"]["fill_percent"] == 75 for s in statuses)  # the 200 cm height held
+    assert r["joins"] == 2  # a cold boot joins again

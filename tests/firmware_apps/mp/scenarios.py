@@ -174,6 +174,68 @@ async def bin_reboot():
     return _bin_result(w, resets=w["power"].resets)
 
 
+async def bin_range_sensors():
+    """The same bin app on each range sensor: JSN-SR04T, A02YYUW (UART), VL53L1X (I2C)."""
+    out = {}
+    worlds = {}
+    for kind in ("jsn-sr04t", "a02yyuw", "vl53l1x"):
+        w = make_bin(range_sensor=kind)
+        set_fill(w, 40)
+        await _start(w)
+        worlds[kind] = w
+    await w["clock"].sleep_ms(3 * HOUR)
+    for kind, w in worlds.items():
+        out[kind] = [
+            u["fields"]["fill_percent"] for u in w["link"].decoded() if u["name"] == "bin_status"
+        ]
+    return out
+
+
+async def bin_power_loss():
+    """Power is cut after a bin_config: RTC state is gone, the NVS config survives."""
+    import world
+
+    w = make_bin()
+    set_fill(w, 50)
+    await _start(w)
+    await w["clock"].sleep_ms(2 * HOUR)
+    w["link"].downlink(
+        "bin_config",
+        {
+            "command_id": 5,
+            "config_version": 9,
+            "container_height_cm": 200,
+            "sensor_offset_cm": 30,
+            "full_threshold_percent": 80,
+            "fire_threshold_c": 70,
+            "report_interval_s": 3600,
+            "fill_step_percent": 10,
+        },
+    )
+    await w["clock"].sleep_ms(2 * HOUR)
+    w["task"].cancel()
+    cut = w["clock"].ticks_ms()
+    w["rtc"].data.clear()  # RTC memory does not survive a power cut; NVS does
+    w["power"].reason = "power_on"
+    from main import build_app
+
+    app = build_app(
+        "bin",
+        {"sensor_offset_cm": 30},
+        world.Board,
+        w["link"],
+        w["clock"],
+        w["pins"],
+        w["power"],
+        w["rtc"],
+        w["nvs"],
+    )
+    w["app"] = app
+    await _start(w)
+    await w["clock"].sleep_ms(2 * HOUR)
+    return _bin_result(w, cut=cut)
+
+
 # -- lamp ---------------------------------------------------------------------------------------
 NOV28_NOON = 1795867200  # 2026-11-28T12:00:00Z
 
@@ -492,6 +554,8 @@ SCENARIOS = {
     "bin_sensor_fault": bin_sensor_fault,
     "bin_config": bin_config,
     "bin_reboot": bin_reboot,
+    "bin_range_sensors": bin_range_sensors,
+    "bin_power_loss": bin_power_loss,
     "lamp_presence": lamp_presence,
     "lamp_profile": lamp_profile,
     "lamp_override": lamp_override,
