@@ -1,6 +1,7 @@
 """ESP32 storage tiers (interface in :mod:`hal.storage`): NVS survives power loss, RTC slow
 memory survives deep sleep only. Written against micropython-esp32-stubs (``esp32.NVS``,
-``machine.RTC().memory()``); not exercised in CI, which has no board.
+``machine.RTC().memory()``); CI has no board, so tests/firmware/test_storage.py runs them on
+stand-ins with those APIs' documented behaviour.
 """
 
 import struct
@@ -49,21 +50,24 @@ class RtcStore:
     def _parse(raw):
         out = {}
         p = 0
-        try:
-            while p < len(raw):
-                kl = raw[p]
-                if kl == 0:
-                    break
+        n = len(raw)
+        while p < n:
+            kl = raw[p]
+            if kl == 0:
+                break
+            if p + 1 + kl + 2 > n:
+                return {}  # torn or garbage: nothing in RTC memory can be trusted
+            try:
                 key = raw[p + 1 : p + 1 + kl].decode()
-                p += 1 + kl
-                (bl,) = struct.unpack_from("<H", raw, p)
-                p += 2
-                if p + bl > len(raw):
-                    return {}
-                out[key] = raw[p : p + bl]
-                p += bl
-        except (ValueError, IndexError, UnicodeError):
-            return {}
+            except UnicodeError:
+                return {}
+            p += 1 + kl
+            bl = raw[p] | (raw[p + 1] << 8)
+            p += 2
+            if p + bl > n:
+                return {}
+            out[key] = raw[p : p + bl]
+            p += bl
         return out
 
     def load(self, key):
