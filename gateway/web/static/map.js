@@ -63,10 +63,14 @@ export function renderMap(container, devices, { tileUrl = "", attribution = "", 
   const vx = cx - vw / 2;
   const vy = cy - vh / 2;
   const unit = fitScale; // one screen pixel in viewBox units
+  // drawn relative to the view's corner: Chromium renders SVG in float32, and Mercator pixels at
+  // zoom 19 are ~1e8, where float32 loses whole pixels (markers jitter, clicks miss)
+  const ox = Math.floor(vx);
+  const oy = Math.floor(vy);
   const r = 7 * unit;
 
   const parts = [];
-  parts.push(`<rect class="ground" x="${vx}" y="${vy}" width="${vw}" height="${vh}"/>`);
+  parts.push(`<rect class="ground" x="${vx - ox}" y="${vy - oy}" width="${vw}" height="${vh}"/>`);
   if (tileUrl) {
     const tx0 = Math.floor(vx / TILE), tx1 = Math.floor((vx + vw) / TILE);
     const ty0 = Math.floor(vy / TILE), ty1 = Math.floor((vy + vh) / TILE);
@@ -77,7 +81,7 @@ export function renderMap(container, devices, { tileUrl = "", attribution = "", 
           const wrapped = ((tx % k) + k) % k;
           const href = tileUrl.replace("{z}", zoom).replace("{x}", wrapped).replace("{y}", ty);
           parts.push(
-            `<image class="tile" href="${esc(href)}" x="${tx * TILE}" y="${ty * TILE}" width="${TILE}" height="${TILE}"/>`,
+            `<image class="tile" href="${esc(href)}" x="${tx * TILE - ox}" y="${ty * TILE - oy}" width="${TILE}" height="${TILE}"/>`,
           );
         }
       }
@@ -87,7 +91,8 @@ export function renderMap(container, devices, { tileUrl = "", attribution = "", 
   const lines = new Map();
   const points = new Map();
   for (const d of placed) {
-    const [x, y] = project(d.latitude, d.longitude, zoom);
+    const [px, py] = project(d.latitude, d.longitude, zoom);
+    const [x, y] = [px - ox, py - oy];
     points.set(d.dev_eui, [x, y]);
     const key = d.street || d.group;
     if (!key) continue;
@@ -117,7 +122,7 @@ export function renderMap(container, devices, { tileUrl = "", attribution = "", 
     const title = `${label(d)} — ${d.kind}, ${look}${alarms.length ? ` (${alarms.join(", ")})` : ""}`;
     const attrs = `class="node ${esc(d.kind)} ${look}" data-dev-eui="${esc(d.dev_eui)}" data-kind="${esc(d.kind)}" data-look="${look}" data-alarms="${alarms.join(" ")}" fill="${fill}" stroke-width="${1.5 * unit}" tabindex="0" role="link"`;
     if (alarms.length) {
-      parts.push(`<circle class="halo" cx="${x}" cy="${y}" r="${r * 2}" stroke-width="${2.5 * unit}"/>`);
+      parts.push(`<circle class="halo" data-dev-eui="${esc(d.dev_eui)}" cx="${x}" cy="${y}" r="${r * 2}" stroke-width="${2.5 * unit}"/>`);
     }
     if (d.kind === "bin") {
       parts.push(`<rect ${attrs} x="${x - r}" y="${y - r}" width="${2 * r}" height="${2 * r}" rx="${2 * unit}"><title>${esc(title)}</title></rect>`);
@@ -125,7 +130,7 @@ export function renderMap(container, devices, { tileUrl = "", attribution = "", 
       parts.push(`<circle ${attrs} cx="${x}" cy="${y}" r="${r}"><title>${esc(title)}</title></circle>`);
     }
   }
-  container.innerHTML = `<svg xmlns="${SVG_NS}" class="map" viewBox="${vx} ${vy} ${vw} ${vh}" preserveAspectRatio="xMidYMid meet" role="img" aria-label="map of ${placed.length} nodes">${parts.join("")}</svg>${
+  container.innerHTML = `<svg xmlns="${SVG_NS}" class="map" viewBox="${vx - ox} ${vy - oy} ${vw} ${vh}" preserveAspectRatio="xMidYMid meet" role="img" aria-label="map of ${placed.length} nodes">${parts.join("")}</svg>${
     tileUrl && attribution ? `<div class="attribution">${esc(attribution)}</div>` : ""
   }${unplaced ? `<div class="unplaced">${unplaced} node(s) without a position</div>` : ""}`;
   const svg = container.querySelector("svg");
