@@ -176,3 +176,12 @@ def test_power_loss_keeps_the_config_in_nvs(impl: str) -> None:
     assert statuses and all(s["fields"]["config_version"] == 9 for s in statuses)
     assert all(s["fields"]["fill_percent"] == 75 for s in statuses)  # the 200 cm height held
     assert r["joins"] == 2  # a cold boot joins again
+
+
+def test_garbage_downlinks_are_counted_and_the_node_goes_on(impl: str) -> None:
+    r = run_scenario(impl, "bin_hostile")
+    assert r["bad"] == 7  # every undecodable one; the uplink message sent down decodes
+    results = ups(r, "command_result")
+    assert [x["fields"]["outcome"] for x in results] == ["unsupported"]
+    statuses = ups(r, "bin_status")
+    assert statuses[-1]["t"] > 9 * HOUR  # still reporting at the end

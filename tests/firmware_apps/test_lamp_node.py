@@ -159,3 +159,11 @@ def test_cold_start_without_network_lights_at_base_level(impl: str) -> None:
     assert r["uplinks"] == []
     assert r["joins"] >= 5  # it keeps trying, backing off
     assert level_at(r, r["now"]) == 100
+
+
+def test_garbage_downlinks_do_not_stop_the_lamp(impl: str) -> None:
+    r = run_scenario(impl, "lamp_hostile")
+    assert r["bad"] == 7
+    outcomes = {u["fields"]["command_id"]: u["fields"]["outcome"] for u in ups(r, "command_result")}
+    assert outcomes == {1: "unsupported", 8: "applied"}
+    assert level_at(r, r["now"]) == 35  # the valid profile after the garbage still applied

@@ -236,6 +236,42 @@ async def bin_power_loss():
     return _bin_result(w, cut=cut)
 
 
+_HOSTILE = [
+    (110, b""),
+    (110, b"\xff"),
+    (110, b"\xa1\x00\x18\x2a"),  # bin_config without its required config_version
+    (121, b"\xa3\x00\x01\x01\x05\x05\x9f"),  # a profile cut short
+    (120, bytes(range(60))),
+    (7, b"\x01\x02"),  # an fPort nobody uses
+    (103, b"\xa1\x00\x19\x01\x00"),  # command_id 256: out of range
+    (2, b"\xa1\x00\x01"),  # an uplink message sent down
+]
+
+
+async def bin_hostile():
+    """Garbage downlinks: dropped and counted, the node keeps reporting."""
+    w = make_bin()
+    set_fill(w, 30)
+    await _start(w)
+    for fport, data in _HOSTILE:
+        await w["clock"].sleep_ms(HOUR)
+        w["link"].raw_downlink(fport, data)
+    await w["clock"].sleep_ms(2 * HOUR)
+    return _bin_result(w, bad=w["node"].bad_downlinks)
+
+
+async def lamp_hostile():
+    w = make_lamp(unix0=NOV28_NOON)
+    await _start(w)
+    await w["clock"].sleep_ms(MIN)
+    for fport, data in _HOSTILE:
+        w["link"].raw_downlink(fport, data)
+        await w["clock"].sleep_ms(MIN)
+    _profile(w, 8, 2, 35, 100, 60, [])
+    await w["clock"].sleep_ms(5 * MIN)
+    return _lamp_result(w, bad=w["node"].bad_downlinks)
+
+
 # -- lamp ---------------------------------------------------------------------------------------
 NOV28_NOON = 1795867200  # 2026-11-28T12:00:00Z
 
@@ -556,6 +592,8 @@ SCENARIOS = {
     "bin_reboot": bin_reboot,
     "bin_range_sensors": bin_range_sensors,
     "bin_power_loss": bin_power_loss,
+    "bin_hostile": bin_hostile,
+    "lamp_hostile": lamp_hostile,
     "lamp_presence": lamp_presence,
     "lamp_profile": lamp_profile,
     "lamp_override": lamp_override,

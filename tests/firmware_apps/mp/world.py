@@ -64,6 +64,13 @@ class FakeLink:
         else:
             self.pending.append((cp.FPORT[name], data))
 
+    def raw_downlink(self, fport, data):
+        """Bytes as they came off the air, valid or not."""
+        if self.device_class == "C" and self.receiver is not None and self.up:
+            self.receiver(fport, data)
+        else:
+            self.pending.append((fport, data))
+
     def decoded(self):
         out = []
         for t, fport, hexdata, confirmed in self.uplinks:
