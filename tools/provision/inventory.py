@@ -286,6 +286,13 @@ def parse_toml(text: str, source: str) -> list[Node]:
 
 
 def parse_csv(text: str, source: str) -> list[Node]:
+    try:
+        return _parse_csv(text, source)
+    except csv.Error as exc:  # a bare CR inside a field, a field over csv's size limit
+        raise InventoryError(f"not valid CSV ({exc})", where=source) from exc
+
+
+def _parse_csv(text: str, source: str) -> list[Node]:
     reader = csv.DictReader(io.StringIO(text), restkey=_EXTRA)
     header = reader.fieldnames or []
     if not header:
