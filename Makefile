@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all demo test check firmware bench soak codegen clean venv
+.PHONY: all demo test check firmware bench soak codegen clean venv chromium
 
 all: check test
 
@@ -22,6 +22,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not soak" $(PYTEST_ARGS)
+
+# Debian's chromium for the dashboard's browser tests (tests/web skip, saying so, without it)
+chromium:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq \
+		&& apt-get install -y -qq chromium >/dev/null; } || echo "no chromium: tests/web will skip"
 
 soak: $(STAMP)
 	$(BIN)/python -m pytest -q -m soak $(PYTEST_ARGS)

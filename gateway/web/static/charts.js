@@ -12,19 +12,23 @@ export function lineChart(title, unit, points, { min, max, colour = "#3b6fb6" } 
   }
   const t0 = pts[0][0];
   const t1 = Math.max(pts[pts.length - 1][0], t0 + 1);
+  // readings stamped within one second (a burst, a paused clock): spread them in arrival order
+  const byIndex = pts.length > 1 && pts[pts.length - 1][0] - t0 < 1;
   let lo = min ?? Math.min(...pts.map((p) => p[1]));
   let hi = max ?? Math.max(...pts.map((p) => p[1]));
   if (hi - lo < 1e-9) {
     lo -= 1;
     hi += 1;
   }
-  const x = (t) => PAD.l + ((t - t0) / (t1 - t0)) * (W - PAD.l - PAD.r);
+  const xt = (t) => PAD.l + ((t - t0) / (t1 - t0)) * (W - PAD.l - PAD.r);
+  const xi = (i) => PAD.l + (i / Math.max(1, pts.length - 1)) * (W - PAD.l - PAD.r);
   const y = (v) => H - PAD.b - ((v - lo) / (hi - lo)) * (H - PAD.t - PAD.b);
-  const path = pts.map(([t, v]) => `${x(t).toFixed(1)},${y(v).toFixed(1)}`).join(" ");
+  const x = (t, i) => (byIndex ? xi(i) : xt(t));
+  const path = pts.map(([t, v], i) => `${x(t, i).toFixed(1)},${y(v).toFixed(1)}`).join(" ");
   const last = pts[pts.length - 1][1];
   const dots =
     pts.length <= 60
-      ? pts.map(([t, v]) => `<circle cx="${x(t).toFixed(1)}" cy="${y(v).toFixed(1)}" r="2"/>`).join("")
+      ? pts.map(([t, v], i) => `<circle cx="${x(t, i).toFixed(1)}" cy="${y(v).toFixed(1)}" r="2"/>`).join("")
       : "";
   return `<figure class="chart" data-chart="${esc(title)}" data-points="${pts.length}">
 <figcaption>${esc(title)} <b>${esc(+last.toFixed(2))}${esc(unit)}</b></figcaption>
