@@ -317,7 +317,14 @@ async def start_api(
         create_app(gateway), log_config=None, access_log=False, lifespan="off", log_level="warning"
     )
     server = _Server(config)
-    task: asyncio.Task[None] = group.create_task(server.serve(sockets=[sock]), name="api")
+
+    async def serve() -> None:
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            sock.close()  # also when cancelled
+
+    task: asyncio.Task[None] = group.create_task(serve(), name="api")
     while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has no event for it
         await asyncio.sleep(0.01)
     gateway.log.info("api listening", extra={"listen": f"{host}:{gateway.api_port}"})

@@ -98,7 +98,7 @@ async def start(config: Config, clock: Clock, app: str, base: str) -> Running:
         task.result()
     await wait_for(gateway.bridge.connected.is_set, "mqtt connection")
     http = httpx.AsyncClient(
-        base_url=f"http://127.0.0.1:{gateway.api_port}",
+        base_url=f"http://127.0.0.1:{gateway.api_port or 9}",
         headers={"Authorization": f"Bearer {TOKEN}"},
         timeout=10,
     )

@@ -681,3 +681,58 @@ async def test_api_auth_errors_and_openapi(mosquitto_broker: Broker, tmp_path: P
         assert listing["count"] == 1
         assert (await gw.http.get("/api/v1/devices", params={"kind": "lamp"})).json()["count"] == 0
         assert (await gw.http.get("/api/v1/commands/nope")).status_code == 404
+
+
+async def test_crash_before_commit_loses_nothing(mosquitto_broker: Broker, tmp_path: Path) -> None:
+    """Processed but not yet committed when the process dies: nothing was acknowledged, so the
+    broker redelivers to the same session and the next gateway stores every uplink once."""
+    import asyncio
+
+    from tests.gateway.harness import start
+
+    async with running_gateway(mosquitto_broker, tmp_path) as gw:
+        await register(gw, BIN, kind="bin")
+        config, clock, app, base = gw.config, gw.clock, gw.app, gw.base
+    slow = config.replace("store", batch_max=10_000, batch_interval_s=3600.0)
+    # the crashing process needs no HTTP side (a real crash takes uvicorn down with it)
+    first = await start(slow.replace("api", enabled=False), clock, app, base)
+    async with mqtt_client(mosquitto_broker) as (client, _):
+        for i in range(40):
+            await send_up(client, first, BIN, i + 1, bin_status(i))
+        await wait_for(lambda: first.counter("processed") == 40, "processed, not committed")
+    assert await first.gateway.store.uplinks(BIN, limit=100) == []  # nothing committed yet
+    # crash: no flush, no close, no PUBACK
+    first.task.cancel()
+    await asyncio.gather(first.task, return_exceptions=True)
+    await first.http.aclose()
+    first.gateway.store.db.close()  # type: ignore[attr-defined]  # the dead process's handle
+    second = await start(config, clock, app, base)
+    try:
+
+        async def stored() -> int:
+            return int((await stats(second))["uplinks_stored"])
+
+        await wait_for(lambda: _eq(stored, 40), "redelivered uplinks stored")
+        history = (await second.http.get(f"/api/v1/devices/{BIN}/uplinks?limit=100")).json()
+        assert sorted(u["f_cnt"] for u in history["uplinks"]) == list(range(1, 41))
+    finally:
+        await second.stop()
+
+
+async def test_home_assistant_discovery_opt_in(mosquitto_broker: Broker, tmp_path: Path) -> None:
+    async with running_gateway(
+        mosquitto_broker, tmp_path, publish={"homeassistant": True, "discovery_prefix": "hatest"}
+    ) as gw:
+        await register(gw, LAMP1, kind="lamp", name="Lamp 1")
+        async with mqtt_client(mosquitto_broker, f"hatest/+/{LAMP1}/+/config") as (client, got):
+            await send_up(client, gw, LAMP1, 1, lamp_status())
+            await wait_for(lambda: len(got) >= 4, "discovery configs")
+        configs = {t.split("/")[1] + "/" + t.split("/")[3]: json.loads(p) for t, p in got}
+        light = configs["sensor/dim_level"]
+        assert light["state_topic"] == f"{gw.base}/devices/{LAMP1}/state"
+        assert light["unique_id"] == f"citypack_{LAMP1}_dim_level"
+        assert {a["topic"] for a in light["availability"]} == {
+            f"{gw.base}/bridge/state",
+            f"{gw.base}/devices/{LAMP1}/availability",
+        }
+        assert configs["binary_sensor/lamp_failure"]["device_class"] == "problem"
