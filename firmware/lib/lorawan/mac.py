@@ -32,7 +32,7 @@ except ImportError:  # CPython
 
 
 from hal.radio import rx_window, time_on_air_ms
-from hal.rng import Rng
+from hal.rng import Rng, hardware_seed
 
 from lorawan import frame
 from lorawan import region as regions
@@ -91,7 +91,8 @@ class Mac:
         self._join_eui = bytes(reversed(bytes(join_eui))) if join_eui else None
         self._app_key = bytes(app_key) if app_key else None
         self._battery = battery
-        self._rng = rng or Rng(1 + sum(self._dev_eui or b"\x01"))
+        # per-device jitter (L2 §7): the hardware RNG unless the caller (simulator) seeds one
+        self._rng = rng or Rng(hardware_seed())
         self._sub_band = sub_band
         self._nvs_every = nvs_every
         self._adr_wanted = adr
