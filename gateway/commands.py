@@ -33,33 +33,29 @@ from gateway.metrics import Metrics
 from gateway.store.base import TERMINAL_STATES, CommandRecord, Device, Store
 from protocol import catalogue, codec
 from protocol.errors import ProtocolError
+from protocol.lorawan.region import REGIONS
 
 __all__ = ["CONFIG_MESSAGES", "CommandManager", "max_payload"]
 
 CONFIG_MESSAGES = ("lamp_profile", "bin_config", "device_config")
 _RANK = {"queued": 0, "sent": 1, "acknowledged": 2, "applied": 3}
 
-# Maximum FRMPayload N per data rate with no FOpts. RP002-1.0.4 §2.1.6 (EU868, Table 6) and
-# §2.5.6 (US915, downlink DR8..13 for the RX1 data rate of uplink DR0..4, Table 20/21).
-_EU868_N = (51, 51, 51, 115, 222, 222, 222, 222)
-_US915_RX1_N = (242, 242, 242, 242, 242)
-_US915_RX2_N = 53
-
 
 def max_payload(region: str, dr: int | None) -> int:
-    """Largest downlink payload for a device last heard at uplink ``dr`` (RX1, offset 0).
+    """Largest downlink payload for a device last heard at uplink ``dr``: the N of its RX1 data
+    rate at RX1DROffset 0 (RP002-1.0.4 §2.x.7 tables, from :mod:`protocol.lorawan.region`).
 
-    Unknown ``dr`` (never heard) gives the smallest limit of the region, so a command that fits
-    it fits everywhere.
+    Unknown ``dr`` (never heard, or not an uplink DR) gives the RX2 data rate's limit, the
+    window ChirpStack falls back to.
     """
-    region = region.upper()
-    if region == "US915":
-        if dr is None or not 0 <= dr < len(_US915_RX1_N):
-            return _US915_RX2_N
-        return _US915_RX1_N[dr]
-    if dr is None or not 0 <= dr < len(_EU868_N):
-        return _EU868_N[0]
-    return _EU868_N[dr]
+    plan = REGIONS[region.upper()]
+    rx2 = plan.max_frm_payload(plan.rx2_data_rate)
+    if dr is None:
+        return rx2
+    try:
+        return plan.max_frm_payload(plan.rx1_data_rate(dr, 0))
+    except ProtocolError:
+        return rx2
 
 
 class CommandManager:

@@ -54,7 +54,7 @@ def log(qid: str, code: str) -> cs.LogEvent:
 
 
 def test_max_payload_tables() -> None:
-    assert [max_payload("EU868", dr) for dr in (0, 2, 3, 5, 7)] == [51, 51, 115, 222, 222]
+    assert [max_payload("EU868", dr) for dr in (0, 2, 3, 5, 7)] == [51, 51, 115, 242, 242]
     assert max_payload("EU868", None) == 51
     assert max_payload("US915", 0) == 242 and max_payload("US915", None) == 53
 

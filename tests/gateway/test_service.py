@@ -428,7 +428,7 @@ async def test_payload_size_checked_against_data_rate(
             },
         }
         fields: dict[str, Any] = {**body["fields"], "command_id": 255}  # type: ignore[dict-item]
-        assert 36 < len(codec.encode("lamp_profile", fields)[1]) <= 222 - 15
+        assert 36 < len(codec.encode("lamp_profile", fields)[1]) <= 242 - 15
         async with mqtt_client(mosquitto_broker) as (client, _):
             await send_up(client, gw, LAMP1, 1, lamp_status(), dr=0)  # SF12
             await wait_for(lambda: gw.counter("processed") == 1, "uplink at DR0")
