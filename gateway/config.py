@@ -324,6 +324,8 @@ def parse_config(
                     f"{section_name}.{key}: unknown key (known: {', '.join(hints)})",
                     key=f"{section_name}.{key}",
                 )
+            if f"CITYPACK_{section_name.upper()}_{key.upper()}" in environ:
+                continue  # the environment wins, even over a value that would not parse
             values[key] = _coerce(f"{section_name}.{key}", hints[key], value, from_env=False)
         for key, tp in hints.items():
             env_name = f"CITYPACK_{section_name.upper()}_{key.upper()}"

@@ -736,3 +736,29 @@ async def test_home_assistant_discovery_opt_in(mosquitto_broker: Broker, tmp_pat
             f"{gw.base}/devices/{LAMP1}/availability",
         }
         assert configs["binary_sensor/lamp_failure"]["device_class"] == "problem"
+
+
+async def test_broker_restart_reconnects_and_readyz_follows(tmp_path: Path) -> None:
+    from tests.helpers import procs
+
+    if procs.find_program("mosquitto") is None:
+        pytest.skip("mosquitto is not installed")
+    directory = tmp_path / "broker"
+    directory.mkdir()
+    broker = procs.start_mosquitto(persistence=True, directory=directory)
+    try:
+        async with running_gateway(broker, tmp_path) as gw:
+            await register(gw, BIN, kind="bin")
+            assert (await gw.http.get("/readyz")).status_code == 200
+            broker.stop()
+            await wait_for(lambda: not gw.gateway.bridge.connected.is_set(), "disconnect noticed")
+            down = await gw.http.get("/readyz")
+            assert down.status_code == 503 and down.json()["mqtt"] is False
+            broker = procs.start_mosquitto(port=broker.port, persistence=True, directory=directory)
+            await wait_for(gw.gateway.bridge.connected.is_set, "reconnected", timeout_s=20)
+            async with mqtt_client(broker) as (client, _):
+                await send_up(client, gw, BIN, 1, bin_status(20))
+                await wait_for(lambda: gw.counter("processed") == 1, "uplink after reconnect")
+            assert (await gw.http.get("/readyz")).status_code == 200
+    finally:
+        broker.stop()
