@@ -28,8 +28,10 @@ chromium:
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq \
 		&& apt-get install -y -qq chromium >/dev/null; } || echo "no chromium: tests/web will skip"
 
+# the long fault tests (marked soak), then the fuzzers with thousands of examples each
 soak: $(STAMP)
 	$(BIN)/python -m pytest -q -m soak $(PYTEST_ARGS)
+	CITYPACK_FUZZ_EXAMPLES=3000 $(BIN)/python -m pytest -q tests/fuzz $(PYTEST_ARGS)
 
 check: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,0 +1,187 @@
+"""Helpers for the fault, fuzz and security tests (issue 8).
+
+- :func:`mutated`: a hypothesis strategy of byte strings derived from a valid seed (bit flips,
+  byte replacement, truncation, insertion, duplication): the inputs most likely to reach deep
+  into a decoder, next to purely random ones.
+- :func:`bounded_growth`: how much memory a loop of calls keeps (tracemalloc), so a test can say
+  that a decoder fed thousands of hostile inputs does not grow.
+- :func:`run_gateway_process` / :class:`GatewayProcess`: the real `citypack gateway run` as a
+  subprocess (so a test can ``kill -9`` it), with its JSON log captured to a file.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hypothesis.strategies as st
+
+from tests.helpers.procs import ROOT, free_port, wait_port
+
+
+@st.composite
+def mutated(draw: st.DrawFn, seeds: Iterable[bytes], max_edits: int = 4) -> bytes:
+    """A seed byte string with up to ``max_edits`` random edits."""
+    pool = list(seeds)
+    data = bytearray(draw(st.sampled_from(pool)))
+    for _ in range(draw(st.integers(0, max_edits))):
+        op = draw(st.sampled_from(("flip", "set", "cut", "insert", "dup", "drop")))
+        if op == "insert" or not data:
+            at = draw(st.integers(0, len(data)))
+            data[at:at] = draw(st.binary(min_size=1, max_size=8))
+            continue
+        at = draw(st.integers(0, len(data) - 1))
+        if op == "flip":
+            data[at] ^= 1 << draw(st.integers(0, 7))
+        elif op == "set":
+            data[at] = draw(st.integers(0, 255))
+        elif op == "cut":
+            del data[at:]
+        elif op == "dup":
+            data[at:at] = data[at : at + draw(st.integers(1, 16))]
+        else:
+            del data[at]
+    return bytes(data)
+
+
+def bounded_growth(call: Callable[[int], Any], rounds: int) -> int:
+    """Bytes still allocated after ``rounds`` calls of ``call(i)`` beyond a warmed-up baseline."""
+    for i in range(min(rounds, 50)):  # warm caches (regex, imports, interned strings)
+        call(i)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(rounds):
+            call(i)
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    return after - before
+
+
+# --- the gateway as a process -----------------------------------------------------------------
+
+
+@dataclass
+class GatewayProcess:
+    """`citypack gateway run --config FILE` as a child process, JSON log lines in ``log_path``."""
+
+    config_path: Path
+    log_path: Path
+    api_port: int
+    token: str
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed right after Popen dups it
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "tools.cli", "gateway", "run", "--config",
+                 str(self.config_path)],
+                stdout=log,
+                stderr=log,
+                cwd=ROOT,
+                env={k: v for k, v in os.environ.items() if not k.startswith("CITYPACK_")},
+            )  # fmt: skip
+        finally:
+            log.close()
+        wait_port(self.api_port, timeout_s=30)
+
+    def kill(self) -> None:
+        """``kill -9``: no flush, no goodbye."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def terminate(self) -> int | None:
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        return self.process.returncode
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        out = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            try:
+                doc = json.loads(line)
+            except ValueError:
+                doc = {"msg": line}
+            if isinstance(doc, dict):
+                out.append(doc)
+        return out
+
+
+def gateway_config(
+    directory: Path,
+    broker_url: str,
+    *,
+    application_id: str,
+    base_topic: str,
+    token: str = "fault-test-token",
+    extra: str = "",
+) -> GatewayProcess:
+    """Write a config and token file for a gateway subprocess on a free API port."""
+    port = free_port()
+    token_file = directory / "token"
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
+    config = directory / "gateway.toml"
+    config.write_text(
+        "[mqtt]\n"
+        f'url = "{broker_url}"\n'
+        f'client_id = "gw-{base_topic}"\n'
+        f'application_id = "{application_id}"\n'
+        "reconnect_min_s = 0.1\n"
+        "reconnect_max_s = 1.0\n"
+        "[store]\n"
+        f'url = "sqlite:///{directory / "gateway.db"}"\n'
+        "[api]\n"
+        f'listen = "127.0.0.1:{port}"\n'
+        f'token_file = "{token_file}"\n'
+        "[publish]\n"
+        f'base_topic = "{base_topic}"\n'
+        "[web]\nenabled = false\n"
+        "[commands]\ncheck_interval_s = 3600.0\n"
+        "[availability]\ncheck_interval_s = 3600.0\n" + extra
+    )
+    return GatewayProcess(config, directory / "gateway.log", port, token)
+
+
+def wait_until(predicate: Callable[[], Any], what: str, timeout_s: float = 30.0) -> Any:
+    """Poll until ``predicate()`` is truthy (a bound on waiting, not a speed assertion)."""
+    deadline = time.monotonic() + timeout_s
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except Exception as exc:
+            last_error = exc
+            value = None
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(
+        f"timed out waiting for {what}" + (f": {last_error}" if last_error else "")
+    )
