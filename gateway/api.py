@@ -322,7 +322,11 @@ async def start_api(
         try:
             await server.serve(sockets=[sock])
         finally:
-            sock.close()  # also when cancelled
+            # when cancelled, uvicorn skips its shutdown: close its asyncio servers first (they
+            # own the listening socket's selector registration), then the socket itself
+            for listener in server.servers:
+                listener.close()
+            sock.close()
 
     task: asyncio.Task[None] = group.create_task(serve(), name="api")
     while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has no event for it

@@ -694,8 +694,7 @@ async def test_crash_before_commit_loses_nothing(mosquitto_broker: Broker, tmp_p
         await register(gw, BIN, kind="bin")
         config, clock, app, base = gw.config, gw.clock, gw.app, gw.base
     slow = config.replace("store", batch_max=10_000, batch_interval_s=3600.0)
-    # the crashing process needs no HTTP side (a real crash takes uvicorn down with it)
-    first = await start(slow.replace("api", enabled=False), clock, app, base)
+    first = await start(slow, clock, app, base)
     async with mqtt_client(mosquitto_broker) as (client, _):
         for i in range(40):
             await send_up(client, first, BIN, i + 1, bin_status(i))
