@@ -7,7 +7,14 @@ Colours are the contract of gateway/web/static/model.js ``COLOURS``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import http.server
 import json
+import math
+import struct
+import threading
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -312,3 +319,96 @@ async def test_stream_carries_events_and_device_changes(
         device = next(d for k, d in messages if k == "device" and d["derived"].get("full"))
         assert device["derived"]["fill_percent"] == 95
         assert not any(key.startswith("_") for key in device["derived"])
+
+
+async def test_open_stream_does_not_hold_up_the_gateway_stop(
+    mosquitto_broker: Broker, tmp_path: Path
+) -> None:
+    async with running_gateway(mosquitto_broker, tmp_path) as gw:
+        async with gw.http.stream("GET", "/api/v1/stream") as response:
+            assert response.status_code == 200
+            chunks: list[str] = []
+
+            async def read_to_end() -> None:
+                async for chunk in response.aiter_text():
+                    chunks.append(chunk)
+
+            reader = asyncio.create_task(read_to_end())
+            await wait_for(lambda: chunks, "the hello message")
+            gw.gateway.stop()
+            await asyncio.wait_for(reader, 15)  # the server ended the stream
+            await asyncio.wait_for(asyncio.shield(gw.task), 15)
+        assert "event: hello" in chunks[0]
+
+
+def _png_1x1() -> bytes:
+    """A valid 1×1 grey PNG (ISO/IEC 15948: signature, IHDR, IDAT, IEND)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00\x80"))
+        + chunk(b"IEND", b"")
+    )
+
+
+@contextlib.contextmanager
+def tile_server() -> Iterator[tuple[str, list[str]]]:
+    """A local XYZ tile server that answers every path with one PNG and records the paths."""
+    requested: list[str] = []
+    png = _png_1x1()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            requested.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(png)))
+            self.end_headers()
+            self.wfile.write(png)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", requested
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+async def test_configured_tiles_line_up_with_the_nodes(
+    mosquitto_broker: Broker, tmp_path: Path
+) -> None:
+    with tile_server() as (tiles, requested):
+        web = {"tile_url": tiles + "/{z}/{x}/{y}.png", "tile_attribution": "© test tiles"}
+        async with running_gateway(mosquitto_broker, tmp_path, web=web) as gw:
+            for dev_eui in (BIN1, BIN3, LAMP2):
+                await gw.http.put(f"/api/v1/devices/{dev_eui}", json=NODES[dev_eui])
+            async with browser_page() as page:
+                await login(page, base_url(gw), TOKEN)
+                await page.wait_for_selector("svg.map image.tile")
+                assert await page.inner_text(".attribution") == "© test tiles"
+                hrefs = await page.eval_on_selector_all(
+                    "svg.map image.tile", "t => t.map(i => i.getAttribute('href'))"
+                )
+                zoom = int(hrefs[0].rsplit("/", 3)[1])
+                assert 14 <= zoom <= 19  # a street's length fills the map
+                for dev_eui in (BIN1, BIN3, LAMP2):
+                    lat, lon = NODES[dev_eui][LAT], NODES[dev_eui][LON]
+                    n = 2**zoom
+                    x = int((lon + 180) / 360 * n)
+                    y = int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n)
+                    assert f"{tiles}/{zoom}/{x}/{y}.png" in hrefs, (dev_eui, zoom, x, y)
+                paths = {href.removeprefix(tiles) for href in hrefs}
+                await wait_for(lambda: paths <= set(requested), "the browser loading the tiles")
+                await screenshot(page, "tiles")

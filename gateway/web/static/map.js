@@ -81,7 +81,7 @@ export function renderMap(container, devices, { tileUrl = "", attribution = "", 
           const wrapped = ((tx % k) + k) % k;
           const href = tileUrl.replace("{z}", zoom).replace("{x}", wrapped).replace("{y}", ty);
           parts.push(
-            `<image class="tile" href="${esc(href)}" x="${tx * TILE - ox}" y="${ty * TILE - oy}" width="${TILE}" height="${TILE}"/>`,
+            `<image class="tile" href="${esc(href)}" x="${tx * TILE - ox}" y="${ty * TILE - oy}" width="${TILE + 0.5}" height="${TILE + 0.5}"/>`,
           );
         }
       }
