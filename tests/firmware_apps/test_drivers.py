@@ -152,3 +152,21 @@ def test_sunrise_sunset_against_published_times(impl: str) -> None:
     assert c["sun_polar"] == [None, None]  # Svalbard in December: polar night
     assert c["tz"] == [60, 120, 120, 60, 0]
     assert c["civil"] == [[2028, 2, 29], 10957]
+
+
+def test_lamp_profile_resolution_wraps_midnight_and_skips_missing_sun_events(impl: str) -> None:
+    c = checks(impl)
+    day0 = 1795824000  # 2026-11-28T00:00Z = 01:00 CET
+    h = 3600
+    # steps: 23:00 CET → 50, 05:00 CET → 70, sunset → 100, sunrise → 0 (Copenhagen)
+    levels = [level for level, _ in c["profile"]]
+    assert levels == [50, 70, 70, 0, 100, 50, 50]  # at 01, 04, 05, 10, 16, 22, 23 UTC
+    nexts = [nxt for _, nxt in c["profile"]]
+    assert nexts[0] == day0 + 4 * h  # 05:00 CET
+    assert abs(nexts[1] - (day0 + 7 * h + 9 * 60)) < 180  # sunrise ≈ 07:09 UTC
+    assert abs(nexts[3] - (day0 + 14 * h + 45 * 60)) < 180  # sunset ≈ 14:45 UTC
+    assert nexts[4] == day0 + 22 * h  # 23:00 CET
+    assert nexts[5] == day0 + 86400 + 4 * h  # 05:00 CET the next morning
+    # Svalbard in polar night: only the clock steps exist
+    assert [level for level, _ in c["profile_polar"]] == [50, 70, 70, 70, 50]
+    assert c["profile_empty"] == [None, None]

@@ -156,6 +156,23 @@ async def checks(clock):
         sun.civil_from_days(sun.days_from_civil(2028, 2, 29)),
         sun.days_from_civil(2000, 1, 1),
     ]
+    # lamp profile resolution (apps.lamp_node.profile_level), local time CET/CEST
+    from apps.lamp_node import profile_level
+
+    night = [
+        {"anchor": "clock", "offset_min": 1380, "dim_level": 50},
+        {"anchor": "clock", "offset_min": 300, "dim_level": 70},
+        {"anchor": "sunset", "offset_min": 0, "dim_level": 100},
+        {"anchor": "sunrise", "offset_min": 0, "dim_level": 0},
+    ]
+    day0 = sun.days_from_civil(2026, 11, 28) * 86400  # 00:00 UTC; CET = UTC+1
+    out["profile"] = [
+        profile_level(night, day0 + h * 3600, *cph) for h in (1, 4, 5, 10, 16, 22, 23)
+    ]
+    out["profile_polar"] = [
+        profile_level(night, day0 + h * 3600, 78.22, 15.65) for h in (1, 4, 10, 16, 22)
+    ]
+    out["profile_empty"] = profile_level([], day0, *cph)
     return out
 
 
