@@ -1,3 +1,4 @@
+# ruff: noqa: UP031, SIM115 - MicroPython harness: %-format and plain open() are what it has
 """Harness (MicroPython unix port, or CPython): the firmware's downlink path fed hostile bytes.
 
 1. ``cp.decode`` (the generated payload decoder) on random bytes and on mutations of every golden
