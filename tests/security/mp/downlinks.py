@@ -1,4 +1,4 @@
-# ruff: noqa: UP031, SIM115 - MicroPython harness: %-format and plain open() are what it has
+# ruff: noqa: UP031 - MicroPython harness: %-format is what it has
 """Harness (MicroPython unix port, or CPython): replayed, forged and mis-addressed downlinks.
 
 An ABP session receives one valid downlink, then, each many times:
