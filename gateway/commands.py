@@ -76,14 +76,35 @@ class CommandManager:
         self.log = logger
         self.clock = clock
         self.active: dict[str, CommandRecord] = {}
+        self._by_device: dict[str, dict[str, CommandRecord]] = {}  # index: O(1) per uplink
 
     async def load(self) -> None:
         for command in await self.store.active_commands():
-            self.active[command.id] = command
+            self._add(command)
 
     def for_device(self, dev_eui: str) -> list[CommandRecord]:
-        return sorted(
-            (c for c in self.active.values() if c.dev_eui == dev_eui), key=lambda c: c.created_at
+        commands = self._by_device.get(dev_eui)
+        if not commands:
+            return []
+        return sorted(commands.values(), key=lambda c: c.created_at)
+
+    def _add(self, command: CommandRecord) -> None:
+        self.active[command.id] = command
+        self._by_device.setdefault(command.dev_eui, {})[command.id] = command
+
+    def _remove(self, command: CommandRecord) -> None:
+        self.active.pop(command.id, None)
+        commands = self._by_device.get(command.dev_eui)
+        if commands is not None:
+            commands.pop(command.id, None)
+            if not commands:
+                del self._by_device[command.dev_eui]
+
+    def has_waiting(self, dev_eui: str) -> bool:
+        """Whether the device has a command not yet handed to ChirpStack."""
+        return any(
+            c.state == "queued" and c.published_at is None
+            for c in self._by_device.get(dev_eui, {}).values()
         )
 
     # --- submit ----------------------------------------------------------------------------------
@@ -153,13 +174,13 @@ class CommandManager:
                 device.desired_version = version
         device.updated_at = now
         self.store.stage_device(device)
-        self.active[command.id] = command
+        self._add(command)
         self.store.stage_command(command)
         self.metrics.downlinks.labels("queued").inc()
         return command
 
     def _allocate_id(self, device: Device) -> int:
-        used = {c.command_id for c in self.active.values() if c.dev_eui == device.dev_eui}
+        used = {c.command_id for c in self.for_device(device.dev_eui)}
         for step in range(256):
             candidate = (device.next_command_id + step) % 256
             if candidate not in used:
@@ -219,7 +240,7 @@ class CommandManager:
         if state == "applied":
             command.applied_at = now
             command.finished_at = now
-            self.active.pop(command.id, None)
+            self._remove(command)
         command.state = state
         self.store.stage_command(command)
         self.metrics.downlinks.labels(state).inc()
@@ -231,7 +252,7 @@ class CommandManager:
         command.state = state
         command.error = error
         command.finished_at = now
-        self.active.pop(command.id, None)
+        self._remove(command)
         self.store.stage_command(command)
         self.metrics.downlinks.labels(state).inc()
 

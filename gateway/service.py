@@ -437,7 +437,7 @@ class Gateway:
         )
         self._apply_message(device, decoded.message, decoded.fields, now)
         self._m_processed.inc()
-        if self.commands.devices_waiting() and device.dev_eui in self.commands.devices_waiting():
+        if self.commands.has_waiting(device.dev_eui):
             self.kick(device.dev_eui)
 
     def _apply_message(
@@ -689,7 +689,7 @@ class Gateway:
         last_prune = 0.0
         while True:
             await asyncio.sleep(interval)
-            self.tick()
+            await self.tick_async()
             now = self.clock()
             if now - last_prune > 3600:
                 last_prune = now
@@ -699,20 +699,30 @@ class Gateway:
             await self.flush()
 
     def tick(self) -> None:
-        """Expire commands and check availability now (the maintenance task calls it)."""
+        """Expire commands and check availability now (tests call it; the maintenance task runs
+        :meth:`tick_async`, which yields to the event loop between chunks of devices)."""
         for command in self.commands.expire():
             self._command_changed(command)
+        self._check_availability(list(self.devices.values()), self.clock())
+        self.refresh_device_gauge()
+
+    async def tick_async(self, chunk: int = 2000) -> None:
+        for command in self.commands.expire():
+            self._command_changed(command)
+        devices = list(self.devices.values())
         now = self.clock()
-        changed = False
-        for device in self.devices.values():
+        for start in range(0, len(devices), chunk):
+            self._check_availability(devices[start : start + chunk], now)
+            await asyncio.sleep(0)  # 100,000 devices must not stall the uplink path
+        self.refresh_device_gauge()
+
+    def _check_availability(self, devices: list[Device], now: float) -> None:
+        for device in devices:
             outcome = availability_rules.check(device, self.config.availability, now)
             if outcome.events:
-                changed = True
                 self._dirty_availability.add(device.dev_eui)
                 self._apply(device, outcome)
-        if changed:
-            self.update_device_gauge()
-        self.refresh_device_gauge()
+                self.update_device_gauge()
 
     def update_device_gauge(self) -> None:
         """Mark the ``citypack_devices`` gauge stale; it is recomputed when read (scrape, stats,

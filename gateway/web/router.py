@@ -33,6 +33,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
@@ -204,11 +205,23 @@ def mount(app: FastAPI, gateway: Gateway, config: WebConfig) -> None:
         return
     hub = hub_for(gateway)
     index = STATIC_DIR / "index.html"
+    tiles = urlsplit(config.tile_url)
+    tile_origin = f" {tiles.scheme}://{tiles.netloc}" if config.tile_url else ""
+    headers = {
+        "Cache-Control": "no-store",  # a new gateway must not run yesterday's page on its API
+        # everything is our own origin; only the configured tile server may add images
+        "Content-Security-Policy": (
+            "default-src 'self'; script-src 'self'; connect-src 'self'; "
+            f"img-src 'self' data: blob:{tile_origin}; style-src 'self' 'unsafe-inline'; "
+            "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+        ),
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+    }
 
     @app.get("/", include_in_schema=False)
     async def dashboard() -> Response:
-        # no-store: a new gateway version must not run yesterday's page against today's API
-        return FileResponse(index, media_type="text/html", headers={"Cache-Control": "no-store"})
+        return FileResponse(index, media_type="text/html", headers=headers)
 
     @app.get("/api/v1/web/config", tags=["dashboard"])
     async def web_config(request: Request) -> Response:
