@@ -258,6 +258,8 @@ async def test_wrong_token_is_refused(mosquitto_broker: Broker, tmp_path: Path) 
         async with httpx.AsyncClient(base_url=url, timeout=10) as http:
             page_response = await http.get("/")
             assert page_response.status_code == 200 and "citypack" in page_response.text
+            policy = page_response.headers["content-security-policy"]
+            assert "default-src 'self'" in policy and "script-src 'self'" in policy
             assert (await http.get("/static/app.js")).status_code == 200
             for headers in ({}, {"Authorization": "Bearer not-the-token"}):
                 response = await http.get("/api/v1/stream", headers=headers)
