@@ -65,6 +65,20 @@ def test_demo_runs_headless_for_twenty_seconds_and_the_gateway_processes_uplinks
     assert frames
     assert {"time", "direction", "phy", "dev_eui", "frequency", "datr", "gateway"} <= set(frames[0])
     assert {f["direction"] for f in frames} == {"up", "down"}
+    # ... and every frame on the air decodes with `citypack frame decode`
+    phys = "\n".join(f["phy"] for f in frames[:200]) + "\n"
+    decoded = subprocess.run(
+        [sys.executable, "-m", "tools.cli", "frame", "decode", "--json", "-"],
+        cwd=ROOT,
+        input=phys,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert decoded.returncode == 0, decoded.stderr[-2000:]
+    kinds = {json.loads(line)["mtype"] for line in decoded.stdout.splitlines() if line.strip()}
+    assert {"join_request", "join_accept", "unconfirmed_data_up"} <= kinds
     # keys never reach the output
     secrets = (workdir / "city/inventory.secrets.toml").read_text()
     for line in secrets.splitlines():
