@@ -25,6 +25,11 @@ Decisions:
   :data:`protocol.codec.MAX_PAYLOAD`) and events that do not parse are dead letters: the raw MQTT
   topic and payload with the reason, counted as ``undecodable`` / ``invalid_event``.
 
+Concurrency: everything runs on one event loop, and :meth:`Gateway.process` does not suspend
+between staging a message's effects and returning (the SQLite store answers synchronously), so
+a flush from the API or a timer never commits half a message. A store whose reads really
+suspend (PostgreSQL) must keep that property, e.g. by holding the flush lock during ``process``.
+
 Tasks run in one ``asyncio.TaskGroup`` with names: ``mqtt`` (connection and receive loop),
 ``publish`` (outbox), ``dispatch`` (downlinks), ``maintenance`` (expiry, availability, retention)
 and ``api`` (uvicorn). :meth:`Gateway.stop` (SIGTERM) stops receiving, commits and acknowledges
