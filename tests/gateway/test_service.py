@@ -761,3 +761,18 @@ async def test_broker_restart_reconnects_and_readyz_follows(tmp_path: Path) -> N
             assert (await gw.http.get("/readyz")).status_code == 200
     finally:
         broker.stop()
+
+
+async def test_fport_zero_refreshes_availability_only(
+    mosquitto_broker: Broker, tmp_path: Path
+) -> None:
+    async with running_gateway(mosquitto_broker, tmp_path) as gw:
+        await register(gw, BIN, kind="bin")
+        async with mqtt_client(mosquitto_broker) as (client, _):
+            await send_up(client, gw, BIN, 1, (0, b""), rssi=-77)
+            await wait_for(lambda: gw.counter("processed") == 1, "MAC-only uplink")
+        s = await stats(gw)
+        assert s["uplinks_stored"] == 0 and s["dead_letters"] == 0
+        device = gw.gateway.devices[BIN]
+        assert device.availability == "online" and device.last_rssi == -77
+        assert device.reported == {}
