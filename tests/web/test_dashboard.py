@@ -180,6 +180,11 @@ async def test_map_lists_and_a_live_alarm(mosquitto_broker: Broker, tmp_path: Pa
             width = await phone.evaluate("document.documentElement.scrollWidth")
             assert width <= 390, "the overview must not scroll sideways on a phone"
             await screenshot(phone, "phone")
+            await phone.tap(f"svg.map .node[data-dev-eui='{BIN3}']")
+            await phone.wait_for_selector(f".device[data-dev-eui='{BIN3}'] figure[data-chart=Fill]")
+            width = await phone.evaluate("document.documentElement.scrollWidth")
+            assert width <= 390, "the device page must not scroll sideways on a phone"
+            await screenshot(phone, "phone-device")
 
 
 async def test_device_page_and_override_to_applied(

@@ -4,11 +4,16 @@ import { lineChart } from "./charts.js";
 import { MESSAGES, commandForm, commandRows, readFields, send, track, tracked } from "./commands.js";
 import { describeEvent, esc, fmtAgo, fmtTime, label, lookOf, state, subscribe } from "./model.js";
 
+function show(key, value) {
+  if ((key.endsWith("_at") || key === "last_seen") && typeof value === "number") return fmtTime(value);
+  return typeof value === "object" && value !== null ? JSON.stringify(value) : value;
+}
+
 function kv(obj) {
   const entries = Object.entries(obj || {});
   if (!entries.length) return `<p class="empty">—</p>`;
   return `<dl class="kv">${entries
-    .map(([k, v]) => `<dt>${esc(k)}</dt><dd>${esc(typeof v === "object" && v !== null ? JSON.stringify(v) : v)}</dd>`)
+    .map(([k, v]) => `<dt>${esc(k)}</dt><dd>${esc(show(k, v))}</dd>`)
     .join("")}</dl>`;
 }
 
