@@ -698,7 +698,10 @@ class Gateway:
             now = self.clock()
             if now - last_prune > 3600:
                 last_prune = now
-                removed = await self.store.prune(now - self.config.store.retention_days * 86400)
+                history_days = self.config.store.retention_days
+                removed = await self.store.prune(
+                    now - history_days * 86400, now - min(history_days, 7.0) * 86400
+                )
                 if removed:
                     self.log.info("retention", extra={"removed": removed})
             await self.flush()

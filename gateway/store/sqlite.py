@@ -473,11 +473,13 @@ class SqliteStore:
             "commands_by_state": by_state,
         }
 
-    async def prune(self, older_than: float) -> int:
-        """Retention: drop history, events, dead letters and dedup keys older than ``older_than``.
+    async def prune(self, older_than: float, keys_older_than: float | None = None) -> int:
+        """Retention: drop history, events and dead letters older than ``older_than``, and dedup
+        keys older than ``keys_older_than`` (default: the same).
 
         ``uplinks_stored`` and ``dead_letters`` count what was ever stored (monotonic counters).
-        Dedup keys are kept as long as history so a redelivery within retention is still caught.
+        A redelivery comes within minutes or hours, so the service keeps dedup keys for at most
+        a week; (devEui, devAddr, fCnt) in the history still catches anything older.
         """
         await self.commit()
         db = self.db

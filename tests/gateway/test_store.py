@@ -116,3 +116,18 @@ async def test_newer_schema_is_refused(tmp_path: Path) -> None:
 def test_postgresql_is_reported_as_not_built() -> None:
     with pytest.raises(StoreError, match="not built yet"):
         create_store("postgresql://localhost/citypack")
+
+
+async def test_dedup_keys_have_their_own_retention(tmp_path: Path) -> None:
+    import time
+
+    store = SqliteStore(f"sqlite:///{tmp_path}/g.db")
+    await store.open()
+    store.stage_seen("up:old")
+    store.stage_uplink(_uplink("00000000000000a1", 1, at=time.time()))
+    await store.commit()
+    future = time.time() + 10
+    await store.prune(older_than=0.0, keys_older_than=future)
+    assert not await store.seen("up:old")  # the key went ...
+    assert await store.f_cnt_seen("00000000000000a1", "01", 1)  # ... the history stays
+    await store.close()
