@@ -486,15 +486,14 @@ class SqliteStore:
         removed = 0
         try:
             db.execute("BEGIN")
-            for table, column in (
-                ("uplinks", "received_at"),
-                ("events", "at"),
-                ("dead_letters", "received_at"),
-                ("processed", "at"),
+            keys_limit = older_than if keys_older_than is None else keys_older_than
+            for table, column, limit in (
+                ("uplinks", "received_at", older_than),
+                ("events", "at", older_than),
+                ("dead_letters", "received_at", older_than),
+                ("processed", "at", keys_limit),
             ):
-                removed += db.execute(
-                    f"DELETE FROM {table} WHERE {column} < ?", (older_than,)
-                ).rowcount
+                removed += db.execute(f"DELETE FROM {table} WHERE {column} < ?", (limit,)).rowcount
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             if db.in_transaction:
