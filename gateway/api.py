@@ -268,9 +268,12 @@ def create_app(gateway: Gateway) -> FastAPI:
         counts = await gateway.store.counts()
         by_kind: dict[str, int] = {}
         by_availability: dict[str, int] = {}
+        cross: dict[str, dict[str, int]] = {}
         for device in gateway.devices.values():
             by_kind[device.kind] = by_kind.get(device.kind, 0) + 1
             by_availability[device.availability] = by_availability.get(device.availability, 0) + 1
+            row = cross.setdefault(device.kind, {})
+            row[device.availability] = row.get(device.availability, 0) + 1
         commands = {state: 0 for state in COMMAND_STATES}
         commands.update(counts["commands_by_state"])
         uplink_counts = {
@@ -283,6 +286,7 @@ def create_app(gateway: Gateway) -> FastAPI:
             "devices": len(gateway.devices),
             "devices_by_kind": by_kind,
             "devices_by_availability": by_availability,
+            "devices_by_kind_and_availability": cross,
             "commands_by_state": commands,
             "uplinks_since_start": uplink_counts,
             "mqtt_connected": gateway.bridge.connected.is_set(),

@@ -92,6 +92,8 @@ async def test_uplink_to_twin_history_and_retained_state(
         s = await stats(gw)
         assert s["uplinks_stored"] == 1 and s["devices_by_kind"] == {"bin": 1}
         assert s["devices_by_availability"] == {"online": 1}
+        assert s["devices_by_kind_and_availability"] == {"bin": {"online": 1}}
+        assert s["commands_by_state"]["queued"] == 0 and s["dead_letters"] == 0
         metrics = (await gw.http.get("/metrics", headers={"Authorization": ""})).text
         assert 'citypack_uplinks_total{outcome="processed"} 1.0' in metrics
         assert 'citypack_devices{availability="online",kind="bin"} 1.0' in metrics
