@@ -28,6 +28,13 @@ CHROMIUM_ARGS = [
 ]
 
 
+def expect(target: Any) -> Any:
+    """Playwright's ``expect`` (imported late: the module must load where playwright is absent)."""
+    from playwright.async_api import expect as playwright_expect
+
+    return playwright_expect(target)
+
+
 def chromium_path() -> str:
     path = os.environ.get("CITYPACK_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
     if not os.access(path, os.X_OK):

@@ -25,7 +25,7 @@ from protocol import codec
 from tests.gateway import events as ev
 from tests.gateway.harness import TOKEN, Running, mqtt_client, running_gateway, wait_for
 from tests.helpers.procs import Broker
-from tests.web.browser import browser_page, login, screenshot
+from tests.web.browser import browser_page, expect, login, screenshot
 
 pytestmark = pytest.mark.broker
 
@@ -125,7 +125,8 @@ async def test_map_lists_and_a_live_alarm(mosquitto_broker: Broker, tmp_path: Pa
         async with browser_page() as page:
             await login(page, base_url(gw), TOKEN)
             await page.wait_for_selector("#live[data-status=live]")
-            await page.wait_for_function("document.querySelectorAll('svg.map .node').length >= 6")
+            # expect() polls from Python: the page's CSP forbids the eval wait_for_function needs
+            await expect(page.locator("svg.map .node")).to_have_count(6)
             looks = await node_looks(page)
             assert looks == {
                 BIN1: ("empty", GREEN),
@@ -150,6 +151,7 @@ async def test_map_lists_and_a_live_alarm(mosquitto_broker: Broker, tmp_path: Pa
 
             # a fire alarm arrives: it shows up without a reload
             await page.evaluate("window.__sameDocument = true")
+            await page.evaluate("document.querySelector('svg.map').dataset.mark = 'before'")
             await fleet.up(BIN1, "bin_alarm", {"alarm": "fire", "value": 85, "fill_percent": 20})
             await page.wait_for_selector(f"#events li[data-type=bin_fire][data-dev-eui='{BIN1}']")
             await page.wait_for_selector(f"svg.map .node[data-dev-eui='{BIN1}'][data-look=alarm]")
@@ -163,6 +165,8 @@ async def test_map_lists_and_a_live_alarm(mosquitto_broker: Broker, tmp_path: Pa
                 "day_burner"
             )
             assert await page.evaluate("window.__sameDocument") is True
+            # restyled in place, not redrawn
+            assert await page.get_attribute("svg.map", "data-mark") == "before"
             await screenshot(page, "map-alarm")
 
             # the CSV export goes through the API with the bearer token
@@ -176,7 +180,7 @@ async def test_map_lists_and_a_live_alarm(mosquitto_broker: Broker, tmp_path: Pa
 
         async with browser_page(width=390, height=844, mobile=True) as phone:
             await login(phone, base_url(gw), TOKEN)
-            await phone.wait_for_function("document.querySelectorAll('svg.map .node').length >= 6")
+            await expect(phone.locator("svg.map .node")).to_have_count(6)
             width = await phone.evaluate("document.documentElement.scrollWidth")
             assert width <= 390, "the overview must not scroll sideways on a phone"
             await screenshot(phone, "phone")

@@ -31,6 +31,42 @@ function alongStreet(points) {
   return [...points].sort((a, b) => (a.x - mx) * ux + (a.y - my) * uy - ((b.x - mx) * ux + (b.y - my) * uy));
 }
 
+const whereOf = (d) => `${d.latitude},${d.longitude},${d.street || d.group || ""}`;
+
+function titleOf(d, look, alarms) {
+  return `${label(d)} — ${d.kind}, ${look}${alarms.length ? ` (${alarms.join(", ")})` : ""}`;
+}
+
+// Restyle one node in place (a live update); false when it moved or changed kind: redraw then.
+export function patchNode(container, d) {
+  const svg = container.querySelector("svg.map");
+  const node = svg && svg.querySelector(`.node[data-dev-eui="${CSS.escape(d.dev_eui)}"]`);
+  if (!node || node.dataset.kind !== d.kind || node.dataset.where !== whereOf(d)) return false;
+  const { look, alarms, fill } = lookOf(d);
+  node.setAttribute("fill", fill);
+  node.setAttribute("class", `node ${d.kind} ${look}`);
+  node.dataset.look = look;
+  node.dataset.alarms = alarms.join(" ");
+  node.querySelector("title").textContent = titleOf(d, look, alarms);
+  const halo = svg.querySelector(`.halo[data-dev-eui="${CSS.escape(d.dev_eui)}"]`);
+  if (alarms.length && !halo) {
+    const ring = document.createElementNS(SVG_NS, "circle");
+    const box = node.getBBox();
+    const r = Number(node.dataset.r);
+    ring.setAttribute("class", "halo");
+    ring.dataset.devEui = d.dev_eui;
+    ring.setAttribute("cx", box.x + box.width / 2);
+    ring.setAttribute("cy", box.y + box.height / 2);
+    ring.setAttribute("r", 2 * r);
+    ring.setAttribute("stroke-width", (2.5 * r) / 7);
+    svg.append(ring);
+    svg.append(node); // alarms on top
+  } else if (!alarms.length && halo) {
+    halo.remove();
+  }
+  return true;
+}
+
 export function renderMap(container, devices, { tileUrl = "", attribution = "", onSelect } = {}) {
   const placed = devices.filter(
     (d) => typeof d.latitude === "number" && typeof d.longitude === "number",
@@ -119,8 +155,8 @@ export function renderMap(container, devices, { tileUrl = "", attribution = "", 
   for (const d of ordered) {
     const [x, y] = points.get(d.dev_eui);
     const { look, alarms, fill } = lookOf(d);
-    const title = `${label(d)} — ${d.kind}, ${look}${alarms.length ? ` (${alarms.join(", ")})` : ""}`;
-    const attrs = `class="node ${esc(d.kind)} ${look}" data-dev-eui="${esc(d.dev_eui)}" data-kind="${esc(d.kind)}" data-look="${look}" data-alarms="${alarms.join(" ")}" fill="${fill}" stroke-width="${1.5 * unit}" tabindex="0" role="link"`;
+    const title = titleOf(d, look, alarms);
+    const attrs = `class="node ${esc(d.kind)} ${look}" data-dev-eui="${esc(d.dev_eui)}" data-kind="${esc(d.kind)}" data-where="${esc(whereOf(d))}" data-r="${r}" data-look="${look}" data-alarms="${alarms.join(" ")}" fill="${fill}" stroke-width="${1.5 * unit}" tabindex="0" role="link"`;
     if (alarms.length) {
       parts.push(`<circle class="halo" data-dev-eui="${esc(d.dev_eui)}" cx="${x}" cy="${y}" r="${r * 2}" stroke-width="${2.5 * unit}"/>`);
     }

@@ -1,6 +1,6 @@
 // The overview: the map, bins to empty today, alarms and events as they arrive, silent nodes.
 import { api, download } from "./api.js";
-import { renderMap } from "./map.js";
+import { patchNode, renderMap } from "./map.js";
 import {
   ALARM_EVENTS, describeEvent, esc, fmtAgo, fmtTime, label, lookOf, now, state, subscribe,
 } from "./model.js";
@@ -124,17 +124,27 @@ export function renderOverview(main) {
   main.querySelector("#geojson").addEventListener("click", exportAs("geojson", "geojson"));
   onlyAlarms.addEventListener("change", paintEvents);
 
+  // live updates restyle the changed nodes in place; a new, moved or re-kinded node redraws all
+  let redraw = true;
+  const changed = new Set();
   const paintAll = () => {
     paintTiles();
-    paintMap();
+    const patched =
+      !redraw && [...changed].every((eui) => state.devices.has(eui) && patchNode(mapEl, state.devices.get(eui)));
+    if (!patched) paintMap();
+    redraw = false;
+    changed.clear();
     paintSilent();
   };
   let frame = null;
-  const schedule = () => {
+  const schedule = (eui = null) => {
+    if (eui === null) redraw = true;
+    else changed.add(eui);
     if (frame === null) frame = requestAnimationFrame(() => ((frame = null), paintAll()));
   };
   paintAll();
   paintLegend();
+  redraw = false;
   paintEvents();
   paintCollection();
   if (webConfig === null) {
@@ -150,7 +160,7 @@ export function renderOverview(main) {
   const unsubscribe = subscribe((kind, payload) => {
     if (kind === "event" || kind === "events") paintEvents();
     if (kind === "device" || kind === "devices") {
-      schedule();
+      schedule(kind === "device" ? payload.dev_eui : null);
       if (!payload || payload.kind === "bin") scheduleCollection();
     }
   });
