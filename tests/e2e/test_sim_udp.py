@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from protocol import codec
 from tests.e2e.city import eventually
 from tools.netsim.devices import parse_devices
 from tools.netsim.runner import Netsim
@@ -28,13 +29,19 @@ def _free_udp_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def test_a_fleet_joins_and_reports_through_gwmp_over_udp(tmp_path: Path) -> None:
+async def test_a_fleet_joins_reports_and_is_commanded_through_gwmp_over_udp(
+    tmp_path: Path,
+) -> None:
     epoch = evening_start(time.time())
     world = World(start_time=epoch, traffic_scale=0.0)
     world.add_bin("02c17a0b000000d1", "Søndergade", 100.0, fill_percent=30.0)
     world.add_bin("02c17a0b000000d2", "Mejlgade", 300.0, fill_percent=60.0)
+    world.add_lamp("02c17a0c000000d3", "Mejlgade", 200.0)
     files = write_city(world, tmp_path)
-    entries = [{"dev_eui": n.dev_eui, "name": n.name} for n in files.inventory.nodes]
+    entries = [
+        {"dev_eui": n.dev_eui, "name": n.name, "class": "C" if n.kind == "lamp" else "A"}
+        for n in files.inventory.nodes
+    ]
     keys = {eui: key.hex() for eui, key in files.secrets.app_keys.items()}
     port = _free_udp_port()
     events: list[tuple[str, str, Any]] = []
@@ -68,11 +75,22 @@ async def test_a_fleet_joins_and_reports_through_gwmp_over_udp(tmp_path: Path) -
                 what="both nodes joining through GWMP",
             )
             await eventually(
-                lambda: {d for e, d, _ in events if e == "up"} == set(world.bins),
+                lambda: {d for e, d, _ in events if e == "up"} == {*world.bins, *world.lamps},
                 timeout_s=30,
                 what="an uplink from each node through GWMP",
             )
-            assert fleet.backhaul.pushed > 0 and fleet.backhaul.downlinks >= 2
+            assert fleet.backhaul.pushed > 0 and fleet.backhaul.downlinks >= 3
+            # a class C downlink ("imme" PULL_RESP) finds the lamp by its DevAddr
+            lamp = "02c17a0c000000d3"
+            port, data = codec.encode(
+                "lamp_override", {"command_id": 7, "dim_level": 70, "duration_s": 0, "fade_s": 0}
+            )
+            netsim.server.enqueue(lamp, data, f_port=port)
+            await eventually(
+                lambda: world.lamps[lamp].dim_level == 70,
+                timeout_s=30,
+                what="the lamp applying a class C override sent over GWMP",
+            )
     ups = [m for e, _, m in events if e == "up"]
     gateways = {info.gateway_id for m in ups for info in m.rx_info}
     assert gateways <= {gid for gid, *_ in AARHUS_GATEWAYS} and gateways

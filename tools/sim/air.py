@@ -65,6 +65,8 @@ class Air:
         self._radios: dict[str, NodeRadio] = {}
         self.backhaul: Backhaul | None = None
         self._on_frame = on_frame
+        # DevAddr (8 hex, MSB first) -> node id; the fleet answers from its MACs' sessions
+        self.resolve_dev_addr: Callable[[str], str | None] = lambda _addr: None
 
     def attach(self, node_id: str, radio: NodeRadio) -> None:
         self._radios[node_id] = radio

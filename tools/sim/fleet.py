@@ -170,6 +170,8 @@ class Fleet:
         self.virtual = virtual
         self.powered_off = powered_off  # nodes installed but not powered until power_on()
         self.air = Air(self.coverage, world.position_of, on_frame=self._on_frame)
+        self.air.resolve_dev_addr = self._node_for_dev_addr
+        self._by_addr: dict[str, str] = {}
         self.nodes: dict[str, SimNode] = {}
         self.netsim: Any = None
         self.backhaul: Any = None
@@ -415,6 +417,19 @@ class Fleet:
         if sim is None or "presence" not in sim.models:
             return
         sim.models["presence"].add(1)
+
+    def _node_for_dev_addr(self, dev_addr: str) -> str | None:
+        """The node whose current session has this DevAddr (a cache rebuilt on a miss)."""
+        node = self._by_addr.get(dev_addr)
+        sim = self.nodes.get(node) if node is not None else None
+        if sim is not None and sim.mac is not None and f"{sim.mac.dev_addr:08x}" == dev_addr:
+            return node
+        self._by_addr = {
+            f"{n.mac.dev_addr:08x}": eui
+            for eui, n in self.nodes.items()
+            if n.mac is not None and n.mac.joined
+        }
+        return self._by_addr.get(dev_addr)
 
     def _on_frame(self, direction: str, frame: Uplink | dict[str, Any]) -> None:
         if direction == "up":

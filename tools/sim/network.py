@@ -14,7 +14,8 @@ node clock in µs, so a ``txpk`` maps straight back to the node's clock ticks.
 
 A ``txpk`` does not name its device. Class A answers go to the node whose uplink ``tmst`` they
 answer (RX1/RX2 after an uplink, or the join-accept delays); ``imme`` data downlinks are matched
-on their DevAddr through the server's session summaries. Over the real air every listening node
+on their DevAddr against the simulated nodes' own sessions (``Air.resolve_dev_addr``), which
+works the same whichever network server assigned the address. Over the real air every listening node
 would receive the frame and drop it on DevAddr or MIC; delivering it to its node only is the same
 outcome without N-fold work.
 """
@@ -26,6 +27,7 @@ import base64
 import contextlib
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -75,11 +77,9 @@ def _dev_addr_of(phy: bytes) -> str | None:
 class _Matcher:
     """Finds the node a downlink is for (see the module docstring)."""
 
-    def __init__(self, session_of: Any, device_ids: Any) -> None:
+    def __init__(self, resolve_dev_addr: Callable[[str], str | None]) -> None:
         self._recent: OrderedDict[tuple[str, int], str] = OrderedDict()
-        self._session_of = session_of
-        self._device_ids = device_ids
-        self._by_addr: dict[str, str] = {}
+        self._resolve = resolve_dev_addr
 
     def heard(self, gateway_id: str, tmst: int, node_id: str) -> None:
         self._recent[(gateway_id, tmst)] = node_id
@@ -93,15 +93,7 @@ class _Matcher:
                 if key in self._recent:
                     return self._recent[key]
         addr = _dev_addr_of(phy)
-        if addr is None:
-            return None
-        if addr not in self._by_addr:
-            self._by_addr = {}
-            for dev_eui in self._device_ids():
-                session = self._session_of(dev_eui)
-                if session is not None:
-                    self._by_addr[str(session["dev_addr"])] = dev_eui
-        return self._by_addr.get(addr)
+        return None if addr is None else self._resolve(addr)
 
 
 class EmulatorBackhaul:
@@ -112,7 +104,7 @@ class EmulatorBackhaul:
         self.air = air
         self.clock = clock
         self._sim_now = sim_now  # () -> datetime, simulated
-        self._matcher = _Matcher(server.session_of, server.device_ids)
+        self._matcher = _Matcher(air.resolve_dev_addr)
         for gateway_id in air.coverage.gateways:
             server.attach_gateway(gateway_id, self._downlink_from(gateway_id))
         air.backhaul = self
@@ -162,7 +154,7 @@ class UdpBackhaul:
         self.port = port
         self._sim_now = sim_now
         self._clients: dict[str, Any] = {}
-        self._matcher = _Matcher(lambda _eui: None, lambda: [])
+        self._matcher = _Matcher(air.resolve_dev_addr)
         self._tasks: list[asyncio.Task[None]] = []
         self._stack = contextlib.AsyncExitStack()
         self._pending: set[asyncio.Task[None]] = set()
