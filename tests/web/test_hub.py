@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
-from gateway.config import PublishConfig
+import httpx
+import pytest
+
+from gateway.api import create_app
+from gateway.config import PublishConfig, parse_config
+from gateway.errors import ConfigError
 from gateway.publish import Publisher
+from gateway.service import Gateway
 from gateway.store.base import Device, EventRecord
 from gateway.web import router
 
@@ -76,3 +83,38 @@ async def test_a_slow_reader_is_told_what_it_missed() -> None:
     assert hub.events_dropped == 25
     await stream.aclose()
     assert hub.subscribers == 0
+
+
+def _app(tmp_path: Path, **web: Any) -> Any:
+    config = parse_config(
+        {"mqtt": {"url": "mqtt://127.0.0.1:1"}, "store": {"url": f"sqlite:///{tmp_path}/g.db"}}
+        | ({"web": web} if web else {}),
+        environ={},
+    )
+    return create_app(Gateway(config, api_token="t0ken"))
+
+
+async def test_dashboard_config_switches_and_tile_origin(tmp_path: Path) -> None:
+    app = _app(tmp_path, tile_url="https://tiles.example.org/{z}/{x}/{y}.png")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as http:
+        page = await http.get("/")
+        assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
+        assert (
+            "img-src 'self' data: blob: https://tiles.example.org;"
+            in (page.headers["content-security-policy"])
+        )
+        web = await http.get("/api/v1/web/config", headers={"Authorization": "Bearer t0ken"})
+        assert web.json()["tile_url"] == "https://tiles.example.org/{z}/{x}/{y}.png"
+    off = _app(tmp_path, enabled=False)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(off), base_url="http://t") as http:
+        assert (await http.get("/")).status_code == 404
+        stream = await http.get("/api/v1/stream", headers={"Authorization": "Bearer t0ken"})
+        assert stream.status_code == 404
+
+
+def test_tile_url_must_be_an_xyz_template() -> None:
+    with pytest.raises(ConfigError, match=r"web\.tile_url"):
+        parse_config(
+            {"mqtt": {"url": "mqtt://h"}, "web": {"tile_url": "https://t.example.org/tiles.png"}},
+            environ={},
+        )
