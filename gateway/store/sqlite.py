@@ -11,6 +11,7 @@ transaction per :meth:`SqliteStore.commit`), which measured faster than a thread
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import time
@@ -114,6 +115,10 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE devices ADD COLUMN twin TEXT;
     """,
+    # v3: retention deletes dead letters by time too
+    """
+    CREATE INDEX dead_letters_by_time ON dead_letters (received_at);
+    """,
 )
 
 _COMMAND_COLUMNS = (
@@ -139,6 +144,7 @@ _COMMAND_COLUMNS = (
     "source",
 )
 _JSON = json.JSONEncoder(separators=(",", ":"), default=str)
+_PRUNE_CHUNK = 5000
 
 
 class SqliteStore:
@@ -484,19 +490,24 @@ class SqliteStore:
         await self.commit()
         db = self.db
         removed = 0
-        try:
-            db.execute("BEGIN")
-            keys_limit = older_than if keys_older_than is None else keys_older_than
-            for table, column, limit in (
-                ("uplinks", "received_at", older_than),
-                ("events", "at", older_than),
-                ("dead_letters", "received_at", older_than),
-                ("processed", "at", keys_limit),
-            ):
-                removed += db.execute(f"DELETE FROM {table} WHERE {column} < ?", (limit,)).rowcount
-            db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise StoreError(f"retention failed: {exc}") from exc
+        keys_limit = older_than if keys_older_than is None else keys_older_than
+        for table, key, column, limit in (
+            ("uplinks", "id", "received_at", older_than),
+            ("events", "id", "at", older_than),
+            ("dead_letters", "id", "received_at", older_than),
+            ("processed", "key", "at", keys_limit),
+        ):
+            while True:  # small transactions, so the event loop keeps serving uplinks
+                try:
+                    count = db.execute(
+                        f"DELETE FROM {table} WHERE {key} IN"
+                        f" (SELECT {key} FROM {table} WHERE {column} < ? LIMIT ?)",
+                        (limit, _PRUNE_CHUNK),
+                    ).rowcount
+                except sqlite3.Error as exc:
+                    raise StoreError(f"retention failed: {exc}") from exc
+                removed += count
+                if count < _PRUNE_CHUNK:
+                    break
+                await asyncio.sleep(0)
         return removed

@@ -131,3 +131,18 @@ async def test_dedup_keys_have_their_own_retention(tmp_path: Path) -> None:
     assert not await store.seen("up:old")  # the key went ...
     assert await store.f_cnt_seen("00000000000000a1", "01", 1)  # ... the history stays
     await store.close()
+
+
+async def test_prune_in_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.store import sqlite as sqlite_store
+
+    monkeypatch.setattr(sqlite_store, "_PRUNE_CHUNK", 2)
+    store = SqliteStore(f"sqlite:///{tmp_path}/g.db")
+    await store.open()
+    for f_cnt in range(7):
+        store.stage_uplink(_uplink("00000000000000a1", f_cnt, at=10.0 + f_cnt))
+    store.stage_uplink(_uplink("00000000000000a1", 99, at=1000.0))
+    await store.commit()
+    assert await store.prune(older_than=500.0) == 7
+    assert [u["f_cnt"] for u in await store.uplinks("00000000000000a1", limit=10)] == [99]
+    await store.close()
