@@ -680,7 +680,7 @@ class Gateway:
         self.commands.mark_published(command)
         self.log.info(
             "downlink queued at chirpstack",
-            extra={"id": command.id, "dev_eui": dev_eui, "message": command.message},
+            extra={"id": command.id, "dev_eui": dev_eui, "command": command.message},
         )
         await self.flush()
 
