@@ -523,7 +523,7 @@ class Gateway:
         except CommandError as exc:
             self.log.warning(
                 "rule command refused",
-                extra={"dev_eui": target.dev_eui, "message": planned.message, "error": str(exc)},
+                extra={"dev_eui": target.dev_eui, "command": planned.message, "error": str(exc)},
             )
             return
         self._dirty_state.add(target.dev_eui)
