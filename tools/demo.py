@@ -77,6 +77,9 @@ class DemoOptions:
     # a fraction of a city-centre evening's road users: enough to see lamps follow them,
     # few enough that one laptop carries the presence reports and overrides at ×60
     traffic_scale: float = 0.15
+    # incidents per simulated hour across the city: a bin fire (out again after half an hour)
+    # or a bin knocked over (stood up by the next truck round), so alarms show up too
+    incidents_per_h: float = 0.5
     gateway: dict[str, dict[str, Any]] = field(default_factory=dict)  # config overrides
 
 
@@ -258,6 +261,7 @@ class Demo:
             self._install_signals()
             view = View(state, stream=self.stream)
             failure = ""
+            fires: dict[str, float] = {}  # bin on fire -> simulated time it goes out
             deadline = None if opts.duration_s is None else time.monotonic() + opts.duration_s
             next_summary = time.monotonic() + opts.summary_every_s
             next_truck = sim.now() + opts.truck_every_s / 4
@@ -266,6 +270,7 @@ class Demo:
                     now_sim = sim.now()
                     if fleet is None:
                         world.advance(now_sim)  # with a fleet, the fleet moves the world
+                    self._incidents(world, now_sim - state.sim_time, fires)
                     state.sim_time = now_sim
                     state.dark = is_dark(now_sim)
                     self._sync_world(state, world, world_events)
@@ -326,6 +331,23 @@ class Demo:
         self.say(f"summary written to {workdir / 'demo-summary.json'}")
         return result
 
+    def _incidents(self, world: World, dt: float, fires: dict[str, float]) -> None:
+        """Now and then a bin catches fire or is knocked over (``incidents_per_h``)."""
+        for dev_eui, out_at in list(fires.items()):
+            if world.time >= out_at:
+                world.extinguish(dev_eui)
+                del fires[dev_eui]
+        if not world.bins or dt <= 0:
+            return
+        if world.rng.random() >= self.options.incidents_per_h * dt / 3600.0:
+            return
+        dev_eui = world.rng.choice(sorted(world.bins))
+        if world.rng.random() < 0.5:
+            world.set_fire(dev_eui, temperature_c=world.rng.uniform(75.0, 110.0))
+            fires[dev_eui] = world.time + 1800.0
+        else:
+            world.tip_over(dev_eui)
+
     async def _gateway_up(
         self, gateway: GatewayProcess, world: World, files: Any, state: CityState
     ) -> None:
@@ -339,16 +361,26 @@ class Demo:
 
     @staticmethod
     async def _truck_round(gateway: GatewayProcess, world: World, state: CityState) -> None:
-        """Send the truck to the bins the gateway lists as full (GET /api/v1/collection)."""
+        """Send the truck to the bins the gateway lists as full (GET /api/v1/collection) and to
+        those it knows are knocked over (GET /api/v1/devices?kind=bin, ``derived.tilt``)."""
         try:
             listing = await gateway.request("GET", "/api/v1/collection")
+            bins = await gateway.request("GET", "/api/v1/devices", params={"kind": "bin"})
         except (GatewayProcessError, ValueError) as exc:
             state.event(f"truck: no collection list ({exc})")
             return
         full = [row["dev_eui"] for row in listing.get("bins", []) if row.get("reason") == "full"]
-        if full:
-            world.dispatch_truck(full)
-            state.event(f"truck: collection list has {len(full)} full bins, round started")
+        tipped = [
+            d["dev_eui"]
+            for d in bins.get("devices", [])
+            if isinstance(d.get("derived"), dict) and d["derived"].get("tilt")
+        ]
+        route = world.dispatch_truck(dict.fromkeys([*full, *tipped]))
+        if route:
+            state.event(
+                f"truck: round to {len(full)} full and {len(tipped)} knocked-over bins "
+                "from the gateway's lists"
+            )
 
     def _gateway_overrides(self) -> dict[str, dict[str, Any]]:
         opts = self.options

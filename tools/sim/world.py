@@ -422,7 +422,7 @@ class World:
         sim_bin = self._bin(dev_eui)
         before = sim_bin.fill_percent
         sim_bin.fill_percent = self.rng.uniform(0.0, 4.0)
-        sim_bin.tilt_deg = 0.0
+        sim_bin.tilt_deg = 0.0  # the crew stands a knocked-over bin up again
         sim_bin.pickups += 1
         self.truck.emptied += 1
         self._event("pickup", dev_eui, f"{sim_bin.name} emptied at {before:.0f} %")
