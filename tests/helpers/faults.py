@@ -185,3 +185,46 @@ def wait_until(predicate: Callable[[], Any], what: str, timeout_s: float = 30.0)
     raise AssertionError(
         f"timed out waiting for {what}" + (f": {last_error}" if last_error else "")
     )
+
+
+# --- ChirpStack's side of MQTT -------------------------------------------------------------------
+
+
+def uplink_stream(app: str, devices: list[str], count: int, *, start_f_cnt: int = 1) -> list[Any]:
+    """``count`` ChirpStack ``up`` events (JSON) round-robin over ``devices``, unique dedup ids
+    and increasing fCnts: ``[(topic, payload, deduplication_id), ...]``."""
+    import uuid
+
+    from protocol import codec
+    from tests.gateway.events import dumps, up
+
+    out = []
+    for i in range(count):
+        dev = devices[i % len(devices)]
+        f_cnt = start_f_cnt + i // len(devices)
+        _, data = codec.encode(
+            "bin_status",
+            {"fill_percent": i % 101, "temperature_c": 10 + i % 20, "battery_percent": 85},
+        )
+        dedup = str(uuid.uuid4())
+        doc = up(app, dev, f_cnt=f_cnt, f_port=10, data=data, dedup=dedup)
+        out.append((f"application/{app}/device/{dev}/event/up", dumps(doc), dedup))
+    return out
+
+
+def stored_dedup_ids(db: Path) -> list[str]:
+    """Every stored uplink's deduplicationId (read-only connection; WAL lets it read)."""
+    import sqlite3
+
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return [row[0] for row in con.execute("SELECT deduplication_id FROM uplinks")]
+    finally:
+        con.close()
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
