@@ -195,7 +195,13 @@ class Bridge:
         client._client.ack(mid, qos)
 
     def send(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
-        """Queue a normalised-topic message (non-blocking; bounded, drops counted)."""
+        """Publish a normalised-topic message now when connected (paho queues it without
+        blocking), else queue it (bounded; drops logged and counted)."""
+        client = self.client
+        if client is not None and self.connected.is_set() and self.outbox.empty():
+            info = client._client.publish(topic, payload, qos, retain)
+            if info.rc == paho.MQTT_ERR_SUCCESS:
+                return
         try:
             self.outbox.put_nowait((topic, payload, qos, retain))
         except asyncio.QueueFull:

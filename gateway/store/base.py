@@ -129,18 +129,23 @@ _REGISTRY_FIELDS = (
     "registered",
     "created_at",
     "updated_at",
-    "last_f_cnt",
-    "last_dev_addr",
     "next_command_id",
 )
 
 
 def device_from_row(
-    dev_eui: str, kind: str, registry: dict[str, Any], twin: dict[str, Any] | None
+    dev_eui: str,
+    kind: str,
+    registry: dict[str, Any],
+    twin: dict[str, Any] | None,
+    session: tuple[int | None, str | None] = (None, None),
 ) -> Device:
-    """Rebuild a :class:`Device` from its stored registry document and twin document."""
+    """Rebuild a :class:`Device` from its stored registry document, twin document and session
+    columns (last fCnt, devAddr)."""
     slots = set(Device.__slots__)  # type: ignore[attr-defined]
     values = {k: v for k, v in registry.items() if k in slots}
+    if session[1] is not None:
+        values["last_f_cnt"], values["last_dev_addr"] = session
     if twin is not None:
         for key in (
             "availability",

@@ -119,6 +119,12 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX dead_letters_by_time ON dead_letters (received_at);
     """,
+    # v4: the session (last fCnt, devAddr) changes with every uplink; in columns, the registry
+    # document is rewritten only when the registry changes
+    """
+    ALTER TABLE devices ADD COLUMN last_f_cnt INTEGER;
+    ALTER TABLE devices ADD COLUMN last_dev_addr TEXT;
+    """,
 )
 
 _COMMAND_COLUMNS = (
@@ -163,6 +169,9 @@ class SqliteStore:
         self._dead: list[DeadLetter] = []
         self._events: list[EventRecord] = []
         self._commands: dict[str, CommandRecord] = {}
+        # hash of the registry document last committed per device (skip rewriting it)
+        self._registry_written: dict[str, int] = {}
+        self._registry_pending: dict[str, int] = {}
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -229,9 +238,13 @@ class SqliteStore:
 
     async def load_devices(self) -> list[Device]:
         out = []
-        for row in self.db.execute("SELECT dev_eui, kind, doc, twin FROM devices"):
+        query = "SELECT dev_eui, kind, doc, twin, last_f_cnt, last_dev_addr FROM devices"
+        for row in self.db.execute(query):
+            registry = json.loads(row[2])
             twin = json.loads(row[3]) if row[3] else None
-            out.append(device_from_row(row[0], row[1], json.loads(row[2]), twin))
+            device = device_from_row(row[0], row[1], registry, twin, (row[4], row[5]))
+            self._registry_written[device.dev_eui] = hash(_JSON.encode(device.registry_doc()))
+            out.append(device)
         return out
 
     def stage_device(self, device: Device, twin_json: str | None = None) -> None:
@@ -331,25 +344,23 @@ class SqliteStore:
                     [(e.at, e.type, e.dev_eui, _JSON.encode(e.data)) for e in self._events],
                 )
             if self._devices:
-                db.executemany(
-                    "INSERT INTO devices (dev_eui, kind, doc, twin, street, grp, updated_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dev_eui) DO UPDATE SET"
-                    " kind = excluded.kind, doc = excluded.doc, twin = excluded.twin,"
-                    " street = excluded.street, grp = excluded.grp,"
-                    " updated_at = excluded.updated_at",
-                    [
-                        (
-                            d.dev_eui,
-                            d.kind,
-                            _JSON.encode(d.registry_doc()),
-                            twin if twin is not None else _JSON.encode(d.twin()),
-                            d.street,
-                            d.group,
-                            d.updated_at,
-                        )
-                        for d, twin in self._devices.values()
-                    ],
-                )
+                full, light = self._device_rows()
+                if full:
+                    db.executemany(
+                        "INSERT INTO devices (dev_eui, kind, doc, twin, street, grp, updated_at,"
+                        " last_f_cnt, last_dev_addr) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                        " ON CONFLICT (dev_eui) DO UPDATE SET kind = excluded.kind,"
+                        " doc = excluded.doc, twin = excluded.twin, street = excluded.street,"
+                        " grp = excluded.grp, updated_at = excluded.updated_at,"
+                        " last_f_cnt = excluded.last_f_cnt, last_dev_addr = excluded.last_dev_addr",
+                        full,
+                    )
+                if light:
+                    db.executemany(
+                        "UPDATE devices SET kind = ?, twin = ?, last_f_cnt = ?, last_dev_addr = ?"
+                        " WHERE dev_eui = ?",
+                        light,
+                    )
             if self._commands:
                 placeholders = ", ".join("?" for _ in _COMMAND_COLUMNS)
                 updates = ", ".join(f"{c} = excluded.{c}" for c in _COMMAND_COLUMNS[1:])
@@ -363,12 +374,52 @@ class SqliteStore:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise StoreError(f"commit failed: {exc}") from exc
+        self._registry_written.update(self._registry_pending)
+        self._registry_pending = {}
         self._seen.clear()
         self._uplinks.clear()
         self._dead.clear()
         self._events.clear()
         self._devices.clear()
         self._commands.clear()
+
+    def _device_rows(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """Rows for staged devices: a full upsert when the registry document changed since it
+        was last written, else a light update of the twin and session columns only."""
+        full: list[tuple[Any, ...]] = []
+        light: list[tuple[Any, ...]] = []
+        pending: dict[str, int] = {}
+        for device, twin in self._devices.values():
+            twin_json = twin if twin is not None else _JSON.encode(device.twin())
+            registry = _JSON.encode(device.registry_doc())
+            digest = hash(registry)
+            if self._registry_written.get(device.dev_eui) == digest:
+                light.append(
+                    (
+                        device.kind,
+                        twin_json,
+                        device.last_f_cnt,
+                        device.last_dev_addr,
+                        device.dev_eui,
+                    )
+                )
+            else:
+                pending[device.dev_eui] = digest
+                full.append(
+                    (
+                        device.dev_eui,
+                        device.kind,
+                        registry,
+                        twin_json,
+                        device.street,
+                        device.group,
+                        device.updated_at,
+                        device.last_f_cnt,
+                        device.last_dev_addr,
+                    )
+                )
+        self._registry_pending = pending
+        return full, light
 
     @staticmethod
     def _count(db: sqlite3.Connection, name: str, value: int) -> None:

@@ -46,6 +46,8 @@ async def test_roundtrip_and_reopen(tmp_path: Path) -> None:
     await store.open()
     assert store.schema_version() == len(MIGRATIONS)
     dev = Device(dev_eui="00000000000000a1", kind="bin", street="Main", neighbours=["x"])
+    dev.last_f_cnt, dev.last_dev_addr = 7, "01"
+    dev.reported["fill_percent"] = 40
     store.stage_device(dev)
     store.stage_seen("up:abc")
     store.stage_uplink(_uplink(dev.dev_eui, 1))
@@ -75,6 +77,19 @@ async def test_roundtrip_and_reopen(tmp_path: Path) -> None:
     assert [(d.dev_eui, d.kind, d.street, d.neighbours) for d in devices] == [
         ("00000000000000a1", "bin", "Main", ["x"])
     ]
+    assert (devices[0].last_f_cnt, devices[0].last_dev_addr) == (7, "01")
+    assert devices[0].reported == {"fill_percent": 40}
+    # a twin-only change takes the light path and still round-trips
+    devices[0].last_f_cnt = 8
+    devices[0].reported["fill_percent"] = 41
+    again.stage_device(devices[0])
+    await again.commit()
+    reloaded = (await again.load_devices())[0]
+    assert (reloaded.last_f_cnt, reloaded.reported["fill_percent"], reloaded.street) == (
+        8,
+        41,
+        "Main",
+    )
     assert await again.seen("up:abc") and not await again.seen("up:other")
     assert await again.f_cnt_seen(dev.dev_eui, "01", 1)
     assert not await again.f_cnt_seen(dev.dev_eui, "02", 1)
