@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import re
 import secrets
@@ -110,7 +111,9 @@ class GatewayProcess:
         self._sections: dict[str, dict[str, Any]] = {
             "mqtt": {
                 "url": mqtt_url,
-                "client_id": "citypack-demo-gateway",
+                # fixed per work directory (a kept --workdir resumes its MQTT session), distinct
+                # between directories (two demos on one external broker do not take turns)
+                "client_id": "citypack-demo-" + hashlib.sha1(str(workdir).encode()).hexdigest()[:8],
                 "application_id": application_id,
             },
             "store": {"url": f"sqlite:///{self.database}"},

@@ -14,6 +14,7 @@ import binascii
 import contextlib
 import importlib
 import json
+import secrets
 from typing import Any
 
 import aiomqtt
@@ -59,7 +60,8 @@ class MqttWatcher:
         self.base_topic = base_topic
 
     async def run(self) -> None:
-        async with aiomqtt.Client(self.host, self.port, identifier="citypack-demo-view") as client:
+        identifier = f"citypack-demo-view-{secrets.token_hex(4)}"  # one per viewer
+        async with aiomqtt.Client(self.host, self.port, identifier=identifier) as client:
             await client.subscribe("application/+/device/+/event/+")
             await client.subscribe("application/+/device/+/command/down")
             await client.subscribe(f"{self.base_topic}/devices/+/state")
