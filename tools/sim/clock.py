@@ -27,6 +27,8 @@ class HalClock(Protocol):
 
     def ticks_ms(self) -> int: ...
 
+    async def sleep_ms(self, ms: int) -> None: ...
+
 
 class _ScaledAlarm:
     def __init__(self, clock: ScaledClock) -> None:
@@ -72,7 +74,7 @@ class ScaledClock:
     def ticks_diff(self, a: int, b: int) -> int:
         return a - b
 
-    async def sleep_ms(self, ms: float) -> None:
+    async def sleep_ms(self, ms: int) -> None:
         await asyncio.sleep(self.real_s(ms))
 
     async def sleep_until(self, t: int) -> None:

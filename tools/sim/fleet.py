@@ -362,7 +362,7 @@ class Fleet:
 
     async def _run_node(self, sim: SimNode, delay_s: float) -> None:
         if delay_s > 0:
-            await self.clock.sleep_ms(int(delay_s * 1000))  # type: ignore[attr-defined]
+            await self.clock.sleep_ms(int(delay_s * 1000))
         self._report(sim.dev_eui, "boot", f"({sim.power.reason})")
         try:
             await sim.app.run()
@@ -390,7 +390,7 @@ class Fleet:
         self._silence(sim)
         sim.rtc = None
         self._report(dev_eui, "power cut", "")
-        await self.clock.sleep_ms(int(off_s * 1000))  # type: ignore[attr-defined]
+        await self.clock.sleep_ms(int(off_s * 1000))
         self._start(dev_eui, 0.0, "power_on")
 
     # -- the world -----------------------------------------------------------------------------
@@ -410,7 +410,7 @@ class Fleet:
                 for sim in self.nodes.values():
                     if sim.pins is not None:
                         trim_logs(sim.pins)
-            await self.clock.sleep_ms(step_ms)  # type: ignore[attr-defined]
+            await self.clock.sleep_ms(step_ms)
 
     def _presence(self, lamp: SimLamp) -> None:
         sim = self.nodes.get(lamp.dev_eui)
