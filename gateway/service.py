@@ -6,9 +6,10 @@ staged in the store → one commit per batch → MQTT PUBACK for the batch's mes
 topics published → commands dispatched to ``command/down``.
 
 Batching: a batch is committed when ``[store] batch_max`` messages are staged or when its first
-message is ``batch_interval_s`` old (a timer makes sure of it when no further message arrives),
-so a busy gateway amortises one transaction over many messages and a quiet one adds at most
-``batch_interval_s`` (20 ms by default) of latency. Because messages are acknowledged only after
+message is ``batch_interval_s`` old and nothing else is waiting (a timer makes sure of it when no
+further message arrives); while a backlog waits it grows to ``batch_max`` (at most 5 intervals).
+A quiet gateway adds at most ``batch_interval_s`` (20 ms by default) of latency; one catching up
+amortises a transaction over hundreds of messages. Because messages are acknowledged only after
 the commit, the broker's in-flight window for the gateway's client (mosquitto
 ``max_inflight_messages``, 20 by default) divided by ``batch_interval_s`` bounds the throughput:
 raise it to a few hundred on a busy broker (gateway/README.md).
@@ -259,25 +260,54 @@ class Gateway:
             for event in events:
                 self.publisher.event(event)
 
-    async def _maybe_flush(self) -> None:
-        """Commit now when the batch is full or old enough, else make sure a timer will."""
+    def _flush_due(self) -> bool | None:
+        """True: commit now. False: not yet, a timer is needed. None: no batch.
+
+        A batch is due at ``batch_max`` messages, or once it is ``batch_interval_s`` old and no
+        further message is already waiting. While a backlog waits (a restart drains the broker's
+        queue), the batch keeps growing up to ``batch_max`` or 5 intervals: one transaction then
+        covers hundreds of messages, and latency matters less than catching up.
+        """
         started = self._batch_started
         if started is None:
-            return
+            return None
+        if len(self._acks) >= self.config.store.batch_max:
+            return True
         age = time.perf_counter() - started
         interval = self.config.store.batch_interval_s
-        if len(self._acks) >= self.config.store.batch_max or age >= interval:
+        if age < interval:
+            return False
+        return self.bridge.pending_messages() == 0 or age >= 5 * interval
+
+    async def _maybe_flush(self) -> None:
+        due = self._flush_due()
+        if due and len(self._acks) < self.config.store.batch_max:
+            # paho hands over what one socket read gave: one loop turn lets the reader run, so
+            # "nothing waiting" means the socket is drained too, not just aiomqtt's queue
+            await asyncio.sleep(0)
+            due = self._flush_due()
+        if due:
             await self.flush()
-        elif self._flush_timer is None:
-            loop = asyncio.get_running_loop()
-            self._flush_timer = loop.call_later(interval - age, self._timer_flush)
+        elif due is False:
+            self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        if self._flush_timer is not None or self._batch_started is None:
+            return
+        interval = self.config.store.batch_interval_s
+        age = time.perf_counter() - self._batch_started
+        delay = max(interval - age, interval / 4)
+        self._flush_timer = asyncio.get_running_loop().call_later(delay, self._timer_flush)
 
     def _timer_flush(self) -> None:
         self._flush_timer = None
-        if self._batch_started is not None:
+        due = self._flush_due()
+        if due:
             task = asyncio.ensure_future(self.flush())
             self._timer_tasks.add(task)
             task.add_done_callback(self._timer_tasks.discard)
+        elif due is False:
+            self._arm_timer()
 
     # --- incoming --------------------------------------------------------------------------------
 

@@ -81,6 +81,15 @@ class Device:
         """What the store keeps beside the twin (registry, session, rule state)."""
         return {name: getattr(self, name) for name in _REGISTRY_FIELDS}
 
+    def registry_digest(self) -> int:
+        """A cheap fingerprint of :meth:`registry_doc` (the store rewrites it only on change)."""
+        return hash(
+            tuple(
+                tuple(value) if isinstance(value, list) else value
+                for value in (getattr(self, name) for name in _REGISTRY_FIELDS)
+            )
+        )
+
     def to_json(self) -> dict[str, Any]:
         doc = asdict(self)
         doc["config_in_sync"] = (

@@ -243,7 +243,7 @@ class SqliteStore:
             registry = json.loads(row[2])
             twin = json.loads(row[3]) if row[3] else None
             device = device_from_row(row[0], row[1], registry, twin, (row[4], row[5]))
-            self._registry_written[device.dev_eui] = hash(_JSON.encode(device.registry_doc()))
+            self._registry_written[device.dev_eui] = device.registry_digest()
             out.append(device)
         return out
 
@@ -391,8 +391,7 @@ class SqliteStore:
         pending: dict[str, int] = {}
         for device, twin in self._devices.values():
             twin_json = twin if twin is not None else _JSON.encode(device.twin())
-            registry = _JSON.encode(device.registry_doc())
-            digest = hash(registry)
+            digest = device.registry_digest()
             if self._registry_written.get(device.dev_eui) == digest:
                 light.append(
                     (
@@ -409,7 +408,7 @@ class SqliteStore:
                     (
                         device.dev_eui,
                         device.kind,
-                        registry,
+                        _JSON.encode(device.registry_doc()),
                         twin_json,
                         device.street,
                         device.group,
