@@ -86,6 +86,11 @@ def start_mosquitto(
         f"persistence_location {directory}/",
         "autosave_interval 1",
     ]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        # started as root, mosquitto drops to the `mosquitto` user, which cannot reach a private
+        # temp dir: mosquitto.db is never saved ("Error saving in-memory database ... Permission
+        # denied") and a restart loses every persistent session and queued message
+        lines.append("user root")
     conf.write_text("\n".join(lines) + "\n")
     log = open(directory / "mosquitto.log", "ab")  # noqa: SIM115 - closed by Broker.stop()
     process = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=log)
