@@ -307,6 +307,19 @@ class Demo:
                         await asyncio.wait_for(self.stop.wait(), 0.25)
             processed = None
             gateway_stats: dict[str, Any] | None = None
+            if gateway is not None and gateway_up is not None and not self.stop.is_set():
+                # a bounded run ended while the gateway was still starting (a loaded machine):
+                # give it a bounded moment, so the summary has its figures
+                self.say("waiting for the gateway to come up ...")
+                with contextlib.suppress(Exception):  # its own error is read just below
+                    await asyncio.wait_for(asyncio.shield(gateway_up), 60.0)
+                if not gateway_up.done():
+                    failure = "the gateway did not become ready within 60 s of the end"
+                elif gateway_up.exception() is not None:
+                    failure = f"the gateway did not start: {gateway_up.exception()}"
+                else:
+                    gateway_up = None
+                    await asyncio.sleep(2.0)  # the uplinks of the last seconds, committed
             if gateway is not None and gateway_up is None:
                 with contextlib.suppress(GatewayProcessError):
                     processed = await gateway.uplinks("processed")

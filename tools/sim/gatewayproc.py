@@ -99,7 +99,7 @@ class GatewayProcess:
         mqtt_url: str,
         application_id: str,
         overrides: Mapping[str, Mapping[str, Any]] | None = None,
-        start_timeout_s: float = 20.0,
+        start_timeout_s: float = 60.0,  # a loaded CI machine takes its time importing
     ) -> None:
         self.workdir = workdir
         self.port = free_port()
