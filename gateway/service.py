@@ -729,9 +729,14 @@ class Gateway:
             if now - last_prune > 3600:
                 last_prune = now
                 history_days = self.config.store.retention_days
-                removed = await self.store.prune(
-                    now - history_days * 86400, now - min(history_days, 7.0) * 86400
-                )
+                try:
+                    removed = await self.store.prune(
+                        now - history_days * 86400, now - min(history_days, 7.0) * 86400
+                    )
+                except StoreError as exc:  # a locked or full store must not stop the service
+                    self.log.error("retention failed; will retry", extra={"error": str(exc)})
+                    last_prune = 0.0
+                    removed = 0
                 if removed:
                     self.log.info("retention", extra={"removed": removed})
             await self.flush()
