@@ -6,8 +6,8 @@ staged in the store → one commit per batch → MQTT PUBACK for the batch's mes
 topics published → commands dispatched to ``command/down``.
 
 Batching: a batch is committed when ``[store] batch_max`` messages are staged or when its first
-message is ``batch_interval_s`` old and nothing else is waiting (a timer makes sure of it when no
-further message arrives); while a backlog waits it grows to ``batch_max`` (at most 5 intervals).
+message is ``batch_interval_s`` old (a timer makes sure of it when no further message arrives);
+while a backlog waits it grows to ``batch_max`` (at most 5 intervals).
 A quiet gateway adds at most ``batch_interval_s`` (20 ms by default) of latency; one catching up
 amortises a transaction over hundreds of messages. Because messages are acknowledged only after
 the commit, the broker's in-flight window for the gateway's client (mosquitto
@@ -77,6 +77,9 @@ from protocol.errors import ProtocolError
 __all__ = ["Gateway"]
 
 _JSON = json.JSONEncoder(separators=(",", ":"), default=str)
+# messages already received and waiting that make a batch grow past its interval: a steady
+# 1,000/s leaves one or two waiting, a restart draining the broker's queue leaves hundreds
+_BACKLOG = 32
 
 # uplink messages whose fields are merged into the twin's reported state
 _STATE_MESSAGES = frozenset(
@@ -263,10 +266,10 @@ class Gateway:
     def _flush_due(self) -> bool | None:
         """True: commit now. False: not yet, a timer is needed. None: no batch.
 
-        A batch is due at ``batch_max`` messages, or once it is ``batch_interval_s`` old and no
-        further message is already waiting. While a backlog waits (a restart drains the broker's
-        queue), the batch keeps growing up to ``batch_max`` or 5 intervals: one transaction then
-        covers hundreds of messages, and latency matters less than catching up.
+        A batch is due at ``batch_max`` messages, or once it is ``batch_interval_s`` old unless
+        a backlog waits (``_BACKLOG`` messages already received, as when a restart drains the
+        broker's queue): then it keeps growing up to ``batch_max`` or 5 intervals, so one
+        transaction covers hundreds of messages while catching up.
         """
         started = self._batch_started
         if started is None:
@@ -277,13 +280,13 @@ class Gateway:
         interval = self.config.store.batch_interval_s
         if age < interval:
             return False
-        return self.bridge.pending_messages() == 0 or age >= 5 * interval
+        return self.bridge.pending_messages() < _BACKLOG or age >= 5 * interval
 
     async def _maybe_flush(self) -> None:
         due = self._flush_due()
         if due and len(self._acks) < self.config.store.batch_max:
             # paho hands over what one socket read gave: one loop turn lets the reader run, so
-            # "nothing waiting" means the socket is drained too, not just aiomqtt's queue
+            # the backlog count includes what is already in the socket
             await asyncio.sleep(0)
             due = self._flush_due()
         if due:
