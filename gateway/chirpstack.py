@@ -377,27 +377,48 @@ def rfc3339_timestamp(text: str) -> float | None:
     return parsed.timestamp()
 
 
+_INFO_KEYS = (
+    "tenantId",
+    "tenantName",
+    "applicationId",
+    "applicationName",
+    "deviceProfileId",
+    "deviceProfileName",
+    "deviceName",
+)
+
+
 def _device_info(doc: Mapping[str, Any], topic_dev_eui: str) -> DeviceInfo:
     info = _obj(doc, "deviceInfo") or {}
     dev_eui = _str(info, "devEui") or topic_dev_eui
-    if not _EUI.match(dev_eui):
-        raise InvalidEvent(f"deviceInfo.devEui: not 16 hex digits: {dev_eui!r:.40}")
-    if topic_dev_eui and dev_eui.lower() != topic_dev_eui.lower():
-        raise InvalidEvent(
-            f"deviceInfo.devEui {dev_eui} does not match the topic's {topic_dev_eui}",
-            dev_eui=topic_dev_eui,
-        )
+    if dev_eui != topic_dev_eui:  # the usual case (equal strings) needs no further checks
+        if not _EUI.match(dev_eui):
+            raise InvalidEvent(f"deviceInfo.devEui: not 16 hex digits: {dev_eui!r:.40}")
+        if topic_dev_eui and dev_eui.lower() != topic_dev_eui.lower():
+            raise InvalidEvent(
+                f"deviceInfo.devEui {dev_eui} does not match the topic's {topic_dev_eui}",
+                dev_eui=topic_dev_eui,
+            )
+    get = info.get
+    texts: list[str] = []
+    for key in _INFO_KEYS:  # inline checks: this runs for every event
+        value = get(key)
+        if value is None:
+            value = ""
+        elif type(value) is not str:
+            raise InvalidEvent(f"{key}: expected a string, got {type(value).__name__}", key=key)
+        texts.append(value)
     return DeviceInfo(
         dev_eui=dev_eui.lower(),
-        tenant_id=_str(info, "tenantId"),
-        tenant_name=_str(info, "tenantName"),
-        application_id=_str(info, "applicationId"),
-        application_name=_str(info, "applicationName"),
-        device_profile_id=_str(info, "deviceProfileId"),
-        device_profile_name=_str(info, "deviceProfileName"),
-        device_name=_str(info, "deviceName"),
+        tenant_id=texts[0],
+        tenant_name=texts[1],
+        application_id=texts[2],
+        application_name=texts[3],
+        device_profile_id=texts[4],
+        device_profile_name=texts[5],
+        device_name=texts[6],
         device_class_enabled=_str(info, "deviceClassEnabled", "CLASS_A"),
-        tags=_str_map(info, "tags"),
+        tags=_str_map(info, "tags") if get("tags") else {},
     )
 
 
@@ -457,7 +478,7 @@ def _from_json(payload: bytes) -> dict[str, Any]:
         raise InvalidEvent(f"not valid JSON: {exc}") from exc
     if not isinstance(doc, dict):
         raise InvalidEvent(f"expected a JSON object, got {type(doc).__name__}")
-    if any("_" in key for key in doc):
+    if "_" in "".join(doc):  # any snake_case key (one C-level scan)
         camel: dict[str, Any] = _camel_keys(doc)
         return camel
     return doc

@@ -13,6 +13,7 @@ data plus, for dedup (:meth:`Store.seen`), what is staged.
 from __future__ import annotations
 
 import json
+import operator
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
@@ -83,12 +84,7 @@ class Device:
 
     def registry_digest(self) -> int:
         """A cheap fingerprint of :meth:`registry_doc` (the store rewrites it only on change)."""
-        return hash(
-            tuple(
-                tuple(value) if isinstance(value, list) else value
-                for value in (getattr(self, name) for name in _REGISTRY_FIELDS)
-            )
-        )
+        return hash((_REGISTRY_SCALARS(self), tuple(self.neighbours)))
 
     def to_json(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -140,6 +136,9 @@ _REGISTRY_FIELDS = (
     "updated_at",
     "next_command_id",
 )
+
+
+_REGISTRY_SCALARS = operator.attrgetter(*(n for n in _REGISTRY_FIELDS if n != "neighbours"))
 
 
 def device_from_row(
