@@ -75,11 +75,10 @@ def apply_bin_status(
     previous = derived.get("fill_percent")
     samples: list[list[float]] = list(derived.get("_samples", []))
     drop = (previous - fill) if isinstance(previous, int | float) else 0.0
-    pickups_before = derived.get("pickup_count")
+    # pickup_count counts the pickups the node saw since its previous bin_status (catalogue),
+    # so any positive value is a pickup; it is not a lifetime counter to compare.
     pickups = fields.get("pickup_count")
-    node_pickup = (
-        isinstance(pickups_before, int) and isinstance(pickups, int) and pickups != pickups_before
-    )
+    node_pickup = isinstance(pickups, int) and pickups > 0
     if drop >= cfg.pickup_drop_percent or (node_pickup and drop > 0):
         _pickup(device, out, now, fill, drop)
         samples = [[round(now), fill]]

@@ -86,7 +86,9 @@ def apply_lamp_presence(
                     "dim_level": cfg.presence_dim_level,
                     "duration_s": cfg.presence_duration_s,
                     "fade_s": cfg.presence_fade_s,
-                    "resume_schedule": True,
+                    # False: hold dim_level for duration_s, then the lamp returns to its profile
+                    # by itself. True would mean "end any override now" and ignore dim_level.
+                    "resume_schedule": False,
                 },
                 confirmed=False,
             )

@@ -55,6 +55,22 @@ def test_fill_rate_forecast_and_pickup() -> None:
     assert bins.fill_rate_per_h([[0, 5]]) is None and bins.fill_rate_per_h([[1, 5], [1, 6]]) is None
 
 
+def test_pickup_reported_by_the_node_counts_since_the_previous_status() -> None:
+    cfg = BinsConfig(pickup_drop_percent=50)
+    device = Device("01", kind="bin")
+    bins.apply_bin_status(device, status(40, pickup_count=0), cfg, 0)
+    # a 30 % drop is under the gateway's own threshold, but the node saw the truck
+    out = bins.apply_bin_status(device, status(10, pickup_count=1), cfg, H)
+    assert types(out) == ["bin_pickup"]
+    # the next report carries 0 again (pickups since the previous status): no second pickup
+    assert types(bins.apply_bin_status(device, status(12, pickup_count=0), cfg, 2 * H)) == []
+    # a second pickup in a row reports 1 again and is a pickup again
+    bins.apply_bin_status(device, status(45, pickup_count=0), cfg, 3 * H)
+    assert types(bins.apply_bin_status(device, status(5, pickup_count=1), cfg, 4 * H)) == [
+        "bin_pickup"
+    ]
+
+
 def test_fire_and_tilt_on_transition_and_from_alarms() -> None:
     cfg = BinsConfig(fire_threshold_c=70)
     device = Device("01", kind="bin")
@@ -127,6 +143,8 @@ def test_presence_raises_only_neighbouring_lamps() -> None:
         (c.dev_eui, c.message, c.fields["dim_level"], c.fields["duration_s"], c.confirmed)
         for c in out.commands
     ] == [("02", "lamp_override", 90, 45, False)]
+    # the override must hold its level: resume_schedule=True would end it at once (catalogue)
+    assert out.commands[0].fields["resume_schedule"] is False
     assert out.events[0] == ("lamp_presence", {"road_users": 1, "street": "A", "raised": ["02"]})
 
 
