@@ -141,6 +141,7 @@ def gateway_config(
     base_topic: str,
     token: str = "fault-test-token",
     extra: str = "",
+    maintenance_s: float = 3600.0,
 ) -> GatewayProcess:
     """Write a config and token file for a gateway subprocess on a free API port."""
     port = free_port()
@@ -163,8 +164,8 @@ def gateway_config(
         "[publish]\n"
         f'base_topic = "{base_topic}"\n'
         "[web]\nenabled = false\n"
-        "[commands]\ncheck_interval_s = 3600.0\n"
-        "[availability]\ncheck_interval_s = 3600.0\n" + extra
+        f"[commands]\ncheck_interval_s = {maintenance_s}\n"
+        f"[availability]\ncheck_interval_s = {maintenance_s}\n" + extra
     )
     return GatewayProcess(config, directory / "gateway.log", port, token)
 
