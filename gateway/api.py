@@ -306,17 +306,29 @@ class _Server(uvicorn.Server):
         return contextlib.nullcontext()
 
 
-async def start_api(
-    gateway: Gateway, group: asyncio.TaskGroup
-) -> tuple[uvicorn.Server, asyncio.Task[None]]:
-    """Bind ``[api] listen`` (port 0 = any free port, see ``gateway.api_port``) and serve."""
+def bind_api(gateway: Gateway) -> socket.socket:
+    """Bind ``[api] listen`` (port 0 = any free port, see ``gateway.api_port``); an address in
+    use is a plain :class:`OSError` here, before any task starts."""
     host, _, port = gateway.config.api.listen.rpartition(":")
+    host = host.strip("[]")
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host.strip("[]"), int(port)))
-    sock.listen(128)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # restart past TIME_WAIT
+    try:
+        sock.bind((host, int(port)))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise OSError(exc.errno, f"api.listen {gateway.config.api.listen}: {exc.strerror}") from exc
     sock.setblocking(False)
     gateway.api_port = int(sock.getsockname()[1])
+    return sock
+
+
+async def start_api(
+    gateway: Gateway, group: asyncio.TaskGroup, sock: socket.socket
+) -> tuple[uvicorn.Server, asyncio.Task[None]]:
+    """Serve the API on ``sock`` (from :func:`bind_api`) as the task named ``api``."""
+    host = gateway.config.api.listen.rpartition(":")[0]
     config = uvicorn.Config(
         create_app(gateway), log_config=None, access_log=False, lifespan="off", log_level="warning"
     )

@@ -137,7 +137,8 @@ class Bridge:
                         return
             except aiomqtt.MqttError as exc:
                 self.log.warning(
-                    "mqtt disconnected", extra={"error": str(exc), "retry_in_s": round(delay, 2)}
+                    "mqtt disconnected",
+                    extra={"error": str(exc), "retry_within_s": round(delay, 2)},
                 )
             except OSError as exc:  # TLS files, DNS
                 self.log.warning("mqtt connect failed", extra={"error": str(exc)})

@@ -145,6 +145,7 @@ class Gateway:
         self.latency_samples: list[float] | None = None
         self._gauge_stale = True
         self._flush_timer: asyncio.TimerHandle | None = None
+        self._store_failures = 0
         self._timer_tasks: set[asyncio.Future[None]] = set()
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -192,6 +193,11 @@ class Gateway:
     async def run(self) -> None:
         """Run until :meth:`stop`; commits and acknowledges what it processed before returning."""
         await self.open()
+        api_socket = None
+        if self.config.api.enabled:
+            from gateway.api import bind_api
+
+            api_socket = bind_api(self)  # an address in use fails here, as a plain OSError
         async with asyncio.TaskGroup() as group:
             mqtt = group.create_task(self.bridge.run(), name="mqtt")
             others = [
@@ -200,10 +206,10 @@ class Gateway:
                 group.create_task(self._maintenance(), name="maintenance"),
             ]
             server = None
-            if self.config.api.enabled:
+            if api_socket is not None:
                 from gateway.api import start_api
 
-                server, task = await start_api(self, group)
+                server, task = await start_api(self, group, api_socket)
                 others.append(task)
             self.started.set()
             await mqtt
@@ -237,10 +243,18 @@ class Gateway:
                     twins.append((device, twin_json.encode()))
             try:
                 await self.store.commit()
+                if not self.store_ok:
+                    self.log.info("store commits again", extra={"failures": self._store_failures})
                 self.store_ok = True
+                self._store_failures = 0
             except StoreError as exc:
+                self._store_failures += 1
+                if self.store_ok or self._store_failures % 100 == 0:  # no log flood
+                    self.log.error(
+                        "store commit failed; will retry",
+                        extra={"error": str(exc), "failures": self._store_failures},
+                    )
                 self.store_ok = False
-                self.log.error("store commit failed; will retry", extra={"error": str(exc)})
                 # keep the batch: nothing is acknowledged, everything is retried
                 self._acks = acks + self._acks
                 self._events = events + self._events

@@ -69,4 +69,9 @@ def run_gateway(args: argparse.Namespace) -> int:
         raise CliError(str(exc), exit_code=1) from None
     except OSError as exc:
         raise CliError(f"cannot start: {exc}", exit_code=1) from None
+    except ExceptionGroup as group:  # a task of the service failed: name the first cause
+        first: BaseException = group
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise CliError(f"gateway failed: {type(first).__name__}: {first}", exit_code=1) from None
     return 0
