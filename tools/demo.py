@@ -371,6 +371,7 @@ class Demo:
         state.api_url = gateway.api_url + "/api/v1"
         state.token_file = str(gateway.token_file)
         self.say(f"gateway: running; API {state.api_url} (token in {state.token_file})")
+        self.say(f"dashboard: {gateway.api_url}/ (log in with the token in {state.token_file})")
 
     @staticmethod
     async def _truck_round(gateway: GatewayProcess, world: World, state: CityState) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -51,6 +52,7 @@ def test_demo_runs_headless_for_twenty_seconds_and_the_gateway_processes_uplinks
     # plain lines, not a live screen: no cursor-control escapes on a pipe
     assert "\x1b[" not in result.stdout
     assert "gateway: running" in result.stdout
+    assert re.search(r"^dashboard: http://127\.0\.0\.1:\d+/ ", result.stdout, re.M), result.stdout
     summary = json.loads((workdir / "demo-summary.json").read_text())
     assert summary["uplinks_processed"] > 0
     stats = summary["gateway_stats"]

@@ -124,7 +124,10 @@ def render(state: CityState, *, max_rows: int = 14) -> Group:
     header.append(f"{state.title}  ", style="bold")
     header.append(f"sim {clock} ({'night' if state.dark else 'day'}, ×{state.speed:g})  ")
     if state.api_url:
-        header.append(f"API {state.api_url}  token {state.token_file}", style="cyan")
+        dashboard = state.api_url.removesuffix("/api/v1") + "/"
+        header.append(
+            f"dashboard {dashboard}  API {state.api_url}  token {state.token_file}", style="cyan"
+        )
     parts = "  ".join(f"{name}: {status}" for name, status in state.components.items())
     counters = "  ".join(
         f"{label} {state.counters[key]:g}" for key, label in _HEADLINE if key in state.counters
