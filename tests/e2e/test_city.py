@@ -19,10 +19,6 @@ from tests.helpers.procs import Broker
 pytestmark = [
     pytest.mark.broker,
     pytest.mark.asyncio(loop_scope="module"),
-    # tests/helpers/procs.start_mosquitto leaves its log file to the garbage collector; that
-    # ResourceWarning is the shared fixture's, not this module's (reported to its owner).
-    pytest.mark.filterwarnings("ignore:unclosed file.*mosquitto.log:ResourceWarning"),
-    pytest.mark.filterwarnings("ignore:Exception ignored in.*mosquitto.log"),
 ]
 
 BIN_FILL = "02c17a0b000000a1"

@@ -187,9 +187,6 @@ def test_unreachable_broker_is_one_line_exit_1(
 
 
 @pytest.mark.broker
-@pytest.mark.filterwarnings(
-    "ignore:Exception ignored in.*mosquitto.log:pytest.PytestUnraisableExceptionWarning"
-)
 def test_runs_until_sigterm(tmp_path: Path, mosquitto_broker: Broker) -> None:
     keys = tmp_path / "keys.toml"
     keys.write_text(f'[[device]]\ndev_eui = "{CLASS_A.dev_eui}"\napp_key = "{KEY_A}"\n')

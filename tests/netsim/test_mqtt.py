@@ -27,11 +27,6 @@ from tools.netsim.runner import Netsim
 
 pytestmark = [
     pytest.mark.broker,
-    # tests/helpers/procs.start_mosquitto leaves its log file object to the GC (shared helper,
-    # not ours); that ResourceWarning is not about the emulator.
-    pytest.mark.filterwarnings(
-        "ignore:Exception ignored in.*mosquitto.log:pytest.PytestUnraisableExceptionWarning"
-    ),
 ]
 
 

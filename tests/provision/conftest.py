@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import logging
-import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 import tools.cli
-from tests.helpers import procs
 from tools.provision.chirpstack import DEFAULT_CODEC
 from tools.provision.inventory import (
     Inventory,
@@ -91,33 +89,3 @@ def codec_file(tmp_path: Path) -> Path:
         "function encodeDownlink(input) { return {bytes: [], fPort: 1}; }\n"
     )
     return path
-
-
-@pytest.fixture(scope="session")
-def mosquitto_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[procs.Broker]:
-    """A private mosquitto on a free loopback port (overrides the shared fixture for this package).
-
-    Same broker as ``tests/conftest.py`` gives, but the log file handle stays open for the
-    broker's life and is closed after it: ``procs.start_mosquitto`` drops its handle on return,
-    and the resulting ResourceWarning fails a test under ``filterwarnings = error``.
-    """
-    binary = procs.find_program("mosquitto")
-    if binary is None:
-        pytest.skip("mosquitto is not installed; the broker tests need a real broker")
-    directory = tmp_path_factory.mktemp("mosquitto-provision")
-    port = procs.free_port()
-    conf = directory / "mosquitto.conf"
-    conf.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-        "max_queued_messages 0\n"
-    )
-    with open(directory / "mosquitto.log", "ab") as log:
-        process = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=log)
-        try:
-            procs.wait_port(port)
-            broker = procs.Broker("127.0.0.1", port, process, directory)
-            yield broker
-        finally:
-            if process.poll() is None:
-                process.terminate()
-                process.wait(timeout=10)
