@@ -14,6 +14,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import socket
+import ssl
 import tomllib
 import types
 import typing
@@ -36,6 +38,7 @@ __all__ = [
     "PublishConfig",
     "StoreConfig",
     "WebConfig",
+    "check_tls",
     "load_config",
     "parse_config",
 ]
@@ -359,3 +362,46 @@ def read_secret(path: str) -> str:
         return Path(path).read_text(encoding="utf-8").strip().splitlines()[0].strip()
     except (OSError, UnicodeDecodeError, IndexError) as exc:
         raise ConfigError(f"cannot read secret file {path}") from exc
+
+
+def check_tls(m: MqttConfig, *, timeout_s: float = 5.0) -> None:
+    """Refuse a TLS setup that can never work, before the service starts (one ConfigError line).
+
+    The CA, certificate and key files must load; and when the broker answers, its certificate
+    must verify against ``tls_ca_file`` (Python's ``ssl`` default context: chain and host name).
+    A broker that does not answer yet is not an error here: the service retries with back-off.
+    A certificate that does not verify will not start verifying, so retrying would hide it.
+    """
+    parts = urlsplit(m.url)
+    if not (parts.scheme in ("mqtts", "ssl") or m.tls_ca_file):
+        return
+    try:
+        context = ssl.create_default_context(cafile=m.tls_ca_file or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"mqtt.tls_ca_file: cannot load {m.tls_ca_file!r}: {exc}", key="mqtt.tls_ca_file"
+        ) from None
+    if m.tls_cert_file:
+        try:
+            context.load_cert_chain(m.tls_cert_file, m.tls_key_file or None)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"mqtt.tls_cert_file: cannot load {m.tls_cert_file!r} / tls_key_file: {exc}",
+                key="mqtt.tls_cert_file",
+            ) from None
+    host = parts.hostname or "127.0.0.1"
+    port = parts.port or 8883
+    try:
+        with (
+            socket.create_connection((host, port), timeout=timeout_s) as raw,
+            context.wrap_socket(raw, server_hostname=host),
+        ):
+            pass
+    except ssl.SSLCertVerificationError as exc:
+        raise ConfigError(
+            f"mqtt: the broker's TLS certificate at {host}:{port} does not verify against "
+            f"mqtt.tls_ca_file: {exc.verify_message or exc}",
+            key="mqtt.tls_ca_file",
+        ) from None
+    except (OSError, ssl.SSLError):
+        return  # not answering (yet), or another TLS problem the connection loop will log

@@ -40,13 +40,14 @@ def check_config(args: argparse.Namespace) -> int:
 
 
 def run_gateway(args: argparse.Namespace) -> int:
-    from gateway.config import load_config, read_secret
+    from gateway.config import check_tls, load_config, read_secret
     from gateway.logs import configure
     from gateway.service import Gateway
 
     try:
         cfg = load_config(args.config)
         token = read_secret(cfg.api.token_file) if cfg.api.token_file else None
+        check_tls(cfg.mqtt)  # a bad certificate stops the start, not an endless reconnect
     except GatewayError as exc:
         raise CliError(str(exc)) from None
     logger = configure(args.log_level)
