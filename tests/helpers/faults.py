@@ -142,6 +142,7 @@ def gateway_config(
     token: str = "fault-test-token",
     extra: str = "",
     maintenance_s: float = 3600.0,
+    mqtt_extra: str = "",
 ) -> GatewayProcess:
     """Write a config and token file for a gateway subprocess on a free API port."""
     port = free_port()
@@ -155,8 +156,7 @@ def gateway_config(
         f'client_id = "gw-{base_topic}"\n'
         f'application_id = "{application_id}"\n'
         "reconnect_min_s = 0.1\n"
-        "reconnect_max_s = 1.0\n"
-        "[store]\n"
+        "reconnect_max_s = 1.0\n" + mqtt_extra + "[store]\n"
         f'url = "sqlite:///{directory / "gateway.db"}"\n'
         "[api]\n"
         f'listen = "127.0.0.1:{port}"\n'
@@ -229,3 +229,124 @@ def rss_kb(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for {pid}")
+
+
+# --- TLS broker ----------------------------------------------------------------------------------
+
+
+@dataclass
+class TlsFiles:
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    other_ca: Path  # a CA that signed nothing the broker presents
+
+
+def make_certificates(directory: Path) -> TlsFiles:
+    """A CA, a server certificate for 127.0.0.1 signed by it, and an unrelated CA."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    def key() -> ec.EllipticCurvePrivateKey:
+        return ec.generate_private_key(ec.SECP256R1())
+
+    def ca(cn: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+        k = key()
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name(cn))
+            .issuer_name(name(cn))
+            .public_key(k.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+                critical=True,
+            )
+            .sign(k, hashes.SHA256())
+        )
+        return k, cert
+
+    ca_key, ca_cert = ca("citypack test CA")
+    _, other_cert = ca("someone else's CA")
+    server_key = key()
+    server_cert = (
+        x509.CertificateBuilder()
+        .subject_name(name("127.0.0.1"))
+        .issuer_name(ca_cert.subject)
+        .public_key(server_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    files = TlsFiles(
+        directory / "ca.pem", directory / "server.pem", directory / "server.key",
+        directory / "other-ca.pem",
+    )  # fmt: skip
+    files.ca.write_bytes(ca_cert.public_bytes(pem))
+    files.other_ca.write_bytes(other_cert.public_bytes(pem))
+    files.server_cert.write_bytes(server_cert.public_bytes(pem))
+    files.server_key.write_bytes(
+        server_key.private_bytes(
+            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return files
+
+
+def start_tls_mosquitto(directory: Path, tls: TlsFiles, users: dict[str, str], acl: str) -> Any:
+    """mosquitto with only a TLS listener, a password file (mosquitto_passwd) and an ACL file."""
+    from tests.helpers.procs import Broker, find_program
+
+    binary = find_program("mosquitto")
+    passwd_tool = find_program("mosquitto_passwd")
+    if binary is None or passwd_tool is None:
+        raise RuntimeError("mosquitto and mosquitto_passwd are needed")
+    passwd = directory / "passwd"
+    passwd.write_text("")
+    for user, password in users.items():
+        subprocess.run([passwd_tool, "-b", str(passwd), user, password], check=True, timeout=30)
+    (directory / "acl").write_text(acl)
+    port = free_port()
+    conf = directory / "mosquitto.conf"
+    lines = [
+        f"listener {port} 127.0.0.1",
+        f"cafile {tls.ca}",
+        f"certfile {tls.server_cert}",
+        f"keyfile {tls.server_key}",
+        "allow_anonymous false",
+        f"password_file {passwd}",
+        f"acl_file {directory / 'acl'}",
+        "persistence false",
+    ]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        lines.append("user root")  # the mosquitto user cannot read the private temp dir
+    conf.write_text("\n".join(lines) + "\n")
+    log = open(directory / "mosquitto.log", "ab")  # noqa: SIM115 - closed by Broker.stop()
+    process = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=log)
+    try:
+        wait_port(port)
+    except TimeoutError:
+        process.kill()
+        process.wait(timeout=10)
+        log.close()
+        raise
+    return Broker("127.0.0.1", port, process, directory, log)
