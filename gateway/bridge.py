@@ -33,7 +33,9 @@ import contextlib
 import logging
 import random
 import ssl
+import struct
 from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiomqtt
@@ -44,6 +46,32 @@ from gateway.config import MqttConfig, read_secret
 from gateway.metrics import Metrics
 
 __all__ = ["Bridge", "MessageHandler"]
+
+_PUBACK = struct.Struct("!BBH")
+
+
+def _raw_queue(client: paho.Client) -> Callable[[int, bytes, int, int], Any] | None:
+    """paho's packet queue (``Client._packet_queue``, paho-mqtt 2.x) for writing several MQTT
+    3.1.1 packets in one ``send()``; None when this paho does not have it (then every packet
+    goes through paho's public calls)."""
+    if client._protocol != paho.MQTTv311:
+        return None
+    queue = getattr(client, "_packet_queue", None)
+    return queue if callable(queue) else None
+
+
+def _publish_qos0_retained(topic: str, payload: bytes) -> bytes:
+    """One MQTT 3.1.1 PUBLISH packet, QoS 0, retain (§3.3: no packet identifier at QoS 0)."""
+    name = topic.encode()
+    length = 2 + len(name) + len(payload)
+    header = bytearray(b"\x31")  # PUBLISH, DUP 0, QoS 0, RETAIN 1
+    while True:  # §2.2.3 remaining length: 7 bits per byte, high bit = more
+        byte, length = length & 0x7F, length >> 7
+        header.append(byte | 0x80 if length else byte)
+        if not length:
+            break
+    return b"".join((header, len(name).to_bytes(2, "big"), name, payload))
+
 
 MessageHandler = Callable[[aiomqtt.Message, int], Awaitable[None]]
 
@@ -158,7 +186,15 @@ class Bridge:
         generation = self.generation
 
         async def receive() -> None:
-            async for message in client.messages:
+            # What paho has already put in aiomqtt's queue is taken without a task and an
+            # asyncio.wait per message (aiomqtt's iterator); it waits only when the queue is empty
+            queue = client._queue
+            iterator = aiter(client.messages)
+            while True:
+                try:
+                    message = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    message = await anext(iterator)
                 await self.handler(message, generation)
 
         receiver = asyncio.create_task(receive(), name="mqtt-receive")
@@ -195,6 +231,20 @@ class Bridge:
             return  # another connection: the broker redelivers, dedup absorbs it
         client._client.ack(mid, qos)
 
+    def ack_many(self, generation: int, mids: list[int]) -> None:
+        """PUBACK the QoS 1 messages ``mids`` (in receive order) of connection ``generation``,
+        as one write: paho sends each packet it queues with its own ``send()`` call."""
+        client = self.client
+        if client is None or generation != self.generation or not mids:
+            return
+        queue = _raw_queue(client._client)
+        if queue is None:
+            for mid in mids:
+                client._client.ack(mid, 1)
+            return
+        # MQTT 3.1.1 §3.4: PUBACK is 0x40, remaining length 2, the packet identifier
+        queue(paho.PUBACK, b"".join([_PUBACK.pack(0x40, 2, mid) for mid in mids]), 0, 1)
+
     def send(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
         """Publish a normalised-topic message now when connected (paho queues it without
         blocking), else queue it (bounded; drops logged and counted)."""
@@ -213,6 +263,22 @@ class Bridge:
                     "outbox full: message dropped",
                     extra={"topic": topic, "dropped": self._dropped_logged},
                 )
+
+    def send_retained_qos0(self, messages: list[tuple[str, bytes]]) -> None:
+        """Publish retained QoS 0 messages (the batch's twins), as one write when connected and
+        nothing waits in the outbox; otherwise each goes through :meth:`send`."""
+        client = self.client
+        queue = None
+        if client is not None and self.connected.is_set() and self.outbox.empty():
+            queue = _raw_queue(client._client)
+        if queue is None:
+            for topic, payload in messages:
+                self.send(topic, payload, 0, True)
+            return
+        chunk = b"".join([_publish_qos0_retained(topic, payload) for topic, payload in messages])
+        # queued with qos 1 in paho's bookkeeping only: its QoS 0 PUBLISH path expects one
+        # message per packet (a MessageInfo to complete); these need none, like a PUBACK
+        queue(paho.PUBLISH, chunk, 0, 1)
 
     async def publisher(self) -> None:
         """Drain the outbox into paho while connected (paho queues; aiomqtt's on_publish

@@ -23,9 +23,11 @@ from typing import Any
 from gateway.config import PublishConfig
 from gateway.store.base import Device, EventRecord
 
-__all__ = ["Publisher", "SendFn"]
+__all__ = ["Publisher", "SendFn", "SendRetainedFn"]
 
 SendFn = Callable[[str, bytes, int, bool], None]
+# publishes a batch of (topic, payload) retained at QoS 0 (the bridge writes them at once)
+SendRetainedFn = Callable[[list[tuple[str, bytes]]], None]
 
 _JSON = json.JSONEncoder(separators=(",", ":"), default=str)
 
@@ -67,10 +69,14 @@ _HA_LAMP: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
 
 
 class Publisher:
-    def __init__(self, config: PublishConfig, send: SendFn) -> None:
+    def __init__(
+        self, config: PublishConfig, send: SendFn, send_retained: SendRetainedFn | None = None
+    ) -> None:
         self.config = config
         self.base = config.base_topic
         self._send = send
+        self._send_retained = send_retained
+        self._state_prefix = f"{self.base}/devices/"
         self._announced: set[str] = set()
 
     # topics
@@ -104,6 +110,21 @@ class Publisher:
         self._send(self.state_topic(device.dev_eui), payload, 0, True)
         if self.config.homeassistant and device.dev_eui not in self._announced:
             self.discovery(device)
+
+    def states(self, twins: list[tuple[Device, bytes]]) -> None:
+        """Publish a batch's twins (each device once, already encoded): as :meth:`state`."""
+        if self._send_retained is None:
+            for device, payload in twins:
+                self.state(device, payload)
+            return
+        prefix = self._state_prefix
+        self._send_retained(
+            [(f"{prefix}{device.dev_eui}/state", payload) for device, payload in twins]
+        )
+        if self.config.homeassistant:
+            for device, _ in twins:
+                if device.dev_eui not in self._announced:
+                    self.discovery(device)
 
     def availability(self, device: Device) -> None:
         self._send(self.availability_topic(device.dev_eui), device.availability.encode(), 1, True)

@@ -126,7 +126,7 @@ class Gateway:
             metrics=self.metrics,
             logger=self.log,
         )
-        self.publisher = Publisher(config.publish, self.bridge.send)
+        self.publisher = Publisher(config.publish, self.bridge.send, self.bridge.send_retained_qos0)
         self.api_token = api_token
         self.api_port: int | None = None
         self.store_ok = False
@@ -262,14 +262,22 @@ class Gateway:
                 self._dirty_availability |= availability
                 return
             done = time.perf_counter()
+            current = self.bridge.generation
+            puback: list[int] = []  # QoS 1 on this connection: one write (Bridge.ack_many)
+            observe = self.metrics.uplink_seconds.observe
+            samples = self.latency_samples
             for generation, mid, qos, received, is_uplink in acks:
-                self.bridge.ack(generation, mid, qos)
+                if qos == 1 and generation == current:
+                    puback.append(mid)
+                else:
+                    self.bridge.ack(generation, mid, qos)
                 if is_uplink:
-                    self.metrics.uplink_seconds.observe(done - received)
-                    if self.latency_samples is not None:
-                        self.latency_samples.append(done - received)
-            for device, payload in twins:
-                self.publisher.state(device, payload)
+                    observe(done - received)
+                    if samples is not None:
+                        samples.append(done - received)
+            self.bridge.ack_many(current, puback)
+            if twins:
+                self.publisher.states(twins)
             for dev_eui in availability:
                 device = self.devices.get(dev_eui)
                 if device is not None:

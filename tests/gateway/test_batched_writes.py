@@ -1,0 +1,111 @@
+"""The bridge's batched writes against a real mosquitto: a batch's PUBACKs and its retained QoS 0
+twins leave as one write each (gateway/bridge.py), and the broker must see exactly the packets
+paho would have sent one by one (MQTT 3.1.1 §3.3 PUBLISH, §3.4 PUBACK)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from pathlib import Path
+
+import aiomqtt
+import pytest
+
+from gateway.bridge import _publish_qos0_retained
+from protocol import codec
+from tests.gateway import events as ev
+from tests.gateway.harness import mqtt_client, running_gateway, start, wait_for
+from tests.helpers.procs import Broker
+
+pytestmark = pytest.mark.broker
+
+
+def test_publish_packet_framing_and_remaining_length() -> None:
+    # §2.2.3: 127 fits one length byte, 128 needs two, 16,384 needs three
+    for size, length_bytes in ((0, 1), (120, 1), (121, 2), (16_376, 2), (16_377, 3)):
+        packet = _publish_qos0_retained("a/b/c", b"x" * size)
+        assert packet[0] == 0x31  # PUBLISH, QoS 0, RETAIN
+        remaining = 2 + 5 + size
+        encoded = packet[1 : 1 + length_bytes]
+        value = sum((b & 0x7F) << (7 * i) for i, b in enumerate(encoded))
+        assert value == remaining
+        assert all(b & 0x80 for b in encoded[:-1]) and not encoded[-1] & 0x80
+        rest = packet[1 + length_bytes :]
+        assert rest[:2] == (5).to_bytes(2, "big") and rest[2:7] == b"a/b/c"
+        assert rest[7:] == b"x" * size
+
+
+async def test_batched_twins_arrive_retained_and_exact(
+    mosquitto_broker: Broker, tmp_path: Path
+) -> None:
+    async with running_gateway(mosquitto_broker, tmp_path) as gw:
+        sizes = [1, 127, 128, 16_383, 16_384, 300_000]
+        messages = [(f"{gw.base}/raw/{i}", bytes([i % 251]) * size) for i, size in enumerate(sizes)]
+        gw.gateway.bridge.send_retained_qos0(messages)
+        await asyncio.sleep(0.2)
+        # a subscriber that comes later gets every one, retained, byte for byte (an empty
+        # retained payload would clear the topic, §3.3.1.3, so sizes start at 1)
+        async with mqtt_client(mosquitto_broker, f"{gw.base}/raw/#") as (_, got):
+            await wait_for(lambda: len(got) == len(messages), "retained messages")
+        assert sorted(got) == sorted(messages)
+
+
+async def test_batch_of_devices_states_retained_and_every_uplink_acked(
+    mosquitto_broker: Broker, tmp_path: Path
+) -> None:
+    devices = [f"a84041000181c{i:03x}" for i in range(40)]
+    async with running_gateway(mosquitto_broker, tmp_path) as gw:
+        config, clock, app, base = gw.config, gw.clock, gw.app, gw.base
+        async with mqtt_client(mosquitto_broker) as (client, _):
+            for f_cnt in (1, 2):
+                for index, dev_eui in enumerate(devices):
+                    f_port, data = codec.encode(
+                        "bin_status",
+                        {"fill_percent": index + f_cnt, "temperature_c": 9, "battery_percent": 70},
+                    )
+                    doc = ev.up(app, dev_eui, f_cnt=f_cnt, f_port=f_port, data=data)
+                    await client.publish(ev.topic(app, dev_eui, "up"), ev.dumps(doc), qos=1)
+            await wait_for(lambda: gw.counter("processed") == 2 * len(devices), "all processed")
+        await gw.gateway.flush()  # the last batch is committed and its twins published
+        wanted = {
+            f"{base}/devices/{dev_eui}/state": index + 2 for index, dev_eui in enumerate(devices)
+        }
+        async with mqtt_client(mosquitto_broker, f"{base}/devices/+/state") as (_, got):
+
+            def latest() -> dict[str, object]:
+                return {t: json.loads(p)["reported"]["fill_percent"] for t, p in got}
+
+            await wait_for(lambda: latest() == wanted, "every device's latest retained state")
+    # every uplink was acknowledged: the persistent session holds nothing to redeliver, so the
+    # next uplink (delivered after anything the broker kept for the session) is the only one
+    again = await start(config, clock, app, base)
+    try:
+        async with mqtt_client(mosquitto_broker) as (client, _):
+            f_port, data = codec.encode(
+                "bin_status", {"fill_percent": 50, "temperature_c": 9, "battery_percent": 70}
+            )
+            doc = ev.up(app, devices[0], f_cnt=3, f_port=f_port, data=data)
+            await client.publish(ev.topic(app, devices[0], "up"), ev.dumps(doc), qos=1)
+            await wait_for(lambda: again.counter("processed") >= 1, "the fresh uplink")
+        assert again.counter("processed") == 1 and again.counter("duplicate") == 0
+    finally:
+        await again.stop()
+
+
+async def test_acks_of_an_old_connection_are_not_sent(
+    mosquitto_broker: Broker, tmp_path: Path
+) -> None:
+    async with running_gateway(mosquitto_broker, tmp_path) as gw:
+        bridge = gw.gateway.bridge
+        client = bridge.client
+        assert client is not None
+        queued = len(client._client._out_packet)
+        bridge.ack_many(bridge.generation - 1, [1, 2, 3])
+        bridge.ack_many(bridge.generation, [])
+        assert len(client._client._out_packet) == queued
+        async with aiomqtt.Client(
+            mosquitto_broker.host, mosquitto_broker.port, identifier=f"t-{uuid.uuid4().hex[:8]}"
+        ) as probe:
+            await probe.publish(f"{gw.base}/probe", b"x", qos=1)
+        assert gw.gateway.ready
