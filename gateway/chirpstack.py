@@ -484,10 +484,180 @@ def _from_json(payload: bytes) -> dict[str, Any]:
     return doc
 
 
+def _up_fast(doc: dict[str, Any], application_id: str, topic_dev_eui: str) -> UplinkEvent | None:
+    """The ``up`` event of the usual shape (every present field of exactly its JSON type, numbers
+    in range, the topic's devEui), with one lookup per key; None for anything else, which the
+    general path below then parses or rejects with its precise message. Same result as that
+    path for every document it accepts (tests/gateway/test_chirpstack.py compares them)."""
+    get = doc.get
+    info = get("deviceInfo")
+    if info is None:
+        info = {}
+    elif type(info) is not dict:
+        return None
+    iget = info.get
+    dev_eui = iget("devEui")
+    if dev_eui is None or dev_eui == "":
+        dev_eui = topic_dev_eui
+    elif dev_eui != topic_dev_eui:
+        return None
+    texts: list[str] = []
+    for key in _INFO_KEYS:
+        value = iget(key)
+        if value is None:
+            value = ""
+        elif type(value) is not str:
+            return None
+        texts.append(value)
+    device_class = iget("deviceClassEnabled")
+    if device_class is None:
+        device_class = "CLASS_A"
+    elif type(device_class) is not str:
+        return None
+    tags = iget("tags")
+    if not tags:
+        tags = {}
+    elif type(tags) is not dict or any(type(v) is not str for v in tags.values()):
+        return None
+    else:
+        tags = dict(tags)
+    time_text = get("time")
+    if time_text is None:
+        time_text = ""
+    elif type(time_text) is not str or (time_text and not _RFC3339.match(time_text)):
+        return None
+    strings: list[str] = []
+    for key in ("deduplicationId", "devAddr", "regionConfigId"):
+        value = get(key)
+        if value is None:
+            value = ""
+        elif type(value) is not str:
+            return None
+        strings.append(value)
+    f_port, dr, f_cnt = get("fPort", 0), get("dr", 0), get("fCnt", 0)
+    if (
+        type(f_port) is not int
+        or type(dr) is not int
+        or type(f_cnt) is not int
+        or not 0 <= f_port <= 255
+        or not 0 <= dr <= 15
+        or not 0 <= f_cnt <= 2**32 - 1
+    ):
+        return None  # also None values: the general path fills in their defaults
+    adr, confirmed = get("adr", False), get("confirmed", False)
+    if type(adr) is not bool or type(confirmed) is not bool:
+        return None
+    data_text = get("data")
+    if data_text is None:
+        data_text = ""
+    elif type(data_text) is not str:
+        return None
+    try:
+        data = base64.b64decode(data_text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    obj = get("object")
+    if obj is not None and type(obj) is not dict:
+        return None
+    items = get("rxInfo")
+    rx: list[RxInfo] = []
+    if items is not None:
+        if type(items) is not list:
+            return None
+        for item in items:
+            if type(item) is not dict:
+                return None
+            gateway_id, rssi = item.get("gatewayId", ""), item.get("rssi", 0)
+            snr, channel = item.get("snr", 0.0), item.get("channel", 0)
+            location = item.get("location")
+            latitude = longitude = None
+            if location is not None:
+                if type(location) is not dict:
+                    return None
+                latitude, longitude = location.get("latitude"), location.get("longitude")
+                if (latitude is not None and type(latitude) not in (int, float)) or (
+                    longitude is not None and type(longitude) not in (int, float)
+                ):
+                    return None
+            if (
+                type(gateway_id) is not str
+                or type(rssi) is not int
+                or type(channel) is not int
+                or type(snr) not in (int, float)
+            ):
+                return None
+            rx.append(
+                RxInfo(
+                    gateway_id=gateway_id,
+                    rssi=rssi,
+                    snr=float(snr),
+                    channel=channel,
+                    latitude=None if latitude is None else float(latitude),
+                    longitude=None if longitude is None else float(longitude),
+                )
+            )
+    tx = get("txInfo")
+    frequency = spreading_factor = bandwidth = None
+    if tx is not None:
+        if type(tx) is not dict:
+            return None
+        frequency = tx.get("frequency")
+        if frequency is not None and (type(frequency) is not int or not 0 <= frequency < 2**32):
+            return None
+        modulation = tx.get("modulation")
+        if modulation is not None:
+            if type(modulation) is not dict:
+                return None
+            lora = modulation.get("lora")
+            if lora is not None:
+                if type(lora) is not dict:
+                    return None
+                if lora:
+                    spreading_factor = lora.get("spreadingFactor", 0)
+                    bandwidth = lora.get("bandwidth", 0)
+                    if type(spreading_factor) is not int or type(bandwidth) is not int:
+                        return None
+    return UplinkEvent(
+        event="up",
+        topic_application_id=application_id,
+        device_info=DeviceInfo(
+            dev_eui.lower(),
+            texts[0],
+            texts[1],
+            texts[2],
+            texts[3],
+            texts[4],
+            texts[5],
+            texts[6],
+            device_class,
+            tags,
+        ),
+        time=time_text,
+        deduplication_id=strings[0],
+        dev_addr=strings[1],
+        adr=adr,
+        dr=dr,
+        f_cnt=f_cnt,
+        f_port=f_port,
+        confirmed=confirmed,
+        data=data,
+        object=obj,
+        rx_info=tuple(rx),
+        frequency=frequency,
+        spreading_factor=spreading_factor,
+        bandwidth=bandwidth,
+        region_config_id=strings[2],
+    )
+
+
 def parse_event(topic: str, payload: bytes, *, marshaler: Marshaler = "json") -> Event:
     """Parse one ChirpStack event; raises only :class:`InvalidEvent`."""
     application_id, topic_dev_eui, event = parse_topic(topic)
     doc = _from_protobuf(event, payload) if marshaler == "protobuf" else _from_json(payload)
+    if event == "up":
+        fast = _up_fast(doc, application_id, topic_dev_eui)
+        if fast is not None:
+            return fast
     info = _device_info(doc, topic_dev_eui)
     base: dict[str, Any] = {
         "event": event,
