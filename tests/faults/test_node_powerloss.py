@@ -24,9 +24,10 @@ PATHS = [
 ]
 
 
-def _micropython(kind: str, cuts: int, seed: int, *extra: str) -> Any:
+def _micropython(kind: str, cuts: int, seed: int, *extra: str, heap: str = "8M") -> Any:
+    # the heap holds the audit's record of every (DevAddr, FCnt) heard, not just the node
     return procs.run_micropython_json(
-        HARNESS, args=[kind, str(cuts), str(seed), *extra], path=PATHS, heap="8M", timeout_s=600
+        HARNESS, args=[kind, str(cuts), str(seed), *extra], path=PATHS, heap=heap, timeout_s=1800
     )
 
 
