@@ -112,15 +112,15 @@ class Publisher:
             self.discovery(device)
 
     def states(self, twins: list[tuple[Device, bytes]]) -> None:
-        """Publish a batch's twins (each device once, already encoded): as :meth:`state`."""
-        if self._send_retained is None:
-            for device, payload in twins:
-                self.state(device, payload)
-            return
+        """Publish a batch's twins (each device once, already encoded) as :meth:`state` does,
+        handed to ``send_retained`` together (the bridge writes them at once)."""
         prefix = self._state_prefix
-        self._send_retained(
-            [(f"{prefix}{device.dev_eui}/state", payload) for device, payload in twins]
-        )
+        messages = [(f"{prefix}{device.dev_eui}/state", payload) for device, payload in twins]
+        if self._send_retained is not None:
+            self._send_retained(messages)
+        else:
+            for topic, payload in messages:
+                self._send(topic, payload, 0, True)
         if self.config.homeassistant:
             for device, _ in twins:
                 if device.dev_eui not in self._announced:

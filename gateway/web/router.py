@@ -97,6 +97,10 @@ class StreamHub:
             sub.devices.add(device.dev_eui)
             sub.wake.set()
 
+    def devices(self, twins: list[tuple[Device, bytes]]) -> None:
+        for device, _ in twins:
+            self.device(device)
+
     def subscribe(self) -> _Subscriber:
         sub = _Subscriber()
         self._subscribers.add(sub)
@@ -128,6 +132,7 @@ def hub_for(gateway: Gateway) -> StreamHub:
         hub = StreamHub()
         _tap(gateway.publisher, "event", hub.event)
         _tap(gateway.publisher, "state", hub.device)
+        _tap(gateway.publisher, "states", hub.devices)  # a batch's twins (Publisher.states)
         _tap(gateway.publisher, "availability", hub.device)
         _HUBS[gateway] = hub
     return hub

@@ -109,3 +109,22 @@ async def test_acks_of_an_old_connection_are_not_sent(
         ) as probe:
             await probe.publish(f"{gw.base}/probe", b"x", qos=1)
         assert gw.gateway.ready
+
+
+def test_publisher_states_sends_what_state_sends() -> None:
+    from gateway.config import PublishConfig
+    from gateway.publish import Publisher
+    from gateway.store import Device
+
+    twins = [(Device(dev_eui=f"a84041000181c{i:03x}"), f"{{{i}}}".encode()) for i in range(3)]
+    one_by_one: list[tuple[str, bytes, int, bool]] = []
+    Publisher(PublishConfig(), lambda *m: one_by_one.append(m)).states([])
+    for device, payload in twins:
+        Publisher(PublishConfig(), lambda *m: one_by_one.append(m)).state(device, payload)
+    fallback: list[tuple[str, bytes, int, bool]] = []
+    Publisher(PublishConfig(), lambda *m: fallback.append(m)).states(twins)
+    batched: list[list[tuple[str, bytes]]] = []
+    Publisher(PublishConfig(), lambda *m: None, batched.append).states(twins)
+    assert fallback == one_by_one and len(one_by_one) == 3
+    assert batched == [[(topic, payload) for topic, payload, qos, retain in one_by_one]]
+    assert all(qos == 0 and retain for _, _, qos, retain in one_by_one)
