@@ -1,1 +1,1 @@
-"""What people run: the `citypack` command, provisioning, the network emulator, the simulator, benches."""
+"""What people run: the `citypack` command, provisioning, the emulator, the simulator, benches."""
