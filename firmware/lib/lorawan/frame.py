@@ -148,8 +148,8 @@ def parse_data(phy, n, dev_addr, last_fcnt, keys, work, expect_down=True):
     """Verify and decrypt a data frame; returns :class:`Data` or raises :class:`FrameError`.
 
     Checks, in order (each a drop counter): "short" (length, FOptsLen), "mtype", "dev_addr",
-    "replay" (FCnt not ahead of ``last_fcnt``), "mic_fail", "fopts_port0" (MAC commands in both FOpts
-    and FPort 0, L2 §4.3.1.6). ``work`` is a :data:`BUF_SIZE` scratch buffer.
+    "replay" (FCnt not ahead of ``last_fcnt``), "mic_fail", "fopts_port0" (MAC commands in both
+    FOpts and FPort 0, L2 §4.3.1.6). ``work`` is a :data:`BUF_SIZE` scratch buffer.
     """
     if n < _MIN_DATA or n > MAX_PHY:
         raise FrameError("short")

@@ -109,7 +109,10 @@ def build_join_request(buf, join_eui, dev_eui, dev_nonce, app_cmac):
 
 
 def parse_join_accept(phy, app_key, app_cmac):
-    """Decrypt and verify a Join-Accept; raises :class:`FrameError` ("short", "mtype", "mic_fail")."""
+    """Decrypt and verify a Join-Accept.
+
+    Raises :class:`FrameError` ("short", "mtype", "mic_fail").
+    """
     n = len(phy)
     if n != _JA_LEN and n != _JA_CFLIST_LEN:
         raise FrameError("short")
