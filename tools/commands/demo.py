@@ -10,27 +10,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from tools.commands.argtypes import count, positive_number
 from tools.errors import CliError
 
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 0 <= value <= 2000:
-        raise argparse.ArgumentTypeError("must be between 0 and 2000 for the demo")
-    return value
+_COUNT = count(2000, "for the demo")
 
 
 def register(sub: Any) -> None:
@@ -44,13 +27,16 @@ def register(sub: Any) -> None:
             "Shows a live view on a terminal, plain lines otherwise."
         ),
     )
-    parser.add_argument("--bins", type=_count, default=40, help="bin nodes (default 40)")
-    parser.add_argument("--lamps", type=_count, default=30, help="lamp nodes (default 30)")
+    parser.add_argument("--bins", type=_COUNT, default=40, help="bin nodes (default 40)")
+    parser.add_argument("--lamps", type=_COUNT, default=30, help="lamp nodes (default 30)")
     parser.add_argument(
-        "--speed", type=_positive, default=60.0, help="simulated seconds per second (default 60)"
+        "--speed",
+        type=positive_number,
+        default=60.0,
+        help="simulated seconds per second (default 60)",
     )
     parser.add_argument(
-        "--duration", type=_positive, metavar="S", help="stop after S seconds of wall time"
+        "--duration", type=positive_number, metavar="S", help="stop after S seconds of wall time"
     )
     parser.add_argument(
         "--broker", metavar="URL", help="use this MQTT broker (mqtt://host:port) instead of amqtt"
@@ -66,7 +52,7 @@ def register(sub: Any) -> None:
     )
     parser.add_argument(
         "--report-interval",
-        type=_positive,
+        type=positive_number,
         default=300,
         metavar="S",
         help="the nodes' report interval in simulated seconds (default 300)",

@@ -17,14 +17,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from tools.commands.argtypes import host_port
 from tools.errors import CliError
-
-
-def _udp(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
-    return host.strip("[]"), int(port)
 
 
 def _uuid(text: str) -> str:
@@ -63,7 +57,7 @@ def register(sub: Any) -> None:
     )
     parser.add_argument(
         "--udp",
-        type=_udp,
+        type=host_port(listen=True),
         default=("127.0.0.1", 1700),
         metavar="HOST:PORT",
         help="GWMP (packet forwarder) UDP endpoint (default 127.0.0.1:1700)",

@@ -8,34 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tools.commands.argtypes import count, host_port, positive_number
 from tools.errors import CliError
 
-
-def _udp(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
-    return host.strip("[]"), int(port)
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 0 <= value <= 100_000:
-        raise argparse.ArgumentTypeError("must be between 0 and 100000")
-    return value
+_COUNT = count(100_000)
 
 
 def register(sub: Any) -> None:
@@ -54,23 +30,29 @@ def register(sub: Any) -> None:
             "citypack sim --workdir DIR --udp BRIDGE_HOST:1700 --speed 1."
         ),
     )
-    parser.add_argument("--bins", type=_count, default=40, help="bin nodes (default 40)")
-    parser.add_argument("--lamps", type=_count, default=30, help="lamp nodes (default 30)")
+    parser.add_argument("--bins", type=_COUNT, default=40, help="bin nodes (default 40)")
+    parser.add_argument("--lamps", type=_COUNT, default=30, help="lamp nodes (default 30)")
     parser.add_argument(
-        "--udp", type=_udp, metavar="HOST:PORT", help="send GWMP to this packet-forwarder endpoint"
+        "--udp",
+        type=host_port(listen=False),
+        metavar="HOST:PORT",
+        help="send GWMP to this packet-forwarder endpoint",
     )
     parser.add_argument(
         "--broker", metavar="URL", help="without --udp: the emulator publishes events here"
     )
     parser.add_argument(
-        "--speed", type=_positive, default=60.0, help="simulated seconds per second (default 60)"
+        "--speed",
+        type=positive_number,
+        default=60.0,
+        help="simulated seconds per second (default 60)",
     )
     parser.add_argument(
-        "--duration", type=_positive, metavar="S", help="stop after S seconds of wall time"
+        "--duration", type=positive_number, metavar="S", help="stop after S seconds of wall time"
     )
     parser.add_argument(
         "--report-interval",
-        type=_positive,
+        type=positive_number,
         default=900,
         metavar="S",
         help="report interval of the nodes in simulated seconds (default 900)",
