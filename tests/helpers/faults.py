@@ -314,7 +314,7 @@ def make_certificates(directory: Path) -> TlsFiles:
 
 def start_tls_mosquitto(directory: Path, tls: TlsFiles, users: dict[str, str], acl: str) -> Any:
     """mosquitto with only a TLS listener, a password file (mosquitto_passwd) and an ACL file."""
-    from tests.helpers.procs import Broker, find_program
+    from tests.helpers.procs import find_program, launch_mosquitto
 
     binary = find_program("mosquitto")
     passwd_tool = find_program("mosquitto_passwd")
@@ -326,7 +326,6 @@ def start_tls_mosquitto(directory: Path, tls: TlsFiles, users: dict[str, str], a
         subprocess.run([passwd_tool, "-b", str(passwd), user, password], check=True, timeout=30)
     (directory / "acl").write_text(acl)
     port = free_port()
-    conf = directory / "mosquitto.conf"
     lines = [
         f"listener {port} 127.0.0.1",
         f"cafile {tls.ca}",
@@ -337,16 +336,4 @@ def start_tls_mosquitto(directory: Path, tls: TlsFiles, users: dict[str, str], a
         f"acl_file {directory / 'acl'}",
         "persistence false",
     ]
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        lines.append("user root")  # the mosquitto user cannot read the private temp dir
-    conf.write_text("\n".join(lines) + "\n")
-    log = open(directory / "mosquitto.log", "ab")  # noqa: SIM115 - closed by Broker.stop()
-    process = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=log)
-    try:
-        wait_port(port)
-    except TimeoutError:
-        process.kill()
-        process.wait(timeout=10)
-        log.close()
-        raise
-    return Broker("127.0.0.1", port, process, directory, log)
+    return launch_mosquitto(binary, directory, port, lines)

@@ -76,7 +76,6 @@ def start_mosquitto(
         raise RuntimeError("mosquitto is not installed (apt-get install mosquitto)")
     port = port or free_port()
     directory = directory or Path(tempfile.mkdtemp(prefix="citypack-mosquitto-"))
-    conf = directory / "mosquitto.conf"
     lines = [
         f"listener {port} 127.0.0.1",
         "allow_anonymous true",
@@ -86,11 +85,17 @@ def start_mosquitto(
         f"persistence_location {directory}/",
         "autosave_interval 1",
     ]
+    return launch_mosquitto(binary, directory, port, lines)
+
+
+def launch_mosquitto(binary: str, directory: Path, port: int, lines: list[str]) -> Broker:
+    """Write ``lines`` as mosquitto.conf in ``directory``, start it, wait for ``port``."""
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         # started as root, mosquitto drops to the `mosquitto` user, which cannot reach a private
         # temp dir: mosquitto.db is never saved ("Error saving in-memory database ... Permission
-        # denied") and a restart loses every persistent session and queued message
-        lines.append("user root")
+        # denied"), a restart loses every persistent session, and TLS files cannot be read
+        lines = [*lines, "user root"]
+    conf = directory / "mosquitto.conf"
     conf.write_text("\n".join(lines) + "\n")
     log = open(directory / "mosquitto.log", "ab")  # noqa: SIM115 - closed by Broker.stop()
     process = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=log)
