@@ -18,6 +18,7 @@ CHECKS = [
     "confirmed_retransmission",
     "us915_sub_band_and_chmask",
     "duty_cycle",
+    "class_c_through_duty_cycle",
     "join_nonce_replay",
     "abp_reboots",
 ]

@@ -421,7 +421,7 @@ class Mac:
             return st.SendResult(st.BUSY)
         self._busy = True
         try:
-            await self._halt_class_c()
+            # class C keeps listening through a duty-cycle wait; _send halts it just before TX
             result = await self._send(fport, payload, confirmed, max_wait_ms)
         finally:
             self._busy = False
@@ -445,6 +445,9 @@ class Mac:
             r = st.SendResult(st.DUTY_CYCLE if wait >= 0 else st.NO_CHANNEL)
             r.retry_after_ms = wait if wait > 0 else 0
             return r
+        # the radio is ours from here; a class C downlink heard while waiting for a free channel
+        # set ACK pending already, so the frame built below acknowledges it (L2 §4.3.1.2)
+        await self._halt_class_c()
         fopts_len = self._collect_fopts(room if room < _MAX_FOPTS else _MAX_FOPTS)
         fcnt = s.fcnt_up
         n = self.build_uplink(fport, payload, plen, confirmed, fopts_len)

@@ -9,12 +9,14 @@ JoinNonce replay rejection and DevNonce increments (§6.2.5-§6.2.6), and FCnt a
 Usage: ``behaviours.py``. Prints one JSON object ``{check: [failures]}``; exits 1 on any.
 """
 
+import asyncio
 import json
 import sys
 
 from hal.sim_radio import SimRadio
 from hal.storage import DictStore
 from hal.vclock import VirtualClock
+from lorawan import frame
 from lorawan.mac import Mac
 from lorawan.session import Keys
 from testnet import TestNet
@@ -193,6 +195,44 @@ def check_duty_cycle(fail):
         fail.append("the refused send must not transmit")
 
 
+def check_class_c_through_duty_cycle(fail):
+    """A lamp waiting out its duty cycle still hears class C, and acks on the waiting uplink."""
+    clock = VirtualClock()
+    net = TestNet(clock, APP_KEY)
+    net.answer_data = False
+    radio = SimRadio(clock, net, "c")
+    mac = Mac(radio, clock, DictStore(), DictStore(), dev_eui=EUI, join_eui=bytes(8),
+              app_key=APP_KEY)  # fmt: skip
+    abp(net, mac)
+    heard = []
+    mac.on_downlink = lambda fport, payload: heard.append((fport, bytes(payload)))
+    out = []
+
+    async def run():
+        mac.set_class("C")
+        out.append(await mac.send(1, b"0123456789"))  # SF12: ~140 s off-time follows
+        waiting = asyncio.create_task(mac.send(1, b"0123456789", False, 200000))
+        await clock.sleep_ms(10000)  # the second send is waiting for a free channel
+        buf = bytearray(frame.BUF_SIZE)
+        n = frame.build_data(buf, frame.CONFIRMED_DOWN, ADDR, 0, 0, b"", 0, 7, b"lamp", 4,
+                             Keys(NWK, APP))  # fmt: skip
+        radio.deliver(bytes(buf[frame.B0 : frame.B0 + n]), 869525000, "SF12BW125",
+                      clock.ticks_ms())  # fmt: skip
+        await clock.sleep_ms(3000)
+        out.append(len(heard))
+        out.append(await waiting)
+
+    clock.run(run())
+    first, heard_while_waiting, second = out
+    if first.status != "ok" or second.status != "ok":
+        fail.append("statuses %s %s" % (first.status, second.status))
+    if heard_while_waiting != 1 or heard != [(7, b"lamp")]:
+        fail.append("class C during the duty-cycle wait heard %r" % (heard,))
+    ups = data_uplinks(net)
+    if len(ups) != 2 or not ups[1][1][5] & 0x20:  # FCtrl ACK (L2 §4.3.1.2)
+        fail.append("the uplink after the wait must acknowledge the confirmed downlink")
+
+
 def check_join_nonces(fail):
     clock = VirtualClock()
     net = TestNet(clock, APP_KEY)
@@ -250,6 +290,7 @@ CHECKS = (
     ("confirmed_retransmission", check_confirmed_retransmission),
     ("us915_sub_band_and_chmask", check_us915),
     ("duty_cycle", check_duty_cycle),
+    ("class_c_through_duty_cycle", check_class_c_through_duty_cycle),
     ("join_nonce_replay", check_join_nonces),
     ("abp_reboots", check_abp_reboots),
 )
