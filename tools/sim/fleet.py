@@ -260,7 +260,10 @@ class Fleet:
             "scheduler_interval_s": 0.25 if self.virtual else max(1.0 * scale, 0.005),
             "class_c_lock_s": 5.0 * scale,
             "class_a_lock_s": 5.0 * scale,
-            "class_c_timeout_s": max(5.0 * scale, 0.05),
+            # a floor of wall time: the emulator's timer runs on the event loop's clock, and a
+            # busy host can take longer than 5 s/speed to run the lamp's answer, which would
+            # turn a confirmed class C command the lamp did apply into a nack
+            "class_c_timeout_s": max(5.0 * scale, 1.0),
             "now": sim_now,
             "seed": 1,
         }
