@@ -5,8 +5,10 @@ ChirpStack's queue with our own ``id``) → ``sent`` (``txack``) → ``acknowled
 ``acknowledged: true``, confirmed downlinks) → ``applied`` (a ``command_result`` uplink echoing the
 ``command_id`` with ``outcome: applied``). Terminal failures: ``failed`` (nack, ``log``
 ``DOWNLINK_PAYLOAD_SIZE``/``F_CNT_DOWN`` for our queue item, result ``rejected``/``unsupported``,
-too large for the data rate), ``expired`` (``log`` ``EXPIRED`` or the gateway's timeout), and
-``replaced`` (a newer command with the same message replaced it before it was handed over).
+too large for the data rate; a ``command_result`` with ``outcome: applied`` that arrives later
+for a nacked command still turns it into ``applied``, since the node's word counts), ``expired``
+(``log`` ``EXPIRED`` or the gateway's timeout), and ``replaced`` (a newer command with the same
+message replaced it before it was handed over).
 
 Reference: /work/shared/reference/chirpstack.md §3 (queue semantics: unconfirmed items leave
 ChirpStack's queue at ``txack``, confirmed ones at ``ack``; no ordering between events, so every
@@ -39,6 +41,7 @@ __all__ = ["CONFIG_MESSAGES", "CommandManager", "max_payload"]
 
 CONFIG_MESSAGES = ("lamp_profile", "bin_config", "device_config")
 _RANK = {"queued": 0, "sent": 1, "acknowledged": 2, "applied": 3}
+_NACKED_PER_DEVICE = 8  # nacked commands a late command_result may still turn into applied
 
 
 def max_payload(region: str, dr: int | None) -> int:
@@ -77,6 +80,10 @@ class CommandManager:
         self.clock = clock
         self.active: dict[str, CommandRecord] = {}
         self._by_device: dict[str, dict[str, CommandRecord]] = {}  # index: O(1) per uplink
+        # Commands failed by a MAC-level nack, by device and command_id, until their expiry: the
+        # node may still have received and applied them (a class C ack times out while the node
+        # waits out its duty cycle), and its command_result is the word that counts.
+        self._nacked: dict[str, dict[int, CommandRecord]] = {}
 
     async def load(self) -> None:
         for command in await self.store.active_commands():
@@ -135,6 +142,7 @@ class CommandManager:
         if not isinstance(fields, dict):
             raise CommandRejected("fields: expected an object")
         command_id = self._allocate_id(device)
+        self._nacked.get(device.dev_eui, {}).pop(command_id, None)  # the id now means this one
         full = {**fields, "command_id": command_id}
         try:
             f_port, data = codec.encode(message, full)
@@ -283,6 +291,10 @@ class CommandManager:
             self._advance(command, "acknowledged", now)
         elif command.state not in ("acknowledged", "applied"):
             self._finish(command, "failed", now, "not acknowledged by the device (nack)")
+            nacked = self._nacked.setdefault(command.dev_eui, {})
+            nacked[command.command_id] = command
+            while len(nacked) > _NACKED_PER_DEVICE:
+                del nacked[next(iter(nacked))]
         return command
 
     async def on_log(self, event: LogEvent) -> CommandRecord | None:
@@ -307,15 +319,32 @@ class CommandManager:
             for c in self.for_device(dev_eui)
             if c.command_id == command_id and c.published_at is not None
         ]
-        if not candidates:
-            return None
-        command = candidates[-1]
         now = self.clock()
         outcome = fields.get("outcome", "applied")
+        if not candidates:
+            return self._late_result(dev_eui, command_id, outcome, now)
+        command = candidates[-1]
         if outcome == "applied":
             self._advance(command, "applied", now)
         else:
             self._finish(command, "failed", now, f"device answered {outcome}")
+        return command
+
+    def _late_result(
+        self, dev_eui: str, command_id: Any, outcome: Any, now: float
+    ) -> CommandRecord | None:
+        """A result for a command that failed only by nack: the node did apply it after all."""
+        nacked = self._nacked.get(dev_eui)
+        command = nacked.pop(command_id, None) if nacked and isinstance(command_id, int) else None
+        if command is None or outcome != "applied":
+            return None
+        if command.expires_at is not None and command.expires_at <= now:
+            return None
+        command.state = "applied"
+        command.error = ""
+        command.applied_at = command.finished_at = now
+        self.store.stage_command(command)
+        self.metrics.downlinks.labels("applied").inc()
         return command
 
     def on_join(self, dev_eui: str) -> int:

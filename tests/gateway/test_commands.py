@@ -122,6 +122,44 @@ async def test_transitions_replacement_and_expiry(manager: CommandManager) -> No
     assert cfg.state == "failed" and "rejected" in cfg.error
 
 
+async def test_a_result_after_a_nack_still_means_applied(manager: CommandManager) -> None:
+    lamp = Device("01", kind="lamp", last_dr=5)
+    nacked = manager.submit(lamp, "lamp_override", {"dim_level": 40}, confirmed=True)
+    manager.mark_published(nacked)
+    await manager.on_txack(txack(nacked.id))
+    await manager.on_ack(ack(nacked.id, ok=False))
+    assert nacked.state == "failed" and "nack" in nacked.error
+    # the node heard it after all (e.g. the ack timed out while it waited for its duty cycle)
+    result = {"command_id": nacked.command_id, "outcome": "applied"}
+    assert manager.on_result("01", result) is nacked
+    assert (nacked.state, nacked.error, nacked.applied_at) == ("applied", "", manager.clock())
+    assert manager.on_result("01", result) is None  # only once
+
+    refused = manager.submit(lamp, "reboot", {}, confirmed=True)
+    manager.mark_published(refused)
+    await manager.on_ack(ack(refused.id, ok=False))
+    rejected = {"command_id": refused.command_id, "outcome": "rejected"}
+    assert manager.on_result("01", rejected) is None and refused.state == "failed"
+
+    stale = manager.submit(lamp, "status_request", {}, confirmed=True)
+    manager.mark_published(stale)
+    await manager.on_ack(ack(stale.id, ok=False))
+    manager.clock.now += 101  # type: ignore[attr-defined]  # past its expiry (timeout_s=100)
+    late = {"command_id": stale.command_id, "outcome": "applied"}
+    assert manager.on_result("01", late) is None and stale.state == "failed"
+
+    # once its command_id is given to a new command, an old nacked one is not matched any more
+    gone = manager.submit(lamp, "time_sync", {"unix_time": 1}, confirmed=True)
+    manager.mark_published(gone)
+    await manager.on_ack(ack(gone.id, ok=False))
+    lamp.next_command_id = gone.command_id
+    fresh = manager.submit(lamp, "time_sync", {"unix_time": 2})
+    assert fresh.command_id == gone.command_id
+    manager.mark_published(fresh)
+    reply = {"command_id": fresh.command_id, "outcome": "applied"}
+    assert manager.on_result("01", reply) is fresh and gone.state == "failed"
+
+
 async def test_size_limit_at_submit_and_at_send(manager: CommandManager) -> None:
     manager.config = CommandsConfig(mac_headroom_bytes=15)
     lamp = Device("01", kind="lamp", last_dr=0)
