@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.config import PublishConfig
 from gateway.store.base import Device, EventRecord
@@ -68,6 +68,14 @@ _HA_LAMP: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
 )
 
 
+class PublishListener(Protocol):
+    """Told of what the publisher sends, after it sent it (the dashboard's live stream)."""
+
+    def event(self, record: EventRecord) -> None: ...
+
+    def device(self, device: Device) -> None: ...
+
+
 class Publisher:
     def __init__(
         self, config: PublishConfig, send: SendFn, send_retained: SendRetainedFn | None = None
@@ -78,6 +86,12 @@ class Publisher:
         self._send_retained = send_retained
         self._state_prefix = f"{self.base}/devices/"
         self._announced: set[str] = set()
+        self._listeners: list[PublishListener] = []
+
+    def add_listener(self, listener: PublishListener) -> None:
+        """``listener`` hears every derived event and every device whose twin or availability
+        was published, in the order they went out."""
+        self._listeners.append(listener)
 
     # topics
     def state_topic(self, dev_eui: str) -> str:
@@ -110,6 +124,8 @@ class Publisher:
         self._send(self.state_topic(device.dev_eui), payload, 0, True)
         if self.config.homeassistant and device.dev_eui not in self._announced:
             self.discovery(device)
+        for listener in self._listeners:
+            listener.device(device)
 
     def states(self, twins: list[tuple[Device, bytes]]) -> None:
         """Publish a batch's twins (each device once, already encoded) as :meth:`state` does,
@@ -125,13 +141,20 @@ class Publisher:
             for device, _ in twins:
                 if device.dev_eui not in self._announced:
                     self.discovery(device)
+        for listener in self._listeners:
+            for device, _ in twins:
+                listener.device(device)
 
     def availability(self, device: Device) -> None:
         self._send(self.availability_topic(device.dev_eui), device.availability.encode(), 1, True)
+        for listener in self._listeners:
+            listener.device(device)
 
     def event(self, event: EventRecord) -> None:
         doc = {"type": event.type, "dev_eui": event.dev_eui, "at": event.at, **event.data}
         self._send(f"{self.base}/events/{event.type}", _JSON.encode(doc).encode(), 1, False)
+        for listener in self._listeners:
+            listener.event(event)
 
     def discovery(self, device: Device) -> None:
         entities = {"bin": _HA_BIN, "lamp": _HA_LAMP}.get(device.kind)

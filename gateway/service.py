@@ -187,6 +187,11 @@ class Gateway:
         self.bridge.stop()
 
     @property
+    def stopping(self) -> bool:
+        """True once a stop was asked for: long-lived responses (the live stream) end then."""
+        return self._stopping.is_set()
+
+    @property
     def ready(self) -> bool:
         return self.bridge.connected.is_set() and self.store_ok
 

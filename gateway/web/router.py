@@ -30,7 +30,7 @@ import collections
 import hmac
 import json
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -97,10 +97,6 @@ class StreamHub:
             sub.devices.add(device.dev_eui)
             sub.wake.set()
 
-    def devices(self, twins: list[tuple[Device, bytes]]) -> None:
-        for device, _ in twins:
-            self.device(device)
-
     def subscribe(self) -> _Subscriber:
         sub = _Subscriber()
         self._subscribers.add(sub)
@@ -113,35 +109,14 @@ class StreamHub:
 _HUBS: weakref.WeakKeyDictionary[Any, StreamHub] = weakref.WeakKeyDictionary()
 
 
-def _tap(target: Any, name: str, after: Callable[[Any], None]) -> None:
-    """Call ``after(arg)`` once ``target.name(arg, ...)`` has run (the publisher is not ours)."""
-    original = getattr(target, name)
-
-    def tapped(arg: Any, *rest: Any, **kw: Any) -> Any:
-        result = original(arg, *rest, **kw)
-        after(arg)
-        return result
-
-    setattr(target, name, tapped)
-
-
 def hub_for(gateway: Gateway) -> StreamHub:
-    """The gateway's hub, tapping its publisher the first time (one per gateway)."""
+    """The gateway's hub, listening to its publisher from the first call on (one per gateway)."""
     hub = _HUBS.get(gateway)
     if hub is None:
         hub = StreamHub()
-        _tap(gateway.publisher, "event", hub.event)
-        _tap(gateway.publisher, "state", hub.device)
-        _tap(gateway.publisher, "states", hub.devices)  # a batch's twins (Publisher.states)
-        _tap(gateway.publisher, "availability", hub.device)
+        gateway.publisher.add_listener(hub)
         _HUBS[gateway] = hub
     return hub
-
-
-def _stopping(gateway: Gateway) -> bool:
-    # Gateway.stop() sets this; a stream left open would hold uvicorn's graceful shutdown forever
-    stopping = getattr(gateway, "_stopping", None)
-    return bool(stopping is not None and stopping.is_set())
 
 
 def _sse(kind: str, doc: Any) -> bytes:
@@ -157,7 +132,7 @@ async def _stream(gateway: Gateway, hub: StreamHub, keepalive_s: float) -> Async
             "hello", {"at": gateway.clock(), "devices": len(gateway.devices)}
         )
         last_sent = loop.time()
-        while not _stopping(gateway):
+        while not gateway.stopping:
             try:
                 await asyncio.wait_for(sub.wake.wait(), timeout=_POLL_S)
             except TimeoutError:

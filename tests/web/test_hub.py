@@ -1,4 +1,4 @@
-"""The dashboard stream hub without a browser: the publisher tap, coalescing, backlog bound."""
+"""The dashboard stream hub without a browser: the publisher listener, coalescing, backlog bound."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ class FakeGateway:
         self.sent: list[tuple[str, bytes]] = []
         self.publisher = Publisher(PublishConfig(), lambda t, p, q, r: self.sent.append((t, p)))
         self.devices: dict[str, Device] = {}
-        self._stopping = asyncio.Event()
+        self.stopping = False
 
     def clock(self) -> float:
         return 1_772_446_542.0
@@ -42,10 +42,10 @@ def parse(raw: bytes) -> list[tuple[str, Any]]:
     return out
 
 
-async def test_tap_keeps_mqtt_publishing_and_feeds_the_stream() -> None:
+async def test_listener_keeps_mqtt_publishing_and_feeds_the_stream() -> None:
     gw: Any = FakeGateway()
     hub = router.hub_for(gw)
-    assert router.hub_for(gw) is hub  # tapped once, however many apps are built
+    assert router.hub_for(gw) is hub  # one listener, however many apps are built
     device = Device(
         dev_eui="a84041000181c001", kind="bin", derived={"_samples": [[1, 2]], "full": True}
     )
@@ -56,14 +56,16 @@ async def test_tap_keeps_mqtt_publishing_and_feeds_the_stream() -> None:
     for _ in range(3):  # three twin updates of one device become one message
         gw.publisher.state(device)
     gw.publisher.event(EventRecord("bin_full", device.dev_eui, 5.0, {"fill_percent": 90}))
+    gw.publisher.states([(device, b"{}")])  # a batch's twins reach the stream too
+    gw.publisher.availability(device)
     messages = parse(await asyncio.wait_for(anext(stream), 5))
     assert [k for k, _ in messages] == ["event", "device"]
     assert messages[0][1]["type"] == "bin_full" and messages[0][1]["data"]["fill_percent"] == 90
     assert messages[1][1]["derived"] == {"full": True}  # rule scratch state stays inside
     topics = [t for t, _ in gw.sent]
-    assert topics.count(f"citypack/devices/{device.dev_eui}/state") == 3
+    assert topics.count(f"citypack/devices/{device.dev_eui}/state") == 4  # 3 state + 1 states
     assert "citypack/events/bin_full" in topics
-    gw._stopping.set()
+    gw.stopping = True
     assert [chunk async for chunk in stream] == []
     assert hub.subscribers == 0
 
