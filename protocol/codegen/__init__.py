@@ -32,31 +32,29 @@ def render_all() -> dict[str, str]:
     return {path: render() for path, render in TARGETS.items()}
 
 
-def stale(root: Path = ROOT) -> list[str]:
-    """The generated files under ``root`` that are missing or differ from a fresh render."""
-    out = []
+def _differing(root: Path) -> dict[str, str]:
+    """Fresh text of each generated file under ``root`` that is missing or differs on disk."""
+    out = {}
     for path, text in render_all().items():
-        target = root / path
         try:
-            current = target.read_text(encoding="utf-8")
+            current: str | None = (root / path).read_text(encoding="utf-8")
         except OSError:
             current = None
         if current != text:
-            out.append(path)
+            out[path] = text
     return out
+
+
+def stale(root: Path = ROOT) -> list[str]:
+    """The generated files under ``root`` that are missing or differ from a fresh render."""
+    return list(_differing(root))
 
 
 def write(root: Path = ROOT) -> list[str]:
     """Write every generated file under ``root``; return the paths that changed."""
-    changed = []
-    for path, text in render_all().items():
+    changed = _differing(root)
+    for path, text in changed.items():
         target = root / path
-        try:
-            current = target.read_text(encoding="utf-8")
-        except OSError:
-            current = None
-        if current != text:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text, encoding="utf-8")
-            changed.append(path)
-    return changed
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    return list(changed)
