@@ -39,7 +39,7 @@ from tools.errors import CliError
 from tools.sim.broker import EmbeddedBroker
 from tools.sim.city import registry_entries, write_city
 from tools.sim.clock import ScaledClock, SimTime, evening_start
-from tools.sim.gatewayproc import GatewayProcess, GatewayProcessError, gateway_missing
+from tools.sim.gatewayproc import GatewayProcess, GatewayProcessError
 from tools.sim.view import CityState, NodeRow, View
 from tools.sim.watch import MqttWatcher
 from tools.sim.world import World, WorldEvent, is_dark
@@ -184,7 +184,6 @@ class Demo:
             state.nodes[lamp.dev_eui] = NodeRow(lamp.dev_eui, "lamp", lamp.name, lamp.street, 0.0)
 
         fleet_mod, fleet_reason = _fleet_module()
-        gw_reason = gateway_missing()
         components = state.components
         self.say(
             f"citypack demo: {opts.bins} bins and {opts.lamps} lamps along "
@@ -208,17 +207,15 @@ class Demo:
             watch_task = asyncio.create_task(self._watch(watcher), name="demo-watch")
             stack.callback(watch_task.cancel)
 
-            gateway: GatewayProcess | None = None
-            if gw_reason is None:
-                # spawned first: its start-up overlaps the fleet's
-                gateway = GatewayProcess(
-                    workdir,
-                    mqtt_url=broker_url,
-                    application_id=APPLICATION_ID,
-                    overrides=self._gateway_overrides(),
-                )
-                await gateway.start()
-                stack.push_async_exit(gateway)
+            # spawned first: its start-up overlaps the fleet's
+            process = GatewayProcess(
+                workdir,
+                mqtt_url=broker_url,
+                application_id=APPLICATION_ID,
+                overrides=self._gateway_overrides(),
+            )
+            await process.start()
+            stack.push_async_exit(process)
 
             fleet = None
             if fleet_mod is not None:
@@ -242,17 +239,15 @@ class Demo:
                 if opts.capture is not None:
                     components["capture"] = f"not written: {fleet_reason}"
 
-            gateway_up: asyncio.Task[None] | None = None
-            if gateway is not None:
-                components["gateway"] = f"starting (pid {gateway.pid})"
-                # it comes up in the background: the city is on the screen meanwhile, and
-                # nodes that report before their registration are discovered by the gateway
-                gateway_up = asyncio.create_task(
-                    self._gateway_up(gateway, world, files, state), name="demo-gateway-up"
-                )
-                stack.callback(gateway_up.cancel)
-            if gw_reason is not None:
-                components["gateway"] = f"not running: {gw_reason}"
+            components["gateway"] = f"starting (pid {process.pid})"
+            # it comes up in the background: the city is on the screen meanwhile, and nodes
+            # that report before their registration are discovered by the gateway
+            starting = asyncio.create_task(
+                self._gateway_up(process, world, files, state), name="demo-gateway-up"
+            )
+            stack.callback(starting.cancel)
+            gateway: GatewayProcess | None = process  # None once it stopped on its own
+            gateway_up: asyncio.Task[None] | None = starting  # None once it is up
 
             for name, status in components.items():
                 self.say(f"  {name}: {status}")

@@ -37,16 +37,6 @@ class GatewayProcessError(Exception):
     """The gateway did not start, or did not answer as its API promises."""
 
 
-def gateway_missing() -> str | None:
-    """Why ``citypack gateway run`` cannot be used here, or None when it can."""
-    root = _ROOT
-    if not (root / "tools" / "commands" / "gateway.py").exists():
-        return "tools/commands/gateway.py (`citypack gateway run`) is not there yet"
-    if not (root / "gateway" / "service.py").exists():
-        return "gateway/service.py is not there yet"
-    return None
-
-
 def parse_metrics(text: str) -> dict[str, float]:
     """Prometheus text format → ``{'name{labels}': value}`` (labels as written)."""
     out: dict[str, float] = {}
