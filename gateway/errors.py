@@ -6,7 +6,9 @@ Outside data (MQTT payloads, HTTP bodies, config files) only ever raises these::
     ├── ConfigError          a config file or environment override that is not valid
     ├── InvalidEvent         a ChirpStack event that does not parse (bad JSON/protobuf, wrong
     │                        types, bad base64, unknown event type)
-    ├── StoreError           the store cannot be opened or migrated
+    ├── StoreError           the store cannot be opened, migrated or written
+    │   ├── StoreConflict        another instance changed a device this batch wrote (PostgreSQL)
+    │   └── DeviceBusy           another instance is processing this device right now
     └── CommandError         a command that cannot be accepted
         ├── UnknownDevice        no such device in the registry
         ├── CommandRejected      wrong message for the device kind, bad fields
@@ -24,9 +26,11 @@ __all__ = [
     "CommandError",
     "CommandRejected",
     "ConfigError",
+    "DeviceBusy",
     "GatewayError",
     "InvalidEvent",
     "PayloadTooLarge",
+    "StoreConflict",
     "StoreError",
     "UnknownDevice",
 ]
@@ -53,6 +57,17 @@ class InvalidEvent(GatewayError):
 
 class StoreError(GatewayError):
     """The store cannot be opened, migrated or written."""
+
+
+class StoreConflict(StoreError):
+    """The batch cannot be committed as staged: another instance changed one of its devices
+    since this one read it (gateway/store/postgres.py, version check). Nothing was written; the
+    caller drops the batch, reloads those devices and lets the broker redeliver."""
+
+
+class DeviceBusy(StoreError):
+    """Another instance holds the device right now (``pg_try_advisory_xact_lock`` refused); the
+    caller commits its own batch and then waits for the device (``claim_device(wait=True)``)."""
 
 
 class CommandError(GatewayError):

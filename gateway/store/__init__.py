@@ -1,8 +1,8 @@
 """The gateway's store: :class:`~gateway.store.base.Store` and its backends.
 
-``sqlite:///path`` opens :class:`~gateway.store.sqlite.SqliteStore` (the default, embedded).
-``postgresql://...`` is reserved for the scale-out backend (ARCHITECTURE.md "Scale"); it is not
-built yet, and :func:`open_store` says so instead of pretending.
+``sqlite:///path`` opens :class:`~gateway.store.sqlite.SqliteStore` (the default, embedded);
+``postgresql://...`` opens :class:`~gateway.store.postgres.PostgresStore`, which several gateway
+instances can share (ARCHITECTURE.md "Scale").
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from gateway.store.base import (
     Store,
     UplinkRecord,
 )
+from gateway.store.postgres import PostgresStore, redacted_url
 from gateway.store.sqlite import SqliteStore
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "DeadLetter",
     "Device",
     "EventRecord",
+    "PostgresStore",
     "SqliteStore",
     "Store",
     "UplinkRecord",
@@ -36,10 +38,10 @@ __all__ = [
 ]
 
 
-def create_store(url: str, *, synchronous: str = "normal") -> Store:
-    """A store for ``url`` (not yet opened)."""
+def create_store(url: str, *, synchronous: str = "normal", password_file: str = "") -> Store:
+    """A store for ``url`` (not yet opened), chosen by its scheme."""
     if url.startswith("sqlite:///"):
         return SqliteStore(url, synchronous=synchronous)
-    if url.startswith("postgresql://"):
-        raise StoreError("store.url: the PostgreSQL backend is not built yet; use sqlite:///path")
-    raise StoreError(f"store.url: unsupported store {url!r}")
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresStore(url, password_file=password_file)
+    raise StoreError(f"store.url: unsupported store {redacted_url(url)!r}")

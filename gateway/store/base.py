@@ -1,7 +1,8 @@
 """The store interface and its records: registry + twin, history, dead letters, events, commands.
 
 ARCHITECTURE.md "gateway/store": SQLite is the embedded default (:mod:`gateway.store.sqlite`);
-a PostgreSQL backend implements the same :class:`Store` protocol later (not built yet).
+PostgreSQL (:mod:`gateway.store.postgres`) implements the same :class:`Store` protocol for
+several instances on one database (``shared = True``).
 
 The unit of work is a **batch**: the service stages writes (``stage_*``) while it processes
 messages and calls :meth:`Store.commit`, which writes everything staged in one transaction. The
@@ -277,7 +278,9 @@ class CommandRecord:
 
 
 class Store(Protocol):
-    """What the gateway needs from a store (SQLite now, PostgreSQL later)."""
+    """What the gateway needs from a store (SQLite, PostgreSQL)."""
+
+    shared: bool  # True: other gateway instances may write the same store
 
     async def open(self) -> None: ...
 
@@ -313,6 +316,21 @@ class Store(Protocol):
     def staged(self) -> int: ...
 
     async def commit(self) -> None: ...
+
+    def discard(self) -> None:
+        """Drop everything staged (the batch could not be committed and will be redelivered)."""
+        ...
+
+    # per-device serialisation between instances (gateway/store/postgres.py)
+    async def claim_device(self, dev_eui: str, *, wait: bool = False) -> bool:
+        """Hold the device until the next commit; True when another instance changed it since
+        this store last read or wrote it. Raises ``DeviceBusy`` when held elsewhere (and not
+        ``wait``)."""
+        ...
+
+    async def load_device(self, dev_eui: str) -> tuple[Device | None, list[CommandRecord]]:
+        """The stored device and its active commands."""
+        ...
 
     # reads
     async def get_command(self, command_id: str) -> CommandRecord | None: ...

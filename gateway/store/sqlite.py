@@ -155,7 +155,9 @@ _PRUNE_CHUNK = 5000
 
 class SqliteStore:
     """The embedded store. ``url`` is ``sqlite:///relative/path``, ``sqlite:////abs/path`` or
-    ``sqlite:///:memory:``."""
+    ``sqlite:///:memory:``. One gateway process owns the file (``shared = False``)."""
+
+    shared = False
 
     def __init__(self, url: str, *, synchronous: str = "normal") -> None:
         if not url.startswith("sqlite:///"):
@@ -291,6 +293,41 @@ class SqliteStore:
             + len(self._commands)
         )
 
+    def discard(self) -> None:
+        self._registry_pending = {}
+        self._seen.clear()
+        self._uplinks.clear()
+        self._dead.clear()
+        self._events.clear()
+        self._devices.clear()
+        self._commands.clear()
+
+    async def claim_device(self, dev_eui: str, *, wait: bool = False) -> bool:
+        return False  # one process owns the file: nobody else changes a device
+
+    async def load_device(self, dev_eui: str) -> tuple[Device | None, list[CommandRecord]]:
+        row = self.db.execute(
+            "SELECT dev_eui, kind, doc, twin, last_f_cnt, last_dev_addr FROM devices"
+            " WHERE dev_eui = ?",
+            (dev_eui,),
+        ).fetchone()
+        marks = ", ".join("?" for _ in ACTIVE_STATES)
+        commands = [
+            CommandRecord.from_row(dict(r))
+            for r in self.db.execute(
+                f"SELECT * FROM commands WHERE dev_eui = ? AND state IN ({marks})"
+                " ORDER BY created_at",
+                (dev_eui, *ACTIVE_STATES),
+            )
+        ]
+        if row is None:
+            return None, commands
+        registry = json.loads(row[2])
+        twin = json.loads(row[3]) if row[3] else None
+        device = device_from_row(row[0], row[1], registry, twin, (row[4], row[5]))
+        self._registry_written[device.dev_eui] = device.registry_digest()
+        return device, commands
+
     async def commit(self) -> None:
         """Write everything staged in one transaction (the batch)."""
         if not self.staged():
@@ -375,13 +412,7 @@ class SqliteStore:
                 db.execute("ROLLBACK")
             raise StoreError(f"commit failed: {exc}") from exc
         self._registry_written.update(self._registry_pending)
-        self._registry_pending = {}
-        self._seen.clear()
-        self._uplinks.clear()
-        self._dead.clear()
-        self._events.clear()
-        self._devices.clear()
-        self._commands.clear()
+        self.discard()
 
     def _device_rows(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
         """Rows for staged devices: a full upsert when the registry document changed since it

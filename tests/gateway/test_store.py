@@ -1,4 +1,6 @@
-"""gateway.store.sqlite: migrations, batched commits, dedup keys, retention, reopening."""
+"""The store contract (gateway/store/base.py) on both backends, SQLite and PostgreSQL: migrations,
+batched commits, dedup keys, retention, reopening. PostgreSQL-only behaviour (several instances
+on one database) is in test_store_postgres.py."""
 
 from __future__ import annotations
 
@@ -14,10 +16,19 @@ from gateway.store import (
     Device,
     EventRecord,
     SqliteStore,
+    Store,
     UplinkRecord,
     create_store,
+    pg_schema,
 )
 from gateway.store.sqlite import MIGRATIONS
+
+
+async def _schema_version(store: Store) -> tuple[int, int]:
+    """(version in the store, migrations this gateway has)."""
+    if isinstance(store, SqliteStore):
+        return store.schema_version(), len(MIGRATIONS)
+    return await store.schema_version(), len(pg_schema.MIGRATIONS)  # type: ignore[attr-defined]
 
 
 def _uplink(dev: str, f_cnt: int, at: float = 1000.0) -> UplinkRecord:
@@ -40,11 +51,12 @@ def _uplink(dev: str, f_cnt: int, at: float = 1000.0) -> UplinkRecord:
     )
 
 
-async def test_roundtrip_and_reopen(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/g.db"
-    store = SqliteStore(url)
+async def test_roundtrip_and_reopen(store_url: str) -> None:
+    url = store_url
+    store = create_store(url)
     await store.open()
-    assert store.schema_version() == len(MIGRATIONS)
+    version, latest = await _schema_version(store)
+    assert version == latest
     dev = Device(dev_eui="00000000000000a1", kind="bin", street="Main", neighbours=["x"])
     dev.last_f_cnt, dev.last_dev_addr = 7, "01"
     dev.reported["fill_percent"] = 40
@@ -70,9 +82,9 @@ async def test_roundtrip_and_reopen(tmp_path: Path) -> None:
     assert store.staged() == 0
     await store.close()
 
-    again = SqliteStore(url)
+    again = create_store(url)
     await again.open()
-    assert again.schema_version() == len(MIGRATIONS)  # migrations not re-applied
+    assert await _schema_version(again) == (latest, latest)  # migrations not re-applied
     devices = await again.load_devices()
     assert [(d.dev_eui, d.kind, d.street, d.neighbours) for d in devices] == [
         ("00000000000000a1", "bin", "Main", ["x"])
@@ -105,8 +117,8 @@ async def test_roundtrip_and_reopen(tmp_path: Path) -> None:
     await again.close()
 
 
-async def test_retention_prunes_history_but_not_counters(tmp_path: Path) -> None:
-    store = SqliteStore(f"sqlite:///{tmp_path}/g.db")
+async def test_retention_prunes_history_but_not_counters(store_url: str) -> None:
+    store = create_store(store_url)
     await store.open()
     store.stage_uplink(_uplink("00000000000000a1", 1, at=10.0))
     store.stage_uplink(_uplink("00000000000000a1", 2, at=5000.0))
@@ -128,15 +140,10 @@ async def test_newer_schema_is_refused(tmp_path: Path) -> None:
         await SqliteStore(f"sqlite:///{path}").open()
 
 
-def test_postgresql_is_reported_as_not_built() -> None:
-    with pytest.raises(StoreError, match="not built yet"):
-        create_store("postgresql://localhost/citypack")
-
-
-async def test_dedup_keys_have_their_own_retention(tmp_path: Path) -> None:
+async def test_dedup_keys_have_their_own_retention(store_url: str) -> None:
     import time
 
-    store = SqliteStore(f"sqlite:///{tmp_path}/g.db")
+    store = create_store(store_url)
     await store.open()
     store.stage_seen("up:old")
     store.stage_uplink(_uplink("00000000000000a1", 1, at=time.time()))
@@ -148,11 +155,13 @@ async def test_dedup_keys_have_their_own_retention(tmp_path: Path) -> None:
     await store.close()
 
 
-async def test_prune_in_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_prune_in_chunks(store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.store import postgres as postgres_store
     from gateway.store import sqlite as sqlite_store
 
     monkeypatch.setattr(sqlite_store, "_PRUNE_CHUNK", 2)
-    store = SqliteStore(f"sqlite:///{tmp_path}/g.db")
+    monkeypatch.setattr(postgres_store, "_PRUNE_CHUNK", 2)
+    store = create_store(store_url)
     await store.open()
     for f_cnt in range(7):
         store.stage_uplink(_uplink("00000000000000a1", f_cnt, at=10.0 + f_cnt))
@@ -161,3 +170,42 @@ async def test_prune_in_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert await store.prune(older_than=500.0) == 7
     assert [u["f_cnt"] for u in await store.uplinks("00000000000000a1", limit=10)] == [99]
     await store.close()
+
+
+async def test_discard_and_load_device(store_url: str) -> None:
+    store = create_store(store_url)
+    await store.open()
+    dev = Device(dev_eui="00000000000000a2", kind="lamp", street="Side")
+    store.stage_device(dev)
+    store.stage_command(
+        CommandRecord(
+            id="c2",
+            dev_eui=dev.dev_eui,
+            message="reboot",
+            fields={},
+            command_id=3,
+            f_port=100,
+            data=b"\x01",
+            confirmed=False,
+        )
+    )
+    await store.commit()
+    assert not await store.claim_device(dev.dev_eui)  # nobody else wrote it
+    store.stage_uplink(_uplink(dev.dev_eui, 5))
+    store.stage_seen("up:gone")
+    store.discard()
+    assert store.staged() == 0
+    await store.commit()
+    assert not await store.seen("up:gone")
+    assert await store.uplinks(dev.dev_eui, limit=5) == []
+    loaded, commands = await store.load_device(dev.dev_eui)
+    assert loaded is not None and (loaded.kind, loaded.street) == ("lamp", "Side")
+    assert [(c.id, c.command_id, c.confirmed) for c in commands] == [("c2", 3, False)]
+    assert await store.load_device("ffffffffffffffff") == (None, [])
+    await store.close()
+
+
+def test_unknown_scheme_is_refused_without_its_password() -> None:
+    with pytest.raises(StoreError, match="unsupported") as caught:
+        create_store("mysql://u:hunter2@h/db")
+    assert "hunter2" not in str(caught.value)

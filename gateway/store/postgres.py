@@ -1,0 +1,757 @@
+"""PostgreSQL store: the same :class:`~gateway.store.base.Store` as SQLite, shared by several
+gateway instances (ARCHITECTURE.md "Scale", gateway/README.md "Running several instances").
+
+Driver: psycopg 3 with psycopg_pool (README.md dependency table): typed (mypy strict), libpq
+URLs and environment (``PGPASSWORD``, ``.pgpass``) exactly as ``psql`` reads them, pipelined
+``executemany`` and ``COPY`` for batched writes, ``LISTEN``/``NOTIFY`` on an async connection.
+
+The unit of work is the same batch as SQLite's: one transaction per :meth:`PostgresStore.commit`
+(``executemany`` in pipeline mode, history through ``COPY``), the MQTT messages behind it
+acknowledged only after it commits (gateway/service.py).
+
+**Exactly once across instances.** Dedup keys are the primary key of ``processed`` and go in
+with ``INSERT ... ON CONFLICT DO NOTHING``. Every key belongs to one device (``up:``, ``join:``,
+``status:`` events carry a devEUI), and a device is processed by one instance at a time (next
+point), so the ``seen`` read inside the batch transaction sees every key another instance
+committed for that device.
+
+**Per-device serialisation: a transaction-level advisory lock per device, plus a version
+check.** Before processing a device's message the service calls :meth:`claim_device`:
+``pg_try_advisory_xact_lock(ns, hashtext(devEUI))`` in the batch transaction (PostgreSQL 15
+manual §9.27.10), held until the batch commits. Why a lock and not only a version check: two
+instances receiving two uplinks of one device at once would each apply one to a stale twin, and
+a version check could only refuse one batch *after* the work (a refused batch means a broker
+redelivery); the lock makes the second instance wait a few milliseconds and apply its uplink on
+top of the first. Why ``try`` and not a blocking lock: a batch holds several devices, so two
+instances blocking on each other's devices would deadlock; on :class:`~gateway.errors.DeviceBusy`
+the service commits its own batch first (holding nothing) and then waits with
+``pg_advisory_xact_lock``, so a waiter never holds a lock and no cycle can form. After the lock,
+``devices.version`` tells whether another instance changed the device since this one read it
+(then the service reloads it, :meth:`load_device`). Every commit writes devices with ``WHERE
+version = <read>``: a batch whose locks were lost (the connection dropped while PostgreSQL
+restarted) commits only when nobody changed its devices meanwhile, and is refused with
+:class:`~gateway.errors.StoreConflict` otherwise.
+
+Passwords: from ``[store] password_file``, else libpq's own ``PGPASSWORD``/``.pgpass``; never in
+the URL that is logged (:func:`redacted_url`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from gateway.errors import DeviceBusy, StoreConflict, StoreError
+from gateway.store.base import (
+    ACTIVE_STATES,
+    CommandRecord,
+    DeadLetter,
+    Device,
+    EventRecord,
+    UplinkRecord,
+    device_from_row,
+)
+from gateway.store.pg_schema import LOCK_NAMESPACE, MIGRATION_LOCK, MIGRATIONS
+
+__all__ = ["PostgresStore", "connect_kwargs", "redacted_url"]
+
+_JSON = json.JSONEncoder(separators=(",", ":"), default=str)
+_PRUNE_CHUNK = 5000
+_COMMAND_COLUMNS = (
+    "id",
+    "dev_eui",
+    "message",
+    "fields",
+    "command_id",
+    "f_port",
+    "data",
+    "confirmed",
+    "state",
+    "created_at",
+    "published_at",
+    "sent_at",
+    "acknowledged_at",
+    "applied_at",
+    "finished_at",
+    "expires_at",
+    "f_cnt_down",
+    "error",
+    "replaced_by",
+    "source",
+)
+_UPLINK_COLUMNS = (
+    "dev_eui, received_at, deduplication_id, time, dev_addr, f_cnt, f_port, dr, frequency,"
+    " rssi, snr, gateways, message, fields, data"
+)
+_DEVICE_SELECT = "SELECT dev_eui, kind, doc, twin, last_f_cnt, last_dev_addr, version FROM devices"
+
+
+def redacted_url(url: str) -> str:
+    """``url`` without its password (for logs and errors)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{parts.username or ''}:***@{host}"
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def connect_kwargs(password_file: str = "") -> dict[str, Any]:
+    """libpq connection parameters beside the URL: the password from ``password_file`` (libpq
+    reads ``PGPASSWORD`` and ``.pgpass`` itself when there is none) and a connect timeout."""
+    kwargs: dict[str, Any] = {"connect_timeout": 5}
+    if password_file:
+        from gateway.config import read_secret
+
+        kwargs["password"] = read_secret(password_file)
+    return kwargs
+
+
+def _one_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+class PostgresStore:
+    """The shared store. ``url`` is a libpq URL, ``postgresql://user@host:port/db``."""
+
+    shared = True  # several instances may use one database (gateway/service.py asks)
+
+    def __init__(self, url: str, *, password_file: str = "", pool_size: int = 8) -> None:
+        if not url.startswith(("postgresql://", "postgres://")):
+            raise StoreError(f"not a postgresql URL: {redacted_url(url)!r}")
+        self.url = url
+        self.safe_url = redacted_url(url)
+        self.password_file = password_file
+        self.pool_size = pool_size
+        self._pool: AsyncConnectionPool[AsyncConnection[Any]] | None = None
+        self._tx: AsyncConnection[Any] | None = None  # the batch transaction's connection
+        self._claimed: set[str] = set()
+        self._versions: dict[str, int] = {}  # devices.version as this instance last read/wrote
+        self._devices: dict[str, tuple[Device, str | None]] = {}
+        self._seen: set[str] = set()
+        self._uplinks: list[UplinkRecord] = []
+        self._dead: list[DeadLetter] = []
+        self._events: list[EventRecord] = []
+        self._commands: dict[str, CommandRecord] = {}
+        self._registry_written: dict[str, int] = {}
+        self._registry_pending: dict[str, int] = {}
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    @property
+    def pool(self) -> AsyncConnectionPool[AsyncConnection[Any]]:
+        if self._pool is None:
+            raise StoreError("the store is not open")
+        return self._pool
+
+    def _error(self, what: str, exc: BaseException) -> StoreError:
+        return StoreError(f"{self.safe_url}: {what}: {_one_line(exc)}")
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        kwargs = connect_kwargs(self.password_file)
+        try:  # one direct connection first: a wrong URL or password fails here, in one line
+            conn = await AsyncConnection.connect(self.url, **kwargs)
+        except psycopg.Error as exc:
+            raise self._error("cannot connect", exc) from exc
+        try:
+            await self._migrate(conn)
+        finally:
+            await conn.close()
+        pool: AsyncConnectionPool[AsyncConnection[Any]] = AsyncConnectionPool(
+            self.url, kwargs=kwargs, min_size=2, max_size=self.pool_size, open=False, timeout=10
+        )
+        try:
+            await pool.open(wait=True, timeout=10)
+        except (psycopg.Error, PoolTimeout) as exc:
+            await pool.close()
+            raise self._error("cannot open the connection pool", exc) from exc
+        self._pool = pool
+
+    async def _migrate(self, conn: AsyncConnection[Any]) -> None:
+        try:
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", MIGRATION_LOCK)
+                await conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
+                )
+                cur = await conn.execute("SELECT max(version) FROM schema_version")
+                row = await cur.fetchone()
+                version = int(row[0] or 0) if row else 0
+                if version > len(MIGRATIONS):
+                    raise StoreError(
+                        f"{self.safe_url}: schema version {version} is newer than this gateway "
+                        f"({len(MIGRATIONS)}); run the newer gateway or restore a backup"
+                    )
+                for index in range(version, len(MIGRATIONS)):
+                    await conn.execute(MIGRATIONS[index])
+                    await conn.execute(
+                        "INSERT INTO schema_version (version) VALUES (%s)", (index + 1,)
+                    )
+        except psycopg.Error as exc:
+            raise self._error("migration failed", exc) from exc
+
+    async def schema_version(self) -> int:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute("SELECT max(version) FROM schema_version")
+            row = await cur.fetchone()
+            return int(row[0]) if row and row[0] is not None else 0
+
+    async def close(self) -> None:
+        if self._pool is None:
+            return
+        try:
+            if self.staged():
+                await self.commit()
+        finally:
+            await self._release_tx(rollback=True)
+            await self._pool.close()
+            self._pool = None
+
+    async def ping(self) -> bool:
+        try:
+            async with self.pool.connection(timeout=2) as conn:
+                await conn.execute("SELECT 1")
+            return True
+        except (psycopg.Error, PoolTimeout, StoreError):
+            return False
+
+    # --- the batch transaction -------------------------------------------------------------------
+
+    async def _batch(self) -> AsyncConnection[Any]:
+        """The connection holding this batch's transaction (opened on first use)."""
+        if self._tx is not None and not self._tx.closed:
+            return self._tx
+        self._claimed.clear()  # locks of a lost connection are gone with it
+        try:
+            self._tx = await self.pool.getconn(timeout=5)
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise self._error("no connection", exc) from exc
+        return self._tx
+
+    async def _release_tx(self, *, rollback: bool) -> None:
+        conn, self._tx = self._tx, None
+        self._claimed.clear()
+        if conn is None or self._pool is None:
+            return
+        if rollback and not conn.closed:
+            try:
+                await conn.rollback()
+            except psycopg.Error:
+                await conn.close()
+        await self._pool.putconn(conn)
+
+    async def claim_device(self, dev_eui: str, *, wait: bool = False) -> bool:
+        """Hold ``dev_eui`` until the next commit; True when another instance changed its row
+        since this store last read or wrote it (the caller reloads it, :meth:`load_device`).
+
+        Raises :class:`DeviceBusy` when another instance holds it; with ``wait`` it blocks, which
+        is allowed only with nothing else claimed (module docstring: no deadlock)."""
+        if dev_eui in self._claimed:
+            return False
+        conn = await self._batch()
+        key = (LOCK_NAMESPACE, dev_eui)
+        try:
+            if wait:
+                if self._claimed:
+                    raise StoreError("claim_device(wait=True) with other devices held")
+                await conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", key)
+            else:
+                cur = await conn.execute("SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))", key)
+                row = await cur.fetchone()
+                if not (row and row[0]):
+                    raise DeviceBusy(f"device {dev_eui} is held by another instance")
+            self._claimed.add(dev_eui)
+            # a new statement, so a new snapshot taken after the lock (READ COMMITTED)
+            cur = await conn.execute("SELECT version FROM devices WHERE dev_eui = %s", (dev_eui,))
+            row = await cur.fetchone()
+        except psycopg.Error as exc:
+            await self._release_tx(rollback=True)
+            raise self._error("claim failed", exc) from exc
+        return (None if row is None else int(row[0])) != self._versions.get(dev_eui)
+
+    async def load_device(self, dev_eui: str) -> tuple[Device | None, list[CommandRecord]]:
+        """The stored device and its active commands, read in the batch transaction."""
+        conn = await self._batch()
+        try:
+            cur = await conn.execute(_DEVICE_SELECT + " WHERE dev_eui = %s", (dev_eui,))
+            row = await cur.fetchone()
+            cur = await conn.execute(
+                "SELECT * FROM commands WHERE dev_eui = %s AND state = ANY(%s) ORDER BY created_at",
+                (dev_eui, list(ACTIVE_STATES)),
+            )
+            names = _names(cur)
+            commands = [_command(dict(zip(names, r, strict=True))) for r in await cur.fetchall()]
+        except psycopg.Error as exc:
+            await self._release_tx(rollback=True)
+            raise self._error("read failed", exc) from exc
+        if row is None:
+            self._versions.pop(dev_eui, None)
+            return None, commands
+        return self._device(row), commands
+
+    def _device(self, row: Any) -> Device:
+        registry = json.loads(row[2])
+        twin = json.loads(row[3]) if row[3] else None
+        device = device_from_row(row[0], row[1], registry, twin, (row[4], row[5]))
+        self._registry_written[device.dev_eui] = device.registry_digest()
+        self._versions[device.dev_eui] = int(row[6])
+        return device
+
+    # --- staging ---------------------------------------------------------------------------------
+
+    async def load_devices(self) -> list[Device]:
+        try:
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(_DEVICE_SELECT)
+                return [self._device(row) for row in await cur.fetchall()]
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise self._error("cannot read devices", exc) from exc
+
+    def stage_device(self, device: Device, twin_json: str | None = None) -> None:
+        self._devices[device.dev_eui] = (device, twin_json)
+
+    async def _fetch(self, query: str, params: tuple[Any, ...]) -> Any:
+        conn = await self._batch()
+        try:
+            cur = await conn.execute(query, params)
+            return await cur.fetchone()
+        except psycopg.Error as exc:
+            await self._release_tx(rollback=True)
+            raise self._error("read failed", exc) from exc
+
+    async def seen(self, key: str) -> bool:
+        if key in self._seen:
+            return True
+        return await self._fetch("SELECT 1 FROM processed WHERE key = %s", (key,)) is not None
+
+    def stage_seen(self, key: str) -> None:
+        self._seen.add(key)
+
+    async def f_cnt_seen(self, dev_eui: str, dev_addr: str, f_cnt: int) -> bool:
+        for uplink in self._uplinks:
+            if (uplink.dev_eui, uplink.dev_addr, uplink.f_cnt) == (dev_eui, dev_addr, f_cnt):
+                return True
+        row = await self._fetch(
+            "SELECT 1 FROM uplinks WHERE dev_eui = %s AND f_cnt = %s AND dev_addr = %s LIMIT 1",
+            (dev_eui, f_cnt, dev_addr),
+        )
+        return row is not None
+
+    def stage_uplink(self, uplink: UplinkRecord) -> None:
+        self._uplinks.append(uplink)
+
+    def stage_dead_letter(self, letter: DeadLetter) -> None:
+        self._dead.append(letter)
+
+    def stage_event(self, event: EventRecord) -> None:
+        self._events.append(event)
+
+    def stage_command(self, command: CommandRecord) -> None:
+        self._commands[command.id] = command
+
+    def staged(self) -> int:
+        return (
+            len(self._devices)
+            + len(self._seen)
+            + len(self._uplinks)
+            + len(self._dead)
+            + len(self._events)
+            + len(self._commands)
+        )
+
+    def discard(self) -> None:
+        """Drop everything staged (after :class:`StoreConflict`); the transaction is rolled back
+        at the next use of the store."""
+        self._seen.clear()
+        self._uplinks.clear()
+        self._dead.clear()
+        self._events.clear()
+        self._devices.clear()
+        self._commands.clear()
+        self._registry_pending = {}
+
+    async def commit(self) -> None:
+        """Write everything staged in one transaction (the batch), then release its devices."""
+        if not self.staged():
+            if self._tx is not None:
+                await self._release_tx(rollback=True)  # reads and claims only
+            return
+        conn = await self._batch()
+        touched = {d for d in self._devices} | {c.dev_eui for c in self._commands.values()}
+        try:
+            async with conn.cursor() as cur:
+                await self._claim_at_commit(cur, touched)
+                await self._write_devices(cur, touched)
+                await self._write_rest(cur)
+                await cur.execute("SELECT pg_notify('citypack_changes', '')")
+            await conn.commit()
+        except StoreConflict:
+            await self._release_tx(rollback=True)
+            raise
+        except psycopg.Error as exc:
+            await self._release_tx(rollback=True)
+            raise self._error("commit failed", exc) from exc
+        for dev_eui in touched:
+            if dev_eui in self._devices or dev_eui in self._versions:
+                self._versions[dev_eui] = self._versions.get(dev_eui, 0) + 1
+        await self._release_tx(rollback=False)
+        self._registry_written.update(self._registry_pending)
+        self.discard()
+
+    async def _claim_at_commit(self, cur: psycopg.AsyncCursor[Any], touched: set[str]) -> None:
+        """Devices staged without a claim (API and maintenance paths) are locked now; one held
+        by another instance refuses the batch instead of waiting while holding others."""
+        need = sorted(touched - self._claimed)
+        if not need:
+            return
+        await cur.execute(
+            "SELECT d FROM unnest(%s::text[]) AS d"
+            " WHERE NOT pg_try_advisory_xact_lock(%s, hashtext(d))",
+            (need, LOCK_NAMESPACE),
+        )
+        busy = [r[0] for r in await cur.fetchall()]
+        if busy:
+            raise StoreConflict(f"devices held by another instance: {', '.join(busy[:5])}")
+        self._claimed.update(need)
+
+    async def _write_devices(self, cur: psycopg.AsyncCursor[Any], touched: set[str]) -> None:
+        inserts: list[tuple[Any, ...]] = []
+        full: list[tuple[Any, ...]] = []
+        light: list[tuple[Any, ...]] = []
+        pending: dict[str, int] = {}
+        for device, twin in self._devices.values():
+            twin_json = twin if twin is not None else _JSON.encode(device.twin())
+            expected = self._versions.get(device.dev_eui)
+            digest = device.registry_digest()
+            if expected is not None and self._registry_written.get(device.dev_eui) == digest:
+                light.append(
+                    (
+                        device.kind,
+                        twin_json,
+                        device.last_f_cnt,
+                        device.last_dev_addr,
+                        device.dev_eui,
+                        expected,
+                    )
+                )
+                continue
+            pending[device.dev_eui] = digest
+            row = (
+                device.kind,
+                _JSON.encode(device.registry_doc()),
+                twin_json,
+                device.street,
+                device.group,
+                device.updated_at,
+                device.last_f_cnt,
+                device.last_dev_addr,
+                device.dev_eui,
+            )
+            if expected is None:
+                inserts.append(row)
+            else:
+                full.append((*row, expected))
+        versions = self._versions
+        bumps = [(d, versions[d]) for d in touched if d not in self._devices and d in versions]
+        bump = "version = version + 1, xid = pg_current_xact_id()"
+        for query, rows in (
+            (
+                "INSERT INTO devices (kind, doc, twin, street, grp, updated_at, last_f_cnt,"
+                " last_dev_addr, dev_eui) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (dev_eui) DO NOTHING",
+                inserts,
+            ),
+            (
+                "UPDATE devices SET kind = %s, doc = %s, twin = %s, street = %s, grp = %s,"
+                f" updated_at = %s, last_f_cnt = %s, last_dev_addr = %s, {bump}"
+                " WHERE dev_eui = %s AND version = %s",
+                full,
+            ),
+            (
+                "UPDATE devices SET kind = %s, twin = %s, last_f_cnt = %s, last_dev_addr = %s,"
+                f" {bump} WHERE dev_eui = %s AND version = %s",
+                light,
+            ),
+            (f"UPDATE devices SET {bump} WHERE dev_eui = %s AND version = %s", bumps),
+        ):
+            if not rows:
+                continue
+            await cur.executemany(query, rows)
+            if cur.rowcount != len(rows):  # psycopg >= 3.1: the sum over the batch
+                raise StoreConflict(
+                    f"{len(rows) - max(cur.rowcount, 0)} device(s) changed by another instance"
+                )
+        self._registry_pending = pending
+
+    async def _write_rest(self, cur: psycopg.AsyncCursor[Any]) -> None:
+        now = time.time()
+        if self._seen:
+            # a key another instance committed stays its; ours is then a no-op (module docstring)
+            await cur.executemany(
+                "INSERT INTO processed (key, at) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING",
+                [(key, now) for key in self._seen],
+            )
+        if self._uplinks:
+            async with cur.copy(f"COPY uplinks ({_UPLINK_COLUMNS}) FROM STDIN") as copy:
+                for u in self._uplinks:
+                    await copy.write_row(
+                        (
+                            u.dev_eui,
+                            u.received_at,
+                            u.deduplication_id,
+                            u.time,
+                            u.dev_addr,
+                            u.f_cnt,
+                            u.f_port,
+                            u.dr,
+                            u.frequency,
+                            u.rssi,
+                            u.snr,
+                            u.gateways,
+                            u.message,
+                            _JSON.encode(u.fields),
+                            u.data,
+                        )
+                    )
+            await self._count(cur, "uplinks_stored", len(self._uplinks))
+        if self._dead:
+            await cur.executemany(
+                "INSERT INTO dead_letters (received_at, topic, payload, reason, dev_eui)"
+                " VALUES (%s, %s, %s, %s, %s)",
+                [(d.received_at, d.topic, d.payload, d.reason, d.dev_eui) for d in self._dead],
+            )
+            await self._count(cur, "dead_letters", len(self._dead))
+        if self._events:
+            await cur.executemany(
+                "INSERT INTO events (at, type, dev_eui, data) VALUES (%s, %s, %s, %s)",
+                [(e.at, e.type, e.dev_eui, _JSON.encode(e.data)) for e in self._events],
+            )
+        if self._commands:
+            marks = ", ".join("%s" for _ in _COMMAND_COLUMNS)
+            updates = ", ".join(f"{c} = excluded.{c}" for c in _COMMAND_COLUMNS[1:])
+            await cur.executemany(
+                f"INSERT INTO commands ({', '.join(_COMMAND_COLUMNS)}) VALUES ({marks})"
+                f" ON CONFLICT (id) DO UPDATE SET {updates}",
+                [_command_row(c) for c in self._commands.values()],
+            )
+
+    @staticmethod
+    async def _count(cur: psycopg.AsyncCursor[Any], name: str, value: int) -> None:
+        await cur.execute(
+            "INSERT INTO counters (name, value) VALUES (%s, %s)"
+            " ON CONFLICT (name) DO UPDATE SET value = counters.value + excluded.value",
+            (name, value),
+        )
+
+    # --- reads -----------------------------------------------------------------------------------
+
+    async def _rows(self, query: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        try:
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(query, tuple(params))
+                names = _names(cur)
+                return [dict(zip(names, row, strict=True)) for row in await cur.fetchall()]
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise self._error("read failed", exc) from exc
+
+    async def get_command(self, command_id: str) -> CommandRecord | None:
+        staged = self._commands.get(command_id)
+        if staged is not None:
+            return staged
+        rows = await self._rows("SELECT * FROM commands WHERE id = %s", (command_id,))
+        return _command(rows[0]) if rows else None
+
+    async def active_commands(self) -> list[CommandRecord]:
+        rows = await self._rows(
+            "SELECT * FROM commands WHERE state = ANY(%s) ORDER BY created_at",
+            (list(ACTIVE_STATES),),
+        )
+        return [_command(r) for r in rows]
+
+    async def uplinks(
+        self, dev_eui: str, *, limit: int, before_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        query = "SELECT * FROM uplinks WHERE dev_eui = %s"
+        params: list[Any] = [dev_eui]
+        if before_id is not None:
+            query += " AND id < %s"
+            params.append(before_id)
+        query += " ORDER BY id DESC LIMIT %s"
+        params.append(limit)
+        out = await self._rows(query, params)
+        for doc in out:
+            doc["fields"] = json.loads(doc["fields"])
+            doc["data"] = bytes(doc["data"]).hex()
+        return out
+
+    async def events(
+        self,
+        *,
+        type: str | None = None,
+        dev_eui: str | None = None,
+        since: float | None = None,
+        limit: int = 100,
+    ) -> list[EventRecord]:
+        query = "SELECT id, at, type, dev_eui, data FROM events WHERE true"
+        params: list[Any] = []
+        if type:
+            query += " AND type = %s"
+            params.append(type)
+        if dev_eui:
+            query += " AND dev_eui = %s"
+            params.append(dev_eui)
+        if since is not None:
+            query += " AND at >= %s"
+            params.append(since)
+        query += " ORDER BY id DESC LIMIT %s"
+        params.append(limit)
+        return [_event(r) for r in await self._rows(query, params)]
+
+    async def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
+        rows = await self._rows("SELECT * FROM dead_letters ORDER BY id DESC LIMIT %s", (limit,))
+        return [
+            DeadLetter(
+                received_at=r["received_at"],
+                topic=r["topic"],
+                payload=bytes(r["payload"]),
+                reason=r["reason"],
+                dev_eui=r["dev_eui"],
+                id=r["id"],
+            )
+            for r in rows
+        ]
+
+    async def counts(self) -> dict[str, Any]:
+        counters = {r["name"]: r["value"] for r in await self._rows("SELECT * FROM counters")}
+        by_state = {
+            r["state"]: int(r["n"])
+            for r in await self._rows("SELECT state, count(*) AS n FROM commands GROUP BY state")
+        }
+        return {
+            "uplinks_stored": int(counters.get("uplinks_stored", 0)),
+            "dead_letters": int(counters.get("dead_letters", 0)),
+            "commands_by_state": by_state,
+        }
+
+    async def changes(
+        self, xmin: int | None
+    ) -> tuple[int, list[tuple[str, int]], list[EventRecord]]:
+        """Devices (devEUI, version) and events written by transactions ``>= xmin`` (all when
+        None: events then none), and the ``xmin`` to pass next time (pg_schema.py docstring)."""
+        try:
+            async with self.pool.connection() as conn:
+                await conn.set_isolation_level(psycopg.IsolationLevel.REPEATABLE_READ)
+                try:
+                    async with conn.transaction():  # one snapshot for the xmin and the reads
+                        cur = await conn.execute(
+                            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+                        )
+                        row = await cur.fetchone()
+                        nxt = int(row[0]) if row else 0
+                        since = 0 if xmin is None else xmin
+                        cur = await conn.execute(
+                            "SELECT dev_eui, version FROM devices WHERE xid >= %s::text::xid8",
+                            (str(since),),
+                        )
+                        devices = [(r[0], int(r[1])) for r in await cur.fetchall()]
+                        events: list[EventRecord] = []
+                        if xmin is not None:
+                            cur = await conn.execute(
+                                "SELECT id, at, type, dev_eui, data FROM events"
+                                " WHERE xid >= %s::text::xid8 ORDER BY id",
+                                (str(since),),
+                            )
+                            names = _names(cur)
+                            events = [
+                                _event(dict(zip(names, r, strict=True)))
+                                for r in await cur.fetchall()
+                            ]
+                finally:
+                    await conn.set_isolation_level(None)
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise self._error("change feed read failed", exc) from exc
+        return nxt, devices, events
+
+    async def prune(self, older_than: float, keys_older_than: float | None = None) -> int:
+        """Retention, as :meth:`gateway.store.sqlite.SqliteStore.prune` (small transactions)."""
+        removed = 0
+        keys_limit = older_than if keys_older_than is None else keys_older_than
+        for table, key, column, limit in (
+            ("uplinks", "id", "received_at", older_than),
+            ("events", "id", "at", older_than),
+            ("dead_letters", "id", "received_at", older_than),
+            ("processed", "key", "at", keys_limit),
+        ):
+            while True:
+                try:
+                    async with self.pool.connection() as conn:
+                        cur = await conn.execute(
+                            f"DELETE FROM {table} WHERE {key} IN"
+                            f" (SELECT {key} FROM {table} WHERE {column} < %s LIMIT %s)",
+                            (limit, _PRUNE_CHUNK),
+                        )
+                        count = cur.rowcount
+                except (psycopg.Error, PoolTimeout) as exc:
+                    raise self._error("retention failed", exc) from exc
+                removed += count
+                if count < _PRUNE_CHUNK:
+                    break
+                await asyncio.sleep(0)
+        return removed
+
+    # --- instances -------------------------------------------------------------------------------
+
+    async def heartbeat(self, client_id: str, host: str, started_at: float) -> None:
+        """Record that this instance is alive (the fleet view, :meth:`instances`)."""
+        try:
+            async with self.pool.connection() as conn:
+                await conn.execute(
+                    "INSERT INTO instances (client_id, started_at, heartbeat_at, host)"
+                    " VALUES (%s, %s, %s, %s) ON CONFLICT (client_id) DO UPDATE SET"
+                    " started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at,"
+                    " host = excluded.host",
+                    (client_id, started_at, time.time(), host),
+                )
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise self._error("heartbeat failed", exc) from exc
+
+    async def instances(self) -> list[dict[str, Any]]:
+        return await self._rows(
+            "SELECT client_id, host, started_at, heartbeat_at FROM instances ORDER BY client_id"
+        )
+
+
+def _names(cur: psycopg.AsyncCursor[Any]) -> list[str]:
+    return [d.name for d in cur.description or ()]
+
+
+def _command(row: dict[str, Any]) -> CommandRecord:
+    row = dict(row)
+    row["data"] = bytes(row["data"])
+    return CommandRecord.from_row(row)
+
+
+def _command_row(c: CommandRecord) -> tuple[Any, ...]:
+    values = {s: getattr(c, s) for s in _COMMAND_COLUMNS}
+    values["fields"] = _JSON.encode(c.fields)
+    return tuple(values[s] for s in _COMMAND_COLUMNS)
+
+
+def _event(r: dict[str, Any]) -> EventRecord:
+    return EventRecord(
+        type=r["type"], dev_eui=r["dev_eui"], at=r["at"], data=json.loads(r["data"]), id=r["id"]
+    )

@@ -1,0 +1,231 @@
+"""PostgreSQL store behaviour that only exists with several instances on one database:
+dedup keys unique in the database, per-device serialisation (advisory lock + version check),
+the change feed, leadership of once-per-fleet jobs, notifications, start-up errors."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from gateway.errors import DeviceBusy, StoreConflict, StoreError
+from gateway.store import Device, EventRecord, PostgresStore, redacted_url
+from gateway.store.pg_coordination import Leadership, job_key, listen
+from gateway.store.pg_schema import MIGRATIONS
+from tests.gateway.harness import wait_for
+
+LOG = logging.getLogger("test")
+
+
+async def _pair(url: str) -> tuple[PostgresStore, PostgresStore]:
+    a, b = PostgresStore(url), PostgresStore(url)
+    await asyncio.gather(a.open(), b.open())  # concurrent first start: migrated once
+    return a, b
+
+
+async def test_dedup_key_committed_by_another_instance_is_recognised(postgres_url: str) -> None:
+    a, b = await _pair(postgres_url)
+    try:
+        assert await a.schema_version() == len(MIGRATIONS)
+        a.stage_seen("up:d1")
+        await a.commit()
+        assert await b.seen("up:d1")
+        b.stage_seen("up:d1")  # a stale instance staging it again: ON CONFLICT DO NOTHING
+        b.stage_seen("up:d2")
+        await b.commit()
+        assert await a.seen("up:d2")
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_device_is_serialised_between_instances(postgres_url: str) -> None:
+    a, b = await _pair(postgres_url)
+    try:
+        dev = Device(dev_eui="00000000000000b1", kind="bin")
+        a.stage_device(dev)
+        await a.commit()
+        await b.load_devices()
+
+        assert not await a.claim_device(dev.dev_eui)
+        with pytest.raises(DeviceBusy):
+            await b.claim_device(dev.dev_eui)
+        await b.commit()  # holds nothing now
+        waiting = asyncio.create_task(b.claim_device(dev.dev_eui, wait=True))
+        await asyncio.sleep(0.2)
+        assert not waiting.done()  # blocked behind a's claim
+        dev.reported["fill_percent"] = 55
+        a.stage_device(dev)
+        await a.commit()  # releases the device
+        assert await waiting  # ... and b learns that a changed it
+        loaded, _ = await b.load_device(dev.dev_eui)
+        assert loaded is not None and loaded.reported == {"fill_percent": 55}
+        loaded.reported["fill_percent"] = 60
+        b.stage_device(loaded)
+        await b.commit()
+        assert await a.claim_device(dev.dev_eui)  # now a is the stale one
+        await a.commit()
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_stale_write_is_refused_whole(postgres_url: str) -> None:
+    a, b = await _pair(postgres_url)
+    try:
+        dev = Device(dev_eui="00000000000000b2", kind="lamp")
+        a.stage_device(dev)
+        await a.commit()
+        stale = (await b.load_devices())[0]
+        dev.reported["level"] = 1
+        a.stage_device(dev)
+        await a.commit()
+        stale.reported["level"] = 2
+        b.stage_device(stale)  # staged without a claim (API path), on an old version
+        b.stage_seen("up:with-the-stale-write")
+        with pytest.raises(StoreConflict):
+            await b.commit()
+        b.discard()
+        assert not await a.seen("up:with-the-stale-write")  # nothing of the batch was written
+        loaded, _ = await a.load_device(dev.dev_eui)
+        assert loaded is not None and loaded.reported == {"level": 1}
+        await a.commit()
+        # a device created by two instances at once: the second insert is a conflict too
+        a.stage_device(Device(dev_eui="00000000000000b3"))
+        b.stage_device(Device(dev_eui="00000000000000b3"))
+        await a.commit()
+        with pytest.raises(StoreConflict):
+            await b.commit()
+        b.discard()
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_batch_survives_a_lost_connection_when_nobody_else_wrote(postgres_url: str) -> None:
+    a = PostgresStore(postgres_url)
+    await a.open()
+    try:
+        dev = Device(dev_eui="00000000000000b4", kind="bin")
+        a.stage_device(dev)
+        await a.commit()
+        assert not await a.claim_device(dev.dev_eui)
+        assert a._tx is not None
+        pid = a._tx.info.backend_pid
+        dev.reported["fill_percent"] = 70
+        a.stage_device(dev)
+        a.stage_seen("up:after-restart")
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(StoreError):
+            await a.commit()  # the batch transaction died with its session: kept, retried
+        assert a.staged() == 2
+        await a.commit()  # a new session; the version check proves nobody changed the device
+        assert await a.seen("up:after-restart")
+        loaded, _ = await a.load_device(dev.dev_eui)
+        assert loaded is not None and loaded.reported == {"fill_percent": 70}
+        await a.commit()
+    finally:
+        await a.close()
+
+
+async def test_change_feed_sees_other_instances_writes(postgres_url: str) -> None:
+    a, b = await _pair(postgres_url)
+    try:
+        xmin, _, _ = await b.changes(None)
+        dev = Device(dev_eui="00000000000000b5", kind="bin")
+        a.stage_device(dev)
+        a.stage_event(EventRecord("bin_full", dev.dev_eui, 1.0, {"fill_percent": 90}))
+        await a.commit()
+        nxt, devices, events = await b.changes(xmin)
+        assert devices == [(dev.dev_eui, 1)]
+        assert [(e.type, e.data) for e in events] == [("bin_full", {"fill_percent": 90})]
+        _, devices, events = await b.changes(nxt)
+        assert devices == [] and events == []  # finished transactions are not read again
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_leadership_is_taken_over_when_the_holder_dies(postgres_url: str) -> None:
+    store = PostgresStore(postgres_url)
+    await store.open()  # the schema
+    await store.close()
+    ran: list[str] = []
+
+    def body(name: str) -> object:
+        async def run() -> None:
+            ran.append(name)
+            await asyncio.Event().wait()
+
+        return run
+
+    first = Leadership(postgres_url, {}, "dispatch", logger=LOG, retry_s=0.1)
+    second = Leadership(postgres_url, {}, "dispatch", logger=LOG, retry_s=0.1)
+    other_job = Leadership(postgres_url, {}, "maintenance", logger=LOG, retry_s=0.1)
+    tasks = [asyncio.create_task(first.run(body("first")))]  # type: ignore[arg-type]
+    try:
+        await wait_for(first.held.is_set, "first leader")
+        tasks.append(asyncio.create_task(second.run(body("second"))))  # type: ignore[arg-type]
+        tasks.append(asyncio.create_task(other_job.run(body("other"))))  # type: ignore[arg-type]
+        await wait_for(other_job.held.is_set, "a different job has its own leader")
+        await asyncio.sleep(0.5)
+        assert not second.held.is_set() and ran == ["first", "other"]
+        # the holder's session dies (what kill -9 of its process does to it)
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks"
+                " WHERE locktype = 'advisory' AND granted AND objid = %s",
+                (job_key("dispatch"),),
+            )
+        await wait_for(second.held.is_set, "takeover")
+        await wait_for(lambda: ran.count("first") == 2 or not first.held.is_set(), "step down")
+        assert ran[:3] == ["first", "other", "second"]
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_notifications_wake_the_listener(postgres_url: str) -> None:
+    store = PostgresStore(postgres_url)
+    await store.open()
+    calls = asyncio.Queue[None]()
+
+    async def callback() -> None:
+        calls.put_nowait(None)
+
+    task = asyncio.create_task(listen(postgres_url, {}, callback, logger=LOG, poll_s=30.0))
+    try:
+        await asyncio.wait_for(calls.get(), 10)  # the first call, right after LISTEN
+        store.stage_seen("up:n1")
+        await store.commit()
+        await asyncio.wait_for(calls.get(), 10)  # poll_s is 30 s: this was the NOTIFY
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await store.close()
+
+
+async def test_start_up_errors_are_one_line_without_password(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text("hunter2\n")
+    bad_db = postgres_url.rsplit("/", 1)[0] + "/no_such_database_here"
+    with pytest.raises(StoreError) as caught:
+        await PostgresStore(bad_db, password_file=str(secret)).open()
+    message = str(caught.value)
+    assert "\n" not in message and "no_such_database_here" in message
+    assert "hunter2" not in message
+    assert redacted_url("postgresql://u:hunter2@h:5/d") == "postgresql://u:***@h:5/d"
+    with pytest.raises(StoreError, match="cannot connect"):
+        await PostgresStore("postgresql://postgres@127.0.0.1:1/x").open()
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        admin.execute("INSERT INTO schema_version VALUES (99)")
+    with pytest.raises(StoreError, match="newer than this gateway"):
+        await PostgresStore(postgres_url).open()
