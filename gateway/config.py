@@ -73,6 +73,7 @@ class StoreConfig:
     batch_interval_s: float = 0.02  # ... or this long after the first uncommitted one
     retention_days: float = 90.0  # uplink history, events and dead letters older than this go
     synchronous: str = "normal"  # sqlite PRAGMA synchronous: normal | full
+    password_file: str = ""  # postgresql: the password (else libpq's PGPASSWORD or ~/.pgpass)
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,8 +252,10 @@ def _check(cfg: Config) -> None:
             raise ConfigError(f"mqtt.{key}: must be positive", key=f"mqtt.{key}")
     s = cfg.store
     if not (s.url.startswith("sqlite:///") or s.url.startswith("postgresql://")):
+        from gateway.store.postgres import redacted_url
+
         raise ConfigError(
-            f"store.url: expected sqlite:///path or postgresql://..., got {s.url!r}",
+            f"store.url: expected sqlite:///path or postgresql://..., got {redacted_url(s.url)!r}",
             key="store.url",
         )
     if s.synchronous not in ("normal", "full"):

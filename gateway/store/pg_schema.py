@@ -122,4 +122,13 @@ MIGRATIONS: tuple[str, ...] = (
         host TEXT NOT NULL
     );
     """,
+    # v2: `citypack gateway migrate-store` records each source it copied from, so a re-run of
+    # an interrupted copy into the same database is recognised (gateway/store/migrate.py)
+    """
+    CREATE TABLE store_imports (
+        source TEXT PRIMARY KEY,
+        started_at DOUBLE PRECISION NOT NULL,
+        finished_at DOUBLE PRECISION
+    );
+    """,
 )

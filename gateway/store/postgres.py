@@ -147,6 +147,7 @@ class PostgresStore:
         self._commands: dict[str, CommandRecord] = {}
         self._registry_written: dict[str, int] = {}
         self._registry_pending: dict[str, int] = {}
+        self.migrated_from: int | None = None  # schema version found at open, when older
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -181,6 +182,35 @@ class PostgresStore:
             raise self._error("cannot open the connection pool", exc) from exc
         self._pool = pool
 
+    async def check(self) -> str:
+        """Connect and read the schema version without changing anything (``check-config``):
+        a status line, or :class:`StoreError` in one line (wrong URL, refused password, a
+        schema newer than this gateway)."""
+        try:
+            conn = await AsyncConnection.connect(self.url, **connect_kwargs(self.password_file))
+        except psycopg.Error as exc:
+            raise self._error("cannot connect", exc) from exc
+        try:
+            cur = await conn.execute("SELECT to_regclass('schema_version') IS NOT NULL")
+            row = await cur.fetchone()
+            version = 0
+            if row and row[0]:
+                cur = await conn.execute("SELECT max(version) FROM schema_version")
+                row = await cur.fetchone()
+                version = int(row[0] or 0) if row else 0
+        except psycopg.Error as exc:
+            raise self._error("cannot read the schema version", exc) from exc
+        finally:
+            await conn.close()
+        latest = len(MIGRATIONS)
+        if version > latest:
+            raise StoreError(
+                f"{self.safe_url}: schema version {version} is newer than this gateway ({latest})"
+            )
+        if version < latest:
+            return f"schema v{version}, migrated to v{latest} when the gateway starts"
+        return f"schema v{version}"
+
     async def _migrate(self, conn: AsyncConnection[Any]) -> None:
         try:
             async with conn.transaction():
@@ -196,6 +226,7 @@ class PostgresStore:
                         f"{self.safe_url}: schema version {version} is newer than this gateway "
                         f"({len(MIGRATIONS)}); run the newer gateway or restore a backup"
                     )
+                self.migrated_from = version if version < len(MIGRATIONS) else None
                 for index in range(version, len(MIGRATIONS)):
                     await conn.execute(MIGRATIONS[index])
                     await conn.execute(

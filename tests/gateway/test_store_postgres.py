@@ -229,3 +229,29 @@ async def test_start_up_errors_are_one_line_without_password(
         admin.execute("INSERT INTO schema_version VALUES (99)")
     with pytest.raises(StoreError, match="newer than this gateway"):
         await PostgresStore(postgres_url).open()
+
+
+def test_check_config_reports_the_database_in_one_line(
+    postgres_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tools.cli import main
+
+    config = tmp_path / "gw.toml"
+    config.write_text(f'[mqtt]\nurl = "mqtt://127.0.0.1:1883"\n[store]\nurl = "{postgres_url}"\n')
+    assert main(["gateway", "check-config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert f"schema v0, migrated to v{len(MIGRATIONS)} when the gateway starts" in out
+
+    async def migrate() -> None:
+        store = PostgresStore(postgres_url)
+        await store.open()
+        await store.close()
+
+    asyncio.run(migrate())
+    assert main(["gateway", "check-config", str(config)]) == 0
+    assert f"(schema v{len(MIGRATIONS)})" in capsys.readouterr().out
+    wrong = postgres_url.rsplit("/", 1)[0] + "/missing_db"
+    config.write_text(f'[mqtt]\nurl = "mqtt://127.0.0.1:1883"\n[store]\nurl = "{wrong}"\n')
+    assert main(["gateway", "check-config", str(config)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "missing_db" in err[0] and "cannot connect" in err[0]

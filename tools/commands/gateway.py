@@ -1,4 +1,5 @@
-"""`citypack gateway run --config FILE` and `citypack gateway check-config FILE`."""
+"""`citypack gateway run --config FILE`, `citypack gateway check-config FILE` and
+`citypack gateway migrate-store --from sqlite:///… --to postgresql://…`."""
 
 from __future__ import annotations
 
@@ -23,6 +24,27 @@ def register(sub: Any) -> None:
     check = gsub.add_parser("check-config", help="validate a gateway config file")
     check.add_argument("file", metavar="FILE")
     check.set_defaults(func=check_config)
+    move = gsub.add_parser(
+        "migrate-store",
+        help="copy a SQLite store into PostgreSQL (idempotent; refuses a non-empty target)",
+    )
+    move.add_argument("--from", dest="source", required=True, metavar="URL", help="sqlite:///path")
+    move.add_argument(
+        "--to", dest="target", required=True, metavar="URL", help="postgresql://user@host:port/db"
+    )
+    move.add_argument(
+        "--password-file",
+        default="",
+        metavar="FILE",
+        help="the PostgreSQL password (else libpq's PGPASSWORD or ~/.pgpass)",
+    )
+    move.add_argument(
+        "--into-nonempty",
+        action="store_true",
+        help="merge into a database that already holds fleet data (a device on both sides "
+        "keeps the target's row)",
+    )
+    move.set_defaults(func=migrate_store)
 
 
 def check_config(args: argparse.Namespace) -> int:
@@ -32,9 +54,18 @@ def check_config(args: argparse.Namespace) -> int:
         cfg = load_config(args.file)
     except GatewayError as exc:
         raise CliError(str(exc)) from None
+    store = cfg.store.url.split("://")[0]
+    if store == "postgresql":  # what `run` would say at start, said here in the same line
+        from gateway.store.postgres import PostgresStore
+
+        pg = PostgresStore(cfg.store.url, password_file=cfg.store.password_file)
+        try:
+            store = f"postgresql {pg.safe_url} ({asyncio.run(pg.check())})"
+        except GatewayError as exc:
+            raise CliError(str(exc), exit_code=1) from None
     print(
         f"ok: {args.file}: mqtt {cfg.mqtt.url} ({cfg.mqtt.marshaler}, qos {cfg.mqtt.qos}), "
-        f"store {cfg.store.url.split('://')[0]}, api {cfg.api.listen}"
+        f"store {store}, api {cfg.api.listen}"
     )
     return 0
 
@@ -75,4 +106,40 @@ def run_gateway(args: argparse.Namespace) -> int:
         while isinstance(first, BaseExceptionGroup):
             first = first.exceptions[0]
         raise CliError(f"gateway failed: {type(first).__name__}: {first}", exit_code=1) from None
+    return 0
+
+
+def migrate_store(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from gateway.store.migrate import migrate_store as copy_store
+    from gateway.store.postgres import redacted_url
+
+    with Progress(
+        TextColumn("{task.description:<13}"), BarColumn(), MofNCompleteColumn(), transient=False
+    ) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(table: str, done: int, total: int) -> None:
+            if table not in tasks:
+                tasks[table] = bar.add_task(table, total=total)
+            bar.update(tasks[table], completed=done)
+
+        try:
+            report = asyncio.run(
+                copy_store(
+                    args.source,
+                    args.target,
+                    into_nonempty=args.into_nonempty,
+                    password_file=args.password_file,
+                    progress=progress,
+                )
+            )
+        except GatewayError as exc:
+            raise CliError(str(exc), exit_code=1) from None
+    copied = ", ".join(f"{table} {count}" for table, count in report.copied.items())
+    already = sum(report.already.values())
+    note = f"; {already} row(s) were there already" if already else ""
+    again = " (resumed an earlier copy)" if report.resumed else ""
+    print(f"ok: copied into {redacted_url(args.target)}{again}: {copied}{note}")
     return 0
