@@ -183,7 +183,7 @@ def create_app(gateway: Gateway) -> FastAPI:
         }
         if "join_eui" in values:
             values["join_eui"] = values["join_eui"].lower()
-        device = gateway.upsert_device(dev_eui, values)
+        device = await gateway.upsert_device_async(dev_eui, values)
         await gateway.flush()
         return dict(device.to_json())
 
@@ -200,7 +200,7 @@ def create_app(gateway: Gateway) -> FastAPI:
     @v1.post("/devices/{dev_eui}/commands", tags=["commands"], status_code=202)
     async def post_command(dev_eui: DevEui, body: CommandIn) -> JSONResponse:
         try:
-            command = gateway.submit_command(
+            command = await gateway.submit_command_async(
                 dev_eui, body.message, body.fields, confirmed=body.confirmed, source="api"
             )
         except UnknownDevice as exc:

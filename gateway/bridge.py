@@ -22,8 +22,16 @@ not use that queue: :meth:`Bridge.publish_downlink` awaits the broker's PUBACK, 
 publish leaves the command queued for the next attempt.
 
 Reconnects back off exponentially from ``reconnect_min_s`` to ``reconnect_max_s`` with full
-jitter. The last will sets ``<base>/bridge/state`` to ``offline`` (retained); a graceful stop
-publishes it itself before disconnecting.
+jitter. Each instance has its own ``<base>/bridge/{client_id}/state`` (retained ``online``); its
+last will sets ``offline``, and a graceful stop publishes it itself before disconnecting.
+
+Several instances (``[mqtt] shared_group``, gateway/README.md "Running several instances")
+subscribe ``$share/<group>/application/+/device/+/event/+`` over MQTT v5 (MQTT 5.0 §4.8.2), each
+with its own ``client_id``, ``clean_start`` off and a session that never expires
+(``Session Expiry Interval`` 0xFFFFFFFF, §3.1.2.11.2): what the broker sent an instance and it
+did not acknowledge waits in that session until an instance with that client id returns.
+:meth:`Bridge.reconnect` drops the connection on purpose so the broker sends again what was not
+acknowledged (the service asks when it had to drop a batch it could not commit).
 """
 
 from __future__ import annotations
@@ -40,6 +48,8 @@ from urllib.parse import urlsplit
 
 import aiomqtt
 import paho.mqtt.client as paho
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from gateway.chirpstack import event_subscription
 from gateway.config import MqttConfig, read_secret
@@ -102,7 +112,9 @@ class Bridge:
             maxsize=config.queue_size
         )
         self._stop = asyncio.Event()
+        self._reconnect = asyncio.Event()
         self._dropped_logged = 0
+        self.state_topic = f"{publisher_base}/bridge/{config.client_id}/state"
 
     # --- connection ------------------------------------------------------------------------------
 
@@ -117,6 +129,18 @@ class Bridge:
             if cfg.tls_cert_file:
                 tls_context.load_cert_chain(cfg.tls_cert_file, cfg.tls_key_file or None)
         password = read_secret(cfg.password_file) if cfg.password_file else None
+        session: dict[str, Any] = {
+            "clean_session": False,  # the persistent session that survives our restarts
+            "protocol": aiomqtt.ProtocolVersion.V311,
+        }
+        if cfg.shared_group:  # shared subscriptions are MQTT v5 (§4.8.2); see the docstring
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = 0xFFFFFFFF
+            session = {
+                "clean_start": False,
+                "properties": properties,
+                "protocol": aiomqtt.ProtocolVersion.V5,
+            }
         client = aiomqtt.Client(
             url.hostname or "127.0.0.1",
             port,
@@ -124,13 +148,12 @@ class Bridge:
             username=cfg.username or None,
             password=password,
             keepalive=cfg.keepalive_s,
-            clean_session=False,  # the persistent session that survives our restarts
-            protocol=aiomqtt.ProtocolVersion.V311,
-            will=aiomqtt.Will(f"{self.base}/bridge/state", b"offline", qos=1, retain=True),
+            will=aiomqtt.Will(self.state_topic, b"offline", qos=1, retain=True),
             tls_context=tls_context,
             # QoS 0 has no redelivery, so only then does the local queue need its own bound
             max_queued_incoming_messages=cfg.queue_size if cfg.qos == 0 else None,
             timeout=10,
+            **session,
         )
         client._client.manual_ack_set(True)  # PUBACK after commit: see the module docstring
         return client
@@ -150,7 +173,7 @@ class Bridge:
                         qos=self.config.qos,
                     )
                     await client.subscribe(f"{self.base}/devices/+/set", qos=1)
-                    await client.publish(f"{self.base}/bridge/state", b"online", qos=1, retain=True)
+                    await client.publish(self.state_topic, b"online", qos=1, retain=True)
                     self.connected.set()
                     self.metrics.mqtt_connected.set(1)
                     self.log.info("mqtt connected", extra={"url": self._safe_url()})
@@ -159,9 +182,7 @@ class Bridge:
                         await self.on_stop()
                         await self._drain_outbox(client)
                         with contextlib.suppress(aiomqtt.MqttError):
-                            await client.publish(
-                                f"{self.base}/bridge/state", b"offline", qos=1, retain=True
-                            )
+                            await client.publish(self.state_topic, b"offline", qos=1, retain=True)
                         return
             except aiomqtt.MqttError as exc:
                 self.log.warning(
@@ -199,18 +220,28 @@ class Bridge:
 
         receiver = asyncio.create_task(receive(), name="mqtt-receive")
         stopper = asyncio.create_task(self._stop.wait(), name="mqtt-stop")
+        again = asyncio.create_task(self._reconnect.wait(), name="mqtt-reconnect")
+        tasks = (receiver, stopper, again)
         try:
-            done, _ = await asyncio.wait({receiver, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (receiver, stopper):
+            for task in tasks:
                 if not task.done():
                     task.cancel()
-            await asyncio.gather(receiver, stopper, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
         if receiver in done and not receiver.cancelled():
             exc = receiver.exception()
             if exc is not None:
                 raise exc
+        if again in done and not self._stop.is_set():
+            self._reconnect.clear()
+            raise aiomqtt.MqttError("reconnecting so the broker sends what was not acknowledged")
         return self._stop.is_set()
+
+    def reconnect(self) -> None:
+        """Drop the connection and connect again: the broker then sends again every QoS 1
+        message this session received and did not acknowledge (MQTT 3.1.1 §4.4, 5.0 §4.4)."""
+        self._reconnect.set()
 
     def stop(self) -> None:
         self._stop.set()

@@ -107,6 +107,24 @@ class CommandManager:
             if not commands:
                 del self._by_device[command.dev_eui]
 
+    def active_devices(self) -> list[str]:
+        return list(self._by_device)
+
+    def replace_device(self, dev_eui: str, commands: list[CommandRecord]) -> None:
+        """The device's active commands as the store has them now (another gateway instance
+        changed them: gateway/store/postgres.py). A command already held is updated in place,
+        so whoever holds it sees the change."""
+        held = {c.id: c for c in self.for_device(dev_eui)}
+        for command in held.values():
+            self._remove(command)
+        for command in commands:
+            current = held.get(command.id, command)
+            if current is not command:
+                for name in CommandRecord.__slots__:  # type: ignore[attr-defined]
+                    setattr(current, name, getattr(command, name))
+            if current.state not in TERMINAL_STATES:
+                self._add(current)
+
     def has_waiting(self, dev_eui: str) -> bool:
         """Whether the device has a command not yet handed to ChirpStack."""
         return any(

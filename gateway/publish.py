@@ -6,18 +6,19 @@ Under ``[publish] base_topic`` (default ``citypack``):
 - ``devices/{devEui}/availability``: ``online`` / ``offline``, retained, QoS 1;
 - ``devices/{devEui}/set``: commands in, ``{"message": ..., "fields": {...}}``;
 - ``events/{type}``: derived events as JSON (not retained, QoS 1);
-- ``bridge/state``: ``online`` retained while connected; the last will sets ``offline``.
+- ``bridge/{client_id}/state``: ``online`` retained while this instance is connected; its last
+  will sets ``offline`` (one topic per instance, so one stopping says nothing about the others).
 
 Home Assistant MQTT discovery (reference/domain.md §4) is opt-in (``[publish] homeassistant``):
 one retained config per entity under ``<discovery_prefix>/<component>/<devEui>/<object>/config``,
-with availability from both ``bridge/state`` and the device's own topic (``availability_mode:
-all``), as zigbee2mqtt does.
+with availability from both this instance's ``bridge/{client_id}/state`` and the device's own
+topic (``availability_mode: all``), as zigbee2mqtt does.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from gateway.config import PublishConfig
@@ -78,9 +79,15 @@ class PublishListener(Protocol):
 
 class Publisher:
     def __init__(
-        self, config: PublishConfig, send: SendFn, send_retained: SendRetainedFn | None = None
+        self,
+        config: PublishConfig,
+        send: SendFn,
+        send_retained: SendRetainedFn | None = None,
+        *,
+        client_id: str = "citypack",
     ) -> None:
         self.config = config
+        self.client_id = client_id
         self.base = config.base_topic
         self._send = send
         self._send_retained = send_retained
@@ -104,7 +111,7 @@ class Publisher:
         return f"{self.base}/devices/+/set"
 
     def bridge_topic(self) -> str:
-        return f"{self.base}/bridge/state"
+        return f"{self.base}/bridge/{self.client_id}/state"
 
     def set_dev_eui(self, topic: str) -> str | None:
         """The devEui of a ``devices/{devEui}/set`` topic, else None."""
@@ -155,6 +162,17 @@ class Publisher:
         self._send(f"{self.base}/events/{event.type}", _JSON.encode(doc).encode(), 1, False)
         for listener in self._listeners:
             listener.event(event)
+
+    def heard_elsewhere(
+        self, events: Sequence[EventRecord] = (), devices: Sequence[Device] = ()
+    ) -> None:
+        """Tell the listeners (the live stream) of events and device changes another gateway
+        instance processed and published; nothing is sent on MQTT (that instance did)."""
+        for listener in self._listeners:
+            for event in events:
+                listener.event(event)
+            for device in devices:
+                listener.device(device)
 
     def discovery(self, device: Device) -> None:
         entities = {"bin": _HA_BIN, "lamp": _HA_LAMP}.get(device.kind)

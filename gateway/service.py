@@ -26,10 +26,16 @@ Decisions:
   :data:`protocol.codec.MAX_PAYLOAD`) and events that do not parse are dead letters: the raw MQTT
   topic and payload with the reason, counted as ``undecodable`` / ``invalid_event``.
 
-Concurrency: everything runs on one event loop, and :meth:`Gateway.process` does not suspend
-between staging a message's effects and returning (the SQLite store answers synchronously), so
-a flush from the API or a timer never commits half a message. A store whose reads really
-suspend (PostgreSQL) must keep that property, e.g. by holding the flush lock during ``process``.
+Concurrency: everything runs on one event loop; a message is processed holding the flush lock,
+so a flush from the API, a timer or the dispatcher never commits half a message even when the
+store's reads suspend (PostgreSQL), and its MQTT ack joins the batch only once it is processed.
+
+Several instances on one PostgreSQL store (gateway/README.md "Running several instances"): a
+message's device is claimed in the database before it is processed (per-device serialisation,
+gateway/store/postgres.py) and read again when another instance changed it; dispatch and
+maintenance run on one instance at a time; the rest is in :mod:`gateway.fleet_sync`. A batch the
+store refuses (:class:`~gateway.errors.StoreConflict`) is dropped whole: the devices are read
+again and the MQTT session reconnects, so the broker sends its messages again.
 
 Tasks run in one ``asyncio.TaskGroup`` with names: ``mqtt`` (connection and receive loop),
 ``publish`` (outbox), ``dispatch`` (downlinks), ``maintenance`` (expiry, availability, retention)
@@ -54,7 +60,7 @@ from gateway import chirpstack as cs
 from gateway.bridge import Bridge
 from gateway.commands import CONFIG_MESSAGES, CommandManager
 from gateway.config import Config
-from gateway.errors import CommandError, InvalidEvent, StoreError
+from gateway.errors import CommandError, DeviceBusy, InvalidEvent, StoreConflict, StoreError
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.publish import Publisher
@@ -107,7 +113,9 @@ class Gateway:
         self._m_duplicate = self.metrics.uplinks.labels("duplicate")
         self._m_events: dict[str, Any] = {}
         self.store: Store = store or create_store(
-            config.store.url, synchronous=config.store.synchronous
+            config.store.url,
+            synchronous=config.store.synchronous,
+            password_file=config.store.password_file,
         )
         self.devices: dict[str, Device] = {}
         self.commands = CommandManager(
@@ -126,7 +134,12 @@ class Gateway:
             metrics=self.metrics,
             logger=self.log,
         )
-        self.publisher = Publisher(config.publish, self.bridge.send, self.bridge.send_retained_qos0)
+        self.publisher = Publisher(
+            config.publish,
+            self.bridge.send,
+            self.bridge.send_retained_qos0,
+            client_id=config.mqtt.client_id,
+        )
         self.api_token = api_token
         self.api_port: int | None = None
         self.store_ok = False
@@ -147,6 +160,13 @@ class Gateway:
         self._flush_timer: asyncio.TimerHandle | None = None
         self._store_failures = 0
         self._timer_tasks: set[asyncio.Future[None]] = set()
+        self.fleet = None
+        if self.store.shared:
+            from gateway.fleet_sync import FleetSync
+            from gateway.store.postgres import PostgresStore
+
+            assert isinstance(self.store, PostgresStore)
+            self.fleet = FleetSync(self, self.store, logger=self.log)
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -169,6 +189,9 @@ class Gateway:
         await self.commands.load()
         self._opened = True
         self.update_device_gauge()
+        migrated_from = getattr(self.store, "migrated_from", None)
+        if migrated_from is not None:
+            self.log.info("store schema migrated", extra={"from_version": migrated_from})
         self.log.info(
             "store open",
             extra={"devices": len(self.devices), "active_commands": len(self.commands.active)},
@@ -205,11 +228,19 @@ class Gateway:
             api_socket = bind_api(self)  # an address in use fails here, as a plain OSError
         async with asyncio.TaskGroup() as group:
             mqtt = group.create_task(self.bridge.run(), name="mqtt")
-            others = [
-                group.create_task(self.bridge.publisher(), name="publish"),
-                group.create_task(self._dispatcher(), name="dispatch"),
-                group.create_task(self._maintenance(), name="maintenance"),
-            ]
+            others = [group.create_task(self.bridge.publisher(), name="publish")]
+            if self.fleet is None:
+                others.append(group.create_task(self._dispatcher(), name="dispatch"))
+                others.append(group.create_task(self._maintenance(), name="maintenance"))
+            else:  # once per fleet: on the instance holding the job (gateway/fleet_sync.py)
+                fleet = self.fleet
+                for name, job in (
+                    ("dispatch", self._lead_dispatch),
+                    ("maintenance", self._maintenance),
+                ):
+                    others.append(group.create_task(fleet.lead(name, job), name=name))  # type: ignore[arg-type]
+                others.append(group.create_task(fleet.feed(), name="feed"))
+                others.append(group.create_task(fleet.heartbeat(), name="heartbeat"))
             server = None
             if api_socket is not None:
                 from gateway.api import start_api
@@ -231,64 +262,137 @@ class Gateway:
     async def flush(self) -> None:
         """Commit the batch, then acknowledge its MQTT messages and publish its effects."""
         async with self._flush_lock:
-            acks, self._acks = self._acks, []
-            events, self._events = self._events, []
-            dirty, self._dirty_state = self._dirty_state, set()
-            availability, self._dirty_availability = self._dirty_availability, set()
-            self._batch_started = None
-            if self._flush_timer is not None:
-                self._flush_timer.cancel()
-                self._flush_timer = None
-            twins: list[tuple[Device, bytes]] = []
-            for dev_eui in dirty:
-                device = self.devices.get(dev_eui)
-                if device is not None:
-                    twin_json = _JSON.encode(device.twin())  # once: stored and published
-                    self.store.stage_device(device, twin_json)
-                    twins.append((device, twin_json.encode()))
-            try:
-                await self.store.commit()
-                if not self.store_ok:
-                    self.log.info("store commits again", extra={"failures": self._store_failures})
-                self.store_ok = True
-                self._store_failures = 0
-            except StoreError as exc:
-                self._store_failures += 1
-                if self.store_ok or self._store_failures % 100 == 0:  # no log flood
-                    self.log.error(
-                        "store commit failed; will retry",
-                        extra={"error": str(exc), "failures": self._store_failures},
-                    )
-                self.store_ok = False
-                # keep the batch: nothing is acknowledged, everything is retried
-                self._acks = acks + self._acks
-                self._events = events + self._events
-                self._dirty_state |= dirty
-                self._dirty_availability |= availability
-                return
-            done = time.perf_counter()
-            current = self.bridge.generation
-            puback: list[int] = []  # QoS 1 on this connection: one write (Bridge.ack_many)
-            observe = self.metrics.uplink_seconds.observe
-            samples = self.latency_samples
-            for generation, mid, qos, received, is_uplink in acks:
-                if qos == 1 and generation == current:
-                    puback.append(mid)
-                else:
-                    self.bridge.ack(generation, mid, qos)
-                if is_uplink:
-                    observe(done - received)
-                    if samples is not None:
-                        samples.append(done - received)
-            self.bridge.ack_many(current, puback)
-            if twins:
-                self.publisher.states(twins)
-            for dev_eui in availability:
-                device = self.devices.get(dev_eui)
-                if device is not None:
-                    self.publisher.availability(device)
-            for event in events:
-                self.publisher.event(event)
+            await self._flush_locked()
+
+    async def _flush_locked(self) -> None:
+        """:meth:`flush` with the flush lock held."""
+        acks, self._acks = self._acks, []
+        events, self._events = self._events, []
+        dirty, self._dirty_state = self._dirty_state, set()
+        availability, self._dirty_availability = self._dirty_availability, set()
+        self._batch_started = None
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        twins: list[tuple[Device, bytes]] = []
+        for dev_eui in dirty:
+            device = self.devices.get(dev_eui)
+            if device is not None:
+                twin_json = _JSON.encode(device.twin())  # once: stored and published
+                self.store.stage_device(device, twin_json)
+                twins.append((device, twin_json.encode()))
+        try:
+            await self.store.commit()
+            if not self.store_ok:
+                self.log.info("store commits again", extra={"failures": self._store_failures})
+            self.store_ok = True
+            self._store_failures = 0
+        except StoreConflict as exc:
+            await self._abandon_batch(str(exc), len(acks))
+            return
+        except StoreError as exc:
+            self._store_failures += 1
+            if self.store_ok or self._store_failures % 100 == 0:  # no log flood
+                self.log.error(
+                    "store commit failed; will retry",
+                    extra={"error": str(exc), "failures": self._store_failures},
+                )
+            self.store_ok = False
+            # keep the batch: nothing is acknowledged, everything is retried
+            self._acks = acks + self._acks
+            self._events = events + self._events
+            self._dirty_state |= dirty
+            self._dirty_availability |= availability
+            if self._acks or self.store.staged():  # retried on its own, backing off
+                self._batch_started = time.perf_counter()
+                delay = min(0.05 * 2 ** min(self._store_failures, 6), 2.0)
+                self._flush_timer = asyncio.get_running_loop().call_later(delay, self._timer_flush)
+            return
+        done = time.perf_counter()
+        current = self.bridge.generation
+        puback: list[int] = []  # QoS 1 on this connection: one write (Bridge.ack_many)
+        observe = self.metrics.uplink_seconds.observe
+        samples = self.latency_samples
+        for generation, mid, qos, received, is_uplink in acks:
+            if qos == 1 and generation == current:
+                puback.append(mid)
+            else:
+                self.bridge.ack(generation, mid, qos)
+            if is_uplink:
+                observe(done - received)
+                if samples is not None:
+                    samples.append(done - received)
+        self.bridge.ack_many(current, puback)
+        if twins:
+            self.publisher.states(twins)
+        for dev_eui in availability:
+            device = self.devices.get(dev_eui)
+            if device is not None:
+                self.publisher.availability(device)
+        for event in events:
+            self.publisher.event(event)
+
+    async def _abandon_batch(self, reason: str, messages: int) -> None:
+        """The store refused the batch (another instance changed one of its devices, seen by
+        the version check): drop it whole, read the fleet again from the store, and reconnect
+        so the broker sends the batch's unacknowledged messages again (dedup keeps what other
+        batches committed from being applied twice)."""
+        self.log.warning(
+            "batch refused by the store; redelivering",
+            extra={"error": reason, "messages": messages},
+        )
+        self.store.discard()
+        self._events.clear()
+        self._acks.clear()
+        self._dirty_state.clear()
+        self._dirty_availability.clear()
+        stored = {d.dev_eui: d for d in await self.store.load_devices()}
+        for dev_eui in list(self.devices):
+            if dev_eui not in stored:
+                del self.devices[dev_eui]  # created by the dropped batch
+        commands: dict[str, list[CommandRecord]] = {}
+        for command in await self.store.active_commands():
+            commands.setdefault(command.dev_eui, []).append(command)
+        for dev_eui in set(self.commands.active_devices()) | set(commands):
+            self.commands.replace_device(dev_eui, commands.get(dev_eui, []))
+        for device in stored.values():
+            self.adopt_device(device, commands.get(device.dev_eui, []))
+        self.bridge.reconnect()
+
+    @property
+    def flush_lock(self) -> asyncio.Lock:
+        """Held while a message is processed and while a batch commits."""
+        return self._flush_lock
+
+    async def claim(self, dev_eui: str) -> None:
+        """Hold ``dev_eui`` in the store until this batch commits (several instances: the
+        flush lock is held), reading it again when another instance changed it."""
+        try:
+            changed = await self.store.claim_device(dev_eui)
+        except DeviceBusy:
+            await self._flush_locked()  # holding nothing, waiting cannot deadlock
+            changed = await self.store.claim_device(dev_eui, wait=True)
+        if changed:
+            device, commands = await self.store.load_device(dev_eui)
+            if device is not None:
+                self.adopt_device(device, commands)
+            else:
+                self.commands.replace_device(dev_eui, commands)
+
+    def adopt_device(self, device: Device, commands: list[CommandRecord]) -> Device:
+        """Take the stored ``device`` and its active commands as this instance's copy (another
+        instance changed them); returns the cached object, updated in place."""
+        cached = self.devices.get(device.dev_eui)
+        if cached is None:
+            self.devices[device.dev_eui] = cached = device
+        else:
+            for name in Device.__slots__:  # type: ignore[attr-defined]
+                setattr(cached, name, getattr(device, name))
+        self.commands.replace_device(device.dev_eui, commands)
+        if self.commands.has_waiting(device.dev_eui):
+            self.kick(device.dev_eui)
+        self.update_device_gauge()
+        return cached
 
     def _flush_due(self) -> bool | None:
         """True: commit now. False: not yet, a timer is needed. None: no batch.
@@ -348,8 +452,6 @@ class Gateway:
 
     async def _on_message(self, message: aiomqtt.Message, generation: int) -> None:
         received = time.perf_counter()
-        if self._batch_started is None:
-            self._batch_started = received
         topic = message.topic.value
         payload = message.payload
         if isinstance(payload, str):
@@ -359,13 +461,35 @@ class Gateway:
         else:
             raw = b"" if payload is None else str(payload).encode()
         is_uplink = topic.endswith("/event/up")
-        self._acks.append((generation, message.mid, message.qos, received, is_uplink))
-        try:
-            await self.process(topic, raw)
-        except Exception as exc:  # invariant 2: the gateway never stops on bad input
-            self.log.exception("processing failed", extra={"topic": topic})
-            self._dead_letter(topic, raw, f"internal error: {type(exc).__name__}: {exc}", "")
+        async with self._flush_lock:
+            await self._process_retrying(topic, raw)
+            if self._batch_started is None:
+                self._batch_started = received
+            # acked with the batch that holds its effects, never with an earlier one
+            self._acks.append((generation, message.mid, message.qos, received, is_uplink))
         await self._maybe_flush()
+
+    async def _process_retrying(self, topic: str, raw: bytes) -> None:
+        """:meth:`process`, again while the store cannot be read (a PostgreSQL restart): the
+        message waits unacknowledged, and the broker's in-flight window holds the rest."""
+        delay = 0.1
+        while True:
+            try:
+                await self.process(topic, raw)
+                return
+            except StoreError as exc:
+                if self._store_failures % 100 == 0 or self.store_ok:
+                    self.log.error("store unreachable; retrying", extra={"error": str(exc)})
+                self.store_ok = False
+                self._store_failures += 1
+            except Exception as exc:  # invariant 2: the gateway never stops on bad input
+                self.log.exception("processing failed", extra={"topic": topic})
+                self._dead_letter(topic, raw, f"internal error: {type(exc).__name__}: {exc}", "")
+                return
+            if self._stopping.is_set():
+                raise asyncio.CancelledError  # stop: unacknowledged, the broker keeps it
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
     async def process(self, topic: str, raw: bytes) -> None:
         """Process one MQTT message (staged; :meth:`flush` commits)."""
@@ -384,6 +508,8 @@ class Gateway:
             self.metrics.uplinks.labels("invalid_event").inc()
             self._dead_letter(topic, raw, f"invalid event: {exc}", getattr(exc, "dev_eui", ""))
             return
+        if self.fleet is not None:
+            await self.claim(event.dev_eui)
         counter = self._m_events.get(event.event)
         if counter is None:
             counter = self._m_events[event.event] = self.metrics.events.labels(event.event)
@@ -695,6 +821,31 @@ class Gateway:
         self.kick(device.dev_eui)
         return command
 
+    async def submit_command_async(
+        self,
+        dev_eui: str,
+        message: str,
+        fields: dict[str, Any],
+        *,
+        confirmed: bool | None = None,
+        source: str = "api",
+    ) -> CommandRecord:
+        """:meth:`submit_command` with the device claimed first when instances share the
+        store (the API calls this)."""
+        if self.fleet is None:
+            return self.submit_command(dev_eui, message, fields, confirmed=confirmed, source=source)
+        async with self._flush_lock:
+            await self.claim(dev_eui.lower())
+            return self.submit_command(dev_eui, message, fields, confirmed=confirmed, source=source)
+
+    async def upsert_device_async(self, dev_eui: str, values: dict[str, Any]) -> Device:
+        """:meth:`upsert_device` with the device claimed first when instances share the store."""
+        if self.fleet is None:
+            return self.upsert_device(dev_eui, values)
+        async with self._flush_lock:
+            await self.claim(dev_eui.lower())
+            return self.upsert_device(dev_eui, values)
+
     def kick(self, dev_eui: str) -> None:
         self._kicked.add(dev_eui)
         self._kick.set()
@@ -708,7 +859,23 @@ class Gateway:
             for dev_eui in sorted(kicked):
                 await self._dispatch_one(dev_eui)
 
+    async def _lead_dispatch(self) -> None:
+        """The dispatcher on the instance that holds the ``dispatch`` job: first whatever waits
+        (another instance may have died holding it)."""
+        for dev_eui in self.commands.devices_waiting():
+            self.kick(dev_eui)
+        await self._dispatcher()
+
     async def _dispatch_one(self, dev_eui: str) -> None:
+        if self.fleet is None:
+            await self._dispatch_device(dev_eui)
+            return
+        async with self._flush_lock:  # the device is claimed until its state is committed
+            await self.claim(dev_eui)
+            await self._dispatch_device(dev_eui)
+
+    async def _dispatch_device(self, dev_eui: str) -> None:
+        locked = self.fleet is not None
         command = self.commands.next_to_send(dev_eui)
         if command is None:
             return
@@ -720,7 +887,7 @@ class Gateway:
             return  # the topic needs the application: sent once the device has been heard
         if not self.commands.check_size(command, device):
             self._command_changed(command)
-            await self.flush()
+            await (self._flush_locked() if locked else self.flush())
             return
         _, payload = cs.build_downlink(
             dev_eui=dev_eui,
@@ -742,7 +909,7 @@ class Gateway:
             "downlink queued at chirpstack",
             extra={"id": command.id, "dev_eui": dev_eui, "command": command.message},
         )
-        await self.flush()
+        await (self._flush_locked() if locked else self.flush())
 
     # --- maintenance -----------------------------------------------------------------------------
 

@@ -41,7 +41,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import deque
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -139,15 +141,13 @@ class PostgresStore:
         self._tx: AsyncConnection[Any] | None = None  # the batch transaction's connection
         self._claimed: set[str] = set()
         self._versions: dict[str, int] = {}  # devices.version as this instance last read/wrote
-        self._devices: dict[str, tuple[Device, str | None]] = {}
-        self._seen: set[str] = set()
-        self._uplinks: list[UplinkRecord] = []
-        self._dead: list[DeadLetter] = []
-        self._events: list[EventRecord] = []
-        self._commands: dict[str, CommandRecord] = {}
+        self._s = _Staged()  # what the next commit writes
+        self._writing: _Staged | None = None  # what the commit under way writes
         self._registry_written: dict[str, int] = {}
         self._registry_pending: dict[str, int] = {}
         self.migrated_from: int | None = None  # schema version found at open, when older
+        self._own_xids: deque[int] = deque(maxlen=4096)  # our commits (the feed skips them)
+        self._relayed: deque[int] = deque(maxlen=8192)  # event ids the feed returned already
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -335,12 +335,46 @@ class PostgresStore:
         return self._device(row), commands
 
     def _device(self, row: Any) -> Device:
-        registry = json.loads(row[2])
-        twin = json.loads(row[3]) if row[3] else None
-        device = device_from_row(row[0], row[1], registry, twin, (row[4], row[5]))
-        self._registry_written[device.dev_eui] = device.registry_digest()
-        self._versions[device.dev_eui] = int(row[6])
+        device = _device_of(row)
+        self.note_version(device, int(row[6]))
         return device
+
+    def note_version(self, device: Device, version: int) -> None:
+        """``device`` as stored at ``version`` is what this instance now holds."""
+        self._registry_written[device.dev_eui] = device.registry_digest()
+        self._versions[device.dev_eui] = version
+
+    def version_of(self, dev_eui: str) -> int | None:
+        return self._versions.get(dev_eui)
+
+    def busy(self, dev_eui: str) -> bool:
+        """Whether this instance's open batch holds or writes the device (the change feed
+        leaves it alone: the claim's version check covers it)."""
+        return dev_eui in self._claimed or any(
+            b.touches(dev_eui) for b in (self._s, self._writing) if b is not None
+        )
+
+    async def reload(
+        self, dev_euis: list[str]
+    ) -> tuple[list[tuple[Device, int]], list[CommandRecord]]:
+        """Devices (with their versions) and their active commands, read outside the batch
+        (the change feed); versions are recorded only by :meth:`note_version`."""
+        try:
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(_DEVICE_SELECT + " WHERE dev_eui = ANY(%s)", (dev_euis,))
+                devices = [(_device_of(r), int(r[6])) for r in await cur.fetchall()]
+                cur = await conn.execute(
+                    "SELECT * FROM commands WHERE dev_eui = ANY(%s) AND state = ANY(%s)"
+                    " ORDER BY created_at",
+                    (dev_euis, list(ACTIVE_STATES)),
+                )
+                names = _names(cur)
+                commands = [
+                    _command(dict(zip(names, r, strict=True))) for r in await cur.fetchall()
+                ]
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise self._error("read failed", exc) from exc
+        return devices, commands
 
     # --- staging ---------------------------------------------------------------------------------
 
@@ -353,7 +387,7 @@ class PostgresStore:
             raise self._error("cannot read devices", exc) from exc
 
     def stage_device(self, device: Device, twin_json: str | None = None) -> None:
-        self._devices[device.dev_eui] = (device, twin_json)
+        self._s.devices[device.dev_eui] = (device, twin_json)
 
     async def _fetch(self, query: str, params: tuple[Any, ...]) -> Any:
         conn = await self._batch()
@@ -365,17 +399,18 @@ class PostgresStore:
             raise self._error("read failed", exc) from exc
 
     async def seen(self, key: str) -> bool:
-        if key in self._seen:
+        if key in self._s.seen or (self._writing is not None and key in self._writing.seen):
             return True
         return await self._fetch("SELECT 1 FROM processed WHERE key = %s", (key,)) is not None
 
     def stage_seen(self, key: str) -> None:
-        self._seen.add(key)
+        self._s.seen.add(key)
 
     async def f_cnt_seen(self, dev_eui: str, dev_addr: str, f_cnt: int) -> bool:
-        for uplink in self._uplinks:
-            if (uplink.dev_eui, uplink.dev_addr, uplink.f_cnt) == (dev_eui, dev_addr, f_cnt):
-                return True
+        for batch in (self._s, self._writing):
+            for uplink in batch.uplinks if batch is not None else ():
+                if (uplink.dev_eui, uplink.dev_addr, uplink.f_cnt) == (dev_eui, dev_addr, f_cnt):
+                    return True
         row = await self._fetch(
             "SELECT 1 FROM uplinks WHERE dev_eui = %s AND f_cnt = %s AND dev_addr = %s LIMIT 1",
             (dev_eui, f_cnt, dev_addr),
@@ -383,36 +418,24 @@ class PostgresStore:
         return row is not None
 
     def stage_uplink(self, uplink: UplinkRecord) -> None:
-        self._uplinks.append(uplink)
+        self._s.uplinks.append(uplink)
 
     def stage_dead_letter(self, letter: DeadLetter) -> None:
-        self._dead.append(letter)
+        self._s.dead.append(letter)
 
     def stage_event(self, event: EventRecord) -> None:
-        self._events.append(event)
+        self._s.events.append(event)
 
     def stage_command(self, command: CommandRecord) -> None:
-        self._commands[command.id] = command
+        self._s.commands[command.id] = command
 
     def staged(self) -> int:
-        return (
-            len(self._devices)
-            + len(self._seen)
-            + len(self._uplinks)
-            + len(self._dead)
-            + len(self._events)
-            + len(self._commands)
-        )
+        return self._s.size()
 
     def discard(self) -> None:
         """Drop everything staged (after :class:`StoreConflict`); the transaction is rolled back
         at the next use of the store."""
-        self._seen.clear()
-        self._uplinks.clear()
-        self._dead.clear()
-        self._events.clear()
-        self._devices.clear()
-        self._commands.clear()
+        self._s = _Staged()
         self._registry_pending = {}
 
     async def commit(self) -> None:
@@ -422,26 +445,40 @@ class PostgresStore:
                 await self._release_tx(rollback=True)  # reads and claims only
             return
         conn = await self._batch()
-        touched = {d for d in self._devices} | {c.dev_eui for c in self._commands.values()}
+        # what is staged while this commit awaits the database (the API, a timer) goes into
+        # the next batch, not lost with this one
+        batch, self._s = self._s, _Staged()
+        self._writing = batch
+        touched = set(batch.devices) | {c.dev_eui for c in batch.commands.values()}
         try:
             async with conn.cursor() as cur:
                 await self._claim_at_commit(cur, touched)
-                await self._write_devices(cur, touched)
-                await self._write_rest(cur)
-                await cur.execute("SELECT pg_notify('citypack_changes', '')")
+                await self._write_devices(cur, batch, touched)
+                await self._write_rest(cur, batch)
+                await cur.execute(
+                    "SELECT pg_notify('citypack_changes', ''), pg_current_xact_id()::text::bigint"
+                )
+                row = await cur.fetchone()
             await conn.commit()
         except StoreConflict:
+            self._writing = None
+            self._s = batch.merged(self._s)
             await self._release_tx(rollback=True)
             raise
         except psycopg.Error as exc:
+            self._writing = None
+            self._s = batch.merged(self._s)
             await self._release_tx(rollback=True)
             raise self._error("commit failed", exc) from exc
+        self._writing = None
+        if row is not None:
+            self._own_xids.append(int(row[1]))
         for dev_eui in touched:
-            if dev_eui in self._devices or dev_eui in self._versions:
+            if dev_eui in batch.devices or dev_eui in self._versions:
                 self._versions[dev_eui] = self._versions.get(dev_eui, 0) + 1
         await self._release_tx(rollback=False)
         self._registry_written.update(self._registry_pending)
-        self.discard()
+        self._registry_pending = {}
 
     async def _claim_at_commit(self, cur: psycopg.AsyncCursor[Any], touched: set[str]) -> None:
         """Devices staged without a claim (API and maintenance paths) are locked now; one held
@@ -459,12 +496,14 @@ class PostgresStore:
             raise StoreConflict(f"devices held by another instance: {', '.join(busy[:5])}")
         self._claimed.update(need)
 
-    async def _write_devices(self, cur: psycopg.AsyncCursor[Any], touched: set[str]) -> None:
+    async def _write_devices(
+        self, cur: psycopg.AsyncCursor[Any], batch: _Staged, touched: set[str]
+    ) -> None:
         inserts: list[tuple[Any, ...]] = []
         full: list[tuple[Any, ...]] = []
         light: list[tuple[Any, ...]] = []
         pending: dict[str, int] = {}
-        for device, twin in self._devices.values():
+        for device, twin in batch.devices.values():
             twin_json = twin if twin is not None else _JSON.encode(device.twin())
             expected = self._versions.get(device.dev_eui)
             digest = device.registry_digest()
@@ -497,7 +536,7 @@ class PostgresStore:
             else:
                 full.append((*row, expected))
         versions = self._versions
-        bumps = [(d, versions[d]) for d in touched if d not in self._devices and d in versions]
+        bumps = [(d, versions[d]) for d in touched if d not in batch.devices and d in versions]
         bump = "version = version + 1, xid = pg_current_xact_id()"
         for query, rows in (
             (
@@ -528,17 +567,17 @@ class PostgresStore:
                 )
         self._registry_pending = pending
 
-    async def _write_rest(self, cur: psycopg.AsyncCursor[Any]) -> None:
+    async def _write_rest(self, cur: psycopg.AsyncCursor[Any], batch: _Staged) -> None:
         now = time.time()
-        if self._seen:
+        if batch.seen:
             # a key another instance committed stays its; ours is then a no-op (module docstring)
             await cur.executemany(
                 "INSERT INTO processed (key, at) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING",
-                [(key, now) for key in self._seen],
+                [(key, now) for key in batch.seen],
             )
-        if self._uplinks:
+        if batch.uplinks:
             async with cur.copy(f"COPY uplinks ({_UPLINK_COLUMNS}) FROM STDIN") as copy:
-                for u in self._uplinks:
+                for u in batch.uplinks:
                     await copy.write_row(
                         (
                             u.dev_eui,
@@ -558,26 +597,26 @@ class PostgresStore:
                             u.data,
                         )
                     )
-            await self._count(cur, "uplinks_stored", len(self._uplinks))
-        if self._dead:
+            await self._count(cur, "uplinks_stored", len(batch.uplinks))
+        if batch.dead:
             await cur.executemany(
                 "INSERT INTO dead_letters (received_at, topic, payload, reason, dev_eui)"
                 " VALUES (%s, %s, %s, %s, %s)",
-                [(d.received_at, d.topic, d.payload, d.reason, d.dev_eui) for d in self._dead],
+                [(d.received_at, d.topic, d.payload, d.reason, d.dev_eui) for d in batch.dead],
             )
-            await self._count(cur, "dead_letters", len(self._dead))
-        if self._events:
+            await self._count(cur, "dead_letters", len(batch.dead))
+        if batch.events:
             await cur.executemany(
                 "INSERT INTO events (at, type, dev_eui, data) VALUES (%s, %s, %s, %s)",
-                [(e.at, e.type, e.dev_eui, _JSON.encode(e.data)) for e in self._events],
+                [(e.at, e.type, e.dev_eui, _JSON.encode(e.data)) for e in batch.events],
             )
-        if self._commands:
+        if batch.commands:
             marks = ", ".join("%s" for _ in _COMMAND_COLUMNS)
             updates = ", ".join(f"{c} = excluded.{c}" for c in _COMMAND_COLUMNS[1:])
             await cur.executemany(
                 f"INSERT INTO commands ({', '.join(_COMMAND_COLUMNS)}) VALUES ({marks})"
                 f" ON CONFLICT (id) DO UPDATE SET {updates}",
-                [_command_row(c) for c in self._commands.values()],
+                [_command_row(c) for c in batch.commands.values()],
             )
 
     @staticmethod
@@ -600,9 +639,10 @@ class PostgresStore:
             raise self._error("read failed", exc) from exc
 
     async def get_command(self, command_id: str) -> CommandRecord | None:
-        staged = self._commands.get(command_id)
-        if staged is not None:
-            return staged
+        for batch in (self._s, self._writing):
+            staged = batch.commands.get(command_id) if batch is not None else None
+            if staged is not None:
+                return staged
         rows = await self._rows("SELECT * FROM commands WHERE id = %s", (command_id,))
         return _command(rows[0]) if rows else None
 
@@ -682,7 +722,8 @@ class PostgresStore:
         self, xmin: int | None
     ) -> tuple[int, list[tuple[str, int]], list[EventRecord]]:
         """Devices (devEUI, version) and events written by transactions ``>= xmin`` (all when
-        None: events then none), and the ``xmin`` to pass next time (pg_schema.py docstring)."""
+        None: events then none), and the ``xmin`` to pass next time (pg_schema.py docstring).
+        Events are those of other instances, each returned once."""
         try:
             async with self.pool.connection() as conn:
                 await conn.set_isolation_level(psycopg.IsolationLevel.REPEATABLE_READ)
@@ -702,15 +743,17 @@ class PostgresStore:
                         events: list[EventRecord] = []
                         if xmin is not None:
                             cur = await conn.execute(
-                                "SELECT id, at, type, dev_eui, data FROM events"
-                                " WHERE xid >= %s::text::xid8 ORDER BY id",
+                                "SELECT id, at, type, dev_eui, data, xid::text::bigint AS x"
+                                " FROM events WHERE xid >= %s::text::xid8 ORDER BY id",
                                 (str(since),),
                             )
                             names = _names(cur)
-                            events = [
-                                _event(dict(zip(names, r, strict=True)))
-                                for r in await cur.fetchall()
-                            ]
+                            own = set(self._own_xids)
+                            for r in await cur.fetchall():
+                                doc = dict(zip(names, r, strict=True))
+                                if doc["x"] not in own and doc["id"] not in self._relayed:
+                                    self._relayed.append(doc["id"])
+                                    events.append(_event(doc))
                 finally:
                     await conn.set_isolation_level(None)
         except (psycopg.Error, PoolTimeout) as exc:
@@ -764,6 +807,48 @@ class PostgresStore:
         return await self._rows(
             "SELECT client_id, host, started_at, heartbeat_at FROM instances ORDER BY client_id"
         )
+
+
+@dataclass(slots=True)
+class _Staged:
+    """One batch's staged writes."""
+
+    devices: dict[str, tuple[Device, str | None]] = field(default_factory=dict)
+    seen: set[str] = field(default_factory=set)
+    uplinks: list[UplinkRecord] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+    events: list[EventRecord] = field(default_factory=list)
+    commands: dict[str, CommandRecord] = field(default_factory=dict)
+
+    def size(self) -> int:
+        return (
+            len(self.devices)
+            + len(self.seen)
+            + len(self.uplinks)
+            + len(self.dead)
+            + len(self.events)
+            + len(self.commands)
+        )
+
+    def touches(self, dev_eui: str) -> bool:
+        return dev_eui in self.devices or any(c.dev_eui == dev_eui for c in self.commands.values())
+
+    def merged(self, later: _Staged) -> _Staged:
+        """This batch (not written) followed by what was staged meanwhile (which wins)."""
+        return _Staged(
+            devices={**self.devices, **later.devices},
+            seen=self.seen | later.seen,
+            uplinks=self.uplinks + later.uplinks,
+            dead=self.dead + later.dead,
+            events=self.events + later.events,
+            commands={**self.commands, **later.commands},
+        )
+
+
+def _device_of(row: Any) -> Device:
+    registry = json.loads(row[2])
+    twin = json.loads(row[3]) if row[3] else None
+    return device_from_row(row[0], row[1], registry, twin, (row[4], row[5]))
 
 
 def _names(cur: psycopg.AsyncCursor[Any]) -> list[str]:

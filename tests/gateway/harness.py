@@ -21,6 +21,10 @@ from tests.helpers.procs import Broker
 
 TOKEN = "test-token-not-a-secret"
 
+# The store the behaviour tests run on: a test module sets it from the `store_url` fixture
+# (tests/gateway/conftest.py) to run the same body on SQLite and PostgreSQL; None: SQLite file
+STORE_URL: list[str] = []
+
 
 class Clock:
     """A settable clock for availability and expiry (the MQTT path still runs for real)."""
@@ -44,7 +48,7 @@ def make_config(broker: Broker, db: Path, *, app: str, base: str, **sections: An
             "reconnect_min_s": 0.05,
             "reconnect_max_s": 0.5,
         },
-        "store": {"url": f"sqlite:///{db}"},
+        "store": {"url": STORE_URL[-1] if STORE_URL else f"sqlite:///{db}"},
         "api": {"listen": "127.0.0.1:0"},
         "publish": {"base_topic": base},
         "commands": {"check_interval_s": 3600.0},

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +13,20 @@ import pytest
 
 from protocol import codec
 from tests.gateway import events as ev
+from tests.gateway import harness
 from tests.gateway.harness import Clock, Running, mqtt_client, running_gateway, wait_for
 from tests.helpers.procs import Broker
 
 pytestmark = pytest.mark.broker
+
+
+@pytest.fixture(autouse=True)
+def _on_each_store(store_url: str) -> Iterator[None]:
+    """Every test here runs on SQLite and on PostgreSQL (tests/gateway/conftest.py)."""
+    harness.STORE_URL.append(store_url)
+    yield
+    harness.STORE_URL.remove(store_url)
+
 
 BIN = "a84041000181c0a1"
 LAMP1 = "a84041000181d0b1"
@@ -246,8 +257,11 @@ async def test_command_from_api_to_applied(mosquitto_broker: Broker, tmp_path: P
                 ev.dumps(ev.txack(gw.app, LAMP1, command["id"])),
                 qos=1,
             )
-            await wait_for(lambda: state(), "sent")
-            assert await state() == "sent"
+
+            async def sent() -> bool:
+                return await state() == "sent"
+
+            await wait_for(sent, "sent")  # (waited for any state before: a race)
             await client.publish(
                 ev.topic(gw.app, LAMP1, "ack"),
                 ev.dumps(ev.ack(gw.app, LAMP1, command["id"])),
@@ -382,7 +396,7 @@ async def test_replacement_one_per_device_and_failures(
             await wait_for(lambda: last.state == "expired", "expired")
         assert "nack" in other.error and "DOWNLINK_PAYLOAD_SIZE" in third.error
         s = (await stats(gw))["commands_by_state"]
-        assert (s["replaced"], s["failed"], s["expired"], s["sent"]) == (1, 2, 1, 1)
+        assert (s["replaced"], s["failed"], s["expired"], s["sent"]) == (1, 2, 1, 1), s
 
 
 async def test_api_rejects_bad_commands(mosquitto_broker: Broker, tmp_path: Path) -> None:
@@ -706,7 +720,9 @@ async def test_crash_before_commit_loses_nothing(mosquitto_broker: Broker, tmp_p
     first.task.cancel()
     await asyncio.gather(first.task, return_exceptions=True)
     await first.http.aclose()
-    first.gateway.store.db.close()  # type: ignore[attr-defined]  # the dead process's handle
+    dead = first.gateway.store  # the dead process's handle: closed with nothing written
+    dead.discard()
+    await dead.close()
     second = await start(config, clock, app, base)
     try:
 
@@ -733,7 +749,7 @@ async def test_home_assistant_discovery_opt_in(mosquitto_broker: Broker, tmp_pat
         assert light["state_topic"] == f"{gw.base}/devices/{LAMP1}/state"
         assert light["unique_id"] == f"citypack_{LAMP1}_dim_level"
         assert {a["topic"] for a in light["availability"]} == {
-            f"{gw.base}/bridge/state",
+            f"{gw.base}/bridge/{gw.config.mqtt.client_id}/state",  # this instance's
             f"{gw.base}/devices/{LAMP1}/availability",
         }
         assert configs["binary_sensor/lamp_failure"]["device_class"] == "problem"

@@ -1,0 +1,110 @@
+"""What one gateway instance does beside its own work when other instances share its store
+(PostgreSQL; gateway/README.md "Running several instances", ARCHITECTURE.md "Scale").
+
+- **Once-per-fleet jobs** (:meth:`FleetSync.lead`): command dispatch to ChirpStack's queue and
+  maintenance (command expiry, availability checks, retention) run on the instance holding the
+  job's advisory lock, taken over within seconds when it dies
+  (:class:`gateway.store.pg_coordination.Leadership`). Rule-planned commands (profile pushes,
+  neighbour boosts) are planned while an uplink is processed, which happens once per uplink
+  across the fleet (dedup keys in the database), and handed to ChirpStack by the dispatcher.
+- **Change feed** (:meth:`FleetSync.feed`): on every ``NOTIFY`` of another instance's commit
+  (and each second without one) the devices whose ``version`` moved are read again, with their
+  active commands, and replace this instance's cached copies, so its API, dashboard and
+  dispatcher see what the others did; events the others processed go to this instance's live
+  stream (not to MQTT: the instance that processed them published them).
+- **Fleet view** (:meth:`FleetSync.instances`): every instance writes a heartbeat row every
+  :data:`HEARTBEAT_S`; one whose last heartbeat is older than :data:`UP_WITHIN_S` counts as down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+from gateway.errors import StoreError
+from gateway.store.pg_coordination import Leadership, listen
+from gateway.store.postgres import PostgresStore, connect_kwargs
+
+if TYPE_CHECKING:
+    from gateway.service import Gateway
+
+__all__ = ["HEARTBEAT_S", "UP_WITHIN_S", "FleetSync"]
+
+HEARTBEAT_S = 2.0
+UP_WITHIN_S = 10.0
+
+
+class FleetSync:
+    def __init__(self, gateway: Gateway, store: PostgresStore, *, logger: logging.Logger) -> None:
+        self.gateway = gateway
+        self.store = store
+        self.log = logger
+        self.kwargs = connect_kwargs(store.password_file)
+        self.leaders: dict[str, Leadership] = {}
+        self.started_at = time.time()
+        self.host = socket.gethostname()
+        self._xmin: int | None = None
+        self._failures = 0
+
+    def lead(self, job: str, body: Callable[[], Awaitable[None]]) -> Coroutine[Any, Any, None]:
+        """Run ``body`` while this instance holds ``job`` (forever)."""
+        leadership = Leadership(self.store.url, self.kwargs, job, logger=self.log)
+        self.leaders[job] = leadership
+        return leadership.run(body)
+
+    def leading(self) -> list[str]:
+        return sorted(job for job, leader in self.leaders.items() if leader.held.is_set())
+
+    async def feed(self) -> None:
+        await listen(self.store.url, self.kwargs, self.on_changes, logger=self.log)
+
+    async def on_changes(self) -> None:
+        store = self.store
+        try:
+            xmin, versions, events = await store.changes(self._xmin)
+            stale = [d for d, v in versions if (store.version_of(d) or 0) < v]
+            loaded, commands = await store.reload(stale) if stale else ([], [])
+        except StoreError as exc:
+            self._failures += 1
+            if self._failures in (1, 10) or self._failures % 100 == 0:
+                self.log.warning("change feed read failed", extra={"error": str(exc)})
+            return
+        self._failures = 0
+        self._xmin = xmin
+        by_device: dict[str, list[Any]] = {}
+        for command in commands:
+            by_device.setdefault(command.dev_eui, []).append(command)
+        changed = []
+        async with self.gateway.flush_lock:  # no commit of ours is half-way through
+            for device, version in loaded:
+                dev_eui = device.dev_eui
+                # this instance's open batch holds it (its claim checks the version), or this
+                # instance already has this version or a newer one (it committed it itself)
+                if store.busy(dev_eui) or (store.version_of(dev_eui) or 0) >= version:
+                    continue
+                cached = self.gateway.adopt_device(device, by_device.get(dev_eui, []))
+                store.note_version(cached, version)
+                changed.append(cached)
+        if events or changed:
+            self.gateway.publisher.heard_elsewhere(events, changed)
+
+    async def heartbeat(self) -> None:
+        client_id = self.gateway.config.mqtt.client_id
+        while True:
+            try:
+                await self.store.heartbeat(client_id, self.host, self.started_at)
+            except StoreError as exc:
+                self.log.debug("heartbeat failed", extra={"error": str(exc)})
+            await asyncio.sleep(HEARTBEAT_S)
+
+    async def instances(self) -> dict[str, Any]:
+        """Every instance that ever ran on this database, with ``up`` and how many are up."""
+        now = time.time()
+        rows = await self.store.instances()
+        for row in rows:
+            row["up"] = now - row["heartbeat_at"] < UP_WITHIN_S
+        return {"instances": rows, "up": sum(1 for r in rows if r["up"])}
