@@ -293,6 +293,9 @@ def create_app(gateway: Gateway) -> FastAPI:
         }
 
     app.include_router(v1)
+    from gateway.instances_api import router as instances_router
+
+    app.include_router(instances_router(gateway, require_token))  # issue 16: the fleet view
     mount_dashboard(app, gateway, gateway.config.web)  # issue 9: the dashboard at /
     return app
 

@@ -359,6 +359,44 @@ class Gateway:
             self.adopt_device(device, commands.get(device.dev_eui, []))
         self.bridge.reconnect()
 
+    async def _claim_for(self, event: cs.Event) -> None:
+        """Claim the devices processing ``event`` may change: its own, and for a lamp's
+        uplink the neighbours a presence boosts (claimed now rather than at commit, where one
+        held elsewhere would refuse the whole batch)."""
+        await self.claim(event.dev_eui)
+        device = self.devices.get(event.dev_eui)
+        if isinstance(event, cs.UplinkEvent) and device is not None and device.kind == "lamp":
+            others = [d for d in device.neighbours if d != device.dev_eui and d in self.devices]
+            if others:
+                await self.claim_all([device.dev_eui, *others])
+
+    async def claim_all(self, dev_euis: list[str], attempts: int = 5) -> None:
+        """Claim several devices without waiting while holding any (no deadlock): a busy one
+        makes this instance commit, wait for that one alone, then try the rest again. After
+        ``attempts`` the rest is left to the check at commit."""
+        for _ in range(attempts):
+            busy = None
+            for dev_eui in dev_euis:
+                try:
+                    changed = await self.store.claim_device(dev_eui)
+                except DeviceBusy:
+                    busy = dev_eui
+                    break
+                if changed:
+                    await self._reload(dev_eui)
+            if busy is None:
+                return
+            await self._flush_locked()
+            if await self.store.claim_device(busy, wait=True):
+                await self._reload(busy)
+
+    async def _reload(self, dev_eui: str) -> None:
+        device, commands = await self.store.load_device(dev_eui)
+        if device is not None:
+            self.adopt_device(device, commands)
+        else:
+            self.commands.replace_device(dev_eui, commands)
+
     @property
     def flush_lock(self) -> asyncio.Lock:
         """Held while a message is processed and while a batch commits."""
@@ -373,11 +411,7 @@ class Gateway:
             await self._flush_locked()  # holding nothing, waiting cannot deadlock
             changed = await self.store.claim_device(dev_eui, wait=True)
         if changed:
-            device, commands = await self.store.load_device(dev_eui)
-            if device is not None:
-                self.adopt_device(device, commands)
-            else:
-                self.commands.replace_device(dev_eui, commands)
+            await self._reload(dev_eui)
 
     def adopt_device(self, device: Device, commands: list[CommandRecord]) -> Device:
         """Take the stored ``device`` and its active commands as this instance's copy (another
@@ -509,7 +543,7 @@ class Gateway:
             self._dead_letter(topic, raw, f"invalid event: {exc}", getattr(exc, "dev_eui", ""))
             return
         if self.fleet is not None:
-            await self.claim(event.dev_eui)
+            await self._claim_for(event)
         counter = self._m_events.get(event.event)
         if counter is None:
             counter = self._m_events[event.event] = self.metrics.events.labels(event.event)

@@ -1,0 +1,196 @@
+"""Two gateway instances on one PostgreSQL store and one broker (issue 16 item 3), in this
+test's event loop: a shared subscription splits ChirpStack's stream, every uplink delivered twice
+is stored once, a command submitted on one instance is handed to ChirpStack once by the
+dispatching instance, both APIs and live streams see the whole fleet, each instance has its own
+bridge state, and the fleet view counts them. The kill -9 variant with real processes is
+tests/faults/test_fleet_failover.py."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.store import Device, EventRecord
+from protocol import codec
+from tests.gateway import events as ev
+from tests.gateway.harness import Clock, Running, make_config, mqtt_client, start, wait_for
+from tests.helpers.procs import Broker
+
+pytestmark = pytest.mark.broker
+
+BINS = [f"a84041000181c{i:03x}" for i in range(8)]
+LAMPS = ["a84041000181d0b1", "a84041000181d0b2", "a84041000181d0b3"]
+
+
+async def _pair(broker: Broker, tmp_path: Path, url: str) -> tuple[Running, Running, str, str]:
+    app, base = str(uuid.uuid4()), f"cp{uuid.uuid4().hex[:8]}"
+    group = f"g{uuid.uuid4().hex[:6]}"
+    running = []
+    for name in ("a", "b"):
+        config = make_config(
+            broker,
+            tmp_path / f"{name}.db",
+            app=app,
+            base=base,
+            mqtt={"shared_group": group, "client_id": f"gw-{name}-{uuid.uuid4().hex[:6]}"},
+            store={"url": url},
+        )
+        running.append(await start(config, Clock(), app, base))
+    return running[0], running[1], app, base
+
+
+class _Heard:
+    def __init__(self) -> None:
+        self.events: list[EventRecord] = []
+        self.devices: list[str] = []
+
+    def event(self, record: EventRecord) -> None:
+        self.events.append(record)
+
+    def device(self, device: Device) -> None:
+        self.devices.append(device.dev_eui)
+
+
+async def test_two_instances_share_the_stream_and_the_fleet(
+    mosquitto_broker: Broker, tmp_path: Path, postgres_url: str
+) -> None:
+    a, b, app, base = await _pair(mosquitto_broker, tmp_path, postgres_url)
+    heard = [_Heard(), _Heard()]
+    a.gateway.publisher.add_listener(heard[0])
+    b.gateway.publisher.add_listener(heard[1])
+    try:
+        for dev in BINS:
+            assert (await a.http.put(f"/api/v1/devices/{dev}", json={"kind": "bin"})).is_success
+        for i, dev in enumerate(LAMPS):
+            body = {"kind": "lamp", "neighbours": [d for d in LAMPS if d != dev], "street": f"s{i}"}
+            assert (await a.http.put(f"/api/v1/devices/{dev}", json=body)).is_success
+
+        async def b_knows_all() -> bool:
+            answer = await b.http.get("/api/v1/devices")
+            return answer.is_success and len(answer.json()["devices"]) == len(BINS) + len(LAMPS)
+
+        await wait_for(b_knows_all, "b learns the registry from a's commits")
+
+        # every uplink published twice (ChirpStack redelivering; the copies may go to either)
+        stream = []
+        for f_cnt in range(1, 16):
+            for dev in BINS:
+                _, data = codec.encode(
+                    "bin_status", {"fill_percent": f_cnt, "temperature_c": 9, "battery_percent": 80}
+                )
+                stream.append((dev, ev.up(app, dev, f_cnt=f_cnt, f_port=10, data=data)))
+        for f_cnt, dev in enumerate(LAMPS * 3, start=1):
+            _, data = codec.encode("lamp_presence", {"road_users": 1, "dim_level": 100})
+            stream.append((dev, ev.up(app, dev, f_cnt=f_cnt, f_port=22, data=data)))
+        async with mqtt_client(mosquitto_broker) as (client, _):
+            for dev, doc in stream:
+                await client.publish(ev.topic(app, dev, "up"), ev.dumps(doc), qos=1)
+            for dev, doc in reversed(stream):
+                await client.publish(ev.topic(app, dev, "up"), ev.dumps(doc), qos=1)
+
+            async def stored() -> int:
+                return int((await b.http.get("/api/v1/stats")).json()["uplinks_stored"])
+
+            await wait_for(lambda: _eq(stored, len(stream)), "every uplink stored", 30)
+            await wait_for(
+                lambda: (
+                    a.counter("processed")
+                    + b.counter("processed")
+                    + a.counter("duplicate")
+                    + b.counter("duplicate")
+                    == 2 * len(stream)
+                ),
+                "every copy handled",
+                30,
+            )
+        assert a.counter("processed") + b.counter("processed") == len(stream)
+        assert a.counter("processed") > 0 and b.counter("processed") > 0  # the stream was shared
+        store = b.gateway.store
+        ids: list[str] = []
+        for dev in BINS + LAMPS:
+            ids += [u["deduplication_id"] for u in await store.uplinks(dev, limit=1000)]
+        assert sorted(ids) == sorted(doc["deduplicationId"] for _, doc in stream)
+        # a device's twin is the one row both serve, with its last uplink applied
+        for running in (a, b):
+            doc = (await running.http.get(f"/api/v1/devices/{BINS[0]}")).json()
+            assert doc["reported"]["fill_percent"] == 15
+        # one presence uplink: one lamp_presence event and one boost per neighbour, fleet-wide
+        presences = await store.events(type="lamp_presence", dev_eui=None, since=None, limit=100)
+        assert len(presences) == 3 * len(LAMPS)
+        boosts = [
+            e
+            for e in await store.events(type="command_queued", dev_eui=None, since=None, limit=500)
+            if e.data["message"] == "lamp_override"
+        ]
+        assert len(boosts) == 3 * len(LAMPS) * (len(LAMPS) - 1)
+
+        # each live stream hears every presence: from its own instance as it publishes it, from
+        # the other through the change feed, so each is heard twice in all, once on each side
+        def heard_presences() -> list[str]:
+            return [
+                f"{side}:{e.dev_eui}"
+                for side, h in enumerate(heard)
+                for e in h.events
+                if e.type == "lamp_presence"
+            ]
+
+        await wait_for(lambda: len(heard_presences()) == 2 * len(presences), "live streams")
+        counts = Counter(heard_presences())
+        assert counts == Counter({f"{side}:{d}": 3 for side in (0, 1) for d in LAMPS})
+        # a command submitted on one instance goes to ChirpStack once, from the dispatcher
+        down = f"application/{app}/device/{BINS[1]}/command/down"
+        async with mqtt_client(mosquitto_broker, down) as (client, got):
+            answer = await a.http.post(
+                f"/api/v1/devices/{BINS[1]}/commands",
+                json={"message": "reboot", "fields": {}, "confirmed": False},
+            )
+            assert answer.status_code == 202, answer.text
+            command = answer.json()
+            await wait_for(lambda: len(got) >= 1, "command handed to ChirpStack")
+
+            await client.publish(
+                ev.topic(app, BINS[1], "txack"),
+                ev.dumps(ev.txack(app, BINS[1], command["id"])),
+                qos=1,
+            )
+            for running in (a, b):
+
+                async def sent(r: Running = running) -> bool:
+                    doc = (await r.http.get(f"/api/v1/commands/{command['id']}")).json()
+                    return bool(doc["state"] == "sent")
+
+                await wait_for(sent, "both instances see the txack")
+            await asyncio.sleep(0.5)
+            assert [json.loads(p)["id"] for _, p in got] == [command["id"]]
+
+        # the fleet view, and one bridge state per instance
+        view = (await b.http.get("/api/v1/instances")).json()
+        assert view["up"] == 2
+        assert {i["client_id"] for i in view["instances"]} == {
+            a.config.mqtt.client_id,
+            b.config.mqtt.client_id,
+        }
+        leading = sorted(
+            (await a.http.get("/api/v1/instances")).json()["leading"] + view["leading"]
+        )
+        assert leading == ["dispatch", "maintenance"]  # each job on exactly one instance
+        await a.stop()
+        async with mqtt_client(mosquitto_broker, f"{base}/bridge/+/state") as (_, states):
+            await wait_for(lambda: len(states) >= 2, "retained bridge states")
+            by_topic = dict(states)
+            assert by_topic[f"{base}/bridge/{a.config.mqtt.client_id}/state"] == b"offline"
+            assert by_topic[f"{base}/bridge/{b.config.mqtt.client_id}/state"] == b"online"
+    finally:
+        for running in (a, b):
+            if not running.task.done():
+                await running.stop()
+
+
+async def _eq(value: Any, expected: int) -> bool:
+    return bool(await value() == expected)
