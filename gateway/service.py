@@ -496,21 +496,23 @@ class Gateway:
             raw = b"" if payload is None else str(payload).encode()
         is_uplink = topic.endswith("/event/up")
         async with self._flush_lock:
-            await self._process_retrying(topic, raw)
+            if not await self._process_retrying(topic, raw):
+                return  # stopping with the store away: unacknowledged, the broker keeps it
             if self._batch_started is None:
                 self._batch_started = received
             # acked with the batch that holds its effects, never with an earlier one
             self._acks.append((generation, message.mid, message.qos, received, is_uplink))
         await self._maybe_flush()
 
-    async def _process_retrying(self, topic: str, raw: bytes) -> None:
+    async def _process_retrying(self, topic: str, raw: bytes) -> bool:
         """:meth:`process`, again while the store cannot be read (a PostgreSQL restart): the
-        message waits unacknowledged, and the broker's in-flight window holds the rest."""
+        message waits unacknowledged, and the broker's in-flight window holds the rest. False:
+        not processed (a stop was asked meanwhile)."""
         delay = 0.1
         while True:
             try:
                 await self.process(topic, raw)
-                return
+                return True
             except StoreError as exc:
                 if self._store_failures % 100 == 0 or self.store_ok:
                     self.log.error("store unreachable; retrying", extra={"error": str(exc)})
@@ -519,9 +521,9 @@ class Gateway:
             except Exception as exc:  # invariant 2: the gateway never stops on bad input
                 self.log.exception("processing failed", extra={"topic": topic})
                 self._dead_letter(topic, raw, f"internal error: {type(exc).__name__}: {exc}", "")
-                return
+                return True
             if self._stopping.is_set():
-                raise asyncio.CancelledError  # stop: unacknowledged, the broker keeps it
+                return False
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
 

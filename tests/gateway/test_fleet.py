@@ -194,3 +194,59 @@ async def test_two_instances_share_the_stream_and_the_fleet(
 
 async def _eq(value: Any, expected: int) -> bool:
     return bool(await value() == expected)
+
+
+async def test_database_outage_readyz_no_ack_and_resume(
+    mosquitto_broker: Broker, tmp_path: Path, postgres_url: str
+) -> None:
+    """PostgreSQL unreachable (every connection dropped, new ones refused, through a proxy):
+    /readyz says 503, nothing processed meanwhile is acknowledged, and once the database is back
+    the gateway carries on by itself and every uplink is stored exactly once."""
+    from tests.helpers.tcp_proxy import TcpProxy
+
+    proxy = TcpProxy("127.0.0.1", int(postgres_url.rsplit(":", 1)[1].split("/")[0]))
+    await proxy.start()
+    url = postgres_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    app, base = str(uuid.uuid4()), f"cp{uuid.uuid4().hex[:8]}"
+    config = make_config(
+        mosquitto_broker, tmp_path / "x.db", app=app, base=base, store={"url": url}
+    )
+    gw = await start(config, Clock(), app, base)
+    try:
+        assert (await gw.http.put(f"/api/v1/devices/{BINS[0]}", json={"kind": "bin"})).is_success
+        docs = []
+        for f_cnt in range(1, 21):
+            _, data = codec.encode(
+                "bin_status", {"fill_percent": f_cnt, "temperature_c": 9, "battery_percent": 80}
+            )
+            docs.append(ev.up(app, BINS[0], f_cnt=f_cnt, f_port=10, data=data))
+
+        async def stored() -> int:
+            return len(await gw.gateway.store.uplinks(BINS[0], limit=100))
+
+        async with mqtt_client(mosquitto_broker) as (client, _):
+            for doc in docs[:10]:
+                await client.publish(ev.topic(app, BINS[0], "up"), ev.dumps(doc), qos=1)
+            await wait_for(lambda: _eq(stored, 10), "first half stored")
+            await proxy.cut()
+
+            async def not_ready() -> bool:
+                return (await gw.http.get("/readyz")).status_code == 503
+
+            await wait_for(not_ready, "readyz 503 while the database is away")
+            for doc in docs[10:]:
+                await client.publish(ev.topic(app, BINS[0], "up"), ev.dumps(doc), qos=1)
+            await wait_for(lambda: not gw.gateway.store_ok, "the gateway notices")
+            assert gw.counter("processed") == 10  # the rest waits, unacknowledged
+            await proxy.restore()
+            await wait_for(lambda: _eq(stored, 20), "resumed by itself", 30)
+
+            async def ready() -> bool:
+                return (await gw.http.get("/readyz")).status_code == 200
+
+            await wait_for(ready, "readyz 200 again")
+        ids = [u["deduplication_id"] for u in await gw.gateway.store.uplinks(BINS[0], limit=100)]
+        assert sorted(ids) == sorted(d["deduplicationId"] for d in docs)
+    finally:
+        await gw.stop()
+        await proxy.close()
