@@ -49,6 +49,9 @@ class FleetSync:
         self.host = socket.gethostname()
         self._xmin: int | None = None
         self._failures = 0
+        # devices seen changed while this instance's own batch held them: read again next time
+        # (the feed has moved past their transaction)
+        self._deferred: set[str] = set()
 
     def lead(self, job: str, body: Callable[[], Awaitable[None]]) -> Coroutine[Any, Any, None]:
         """Run ``body`` while this instance holds ``job`` (forever)."""
@@ -66,7 +69,8 @@ class FleetSync:
         store = self.store
         try:
             xmin, versions, events = await store.changes(self._xmin)
-            stale = [d for d, v in versions if (store.version_of(d) or 0) < v]
+            changed_here = {d for d, v in versions if (store.version_of(d) or 0) < v}
+            stale = sorted(changed_here | self._deferred)
             loaded, commands = await store.reload(stale) if stale else ([], [])
         except StoreError as exc:
             self._failures += 1
@@ -84,7 +88,11 @@ class FleetSync:
                 dev_eui = device.dev_eui
                 # this instance's open batch holds it (its claim checks the version), or this
                 # instance already has this version or a newer one (it committed it itself)
-                if store.busy(dev_eui) or (store.version_of(dev_eui) or 0) >= version:
+                if store.busy(dev_eui):
+                    self._deferred.add(dev_eui)
+                    continue
+                self._deferred.discard(dev_eui)
+                if (store.version_of(dev_eui) or 0) >= version:
                     continue
                 cached = self.gateway.adopt_device(device, by_device.get(dev_eui, []))
                 store.note_version(cached, version)

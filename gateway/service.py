@@ -872,7 +872,12 @@ class Gateway:
             return self.submit_command(dev_eui, message, fields, confirmed=confirmed, source=source)
         async with self._flush_lock:
             await self.claim(dev_eui.lower())
-            return self.submit_command(dev_eui, message, fields, confirmed=confirmed, source=source)
+            try:
+                return self.submit_command(
+                    dev_eui, message, fields, confirmed=confirmed, source=source
+                )
+            finally:
+                await self._flush_locked()  # committed (and the device released) at once
 
     async def upsert_device_async(self, dev_eui: str, values: dict[str, Any]) -> Device:
         """:meth:`upsert_device` with the device claimed first when instances share the store."""
@@ -880,7 +885,10 @@ class Gateway:
             return self.upsert_device(dev_eui, values)
         async with self._flush_lock:
             await self.claim(dev_eui.lower())
-            return self.upsert_device(dev_eui, values)
+            try:
+                return self.upsert_device(dev_eui, values)
+            finally:
+                await self._flush_locked()
 
     def kick(self, dev_eui: str) -> None:
         self._kicked.add(dev_eui)
@@ -909,6 +917,7 @@ class Gateway:
         async with self._flush_lock:  # the device is claimed until its state is committed
             await self.claim(dev_eui)
             await self._dispatch_device(dev_eui)
+            await self._flush_locked()  # never leave a device held with no batch to commit it
 
     async def _dispatch_device(self, dev_eui: str) -> None:
         locked = self.fleet is not None

@@ -299,7 +299,10 @@ class PostgresStore:
             if wait:
                 if self._claimed:
                     raise StoreError("claim_device(wait=True) with other devices held")
+                # bounded: a holder that never commits makes this a StoreError, not a hang
+                await conn.execute("SET LOCAL lock_timeout = '10s'")
                 await conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", key)
+                await conn.execute("SET LOCAL lock_timeout = 0")
             else:
                 cur = await conn.execute("SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))", key)
                 row = await cur.fetchone()
