@@ -173,7 +173,14 @@ class PostgresStore:
         finally:
             await conn.close()
         pool: AsyncConnectionPool[AsyncConnection[Any]] = AsyncConnectionPool(
-            self.url, kwargs=kwargs, min_size=2, max_size=self.pool_size, open=False, timeout=10
+            self.url,
+            kwargs=kwargs,
+            min_size=2,
+            max_size=self.pool_size,
+            open=False,
+            timeout=10,
+            # a connection broken while idle (PostgreSQL restarted) is replaced, not handed out
+            check=AsyncConnectionPool.check_connection,
         )
         try:
             await pool.open(wait=True, timeout=10)
