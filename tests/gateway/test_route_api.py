@@ -3,6 +3,8 @@ over MQTT, the bearer token, and a route config that cannot work (the list keeps
 
 from __future__ import annotations
 
+import asyncio
+import json
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
@@ -66,3 +68,31 @@ async def test_a_route_config_that_cannot_work_leaves_the_list_working(
         }
         listing = await gw.http.get("/api/v1/collection")
         assert listing.status_code == 200 and listing.json()["count"] == 3
+
+
+async def test_cli_collection_route_asks_the_gateway(
+    mosquitto_broker: Broker, tmp_path: Path
+) -> None:
+    from tests.gateway.harness import TOKEN
+    from tools.cli import main
+
+    token = tmp_path / "token"
+    token.write_text(TOKEN + "\n")
+    async with running_gateway(mosquitto_broker, tmp_path, routes=ROUTES) as gw:
+        await _city(gw, mosquitto_broker)
+        api = str(gw.http.base_url)
+        out = tmp_path / "route.json"
+        argv = ["collection", "route", "--api", api, "--token-file", str(token)]
+        code = await asyncio.to_thread(main, [*argv, "--format", "json", "-o", str(out)])
+        assert code == 0
+        plan = json.loads(out.read_text())
+        assert sorted(s["dev_eui"] for r in plan["routes"] for s in r["stops"]) == sorted(FULL)
+        gpx = tmp_path / "route.gpx"
+        assert await asyncio.to_thread(main, [*argv, "--format", "gpx", "-o", str(gpx)]) == 0
+        assert ET.parse(gpx).getroot().get("creator") == "citypack"
+        text = tmp_path / "route.txt"
+        assert await asyncio.to_thread(main, [*argv, "-o", str(text)]) == 0
+        assert text.read_text().startswith("truck 1: ")
+        (tmp_path / "wrong").write_text("nope\n")
+        wrong = ["collection", "route", "--api", api, "--token-file", str(tmp_path / "wrong")]
+        assert await asyncio.to_thread(main, wrong) == 2  # 401, one line on stderr
