@@ -30,7 +30,9 @@ def test_a_daily_fixed_round_empties_every_bin_every_day() -> None:
 
 def test_citypack_empties_bins_near_full_and_fewer_under_half() -> None:
     fixed, _ = simulate_waste(SMALL, "fixed", seed=3)
-    smart, _ = simulate_waste(SMALL, "citypack", seed=3)
+    per_bin: dict[str, float] = {}
+    smart, _ = simulate_waste(SMALL, "citypack", seed=3, per_bin=per_bin)
+    assert sum(per_bin.values()) == pytest.approx(smart.overflow_bin_hours)
     assert smart.stops > 0 and smart.truck_km > 0
     assert smart.emptied_under_half / smart.stops < fixed.emptied_under_half / fixed.stops
     with pytest.raises(ValueError, match="strategy"):
@@ -54,3 +56,14 @@ def test_full_on_energy_is_power_times_dark_hours_and_every_passing_is_lit() -> 
     # citypack burns at least its 20 % floor all night and less than full on
     floor_kwh = lamps * _power_w(world, 20) * dark_s / 3600.0 / 1000.0
     assert floor_kwh < citypack.energy_kwh < full_on.energy_kwh
+
+
+def test_bench_json_is_only_for_a_bench_with_a_json_result(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tools.cli import main
+
+    assert main(["bench", "payload_size", "--json"]) == 2
+    assert (
+        "--json prints one bench that has a JSON result: city_outcomes" in capsys.readouterr().err
+    )

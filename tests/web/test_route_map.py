@@ -32,7 +32,7 @@ async def test_todays_route_is_drawn_through_the_bins_it_empties(
             await page.check("#route-toggle")
             await expect(page.locator("svg.map polyline.route")).to_have_count(1)
             note = await page.inner_text("#route-note")
-            assert note.startswith("truck 1: 1 bins, ") and "great circle" in note
+            assert note.startswith("truck 1: 1 bin, 0.6 km, 0:") and note.endswith("(great circle)")
             stops = await page.eval_on_selector_all(
                 "svg.map .route-stop", "s => s.map(t => [t.dataset.devEui, t.textContent])"
             )

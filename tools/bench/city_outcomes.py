@@ -14,7 +14,7 @@ hours on two cores); the decisions are the real gateway code and the real firmwa
 evaluation. World parameters, stated in the report and chosen before any comparison, come from
 the sources in tools/sim/README.md. Same seed, same city, same road users for every strategy.
 
-``citypack bench city_outcomes --json`` prints :func:`measure` as one object.
+``citypack bench city_outcomes --json`` prints :func:`json_result` as one object.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def plan_seconds(bins: int = PLAN_BINS, trucks: int = PLAN_TRUCKS, seed: int = S
     return best
 
 
-def measure(seed: int = SEED) -> dict[str, Any]:
+def json_result(seed: int = SEED) -> dict[str, Any]:
     """The week under every strategy, as one JSON-able object."""
     waste_world = WasteWorld()
     fixed, n_days = simulate_waste(waste_world, "fixed", seed)
@@ -122,7 +122,7 @@ def measure(seed: int = SEED) -> dict[str, Any]:
 
 
 def run() -> list[Figure]:
-    doc = measure()
+    doc = json_result()
     waste = doc["world"]["waste"]
     note = (
         f"seed {doc['seed']}, {doc['days']} days, {waste['bins']} bins, {waste['trucks']} trucks "
@@ -172,5 +172,5 @@ def run() -> list[Figure]:
 
 
 if __name__ == "__main__":
-    json.dump(measure(), sys.stdout, indent=2)
+    json.dump(json_result(), sys.stdout, indent=2)
     print()

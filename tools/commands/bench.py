@@ -51,9 +51,9 @@ def _print_json(names: list[str]) -> int:
     import json
 
     module = importlib.import_module(f"tools.bench.{names[0]}") if len(names) == 1 else None
-    if module is None or not hasattr(module, "measure"):
+    if module is None or not hasattr(module, "json_result"):
         raise CliError("--json prints one bench that has a JSON result: city_outcomes")
-    print(json.dumps(module.measure()))
+    print(json.dumps(module.json_result()))
     return 0
 
 

@@ -137,9 +137,12 @@ def _districts(bins: list[_Bin], n: int, cfg: RoutesConfig) -> list[list[int]]:
     return [order[k * size : (k + 1) * size] for k in range(n)]
 
 
-def simulate_waste(world: WasteWorld, strategy: str, seed: int) -> tuple[WasteOutcomes, int]:
+def simulate_waste(
+    world: WasteWorld, strategy: str, seed: int, *, per_bin: dict[str, float] | None = None
+) -> tuple[WasteOutcomes, int]:
     """One week (after ``warmup_days`` not counted) under ``"fixed"`` or ``"citypack"``; returns
-    the outcomes and N (the fixed interval, also for citypack: the same city)."""
+    the outcomes and N (the fixed interval, also for citypack: the same city). ``per_bin``, when
+    given, receives each bin's overflow hours (where the overflow comes from)."""
     if strategy not in ("fixed", "citypack"):
         raise ValueError(f"strategy {strategy!r}: 'fixed' or 'citypack'")
     bins, factors = _city(world, seed)
@@ -208,8 +211,11 @@ def simulate_waste(world: WasteWorld, strategy: str, seed: int) -> tuple[WasteOu
                 amount = math.exp(factors[day * world.bins + i])
                 b.fill += b.rate_per_day * week * amount * share
         if t >= counted_from:
-            over = sum(1 for b in bins if b.fill >= 100.0)
-            out.overflow_bin_hours += over * world.step_s / 3600.0
+            for b in bins:
+                if b.fill >= 100.0:
+                    out.overflow_bin_hours += world.step_s / 3600.0
+                    if per_bin is not None:
+                        per_bin[b.dev_eui] = per_bin.get(b.dev_eui, 0.0) + world.step_s / 3600.0
         # hourly reports through the gateway's own bin rule
         if strategy == "citypack":
             for i, b in enumerate(bins):

@@ -8,10 +8,12 @@ const KEY = "citypack.route";
 const SVG_NS = "http://www.w3.org/2000/svg";
 const TRUCK_COLOURS = ["#1f6feb", "#8250df", "#bf3989", "#0a7d6e"];
 
+const hm = (s) => `${Math.floor(s / 3600)}:${String(Math.round((s % 3600) / 60)).padStart(2, "0")} h`;
+
 function summary(plan) {
   if (!plan.routes.length) return "no bin needs emptying before the next round";
   const trucks = plan.routes.map(
-    (r) => `truck ${r.truck}: ${r.stops.length} bins, ${r.km.toFixed(1)} km, ${(r.duration_s / 3600).toFixed(1)} h`,
+    (r) => `truck ${r.truck}: ${r.stops.length} bin${r.stops.length === 1 ? "" : "s"}, ${r.km.toFixed(1)} km, ${hm(r.duration_s)}`,
   );
   const left = plan.unassigned.length ? `; ${plan.unassigned.length} not routed` : "";
   return `${trucks.join("; ")}${left} (${plan.distances.replace("_", " ")})`;
