@@ -26,6 +26,7 @@ with the config, the road graph or a bin is one :class:`~gateway.errors.RouteErr
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import math
 from collections.abc import Iterable
@@ -188,13 +189,43 @@ def _road_distances(stops: list[Stop], cfg: RoutesConfig, road: RoadGraph) -> _D
         snaps[stop.dev_eui] = snap
     graph = road.with_stops(snaps)
     keys = [_DEPOT, *(s.dev_eui for s in stops)]
-    index = {f"stop:{k}": i for i, k in enumerate(keys)}
-    metres = np.zeros((len(keys), len(keys)))
-    for i, key in enumerate(keys):
-        lengths = nx.single_source_dijkstra_path_length(graph, f"stop:{key}", weight="length_m")
-        for node, j in index.items():
-            metres[i, j] = lengths[node]  # connected: every stop is reached
+    metres = _stop_distances(graph, [f"stop:{k}" for k in keys])
     return _Distances(metres, "road_graph", graph)
+
+
+def _stop_distances(graph: nx.Graph, targets: list[str]) -> np.ndarray:
+    """Shortest road metres between every pair of ``targets`` (Dijkstra from each, stopping once
+    every target is settled). Plain heapq over integer adjacency lists: several times faster than
+    networkx's general Dijkstra, which spends its time on attribute lookups per edge."""
+    index = {node: i for i, node in enumerate(graph.nodes)}
+    adjacency: list[list[tuple[int, float]]] = [[] for _ in index]
+    for a, b, length in graph.edges(data="length_m"):
+        i, j = index[a], index[b]
+        adjacency[i].append((j, float(length)))
+        adjacency[j].append((i, float(length)))
+    wanted = [index[t] for t in targets]
+    column = {node: k for k, node in enumerate(wanted)}
+    metres = np.zeros((len(wanted), len(wanted)))
+    for row, source in enumerate(wanted):
+        best = {source: 0.0}
+        done: set[int] = set()
+        left = len(column)
+        heap = [(0.0, source)]
+        while heap and left:
+            d, node = heapq.heappop(heap)
+            if node in done:
+                continue
+            done.add(node)
+            k = column.get(node)
+            if k is not None:
+                metres[row, k] = d
+                left -= 1
+            for nxt, length in adjacency[node]:
+                nd = d + length
+                if nd < best.get(nxt, math.inf):
+                    best[nxt] = nd
+                    heapq.heappush(heap, (nd, nxt))
+    return metres
 
 
 def _distances(stops: list[Stop], cfg: RoutesConfig, road: RoadGraph | None) -> _Distances:

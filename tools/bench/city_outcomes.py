@@ -76,6 +76,48 @@ def plan_seconds(bins: int = PLAN_BINS, trucks: int = PLAN_TRUCKS, seed: int = S
     return best
 
 
+def road_plan_seconds(bins: int = 200, seed: int = SEED) -> float:
+    """Wall seconds to plan ``bins`` bins on a street grid (40 x 40 junctions, ~110 m blocks,
+    ~4.4 x 4.3 km) with road-graph distances for 2 trucks (informational: no goal)."""
+    from gateway.roadgraph import build_road_graph
+
+    n, step = 40, 0.001
+    lat0, lon0 = AARHUS_LATITUDE - 0.02, AARHUS_LONGITUDE - 0.035
+    lines = []
+    for i in range(n):
+        row = [[lon0 + j * step * 1.8, lat0 + i * step] for j in range(n)]
+        col = [[lon0 + i * step * 1.8, lat0 + j * step] for j in range(n)]
+        lines += [{"type": "LineString", "coordinates": c} for c in (row, col)]
+    road = build_road_graph(
+        {
+            "type": "FeatureCollection",
+            "features": [{"type": "Feature", "geometry": g} for g in lines],
+        },
+        source="grid",
+    )
+    rng = random.Random(seed)
+    span_lat, span_lon = (n - 1) * step, (n - 1) * step * 1.8
+    stops = [
+        Stop(
+            f"02c17a0b{i:08x}",
+            f"bin-{i}",
+            lat0 + rng.uniform(0, span_lat),
+            lon0 + rng.uniform(0, span_lon),
+            85.0,
+            85,
+        )
+        for i in range(bins)
+    ]
+    cfg = RoutesConfig(
+        depot_latitude=lat0, depot_longitude=lon0, trucks=2, capacity_bins=bins, shift_s=86_400.0
+    )
+    started = time.perf_counter()
+    plan = plan_routes(stops, cfg, road_graph=road)
+    if plan["distances"] != "road_graph":
+        raise AssertionError("the grid plan did not use the road graph")
+    return time.perf_counter() - started
+
+
 def json_result(seed: int = SEED) -> dict[str, Any]:
     """The week under every strategy, as one JSON-able object."""
     waste_world = WasteWorld()
@@ -113,6 +155,7 @@ def json_result(seed: int = SEED) -> dict[str, Any]:
         "lamp_passings_in_the_dark": citypack.users_reached,
         "below_minimum_s": citypack.below_minimum_s,
         "route_plan_s_2000_bins_4_trucks": round(plan_seconds(seed=seed), 3),
+        "route_plan_s_200_bins_road_graph": round(road_plan_seconds(seed=seed), 3),
         "world": {
             "waste": waste_world.describe(),
             "light": light_world.describe(),
@@ -162,6 +205,13 @@ def run() -> list[Figure]:
             5.0,
             "<=",
             "best of 2, great-circle distances",
+        ),
+        Figure(
+            BENCH,
+            "route planning, 200 bins on a road graph",
+            doc["route_plan_s_200_bins_road_graph"],
+            "s",
+            note="40 x 40 street grid, 2 trucks, shortest paths per stop (informational)",
         ),
         Figure(BENCH, "truck km fixed", doc["truck_km"]["fixed"], "km"),
         Figure(BENCH, "truck km citypack", doc["truck_km"]["citypack"], "km"),
