@@ -41,11 +41,11 @@ import vroom
 
 from gateway.config import BinsConfig, RoutesConfig
 from gateway.errors import RouteError
-from gateway.roadgraph import EARTH_RADIUS_M, RoadGraph, load_road_graph
+from gateway.roadgraph import EARTH_RADIUS_M, RoadGraph
 from gateway.rules.bins import collection_list
 from gateway.store.base import Device
 
-__all__ = ["Stop", "plan_collection", "plan_routes", "route_gpx", "route_stops"]
+__all__ = ["Stop", "plan_routes", "route_gpx", "route_stops"]
 
 _DEPOT = "__depot__"
 _MAX_DEPOT_KM = 100.0  # great-circle mode: a depot this far from every bin is not in this city
@@ -90,17 +90,6 @@ def route_stops(
             )
         )
     return stops, unassigned
-
-
-def plan_collection(
-    devices: Iterable[Device], bins: BinsConfig, cfg: RoutesConfig, now: float
-) -> dict[str, Any]:
-    """Today's routes for the bins the gateway knows (what ``GET /collection/route`` answers)."""
-    stops, unrouted = route_stops(devices, bins, cfg, now)
-    graph = load_road_graph(cfg.road_graph) if cfg.road_graph else None
-    plan = plan_routes(stops, cfg, road_graph=graph)
-    plan["unassigned"] = unrouted + plan["unassigned"]
-    return plan
 
 
 # --- checks -------------------------------------------------------------------------------------
