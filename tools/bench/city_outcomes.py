@@ -7,7 +7,7 @@
   profile, and citypack (a low profile, the lamp's own presence boost, lighting ahead through the
   gateway's rule and class C downlinks within the duty cycle).
 - Route planning speed: :func:`gateway.routes.plan_routes` for 2,000 bins and 4 trucks (great
-  circle distances), best of two runs because the machine is shared.
+  circle distances), best of three runs because the machine is shared.
 
 What is simulated: a model of the week, not the firmware (a firmware-level week of a city takes
 hours on two cores); the decisions are the real gateway code and the real firmware profile
