@@ -40,12 +40,12 @@ from protocol.lorawan.region.eu868 import EU868
 from tools.sim.outcomes import LightOutcomes
 from tools.sim.weekwaste import WEEK_START
 from tools.sim.world import (
-    _KIND_WEIGHTS,
-    _SPEEDS_MPS,
     AARHUS_GATEWAYS,
     AARHUS_LATITUDE,
     AARHUS_LONGITUDE,
     AARHUS_STREETS,
+    KIND_WEIGHTS,
+    SPEEDS_MPS,
     distance_m,
     sun_times,
     traffic_per_hour,
@@ -203,8 +203,8 @@ def _traffic(world: LightWorld, lamps: list[_Lamp], seed: int) -> list[_Passing]
         by_street.setdefault(lamp.street, []).append(i)
     passings: list[_Passing] = []
     end = WEEK_START + world.days * _DAY
-    kinds = [k for k, _ in _KIND_WEIGHTS]
-    weights = [w for _, w in _KIND_WEIGHTS]
+    kinds = [k for k, _ in KIND_WEIGHTS]
+    weights = [w for _, w in KIND_WEIGHTS]
     for street in AARHUS_STREETS:
         t = WEEK_START
         while True:  # Poisson arrivals at the hour's rate (thinning against the peak rate)
@@ -215,7 +215,7 @@ def _traffic(world: LightWorld, lamps: list[_Lamp], seed: int) -> list[_Passing]
             if rng.random() > traffic_per_hour(t) * world.traffic_scale / 3600.0 / peak:
                 continue
             kind = rng.choices(kinds, weights)[0]
-            speed = _SPEEDS_MPS[kind]
+            speed = SPEEDS_MPS[kind]
             forward = rng.random() < 0.5
             for i in by_street[street.name]:
                 lamp = lamps[i]

@@ -232,8 +232,9 @@ class RoadUser:
     direction: int  # +1 from the first point, -1 from the last
 
 
-_SPEEDS_MPS = {"pedestrian": 1.4, "cyclist": 5.0, "car": 9.0}
-_KIND_WEIGHTS = (("pedestrian", 0.5), ("cyclist", 0.3), ("car", 0.2))
+# road users: walking, cycling, driving speeds and shares (also used by tools/sim/weeklight.py)
+SPEEDS_MPS = {"pedestrian": 1.4, "cyclist": 5.0, "car": 9.0}
+KIND_WEIGHTS = (("pedestrian", 0.5), ("cyclist", 0.3), ("car", 0.2))
 
 
 @dataclass(slots=True)
@@ -457,7 +458,7 @@ class World:
     ) -> RoadUser:
         length = self._street(street).length_m
         start = along_m if along_m is not None else (0.0 if direction > 0 else length)
-        user = RoadUser(self._next_user, kind, street, start, _SPEEDS_MPS[kind], direction)
+        user = RoadUser(self._next_user, kind, street, start, SPEEDS_MPS[kind], direction)
         self._next_user += 1
         self.road_users.append(user)
         self._update_presence(user)
@@ -520,9 +521,9 @@ class World:
             if not self._lamps_by_street.get(street):
                 continue
             if self.rng.random() < rate_per_s * dt:
-                kind = self.rng.choices(
-                    [k for k, _ in _KIND_WEIGHTS], [w for _, w in _KIND_WEIGHTS]
-                )[0]
+                kind = self.rng.choices([k for k, _ in KIND_WEIGHTS], [w for _, w in KIND_WEIGHTS])[
+                    0
+                ]
                 self.spawn_road_user(street, kind=kind, direction=self.rng.choice((1, -1)))
         keep: list[RoadUser] = []
         for user in self.road_users:
