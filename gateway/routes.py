@@ -143,7 +143,7 @@ def _great_circle_matrix(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
     distance to about a millimetre."""
     la, lo = np.radians(lat), np.radians(lon)
     unit = np.stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)], axis=1)
-    chord2 = 2.0 - 2.0 * (unit @ unit.T)
+    chord2: np.ndarray = 2.0 - 2.0 * (unit @ unit.T)
     np.clip(chord2, 0.0, 4.0, out=chord2)
     np.sqrt(chord2, out=chord2)
     chord2 *= 0.5
