@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gateway import instances_api, route_api
 from gateway.errors import CommandError, PayloadTooLarge, UnknownDevice
 from gateway.rules import bins as bin_rules
 from gateway.store.base import COMMAND_STATES
@@ -292,10 +293,9 @@ def create_app(gateway: Gateway) -> FastAPI:
             "mqtt_connected": gateway.bridge.connected.is_set(),
         }
 
+    v1.include_router(route_api.router(gateway))  # issue 21: GET /api/v1/collection/route
+    v1.include_router(instances_api.router(gateway))  # issue 16: GET /api/v1/instances
     app.include_router(v1)
-    from gateway.instances_api import router as instances_router
-
-    app.include_router(instances_router(gateway, require_token))  # issue 16: the fleet view
     mount_dashboard(app, gateway, gateway.config.web)  # issue 9: the dashboard at /
     return app
 

@@ -9,6 +9,7 @@ Outside data (MQTT payloads, HTTP bodies, config files) only ever raises these::
     ├── StoreError           the store cannot be opened, migrated or written
     │   ├── StoreConflict        another instance changed a device this batch wrote (PostgreSQL)
     │   └── DeviceBusy           another instance is processing this device right now
+    ├── RouteError           a collection route cannot be planned (config, road graph, bins)
     └── CommandError         a command that cannot be accepted
         ├── UnknownDevice        no such device in the registry
         ├── CommandRejected      wrong message for the device kind, bad fields
@@ -30,6 +31,7 @@ __all__ = [
     "GatewayError",
     "InvalidEvent",
     "PayloadTooLarge",
+    "RouteError",
     "StoreConflict",
     "StoreError",
     "UnknownDevice",
@@ -68,6 +70,10 @@ class StoreConflict(StoreError):
 class DeviceBusy(StoreError):
     """Another instance holds the device right now (``pg_try_advisory_xact_lock`` refused); the
     caller commits its own batch and then waits for the device (``claim_device(wait=True)``)."""
+
+
+class RouteError(GatewayError):
+    """A collection route cannot be planned; the message names the key, bin or file at fault."""
 
 
 class CommandError(GatewayError):

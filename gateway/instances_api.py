@@ -10,10 +10,9 @@ SQLite there is one instance, this one.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
 if TYPE_CHECKING:
     from gateway.service import Gateway
@@ -21,8 +20,9 @@ if TYPE_CHECKING:
 __all__ = ["router"]
 
 
-def router(gateway: Gateway, require_token: Callable[..., Awaitable[None]]) -> APIRouter:
-    api = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)], tags=["fleet"])
+def router(gateway: Gateway) -> APIRouter:
+    """Included in the token-protected ``/api/v1`` router by :func:`gateway.api.create_app`."""
+    api = APIRouter(tags=["fleet"])
 
     @api.get("/instances")
     async def instances() -> dict[str, Any]:
