@@ -255,3 +255,12 @@ def test_check_config_reports_the_database_in_one_line(
     assert main(["gateway", "check-config", str(config)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "missing_db" in err[0] and "cannot connect" in err[0]
+
+
+def test_postgres_example_config_parses() -> None:
+    from gateway.config import load_config
+
+    example = Path(__file__).resolve().parents[2] / "deploy" / "gateway.postgres.example.toml"
+    cfg = load_config(str(example), environ={})
+    assert cfg.store.url.startswith("postgresql://") and cfg.store.password_file
+    assert cfg.mqtt.shared_group and cfg.mqtt.client_id
