@@ -131,4 +131,20 @@ MIGRATIONS: tuple[str, ...] = (
         finished_at DOUBLE PRECISION
     );
     """,
+    # v3: a device claim in one round trip (gateway/store/postgres.py claim_device): -1 when
+    # another session holds the device, else its version (0: no row). The version is read by
+    # a second statement of a VOLATILE function, which in READ COMMITTED takes a new snapshot
+    # (PostgreSQL 15 manual §38.7 "Function Volatility Categories"), so it sees a
+    # commit that released the lock just before this call took it.
+    """
+    CREATE FUNCTION citypack_claim(ns INTEGER, dev TEXT) RETURNS BIGINT
+    LANGUAGE plpgsql VOLATILE AS $$
+    BEGIN
+        IF NOT pg_try_advisory_xact_lock(ns, hashtext(dev)) THEN
+            RETURN -1;
+        END IF;
+        RETURN COALESCE((SELECT version FROM devices WHERE dev_eui = dev), 0);
+    END
+    $$;
+    """,
 )

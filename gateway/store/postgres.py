@@ -310,19 +310,16 @@ class PostgresStore:
                 await conn.execute("SET LOCAL lock_timeout = '10s'")
                 await conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", key)
                 await conn.execute("SET LOCAL lock_timeout = 0")
-            else:
-                cur = await conn.execute("SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))", key)
-                row = await cur.fetchone()
-                if not (row and row[0]):
-                    raise DeviceBusy(f"device {dev_eui} is held by another instance")
-            self._claimed.add(dev_eui)
-            # a new statement, so a new snapshot taken after the lock (READ COMMITTED)
-            cur = await conn.execute("SELECT version FROM devices WHERE dev_eui = %s", (dev_eui,))
+            cur = await conn.execute("SELECT citypack_claim(%s, %s)", key)  # one round trip
             row = await cur.fetchone()
         except psycopg.Error as exc:
             await self._release_tx(rollback=True)
             raise self._error("claim failed", exc) from exc
-        return (None if row is None else int(row[0])) != self._versions.get(dev_eui)
+        version = int(row[0]) if row else -1
+        if version < 0:
+            raise DeviceBusy(f"device {dev_eui} is held by another instance")
+        self._claimed.add(dev_eui)
+        return (version or None) != self._versions.get(dev_eui)
 
     async def load_device(self, dev_eui: str) -> tuple[Device | None, list[CommandRecord]]:
         """The stored device and its active commands, read in the batch transaction."""

@@ -10,6 +10,7 @@ BENCHMARKS: tuple[str, ...] = (
     "payload_size",
     "codec_throughput",
     "gateway_throughput",
+    "gateway_fleet",
     "firmware_mac",
     "firmware_apps",
     "city_outcomes",

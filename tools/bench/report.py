@@ -116,6 +116,31 @@ REQUIRED: tuple[Required, ...] = (
     Required(
         4, "gateway_throughput", "RSS with registered devices", 300, "<=", "RSS, 100k devices"
     ),
+    # issue 16: several gateway instances on PostgreSQL
+    Required(
+        16,
+        "gateway_fleet",
+        "throughput ratio 2 on PostgreSQL / 1 on SQLite",
+        1.0,
+        ">=",
+        "2 instances on PG vs 1 on SQLite",
+    ),
+    Required(
+        16,
+        "gateway_fleet",
+        "latency p99 receive->committed on PostgreSQL",
+        50,
+        "<=",
+        "p99 at 1,000/s on PostgreSQL",
+    ),
+    Required(
+        16,
+        "gateway_fleet",
+        "failover kill -9 of the dispatcher -> next command handed over",
+        10,
+        "<=",
+        "failover time",
+    ),
     # issue 5: node applications
     Required(
         5,

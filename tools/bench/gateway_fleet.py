@@ -1,0 +1,343 @@
+"""Several gateway instances on PostgreSQL (issue 16 "Numbers"), against a private mosquitto on a
+loopback port and a database this bench creates (and drops) on the PostgreSQL at
+``CITYPACK_BENCH_PG`` (default ``postgresql://postgres@127.0.0.1:5432/postgres``).
+
+1. **Throughput ratio.** The same ``BATCH`` ChirpStack ``up`` events for ``DEVICES`` registered
+   bins are published at full speed to (a) one ``citypack gateway run`` process on SQLite and
+   (b) two processes on one PostgreSQL sharing ``$share/<group>/`` (MQTT v5, own client ids);
+   each figure is events / (first publish → all stored, read through the API). Goal: two on
+   PostgreSQL / one on SQLite ≥ 1.0 (the second instance must add capacity). Best of
+   ``ROUNDS`` for each, alternating, because the machine is shared.
+2. **Latency** receive → committed at a paced 1,000 uplinks/s on PostgreSQL, one instance in
+   this process (raw per-uplink samples, as gateway_throughput does for SQLite). Goal p99 < 50 ms.
+3. **Failover**: two instances; the one holding the ``dispatch`` job is killed with SIGKILL and a
+   command is posted to the other at once; the figure is the time from the kill to the command's
+   ``command/down`` reaching ChirpStack's side. Goal ≤ 10 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import httpx
+
+from tools.bench.gateway_throughput import (
+    DEVICES,
+    _dev,
+    _events,
+    _free_port,
+    _publish,
+    _start_mosquitto,
+    _wait,
+)
+from tools.bench.report import Figure
+
+BENCH = "gateway_fleet"
+BATCH = 10_000
+ROUNDS = 2
+LATENCY_RATE = 1_000
+LATENCY_S = 5.0
+DEADLINE_S = 120.0
+TOKEN = "bench-token-not-a-secret"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _admin_url() -> str:
+    return os.environ.get("CITYPACK_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+class _Database:
+    """A fresh database on the bench's PostgreSQL, dropped on exit."""
+
+    def __init__(self) -> None:
+        import psycopg
+
+        self.name = f"citypack_bench_{uuid.uuid4().hex[:12]}"
+        try:
+            with psycopg.connect(_admin_url(), autocommit=True, connect_timeout=5) as conn:
+                conn.execute(f'CREATE DATABASE "{self.name}"')  # type: ignore[arg-type]
+        except psycopg.Error as exc:
+            raise RuntimeError(f"no PostgreSQL for the bench ({exc})") from exc
+        self.url = _admin_url().rsplit("/", 1)[0] + f"/{self.name}"
+
+    def drop(self) -> None:
+        import psycopg
+
+        with psycopg.connect(_admin_url(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')  # type: ignore[arg-type]
+
+
+async def _register(url: str, count: int) -> None:
+    from gateway.store import Device, create_store
+
+    store = create_store(url)
+    await store.open()
+    for index in range(count):
+        store.stage_device(
+            Device(
+                dev_eui=_dev(index),
+                kind="bin",
+                name=f"bin {index}",
+                street=f"street {index // 20}",
+                registered=True,
+                report_interval_s=900,
+            )
+        )
+    await store.commit()
+    await store.close()
+
+
+class _Instance:
+    """``citypack gateway run`` as a child process."""
+
+    def __init__(self, directory: Path, name: str, *, broker: int, store: str, app: str,
+                 group: str = "") -> None:  # fmt: skip
+        directory.mkdir(parents=True, exist_ok=True)
+        self.port = _free_port()
+        self.client_id = f"bench-{name}-{uuid.uuid4().hex[:6]}"
+        token = directory / "token"
+        token.write_text(TOKEN + "\n")
+        config = directory / "gateway.toml"
+        shared = f'shared_group = "{group}"\n' if group else ""
+        config.write_text(
+            f'[mqtt]\nurl = "mqtt://127.0.0.1:{broker}"\nclient_id = "{self.client_id}"\n'
+            f'application_id = "{app}"\n{shared}'
+            f'[store]\nurl = "{store}"\n'
+            f'[api]\nlisten = "127.0.0.1:{self.port}"\ntoken_file = "{token}"\n'
+            f'[publish]\nbase_topic = "bench{uuid.uuid4().hex[:6]}"\n[web]\nenabled = false\n'
+        )
+        self.log = open(directory / f"{name}.log", "ab")  # noqa: SIM115 - closed by stop()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tools.cli", "gateway", "run", "--config", str(config)],
+            stdout=self.log,
+            stderr=self.log,
+            cwd=ROOT,
+            env={k: v for k, v in os.environ.items() if not k.startswith("CITYPACK_")},
+        )
+        self.api = httpx.Client(
+            base_url=f"http://127.0.0.1:{self.port}",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=10,
+        )
+
+    def ready(self) -> bool:
+        try:
+            return self.api.get("/readyz").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stored(self) -> int:
+        return int(self.api.get("/api/v1/stats").json()["uplinks_stored"])
+
+    def leads(self, job: str) -> bool:
+        try:
+            return job in self.api.get("/api/v1/instances").json()["leading"]
+        except httpx.HTTPError:
+            return False
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self.api.close()
+        self.log.close()
+
+
+def _wait_sync(predicate: Any, what: str, limit_s: float) -> None:
+    deadline = time.monotonic() + limit_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out: {what}")
+        time.sleep(0.02)
+
+
+def _drain(instances: list[_Instance], broker: int, app: str) -> float:
+    """Publish BATCH events at full speed; events/s until every one is stored."""
+    for instance in instances:
+        _wait_sync(instance.ready, "instance ready", 60)
+    base = instances[0].stored()
+    events = _events(app, BATCH)
+    start = time.perf_counter()
+    asyncio.run(_publish(broker, events))
+    _wait_sync(lambda: instances[0].stored() >= base + BATCH, "every uplink stored", DEADLINE_S)
+    return BATCH / (time.perf_counter() - start)
+
+
+def _throughput(directory: Path, broker: int, round_: int) -> tuple[float, float]:
+    app = str(uuid.uuid4())
+    db = f"sqlite:///{directory / f'one{round_}.db'}"
+    asyncio.run(_register(db, DEVICES))
+    one = _Instance(directory / f"one{round_}", "one", broker=broker, store=db, app=app)
+    try:
+        single = _drain([one], broker, app)
+    finally:
+        one.stop()
+    database = _Database()
+    try:
+        asyncio.run(_register(database.url, DEVICES))
+        app = str(uuid.uuid4())
+        group = f"bench{uuid.uuid4().hex[:6]}"
+        pair = [
+            _Instance(directory / f"{n}{round_}", n, broker=broker, store=database.url, app=app,
+                      group=group)
+            for n in ("a", "b")
+        ]  # fmt: skip
+        try:
+            both = _drain(pair, broker, app)
+        finally:
+            for instance in pair:
+                instance.stop()
+    finally:
+        database.drop()
+    return single, both
+
+
+async def _latency(broker: int) -> tuple[float, float, int]:
+    from gateway.config import parse_config
+    from gateway.service import Gateway
+
+    database = _Database()
+    try:
+        await _register(database.url, DEVICES)
+        app = str(uuid.uuid4())
+        config = parse_config(
+            {
+                "mqtt": {
+                    "url": f"mqtt://127.0.0.1:{broker}",
+                    "client_id": f"lat-{uuid.uuid4().hex[:8]}",
+                    "application_id": app,
+                },
+                "store": {"url": database.url},
+                "api": {"enabled": False},
+                "publish": {"base_topic": f"bench{uuid.uuid4().hex[:6]}"},
+            },
+            environ={},
+        )
+        gateway = Gateway(config)
+        await gateway.open()
+        gateway.latency_samples = []
+        task = asyncio.create_task(gateway.run())
+        await _wait(gateway.bridge.connected.is_set, "gateway connect", 10)
+        count = int(LATENCY_RATE * LATENCY_S)
+        await _publish(broker, _events(app, count, start_f_cnt=10_000), rate=LATENCY_RATE)
+        processed = gateway.metrics.uplinks.labels("processed")
+        await _wait(lambda: processed._value.get() >= count, "paced uplinks", 30)
+        await gateway.flush()
+        gateway.stop()
+        await asyncio.wait_for(task, 20)
+        await gateway.close()
+    finally:
+        database.drop()
+    samples = sorted(gateway.latency_samples)
+    p50 = samples[len(samples) // 2]
+    p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+    return p50 * 1000, p99 * 1000, len(samples)
+
+
+async def _failover(directory: Path, broker: int) -> float:
+    database = _Database()
+    app = str(uuid.uuid4())
+    dev = _dev(0)
+    pair: list[_Instance] = []
+    try:
+        await _register(database.url, 1)
+        group = f"bench{uuid.uuid4().hex[:6]}"
+        pair = [
+            _Instance(directory / f"fo-{n}", n, broker=broker, store=database.url, app=app,
+                      group=group)
+            for n in ("a", "b")
+        ]  # fmt: skip
+        for instance in pair:
+            await asyncio.to_thread(_wait_sync, instance.ready, "instance ready", 60)
+        await asyncio.to_thread(
+            _wait_sync, lambda: any(i.leads("dispatch") for i in pair), "a dispatcher", 30
+        )
+        leader = next(i for i in pair if i.leads("dispatch"))
+        other = next(i for i in pair if i is not leader)
+        got = asyncio.Event()
+        async with aiomqtt.Client(
+            "127.0.0.1", broker, identifier=f"cs-{uuid.uuid4().hex[:6]}"
+        ) as cs:
+            await cs.subscribe(f"application/{app}/device/+/command/down", qos=1)
+
+            async def listen() -> None:
+                async for _ in cs.messages:
+                    got.set()
+
+            listener = asyncio.create_task(listen())
+            killed = time.perf_counter()
+            leader.kill()
+            body = {"message": "reboot", "fields": {}, "confirmed": False}
+            answer = await asyncio.to_thread(
+                other.api.post, f"/api/v1/devices/{dev}/commands", json=body
+            )
+            if answer.status_code != 202:
+                raise RuntimeError(f"command refused: {answer.text}")
+            await asyncio.wait_for(got.wait(), 60)
+            elapsed = time.perf_counter() - killed
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
+        return elapsed
+    finally:
+        for instance in pair:
+            instance.stop()
+        database.drop()
+
+
+def run() -> list[Figure]:
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="citypack-fleetbench-") as tmp:
+        directory = Path(tmp)
+        broker, port = _start_mosquitto(directory)
+        try:
+            single = both = 0.0
+            rounds: list[float] = []
+            for round_ in range(ROUNDS):
+                one, two = _throughput(directory, port, round_)
+                rounds.append(two / one)
+                single, both = max(single, one), max(both, two)
+            p50, p99, samples = asyncio.run(_latency(port))
+            failover = asyncio.run(_failover(directory, port))
+        finally:
+            broker.terminate()
+            broker.wait(timeout=10)
+    total = time.monotonic() - started
+    return [
+        Figure(BENCH, "one instance on SQLite", single, "msg/s",
+               note=f"{BATCH} events published at full speed, best of {ROUNDS}"),
+        Figure(BENCH, "two instances on PostgreSQL", both, "msg/s",
+               note="shared subscription, one database"),
+        Figure(BENCH, "throughput ratio 2 on PostgreSQL / 1 on SQLite", both / single, "ratio",
+               1.0, ">=", note="best/best; per round: " + ", ".join(f"{r:.2f}" for r in rounds)),
+        Figure(BENCH, "latency p50 receive->committed on PostgreSQL", p50, "ms",
+               note=f"{LATENCY_RATE}/s for {LATENCY_S:.0f} s, {samples} uplinks"),
+        Figure(BENCH, "latency p99 receive->committed on PostgreSQL", p99, "ms", 50.0, "<="),
+        Figure(BENCH, "failover kill -9 of the dispatcher -> next command handed over", failover,
+               "s", 10.0, "<=", note="two instances; the command posted to the survivor"),
+        Figure(BENCH, "bench wall time", total, "s", note="bounded run"),
+    ]  # fmt: skip
+
+
+if __name__ == "__main__":
+    from tools.bench.report import table
+
+    print(table(run()))
