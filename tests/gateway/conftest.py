@@ -25,3 +25,14 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         return
     with postgres.database() as url:
         yield url
+
+
+@pytest.fixture
+def each_store(store_url: str) -> Iterator[None]:
+    """The gateways a test starts through tests/gateway/harness.py use ``store_url``: with
+    ``@pytest.mark.usefixtures("each_store")`` the same test body runs on SQLite and PostgreSQL."""
+    from tests.gateway import harness
+
+    harness.STORE_URL.append(store_url)
+    yield
+    harness.STORE_URL.remove(store_url)

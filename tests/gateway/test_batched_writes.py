@@ -36,6 +36,7 @@ def test_publish_packet_framing_and_remaining_length() -> None:
         assert rest[7:] == b"x" * size
 
 
+@pytest.mark.usefixtures("each_store")  # on SQLite and PostgreSQL
 async def test_batched_twins_arrive_retained_and_exact(
     mosquitto_broker: Broker, tmp_path: Path
 ) -> None:
@@ -51,6 +52,7 @@ async def test_batched_twins_arrive_retained_and_exact(
         assert sorted(got) == sorted(messages)
 
 
+@pytest.mark.usefixtures("each_store")  # on SQLite and PostgreSQL
 async def test_batch_of_devices_states_retained_and_every_uplink_acked(
     mosquitto_broker: Broker, tmp_path: Path
 ) -> None:
@@ -93,6 +95,7 @@ async def test_batch_of_devices_states_retained_and_every_uplink_acked(
         await again.stop()
 
 
+@pytest.mark.usefixtures("each_store")  # on SQLite and PostgreSQL
 async def test_acks_of_an_old_connection_are_not_sent(
     mosquitto_broker: Broker, tmp_path: Path
 ) -> None:

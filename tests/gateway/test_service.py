@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,19 +12,11 @@ import pytest
 
 from protocol import codec
 from tests.gateway import events as ev
-from tests.gateway import harness
 from tests.gateway.harness import Clock, Running, mqtt_client, running_gateway, wait_for
 from tests.helpers.procs import Broker
 
-pytestmark = pytest.mark.broker
-
-
-@pytest.fixture(autouse=True)
-def _on_each_store(store_url: str) -> Iterator[None]:
-    """Every test here runs on SQLite and on PostgreSQL (tests/gateway/conftest.py)."""
-    harness.STORE_URL.append(store_url)
-    yield
-    harness.STORE_URL.remove(store_url)
+# every test here runs on SQLite and on PostgreSQL (tests/gateway/conftest.py)
+pytestmark = [pytest.mark.broker, pytest.mark.usefixtures("each_store")]
 
 
 BIN = "a84041000181c0a1"
