@@ -531,6 +531,8 @@ class Gateway:
         """Process one MQTT message (staged; :meth:`flush` commits)."""
         set_dev = self.publisher.set_dev_eui(topic)
         if set_dev is not None:
+            if self.fleet is not None and set_dev in self.devices:
+                await self.claim(set_dev)
             await self._on_set(set_dev, raw)
             return
         limit = self.config.mqtt.max_event_bytes
