@@ -17,7 +17,12 @@ transition only moves forward and events are correlated by ``queueItemId``).
 One downlink per device in ChirpStack's queue: a device's next command is published only when
 none of its commands is still in ChirpStack's queue (published and not yet txacked, or confirmed
 and not yet acked). Over MQTT ChirpStack cannot take an item back, so only unpublished commands
-are replaceable.
+are replaceable, and a command counts as handed over from the moment its publish *starts*
+(:meth:`CommandManager.mark_published`, committed before the first byte goes out): the broker
+may forward it to ChirpStack before its PUBACK reaches us, or the connection may drop after it
+did. A publish that failed is repeated with the same ``id``, never replaced: the id is the
+primary key of ChirpStack's ``device_queue_item`` table, so a repeat adds no second item.
+tests/gateway/test_one_downlink.py checks the invariant under random interleavings.
 """
 
 from __future__ import annotations
@@ -84,6 +89,9 @@ class CommandManager:
         # node may still have received and applied them (a class C ack times out while the node
         # waits out its duty cycle), and its command_result is the word that counts.
         self._nacked: dict[str, dict[int, CommandRecord]] = {}
+        # in memory only: publishes under way, and handed-over commands to publish again (same id)
+        self._publishing: set[str] = set()
+        self._republish: set[str] = set()
 
     async def load(self) -> None:
         for command in await self.store.active_commands():
@@ -101,6 +109,7 @@ class CommandManager:
 
     def _remove(self, command: CommandRecord) -> None:
         self.active.pop(command.id, None)
+        self._republish.discard(command.id)
         commands = self._by_device.get(command.dev_eui)
         if commands is not None:
             commands.pop(command.id, None)
@@ -204,7 +213,12 @@ class CommandManager:
         return command.state == "queued" or (command.state == "sent" and command.confirmed)
 
     def next_to_send(self, dev_eui: str) -> CommandRecord | None:
+        """The device's command to publish now: one whose publish must be repeated, else the
+        oldest unpublished one when none of its commands is in ChirpStack's queue."""
         pending = self.for_device(dev_eui)
+        for command in pending:
+            if command.id in self._republish and command.id not in self._publishing:
+                return command
         if any(self.in_chirpstack_queue(c) for c in pending):
             return None
         for command in pending:
@@ -216,7 +230,7 @@ class CommandManager:
         return {
             c.dev_eui
             for c in self.active.values()
-            if c.state == "queued" and c.published_at is None
+            if (c.state == "queued" and c.published_at is None) or c.id in self._republish
         }
 
     def check_size(self, command: CommandRecord, device: Device | None) -> bool:
@@ -231,8 +245,26 @@ class CommandManager:
         return True
 
     def mark_published(self, command: CommandRecord) -> None:
+        """Handed over to ChirpStack from now on: call it *before* the publish starts (and commit
+        it), so the command is never replaced while the broker may already have forwarded it."""
         command.published_at = self.clock()
+        self._publishing.add(command.id)
+        self._republish.discard(command.id)
         self.store.stage_command(command)
+
+    def unmark_published(self, command: CommandRecord) -> None:
+        """The publish did not start after all (the handover could not be committed)."""
+        self._publishing.discard(command.id)
+        if command.state == "queued" and command.id in self.active:
+            command.published_at = None
+            self.store.stage_command(command)
+
+    def publish_finished(self, command: CommandRecord, *, delivered: bool) -> None:
+        """The publish ended: PUBACK (``delivered``) or an error after which the broker may or
+        may not have it. Then it stays handed over and is published again with the same id."""
+        self._publishing.discard(command.id)
+        if not delivered and command.state == "queued" and command.id in self.active:
+            self._republish.add(command.id)
 
     # --- events ----------------------------------------------------------------------------------
 
@@ -352,7 +384,12 @@ class CommandManager:
         chirpstack#216): items handed over but not yet sent go back to our queue."""
         count = 0
         for command in self.for_device(dev_eui):
-            if command.state == "queued" and command.published_at is not None:
+            if command.id in self._publishing:
+                # its publish may reach ChirpStack after the flush: it stays handed over and is
+                # published again with the same id once this publish ends
+                self._republish.add(command.id)
+                count += 1
+            elif command.state == "queued" and command.published_at is not None:
                 command.published_at = None
                 self.store.stage_command(command)
                 count += 1

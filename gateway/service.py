@@ -731,18 +731,30 @@ class Gateway:
             expires_at=command.expires_at,
             marshaler=self.config.mqtt.marshaler,  # type: ignore[arg-type]
         )
+        # Handed over from the moment the publish starts, and committed before it does: the
+        # broker may forward it before our PUBACK arrives, and a restart must still see it as
+        # in ChirpStack's queue, never as replaceable (invariant 4; gateway/commands.py).
+        self.commands.mark_published(command)
+        await self.flush()
+        if not self.store_ok:
+            self.commands.unmark_published(command)
+            self._kicked.add(dev_eui)  # retried on the next kick, once the store commits
+            return
+        if command.state != "queued":  # expired or answered while the commit waited
+            self.commands.publish_finished(command, delivered=True)
+            return
         try:
             await self.bridge.publish_downlink(cs.command_topic(application_id, dev_eui), payload)
         except aiomqtt.MqttError as exc:
+            self.commands.publish_finished(command, delivered=False)
             self.log.warning("downlink publish failed", extra={"id": command.id, "error": str(exc)})
-            self._kicked.add(dev_eui)  # retried after the reconnect (_on_connect)
+            self._kicked.add(dev_eui)  # published again, same id, after the reconnect
             return
-        self.commands.mark_published(command)
+        self.commands.publish_finished(command, delivered=True)
         self.log.info(
             "downlink queued at chirpstack",
             extra={"id": command.id, "dev_eui": dev_eui, "command": command.message},
         )
-        await self.flush()
 
     # --- maintenance -----------------------------------------------------------------------------
 
