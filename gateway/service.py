@@ -500,7 +500,10 @@ class Gateway:
                 data=event.data,
             )
         )
-        self._apply_message(device, decoded.message, decoded.fields, now)
+        # Rules reason in ChirpStack's time of reception, not ours: a backlog delivered after a
+        # restart arrives within a second but was measured hours apart (issue 15.2)
+        at = event.time_s
+        self._apply_message(device, decoded.message, decoded.fields, now if at is None else at)
         self._m_processed.inc()
         if self.commands.has_waiting(device.dev_eui):
             self.kick(device.dev_eui)
@@ -508,6 +511,7 @@ class Gateway:
     def _apply_message(
         self, device: Device, message: str, fields: dict[str, Any], now: float
     ) -> None:
+        """Apply a decoded uplink; ``now`` is the event's time (receive time when it has none)."""
         if message in _STATE_MESSAGES:
             device.reported.update(fields)
         device.reported["last_message"] = message
