@@ -49,19 +49,31 @@ _RANK = {"queued": 0, "sent": 1, "acknowledged": 2, "applied": 3}
 _NACKED_PER_DEVICE = 8  # nacked commands a late command_result may still turn into applied
 
 
-def max_payload(region: str, dr: int | None) -> int:
-    """Largest downlink payload for a device last heard at uplink ``dr``: the N of its RX1 data
-    rate at RX1DROffset 0 (RP002-1.0.4 §2.x.7 tables, from :mod:`protocol.lorawan.region`).
+def max_payload(
+    region: str,
+    dr: int | None,
+    *,
+    device_class: str = "CLASS_A",
+    rx1_dr_offset: int = 0,
+    rx2_dr: int | None = None,
+) -> int:
+    """Largest downlink payload in the receive window the device will hear next (ChirpStack sizes
+    a queue item for its first downlink opportunity, reference §3.5); the N of RP002-1.0.4
+    §2.x.6 for that data rate, from :mod:`protocol.lorawan.region`.
 
-    Unknown ``dr`` (never heard, or not an uplink DR) gives the RX2 data rate's limit, the
-    window ChirpStack falls back to.
+    - Class C: RX2 (ChirpStack schedules class C downlinks "immediately" on the RX2 frequency
+      and data rate), at ``rx2_dr``: the region's default (EU868 DR0, 51 bytes) unless the
+      network moved it with RXParamSetupReq (L2 1.0.4 §5.4).
+    - Class A: RX1, at the RX1 data rate of the last uplink ``dr`` with ``rx1_dr_offset``
+      (RP002 §2.x.7). Unknown ``dr`` (never heard, or not an uplink DR) gives RX2's limit, the
+      window ChirpStack falls back to.
     """
     plan = REGIONS[region.upper()]
-    rx2 = plan.max_frm_payload(plan.rx2_data_rate)
-    if dr is None:
+    rx2 = plan.max_frm_payload(plan.rx2_data_rate if rx2_dr is None else rx2_dr)
+    if device_class == "CLASS_C" or dr is None:
         return rx2
     try:
-        return plan.max_frm_payload(plan.rx1_data_rate(dr, 0))
+        return plan.max_frm_payload(plan.rx1_data_rate(dr, rx1_dr_offset))
     except ProtocolError:
         return rx2
 
@@ -157,10 +169,10 @@ class CommandManager:
             f_port, data = codec.encode(message, full)
         except ProtocolError as exc:
             raise CommandRejected(f"{message}: {exc}", dev_eui=device.dev_eui) from exc
-        limit = max_payload(self.config.region, device.last_dr) - self.config.mac_headroom_bytes
+        limit, window = self.size_limit(device)
         if len(data) > limit:
             raise PayloadTooLarge(
-                f"{message} is {len(data)} bytes; DR{device.last_dr} allows {limit}",
+                f"{message} is {len(data)} bytes; {window} allows {limit}",
                 dev_eui=device.dev_eui,
                 size=len(data),
                 limit=limit,
@@ -233,14 +245,35 @@ class CommandManager:
             if (c.state == "queued" and c.published_at is None) or c.id in self._republish
         }
 
-    def check_size(self, command: CommandRecord, device: Device | None) -> bool:
-        """Recheck the size against the device's current data rate just before sending."""
+    def size_limit(self, device: Device | None) -> tuple[int, str]:
+        """The payload limit in the window ``device`` hears next, less the MAC headroom, and
+        the window's name for messages ("RX2 DR0", "RX1 DR5")."""
+        cfg = self.config
+        plan = REGIONS[cfg.region.upper()]
+        device_class = device.device_class if device is not None else ""
         dr = device.last_dr if device is not None else None
-        limit = max_payload(self.config.region, dr) - self.config.mac_headroom_bytes
+        rx2_dr = plan.rx2_data_rate if cfg.rx2_dr < 0 else cfg.rx2_dr
+        limit = max_payload(
+            cfg.region,
+            dr,
+            device_class=device_class,
+            rx1_dr_offset=cfg.rx1_dr_offset,
+            rx2_dr=rx2_dr,
+        )
+        window = f"RX2 DR{rx2_dr}"
+        if device_class != "CLASS_C" and dr is not None:
+            try:
+                window = f"RX1 DR{plan.rx1_data_rate(dr, cfg.rx1_dr_offset)}"
+            except ProtocolError:
+                pass
+        return limit - cfg.mac_headroom_bytes, window
+
+    def check_size(self, command: CommandRecord, device: Device | None) -> bool:
+        """Recheck the size against the window the device hears now, just before sending."""
+        limit, window = self.size_limit(device)
         if len(command.data) > limit:
-            self._finish(
-                command, "failed", self.clock(), f"payload {len(command.data)} > {limit} at DR{dr}"
-            )
+            error = f"payload {len(command.data)} > {limit} in {window}"
+            self._finish(command, "failed", self.clock(), error)
             return False
         return True
 

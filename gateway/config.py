@@ -125,6 +125,10 @@ class CommandsConfig:
     confirmed: bool = True
     region: str = "EU868"  # for the payload size limit per data rate
     mac_headroom_bytes: int = 0  # room kept for MAC commands ChirpStack piggybacks in FOpts
+    # the receive windows the network server sets (ChirpStack [regions.network] rx2_dr,
+    # rx1_dr_offset; RXParamSetupReq, L2 1.0.4 §5.4): class C hears RX2, class A RX1
+    rx2_dr: int = -1  # -1: the region's default (EU868 DR0, US915 DR8)
+    rx1_dr_offset: int = 0
     check_interval_s: float = 5.0
 
 
@@ -293,6 +297,7 @@ def _check(cfg: Config) -> None:
         raise ConfigError("commands.mac_headroom_bytes: 0..15 (FOpts is at most 15 bytes)")
     if c.region.upper() not in ("EU868", "US915"):
         raise ConfigError(f"commands.region: EU868 or US915, got {c.region!r}")
+    _check_windows(c)
     w = cfg.web
     if w.tile_url and not (
         w.tile_url.startswith(("http://", "https://"))
@@ -301,6 +306,27 @@ def _check(cfg: Config) -> None:
         raise ConfigError("web.tile_url: an http(s) URL with {z}, {x} and {y}", key="web.tile_url")
     if w.stream_keepalive_s <= 0:
         raise ConfigError("web.stream_keepalive_s: must be positive", key="web.stream_keepalive_s")
+
+
+def _check_windows(c: CommandsConfig) -> None:
+    from protocol.errors import ProtocolError
+    from protocol.lorawan.region import REGIONS
+
+    plan = REGIONS[c.region.upper()]
+    if c.rx2_dr != -1:
+        try:
+            if not plan.data_rate(c.rx2_dr).downlink:
+                raise ProtocolError("uplink only")
+        except ProtocolError:
+            raise ConfigError(
+                f"commands.rx2_dr: {c.region} has no downlink DR{c.rx2_dr} (-1: the default)",
+                key="commands.rx2_dr",
+            ) from None
+    offsets = max((len(row) for row in plan.rx1_dr_table), default=1)
+    if not 0 <= c.rx1_dr_offset < offsets:
+        raise ConfigError(
+            f"commands.rx1_dr_offset: 0..{offsets - 1} in {c.region}", key="commands.rx1_dr_offset"
+        )
 
 
 def parse_config(

@@ -206,3 +206,40 @@ async def test_size_limit_at_submit_and_at_send(manager: CommandManager) -> None
     command = manager.submit(lamp, "lamp_profile", fields)
     lamp.last_dr = 0  # the device moved to SF12 before the command went out
     assert manager.check_size(command, lamp) is False and command.state == "failed"
+
+
+def test_max_payload_in_the_window_the_device_hears() -> None:
+    # class C: RX2, EU868 DR0 (51 bytes) by default whatever the uplink DR (RP002 §2.1.7)
+    assert max_payload("EU868", 5, device_class="CLASS_C") == 51
+    assert max_payload("EU868", None, device_class="CLASS_C") == 51
+    assert max_payload("EU868", 0, device_class="CLASS_C", rx2_dr=3) == 115  # RXParamSetup
+    assert max_payload("US915", 3, device_class="CLASS_C") == 53  # US915 RX2 is DR8
+    # class A: RX1, the uplink DR shifted by RX1DROffset (RP002 §2.1.7 table)
+    assert max_payload("EU868", 5, device_class="CLASS_A") == 242
+    assert max_payload("EU868", 5, device_class="CLASS_A", rx1_dr_offset=3) == 51  # DR2
+    assert max_payload("EU868", 3, device_class="CLASS_A", rx1_dr_offset=1) == 51  # DR2
+
+
+async def test_class_c_lamp_sized_for_rx2_not_its_uplink(manager: CommandManager) -> None:
+    fields = {
+        "config_version": 7,
+        "base_level": 100,
+        "boost_level": 100,
+        "hold_time_s": 3600,
+        "steps": [{"anchor": "clock", "offset_min": 1400, "dim_level": 100}] * 4,
+    }
+    manager.config = CommandsConfig(mac_headroom_bytes=10)  # 41 bytes left in RX2 at DR0
+    size = len(codec.encode("lamp_profile", {**fields, "command_id": 0})[1])
+    assert 51 - 10 < size <= 242 - 10
+    class_a = Device("01", kind="lamp", last_dr=5, device_class="CLASS_A")
+    command = manager.submit(class_a, "lamp_profile", fields)  # RX1 at DR5: 242 bytes
+    class_c = Device("02", kind="lamp", last_dr=5, device_class="CLASS_C")
+    with pytest.raises(PayloadTooLarge) as info:
+        manager.submit(class_c, "lamp_profile", fields)  # RX2 at DR0: 51 bytes
+    assert info.value.limit == 41  # type: ignore[attr-defined]
+    assert "RX2" in str(info.value)
+    class_a.device_class = "CLASS_C"  # the lamp switched to class C before it went out
+    assert manager.check_size(command, class_a) is False and command.state == "failed"
+    # the network moved RX2 to DR5 (RXParamSetupReq)
+    manager.config = CommandsConfig(mac_headroom_bytes=10, rx2_dr=5)
+    assert manager.submit(class_c, "lamp_profile", fields).state == "queued"
