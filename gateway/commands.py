@@ -21,7 +21,12 @@ are replaceable, and a command counts as handed over from the moment its publish
 (:meth:`CommandManager.mark_published`, committed before the first byte goes out): the broker
 may forward it to ChirpStack before its PUBACK reaches us, or the connection may drop after it
 did. A publish that failed is repeated with the same ``id``, never replaced: the id is the
-primary key of ChirpStack's ``device_queue_item`` table, so a repeat adds no second item.
+primary key of ChirpStack's ``device_queue_item`` table, so a repeat adds no second item while
+the first waits. The broker's PUBACK is recorded (a ``puback:<id>`` key in the store); a command
+handed over without one when the gateway starts was being published when it stopped, and is
+published again once. The one case this cannot cover over MQTT: the stopped process's publish
+did reach ChirpStack, which sent the command and deleted it before the restarted gateway saw
+the ``txack``; the repeat is then a second copy of the same bytes, delivered after the first.
 tests/gateway/test_one_downlink.py checks the invariant under random interleavings.
 """
 
@@ -46,6 +51,7 @@ __all__ = ["CONFIG_MESSAGES", "CommandManager", "max_payload"]
 
 CONFIG_MESSAGES = ("lamp_profile", "bin_config", "device_config")
 _RANK = {"queued": 0, "sent": 1, "acknowledged": 2, "applied": 3}
+_PUBACK = "puback:"  # idempotency key recorded once the broker acknowledged a command's publish
 _NACKED_PER_DEVICE = 8  # nacked commands a late command_result may still turn into applied
 
 
@@ -108,6 +114,14 @@ class CommandManager:
     async def load(self) -> None:
         for command in await self.store.active_commands():
             self._add(command)
+            # handed over, but no PUBACK recorded: the process stopped while publishing it, so
+            # the broker may never have had it. Published again, same id (module docstring).
+            if (
+                command.state == "queued"
+                and command.published_at is not None
+                and not await self.store.seen(_PUBACK + command.id)
+            ):
+                self._republish.add(command.id)
 
     def for_device(self, dev_eui: str) -> list[CommandRecord]:
         commands = self._by_device.get(dev_eui)
@@ -296,7 +310,9 @@ class CommandManager:
         """The publish ended: PUBACK (``delivered``) or an error after which the broker may or
         may not have it. Then it stays handed over and is published again with the same id."""
         self._publishing.discard(command.id)
-        if not delivered and command.state == "queued" and command.id in self.active:
+        if delivered:
+            self.store.stage_seen(_PUBACK + command.id)  # the broker has it: no repeat at load
+        elif command.state == "queued" and command.id in self.active:
             self._republish.add(command.id)
 
     # --- events ----------------------------------------------------------------------------------

@@ -759,6 +759,7 @@ class Gateway:
             "downlink queued at chirpstack",
             extra={"id": command.id, "dev_eui": dev_eui, "command": command.message},
         )
+        await self.flush()  # the PUBACK on record: a restart does not publish it again
 
     # --- maintenance -----------------------------------------------------------------------------
 

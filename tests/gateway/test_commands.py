@@ -243,3 +243,28 @@ async def test_class_c_lamp_sized_for_rx2_not_its_uplink(manager: CommandManager
     # the network moved RX2 to DR5 (RXParamSetupReq)
     manager.config = CommandsConfig(mac_headroom_bytes=10, rx2_dr=5)
     assert manager.submit(class_c, "lamp_profile", fields).state == "queued"
+
+
+async def test_a_publish_cut_by_a_restart_is_repeated_once_with_its_id(
+    manager: CommandManager,
+) -> None:
+    a = manager.submit(Device("01", kind="lamp", last_dr=5), "reboot", {})
+    b = manager.submit(Device("02", kind="lamp", last_dr=5), "reboot", {})
+    hand_over(manager, a)  # PUBACK on record
+    manager.mark_published(b)  # the process stops while publishing b
+    await manager.store.commit()
+    restarted = CommandManager(
+        store=manager.store,
+        metrics=Metrics(),
+        config=manager.config,
+        logger=logging.getLogger("t"),
+        clock=manager.clock,
+    )
+    await restarted.load()
+    assert restarted.devices_waiting() == {"02"}
+    assert restarted.next_to_send("01") is None  # a is in ChirpStack's queue
+    again = restarted.next_to_send("02")
+    assert again is not None and again.id == b.id  # same id: ChirpStack refuses a second item
+    restarted.mark_published(again)
+    restarted.publish_finished(again, delivered=True)
+    assert restarted.devices_waiting() == set() and restarted.next_to_send("02") is None
