@@ -664,7 +664,10 @@ class Gateway:
                 data=event.data,
             )
         )
-        self._apply_message(device, decoded.message, decoded.fields, now)
+        # Rules reason in ChirpStack's time of reception, not ours: a backlog delivered after a
+        # restart arrives within a second but was measured hours apart (issue 15.2)
+        at = event.time_s
+        self._apply_message(device, decoded.message, decoded.fields, now if at is None else at)
         self._m_processed.inc()
         if self.commands.has_waiting(device.dev_eui):
             self.kick(device.dev_eui)
@@ -672,6 +675,7 @@ class Gateway:
     def _apply_message(
         self, device: Device, message: str, fields: dict[str, Any], now: float
     ) -> None:
+        """Apply a decoded uplink; ``now`` is the event's time (receive time when it has none)."""
         if message in _STATE_MESSAGES:
             device.reported.update(fields)
         device.reported["last_message"] = message
@@ -907,7 +911,10 @@ class Gateway:
 
     async def _lead_dispatch(self) -> None:
         """The dispatcher on the instance that holds the ``dispatch`` job: first whatever waits
-        (another instance may have died holding it)."""
+        (another instance may have died holding it, maybe mid-publish)."""
+        async with self._flush_lock:
+            await self.commands.recheck_handovers()
+            await self._flush_locked()  # the reads' transaction ends; nothing is held
         for dev_eui in self.commands.devices_waiting():
             self.kick(dev_eui)
         await self._dispatcher()
@@ -922,7 +929,8 @@ class Gateway:
             await self._flush_locked()  # never leave a device held with no batch to commit it
 
     async def _dispatch_device(self, dev_eui: str) -> None:
-        locked = self.fleet is not None
+        # several instances: _dispatch_one holds the flush lock (and the device) already
+        commit = self._flush_locked if self.fleet is not None else self.flush
         command = self.commands.next_to_send(dev_eui)
         if command is None:
             return
@@ -934,7 +942,7 @@ class Gateway:
             return  # the topic needs the application: sent once the device has been heard
         if not self.commands.check_size(command, device):
             self._command_changed(command)
-            await (self._flush_locked() if locked else self.flush())
+            await commit()
             return
         _, payload = cs.build_downlink(
             dev_eui=dev_eui,
@@ -945,18 +953,32 @@ class Gateway:
             expires_at=command.expires_at,
             marshaler=self.config.mqtt.marshaler,  # type: ignore[arg-type]
         )
+        # Handed over from the moment the publish starts, and committed before it does: the
+        # broker may forward it before our PUBACK arrives, and a restart must still see it as
+        # in ChirpStack's queue, never as replaceable (invariant 4; gateway/commands.py).
+        self.commands.mark_published(command)
+        await commit()
+        # not committed, or the store refused the batch and the command was read again
+        if not self.store_ok or command.published_at is None:
+            self.commands.unmark_published(command)
+            self._kicked.add(dev_eui)  # retried on the next kick, once the store commits
+            return
+        if command.state != "queued":  # expired or answered while the commit waited
+            self.commands.publish_finished(command, delivered=True)
+            return
         try:
             await self.bridge.publish_downlink(cs.command_topic(application_id, dev_eui), payload)
         except aiomqtt.MqttError as exc:
+            self.commands.publish_finished(command, delivered=False)
             self.log.warning("downlink publish failed", extra={"id": command.id, "error": str(exc)})
-            self._kicked.add(dev_eui)  # retried after the reconnect (_on_connect)
+            self._kicked.add(dev_eui)  # published again, same id, after the reconnect
             return
-        self.commands.mark_published(command)
+        self.commands.publish_finished(command, delivered=True)
         self.log.info(
             "downlink queued at chirpstack",
             extra={"id": command.id, "dev_eui": dev_eui, "command": command.message},
         )
-        await (self._flush_locked() if locked else self.flush())
+        await commit()  # the PUBACK on record: a restart does not publish it again
 
     # --- maintenance -----------------------------------------------------------------------------
 

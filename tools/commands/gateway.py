@@ -48,19 +48,20 @@ def register(sub: Any) -> None:
 
 
 def check_config(args: argparse.Namespace) -> int:
-    from gateway.config import load_config
+    from gateway.preflight import preflight
 
     try:
-        cfg = load_config(args.file)
+        checked = preflight(args.file)  # the checks `run` makes before its first socket
     except GatewayError as exc:
         raise CliError(str(exc)) from None
-    store = cfg.store.url.split("://")[0]
-    if store == "postgresql":  # what `run` would say at start, said here in the same line
+    cfg = checked.config
+    store = f"{cfg.store.url.split('://')[0]} {checked.store_location}"
+    if checked.store.shared:  # PostgreSQL: what `run` would say at start, said here in one line
         from gateway.store.postgres import PostgresStore
 
-        pg = PostgresStore(cfg.store.url, password_file=cfg.store.password_file)
+        assert isinstance(checked.store, PostgresStore)
         try:
-            store = f"postgresql {pg.safe_url} ({asyncio.run(pg.check())})"
+            store += f" ({asyncio.run(checked.store.check())})"
         except GatewayError as exc:
             raise CliError(str(exc), exit_code=1) from None
     print(
@@ -71,22 +72,23 @@ def check_config(args: argparse.Namespace) -> int:
 
 
 def run_gateway(args: argparse.Namespace) -> int:
-    from gateway.config import check_tls, load_config, read_secret
     from gateway.logs import configure
+    from gateway.preflight import preflight
     from gateway.service import Gateway
 
     try:
-        cfg = load_config(args.config)
-        token = read_secret(cfg.api.token_file) if cfg.api.token_file else None
-        check_tls(cfg.mqtt)  # a bad certificate stops the start, not an endless reconnect
+        # the same checks as check-config, and the broker's TLS certificate: a bad one stops
+        # the start, not an endless reconnect
+        checked = preflight(args.config, connect=True)
     except GatewayError as exc:
         raise CliError(str(exc)) from None
+    cfg, token = checked.config, checked.api_token
     logger = configure(args.log_level)
     if cfg.api.enabled and not token:
         logger.warning("api.token_file is not set: every /api/v1 request will get 401")
 
     async def main() -> None:
-        gateway = Gateway(cfg, logger=logger, api_token=token)
+        gateway = Gateway(cfg, logger=logger, api_token=token, store=checked.store)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, gateway.stop)
