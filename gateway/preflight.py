@@ -23,7 +23,6 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from gateway.config import Config, check_tls, load_config, read_secret
 from gateway.errors import ConfigError
@@ -65,12 +64,15 @@ def preflight(
 
 def _store_location(store: Store, url: str) -> str:
     if not isinstance(store, SqliteStore):
+        from gateway.store.postgres import redacted_url
+
         parts = urlsplit(url)
         host = parts.hostname or ""
         netloc = f"{parts.username}@{host}" if parts.username else host
         if parts.port:
             netloc += f":{parts.port}"
-        return parts._replace(netloc=netloc).geturl()  # never the password
+        # never the password: not the user part, not a libpq ?password= parameter
+        return redacted_url(parts._replace(netloc=netloc).geturl())
     if store.path == ":memory:":
         return ":memory:"
     db = Path(os.path.abspath(store.path))

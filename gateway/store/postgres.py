@@ -97,17 +97,26 @@ _DEVICE_SELECT = "SELECT dev_eui, kind, doc, twin, last_f_cnt, last_dev_addr, ve
 
 
 def redacted_url(url: str) -> str:
-    """``url`` without its password (for logs and errors)."""
+    """``url`` without its password (for logs and errors): the one in the user part and a
+    libpq ``password=`` query parameter alike."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{parts.username or ''}:***@{host}"
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    query = (
+        "&".join(
+            "password=***" if item.split("=", 1)[0].lower() == "password" else item
+            for item in parts.query.split("&")
+        )
+        if parts.query
+        else ""
+    )
+    netloc = parts.netloc
+    if parts.password is not None:
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        netloc = f"{parts.username or ''}:***@{host}"
+        if parts.port is not None:
+            netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def connect_kwargs(password_file: str = "") -> dict[str, Any]:

@@ -41,7 +41,7 @@ from tests.gateway import events as ev
 from tests.helpers import postgres, procs
 from tests.helpers.faults import GatewayProcess, wait_until
 
-pytestmark = [pytest.mark.broker, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.broker, pytest.mark.postgres, pytest.mark.timeout(300)]
 
 BINS = [f"a84041000182{i:04x}" for i in range(12)]
 LAMPS = [f"a84041000183{i:04x}" for i in range(6)]  # a street: each lamp's neighbours beside it

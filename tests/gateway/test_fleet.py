@@ -22,7 +22,7 @@ from tests.gateway import events as ev
 from tests.gateway.harness import Clock, Running, make_config, mqtt_client, start, wait_for
 from tests.helpers.procs import Broker
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, pytest.mark.postgres]
 
 BINS = [f"a84041000181c{i:03x}" for i in range(8)]
 LAMPS = ["a84041000181d0b1", "a84041000181d0b2", "a84041000181d0b3"]

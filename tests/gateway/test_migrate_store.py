@@ -21,6 +21,8 @@ from gateway.store import (
 )
 from tools.cli import main
 
+pytestmark = pytest.mark.postgres
+
 
 def _uplink(dev: str, f_cnt: int) -> UplinkRecord:
     return UplinkRecord(

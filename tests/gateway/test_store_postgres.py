@@ -17,6 +17,8 @@ from gateway.store.pg_coordination import Leadership, job_key, listen
 from gateway.store.pg_schema import MIGRATIONS
 from tests.gateway.harness import wait_for
 
+pytestmark = pytest.mark.postgres
+
 LOG = logging.getLogger("test")
 
 
@@ -226,6 +228,9 @@ async def test_start_up_errors_are_one_line_without_password(
     assert "\n" not in message and "no_such_database_here" in message
     assert "hunter2" not in message
     assert redacted_url("postgresql://u:hunter2@h:5/d") == "postgresql://u:***@h:5/d"
+    assert redacted_url("postgresql://u@h/d?sslmode=require&password=hunter2") == (
+        "postgresql://u@h/d?sslmode=require&password=***"
+    )
     with pytest.raises(StoreError, match="cannot connect"):
         await PostgresStore("postgresql://postgres@127.0.0.1:1/x").open()
     with psycopg.connect(postgres_url, autocommit=True) as admin:
