@@ -23,6 +23,7 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from gateway.config import Config, check_tls, load_config, read_secret
 from gateway.errors import ConfigError
