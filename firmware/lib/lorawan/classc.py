@@ -52,8 +52,12 @@ class ClassC:
         try:
             while True:
                 s = mac.state
-                sf, bw = mac.region.DR_TABLE[s.rx2_dr]
-                rx = await mac.radio.receive(s.rx2_freq, sf, bw, mac.clock.ticks_ms(), None)
+                freq, dr, timeout = s.rx2_freq, s.rx2_dr, None
+                now = mac.clock.ticks_ms()
+                if mac.multicast is not None:  # a group's class C session (TS004 §4.4)
+                    freq, dr, timeout = mac.multicast.window(now, freq, dr)
+                sf, bw = mac.region.DR_TABLE[dr]
+                rx = await mac.radio.receive(freq, sf, bw, now, timeout)
                 if rx is not None:
                     d = mac._accept_downlink(rx, False)
                     if d is not None:
