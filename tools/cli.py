@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "sim",
     "demo",
     "firmware",
+    "fuota",
     "bench",
 )
 

@@ -181,7 +181,7 @@ class Fragmentation:
             return
         data = memoryview(p)[i + 2 :]
         got = s.decoder.add(n, data)
-        if got == fd.REFUSED:
+        if got == fd.REFUSED and not s.decoder.done:  # after completion: redundancy, not refused
             self.refused += 1
         elif got == fd.DONE and not s.reported:
             s.reported = True
