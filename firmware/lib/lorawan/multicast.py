@@ -39,8 +39,8 @@ from lorawan.session import Keys
 MAX_GROUPS = const(4)  # McGroupID is 2 bits (TS004 §4.2)
 _SAVE_EVERY = const(16)
 _KEY = "mcgroups"
-_REC = "<BI16s16sIIi"  # id, McAddr, McNwkSKey, McAppSKey, min, max, last (-1: none)
-_REC_SIZE = const(49)
+_REC = "<BI16s16sIIq"  # id, McAddr, McNwkSKey, McAppSKey, min, max, last (-1: none)
+_REC_SIZE = const(53)
 
 
 class Group:

@@ -15,7 +15,7 @@ import fwslot
 root = sys.argv[1]
 lib = fwslot.select(root)
 sys.path.insert(0, lib)
-import pkg.mod  # noqa: E402, I001  (from the selected set)
+import pkg.mod  # noqa: E402  (from the selected set)
 from apps.node import FIRMWARE_VERSION, Node  # noqa: E402
 
 
