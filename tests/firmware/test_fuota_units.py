@@ -37,7 +37,7 @@ def test_fuota_units_under_micropython(micropython: str, tmp_path: Path) -> None
             args=[str(VECTORS), str(tmp_path)],
             path=[HARNESS],
             timeout_s=600,
-        )  # fmt: skip
+        )
     )
 
 

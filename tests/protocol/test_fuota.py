@@ -1,4 +1,4 @@
-"""protocol.fuota on its golden vectors (protocol/vectors/fuota.json, ChirpStack's applayer tests)."""
+"""protocol.fuota on its golden vectors (protocol/vectors/fuota.json: ChirpStack applayer tests)."""
 
 from __future__ import annotations
 
