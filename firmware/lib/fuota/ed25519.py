@@ -37,7 +37,9 @@ def _recover_x(y, sign):
     return x
 
 
-_B = (_recover_x(_BY, 0), _BY, 1, _recover_x(_BY, 0) * _BY % _P)
+# base point x (RFC 8032 §5.1: the positive root for y = 4/5); checked against _recover_x in tests
+_BX = 15112221349535400772501151409588531511454012693041857206046113283949847762202
+_B = (_BX, _BY, 1, _BX * _BY % _P)
 _ZERO = (0, 1, 1, 0)
 
 

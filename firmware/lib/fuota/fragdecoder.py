@@ -94,18 +94,19 @@ class FragDecoder:
         self.highest = 0  # highest N heard
         self.done = False
         self.no_memory = False  # more rows lost than the matrix can hold (TS005 §4.2)
-        self._cols = None  # missing rows (ascending) once coded fragments start
-        self._rb = 0  # bytes per matrix row
-        self._rows = None  # L x rb bit matrix, pivot rows in slots
-        self._pivot = None  # column -> slot, or -1
-        self._row = None
+        self._coding = False  # coded fragments have started: the unknowns are fixed
+        self._cols = []  # missing rows (ascending), the unknowns
+        self._rb = 1  # bytes per matrix row
+        self._rows = bytearray(0)  # L x rb bit matrix, pivot rows in slots
+        self._pivot = []  # column -> slot, or -1
+        self._row = bytearray(1)
         self._slots = 0
 
     def missing(self):
         """Fragments still needed (TS005 MissingFrag); 0 when done."""
         if self.done:
             return 0
-        if self._cols is None:
+        if not self._coding:
             seen = self.highest if self.highest < self.m else self.m
             return seen - self.known if seen > self.known else 0
         return len(self._cols) - self._slots
@@ -144,7 +145,7 @@ class FragDecoder:
         if self._got[idx >> 3] & bit:
             return DUPLICATE
         self.received += 1
-        if self._cols is None:
+        if not self._coding:
             self._write_row(idx, data)
             self._got[idx >> 3] |= bit
             self.known += 1
@@ -187,6 +188,7 @@ class FragDecoder:
             self.no_memory = True
             return False
         n = len(cols)
+        self._coding = True
         self._cols = cols
         self._rb = (n + 7) >> 3 if n else 1
         self._rows = bytearray(n * self._rb)
@@ -195,7 +197,7 @@ class FragDecoder:
         return True
 
     def _coded(self, n, data):
-        if self._cols is None and not self._start_coded():
+        if not self._coding and not self._start_coded():
             return REFUSED
         self.received += 1
         m = self.m
@@ -283,6 +285,6 @@ class FragDecoder:
         self.done = True
         self.file.flush()
         # the pivot rows are no longer needed: give their heap back
-        self._rows = None
-        self._pivot = None
+        self._rows = bytearray(0)
+        self._pivot = []
         return DONE

@@ -16,10 +16,7 @@ Steps (each failure leaves the running set and the pointer untouched and returns
 
 import os
 
-try:
-    from hashlib import sha256
-except ImportError:  # pragma: no cover - every MicroPython port has sha256
-    sha256 = None
+from hashlib import sha256  # every MicroPython port has it
 
 import fwslot
 from hal.flashfile import FlashFile

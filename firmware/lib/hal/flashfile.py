@@ -20,6 +20,7 @@ class FlashFile:
     def __init__(self, path, create=True):
         self.path = path
         self._f = open(path, "w+b" if create else "r+b")
+        self.closed = False
 
     def write_at(self, offset, buf, n):
         f = self._f
@@ -35,9 +36,9 @@ class FlashFile:
         self._f.flush()
 
     def close(self):
-        if self._f is not None:
+        if not self.closed:
             self._f.close()
-            self._f = None
+            self.closed = True
 
     @staticmethod
     def remove(path):

@@ -67,7 +67,7 @@ class Groups:
     def __init__(self, clock, store=None):
         self.clock = clock
         self._store = store
-        self.groups = [None] * MAX_GROUPS
+        self.groups = [None] * MAX_GROUPS  # type: list[Group | None]
         self.drops = {}
         self.frames = 0
         self.last = None  # (gid, payload) of the last frame accepted
