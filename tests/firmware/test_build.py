@@ -21,7 +21,7 @@ FIRMWARE = procs.ROOT / "firmware"
 CONFIG = FIRMWARE / "pyrightconfig.json"
 MAC_FILES = sorted((FIRMWARE / "lib" / "lorawan").glob("*.py"))
 # the FUOTA packages (TS003/TS004/TS005, update apply) and what they need beside the MAC
-MAC_FILES += sorted((FIRMWARE / "lib" / "fuota").glob("*.py")) + [FIRMWARE / "lib" / "fwslot.py"]
+MAC_FILES += [*sorted((FIRMWARE / "lib" / "fuota").glob("*.py")), FIRMWARE / "lib" / "fwslot.py"]
 HAL_FILES = [
     FIRMWARE / "lib" / "hal" / name
     for name in (

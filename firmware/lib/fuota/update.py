@@ -15,7 +15,6 @@ Steps (each failure leaves the running set and the pointer untouched and returns
 """
 
 import os
-
 from hashlib import sha256  # every MicroPython port has it
 
 import fwslot
