@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -24,22 +23,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from protocol import codec
 from protocol.errors import DecodeError
-from protocol.fuota import clocksync, fec, fragmentation, keys, mcsetup
-from protocol.fuota._command import PackageVersionAns, PackageVersionReq, encode_commands
+from protocol.fuota import clocksync, fec, fragmentation, mcsetup
+from protocol.fuota._command import PackageVersionAns
 from tests.helpers import procs
-from tests.helpers.firmware import HARNESS
+from tests.helpers.firmware import HARNESS, run_cpython_json
 from tools import firmware as fwbuild
 from tools import fuota as tf
-
-APP_KEY = bytes(range(0x20, 0x30))
-NWK = bytes(range(0x50, 0x60))
-APP = bytes(range(0x60, 0x70))
-DEV_ADDR = 0x26012345
-MC_ADDR = 0x01AB0001
-MC_KEY = bytes(range(0xA0, 0xB0))
-NET_EPOCH = 1_400_000_000  # GPS seconds at virtual t = 0
-SESSION_START_S = 200
-FRAG_SIZE = 48
+from tools.bench import fuota_firmware as ff
 
 
 def _compile(src: str, dest: Path) -> None:
@@ -91,74 +81,20 @@ def _root(world: dict[str, Any], name: str) -> Path:
 def _plan(
     world: dict[str, Any], root: Path, loss: float, redundancy: int, bundle: bytes
 ) -> dict[str, Any]:
-    padded, padding = fec.pad(bundle, FRAG_SIZE)
-    m = len(padded) // FRAG_SIZE
-    frags = fec.encode(padded, FRAG_SIZE, redundancy)
-    rng = random.Random(f"loss-{loss}")
-    drop = sorted(i for i in range(len(frags)) if rng.random() < loss)
-    kept = {i + 1: f for i, f in enumerate(frags) if i not in drop}
-    fec.decode(kept, m, FRAG_SIZE)  # precondition: what the air leaves determines the file
-    kek = keys.mc_kekey(keys.mc_root_key_1_0(APP_KEY))
-    setup = [
-        (clocksync.FPORT, encode_commands([PackageVersionReq()])),
-        (mcsetup.FPORT, encode_commands([PackageVersionReq(), mcsetup.McGroupStatusReq(0x0F)])),
-        (
-            mcsetup.FPORT,
-            mcsetup.McGroupSetupReq(
-                0, MC_ADDR, keys.mc_key_encrypt(kek, MC_KEY), 0, 5000
-            ).to_bytes(),
-        ),
-        (
-            mcsetup.FPORT,
-            mcsetup.McClassCSessionReq(0, NET_EPOCH + SESSION_START_S, 10, 869525000, 5).to_bytes(),
-        ),
-        (
-            fragmentation.FPORT,
-            fragmentation.FragSessionSetupReq(0, 0x01, m, FRAG_SIZE, padding).to_bytes(),
-        ),
-    ]
-    after = [(fragmentation.FPORT, fragmentation.FragSessionStatusReq(0, True).to_bytes())]
-    return {
-        "app_key": APP_KEY.hex(),
-        "nwk_s_key": NWK.hex(),
-        "app_s_key": APP.hex(),
-        "dev_addr": DEV_ADDR,
-        "public_key": world["public"],
-        "root": str(root) + "/",
-        "running_version": "0.1.0",
-        "net_epoch": NET_EPOCH,
-        "setup": [{"fport": p, "hex": h.hex()} for p, h in setup],
-        "after": [{"fport": p, "hex": h.hex()} for p, h in after],
-        "mc": {
-            "addr": MC_ADDR,
-            # the group's keys as the server derives them, independently of the node
-            "nwk": keys.mc_nwk_s_key(MC_KEY, MC_ADDR).hex(),
-            "app": keys.mc_app_s_key(MC_KEY, MC_ADDR).hex(),
-            "freq": 869525000,
-            "dr": 5,
-            "fcnt0": 0,
-        },
-        "session_start_s": SESSION_START_S,
-        "session_timeout": 10,
-        "fragments": [
-            fragmentation.DataFragment(0, n + 1, f).to_bytes().hex() for n, f in enumerate(frags)
-        ],
-        "drop": drop,
-        "fragment_gap_ms": 1000,
-        "expect_update": True,
-        "m": m,
-    }
+    plan = ff.plan(root, bundle, world["public"], loss, redundancy)
+    frags = [fragmentation.DataFragment.from_body(bytes.fromhex(h)[1:]) for h in plan["fragments"]]
+    kept = {f.n: f.payload for i, f in enumerate(frags) if i not in set(plan["drop"])}
+    fec.decode(
+        kept, plan["m"], ff.FRAG_SIZE
+    )  # precondition: what the air leaves determines the file
+    return plan
 
 
 def _run(plan: dict[str, Any], tmp: Path, micro: bool = True) -> Any:
     path = tmp / "plan.json"
-    path.write_text(json.dumps(plan))
+    path.write_text(json.dumps(plan))  # for the CPython run; run_campaign writes its own
     if micro:
-        return procs.run_micropython_json(
-            HARNESS / "fuota_campaign.py", args=[str(path)], path=[HARNESS], timeout_s=600
-        )
-    from tests.helpers.firmware import run_cpython_json
-
+        return ff.run_campaign(plan, tmp)
     return run_cpython_json(HARNESS / "fuota_campaign.py", args=[str(path)], timeout_s=600)
 
 
