@@ -1,4 +1,4 @@
-"""FUOTA on the firmware: a 32 KB update bundle through a whole campaign on the MicroPython unix port.
+"""FUOTA on the firmware: a 32 KB bundle through a whole campaign on the MicroPython unix port.
 
 One lamp node runs the real MAC and fuota agent in virtual time (tests/firmware/mpy/
 fuota_campaign.py): clock sync, TS004 group setup and class C session, TS005 session, then the
