@@ -146,6 +146,10 @@ class Agent:
             if self.update_result[0] and self.reboot is not None:
                 self.reboot()
         self._class_for_sessions()
+        dt = self.mac.device_time  # DeviceTimeAns (L2 1.0.4 §5.9): GPS s at its uplink's TX end
+        if dt is not None and not self.time.synced:
+            secs, _frac, tx_done = dt
+            self.time.set_gps(secs + self.clock.ticks_diff(self.clock.ticks_ms(), tx_done) // 1000)
         if self.time.due():
             out = bytearray()
             self.time.request(out)

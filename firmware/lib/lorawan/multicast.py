@@ -85,10 +85,10 @@ class Groups:
             gid, addr, nwk, app, lo, hi, last = struct.unpack_from(_REC, blob, i * _REC_SIZE)
             if gid >= MAX_GROUPS:
                 continue
-            if last >= 0 or lo > 0:
-                # power may have been lost after up to N - 1 unsaved frames
-                base = last if last >= 0 else lo - 1
-                last = base + _SAVE_EVERY
+            # power may have been lost after up to N - 1 unsaved frames (also when none was
+            # saved since the setup: "nothing yet" on flash does not mean nothing was heard)
+            base = last if last >= 0 else lo - 1
+            last = base + _SAVE_EVERY
             self.groups[gid] = Group(gid, addr, nwk, app, lo, hi, last)
 
     def save(self):
