@@ -65,6 +65,7 @@ class Agent:
         self._pending = None  # (path, size) of a complete file to apply
         self._came_up = None
         self._class_switched = False
+        self.frag.resume()  # a session a power cut interrupted: its rows are on flash
 
     # ---------------------------------------------------------------- downlinks
 
@@ -143,6 +144,7 @@ class Agent:
             self.update_result = update.apply(
                 self.root, path, size, self.public_key, self.running_version
             )
+            self.frag.mark_applied()  # a reboot keeps answering status, never re-applies
             if self.update_result[0] and self.reboot is not None:
                 self.reboot()
         self._class_for_sessions()

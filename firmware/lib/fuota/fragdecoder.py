@@ -79,11 +79,11 @@ def _lowest(row, nbytes):
 class FragDecoder:
     """Reassembles M fragments of ``size`` bytes into the file at ``path``."""
 
-    def __init__(self, path, m, size, max_missing):
+    def __init__(self, path, m, size, max_missing, resume=False):
         self.m = m
         self.size = size
         self.max_missing = max_missing
-        self.file = FlashFile(path)
+        self.file = FlashFile(path, create=not resume)
         mb = (m + 7) >> 3
         self._got = bytearray(mb)  # rows known: received uncoded, or solved
         self._line = bytearray(mb)
@@ -113,6 +113,32 @@ class FragDecoder:
 
     def close(self):
         self.file.close()
+
+    # ---------------------------------------------------------------- power cuts
+
+    def known_rows(self):
+        """(received, highest, bitmap of the rows in place): what survives a power cut.
+
+        Rows solved by elimination and the pivot rows are not kept: after a restart the rows
+        still missing become the unknowns again at the next coded fragment.
+        """
+        self.file.flush()  # every row the bitmap names is on flash before the bitmap is
+        return self.received, self.highest, bytes(self._got)
+
+    def resume(self, received, highest, got):
+        if len(got) != len(self._got):
+            return False
+        known = 0
+        for i in range(self.m):
+            if got[i >> 3] & (1 << (i & 7)):
+                known += 1
+        self._got[:] = got
+        self.known = known
+        self.received = received
+        self.highest = highest
+        if known == self.m:
+            self.done = True
+        return True
 
     # ---------------------------------------------------------------- flash
 

@@ -25,7 +25,9 @@ One session at a time (the heap holds one decoder); its fragments go to a flash 
 McGroupBitMask (TS005 §4.2: unicast can always feed a session). A status request that came by
 multicast is answered after a random delay of up to 2^(BlockAckDelay + 4) s (TS005 §4.3), so a
 whole group does not answer at once. When the file is complete ``on_complete(path, size)`` runs
-once (size = NbFrag x FragSize - Padding).
+once (size = NbFrag x FragSize - Padding). The session and the bitmap of rows in place go to a
+small file beside the fragments every ``save_every`` fragments, so a node that loses power in a
+campaign (lamps on switched night circuits do, every morning) resumes it (:meth:`resume`).
 """
 
 try:
@@ -35,6 +37,9 @@ except ImportError:  # CPython
     def const(x):  # type: ignore[no-redef]
         return x
 
+
+import json
+import os
 
 from hal.flashfile import FlashFile
 
@@ -64,18 +69,78 @@ class Session:
         self.descriptor = descriptor
         self.decoder = decoder
         self.reported = False  # on_complete ran
+        self.applied = False  # the file was handled (applied or refused): not again on resume
 
 
 class Fragmentation:
-    def __init__(self, path, max_file, max_missing, on_complete=None, rng=None):
+    def __init__(self, path, max_file, max_missing, on_complete=None, rng=None, save_every=16):
         self.path = path
         self.max_file = max_file
         self.max_missing = max_missing
         self.on_complete = on_complete
         self._rng = rng
+        self.save_every = save_every
+        self._unsaved = 0
         self.session = None
         self.refused = 0  # fragments refused (no session, wrong group, size, index)
         self.answer_delay_ms = 0  # when > 0: send the answers in ``out`` this much later
+
+    # ---------------------------------------------------------------- power cuts
+
+    def _save(self):
+        """The session and its rows in place, to ``path + ".st"`` (written, then renamed)."""
+        s = self.session
+        if s is None:
+            return
+        received, highest, got = s.decoder.known_rows()
+        doc = {
+            "index": s.index, "mask": s.mask, "nb": s.nb, "size": s.size, "delay": s.delay,
+            "padding": s.padding, "descriptor": s.descriptor, "received": received,
+            "highest": highest, "got": "".join("%02x" % b for b in got), "applied": s.applied,
+        }  # fmt: skip
+        tmp = self.path + ".st.tmp"
+        with open(tmp, "w") as f:
+            json.dump(doc, f)
+        os.rename(tmp, self.path + ".st")
+        self._unsaved = 0
+
+    def resume(self):
+        """After a restart: take up the session a power cut interrupted (its rows are on flash).
+
+        A finished session comes back finished; ``on_complete`` runs again unless the file was
+        already handled (:meth:`mark_applied`). Returns True when resumed.
+        """
+        try:
+            with open(self.path + ".st") as f:
+                doc = json.load(f)
+            got = bytes(int(doc["got"][i : i + 2], 16) for i in range(0, len(doc["got"]), 2))
+            dec = fd.FragDecoder(self.path, doc["nb"], doc["size"], self.max_missing, True)
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        if not dec.resume(doc["received"], doc["highest"], got):
+            dec.close()
+            return False
+        self.session = Session(
+            doc["index"], doc["mask"], doc["nb"], doc["size"], doc["delay"], doc["padding"],
+            doc["descriptor"], dec,
+        )  # fmt: skip
+        self.session.applied = bool(doc.get("applied"))
+        if dec.done and not self.session.applied:
+            self._completed(self.session)
+        return True
+
+    def mark_applied(self):
+        """The complete file was handled; a restart keeps the session (status) but not the job."""
+        s = self.session
+        if s is not None and s.decoder.done:
+            s.applied = True
+            self._save()
+
+    def _completed(self, s):
+        if not s.reported:
+            s.reported = True
+            if self.on_complete is not None:
+                self.on_complete(self.path, s.nb * s.size - s.padding)
 
     def handle(self, p, out, group=None):
         """Apply the commands in ``p`` (``group``: the multicast group it came on, or None)."""
@@ -116,6 +181,7 @@ class Fragmentation:
         if s is not None:
             s.decoder.close()
             FlashFile.remove(self.path)
+        FlashFile.remove(self.path + ".st")
         self.session = None
 
     def _setup(self, p, i, out):
@@ -146,6 +212,7 @@ class Fragmentation:
                 self.session = Session(
                     idx, mask, nb, size, control & 0x07, padding, descriptor, dec
                 )
+                self._save()
         out.append(_SETUP)
         out.append(status | (idx << 6))
 
@@ -183,7 +250,10 @@ class Fragmentation:
         got = s.decoder.add(n, data)
         if got == fd.REFUSED and not s.decoder.done:  # after completion: redundancy, not refused
             self.refused += 1
-        elif got == fd.DONE and not s.reported:
-            s.reported = True
-            if self.on_complete is not None:
-                self.on_complete(self.path, s.nb * s.size - s.padding)
+        elif got == fd.DONE:
+            self._save()
+            self._completed(s)
+        elif got == fd.ADDED:
+            self._unsaved += 1
+            if self._unsaved >= self.save_every:
+                self._save()

@@ -95,6 +95,47 @@ for v in fv["fec"]:
         elif len(lost) <= 2:
             check("fec_decode", False, "not done with lost %r" % sorted(lost))
 
+# ---------------------------------------------------------------- a power cut in a session
+from fuota.fragsession import Fragmentation  # noqa: E402
+
+v = fv["fec"][0]
+size = v["frag_size"]
+frags = [unhexlify(h) for h in v["fragments"]]
+data = unhexlify(v["data"])
+m = len(data) // size
+done_calls = []
+path = tmp + "/cut.bin"
+
+
+def session_obj():
+    return Fragmentation(path, 4096, 64, lambda p, n: done_calls.append(n), None, 2)
+
+
+def frag_cmd(n):
+    return bytes([0x08, n & 0xFF, n >> 8]) + frags[n - 1]
+
+
+f1 = session_obj()
+f1._drop_session()
+f1.handle(bytes([0x02, 0x01, m, 0, size, 0, 0, 0, 0, 0, 0]), bytearray())
+for n in (1, 2, 3, 4, 5):
+    f1.handle(frag_cmd(n), bytearray())
+f1 = None  # power cut: RAM gone, flash kept
+f2 = session_obj()
+check("resume", f2.resume(), "session back from flash")
+check("resume", f2.session is not None and f2.session.decoder.known >= 4, "rows in place")
+for n in (6, 8, 9, 10, 11, 12, 13, 14, 15):  # fragment 7 lost, coded ones make up for it
+    f2.handle(frag_cmd(n), bytearray())
+out_buf = bytearray(m * size)
+if f2.session is not None and f2.session.decoder.done:
+    f2.session.decoder.file.read_into(0, out_buf, m * size)
+check("resume", bytes(out_buf) == data and done_calls == [m * size], "file rebuilt once")
+f2.mark_applied()
+f2.session.decoder.close()
+f3 = session_obj()
+check("resume", f3.resume() and f3.session.decoder.done and done_calls == [m * size], "no re-apply")
+f3._drop_session()
+
 # ---------------------------------------------------------------- hostile input
 
 
