@@ -125,6 +125,10 @@ class Agent:
         c = self.clock
         now = c.ticks_ms()
         wait = _IDLE_MS
+        # wake for the next session start or end (a class A node switches to class C for it)
+        _f, _d, edge = self.groups.window(now, 0, 0)
+        if edge is not None and edge < wait:
+            wait = edge if edge > 0 else 0
         for item in self.outbox:
             if item[0] is None:
                 return 0
@@ -186,11 +190,13 @@ class Agent:
             await self.clock.sleep_ms(wait)
             return False
         if r.fport is not None and r.payload is not None:
+            # whatever came down in its RX windows (L2 §3.3): the app's receiver routes ports
+            # 200-202 back here (apps.node.port_handler); without one, FUOTA ports only
             cb = self.mac.on_downlink
             if cb is not None:
-                cb(r.fport, r.payload)  # whatever came down in its RX windows (L2 §3.3)
-            elif not self.handle(r.fport, r.payload):
-                pass
+                cb(r.fport, r.payload)
+            else:
+                self.handle(r.fport, r.payload)
         return True  # sent, or refused for good (too long, not joined): not retried
 
     def report(self):

@@ -27,6 +27,7 @@ from lorawan.mac import Mac
 from lorawan.session import Keys
 
 vec_dir, tmp = sys.argv[1], sys.argv[2]
+APP_KEY_A = bytes(range(0x30, 0x40))
 failures = []
 checked = {}
 
@@ -135,6 +136,73 @@ f2.session.decoder.close()
 f3 = session_obj()
 check("resume", f3.resume() and f3.session.decoder.done and done_calls == [m * size], "no re-apply")
 f3._drop_session()
+
+# ---------------------------------------------------------------- TS003 clock sync
+from fuota.clocksync import ClockSync  # noqa: E402
+
+cclock = VirtualClock()
+cs = ClockSync(cclock)
+req = bytearray()
+cs.request(req, True)
+check("clocksync", len(req) == 6 and req[0] == 1 and req[5] == 0x10, "AppTimeReq %r" % req)
+ans = bytearray()
+cs.handle(bytes([0x01]) + (1000).to_bytes(4, "little") + bytes([0x05]), ans)  # wrong token
+check("clocksync", cs.gps() == 0 and not cs.synced, "a wrong TokenAns changes nothing")
+cs.handle(bytes([0x01]) + (1000).to_bytes(4, "little") + bytes([0x00]), ans)
+check("clocksync", cs.gps() == 1000 and cs.synced and cs.token == 1, "correction applied")
+cs.handle(bytes([0x01]) + (1000).to_bytes(4, "little") + bytes([0x00]), ans)  # replayed answer
+check("clocksync", cs.gps() == 1000, "a replayed AppTimeAns changes nothing")
+cs.handle(bytes([0x01]) + (-500 & 0xFFFFFFFF).to_bytes(4, "little") + bytes([0x01]), ans)
+check("clocksync", cs.gps() == 500, "a negative correction")
+ans = bytearray()
+cs.handle(bytes([0x02, 0x03, 0x00]), ans)  # periodicity 3, then PackageVersionReq
+check("clocksync", bytes(ans) == bytes([0x02, 0x00]) + (500).to_bytes(4, "little") + b"\x00\x01\x01",
+      "DeviceAppTimePeriodicityAns + PackageVersionAns %r" % bytes(ans))  # fmt: skip
+check("clocksync", cs.period_s == 1024 and not cs.due(), "period 128 x 2^3 s")
+cs.handle(bytes([0x03, 0x02]), ans)  # ForceDeviceResyncReq x2
+check("clocksync", cs.due(), "a forced resync is due at once")
+cs.request(bytearray())
+check("clocksync", cs.resync_left == 1 and not cs.due(), "the next one waits its gap")
+
+# ---------------------------------------------------------------- a class A node in a session
+import asyncio  # noqa: E402
+
+
+class QuietAir:
+    def attach(self, node_id, radio):
+        pass
+
+    def uplink(self, node_id, phy, freq_hz, datr, t_ms):
+        pass
+
+
+aclock = VirtualClock()
+anvs = DictStore()
+amac = Mac(SimRadio(aclock, QuietAir(), "a"), aclock, anvs, DictStore(), region="EU868")
+amac.activate_abp(0x26000002, bytes(16), bytes(range(16)))
+amac.state.dr = 5
+aagent = Agent(amac, aclock, anvs, APP_KEY_A, bytes(32), root=tmp + "/a-", running_version="0.1.0")
+aagent.time.set_gps(1000)
+seen = {}
+
+
+async def class_a_session():
+    task = asyncio.create_task(aagent.run())
+    setup_a = bytes([0x02, 0x00]) + (0x01AB0003).to_bytes(4, "little") + bytes(16)
+    setup_a += (0).to_bytes(4, "little") + (10).to_bytes(4, "little")
+    aagent.handle(200, setup_a)
+    # session at GPS 1060 for 2^4 s on 869.525 MHz DR5
+    aagent.handle(
+        200, bytes([0x04, 0x00]) + (1060).to_bytes(4, "little") + bytes([4, 0x52, 0xAD, 0x84, 5])
+    )
+    for t_s in (30, 61, 70, 90):
+        await aclock.sleep_until(t_s * 1000)
+        seen[t_s] = amac.device_class
+    task.cancel()
+
+
+aclock.run(class_a_session())
+check("class_a_session", seen == {30: "A", 61: "C", 70: "C", 90: "A"}, repr(seen))
 
 # ---------------------------------------------------------------- hostile input
 
