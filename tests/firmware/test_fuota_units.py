@@ -17,7 +17,8 @@ from tests.helpers.firmware import HARNESS, run_cpython_json
 VECTORS = procs.ROOT / "protocol" / "vectors"
 MUST = ("ed25519", "ed25519_tampered", "sha512", "mc_session_keys", "mc_root_key", "fec_decode",
         "truncated", "random", "bad_fragment", "no_matrix_memory", "mc_replay", "mc_forged",
-        "mc_bitflip", "setup_too_big", "setup_matrix", "mc_persist", "resume", "clocksync", "class_a_session")  # fmt: skip
+        "mc_bitflip", "setup_too_big", "setup_matrix", "mc_persist", "resume", "clocksync",
+        "class_a_session")  # fmt: skip
 
 
 def _check(result: dict[str, object]) -> None:
