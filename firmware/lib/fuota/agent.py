@@ -199,6 +199,12 @@ class Agent:
                 self.handle(r.fport, r.payload)
         return True  # sent, or refused for good (too long, not joined): not retried
 
+    def close(self):
+        """Release the fragment file (a host running many nodes; a board just loses power)."""
+        s = self.frag.session
+        if s is not None:
+            s.decoder.close()
+
     def report(self):
         """What a status page or a test wants to know, as plain values."""
         s = self.frag.session
