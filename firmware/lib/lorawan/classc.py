@@ -5,6 +5,8 @@ battery nodes never carry it. The MAC stops the listening task before every upli
 again after the RX windows, so the radio is never shared. Application data that comes down is
 handed to ``mac.on_downlink(fport, payload)`` or kept (bounded, oldest dropped) for
 ``await mac.receive()``. A confirmed class C downlink is acknowledged on the next uplink.
+While a multicast group's class C session runs (lorawan.multicast, TS004 §4.4) the listener uses
+that session's frequency and data rate, and wakes at each session's start and end.
 """
 
 import asyncio
