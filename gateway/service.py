@@ -906,8 +906,15 @@ class Gateway:
             self._kick.clear()
             await self.bridge.connected.wait()
             kicked, self._kicked = self._kicked, set()
-            for dev_eui in sorted(kicked):
-                await self._dispatch_one(dev_eui)
+            for index, dev_eui in enumerate(sorted(kicked)):
+                try:
+                    await self._dispatch_one(dev_eui)
+                except StoreError as exc:  # the database is away (several instances): later
+                    self.log.warning("dispatch waits for the store", extra={"error": str(exc)})
+                    self._kicked.update(sorted(kicked)[index:])
+                    await asyncio.sleep(1.0)
+                    self._kick.set()
+                    break
 
     async def _lead_dispatch(self) -> None:
         """The dispatcher on the instance that holds the ``dispatch`` job: first whatever waits

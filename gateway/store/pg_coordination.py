@@ -34,6 +34,7 @@ from typing import Any
 import psycopg
 from psycopg import AsyncConnection
 
+from gateway.errors import StoreError
 from gateway.store.pg_schema import JOB_NAMESPACE
 
 __all__ = ["Leadership", "job_key", "listen"]
@@ -90,7 +91,7 @@ class Leadership:
                 self.terms += 1
                 self.log.info("leading", extra={"job": self.job})
                 await self._hold(conn, body)
-            except psycopg.Error as exc:
+            except (psycopg.Error, StoreError) as exc:  # the session, or the job's own store
                 self.log.warning(
                     "leadership connection lost",
                     extra={"job": self.job, "error": str(exc).splitlines()[0] if str(exc) else ""},
