@@ -238,8 +238,16 @@ async def test_database_outage_readyz_no_ack_and_resume(
                 await client.publish(ev.topic(app, BINS[0], "up"), ev.dumps(doc), qos=1)
             await wait_for(lambda: not gw.gateway.store_ok, "the gateway notices")
             assert gw.counter("processed") == 10  # the rest waits, unacknowledged
-            await proxy.restore()
-            await wait_for(lambda: _eq(stored, 20), "resumed by itself", 30)
+            # a command queued while the database is away: the dispatch job waits for it
+            command = gw.gateway.submit_command(BINS[0], "reboot", {}, confirmed=False)
+            await asyncio.sleep(1.5)  # the dispatcher tried (and waits), the process lives on
+            assert not gw.task.done()
+            down = f"application/{app}/device/{BINS[0]}/command/down"
+            async with mqtt_client(mosquitto_broker, down) as (_, got):
+                await proxy.restore()
+                await wait_for(lambda: _eq(stored, 20), "resumed by itself", 30)
+                await wait_for(lambda: len(got) >= 1, "the waiting command handed over", 30)
+                assert json.loads(got[0][1])["id"] == command.id
 
             async def ready() -> bool:
                 return (await gw.http.get("/readyz")).status_code == 200
