@@ -238,7 +238,7 @@ class Gateway:
                     ("dispatch", self._lead_dispatch),
                     ("maintenance", self._maintenance),
                 ):
-                    others.append(group.create_task(fleet.lead(name, job), name=name))  # type: ignore[arg-type]
+                    others.append(group.create_task(fleet.lead(name, job), name=name))
                 others.append(group.create_task(fleet.feed(), name="feed"))
                 others.append(group.create_task(fleet.heartbeat(), name="heartbeat"))
             server = None

@@ -38,12 +38,8 @@ the URL that is logged (:func:`redacted_url`).
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
 from collections import deque
-from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -59,41 +55,22 @@ from gateway.store.base import (
     Device,
     EventRecord,
     UplinkRecord,
-    device_from_row,
+)
+from gateway.store.pg_reads import PostgresReads
+from gateway.store.pg_rows import (
+    COMMAND_COLUMNS,
+    DEVICE_SELECT,
+    JSON,
+    UPLINK_COLUMNS,
+    Staged,
+    column_names,
+    command_of,
+    command_row,
+    device_of,
 )
 from gateway.store.pg_schema import LOCK_NAMESPACE, MIGRATION_LOCK, MIGRATIONS
 
 __all__ = ["PostgresStore", "connect_kwargs", "redacted_url"]
-
-_JSON = json.JSONEncoder(separators=(",", ":"), default=str)
-_PRUNE_CHUNK = 5000
-_COMMAND_COLUMNS = (
-    "id",
-    "dev_eui",
-    "message",
-    "fields",
-    "command_id",
-    "f_port",
-    "data",
-    "confirmed",
-    "state",
-    "created_at",
-    "published_at",
-    "sent_at",
-    "acknowledged_at",
-    "applied_at",
-    "finished_at",
-    "expires_at",
-    "f_cnt_down",
-    "error",
-    "replaced_by",
-    "source",
-)
-_UPLINK_COLUMNS = (
-    "dev_eui, received_at, deduplication_id, time, dev_addr, f_cnt, f_port, dr, frequency,"
-    " rssi, snr, gateways, message, fields, data"
-)
-_DEVICE_SELECT = "SELECT dev_eui, kind, doc, twin, last_f_cnt, last_dev_addr, version FROM devices"
 
 
 def redacted_url(url: str) -> str:
@@ -134,7 +111,7 @@ def _one_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-class PostgresStore:
+class PostgresStore(PostgresReads):
     """The shared store. ``url`` is a libpq URL, ``postgresql://user@host:port/db``."""
 
     shared = True  # several instances may use one database (gateway/service.py asks)
@@ -150,8 +127,8 @@ class PostgresStore:
         self._tx: AsyncConnection[Any] | None = None  # the batch transaction's connection
         self._claimed: set[str] = set()
         self._versions: dict[str, int] = {}  # devices.version as this instance last read/wrote
-        self._s = _Staged()  # what the next commit writes
-        self._writing: _Staged | None = None  # what the commit under way writes
+        self._s = Staged()  # what the next commit writes
+        self._writing: Staged | None = None  # what the commit under way writes
         self._registry_written: dict[str, int] = {}
         self._registry_pending: dict[str, int] = {}
         self.migrated_from: int | None = None  # schema version found at open, when older
@@ -334,14 +311,14 @@ class PostgresStore:
         """The stored device and its active commands, read in the batch transaction."""
         conn = await self._batch()
         try:
-            cur = await conn.execute(_DEVICE_SELECT + " WHERE dev_eui = %s", (dev_eui,))
+            cur = await conn.execute(DEVICE_SELECT + " WHERE dev_eui = %s", (dev_eui,))
             row = await cur.fetchone()
             cur = await conn.execute(
                 "SELECT * FROM commands WHERE dev_eui = %s AND state = ANY(%s) ORDER BY created_at",
                 (dev_eui, list(ACTIVE_STATES)),
             )
-            names = _names(cur)
-            commands = [_command(dict(zip(names, r, strict=True))) for r in await cur.fetchall()]
+            names = column_names(cur)
+            commands = [command_of(dict(zip(names, r, strict=True))) for r in await cur.fetchall()]
         except psycopg.Error as exc:
             await self._release_tx(rollback=True)
             raise self._error("read failed", exc) from exc
@@ -351,7 +328,7 @@ class PostgresStore:
         return self._device(row), commands
 
     def _device(self, row: Any) -> Device:
-        device = _device_of(row)
+        device = device_of(row)
         self.note_version(device, int(row[6]))
         return device
 
@@ -377,16 +354,16 @@ class PostgresStore:
         (the change feed); versions are recorded only by :meth:`note_version`."""
         try:
             async with self.pool.connection() as conn:
-                cur = await conn.execute(_DEVICE_SELECT + " WHERE dev_eui = ANY(%s)", (dev_euis,))
-                devices = [(_device_of(r), int(r[6])) for r in await cur.fetchall()]
+                cur = await conn.execute(DEVICE_SELECT + " WHERE dev_eui = ANY(%s)", (dev_euis,))
+                devices = [(device_of(r), int(r[6])) for r in await cur.fetchall()]
                 cur = await conn.execute(
                     "SELECT * FROM commands WHERE dev_eui = ANY(%s) AND state = ANY(%s)"
                     " ORDER BY created_at",
                     (dev_euis, list(ACTIVE_STATES)),
                 )
-                names = _names(cur)
+                names = column_names(cur)
                 commands = [
-                    _command(dict(zip(names, r, strict=True))) for r in await cur.fetchall()
+                    command_of(dict(zip(names, r, strict=True))) for r in await cur.fetchall()
                 ]
         except (psycopg.Error, PoolTimeout) as exc:
             raise self._error("read failed", exc) from exc
@@ -397,7 +374,7 @@ class PostgresStore:
     async def load_devices(self) -> list[Device]:
         try:
             async with self.pool.connection() as conn:
-                cur = await conn.execute(_DEVICE_SELECT)
+                cur = await conn.execute(DEVICE_SELECT)
                 return [self._device(row) for row in await cur.fetchall()]
         except (psycopg.Error, PoolTimeout) as exc:
             raise self._error("cannot read devices", exc) from exc
@@ -451,7 +428,7 @@ class PostgresStore:
     def discard(self) -> None:
         """Drop everything staged (after :class:`StoreConflict`); the transaction is rolled back
         at the next use of the store."""
-        self._s = _Staged()
+        self._s = Staged()
         self._registry_pending = {}
 
     async def commit(self) -> None:
@@ -463,7 +440,7 @@ class PostgresStore:
         conn = await self._batch()
         # what is staged while this commit awaits the database (the API, a timer) goes into
         # the next batch, not lost with this one
-        batch, self._s = self._s, _Staged()
+        batch, self._s = self._s, Staged()
         self._writing = batch
         touched = set(batch.devices) | {c.dev_eui for c in batch.commands.values()}
         try:
@@ -513,14 +490,14 @@ class PostgresStore:
         self._claimed.update(need)
 
     async def _write_devices(
-        self, cur: psycopg.AsyncCursor[Any], batch: _Staged, touched: set[str]
+        self, cur: psycopg.AsyncCursor[Any], batch: Staged, touched: set[str]
     ) -> None:
         inserts: list[tuple[Any, ...]] = []
         full: list[tuple[Any, ...]] = []
         light: list[tuple[Any, ...]] = []
         pending: dict[str, int] = {}
         for device, twin in batch.devices.values():
-            twin_json = twin if twin is not None else _JSON.encode(device.twin())
+            twin_json = twin if twin is not None else JSON.encode(device.twin())
             expected = self._versions.get(device.dev_eui)
             digest = device.registry_digest()
             if expected is not None and self._registry_written.get(device.dev_eui) == digest:
@@ -538,7 +515,7 @@ class PostgresStore:
             pending[device.dev_eui] = digest
             row = (
                 device.kind,
-                _JSON.encode(device.registry_doc()),
+                JSON.encode(device.registry_doc()),
                 twin_json,
                 device.street,
                 device.group,
@@ -583,7 +560,7 @@ class PostgresStore:
                 )
         self._registry_pending = pending
 
-    async def _write_rest(self, cur: psycopg.AsyncCursor[Any], batch: _Staged) -> None:
+    async def _write_rest(self, cur: psycopg.AsyncCursor[Any], batch: Staged) -> None:
         now = time.time()
         if batch.seen:
             # a key another instance committed stays its; ours is then a no-op (module docstring)
@@ -592,7 +569,7 @@ class PostgresStore:
                 [(key, now) for key in batch.seen],
             )
         if batch.uplinks:
-            async with cur.copy(f"COPY uplinks ({_UPLINK_COLUMNS}) FROM STDIN") as copy:
+            async with cur.copy(f"COPY uplinks ({UPLINK_COLUMNS}) FROM STDIN") as copy:
                 for u in batch.uplinks:
                     await copy.write_row(
                         (
@@ -609,7 +586,7 @@ class PostgresStore:
                             u.snr,
                             u.gateways,
                             u.message,
-                            _JSON.encode(u.fields),
+                            JSON.encode(u.fields),
                             u.data,
                         )
                     )
@@ -624,15 +601,15 @@ class PostgresStore:
         if batch.events:
             await cur.executemany(
                 "INSERT INTO events (at, type, dev_eui, data) VALUES (%s, %s, %s, %s)",
-                [(e.at, e.type, e.dev_eui, _JSON.encode(e.data)) for e in batch.events],
+                [(e.at, e.type, e.dev_eui, JSON.encode(e.data)) for e in batch.events],
             )
         if batch.commands:
-            marks = ", ".join("%s" for _ in _COMMAND_COLUMNS)
-            updates = ", ".join(f"{c} = excluded.{c}" for c in _COMMAND_COLUMNS[1:])
+            marks = ", ".join("%s" for _ in COMMAND_COLUMNS)
+            updates = ", ".join(f"{c} = excluded.{c}" for c in COMMAND_COLUMNS[1:])
             await cur.executemany(
-                f"INSERT INTO commands ({', '.join(_COMMAND_COLUMNS)}) VALUES ({marks})"
+                f"INSERT INTO commands ({', '.join(COMMAND_COLUMNS)}) VALUES ({marks})"
                 f" ON CONFLICT (id) DO UPDATE SET {updates}",
-                [_command_row(c) for c in batch.commands.values()],
+                [command_row(c) for c in batch.commands.values()],
             )
 
     @staticmethod
@@ -642,248 +619,3 @@ class PostgresStore:
             " ON CONFLICT (name) DO UPDATE SET value = counters.value + excluded.value",
             (name, value),
         )
-
-    # --- reads -----------------------------------------------------------------------------------
-
-    async def _rows(self, query: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
-        try:
-            async with self.pool.connection() as conn:
-                cur = await conn.execute(query, tuple(params))
-                names = _names(cur)
-                return [dict(zip(names, row, strict=True)) for row in await cur.fetchall()]
-        except (psycopg.Error, PoolTimeout) as exc:
-            raise self._error("read failed", exc) from exc
-
-    async def get_command(self, command_id: str) -> CommandRecord | None:
-        for batch in (self._s, self._writing):
-            staged = batch.commands.get(command_id) if batch is not None else None
-            if staged is not None:
-                return staged
-        rows = await self._rows("SELECT * FROM commands WHERE id = %s", (command_id,))
-        return _command(rows[0]) if rows else None
-
-    async def active_commands(self) -> list[CommandRecord]:
-        rows = await self._rows(
-            "SELECT * FROM commands WHERE state = ANY(%s) ORDER BY created_at",
-            (list(ACTIVE_STATES),),
-        )
-        return [_command(r) for r in rows]
-
-    async def uplinks(
-        self, dev_eui: str, *, limit: int, before_id: int | None = None
-    ) -> list[dict[str, Any]]:
-        query = "SELECT * FROM uplinks WHERE dev_eui = %s"
-        params: list[Any] = [dev_eui]
-        if before_id is not None:
-            query += " AND id < %s"
-            params.append(before_id)
-        query += " ORDER BY id DESC LIMIT %s"
-        params.append(limit)
-        out = await self._rows(query, params)
-        for doc in out:
-            doc["fields"] = json.loads(doc["fields"])
-            doc["data"] = bytes(doc["data"]).hex()
-        return out
-
-    async def events(
-        self,
-        *,
-        type: str | None = None,
-        dev_eui: str | None = None,
-        since: float | None = None,
-        limit: int = 100,
-    ) -> list[EventRecord]:
-        query = "SELECT id, at, type, dev_eui, data FROM events WHERE true"
-        params: list[Any] = []
-        if type:
-            query += " AND type = %s"
-            params.append(type)
-        if dev_eui:
-            query += " AND dev_eui = %s"
-            params.append(dev_eui)
-        if since is not None:
-            query += " AND at >= %s"
-            params.append(since)
-        query += " ORDER BY id DESC LIMIT %s"
-        params.append(limit)
-        return [_event(r) for r in await self._rows(query, params)]
-
-    async def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
-        rows = await self._rows("SELECT * FROM dead_letters ORDER BY id DESC LIMIT %s", (limit,))
-        return [
-            DeadLetter(
-                received_at=r["received_at"],
-                topic=r["topic"],
-                payload=bytes(r["payload"]),
-                reason=r["reason"],
-                dev_eui=r["dev_eui"],
-                id=r["id"],
-            )
-            for r in rows
-        ]
-
-    async def counts(self) -> dict[str, Any]:
-        counters = {r["name"]: r["value"] for r in await self._rows("SELECT * FROM counters")}
-        by_state = {
-            r["state"]: int(r["n"])
-            for r in await self._rows("SELECT state, count(*) AS n FROM commands GROUP BY state")
-        }
-        return {
-            "uplinks_stored": int(counters.get("uplinks_stored", 0)),
-            "dead_letters": int(counters.get("dead_letters", 0)),
-            "commands_by_state": by_state,
-        }
-
-    async def changes(
-        self, xmin: int | None
-    ) -> tuple[int, list[tuple[str, int]], list[EventRecord]]:
-        """Devices (devEUI, version) and events written by transactions ``>= xmin`` (all when
-        None: events then none), and the ``xmin`` to pass next time (pg_schema.py docstring).
-        Events are those of other instances, each returned once."""
-        try:
-            async with self.pool.connection() as conn:
-                await conn.set_isolation_level(psycopg.IsolationLevel.REPEATABLE_READ)
-                try:
-                    async with conn.transaction():  # one snapshot for the xmin and the reads
-                        cur = await conn.execute(
-                            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
-                        )
-                        row = await cur.fetchone()
-                        nxt = int(row[0]) if row else 0
-                        since = 0 if xmin is None else xmin
-                        cur = await conn.execute(
-                            "SELECT dev_eui, version FROM devices WHERE xid >= %s::text::xid8",
-                            (str(since),),
-                        )
-                        devices = [(r[0], int(r[1])) for r in await cur.fetchall()]
-                        events: list[EventRecord] = []
-                        if xmin is not None:
-                            cur = await conn.execute(
-                                "SELECT id, at, type, dev_eui, data, xid::text::bigint AS x"
-                                " FROM events WHERE xid >= %s::text::xid8 ORDER BY id",
-                                (str(since),),
-                            )
-                            names = _names(cur)
-                            own = set(self._own_xids)
-                            for r in await cur.fetchall():
-                                doc = dict(zip(names, r, strict=True))
-                                if doc["x"] not in own and doc["id"] not in self._relayed:
-                                    self._relayed.append(doc["id"])
-                                    events.append(_event(doc))
-                finally:
-                    await conn.set_isolation_level(None)
-        except (psycopg.Error, PoolTimeout) as exc:
-            raise self._error("change feed read failed", exc) from exc
-        return nxt, devices, events
-
-    async def prune(self, older_than: float, keys_older_than: float | None = None) -> int:
-        """Retention, as :meth:`gateway.store.sqlite.SqliteStore.prune` (small transactions)."""
-        removed = 0
-        keys_limit = older_than if keys_older_than is None else keys_older_than
-        for table, key, column, limit in (
-            ("uplinks", "id", "received_at", older_than),
-            ("events", "id", "at", older_than),
-            ("dead_letters", "id", "received_at", older_than),
-            ("processed", "key", "at", keys_limit),
-        ):
-            while True:
-                try:
-                    async with self.pool.connection() as conn:
-                        cur = await conn.execute(
-                            f"DELETE FROM {table} WHERE {key} IN"
-                            f" (SELECT {key} FROM {table} WHERE {column} < %s LIMIT %s)",
-                            (limit, _PRUNE_CHUNK),
-                        )
-                        count = cur.rowcount
-                except (psycopg.Error, PoolTimeout) as exc:
-                    raise self._error("retention failed", exc) from exc
-                removed += count
-                if count < _PRUNE_CHUNK:
-                    break
-                await asyncio.sleep(0)
-        return removed
-
-    # --- instances -------------------------------------------------------------------------------
-
-    async def heartbeat(self, client_id: str, host: str, started_at: float) -> None:
-        """Record that this instance is alive (the fleet view, :meth:`instances`)."""
-        try:
-            async with self.pool.connection() as conn:
-                await conn.execute(
-                    "INSERT INTO instances (client_id, started_at, heartbeat_at, host)"
-                    " VALUES (%s, %s, %s, %s) ON CONFLICT (client_id) DO UPDATE SET"
-                    " started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at,"
-                    " host = excluded.host",
-                    (client_id, started_at, time.time(), host),
-                )
-        except (psycopg.Error, PoolTimeout) as exc:
-            raise self._error("heartbeat failed", exc) from exc
-
-    async def instances(self) -> list[dict[str, Any]]:
-        return await self._rows(
-            "SELECT client_id, host, started_at, heartbeat_at FROM instances ORDER BY client_id"
-        )
-
-
-@dataclass(slots=True)
-class _Staged:
-    """One batch's staged writes."""
-
-    devices: dict[str, tuple[Device, str | None]] = field(default_factory=dict)
-    seen: set[str] = field(default_factory=set)
-    uplinks: list[UplinkRecord] = field(default_factory=list)
-    dead: list[DeadLetter] = field(default_factory=list)
-    events: list[EventRecord] = field(default_factory=list)
-    commands: dict[str, CommandRecord] = field(default_factory=dict)
-
-    def size(self) -> int:
-        return (
-            len(self.devices)
-            + len(self.seen)
-            + len(self.uplinks)
-            + len(self.dead)
-            + len(self.events)
-            + len(self.commands)
-        )
-
-    def touches(self, dev_eui: str) -> bool:
-        return dev_eui in self.devices or any(c.dev_eui == dev_eui for c in self.commands.values())
-
-    def merged(self, later: _Staged) -> _Staged:
-        """This batch (not written) followed by what was staged meanwhile (which wins)."""
-        return _Staged(
-            devices={**self.devices, **later.devices},
-            seen=self.seen | later.seen,
-            uplinks=self.uplinks + later.uplinks,
-            dead=self.dead + later.dead,
-            events=self.events + later.events,
-            commands={**self.commands, **later.commands},
-        )
-
-
-def _device_of(row: Any) -> Device:
-    registry = json.loads(row[2])
-    twin = json.loads(row[3]) if row[3] else None
-    return device_from_row(row[0], row[1], registry, twin, (row[4], row[5]))
-
-
-def _names(cur: psycopg.AsyncCursor[Any]) -> list[str]:
-    return [d.name for d in cur.description or ()]
-
-
-def _command(row: dict[str, Any]) -> CommandRecord:
-    row = dict(row)
-    row["data"] = bytes(row["data"])
-    return CommandRecord.from_row(row)
-
-
-def _command_row(c: CommandRecord) -> tuple[Any, ...]:
-    values = {s: getattr(c, s) for s in _COMMAND_COLUMNS}
-    values["fields"] = _JSON.encode(c.fields)
-    return tuple(values[s] for s in _COMMAND_COLUMNS)
-
-
-def _event(r: dict[str, Any]) -> EventRecord:
-    return EventRecord(
-        type=r["type"], dev_eui=r["dev_eui"], at=r["at"], data=json.loads(r["data"]), id=r["id"]
-    )

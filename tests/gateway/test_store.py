@@ -156,11 +156,11 @@ async def test_dedup_keys_have_their_own_retention(store_url: str) -> None:
 
 
 async def test_prune_in_chunks(store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from gateway.store import postgres as postgres_store
+    from gateway.store import pg_reads
     from gateway.store import sqlite as sqlite_store
 
     monkeypatch.setattr(sqlite_store, "_PRUNE_CHUNK", 2)
-    monkeypatch.setattr(postgres_store, "_PRUNE_CHUNK", 2)
+    monkeypatch.setattr(pg_reads, "_PRUNE_CHUNK", 2)
     store = create_store(store_url)
     await store.open()
     for f_cnt in range(7):
