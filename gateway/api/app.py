@@ -1,0 +1,47 @@
+"""The FastAPI application: error handlers, then one router per resource, then the dashboard.
+
+To add endpoints, write a module with ``router = APIRouter(prefix="/api/v1",
+dependencies=[Depends(require_token)])`` (see :mod:`gateway.api.deps`) and add it to
+:data:`ROUTERS`. Middleware goes in :func:`create_app` after the app is built.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fastapi import APIRouter, FastAPI
+
+from gateway.api import bins, commands, devices, events, health, stats
+from gateway.api.errors import install_handlers
+from gateway.web import mount as mount_dashboard
+
+if TYPE_CHECKING:
+    from gateway.service import Gateway
+
+__all__ = ["ROUTERS", "create_app"]
+
+#: every router of the app, in the order they are matched (and listed in the OpenAPI document)
+ROUTERS: tuple[APIRouter, ...] = (
+    health.router,
+    devices.router,
+    commands.router,
+    bins.router,
+    events.router,
+    stats.router,
+)
+
+
+def create_app(gateway: Gateway) -> FastAPI:
+    app = FastAPI(
+        title="citypack gateway",
+        version="1",
+        description="Fleet state, rules and tracked command downlinks for ChirpStack v4.",
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.gateway = gateway
+    install_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    mount_dashboard(app, gateway, gateway.config.web)  # issue 9: the dashboard at /
+    return app

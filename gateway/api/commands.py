@@ -1,0 +1,57 @@
+"""Tracked command downlinks: submit, list per device, look one up (ARCHITECTURE.md invariant 4)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.api.deps import DevEui, GatewayDep, device_or_404, require_token
+from gateway.api.errors import ApiError
+from gateway.errors import CommandError, PayloadTooLarge, UnknownDevice
+
+__all__ = ["CommandIn", "router"]
+
+router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)], tags=["commands"])
+
+CommandId = Annotated[str, Path(max_length=64)]
+
+
+class CommandIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    message: str = Field(min_length=1, max_length=64)
+    fields: dict[str, Any] = Field(default_factory=dict)
+    confirmed: bool | None = None
+
+
+@router.post("/devices/{dev_eui}/commands", status_code=202)
+async def post_command(gateway: GatewayDep, dev_eui: DevEui, body: CommandIn) -> JSONResponse:
+    try:
+        command = gateway.submit_command(
+            dev_eui, body.message, body.fields, confirmed=body.confirmed, source="api"
+        )
+    except UnknownDevice as exc:
+        raise ApiError(404, "not_found", exc.message) from exc
+    except PayloadTooLarge as exc:
+        raise ApiError(422, "payload_too_large", exc.message) from exc
+    except CommandError as exc:
+        raise ApiError(422, "command_rejected", exc.message) from exc
+    await gateway.flush()
+    return JSONResponse(command.to_json(), status_code=202)
+
+
+@router.get("/devices/{dev_eui}/commands")
+async def device_commands(gateway: GatewayDep, dev_eui: DevEui) -> dict[str, Any]:
+    device_or_404(gateway, dev_eui)
+    return {"commands": [c.to_json() for c in gateway.commands.for_device(dev_eui.lower())]}
+
+
+@router.get("/commands/{command_id}")
+async def get_command(gateway: GatewayDep, command_id: CommandId) -> dict[str, Any]:
+    command = gateway.commands.active.get(command_id) or await gateway.store.get_command(command_id)
+    if command is None:
+        raise ApiError(404, "not_found", f"no command {command_id}")
+    return command.to_json()

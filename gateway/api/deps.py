@@ -1,0 +1,57 @@
+"""What every router depends on: the :class:`Gateway` an app serves and the bearer token check.
+
+A router module defines ``router = APIRouter(prefix="/api/v1", dependencies=[Depends(
+require_token)])`` and reaches the gateway through the ``GatewayDep`` parameter type; the app
+holds the gateway in ``app.state.gateway`` (set by :func:`gateway.api.create_app`).
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from typing import Annotated
+
+from fastapi import Depends, Path, Request
+
+from gateway.api.errors import ApiError
+from gateway.service import Gateway
+from gateway.store.base import Device
+
+__all__ = ["DevEui", "GatewayDep", "device_or_404", "gateway_of", "require_token", "token_ok"]
+
+EUI = re.compile(r"^[0-9a-fA-F]{16}$")
+DevEui = Annotated[str, Path(pattern=r"^[0-9a-fA-F]{16}$", description="16 hex digits")]
+
+
+def gateway_of(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+GatewayDep = Annotated[Gateway, Depends(gateway_of)]
+
+
+def token_ok(gateway: Gateway, header: str) -> bool:
+    """``header`` is the ``Authorization`` value; compared in constant time (hmac)."""
+    expected = gateway.api_token
+    scheme, _, given = header.partition(" ")
+    return bool(
+        expected
+        and scheme.lower() == "bearer"
+        and hmac.compare_digest(given.strip().encode(), expected.encode())
+    )
+
+
+async def require_token(request: Request) -> None:
+    gateway = gateway_of(request)
+    if not gateway.api_token:
+        raise ApiError(401, "unauthorized", "the API token is not configured (api.token_file)")
+    if not token_ok(gateway, request.headers.get("authorization", "")):
+        raise ApiError(401, "unauthorized", "missing or wrong bearer token")
+
+
+def device_or_404(gateway: Gateway, dev_eui: str) -> Device:
+    device = gateway.devices.get(dev_eui.lower())
+    if device is None:
+        raise ApiError(404, "not_found", f"device {dev_eui} is not registered")
+    return device
