@@ -7,8 +7,9 @@ ChirpStack's queue with our own ``id``) → ``sent`` (``txack``) → ``acknowled
 ``DOWNLINK_PAYLOAD_SIZE``/``F_CNT_DOWN`` for our queue item, result ``rejected``/``unsupported``,
 too large for the data rate; a ``command_result`` with ``outcome: applied`` that arrives later
 for a nacked command still turns it into ``applied``, since the node's word counts), ``expired``
-(``log`` ``EXPIRED`` or the gateway's timeout), and ``replaced`` (a newer command with the same
-message replaced it before it was handed over).
+(``log`` ``EXPIRED`` or the gateway's timeout), ``replaced`` (a newer command with the same
+message replaced it before it was handed over), and ``cancelled`` (an operator took it back
+before it was handed over, ``POST /api/v1/commands/{id}/cancel``, :mod:`gateway.lifecycle`).
 
 Reference: /work/shared/reference/chirpstack.md §3 (queue semantics: unconfirmed items leave
 ChirpStack's queue at ``txack``, confirmed ones at ``ack``; no ordering between events, so every
@@ -139,6 +140,11 @@ class CommandManager:
                 f"{message} is a {spec.device} command; device {device.dev_eui} is a {device.kind}",
                 dev_eui=device.dev_eui,
             )
+        if device.decommissioned_at is not None:
+            raise CommandRejected(
+                f"device {device.dev_eui} is decommissioned; register it again (PUT) first",
+                dev_eui=device.dev_eui,
+            )
         if not isinstance(fields, dict):
             raise CommandRejected("fields: expected an object")
         command_id = self._allocate_id(device)
@@ -228,6 +234,20 @@ class CommandManager:
                 command, "failed", self.clock(), f"payload {len(command.data)} > {limit} at DR{dr}"
             )
             return False
+        return True
+
+    @staticmethod
+    def cancellable(command: CommandRecord) -> bool:
+        """Only a command never handed to ChirpStack can be taken back over MQTT: ChirpStack's
+        ``command/down`` only enqueues (reference chirpstack.md §3; flushing a device queue is
+        the gRPC ``DeviceService.FlushQueue``, §5)."""
+        return command.state == "queued" and command.published_at is None
+
+    def cancel(self, command: CommandRecord, reason: str) -> bool:
+        """``cancelled`` when :meth:`cancellable`; False (unchanged) otherwise."""
+        if not self.cancellable(command):
+            return False
+        self._finish(command, "cancelled", self.clock(), reason)
         return True
 
     def mark_published(self, command: CommandRecord) -> None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, FastAPI
 
-from gateway.api import bins, commands, devices, events, health, stats
+from gateway.api import bins, commands, devices, docs, events, health, stats
 from gateway.api.errors import install_handlers
 from gateway.web import mount as mount_dashboard
 
@@ -43,5 +43,6 @@ def create_app(gateway: Gateway) -> FastAPI:
     install_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    docs.mount(app)  # /docs from local files
     mount_dashboard(app, gateway, gateway.config.web)  # issue 9: the dashboard at /
     return app

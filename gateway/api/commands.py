@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway import lifecycle
 from gateway.api.deps import DevEui, GatewayDep, device_or_404, require_token
 from gateway.api.errors import ApiError
-from gateway.errors import CommandError, PayloadTooLarge, UnknownDevice
+from gateway.errors import CommandError, NotCancellable, PayloadTooLarge, UnknownDevice
+from gateway.store.base import ACTIVE_STATES, COMMAND_STATES
 
 __all__ = ["CommandIn", "router"]
 
@@ -47,6 +49,47 @@ async def post_command(gateway: GatewayDep, dev_eui: DevEui, body: CommandIn) ->
 async def device_commands(gateway: GatewayDep, dev_eui: DevEui) -> dict[str, Any]:
     device_or_404(gateway, dev_eui)
     return {"commands": [c.to_json() for c in gateway.commands.for_device(dev_eui.lower())]}
+
+
+@router.get("/commands")
+async def list_commands(
+    gateway: GatewayDep,
+    state: Annotated[
+        list[str] | None,
+        Query(description="repeatable: a command state, or 'active' (queued, sent, acknowledged)"),
+    ] = None,
+    dev_eui: Annotated[str | None, Query(pattern=r"^[0-9a-fA-F]{16}$")] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 200,
+) -> dict[str, Any]:
+    """The fleet's commands, newest first (the dashboard's commands page)."""
+    await gateway.flush()
+    states: set[str] = set()
+    for name in state or ():
+        if name != "active" and name not in COMMAND_STATES:
+            known = ", ".join((*COMMAND_STATES, "active"))
+            raise ApiError(422, "invalid_request", f"state: {name!r} is not one of {known}")
+        states.update(ACTIVE_STATES if name == "active" else (name,))
+    rows = await gateway.store.recent_commands(
+        states=tuple(sorted(states)) or None,
+        dev_eui=dev_eui.lower() if dev_eui else None,
+        limit=limit,
+    )
+    return {"commands": [c.to_json() for c in rows]}
+
+
+@router.post("/commands/{command_id}/cancel")
+async def cancel_command(gateway: GatewayDep, command_id: CommandId) -> dict[str, Any]:
+    """Take back a command still in the gateway's queue (gateway/lifecycle.py); 409 once it was
+    handed to ChirpStack or is finished."""
+    command = gateway.commands.active.get(command_id) or await gateway.store.get_command(command_id)
+    if command is None:
+        raise ApiError(404, "not_found", f"no command {command_id}")
+    try:
+        lifecycle.cancel_command(gateway, command)
+    except NotCancellable as exc:
+        raise ApiError(409, "not_cancellable", exc.message) from exc
+    await gateway.flush()
+    return command.to_json()
 
 
 @router.get("/commands/{command_id}")
