@@ -142,6 +142,14 @@ REQUIRED: tuple[Required, ...] = (
     Required(5, "firmware_apps", "bundle .mpy size", 150, "<=", "bundle < 150 KB"),
     # issue 6: simulator
     Required(6, "sim_speed", "city_10k_speed_vs_real_time", 10, ">=", "10k nodes >= 10x real"),
+    Required(
+        20,
+        "registry_throughput",
+        "provision register into the gateway registry, 1,000 nodes",
+        500,
+        ">=",
+        ">= 500 nodes/s",
+    ),
 )
 
 
