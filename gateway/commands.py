@@ -153,7 +153,9 @@ class CommandManager:
         try:
             f_port, data = codec.encode(message, full)
         except ProtocolError as exc:
-            raise CommandRejected(f"{message}: {exc}", dev_eui=device.dev_eui) from exc
+            text = str(exc)  # codec errors already start with the message name: say it once
+            text = text if text.startswith(f"{message}:") else f"{message}: {text}"
+            raise CommandRejected(text, dev_eui=device.dev_eui) from exc
         limit = max_payload(self.config.region, device.last_dr) - self.config.mac_headroom_bytes
         if len(data) > limit:
             raise PayloadTooLarge(

@@ -200,3 +200,16 @@ async def test_device_json_hides_rule_scratch_state(
         assert not [k for k in device["derived"] if k.startswith("_")]
         listed = (await gw.http.get("/api/v1/devices")).json()["devices"][0]
         assert not [k for k in listed["derived"] if k.startswith("_")]
+
+
+async def test_command_errors_name_the_message_once(
+    mosquitto_broker: Broker, tmp_path: Path
+) -> None:
+    async with running_gateway(mosquitto_broker, tmp_path) as gw:
+        await register(gw, BIN, kind="bin")
+        response = await gw.http.post(
+            f"/api/v1/devices/{BIN}/commands", json={"message": "bin_config", "fields": {}}
+        )
+        assert response.status_code == 422
+        message = response.json()["message"]
+        assert message.startswith("bin_config: ") and message.count("bin_config") == 1
