@@ -55,7 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()  # imports every area: a Ctrl-C may land here too
+    except KeyboardInterrupt:
+        return 130
     args = parser.parse_args(argv)
     try:
         code = args.func(args)
