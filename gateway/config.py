@@ -19,6 +19,7 @@ import ssl
 import tomllib
 import types
 import typing
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,6 +137,12 @@ class WebConfig:
     tile_url: str = ""  # e.g. https://tile.example.org/{z}/{x}/{y}.png; "" = no base map (offline)
     tile_attribution: str = ""  # shown under the map when tile_url is set
     stream_keepalive_s: float = 15.0  # comment line on /api/v1/stream when nothing happens
+    timezone: str = "UTC"  # IANA zone the page shows times in (24-hour, ISO 8601 dates)
+    # a simulated clock to show instead (citypack demo): the page shows sim_epoch +
+    # (t - sim_wall_start) × sim_speed for a gateway time t; sim_speed 0 = off
+    sim_epoch: float = 0.0
+    sim_wall_start: float = 0.0
+    sim_speed: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,6 +308,15 @@ def _check(cfg: Config) -> None:
         raise ConfigError("web.tile_url: an http(s) URL with {z}, {x} and {y}", key="web.tile_url")
     if w.stream_keepalive_s <= 0:
         raise ConfigError("web.stream_keepalive_s: must be positive", key="web.stream_keepalive_s")
+    try:
+        zoneinfo.ZoneInfo(w.timezone)
+    except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+        raise ConfigError(
+            f"web.timezone: an IANA time zone like Europe/Copenhagen, got {w.timezone!r}",
+            key="web.timezone",
+        ) from None
+    if w.sim_speed < 0:
+        raise ConfigError("web.sim_speed: 0 (off) or positive", key="web.sim_speed")
 
 
 def parse_config(

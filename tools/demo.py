@@ -143,6 +143,7 @@ class Demo:
         self._starting = True  # a Ctrl-C now cancels the start-up instead of waiting for it
         self._main: asyncio.Task[Any] | None = None
         self._story = logging.getLogger("citypack.demo")
+        self._sim_origin = (0.0, 0.0)  # (simulated time, wall time) when the sim clock started
 
     def say(self, text: str) -> None:
         print(text, file=self.stream, flush=True)
@@ -189,6 +190,7 @@ class Demo:
         opts = self.options
         epoch = evening_start(time.time())
         clock = ScaledClock(opts.speed)
+        self._sim_origin = (epoch, time.time())  # the dashboard shows this simulated clock too
         sim = SimTime(clock, epoch)
         state = CityState(speed=opts.speed, sim_time=epoch)
         state.sinks.append(self._story.info)  # the story goes to demo.log in every mode
@@ -484,6 +486,14 @@ class Demo:
                 "default_interval_s": max(1.0, 2 * opts.report_interval_s / opts.speed),
                 "check_interval_s": 1.0,
             },
+        }
+        # the dashboard: Aarhus time, and the simulated clock the terminal shows
+        epoch, wall_start = self._sim_origin
+        overrides["web"] = {
+            "timezone": "Europe/Copenhagen",
+            "sim_epoch": epoch,
+            "sim_wall_start": wall_start,
+            "sim_speed": opts.speed,
         }
         for section, values in opts.gateway.items():
             overrides.setdefault(section, {}).update(values)

@@ -2,10 +2,8 @@
 import { api, download } from "./api.js";
 import { patchNode, renderMap } from "./map.js";
 import {
-  ALARM_EVENTS, describeEvent, esc, fmtAgo, fmtTime, label, lookOf, now, state, subscribe,
+  ALARM_EVENTS, COLOURS, describeEvent, esc, fmtAgo, fmtTime, label, lookOf, now, state, subscribe,
 } from "./model.js";
-
-let webConfig = null;
 
 function hoursLeftToday() {
   const t = new Date(now() * 1000);
@@ -35,8 +33,8 @@ export function renderOverview(main) {
 
   const paintMap = () =>
     renderMap(mapEl, [...state.devices.values()], {
-      tileUrl: webConfig?.tile_url || "",
-      attribution: webConfig?.tile_attribution || "",
+      tileUrl: state.config.tile_url || "",
+      attribution: state.config.tile_attribution || "",
       onSelect: (eui) => (location.hash = `#/device/${eui}`),
     });
 
@@ -63,13 +61,15 @@ export function renderOverview(main) {
         shape === "rect" ? `<rect x="1" y="1" width="10" height="10" rx="2" fill="${fill}"/>` : `<circle cx="6" cy="6" r="5" fill="${fill}"/>`
       }</svg>${text}</span>`;
     main.querySelector("#legend").innerHTML = [
-      item("", "#2e9e5b", "bin &lt;50%", "rect"),
-      item("", "#e0a526", "bin ≥50%", "rect"),
-      item("", "#e0651b", "bin full", "rect"),
-      item("", "#c4162a", "alarm", "rect"),
-      item("", "#ffe270", "lamp lit"),
-      item("", "#2f3b52", "lamp dark"),
-      item("", "#9aa0a6", "offline"),
+      item("", COLOURS.bin_empty, "bin &lt;50%", "rect"),
+      item("", COLOURS.bin_filling, "bin ≥50%", "rect"),
+      item("", COLOURS.bin_full, "bin full", "rect"),
+      item("", COLOURS.bin_alarm, "alarm", "rect"),
+      item("", COLOURS.lamp_high, "lamp 80–100%"),
+      item("", COLOURS.lamp_mid, "lamp 40–79%"),
+      item("", COLOURS.lamp_low, "lamp 1–39%"),
+      item("", COLOURS.lamp_dark, "lamp off"),
+      item("", COLOURS.offline, "offline"),
     ].join("");
   };
 
@@ -147,18 +147,11 @@ export function renderOverview(main) {
   redraw = false;
   paintEvents();
   paintCollection();
-  if (webConfig === null) {
-    api("/web/config")
-      .then((doc) => {
-        webConfig = doc;
-        if (doc.tile_url) paintMap();
-      })
-      .catch(() => {});
-  }
   const onResize = () => schedule();
   window.addEventListener("resize", onResize);
   const unsubscribe = subscribe((kind, payload) => {
-    if (kind === "event" || kind === "events") paintEvents();
+    if (["event", "events", "config", "clock"].includes(kind)) paintEvents();
+    if (kind === "config") schedule();
     if (kind === "device" || kind === "devices") {
       schedule(kind === "device" ? payload.dev_eui : null);
       if (!payload || payload.kind === "bin") scheduleCollection();
