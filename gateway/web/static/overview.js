@@ -2,14 +2,19 @@
 import { api, download } from "./api.js";
 import { patchNode, renderMap } from "./map.js";
 import {
-  ALARM_EVENTS, COLOURS, describeEvent, esc, fmtAgo, fmtTime, label, lookOf, now, state, subscribe,
+  ALARM_EVENTS, COLOURS, describeEvent, esc, fmtAgo, fmtTime, isoParts, label, lookOf, now, state,
+  subscribe,
 } from "./model.js";
 
+// the collection horizon in the gateway's own hours: until midnight in the city, which on the
+// demo's simulated clock passes `speed` times faster than the gateway's
 function hoursLeftToday() {
-  const t = new Date(now() * 1000);
-  const midnight = new Date(t);
-  midnight.setHours(24, 0, 0, 0);
-  return Math.max(0.01, (midnight - t) / 3_600_000);
+  const t = now();
+  const { time } = isoParts(t);
+  const [h, m, sec] = time.split(":").map(Number);
+  const left = (24 * 3600 - (h * 3600 + m * 60 + sec)) / 3600;
+  const speed = state.config.sim_clock?.speed || 1;
+  return Math.max(0.01, left / speed);
 }
 
 function eventRow(event) {
