@@ -245,9 +245,11 @@ class CommandManager:
         the gRPC ``DeviceService.FlushQueue``, §5)."""
         return command.state == "queued" and command.published_at is None
 
-    def cancel(self, command: CommandRecord, reason: str) -> bool:
-        """``cancelled`` when :meth:`cancellable`; False (unchanged) otherwise."""
-        if not self.cancellable(command):
+    def cancel(self, command: CommandRecord, reason: str, *, taken_back: bool = False) -> bool:
+        """``cancelled`` when :meth:`cancellable`, or when ``taken_back`` says ChirpStack's queue
+        no longer holds this ``queued`` command (gateway/chirpstack_queue.py removed it);
+        False (unchanged) otherwise."""
+        if not (self.cancellable(command) or (taken_back and command.state == "queued")):
             return False
         self._finish(command, "cancelled", self.clock(), reason)
         return True

@@ -32,6 +32,7 @@ __all__ = [
     "ApiConfig",
     "AvailabilityConfig",
     "BinsConfig",
+    "ChirpstackConfig",
     "CommandsConfig",
     "Config",
     "LampsConfig",
@@ -146,6 +147,17 @@ class WebConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ChirpstackConfig:
+    """ChirpStack's gRPC API, optional: with it a cancelled command is also taken out of
+    ChirpStack's device queue (``DeviceService.GetQueue`` / ``FlushQueue``), which MQTT cannot."""
+
+    api: str = ""  # HOST:PORT of ChirpStack's gRPC API; "" = MQTT only
+    api_token_file: str = ""  # a ChirpStack API key (tenant or admin)
+    api_tls: bool = False
+    api_timeout_s: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     mqtt: MqttConfig
     store: StoreConfig = field(default_factory=StoreConfig)
@@ -156,6 +168,7 @@ class Config:
     availability: AvailabilityConfig = field(default_factory=AvailabilityConfig)
     commands: CommandsConfig = field(default_factory=CommandsConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    chirpstack: ChirpstackConfig = field(default_factory=ChirpstackConfig)
 
     def replace(self, section: str, **values: Any) -> Config:
         """A copy with some keys of one section changed (tests and the demo use it)."""
@@ -317,6 +330,18 @@ def _check(cfg: Config) -> None:
         ) from None
     if w.sim_speed < 0:
         raise ConfigError("web.sim_speed: 0 (off) or positive", key="web.sim_speed")
+    g = cfg.chirpstack
+    if g.api:
+        host, sep, port = g.api.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"chirpstack.api: HOST:PORT, got {g.api!r}", key="chirpstack.api")
+        if not g.api_token_file:
+            raise ConfigError(
+                "chirpstack.api_token_file: required with chirpstack.api",
+                key="chirpstack.api_token_file",
+            )
+    if g.api_timeout_s <= 0:
+        raise ConfigError("chirpstack.api_timeout_s: must be positive")
 
 
 def parse_config(

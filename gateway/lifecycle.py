@@ -3,9 +3,10 @@
 **Cancel** (``POST /api/v1/commands/{id}/cancel``): a command still in the gateway's own queue
 (``queued``, never published) becomes ``cancelled`` and is never sent. Once it was published to
 ChirpStack it cannot be taken back through the MQTT integration: ``command/down`` only enqueues
-and has no flush field (reference chirpstack.md §3; flushing is the gRPC
-``DeviceService.FlushQueue``, §5, which the gateway does not hold credentials for). Such a command
-is refused with :class:`NotCancellable` naming its state, and keeps being tracked to its end.
+and has no flush field (reference chirpstack.md §3). With ``[chirpstack] api`` set, the gateway
+takes it out of ChirpStack's device queue through the gRPC ``DeviceService`` (§5,
+:mod:`gateway.chirpstack_queue`) while ChirpStack has not started sending it. Otherwise it is
+refused with :class:`NotCancellable` naming why, and keeps being tracked to its end.
 
 **Decommission** (``DELETE /api/v1/devices/{devEui}``): the device leaves the fleet but its
 history stays (uplinks, events, commands, the registry record with ``decommissioned_at``). Its
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from gateway.chirpstack_queue import ChirpStackQueue, QueueError
 from gateway.errors import NotCancellable
 from gateway.store.base import CommandRecord, Device
 
@@ -29,21 +31,51 @@ if TYPE_CHECKING:
 __all__ = ["NotCancellable", "cancel_command", "decommission"]
 
 
-def cancel_command(gateway: Gateway, command: CommandRecord, *, by: str = "api") -> None:
-    """Cancel ``command`` (staged; the caller flushes) or raise :class:`NotCancellable`."""
+async def cancel_command(
+    gateway: Gateway,
+    command: CommandRecord,
+    *,
+    queue: ChirpStackQueue | None = None,
+    by: str = "api",
+) -> None:
+    """Cancel ``command`` (staged; the caller flushes) or raise :class:`NotCancellable`.
+
+    Once published, only ``queue`` (ChirpStack's gRPC API, ``[chirpstack] api``) can take it
+    back, and only while ChirpStack has not started sending it."""
     if command.state != "queued":
         raise NotCancellable(
             f"command {command.id} is already {command.state}",
             command_id=command.id,
             state=command.state,
         )
-    if not gateway.commands.cancel(command, f"cancelled by {by}"):
+    if gateway.commands.cancel(command, f"cancelled by {by}"):
+        gateway.command_changed(command)
+        return
+    if queue is None:
         raise NotCancellable(
             f"command {command.id} is already in ChirpStack's queue; ChirpStack's MQTT "
-            "integration cannot take it back (it will be sent, or expire at its expiresAt)",
+            "integration cannot take it back (it will be sent, or expire at its expiresAt); "
+            "with [chirpstack] api set the gateway removes it through ChirpStack's gRPC API",
             command_id=command.id,
             state=command.state,
         )
+    try:
+        outcome = await queue.remove(command.dev_eui, command.id)
+    except QueueError as exc:
+        raise NotCancellable(
+            f"command {command.id}: {exc.message}", command_id=command.id, state=command.state
+        ) from exc
+    if outcome != "removed":
+        why = {
+            "absent": "ChirpStack no longer holds it (it is being sent or was sent)",
+            "pending": "ChirpStack is sending it",
+            "shared": "ChirpStack's queue for this device holds other items too (not flushed)",
+        }[outcome]
+        raise NotCancellable(
+            f"command {command.id}: {why}", command_id=command.id, state=command.state
+        )
+    gateway.commands.cancel(command, f"cancelled by {by}; removed from ChirpStack's queue",
+                            taken_back=True)  # fmt: skip
     gateway.command_changed(command)
 
 

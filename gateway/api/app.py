@@ -13,6 +13,7 @@ from fastapi import APIRouter, FastAPI
 
 from gateway.api import bins, commands, devices, docs, events, health, stats
 from gateway.api.errors import install_handlers
+from gateway.config import read_secret
 from gateway.web import mount as mount_dashboard
 
 if TYPE_CHECKING:
@@ -40,6 +41,8 @@ def create_app(gateway: Gateway) -> FastAPI:
         redoc_url=None,
     )
     app.state.gateway = gateway
+    if gateway.config.chirpstack.api:  # an unreadable API key stops the start, not a cancel
+        read_secret(gateway.config.chirpstack.api_token_file)
     install_handlers(app)
     for router in ROUTERS:
         app.include_router(router)

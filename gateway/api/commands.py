@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway import lifecycle
-from gateway.api.deps import DevEui, GatewayDep, device_or_404, require_token
+from gateway.api.deps import (
+    DevEui,
+    GatewayDep,
+    chirpstack_queue,
+    device_or_404,
+    require_token,
+)
 from gateway.api.errors import ApiError
 from gateway.errors import CommandError, NotCancellable, PayloadTooLarge, UnknownDevice
 from gateway.store.base import ACTIVE_STATES, COMMAND_STATES
@@ -78,14 +84,16 @@ async def list_commands(
 
 
 @router.post("/commands/{command_id}/cancel")
-async def cancel_command(gateway: GatewayDep, command_id: CommandId) -> dict[str, Any]:
-    """Take back a command still in the gateway's queue (gateway/lifecycle.py); 409 once it was
-    handed to ChirpStack or is finished."""
+async def cancel_command(
+    request: Request, gateway: GatewayDep, command_id: CommandId
+) -> dict[str, Any]:
+    """Take back a command still in the gateway's queue, or in ChirpStack's through its gRPC API
+    when ``[chirpstack] api`` is set (gateway/lifecycle.py); 409 when it cannot be."""
     command = gateway.commands.active.get(command_id) or await gateway.store.get_command(command_id)
     if command is None:
         raise ApiError(404, "not_found", f"no command {command_id}")
     try:
-        lifecycle.cancel_command(gateway, command)
+        await lifecycle.cancel_command(gateway, command, queue=chirpstack_queue(request))
     except NotCancellable as exc:
         raise ApiError(409, "not_cancellable", exc.message) from exc
     await gateway.flush()

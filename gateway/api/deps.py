@@ -14,10 +14,19 @@ from typing import Annotated
 from fastapi import Depends, Path, Request
 
 from gateway.api.errors import ApiError
+from gateway.chirpstack_queue import ChirpStackQueue
 from gateway.service import Gateway
 from gateway.store.base import Device
 
-__all__ = ["DevEui", "GatewayDep", "device_or_404", "gateway_of", "require_token", "token_ok"]
+__all__ = [
+    "DevEui",
+    "GatewayDep",
+    "chirpstack_queue",
+    "device_or_404",
+    "gateway_of",
+    "require_token",
+    "token_ok",
+]
 
 EUI = re.compile(r"^[0-9a-fA-F]{16}$")
 DevEui = Annotated[str, Path(pattern=r"^[0-9a-fA-F]{16}$", description="16 hex digits")]
@@ -55,3 +64,13 @@ def device_or_404(gateway: Gateway, dev_eui: str) -> Device:
     if device is None:
         raise ApiError(404, "not_found", f"device {dev_eui} is not registered")
     return device
+
+
+def chirpstack_queue(request: Request) -> ChirpStackQueue | None:
+    """ChirpStack's gRPC queue client when ``[chirpstack] api`` is set (made on first use, in
+    the serving loop; closed by :func:`gateway.api.server.start_api` when the API stops)."""
+    state = request.app.state
+    if getattr(state, "chirpstack_queue", None) is None:
+        state.chirpstack_queue = ChirpStackQueue.from_config(gateway_of(request).config.chirpstack)
+    queue: ChirpStackQueue | None = state.chirpstack_queue
+    return queue

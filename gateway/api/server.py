@@ -47,8 +47,9 @@ async def start_api(
 ) -> tuple[uvicorn.Server, asyncio.Task[None]]:
     """Serve the API on ``sock`` (from :func:`bind_api`) as the task named ``api``."""
     host = gateway.config.api.listen.rpartition(":")[0]
+    app = create_app(gateway)
     config = uvicorn.Config(
-        create_app(gateway), log_config=None, access_log=False, lifespan="off", log_level="warning"
+        app, log_config=None, access_log=False, lifespan="off", log_level="warning"
     )
     server = _Server(config)
 
@@ -56,6 +57,9 @@ async def start_api(
         try:
             await server.serve(sockets=[sock])
         finally:
+            queue = getattr(app.state, "chirpstack_queue", None)  # gateway/api/deps.py
+            if queue is not None:
+                await queue.close()
             # when cancelled, uvicorn skips its shutdown: close its asyncio servers first (they
             # own the listening socket's selector registration), then the socket itself
             for listener in server.servers:
