@@ -15,7 +15,17 @@ is assembled in :mod:`~gateway.api.app` and served by :mod:`~gateway.api.server`
 from __future__ import annotations
 
 from gateway.api.app import ROUTERS, create_app
+from gateway.api.deps import BEARER, V1_DEPENDENCIES, require_token
 from gateway.api.errors import ApiError
 from gateway.api.server import bind_api, start_api
 
-__all__ = ["ROUTERS", "ApiError", "bind_api", "create_app", "start_api"]
+__all__ = [
+    "BEARER",
+    "ROUTERS",
+    "V1_DEPENDENCIES",
+    "ApiError",
+    "bind_api",
+    "create_app",
+    "require_token",
+    "start_api",
+]

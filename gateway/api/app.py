@@ -1,7 +1,7 @@
 """The FastAPI application: error handlers, then one router per resource, then the dashboard.
 
 To add endpoints, write a module with ``router = APIRouter(prefix="/api/v1",
-dependencies=[Depends(require_token)])`` (see :mod:`gateway.api.deps`) and add it to
+dependencies=V1_DEPENDENCIES)`` (see :mod:`gateway.api.deps`) and add it to
 :data:`ROUTERS`. Middleware goes in :func:`create_app` after the app is built.
 """
 
@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, FastAPI
 
+from gateway import route_api
 from gateway.api import bins, commands, devices, docs, events, health, stats
+from gateway.api.deps import V1_DEPENDENCIES
 from gateway.api.errors import install_handlers
 from gateway.config import read_secret
 from gateway.web import mount as mount_dashboard
@@ -46,6 +48,8 @@ def create_app(gateway: Gateway) -> FastAPI:
     install_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    # issue 21: GET /api/v1/collection/route (a router made per gateway)
+    app.include_router(route_api.router(gateway), prefix="/api/v1", dependencies=V1_DEPENDENCIES)
     docs.mount(app)  # /docs from local files
     mount_dashboard(app, gateway, gateway.config.web)  # issue 9: the dashboard at /
     return app

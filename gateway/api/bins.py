@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
 
-from gateway.api.deps import GatewayDep, require_token
+from gateway.api.deps import V1_DEPENDENCIES, GatewayDep
 from gateway.rules import bins as bin_rules
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)], tags=["bins"])
+router = APIRouter(prefix="/api/v1", dependencies=V1_DEPENDENCIES, tags=["bins"])
 
 
 @router.get("/collection")

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway import lifecycle
 from gateway.api.deps import (
+    V1_DEPENDENCIES,
     DevEui,
     GatewayDep,
     chirpstack_queue,
     device_or_404,
-    require_token,
 )
 from gateway.api.errors import ApiError
 from gateway.errors import CommandError, NotCancellable, PayloadTooLarge, UnknownDevice
@@ -22,7 +22,7 @@ from gateway.store.base import ACTIVE_STATES, COMMAND_STATES
 
 __all__ = ["CommandIn", "router"]
 
-router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)], tags=["commands"])
+router = APIRouter(prefix="/api/v1", dependencies=V1_DEPENDENCIES, tags=["commands"])
 
 CommandId = Annotated[str, Path(max_length=64)]
 

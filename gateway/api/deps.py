@@ -1,7 +1,7 @@
 """What every router depends on: the :class:`Gateway` an app serves and the bearer token check.
 
-A router module defines ``router = APIRouter(prefix="/api/v1", dependencies=[Depends(
-require_token)])`` and reaches the gateway through the ``GatewayDep`` parameter type; the app
+A router module defines ``router = APIRouter(prefix="/api/v1", dependencies=V1_DEPENDENCIES)``
+and reaches the gateway through the ``GatewayDep`` parameter type; the app
 holds the gateway in ``app.state.gateway`` (set by :func:`gateway.api.create_app`).
 """
 
@@ -11,7 +11,8 @@ import hmac
 import re
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Request, Security
+from fastapi.security import HTTPBearer
 
 from gateway.api.errors import ApiError
 from gateway.chirpstack_queue import ChirpStackQueue
@@ -19,6 +20,8 @@ from gateway.service import Gateway
 from gateway.store.base import Device
 
 __all__ = [
+    "BEARER",
+    "V1_DEPENDENCIES",
     "DevEui",
     "GatewayDep",
     "chirpstack_queue",
@@ -51,12 +54,21 @@ def token_ok(gateway: Gateway, header: str) -> bool:
     )
 
 
+# Declares the bearer scheme in the OpenAPI schema so generated clients send the token; it
+# enforces nothing (auto_error=False): require_token does, with its own 401 and error JSON.
+BEARER = HTTPBearer(auto_error=False, description="the token of `[api] token_file`")
+
+
 async def require_token(request: Request) -> None:
     gateway = gateway_of(request)
     if not gateway.api_token:
         raise ApiError(401, "unauthorized", "the API token is not configured (api.token_file)")
     if not token_ok(gateway, request.headers.get("authorization", "")):
         raise ApiError(401, "unauthorized", "missing or wrong bearer token")
+
+
+# what every /api/v1 router depends on: the token check, and the scheme in the schema
+V1_DEPENDENCIES = [Depends(require_token), Security(BEARER)]
 
 
 def device_or_404(gateway: Gateway, dev_eui: str) -> Device:

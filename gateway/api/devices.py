@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gateway import lifecycle
-from gateway.api.deps import EUI, DevEui, GatewayDep, device_or_404, require_token
+from gateway.api.deps import EUI, V1_DEPENDENCIES, DevEui, GatewayDep, device_or_404
 
 __all__ = ["BATCH_MAX", "DeviceIn", "router"]
 
 BATCH_MAX = 1000  # devices per PUT /api/v1/devices (one commit for all of them)
 
-router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)], tags=["devices"])
+router = APIRouter(prefix="/api/v1", dependencies=V1_DEPENDENCIES, tags=["devices"])
 
 
 class DeviceIn(BaseModel):

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 
-from gateway.api.deps import GatewayDep, require_token
+from gateway.api.deps import V1_DEPENDENCIES, GatewayDep
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)], tags=["events"])
+router = APIRouter(prefix="/api/v1", dependencies=V1_DEPENDENCIES, tags=["events"])
 
 
 @router.get("/events")

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
-from gateway.api.deps import GatewayDep, require_token
+from gateway.api.deps import V1_DEPENDENCIES, GatewayDep
 from gateway.store.base import COMMAND_STATES
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)], tags=["stats"])
+router = APIRouter(prefix="/api/v1", dependencies=V1_DEPENDENCIES, tags=["stats"])
 
 
 @router.get("/stats")

@@ -77,6 +77,14 @@ def test_demo_runs_headless_for_twenty_seconds_and_the_gateway_processes_uplinks
     # demo.log holds the story as printed (and the in-process parts' warnings)
     story = (workdir / "demo.log").read_text()
     assert "citypack demo: 12 bins and 10 lamps" in story and "commands: " in story
+    # issue 21: the city's outcomes, in the summary file and printed at the end
+    outcomes = summary["outcomes"]
+    assert {"truck_km", "stops", "emptied_under_half", "overflow_bin_hours"} <= set(
+        outcomes["waste"]
+    )
+    assert {"energy_kwh", "lit_ahead_fraction", "below_minimum_s"} <= set(outcomes["light"])
+    assert outcomes["light"]["energy_kwh"] > 0  # it starts after dusk: lamps burn
+    assert "outcomes, waste: " in result.stdout and "outcomes, light: " in result.stdout
     # the work directory keeps what --workdir promises
     for kept in ("city/inventory.toml", "city/inventory.secrets.toml", "gateway.db", "gateway.log"):
         assert (workdir / kept).exists(), kept

@@ -12,5 +12,6 @@ BENCHMARKS: tuple[str, ...] = (
     "gateway_throughput",
     "firmware_mac",
     "firmware_apps",
+    "city_outcomes",
     "registry_throughput",
 )

@@ -14,6 +14,7 @@ import contextlib
 import importlib
 import json
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 import aiomqtt
@@ -52,8 +53,17 @@ def _reported(twin: dict[str, Any]) -> dict[str, Any]:
 class MqttWatcher:
     """Subscribes and updates ``state`` until cancelled."""
 
-    def __init__(self, state: CityState, *, host: str, port: int, base_topic: str = "citypack"):
+    def __init__(
+        self,
+        state: CityState,
+        *,
+        host: str,
+        port: int,
+        base_topic: str = "citypack",
+        on_gateway_event: Callable[[str, str], None] | None = None,
+    ):
         self.state = state
+        self.on_gateway_event = on_gateway_event  # (type, dev_eui): outcome accounting
         self.host = host
         self.port = port
         self.base_topic = base_topic
@@ -105,6 +115,8 @@ class MqttWatcher:
         who = state.name_of(eui) if eui else ""
         row = state.nodes.get(eui)
         state.count(f"gateway_event_{kind}")
+        if self.on_gateway_event is not None and eui:
+            self.on_gateway_event(kind, eui)
         if kind.startswith("command_"):
             state.command(
                 str(body.get("id", "")),
