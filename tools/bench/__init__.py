@@ -14,4 +14,5 @@ BENCHMARKS: tuple[str, ...] = (
     "firmware_apps",
     "city_outcomes",
     "registry_throughput",
+    "fuota_firmware",
 )
