@@ -21,7 +21,7 @@ __all__ = ["router"]
 
 
 def router(gateway: Gateway) -> APIRouter:
-    """Included in the token-protected ``/api/v1`` router by :func:`gateway.api.create_app`."""
+    """Included under ``/api/v1`` with the bearer token by :func:`gateway.api.app.create_app`."""
     api = APIRouter(tags=["fleet"])
 
     @api.get("/instances")

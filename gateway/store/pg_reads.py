@@ -63,6 +63,21 @@ class PostgresReads:
         )
         return [command_of(r) for r in rows]
 
+    async def recent_commands(
+        self, *, states: tuple[str, ...] | None = None, dev_eui: str | None = None, limit: int
+    ) -> list[CommandRecord]:
+        query = "SELECT * FROM commands WHERE true"
+        params: list[Any] = []
+        if states:
+            query += " AND state = ANY(%s)"
+            params.append(list(states))
+        if dev_eui is not None:
+            query += " AND dev_eui = %s"
+            params.append(dev_eui)
+        query += " ORDER BY created_at DESC LIMIT %s"
+        params.append(limit)
+        return [command_of(r) for r in await self._rows(query, params)]
+
     async def uplinks(
         self, dev_eui: str, *, limit: int, before_id: int | None = None
     ) -> list[dict[str, Any]]:
