@@ -112,6 +112,9 @@ async def test_roundtrip_and_reopen(store_url: str) -> None:
     got = await again.get_command("c1")
     assert got is not None and got.confirmed is True and got.state == "queued"
     assert [c.id for c in await again.active_commands()] == ["c1"]
+    assert [c.id for c in await again.recent_commands(limit=5)] == ["c1"]
+    assert await again.recent_commands(states=("applied",), limit=5) == []
+    assert [c.id for c in await again.recent_commands(dev_eui=dev.dev_eui, limit=5)] == ["c1"]
     counts = await again.counts()
     assert counts == {"uplinks_stored": 1, "dead_letters": 1, "commands_by_state": {"queued": 1}}
     await again.close()
