@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "gateway",
     "provision",
     "netsim",
+    "os2iot",
     "sim",
     "demo",
     "firmware",
