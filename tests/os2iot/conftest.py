@@ -58,7 +58,7 @@ async def receiver() -> AsyncIterator[Receiver]:
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         async with asyncio.timeout(10):
-            while not server.started:  # uvicorn has no event for it
+            while not server.started:  # noqa: ASYNC110 - uvicorn has no event for it
                 await asyncio.sleep(0.01)
         yield box
     finally:
