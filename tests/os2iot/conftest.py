@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
 import socket
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tests.helpers import procs
+from tests.provision.conftest import cli  # noqa: F401 - the provisioning CLI fixture
 from tools.netsim.runner import Netsim
 from tools.os2iot.runner import Os2iotEmulator
 
@@ -78,3 +81,47 @@ async def os2iot_stack(broker: procs.Broker) -> AsyncIterator[tuple[Netsim, Os2i
 @pytest.fixture
 def headers() -> dict[str, Any]:
     return {"X-API-KEY": API_KEY}
+
+
+@dataclass
+class Running:
+    """An OS2iot emulator (with netsim behind it) served from a thread, for sync clients."""
+
+    url: str
+    os2iot: Os2iotEmulator
+    netsim: Netsim
+    loop: asyncio.AbstractEventLoop
+
+    def call(self, fn: Any) -> Any:
+        """Run ``fn()`` on the emulator's loop (its state is not thread-safe)."""
+
+        async def run() -> Any:
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(10)
+
+
+@pytest.fixture
+def os2iot_thread(mosquitto_broker: procs.Broker) -> Iterator[Running]:
+    ready: queue.Queue[Running | BaseException] = queue.Queue()
+    stop = threading.Event()
+
+    async def main() -> None:
+        try:
+            async with os2iot_stack(mosquitto_broker) as (netsim, os2iot):
+                ready.put(Running(os2iot.url, os2iot, netsim, asyncio.get_running_loop()))
+                while not stop.is_set():  # noqa: ASYNC110 - the stop comes from another thread
+                    await asyncio.sleep(0.05)
+        except BaseException as exc:  # reported to the test thread
+            ready.put(exc)
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+    thread.start()
+    running = ready.get(timeout=30)
+    if isinstance(running, BaseException):
+        raise running
+    try:
+        yield running
+    finally:
+        stop.set()
+        thread.join(30)
