@@ -293,6 +293,10 @@ def create_app(gateway: Gateway) -> FastAPI:
         }
 
     app.include_router(v1)
+    if gateway.config.os2iot.ingest == "http_push":  # its own auth: OS2iot's header
+        from gateway.os2iot import ingest_router
+
+        app.include_router(ingest_router(gateway))
     mount_dashboard(app, gateway, gateway.config.web)  # issue 9: the dashboard at /
     return app
 

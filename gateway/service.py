@@ -53,10 +53,11 @@ import aiomqtt
 from gateway import chirpstack as cs
 from gateway.bridge import Bridge
 from gateway.commands import CONFIG_MESSAGES, CommandManager
-from gateway.config import Config
+from gateway.config import Config, read_secret
 from gateway.errors import CommandError, InvalidEvent, StoreError
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
+from gateway.os2iot import Os2iotClient, Os2iotDownlinks
 from gateway.publish import Publisher
 from gateway.rules import Outcome, PlannedCommand
 from gateway.rules import availability as availability_rules
@@ -125,6 +126,7 @@ class Gateway:
             on_stop=self.flush,
             metrics=self.metrics,
             logger=self.log,
+            chirpstack_events=config.os2iot.ingest != "http_push",
         )
         self.publisher = Publisher(config.publish, self.bridge.send, self.bridge.send_retained_qos0)
         self.api_token = api_token
@@ -147,6 +149,14 @@ class Gateway:
         self._flush_timer: asyncio.TimerHandle | None = None
         self._store_failures = 0
         self._timer_tasks: set[asyncio.Future[None]] = set()
+        self.os2iot: Os2iotDownlinks | None = None
+        if config.os2iot.url and config.os2iot.downlinks:  # commands through OS2iot's API
+            client = Os2iotClient(
+                config.os2iot.url,
+                read_secret(config.os2iot.api_key_file),
+                timeout_s=config.os2iot.timeout_s,
+            )
+            self.os2iot = Os2iotDownlinks(config.os2iot, client, self, clock=clock)
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -175,6 +185,8 @@ class Gateway:
         )
 
     async def close(self) -> None:
+        if self.os2iot is not None:
+            await self.os2iot.client.close()
         if self._opened:
             with contextlib.suppress(StoreError):
                 await self.flush()
@@ -210,6 +222,8 @@ class Gateway:
                 group.create_task(self._dispatcher(), name="dispatch"),
                 group.create_task(self._maintenance(), name="maintenance"),
             ]
+            if self.os2iot is not None:
+                others.append(group.create_task(self.os2iot.run(), name="os2iot"))
             server = None
             if api_socket is not None:
                 from gateway.api import start_api
@@ -596,6 +610,10 @@ class Gateway:
         self.metrics.derived_events.labels(type_).inc()
         self._dirty_state.add(device.dev_eui)
 
+    def command_changed(self, command: CommandRecord | None) -> None:
+        """A command's state changed outside the event path (OS2iot polling): emit, kick."""
+        self._command_changed(command)
+
     def _command_changed(self, command: CommandRecord | None) -> None:
         if command is None:
             return
@@ -716,11 +734,16 @@ class Gateway:
         application_id = (device.application_id if device else "") or (
             self.config.mqtt.application_id
         )
-        if not application_id:
+        if not application_id and self.os2iot is None:
             return  # the topic needs the application: sent once the device has been heard
         if not self.commands.check_size(command, device):
             self._command_changed(command)
             await self.flush()
+            return
+        if self.os2iot is not None:  # through OS2iot's API (gateway/os2iot.py)
+            if await self.os2iot.dispatch(command):
+                self.commands.mark_published(command)
+                await self.flush()
             return
         _, payload = cs.build_downlink(
             dev_eui=dev_eui,
