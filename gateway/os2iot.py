@@ -10,7 +10,8 @@ everywhere else: at least once, acknowledged after the commit. ``ingest = "http_
 decoder, so the body is the raw ChirpStack ``up`` JSON. The request is authenticated by the
 ``Authorization`` value OS2iot sends verbatim (``push_authorization_file``), not by the API's
 bearer token; it goes through the same parser, dedup, dead letters and rules as an MQTT message
-and is answered 200 only once committed (503 while the store cannot commit). OS2iot pushes **at
+and is answered 200 only once committed (503 while the store cannot commit; 422 for a body that
+is not an ``up`` event, kept as a dead letter with the reason). OS2iot pushes **at
 most once, with no retry**: an uplink pushed while the gateway is down or not ready is lost to
 it, and shows as an ERROR row in the data target's log (``GET /datatarget-log/:id``).
 
@@ -46,6 +47,7 @@ from fastapi.responses import JSONResponse
 
 from gateway import chirpstack as cs
 from gateway.config import Os2iotConfig, read_secret
+from gateway.errors import InvalidEvent
 from gateway.store.base import TERMINAL_STATES, CommandRecord
 
 if TYPE_CHECKING:
@@ -349,12 +351,22 @@ def ingest_router(gateway: Gateway) -> APIRouter:
                 {"error": "too_large", "message": f"body over {limit} bytes"}, status_code=413
             )
         topic = _topic_of(raw)
-        await gateway.process(topic, raw)
+        try:
+            is_up = isinstance(cs.parse_event(topic, raw), cs.UplinkEvent)
+            reason = "" if is_up else "not a ChirpStack up event"
+        except InvalidEvent as exc:
+            reason = str(exc)
+        await gateway.process(topic, raw)  # a body that is not an up event: a dead letter
         await gateway.flush()
         if not gateway.store_ok:
             return JSONResponse(
                 {"error": "not_committed", "message": "the store cannot commit now"},
                 status_code=503,
+            )
+        if reason:  # kept as a dead letter; the data target's log shows the refusal
+            return JSONResponse(
+                {"error": "not_an_uplink", "message": f"stored as a dead letter: {reason}"},
+                status_code=422,
             )
         return JSONResponse({"status": "committed"})
 

@@ -102,6 +102,8 @@ async def test_registration_push_ingest_and_commands_through_os2iot(
                 "push_authorization_file": _secret(tmp_path / "push.auth", PUSH_HEADER),
                 "downlinks": True,
                 "poll_interval_s": 0.2,
+                "retry_min_s": 0.2,
+                "retry_max_s": 1.0,
             },
             "lamps": {"day_start_hour_utc": 0, "day_end_hour_utc": 0},
         }
@@ -144,6 +146,8 @@ async def test_registration_push_ingest_and_commands_through_os2iot(
             # the gateway never subscribed to ChirpStack's events: every uplink came by push
             assert os2iot.listener.pushes >= 2
 
+            # ChirpStack behind OS2iot fails twice: OS2iot's 500, the gateway retries
+            os2iot.state.faults.downlink_errors = 2
             command = await gateway.request(
                 "POST",
                 f"/api/v1/devices/{LAMP}/commands",
@@ -156,6 +160,7 @@ async def test_registration_push_ingest_and_commands_through_os2iot(
 
             state = await eventually(applied, timeout_s=90, what="the override applied")
             assert state == "applied"
+            assert os2iot.state.faults.downlink_errors == 0  # both 500s were met and retried
             # it went through OS2iot's API (a row there), not through command/down
             rows = [d for d in os2iot.state.downlinks if d.port == 120]
             assert rows and rows[-1].send_at is not None
@@ -169,4 +174,13 @@ async def test_registration_push_ingest_and_commands_through_os2iot(
                     content=b"{}",
                     headers={"Authorization": "Bearer guess"},
                 )
+                wrong = await outsider.post(
+                    f"{gateway.api_url}/api/v1/ingest/os2iot",
+                    content=b'{"not": "an uplink"}',
+                    headers={"Authorization": PUSH_HEADER},
+                )
             assert refused.status_code == 401
+            assert wrong.status_code == 422
+            letters = (await gateway.request("GET", "/api/v1/dead_letters"))["dead_letters"]
+            kept = [x for x in letters if x["payload_hex"] == b'{"not": "an uplink"}'.hex()]
+            assert len(kept) == 1 and "invalid event" in kept[0]["reason"]
