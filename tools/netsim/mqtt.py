@@ -152,6 +152,10 @@ class MqttIntegration:
                         tasks.create_task(self._read(client), name="netsim-mqtt-commands")
                         tasks.create_task(self._publish(client), name="netsim-mqtt-events")
             except* aiomqtt.MqttError as group:
+                # Python 3.11's TaskGroup drops a cancellation that meets a child's error, and
+                # aiomqtt may turn a cancelled disconnect into an MqttError: a stop that arrives
+                # then must still stop this loop (it hung close() for good before)
+                _reraise_cancel()
                 self.connected.clear()
                 self.last_error = str(group.exceptions[0])
                 broker = f"{self.broker.host}:{self.broker.port}"
@@ -182,6 +186,13 @@ class MqttIntegration:
         """Wait until every queued event has been published (or ``timeout_s`` passes)."""
         async with asyncio.timeout(timeout_s):
             await self._outbox.join()
+
+
+def _reraise_cancel() -> None:
+    """Raise CancelledError when the current task was asked to stop (``Task.cancelling()``)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _payload(value: Any) -> bytes:

@@ -67,6 +67,9 @@ class Os2iotListener:
                         async for message in client.messages:
                             self.handle(str(message.topic), _bytes(message.payload))
                 except aiomqtt.MqttError as exc:
+                    task = asyncio.current_task()
+                    if task is not None and task.cancelling():  # a stop that met a disconnect
+                        raise asyncio.CancelledError from exc
                     self.connected.clear()
                     log.warning("os2iot: MQTT %s (reconnecting)", exc)
                 await asyncio.sleep(backoff)
