@@ -109,6 +109,7 @@ class MqttIntegration:
         self.published = 0
         self.dropped = 0
         self.commands = 0
+        self.stopping = False  # set before the run task is cancelled (see run)
         server.add_event_sink(self._on_event)
 
     @property
@@ -154,8 +155,9 @@ class MqttIntegration:
             except* aiomqtt.MqttError as group:
                 # Python 3.11's TaskGroup drops a cancellation that meets a child's error, and
                 # aiomqtt may turn a cancelled disconnect into an MqttError: a stop that arrives
-                # then must still stop this loop (it hung close() for good before)
-                _reraise_cancel()
+                # then must still stop this loop (it hung Netsim.close() for good before)
+                if self.stopping:
+                    raise asyncio.CancelledError from None
                 self.connected.clear()
                 self.last_error = str(group.exceptions[0])
                 broker = f"{self.broker.host}:{self.broker.port}"
@@ -186,13 +188,6 @@ class MqttIntegration:
         """Wait until every queued event has been published (or ``timeout_s`` passes)."""
         async with asyncio.timeout(timeout_s):
             await self._outbox.join()
-
-
-def _reraise_cancel() -> None:
-    """Raise CancelledError when the current task was asked to stop (``Task.cancelling()``)."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 def _payload(value: Any) -> bytes:

@@ -44,6 +44,7 @@ class Os2iotListener:
         self.pushes = 0
         self.push_failures = 0
         self.dropped = 0
+        self.stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._http = httpx.AsyncClient()
 
@@ -67,8 +68,7 @@ class Os2iotListener:
                         async for message in client.messages:
                             self.handle(str(message.topic), _bytes(message.payload))
                 except aiomqtt.MqttError as exc:
-                    task = asyncio.current_task()
-                    if task is not None and task.cancelling():  # a stop that met a disconnect
+                    if self.stopping:  # a stop that met a disconnect (see close())
                         raise asyncio.CancelledError from exc
                     self.connected.clear()
                     log.warning("os2iot: MQTT %s (reconnecting)", exc)

@@ -117,6 +117,7 @@ class Os2iotEmulator:
     async def close(self) -> None:
         if self._server is not None:
             self._server.should_exit = True
+        self.listener.stopping = True
         for task in self._tasks[1:]:  # the API task ends on should_exit
             task.cancel()
         for task in self._tasks:
