@@ -192,20 +192,34 @@ class Os2iotDownlinks:
     def waiting_for_retry(self, dev_eui: str) -> bool:
         return time.monotonic() < self._retry_at.get(dev_eui, 0.0)
 
-    async def dispatch(self, command: CommandRecord) -> bool:
-        """Hand one command to OS2iot; True once it is there. On a failure the command stays
-        queued and the device waits out its back-off (the poll loop kicks it again)."""
+    async def dispatch(self, command: CommandRecord, *, look_first: bool = False) -> bool:
+        """Hand one command to OS2iot; True once it is in ChirpStack's queue behind OS2iot.
+
+        ``look_first``: the command was handed over before (a restart, or a call whose answer
+        was lost), so OS2iot's rows are searched for it before it is sent again. A call that
+        fails without an answer is settled the same way. On False the command was not enqueued
+        and the device waits out its back-off (the poll loop kicks it again)."""
         dev_eui = command.dev_eui
-        if self.waiting_for_retry(dev_eui):
-            return False
+        since = command.published_at if command.published_at is not None else self.clock()
         try:
             device_id = await self.client.device_id(dev_eui)
             if device_id is None:
                 raise Os2iotError(f"{dev_eui} is not a device in OS2iot", retry=True)
+            if look_first and await self._enqueued(command, device_id, since):
+                self._handed[command.id] = _Handed(device_id, since)
+                return True
             if dev_eui in self._to_flush:  # an expired item may still sit in ChirpStack's queue
                 await self.client.flush(device_id)
                 self._to_flush.discard(dev_eui)
-            await self.client.send(device_id, command.data, command.f_port, command.confirmed)
+            try:
+                await self.client.send(device_id, command.data, command.f_port, command.confirmed)
+            except Os2iotError as exc:
+                # no answer (time-out, connection lost): OS2iot may have enqueued it anyway
+                lost = exc.retry and "unreachable" in str(exc)
+                if lost and await self._enqueued(command, device_id, since):
+                    self._handed[command.id] = _Handed(device_id, since)
+                    return True
+                raise
         except Os2iotError as exc:
             delay = min(
                 self._backoff.get(dev_eui, self.config.retry_min_s / 2) * 2,
@@ -225,8 +239,19 @@ class Os2iotDownlinks:
             return False
         self._backoff.pop(dev_eui, None)
         self._retry_at.pop(dev_eui, None)
-        self._handed[command.id] = _Handed(device_id, self.clock())
+        self._handed[command.id] = _Handed(device_id, since)
         return True
+
+    async def _enqueued(self, command: CommandRecord, device_id: int, since: float) -> bool:
+        """Whether OS2iot holds a row of this command (payload, port, created since ``since``)."""
+        rows = await self.client.rows(device_id)
+        payload = command.data.hex()
+        return any(
+            r.get("payload") == payload
+            and r.get("port") == command.f_port
+            and (_epoch(r.get("createdAt")) or 0.0) >= since - _CLOCK_SKEW_S
+            for r in rows
+        )
 
     def _tracked(self) -> list[CommandRecord]:
         """Commands handed to OS2iot whose state may still change there (also after a restart:

@@ -514,7 +514,10 @@ class Gateway:
                 data=event.data,
             )
         )
-        self._apply_message(device, decoded.message, decoded.fields, now)
+        # Rules reason in ChirpStack's time of reception, not ours: a backlog delivered after a
+        # restart arrives within a second but was measured hours apart (issue 15.2)
+        at = event.time_s
+        self._apply_message(device, decoded.message, decoded.fields, now if at is None else at)
         self._m_processed.inc()
         if self.commands.has_waiting(device.dev_eui):
             self.kick(device.dev_eui)
@@ -522,6 +525,7 @@ class Gateway:
     def _apply_message(
         self, device: Device, message: str, fields: dict[str, Any], now: float
     ) -> None:
+        """Apply a decoded uplink; ``now`` is the event's time (receive time when it has none)."""
         if message in _STATE_MESSAGES:
             device.reported.update(fields)
         device.reported["last_message"] = message
@@ -741,9 +745,7 @@ class Gateway:
             await self.flush()
             return
         if self.os2iot is not None:  # through OS2iot's API (gateway/os2iot.py)
-            if await self.os2iot.dispatch(command):
-                self.commands.mark_published(command)
-                await self.flush()
+            await self._dispatch_os2iot(command)
             return
         _, payload = cs.build_downlink(
             dev_eui=dev_eui,
@@ -754,17 +756,54 @@ class Gateway:
             expires_at=command.expires_at,
             marshaler=self.config.mqtt.marshaler,  # type: ignore[arg-type]
         )
+        # Handed over from the moment the publish starts, and committed before it does: the
+        # broker may forward it before our PUBACK arrives, and a restart must still see it as
+        # in ChirpStack's queue, never as replaceable (invariant 4; gateway/commands.py).
+        self.commands.mark_published(command)
+        await self.flush()
+        if not self.store_ok:
+            self.commands.unmark_published(command)
+            self._kicked.add(dev_eui)  # retried on the next kick, once the store commits
+            return
+        if command.state != "queued":  # expired or answered while the commit waited
+            self.commands.publish_finished(command, delivered=True)
+            return
         try:
             await self.bridge.publish_downlink(cs.command_topic(application_id, dev_eui), payload)
         except aiomqtt.MqttError as exc:
+            self.commands.publish_finished(command, delivered=False)
             self.log.warning("downlink publish failed", extra={"id": command.id, "error": str(exc)})
-            self._kicked.add(dev_eui)  # retried after the reconnect (_on_connect)
+            self._kicked.add(dev_eui)  # published again, same id, after the reconnect
             return
-        self.commands.mark_published(command)
+        self.commands.publish_finished(command, delivered=True)
         self.log.info(
             "downlink queued at chirpstack",
             extra={"id": command.id, "dev_eui": dev_eui, "command": command.message},
         )
+        await self.flush()  # the PUBACK on record: a restart does not publish it again
+
+    async def _dispatch_os2iot(self, command: CommandRecord) -> None:
+        """As for MQTT: handed over (and committed) before OS2iot is called. OS2iot enqueues in
+        ChirpStack before it answers 201, and its 500 means nothing was enqueued, so a refusal
+        un-marks the command; a command handed over before a restart is looked for in OS2iot's
+        queue first, since OS2iot has no queue-item id to refuse a second copy with."""
+        assert self.os2iot is not None
+        if self.os2iot.waiting_for_retry(command.dev_eui):
+            return
+        handed_before = command.published_at is not None
+        self.commands.mark_published(command)
+        await self.flush()
+        if not self.store_ok:
+            self.commands.unmark_published(command)
+            self._kicked.add(command.dev_eui)
+            return
+        if command.state != "queued":  # expired or answered while the commit waited
+            self.commands.publish_finished(command, delivered=True)
+            return
+        if await self.os2iot.dispatch(command, look_first=handed_before):
+            self.commands.publish_finished(command, delivered=True)
+        else:
+            self.commands.unmark_published(command)  # not in ChirpStack's queue: retried
         await self.flush()
 
     # --- maintenance -----------------------------------------------------------------------------
