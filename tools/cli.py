@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "sim",
     "demo",
     "firmware",
+    "fuota",
     "bench",
 )
 
