@@ -168,6 +168,15 @@ REQUIRED: tuple[Required, ...] = (
     Required(
         21, "city_outcomes", "route planning, 2000 bins 4 trucks", 5.0, "<=", "2,000 bins < 5 s"
     ),
+    # issue 20: provisioning into the gateway registry
+    Required(
+        20,
+        "registry_throughput",
+        "provision register into the gateway registry, 1,000 nodes",
+        500,
+        ">=",
+        ">= 500 nodes/s",
+    ),
 )
 
 

@@ -15,9 +15,23 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+from tools.commands.argtypes import uuid_text
 from tools.errors import CliError
 
-__all__ = ["add_os2iot_options", "decommission_parser", "run_register_os2iot"]
+__all__ = [
+    "add_os2iot_options",
+    "application_id_text",
+    "decommission_parser",
+    "run_register_os2iot",
+]
+
+
+def application_id_text(text: str) -> str:
+    """``--application-id``: ChirpStack's UUID, or OS2iot's application number (with --os2iot);
+    which one a command needs is checked where it is used."""
+    if text.strip().isdigit():
+        return text.strip()
+    return uuid_text(text)
 
 
 def add_os2iot_options(parser: argparse.ArgumentParser) -> None:

@@ -236,6 +236,17 @@ class Fleet:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        # set_class("A") cancels a class C listener without waiting for it: wait here, so no
+        # listener is still pending when the loop closes (a Ctrl-C during start-up). Found by
+        # the coroutine's public name, since the MAC keeps the task to itself.
+        listeners = [
+            t
+            for t in asyncio.all_tasks()
+            if getattr(t.get_coro(), "__qualname__", "") == "ClassC._loop"
+        ]
+        for task in listeners:
+            task.cancel()
+        await asyncio.gather(*listeners, return_exceptions=True)
         self._tasks.clear()
         await self._stack.aclose()
 
@@ -477,3 +488,18 @@ class Fleet:
         )
         if self.crashes:
             counters["node_crashes"] = self.crashes
+        if self.netsim is not None:  # what the network server made of the frames it heard
+            network = self.netsim.server.counters
+            counters["network_frames"] = network["uplinks"]
+            counters["network_joins"] = network["joins"]
+            counters["network_dropped"] = network["dropped"]
+
+    def lamp_modes(self) -> dict[str, str]:
+        """Each running lamp app's own ``mode`` (why it shows its level): ``schedule`` (its
+        profile), ``presence_boost`` (its own presence sensor), ``override`` (a
+        ``lamp_override`` from the gateway: a neighbour saw someone coming) or ``off``."""
+        return {
+            dev_eui: str(sim.app.mode)
+            for dev_eui, sim in self.nodes.items()
+            if sim.kind == "lamp" and sim.app is not None and hasattr(sim.app, "mode")
+        }
