@@ -184,3 +184,20 @@ async def test_registration_push_ingest_and_commands_through_os2iot(
             letters = (await gateway.request("GET", "/api/v1/dead_letters"))["dead_letters"]
             kept = [x for x in letters if x["payload_hex"] == b'{"not": "an uplink"}'.hex()]
             assert len(kept) == 1 and "invalid event" in kept[0]["reason"]
+
+
+async def test_demo_runs_as_an_os2iot_city(tmp_path: Path) -> None:
+    from tools.demo import DemoOptions, run_demo
+
+    if (reason := fleet_missing()) is not None:
+        pytest.skip(reason)
+    options = DemoOptions(bins=2, lamps=2, duration_s=30.0, workdir=tmp_path, os2iot=True)
+    result = await asyncio.to_thread(run_demo, options)
+    assert result.failure == ""
+    summary = result.as_json()["os2iot"]
+    assert summary["devices_registered"] == 4
+    # every uplink the gateway stored came through the data target, and the lamps' profile
+    # commands went out through OS2iot's downlink API
+    assert summary["pushes_ok"] >= 4
+    assert result.uplinks_processed is not None and result.uplinks_processed <= summary["pushes_ok"]
+    assert summary["downlinks_sent"] >= 1
