@@ -7,10 +7,12 @@ Outside data (MQTT payloads, HTTP bodies, config files) only ever raises these::
     ├── InvalidEvent         a ChirpStack event that does not parse (bad JSON/protobuf, wrong
     │                        types, bad base64, unknown event type)
     ├── StoreError           the store cannot be opened or migrated
+    ├── RouteError           a collection route cannot be planned (config, road graph, bins)
     └── CommandError         a command that cannot be accepted
         ├── UnknownDevice        no such device in the registry
         ├── CommandRejected      wrong message for the device kind, bad fields
-        └── PayloadTooLarge      the encoded payload exceeds the device's data rate limit
+        ├── PayloadTooLarge      the encoded payload exceeds the device's data rate limit
+        └── NotCancellable       the command already left the gateway's queue, or is finished
 
 Errors from ``protocol`` (``ProtocolError``) are translated at the boundary with
 ``raise ... from exc``.
@@ -26,7 +28,9 @@ __all__ = [
     "ConfigError",
     "GatewayError",
     "InvalidEvent",
+    "NotCancellable",
     "PayloadTooLarge",
+    "RouteError",
     "StoreError",
     "UnknownDevice",
 ]
@@ -55,6 +59,10 @@ class StoreError(GatewayError):
     """The store cannot be opened, migrated or written."""
 
 
+class RouteError(GatewayError):
+    """A collection route cannot be planned; the message names the key, bin or file at fault."""
+
+
 class CommandError(GatewayError):
     """A command that cannot be accepted."""
 
@@ -69,3 +77,7 @@ class CommandRejected(CommandError):
 
 class PayloadTooLarge(CommandError):
     """The encoded payload is larger than the device's current data rate allows."""
+
+
+class NotCancellable(CommandError):
+    """Carries ``command_id`` (the command's UUID) and ``state``."""

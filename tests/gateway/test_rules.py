@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+
 import pytest
 
 from gateway.config import AvailabilityConfig, BinsConfig, LampsConfig
@@ -87,6 +90,28 @@ def test_fire_and_tilt_on_transition_and_from_alarms() -> None:
     assert types(pickup) == ["bin_pickup"] and device.derived["fill_percent"] == 2
 
 
+def test_fire_alarm_once_per_fire_and_tilt_alarm_against_the_threshold() -> None:
+    cfg = BinsConfig(fire_threshold_c=70, tilt_threshold_deg=60)
+    device = Device("01", kind="bin")
+    assert types(bins.apply_bin_status(device, status(10, temperature_c=75), cfg, 0)) == [
+        "bin_fire"
+    ]
+    fire = {"alarm": "fire", "value": 90, "fill_percent": 10}
+    assert types(bins.apply_bin_alarm(device, fire, cfg, 1)) == []  # the same fire
+    assert types(bins.apply_bin_alarm(device, fire, cfg, 2)) == []
+    assert device.derived["fire"] is True
+    bins.apply_bin_status(device, status(10, temperature_c=20), cfg, 3)  # out
+    assert types(bins.apply_bin_alarm(device, fire, cfg, 4)) == ["bin_fire"]  # a new one
+    tilt = {"alarm": "tilt", "value": 50, "fill_percent": 10}
+    assert types(bins.apply_bin_alarm(device, tilt, cfg, 5)) == []  # below 60 degrees
+    assert device.derived["tilt"] is False
+    tilt["value"] = 60
+    assert types(bins.apply_bin_alarm(device, tilt, cfg, 6)) == ["bin_tilt"]
+    assert device.derived["tilt"] is True
+    tilt["value"] = 90
+    assert types(bins.apply_bin_alarm(device, tilt, cfg, 7)) == []  # still tilted
+
+
 def test_collection_list_and_formats() -> None:
     cfg = BinsConfig(collection_horizon_h=24)
     full = Device("0a", kind="bin", name="Full", latitude=56.1, longitude=10.2, street="S")
@@ -104,8 +129,16 @@ def test_collection_list_and_formats() -> None:
     csv_text = bins.collection_csv(rows)
     assert csv_text.splitlines()[0].split(",")[:3] == ["dev_eui", "name", "street"]
     assert len(csv_text.splitlines()) == 3
+    parsed = list(csv.DictReader(io.StringIO(csv_text)))
+    assert parsed[0]["forecast_full_at"] == "1970-01-01T00:00:00Z"  # full when it reported
+    assert parsed[0]["fire"] == "false"
+    # 50 % at 0 h, 60 % at 1 h: 80 % at 3 h, i.e. 1970-01-01T03:00:00Z
+    assert parsed[1]["forecast_full_at"] == "1970-01-01T03:00:00Z"
+    assert parsed[1]["tilt"] == "false" and "False" not in csv_text
     geo = bins.collection_geojson(rows)
     assert geo["features"][0]["geometry"]["coordinates"] == [10.2, 56.1]
+    assert geo["features"][1]["properties"]["forecast_full_at"] == "1970-01-01T03:00:00Z"
+    assert geo["features"][1]["properties"]["fire"] is False
     assert geo["features"][1]["geometry"] is None
 
 
@@ -146,6 +179,15 @@ def test_presence_raises_only_neighbouring_lamps() -> None:
     # the override must hold its level: resume_schedule=True would end it at once (catalogue)
     assert out.commands[0].fields["resume_schedule"] is False
     assert out.events[0] == ("lamp_presence", {"road_users": 1, "street": "A", "raised": ["02"]})
+    # seen by a lamp that is off (daylight by its profile): no neighbour is switched on by day
+    by_day = lamps.apply_lamp_presence(
+        registry["01"], {"road_users": 1, "dim_level": 0}, cfg, registry.get
+    )
+    assert by_day.commands == [] and by_day.events[0][1]["raised"] == []
+    lit = lamps.apply_lamp_presence(
+        registry["01"], {"road_users": 1, "dim_level": 100}, cfg, registry.get
+    )
+    assert [c.dev_eui for c in lit.commands] == ["02"]
 
 
 def test_profile_by_lamp_then_group_then_default() -> None:

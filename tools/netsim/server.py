@@ -290,9 +290,14 @@ class NetworkServer:
             handle.cancel()
         self._handles.clear()
         if self._scheduler is not None:
-            self._scheduler.cancel()
+            task = self._scheduler
+            # Python 3.11's asyncio.wait_for returns the inner result and drops a cancel that
+            # arrives as the inner wait completes (CPython gh-86296): cancel until it is done
+            while not task.done():
+                task.cancel()
+                await asyncio.wait([task], timeout=0.05)
             with contextlib.suppress(asyncio.CancelledError):
-                await self._scheduler
+                await task
             self._scheduler = None
 
     async def __aenter__(self) -> NetworkServer:
@@ -355,6 +360,26 @@ class NetworkServer:
 
     def device_ids(self) -> list[str]:
         return list(self._devices)
+
+    def add_device(self, device: Device) -> None:
+        """Register a device at run time (gRPC ``DeviceService.Create`` + ``CreateKeys``).
+
+        A DevEUI already known takes the new keys, name, class and tags and keeps its session
+        and queue (what ``DeviceService.Update`` + ``UpdateKeys`` do in ChirpStack)."""
+        state = self._devices.get(device.dev_eui)
+        if state is None:
+            self._devices[device.dev_eui] = _DeviceState(device)
+        else:
+            state.device = device
+
+    def remove_device(self, dev_eui: str) -> bool:
+        """Delete a device with its session and queue (gRPC ``DeviceService.Delete``)."""
+        state = self._devices.pop(dev_eui.lower(), None)
+        if state is None:
+            return False
+        if state.session is not None:
+            self._by_addr.pop(state.session.dev_addr, None)
+        return True
 
     def session_of(self, dev_eui: str) -> dict[str, Any] | None:
         """A read-only summary of a device's session (no keys): for tests and the demo view."""
@@ -1199,8 +1224,13 @@ class NetworkServer:
             raise CommandError(f"id is not a UUID: {item_id!r}")
         if flush_queue:
             state.queue = [i for i in state.queue if i.is_pending]
+        new_id = str(uuid.UUID(item_id)) if item_id else str(uuid.uuid4())
+        if any(i.id == new_id for i in state.queue):
+            # the id is the primary key of ChirpStack's device_queue_item table
+            # (storage/device_queue.rs enqueue_item): a repeated id is refused, not queued twice
+            raise CommandError(f"queue item {new_id} already exists")
         item = QueueItem(
-            id=str(uuid.UUID(item_id)) if item_id else str(uuid.uuid4()),
+            id=new_id,
             dev_eui=state.device.dev_eui,
             f_port=f_port,
             confirmed=confirmed,
