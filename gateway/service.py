@@ -50,7 +50,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
 
@@ -59,10 +59,11 @@ import aiomqtt
 from gateway import chirpstack as cs
 from gateway.bridge import Bridge
 from gateway.commands import CONFIG_MESSAGES, CommandManager
-from gateway.config import Config
+from gateway.config import Config, read_secret
 from gateway.errors import CommandError, DeviceBusy, InvalidEvent, StoreConflict, StoreError
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
+from gateway.os2iot import Os2iotClient, Os2iotDownlinks
 from gateway.publish import Publisher
 from gateway.rules import Outcome, PlannedCommand
 from gateway.rules import availability as availability_rules
@@ -133,6 +134,7 @@ class Gateway:
             on_stop=self.flush,
             metrics=self.metrics,
             logger=self.log,
+            chirpstack_events=config.os2iot.ingest != "http_push",
         )
         self.publisher = Publisher(
             config.publish,
@@ -160,6 +162,14 @@ class Gateway:
         self._flush_timer: asyncio.TimerHandle | None = None
         self._store_failures = 0
         self._timer_tasks: set[asyncio.Future[None]] = set()
+        self.os2iot: Os2iotDownlinks | None = None
+        if config.os2iot.url and config.os2iot.downlinks:  # commands through OS2iot's API
+            client = Os2iotClient(
+                config.os2iot.url,
+                read_secret(config.os2iot.api_key_file),
+                timeout_s=config.os2iot.timeout_s,
+            )
+            self.os2iot = Os2iotDownlinks(config.os2iot, client, self, clock=clock)
         self.fleet = None
         if self.store.shared:
             from gateway.fleet_sync import FleetSync
@@ -198,6 +208,8 @@ class Gateway:
         )
 
     async def close(self) -> None:
+        if self.os2iot is not None:
+            await self.os2iot.client.close()
         if self._opened:
             with contextlib.suppress(StoreError):
                 await self.flush()
@@ -241,6 +253,16 @@ class Gateway:
                     others.append(group.create_task(fleet.lead(name, job), name=name))
                 others.append(group.create_task(fleet.feed(), name="feed"))
                 others.append(group.create_task(fleet.heartbeat(), name="heartbeat"))
+            if self.os2iot is not None:  # reading handed-over commands back: once per fleet
+                os2iot = self.os2iot
+                others.append(
+                    group.create_task(
+                        os2iot.run()
+                        if self.fleet is None
+                        else self.fleet.lead("os2iot", os2iot.run),
+                        name="os2iot",
+                    )
+                )
             server = None
             if api_socket is not None:
                 from gateway.api import start_api
@@ -948,11 +970,14 @@ class Gateway:
         application_id = (device.application_id if device else "") or (
             self.config.mqtt.application_id
         )
-        if not application_id:
+        if not application_id and self.os2iot is None:
             return  # the topic needs the application: sent once the device has been heard
         if not self.commands.check_size(command, device):
             self._command_changed(command)
             await commit()
+            return
+        if self.os2iot is not None:  # through OS2iot's API (gateway/os2iot.py)
+            await self._dispatch_os2iot(command, commit)
             return
         _, payload = cs.build_downlink(
             dev_eui=dev_eui,
@@ -989,6 +1014,32 @@ class Gateway:
             extra={"id": command.id, "dev_eui": dev_eui, "command": command.message},
         )
         await commit()  # the PUBACK on record: a restart does not publish it again
+
+    async def _dispatch_os2iot(
+        self, command: CommandRecord, commit: Callable[[], Awaitable[None]]
+    ) -> None:
+        """As for MQTT: handed over (and committed) before OS2iot is called. OS2iot enqueues in
+        ChirpStack before it answers 201, and its 500 means nothing was enqueued, so a refusal
+        un-marks the command; a command handed over before a restart is looked for in OS2iot's
+        queue first, since OS2iot has no queue-item id to refuse a second copy with."""
+        assert self.os2iot is not None
+        if self.os2iot.waiting_for_retry(command.dev_eui):
+            return
+        handed_before = command.published_at is not None
+        self.commands.mark_published(command)
+        await commit()
+        if not self.store_ok:
+            self.commands.unmark_published(command)
+            self._kicked.add(command.dev_eui)
+            return
+        if command.state != "queued":  # expired or answered while the commit waited
+            self.commands.publish_finished(command, delivered=True)
+            return
+        if await self.os2iot.dispatch(command, look_first=handed_before):
+            self.commands.publish_finished(command, delivered=True)
+        else:
+            self.commands.unmark_published(command)  # not in ChirpStack's queue: retried
+        await commit()
 
     # --- maintenance -----------------------------------------------------------------------------
 

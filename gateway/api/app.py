@@ -54,6 +54,10 @@ def create_app(gateway: Gateway) -> FastAPI:
     app.include_router(
         instances_api.router(gateway), prefix="/api/v1", dependencies=V1_DEPENDENCIES
     )
+    if gateway.config.os2iot.ingest == "http_push":  # issue 19; its own auth: OS2iot's header
+        from gateway.os2iot import ingest_router
+
+        app.include_router(ingest_router(gateway))
     docs.mount(app)  # /docs from local files
     mount_dashboard(app, gateway, gateway.config.web)  # issue 9: the dashboard at /
     return app

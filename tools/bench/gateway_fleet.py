@@ -32,18 +32,18 @@ import aiomqtt
 import httpx
 
 from tools.bench.gateway_throughput import (
-    DEVICES,
     _dev,
-    _events,
     _free_port,
     _publish,
     _start_mosquitto,
     _wait,
+    events,
 )
 from tools.bench.report import Figure
 
 BENCH = "gateway_fleet"
 BATCH = 10_000
+DEVICES = 2_000
 ROUNDS = 2
 LATENCY_RATE = 1_000
 LATENCY_S = 5.0
@@ -175,9 +175,9 @@ def _drain(instances: list[_Instance], broker: int, app: str) -> float:
     for instance in instances:
         _wait_sync(instance.ready, "instance ready", 60)
     base = instances[0].stored()
-    events = _events(app, BATCH)
+    batch = events(app, DEVICES, BATCH)
     start = time.perf_counter()
-    asyncio.run(_publish(broker, events))
+    asyncio.run(_publish(broker, batch))
     _wait_sync(lambda: instances[0].stored() >= base + BATCH, "every uplink stored", DEADLINE_S)
     return BATCH / (time.perf_counter() - start)
 
@@ -238,7 +238,7 @@ async def _latency(broker: int) -> tuple[float, float, int]:
         task = asyncio.create_task(gateway.run())
         await _wait(gateway.bridge.connected.is_set, "gateway connect", 10)
         count = int(LATENCY_RATE * LATENCY_S)
-        await _publish(broker, _events(app, count, start_f_cnt=10_000), rate=LATENCY_RATE)
+        await _publish(broker, events(app, DEVICES, count, first_f_cnt=10_000), rate=LATENCY_RATE)
         processed = gateway.metrics.uplinks.labels("processed")
         await _wait(lambda: processed._value.get() >= count, "paced uplinks", 30)
         await gateway.flush()
