@@ -71,6 +71,14 @@ _RX_TIMING_SETUP = const(0x08)
 _DL_CHANNEL = const(0x0A)
 _DEVICE_TIME = const(0x0D)
 
+# uplink length of each answer or request, CID included (L2 1.0.4 §5, Table 4)
+_ANS_LEN = b"\x00\x00\x01\x02\x01\x02\x03\x02\x01\x00\x02\x00\x00\x01"
+
+
+def _ans_len(cid):
+    return _ANS_LEN[cid] if cid < len(_ANS_LEN) and _ANS_LEN[cid] else 1
+
+
 _KEY_STATE = "mac"  # RTC and NVS key of the State blob
 _KEY_SESSION = "session"
 _KEY_NONCES = "nonces"
@@ -106,8 +114,11 @@ class Mac:
         self._buf = bytearray(frame.BUF_SIZE)
         self._work = bytearray(frame.BUF_SIZE)
         self._fopts = bytearray(_MAX_FOPTS)
-        self._answers = bytearray(_MAX_FOPTS)  # answers owed once (next uplink only)
+        self._answers = bytearray(_MAX_FOPTS)  # answers owed once, until a frame carries them
         self._answers_len = 0
+        self._taken = 0
+        self._lc_sent = False
+        self._dt_sent = False
         self._want_link_check = False
         self._want_device_time = False
         self._band_free = [None] * 8  # per sub-band: ticks when its off-time ends (None: free)
@@ -388,24 +399,62 @@ class Mac:
         )  # fmt: skip
 
     def _collect_fopts(self, room):
-        """MAC answers and requests for this uplink, within ``room`` bytes; returns the length."""
+        """MAC answers and requests for this uplink, within ``room`` bytes; returns the length.
+
+        Whole commands only, in priority order: the sticky answers (RXParamSetupAns,
+        DlChannelAns, RXTimingSetupAns: the network cannot reach the device on changed RX
+        settings until it has them, L2 1.0.4 §5.4, §5.6, §5.7), then the answers owed once in
+        the order the requests came, then LinkCheckReq and DeviceTimeReq. A command that does
+        not fit is never cut (L2 §4.3.1.6 has no fragments): it and every later answer wait
+        for the next frame, and :meth:`_fopts_sent` drops only what this frame carried.
+        """
         s = self.state
         out = self._fopts
         n = 0
-        for i in range(s.sticky_len):
-            out[n] = s.sticky[i]
-            n += 1
-        for i in range(self._answers_len):
-            if n < room:
-                out[n] = self._answers[i]
-                n += 1
+        i = 0
+        while i < s.sticky_len:  # repeated until a class A downlink: kept whether sent or not
+            size = _ans_len(s.sticky[i])
+            if n + size > room:
+                break
+            for k in range(size):
+                out[n + k] = s.sticky[i + k]
+            n += size
+            i += size
+        taken = 0
+        while taken < self._answers_len:
+            size = _ans_len(self._answers[taken])
+            if n + size > room:
+                break
+            for k in range(size):
+                out[n + k] = self._answers[taken + k]
+            n += size
+            taken += size
+        self._taken = taken
+        self._lc_sent = False
+        self._dt_sent = False
         if self._want_link_check and n < room:
             out[n] = _LINK_CHECK
             n += 1
+            self._lc_sent = True
         if self._want_device_time and n < room:
             out[n] = _DEVICE_TIME
             n += 1
-        return n if n <= room else 0
+            self._dt_sent = True
+        return n
+
+    def _fopts_sent(self):
+        """Forget what the frame just built carries; answers that did not fit stay owed."""
+        taken = self._taken
+        left = self._answers_len - taken
+        a = self._answers
+        for i in range(left):
+            a[i] = a[taken + i]
+        self._answers_len = left
+        self._taken = 0
+        if self._lc_sent:
+            self._want_link_check = False
+        if self._dt_sent:
+            self._want_device_time = False
 
     async def send(self, fport, payload, confirmed=False, max_wait_ms=0):
         """Send one uplink and return what came down in RX1/RX2 (L2 §3.3, §4.3.1.2).
@@ -432,7 +481,9 @@ class Mac:
         region = self.region
         s = self.state
         plen = len(payload)
-        room = region.max_payload(s.dr) - 8 - 1 - plen  # M = FHDR(7+FOpts) + FPort + FRMPayload
+        # M = FHDR (7 + FOptsLen) + FPort (1) + FRMPayload, so N = M - 8 with no FOpts (RP002-1.0.4
+        # §5.1.6 / §5.2.6: 51 bytes at EU868 DR0, 242 at DR5) and what is left over is FOpts room
+        room = region.max_payload(s.dr) - 8 - plen
         if room < 0:
             return st.SendResult(st.TOO_LONG)
         ch, wait = self._pick_channel(s.dr)
@@ -452,10 +503,7 @@ class Mac:
         fcnt = s.fcnt_up
         n = self.build_uplink(fport, payload, plen, confirmed, fopts_len)
         # state written before the frame leaves: a reset after TX never reuses this FCnt
-        if fopts_len:
-            self._answers_len = 0
-            self._want_link_check = False
-            self._want_device_time = False
+        self._fopts_sent()
         s.flags &= ~FLAG_ACK_PENDING
         if s.flags & FLAG_ADR:
             s.adr_ack_cnt += 1
