@@ -56,7 +56,7 @@ _ACK_TIMEOUT_MIN_MS = const(1000)  # RETRANSMIT_TIMEOUT 2 s ± 1 s (RP §5.1.9)
 _ACK_TIMEOUT_SPAN_MS = const(2000)
 _ADR_ACK_LIMIT = const(64)  # RP §5.1.9
 _ADR_ACK_DELAY = const(32)
-_MAX_OFF_MS = const(86400000)  # longest off-time: join back-off at 0.01 % stays far below
+_MAX_OFF_MS = const(86400000)  # longest off-time: 0.1 % sub-band and DutyCycleReq stay below
 _NVS_EVERY = const(16)  # FCnt written to NVS every N uplinks; N added on a cold boot
 _MAX_FOPTS = const(15)  # FOptsLen is 4 bits (L2 §4.3.1.6)
 
@@ -123,10 +123,8 @@ class Mac:
         self._want_device_time = False
         self._band_free = [None] * 8  # per sub-band: ticks when its off-time ends (None: free)
         self._agg_free = None  # aggregated off-time end (DutyCycleReq)
-        self._join_free = None  # join back-off end (L2 §7), for Join-Requests only
         self._busy = False
         self._c = None  # lorawan.classc.ClassC once class C is used
-        self._boot_ticks = clock.ticks_ms()
         self._last_tx_done = 0
         self._keys = None
         self._lc_this = None  # LinkCheckAns / DeviceTimeAns of the frame being processed
@@ -241,17 +239,14 @@ class Mac:
 
     # ---------------------------------------------------------------- duty cycle
 
-    def _free_at(self, freq, join=False):
+    def _free_at(self, freq):
         """Ticks from which ``freq`` may transmit (sub-band and aggregated off-times)."""
         t = self.clock.ticks_ms()
         if self.region.uses_duty_cycle:
             b = self.region.band_of(freq)
             if b >= 0:
                 t = self._later(self._band_free[b], t)
-        t = self._later(self._agg_free, t)
-        if join:
-            t = self._later(self._join_free, t)
-        return t
+        return self._later(self._agg_free, t)
 
     def _later(self, end, t):
         # an off-time end still ahead of t; ends more than a day ahead are stale ticks that
@@ -261,7 +256,7 @@ class Mac:
         d = self.clock.ticks_diff(end, t)
         return end if 0 < d <= _MAX_OFF_MS else t
 
-    def _account(self, freq, toa_ms, tx_done, factor, join=False):
+    def _account(self, freq, toa_ms, tx_done, factor):
         clock = self.clock
         if self.region.uses_duty_cycle:
             b = self.region.band_of(freq)
@@ -269,13 +264,9 @@ class Mac:
                 dc = self.region.BANDS[b][2]  # 1/duty: off-time = ToA × (1/dc − 1)
                 self._band_free[b] = clock.ticks_add(tx_done, toa_ms * (dc - 1))
         if factor > 1:
-            end = clock.ticks_add(tx_done, toa_ms * (factor - 1))
-            if join:
-                self._join_free = end
-            else:
-                self._agg_free = end
+            self._agg_free = clock.ticks_add(tx_done, toa_ms * (factor - 1))
 
-    def _pick_channel(self, dr, channels=None, s=None, join=False):
+    def _pick_channel(self, dr, channels=None, s=None):
         """(channel, wait_ms): a random enabled channel for ``dr``, free now if one is."""
         region = self.region
         if s is None:
@@ -289,7 +280,7 @@ class Mac:
                 continue
             if not region.channel_allows(s, ch, dr):
                 continue
-            wait = self.clock.ticks_diff(self._free_at(region.channel_freq(s, ch), join), now)
+            wait = self.clock.ticks_diff(self._free_at(region.channel_freq(s, ch)), now)
             if wait <= 0:
                 free.append(ch)
             elif best_wait < 0 or wait < best_wait:
