@@ -14,19 +14,14 @@ configuration set by downlink lives in NVS. On the host ``power.deep_sleep`` wai
 clock and the loop re-reads the RTC store, so tests exercise exactly what survives.
 """
 
+import citypack_payloads as cp
 from apps.node import Reboot, Settings, setting
 from drivers.ranging import fill_percent, robust_distance, sample
 
-CONFIG_DEFAULTS = {
-    # the bin_config downlink's fields (defaults as in the protocol catalogue)
-    "config_version": 0,
-    "container_height_cm": 100,
-    "sensor_offset_cm": 0,
-    "full_threshold_percent": 80,
-    "fire_threshold_c": 70,
-    "report_interval_s": 3600,
-    "fill_step_percent": 10,
-}
+# the bin_config downlink's fields at their catalogue defaults, and the config version a node
+# reports before any config came (bin_status.config_version's default): invariant 1
+CONFIG_DEFAULTS = cp.defaults("bin_config")
+CONFIG_DEFAULTS["config_version"] = cp.default("bin_status", "config_version")
 
 STATE_DEFAULTS = {
     "joined": False,
@@ -46,10 +41,6 @@ STATE_DEFAULTS = {
 }
 
 _BIN_COMMANDS = ("bin_config", "device_config", "time_sync", "reboot", "status_request")
-
-
-def _clamp(v, lo, hi):
-    return lo if v < lo else hi if v > hi else v
 
 
 class BinNode:
@@ -194,7 +185,11 @@ class BinNode:
             self.alarms_sent += 1
             await self.node.uplink(
                 "bin_alarm",
-                {"alarm": alarm, "value": _clamp(value, -40, 180), "fill_percent": fill_now},
+                {
+                    "alarm": alarm,
+                    "value": cp.clamp("bin_alarm", "value", value),
+                    "fill_percent": fill_now,
+                },
                 confirmed=True,
             )
         if self.status_due():
@@ -230,12 +225,14 @@ class BinNode:
         temp = st["temp"]
         fields = {
             "fill_percent": st["fill"] if st["fill"] is not None else 0,
-            "temperature_c": _clamp(int(temp + 0.5) if temp is not None else 0, -40, 125),
-            "battery_percent": _clamp(battery, 0, 100),
+            "temperature_c": cp.clamp(
+                "bin_status", "temperature_c", int(temp + 0.5) if temp is not None else 0
+            ),
+            "battery_percent": cp.clamp("bin_status", "battery_percent", battery),
             "tilt": st["tilt"],
             "fire": st["fire"],
             "sensor_fault": st["fault"] or st["fill"] is None,
-            "pickup_count": _clamp(st["pickups"], 0, 255),
+            "pickup_count": cp.clamp("bin_status", "pickup_count", st["pickups"]),
             "config_version": self.cfg["config_version"],
         }
         await self.node.uplink("bin_status", fields)

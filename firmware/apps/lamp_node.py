@@ -16,12 +16,15 @@ meter: lamp failure (on, no power), dimming failure (power does not follow the l
 failure and day burner (power drawn while the profile says off), supply loss (mains sense pin).
 """
 
+import citypack_payloads as cp
 from apps.node import Reboot, Settings, setting
 from drivers import sun, ticks_diff
 
 CONFIG_DEFAULTS = {
-    "config_version": 0,
-    "report_interval_s": 3600,
+    # catalogue defaults (invariant 1); the profile's fields are required on the air, so their
+    # values before the first lamp_profile are the app's own safe choice
+    "config_version": cp.default("lamp_status", "config_version"),
+    "report_interval_s": cp.default("device_config", "report_interval_s"),
     "base_level": 100,  # no time, no steps: full light is the safe default
     "boost_level": 100,
     "hold_time_s": 60,
@@ -109,7 +112,9 @@ class LampNode:
         self.boost_fade_ms = setting(a, "boost_fade_ms", 500)
         self.return_fade_ms = setting(a, "return_fade_ms", 3000)
         defaults = dict(CONFIG_DEFAULTS)
-        defaults["report_interval_s"] = setting(a, "report_interval_s", 3600)
+        defaults["report_interval_s"] = setting(
+            a, "report_interval_s", CONFIG_DEFAULTS["report_interval_s"]
+        )
         self._cfg_defaults = defaults
         self.time_base = None  # (unix seconds, ticks_ms) after a time sync
         self.outbox = []
@@ -309,7 +314,10 @@ class LampNode:
         self.last_presence_ms = self.clock.ticks_ms()
         self._queue(
             "lamp_presence",
-            {"road_users": min(self.presence_users, 65535), "dim_level": self.dimmer.level},
+            {
+                "road_users": cp.clamp("lamp_presence", "road_users", self.presence_users),
+                "dim_level": self.dimmer.level,
+            },
         )
         self.presence_users = 0
 
@@ -432,11 +440,12 @@ class LampNode:
             "dim_level": self.dimmer.level,
             "active_power_w": 0,
             "mode": self.mode,
-            "road_users": min(self.road_users, 65535),
+            "road_users": cp.clamp("lamp_status", "road_users", self.road_users),
             "config_version": self.cfg["config_version"],
         }
         if self.meter is not None:
-            fields["active_power_w"] = min(int(self.meter.power_w + 0.5), 2000)  # catalogue max
+            power = int(self.meter.power_w + 0.5)
+            fields["active_power_w"] = cp.clamp("lamp_status", "active_power_w", power)
         for name in _FAILURES:
             fields[name] = f[name]
         return fields

@@ -7,6 +7,9 @@
     data = cp.encode("bin_status", {"fill_percent": 42, ...})  # bytes; PayloadError if invalid
     port = cp.FPORT["bin_status"]
     name, fields = cp.decode(port, data)                       # any message, up or down
+    cp.clamp("bin_status", "temperature_c", t)   # into the field's range (no allocation)
+    cp.default("bin_config", "fill_step_percent")  # a field's default (None: required)
+    cp.defaults("bin_config")                    # {field: default} of the optional fields
 
 Encoding is RFC 8949 §4.2.1 deterministic (shortest forms, keys ascending), fields at their
 default omitted; byte-identical to protocol.codec and the ChirpStack codec (golden vectors in
@@ -397,6 +400,43 @@ def encode(name, fields):
         count += 1
     out[0] = 0xA0 | count
     return bytes(out)
+
+
+# ---------------------------------------------------------------- ranges and defaults
+# Apps take ranges and defaults from here, never restate them (ARCHITECTURE.md invariant 1).
+
+
+def _spec(name, fname):
+    entry = _MESSAGES.get(name)
+    if entry is not None:
+        for spec in entry[1]:
+            if spec[2] == fname and fname:
+                return spec
+    raise _fail("%s has no field %r" % (name, fname))
+
+
+def clamp(name, fname, value):
+    """``value`` brought into the range of integer field ``fname`` of message ``name``."""
+    spec = _spec(name, fname)
+    lo = spec[3] * spec[5]
+    if value < lo:
+        return lo
+    hi = spec[4] * spec[5]
+    return hi if value > hi else value
+
+
+def default(name, fname):
+    """The catalogue default of field ``fname`` of message ``name`` (None when required)."""
+    return _spec(name, fname)[7]
+
+
+def defaults(name):
+    """A new dict of the optional integer and enum fields of ``name`` with their defaults."""
+    out = {}
+    for spec in _MESSAGES[name][1]:
+        if not spec[6] and (spec[1] == _INT or spec[1] == _ENUM):
+            out[spec[2]] = spec[7]
+    return out
 
 
 # ---------------------------------------------------------------- decode

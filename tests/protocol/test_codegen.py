@@ -11,6 +11,7 @@ import ast
 import importlib.util
 import json
 import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -208,3 +209,43 @@ def test_generated_encode_agrees_with_the_codec_on_any_fields(
     except _GENERATED.PayloadError:
         got = "refused"
     assert got == expected
+
+
+def test_generated_ranges_and_defaults_are_the_catalogues() -> None:
+    """Apps clamp and default through the generated module, never restating the catalogue."""
+    cp = _load_generated()
+    for msg in catalogue.MESSAGES:
+        optional = {}
+        for f in msg.fields:
+            if f.type in ("uint", "int"):
+                assert cp.clamp(msg.name, f.name, f.minimum - 1) == f.minimum
+                assert cp.clamp(msg.name, f.name, f.maximum + 1) == f.maximum
+                assert cp.clamp(msg.name, f.name, f.minimum) == f.minimum
+                assert cp.default(msg.name, f.name) == f.default
+            if f.type in ("uint", "int", "enum") and not f.required:
+                optional[f.name] = f.default
+        assert cp.defaults(msg.name) == optional
+    with pytest.raises(cp.PayloadError, match="no field"):
+        cp.clamp("bin_status", "tilt", 1)  # a flag has no range
+    with pytest.raises(cp.PayloadError, match="no field"):
+        cp.default("nope", "x")
+
+
+def test_apps_take_defaults_from_the_generated_module() -> None:
+    code = (
+        "import json, apps.bin_node as b, apps.lamp_node as l;"
+        "print(json.dumps([b.CONFIG_DEFAULTS, l.CONFIG_DEFAULTS['report_interval_s']]))"
+    )
+    env = {
+        "PYTHONPATH": f"{codegen.ROOT / 'firmware' / 'lib'}:{codegen.ROOT / 'firmware'}",
+        "PATH": "/usr/bin:/bin",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    bin_defaults, lamp_interval = json.loads(out.stdout)
+    config = catalogue.message("bin_config")
+    expected = {f.name: f.default for f in config.fields if not f.required}
+    expected["config_version"] = catalogue.message("bin_status").field("config_version").default
+    assert bin_defaults == expected
+    assert lamp_interval == catalogue.message("device_config").field("report_interval_s").default
