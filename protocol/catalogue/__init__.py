@@ -18,6 +18,18 @@ Schema evolution rule (never break a deployed node or decoder):
 4. ``device_info`` carries ``protocol_version`` (:data:`PROTOCOL_VERSION`), bumped whenever a
    message gains a field, so the gateway knows what a node can send and understand.
 
+Breaking changes. Nodes in the field are not reflashed together, so what a v1 node sends must
+decode forever: ``protocol/vectors/payloads-v1.json`` is the frozen v1 set (never regenerated,
+pinned by its SHA-256), and tests/protocol/test_vectors_v1.py decodes it with today's catalogue
+in CPython, on the MicroPython unix port and with the ChirpStack codec on node, so a change that
+breaks it fails CI. A change the rules above do not allow (a key, type, scale or range of an
+existing field; a new encoding of a message) is made as a **new message on a new fPort** (for
+example ``bin_status`` on 10 stays as it is and a compact form gets its own name and port):
+new firmware sends the new message, the gateway and the ChirpStack codec decode both, and the
+old one is retired only when no node sends it any more (its fPort is then never reused). A new
+frozen set (``payloads-v2.json``) is added when ``PROTOCOL_VERSION`` changes, never in place of
+the v1 set.
+
 fPort plan (LoRaWAN L2 1.0.4 §4.3.2, application ports 1..223): 1-9 common uplinks, 10-19 bin
 uplinks, 20-29 lamp uplinks, 100-109 common downlinks, 110-119 bin downlinks, 120-129 lamp
 downlinks.

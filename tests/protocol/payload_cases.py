@@ -126,3 +126,42 @@ def harness_cases(fuzz: int) -> list[dict[str, Any]]:
 def write_jsonl(path: Path, lines: list[dict[str, Any]]) -> Path:
     path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
     return path
+
+
+V1_PATH = ROOT / "protocol" / "vectors" / "payloads-v1.json"
+
+
+def _added_default(message: str, name: str) -> Any:
+    f = catalogue.message(message).field(name)
+    if f.type == "bool":
+        return False
+    if f.type == "list":
+        return []
+    return f.default
+
+
+def v1_decode_cases() -> list[dict[str, Any]]:
+    """Decode cases of the frozen v1 vectors against today's catalogue (JSON-lines shape).
+
+    What v1 firmware sent must decode to what it meant: the v1 fields with the v1 values, plus
+    any field added since at its default (schema evolution, protocol/catalogue/__init__.py).
+    """
+    doc: dict[str, Any] = json.loads(V1_PATH.read_text(encoding="utf-8"))
+    lines: list[dict[str, Any]] = []
+    for case in doc["cases"] + doc["decode_only"]:
+        message = catalogue.message(case["message"])
+        fields = dict(case["fields"])
+        for f in message.fields:
+            if f.name not in fields:
+                fields[f.name] = _added_default(message.name, f.name)
+        lines.append(
+            {
+                "op": "decode",
+                "fport": case["fport"],
+                "direction": message.direction,
+                "hex": case["hex"],
+                "message": message.name,
+                "fields": fields,
+            }
+        )
+    return lines
