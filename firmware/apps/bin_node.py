@@ -68,6 +68,7 @@ class BinNode:
         self._cfg_defaults = defaults
         self.cfg = Settings(nvs, "bin_cfg", defaults)
         self.state = Settings(rtc, "bin_state", STATE_DEFAULTS)
+        self._status = {}  # the bin_status fields, refilled in place for every report
         self.cycles = 0
         self.alarms_sent = 0
         self.statuses_sent = 0
@@ -217,24 +218,29 @@ class BinNode:
         full = cfg["full_threshold_percent"]
         return (last < full) != (fill < full)  # crossed the "full" line either way
 
+    def status_fields(self, battery):
+        """The bin_status fields, in one dict refilled in place (no garbage per report)."""
+        st = self.state
+        temp = st["temp"]
+        fields = self._status
+        fields["fill_percent"] = st["fill"] if st["fill"] is not None else 0
+        fields["temperature_c"] = cp.clamp(
+            "bin_status", "temperature_c", int(temp + 0.5) if temp is not None else 0
+        )
+        fields["battery_percent"] = cp.clamp("bin_status", "battery_percent", battery)
+        fields["tilt"] = st["tilt"]
+        fields["fire"] = st["fire"]
+        fields["sensor_fault"] = st["fault"] or st["fill"] is None
+        fields["pickup_count"] = cp.clamp("bin_status", "pickup_count", st["pickups"])
+        fields["config_version"] = self.cfg["config_version"]
+        return fields
+
     async def send_status(self, battery=None):
         st = self.state
         if battery is None:
             b = self.sensors.get("battery")
             battery = b.percent() if b else 0
-        temp = st["temp"]
-        fields = {
-            "fill_percent": st["fill"] if st["fill"] is not None else 0,
-            "temperature_c": cp.clamp(
-                "bin_status", "temperature_c", int(temp + 0.5) if temp is not None else 0
-            ),
-            "battery_percent": cp.clamp("bin_status", "battery_percent", battery),
-            "tilt": st["tilt"],
-            "fire": st["fire"],
-            "sensor_fault": st["fault"] or st["fill"] is None,
-            "pickup_count": cp.clamp("bin_status", "pickup_count", st["pickups"]),
-            "config_version": self.cfg["config_version"],
-        }
+        fields = self.status_fields(battery)
         await self.node.uplink("bin_status", fields)
         self.statuses_sent += 1
         st["since_status_s"] = 0

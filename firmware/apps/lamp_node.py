@@ -118,6 +118,7 @@ class LampNode:
         self._cfg_defaults = defaults
         self.time_base = None  # (unix seconds, ticks_ms) after a time sync
         self.outbox = []
+        self._status = {}  # the lamp_status fields, refilled in place for every report
         self.uplinks_dropped = 0
         self._sun_cache = {}
         self._reset_runtime()
@@ -435,14 +436,14 @@ class LampNode:
         self.net_wake.fire()
 
     def status_fields(self):
+        """The lamp_status fields, in one dict refilled in place (no garbage per report)."""
         f = self.failures
-        fields = {
-            "dim_level": self.dimmer.level,
-            "active_power_w": 0,
-            "mode": self.mode,
-            "road_users": cp.clamp("lamp_status", "road_users", self.road_users),
-            "config_version": self.cfg["config_version"],
-        }
+        fields = self._status
+        fields["dim_level"] = self.dimmer.level
+        fields["active_power_w"] = 0
+        fields["mode"] = self.mode
+        fields["road_users"] = cp.clamp("lamp_status", "road_users", self.road_users)
+        fields["config_version"] = self.cfg["config_version"]
         if self.meter is not None:
             power = int(self.meter.power_w + 0.5)
             fields["active_power_w"] = cp.clamp("lamp_status", "active_power_w", power)

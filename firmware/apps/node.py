@@ -41,6 +41,10 @@ class Node:
         self.bad_downlinks = 0
         self.encode_errors = 0
         self.wake = clock.alarm()  # fired when a class C command arrives
+        # every report is encoded into this one buffer: nothing left on the heap per uplink
+        self._buf = bytearray(cp.MAX_PAYLOAD)
+        self._view = memoryview(self._buf)
+        self._buf_busy = False  # an uplink in flight still reads it (link.send awaits)
         link.set_receiver(self._on_downlink)
 
     def _say(self, *parts):
@@ -62,20 +66,29 @@ class Node:
                 backoff_s = min(backoff_s * 2, 3600)
         return False
 
+    def encode(self, name, fields):
+        """The payload of ``name``: a view of this node's buffer, valid until the next encode."""
+        return self._view[: cp.encode_into(self._buf, name, fields)]
+
     async def uplink(self, name, fields, confirmed=False):
         """Encode and send; downlinks that come back are queued as commands. False on failure."""
+        busy = self._buf_busy
         try:
-            data = cp.encode(name, fields)
+            # the buffer while it is free; a copy when another uplink still awaits its send
+            data = cp.encode(name, fields) if busy else self.encode(name, fields)
         except ValueError as exc:  # cp.PayloadError: an app bug, which must not stop the node
             self._say("cannot encode", name, exc)
             self.encode_errors += 1
             return False
+        self._buf_busy = True
         try:
             ok, downlinks = await self.link.send(cp.FPORT[name], data, confirmed)
         except Exception as exc:  # no network: the app keeps running
             self._say("uplink", name, "failed:", exc)
             self.uplinks_failed += 1
             return False
+        finally:
+            self._buf_busy = busy
         for fport, payload in downlinks:
             self._on_downlink(fport, payload)
         if ok:

@@ -5,6 +5,7 @@
 
     import citypack_payloads as cp
     data = cp.encode("bin_status", {"fill_percent": 42, ...})  # bytes; PayloadError if invalid
+    n = cp.encode_into(buf, "bin_status", fields)  # into a bytearray(cp.MAX_PAYLOAD): no garbage
     port = cp.FPORT["bin_status"]
     name, fields = cp.decode(port, data)                       # any message, up or down
     cp.clamp("bin_status", "temperature_c", t)   # into the field's range (no allocation)
@@ -31,6 +32,7 @@ _FLAGS = const(2)
 _STR = const(3)
 _LIST = const(4)
 _MAX_PAYLOAD = const(242)  # largest FRMPayload (RP002-1.0.4 EU868 DR7)
+MAX_PAYLOAD = _MAX_PAYLOAD
 _MAX_DEPTH = const(8)
 
 
@@ -241,32 +243,36 @@ def _fail(text):
 
 
 # ---------------------------------------------------------------- encode
+# The writer puts bytes at ``p`` of a caller's buffer and returns the next position: one
+# preallocated buffer per node (encode_into) leaves nothing on the heap per report.
 
 
-def _head(out, major, arg):
+def _head(out, p, major, arg):
     m = major << 5
     if arg < 24:
-        out.append(m | arg)
-    elif arg < 0x100:
-        out.append(m | 24)
-        out.append(arg)
-    elif arg < 0x10000:
-        out.append(m | 25)
-        out.append(arg >> 8)
-        out.append(arg & 0xFF)
-    else:
-        out.append(m | 26)
-        out.append((arg >> 24) & 0xFF)
-        out.append((arg >> 16) & 0xFF)
-        out.append((arg >> 8) & 0xFF)
-        out.append(arg & 0xFF)
+        out[p] = m | arg
+        return p + 1
+    if arg < 0x100:
+        out[p] = m | 24
+        out[p + 1] = arg
+        return p + 2
+    if arg < 0x10000:
+        out[p] = m | 25
+        out[p + 1] = arg >> 8
+        out[p + 2] = arg & 0xFF
+        return p + 3
+    out[p] = m | 26
+    out[p + 1] = (arg >> 24) & 0xFF
+    out[p + 2] = (arg >> 16) & 0xFF
+    out[p + 3] = (arg >> 8) & 0xFF
+    out[p + 4] = arg & 0xFF
+    return p + 5
 
 
-def _put_int(out, value):
+def _put_int(out, p, value):
     if value >= 0:
-        _head(out, 0, value)
-    else:
-        _head(out, 1, -1 - value)
+        return _head(out, p, 0, value)
+    return _head(out, p, 1, -1 - value)
 
 
 def _as_int(prefix, fname, value):
@@ -293,11 +299,11 @@ def _known(specs, name):
     return False
 
 
-def _put_list(out, where, value, extra):
+def _put_list(out, p, where, value, extra):
     max_items, item_fields = extra
     if not isinstance(value, (list, tuple)) or len(value) > max_items:
         raise _fail("%s must be a list of at most %d items" % (where, max_items))
-    _head(out, 4, len(value))
+    p = _head(out, p, 4, len(value))
     index = 0
     for entry in value:
         at = "%s[%d]" % (where, index)
@@ -310,7 +316,7 @@ def _put_list(out, where, value, extra):
                     found = True
             if not found:
                 raise _fail("%s has unknown field %r" % (at, name))
-        _head(out, 4, len(item_fields))
+        p = _head(out, p, 4, len(item_fields))
         for name, kind, lo, hi, choices in item_fields:
             if name not in entry:
                 raise _fail("%s.%s is missing" % (at, name))
@@ -318,17 +324,19 @@ def _put_list(out, where, value, extra):
             if kind == _ENUM:
                 if not isinstance(x, str) or x not in choices:
                     raise _fail("%s.%s must be one of %s, got %r" % (at, name, choices, x))
-                _head(out, 0, choices.index(x))
+                p = _head(out, p, 0, choices.index(x))
             else:
                 x = _as_int(at, name, x)
                 if x < lo or x > hi:
                     raise _fail("%s.%s %d out of range %d..%d" % (at, name, x, lo, hi))
-                _put_int(out, x)
+                p = _put_int(out, p, x)
         index += 1
+    return p
 
 
-def encode(name, fields):
-    """The CBOR bytes of message ``name`` with ``fields``; PayloadError when invalid."""
+def encode_into(out, name, fields):
+    """Write message ``name`` with ``fields`` into ``out`` (a bytearray of MAX_PAYLOAD bytes, or
+    at least as long as the message); returns its length. PayloadError when invalid."""
     entry = _MESSAGES.get(name) if isinstance(name, str) else None
     if entry is None:
         raise _fail("unknown message %r" % (name,))
@@ -338,68 +346,82 @@ def encode(name, fields):
     for field in fields:
         if not _known(specs, field):
             raise _fail("%s: unknown field %r" % (name, field))
-    out = bytearray(1)
+    p = 1
     count = 0
-    for key, kind, fname, lo, hi, scale, required, default, extra in specs:
-        if kind == _FLAGS:
-            word = 0
-            for flag, bit in extra:
-                if flag in fields:
-                    v = fields[flag]
-                    if v is True:
-                        word |= 1 << bit
-                    elif v is not False:
-                        raise _fail("%s: %s must be true or false, got %r" % (name, flag, v))
-            if word:
-                out.append(key)
-                _head(out, 0, word)
-                count += 1
-            continue
-        if fname not in fields:
-            if required:
-                raise _fail("%s: required field %r is missing" % (name, fname))
-            continue
-        v = fields[fname]
-        # Error texts are built only when raising: no allocation on the good path.
-        if kind == _INT:
-            v = _as_int(name, fname, v)
-            if v < lo * scale or v > hi * scale:
-                raise _fail(
-                    "%s: %s %d out of range %d..%d" % (name, fname, v, lo * scale, hi * scale)
-                )
-            # Fixed point: round half up to the nearest step (as protocol.codec does).
-            raw = (2 * v + scale) // (2 * scale) if scale != 1 else v
-            if not required and raw * scale == default:
+    try:
+        for key, kind, fname, lo, hi, scale, required, default, extra in specs:
+            if kind == _FLAGS:
+                word = 0
+                for flag, bit in extra:
+                    if flag in fields:
+                        v = fields[flag]
+                        if v is True:
+                            word |= 1 << bit
+                        elif v is not False:
+                            raise _fail("%s: %s must be true or false, got %r" % (name, flag, v))
+                if word:
+                    out[p] = key
+                    p = _head(out, p + 1, 0, word)
+                    count += 1
                 continue
-            out.append(key)
-            _put_int(out, raw)
-        elif kind == _ENUM:
-            if not isinstance(v, str) or v not in extra:
-                raise _fail("%s: %s must be one of %s, got %r" % (name, fname, extra, v))
-            if not required and v == default:
+            if fname not in fields:
+                if required:
+                    raise _fail("%s: required field %r is missing" % (name, fname))
                 continue
-            out.append(key)
-            _head(out, 0, extra.index(v))
-        elif kind == _STR:
-            if not isinstance(v, str) or len(v) > extra:
-                raise _fail("%s: %s must be text of at most %d characters" % (name, fname, extra))
-            raw = v.encode()
-            if len(raw) != len(v):
-                raise _fail("%s: %s must be printable ASCII" % (name, fname))
-            for b in raw:
-                if b < 0x20 or b > 0x7E:
-                    raise _fail("%s: %s must be printable ASCII" % (name, fname))
-            out.append(key)
-            _head(out, 3, len(raw))
-            out.extend(raw)
-        else:
-            if isinstance(v, (list, tuple)) and not v:
-                continue
-            out.append(key)
-            _put_list(out, name + ": " + fname, v, extra)
-        count += 1
+            v = fields[fname]
+            # Error texts are built only when raising: no allocation on the good path.
+            if kind == _INT:
+                v = _as_int(name, fname, v)
+                if v < lo * scale or v > hi * scale:
+                    raise _fail(
+                        "%s: %s %d out of range %d..%d" % (name, fname, v, lo * scale, hi * scale)
+                    )
+                # Fixed point: round half up to the nearest step (as protocol.codec does).
+                raw = (2 * v + scale) // (2 * scale) if scale != 1 else v
+                if not required and raw * scale == default:
+                    continue
+                out[p] = key
+                p = _put_int(out, p + 1, raw)
+            elif kind == _ENUM:
+                if not isinstance(v, str) or v not in extra:
+                    raise _fail("%s: %s must be one of %s, got %r" % (name, fname, extra, v))
+                if not required and v == default:
+                    continue
+                out[p] = key
+                p = _head(out, p + 1, 0, extra.index(v))
+            elif kind == _STR:
+                if not isinstance(v, str) or len(v) > extra:
+                    raise _fail(
+                        "%s: %s must be text of at most %d characters" % (name, fname, extra)
+                    )
+                n = len(v)
+                out[p] = key
+                p = _head(out, p + 1, 3, n)
+                for i in range(n):
+                    b = ord(v[i])
+                    if b < 0x20 or b > 0x7E:
+                        raise _fail("%s: %s must be printable ASCII" % (name, fname))
+                    out[p + i] = b
+                p += n
+            else:
+                if isinstance(v, (list, tuple)) and not v:
+                    continue
+                out[p] = key
+                p = _put_list(out, p + 1, name + ": " + fname, v, extra)
+            count += 1
+    except IndexError:
+        raise _fail("%s: longer than the %d-byte buffer" % (name, len(out))) from None
     out[0] = 0xA0 | count
-    return bytes(out)
+    return p
+
+
+_SCRATCH = bytearray(_MAX_PAYLOAD)  # encode()'s buffer (a node uses encode_into and its own)
+
+
+def encode(name, fields):
+    """The CBOR bytes of message ``name`` with ``fields``; PayloadError when invalid."""
+    n = encode_into(_SCRATCH, name, fields)
+    return bytes(memoryview(_SCRATCH)[:n])
 
 
 # ---------------------------------------------------------------- ranges and defaults
