@@ -1,7 +1,7 @@
 """The waste-bin node: battery powered, class A, asleep between measurements.
 
-Functions after TALQ ``FillingLevelSensorFunction`` / ``WasteContainerFunction`` and uCIFI 3435
-(reference/domain.md §6.1-6.3): fill percent from container height and sensor offset, fire
+Functions after TALQ 2.7.1 ``FillingLevelSensorFunction`` / ``WasteContainerFunction`` and uCIFI
+3435 (OMA LwM2M registry): fill percent from container height and sensor offset, fire
 (temperature threshold or rate of rise), out of position (tilt), pickups (a sharp fill drop), and
 sensor faults. Alarms go out at once as confirmed ``bin_alarm``; ``bin_status`` goes out every
 ``report_interval_s``, and early when the fill moved by ``fill_step_percent`` or more, crossed

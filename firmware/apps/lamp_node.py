@@ -1,6 +1,6 @@
 """The street-lamp node: mains powered, class C, always listening.
 
-Control after TALQ's model (reference/domain.md §6.1): a ``ControlProgram`` of up to four steps
+Control after TALQ's model (TALQ 2.7.1 data model): a ``ControlProgram`` of up to four steps
 anchored on sunset, sunrise or local clock time (``AstroClockTimeControl`` / ``FixedTimeControl``),
 computed on the node from its latitude/longitude and the date (``drivers.sun``, NOAA) once the time
 is known; ``DynamicControl``: presence raises the level to ``boost_level`` and ``hold_time_s``

@@ -1,7 +1,7 @@
 """Messages of the waste-bin node (fill-level sensor under the lid).
 
 Vocabulary from TALQ 2.7.1 ``FillingLevelSensorFunction`` / ``WasteContainerFunction`` and uCIFI
-object 3435 Filling level (shared/reference/domain.md §6.1-6.3): filling percentage, temperature
+object 3435 Filling level (OMA LwM2M registry): filling percentage, temperature
 alarm (fire), out of position (tilt), filling operations counter (pickups), battery level.
 
 Size budget (issue 2, "Numbers"): ``bin_status`` is at most 11 bytes at typical values so it fits

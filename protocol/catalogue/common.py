@@ -1,8 +1,8 @@
 """Messages every citypack node speaks, whatever its kind.
 
-Names follow TALQ 2.7.1 / uCIFI where they exist (shared/reference/domain.md §6): the boot report
-carries what LwM2M object 3 (Device) would (firmware version, hardware, reset reason), and every
-command downlink carries a small ``command_id`` that ``command_result`` echoes, so the gateway
+Names follow TALQ 2.7.1 / uCIFI (OMA LwM2M registry objects 3410-3460) where they exist: the boot
+report carries what LwM2M object 3 (Device) would (firmware version, hardware, reset reason), and
+every command downlink carries a small ``command_id`` that ``command_result`` echoes, so the gateway
 marks a command applied only when the node says so (ARCHITECTURE.md invariant 4).
 """
 

@@ -19,7 +19,7 @@ FPort 1..223 are application-specific). The field kinds and how each sits on the
 
 A field with a ``default`` is omitted on the air when it has that value and filled in by decoders
 when absent; a field without one (``required``) must always be present. The vocabulary follows
-TALQ 2.7.1 and uCIFI (shared/reference/domain.md §6).
+TALQ 2.7.1 and uCIFI (OMA LwM2M registry objects 3410-3460).
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 ChirpStack v4 runs device-profile codecs in QuickJS (ES2020, no ``require``) and calls
 ``decodeUplink(input)`` with ``input.bytes`` (array of 0..255) and ``input.fPort``, and
 ``encodeDownlink(input)`` with ``input.data``; errors go in the returned ``errors`` array, since
-an exception only produces a generic log event (shared/reference/chirpstack.md §6). The generated
-file follows that contract and never throws.
+an exception only produces a generic log event (ChirpStack v4 docs, Device profiles › codec;
+chirpstack src/codec/js). The generated file follows that contract and never throws.
 
 Data shape: ``data = {"message": NAME, ...fields}`` (fields flat, so ChirpStack's ``object`` and
 its measurement auto-detection see ``object.fill_percent`` directly). The CBOR reader accepts

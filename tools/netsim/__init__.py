@@ -2,8 +2,8 @@
 
 It speaks Semtech's GWMP v2 to gateways on UDP and ChirpStack's MQTT integration to
 applications, with a LoRaWAN 1.0.4 EU868 network server between them, built on
-``protocol.lorawan``. Sources: reference/chirpstack.md (topics, event JSON, queue semantics),
-reference/lorawan.md (frames, crypto, EU868), Lora-net/packet_forwarder PROTOCOL.TXT (GWMP).
+``protocol.lorawan``. Sources: ChirpStack v4 docs and source (topics, event JSON, queue semantics),
+L2 1.0.4 and RP002-1.0.4 (frames, crypto, EU868), Lora-net/packet_forwarder PROTOCOL.TXT (GWMP).
 
 Modules: :mod:`~tools.netsim.server` (the network server), :mod:`~tools.netsim.gwmp` (GWMP
 codec, UDP server and a small packet-forwarder client), :mod:`~tools.netsim.mqtt` (the MQTT

@@ -5,7 +5,7 @@ Per node the steps are device → keys → gateway registry, each idempotent (se
 and the batch goes on; a bad token or an unreachable server stops the batch at once (every other
 node would fail the same way). Run the same command again to finish a partly failed batch.
 
-OS2iot: where OS2iot owns the ChirpStack devices (Aarhus, reference/domain.md §1.1, §7 item 8) they
+OS2iot: where OS2iot owns the ChirpStack devices (Aarhus; OS2iot docs, "IoT devices") they
 must not be created behind its back. Its device API is not in our references, so this command does
 not call it: use ``citypack provision export --format os2iot`` and OS2iot's bulk import, and
 ``register --no-chirpstack`` for the gateway registry alone.

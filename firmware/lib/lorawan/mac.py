@@ -723,7 +723,7 @@ class Mac:
         return changed
 
     def _link_adr(self, cmds, i):
-        """A contiguous block of LinkADRReq, applied atomically (L2 1.0.4 §5.3)."""
+        """A contiguous block of LinkADRReq, applied atomically (L2 1.0.4 §5.2)."""
         region = self.region
         s = self.state
         mask = bytearray(s.mask)
@@ -749,7 +749,7 @@ class Mac:
             if b:
                 any_on = True
         mask_ok = mask_ok and any_on
-        new_dr = s.dr if dr == 0x0F else dr  # 0xF: keep the current value (L2 1.0.4 §5.3)
+        new_dr = s.dr if dr == 0x0F else dr  # 0xF: keep the current value (L2 1.0.4 §5.2)
         dr_ok = region.valid_uplink_dr(new_dr) and region.DR_TABLE[new_dr][0] != 0
         if dr_ok and mask_ok:
             dr_ok = False
