@@ -2,7 +2,8 @@
 
 Usage: micropython mp_payloads_harness.py CASES.jsonl
 Reads one case per line (small heap: never the whole file at once) and prints one JSON line:
-{"checked": N, "failures": [...], "encode_alloc": bytes, "decode_alloc": bytes}.
+{"checked": N, "failures": [...], "encode_alloc": bytes, "encode_into_alloc": bytes,
+"decode_alloc": bytes}.
 """
 
 import binascii
@@ -80,11 +81,14 @@ def main(path):
                 failures.append(problem)
     fields = {"fill_percent": 42, "temperature_c": 18, "battery_percent": 85, "config_version": 3}
     data = cp.encode("bin_status", fields)
+    buf = bytearray(cp.MAX_PAYLOAD)
+    cp.encode_into(buf, "bin_status", fields)  # warm-up
     result = {
         "checked": checked,
         "failures": failures,
         "payload_error_is_value_error": issubclass(cp.PayloadError, ValueError),
         "encode_alloc": _allocated(lambda: cp.encode("bin_status", fields)),
+        "encode_into_alloc": _allocated(lambda: cp.encode_into(buf, "bin_status", fields)),
         "decode_alloc": _allocated(lambda: cp.decode(10, data)),
     }
     print(json.dumps(result))

@@ -126,6 +126,8 @@ def test_vectors_on_the_micropython_unix_port(micropython: str, tmp_path: Path) 
     # on the unix port), a decode its reader, the map and the fields dict (~450 B); error texts
     # are only built when raising.
     assert 0 < report["encode_alloc"] <= 256
+    # encode_into a node's own buffer leaves nothing behind (issue 17: a report's CBOR part)
+    assert report["encode_into_alloc"] == 0
     assert 0 < report["decode_alloc"] <= 768
 
 
@@ -249,3 +251,14 @@ def test_apps_take_defaults_from_the_generated_module() -> None:
     expected["config_version"] = catalogue.message("bin_status").field("config_version").default
     assert bin_defaults == expected
     assert lamp_interval == catalogue.message("device_config").field("report_interval_s").default
+
+
+def test_encode_into_writes_the_same_bytes_and_refuses_a_short_buffer() -> None:
+    cp = _load_generated()
+    buf = bytearray(cp.MAX_PAYLOAD)
+    for case in vectors()["cases"]:
+        n = cp.encode_into(buf, case["message"], case["fields"])
+        assert bytes(buf[:n]).hex() == case["hex"]
+    fields = catalogue.message("bin_status").examples["maximum"]
+    with pytest.raises(cp.PayloadError, match="longer than the 4-byte buffer"):
+        cp.encode_into(bytearray(4), "bin_status", fields)
