@@ -8,10 +8,9 @@ Under ``[publish] base_topic`` (default ``citypack``):
 - ``events/{type}``: derived events as JSON (not retained, QoS 1);
 - ``bridge/state``: ``online`` retained while connected; the last will sets ``offline``.
 
-Home Assistant MQTT discovery (home-assistant.io docs, "MQTT Discovery") is opt-in (``[publish]
-homeassistant``): one retained config per entity under
-``<discovery_prefix>/<component>/<devEui>/<object>/config``, with availability from both
-``bridge/state`` and the device's own topic (``availability_mode:
+Home Assistant MQTT discovery (HA docs, MQTT Discovery) is opt-in (``[publish] homeassistant``):
+one retained config per entity under ``<discovery_prefix>/<component>/<devEui>/<object>/config``,
+with availability from both ``bridge/state`` and the device's own topic (``availability_mode:
 all``), as zigbee2mqtt does.
 """
 

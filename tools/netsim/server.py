@@ -1,8 +1,8 @@
 """The network server core: OTAA join server, uplinks, the device queue, downlinks, events.
 
-Behaviour follows ChirpStack v4 (docs, Events and Device classes; chirpstack ``src/uplink``,
+Behaviour follows ChirpStack v4 (reference/chirpstack.md §2-§3; chirpstack ``src/uplink``,
 ``src/downlink``, ``src/storage/device_queue.rs``) on the LoRaWAN 1.0.4 rules
-(L2 §4, RP002-1.0.4 §5.1; TS001-1.0.4 = L2):
+(reference/lorawan.md §2, §4; TS001-1.0.4 = L2):
 
 - **Join** (L2 §6.2.5, §6.2.6): the Join-Request MIC is checked with the AppKey (bad MIC → ``log``
   UPLINK_MIC); DevNonce must be greater than the last one accepted for the device (1.0.4 counter
@@ -1288,7 +1288,7 @@ _GPS_LEAP_SECONDS = 18  # GPS - UTC since 2017-01-01 (IERS Bulletin C)
 
 
 def _device_time_ans(now: datetime) -> DeviceTimeAns:
-    """DeviceTimeAns for an uplink received at ``now`` (L2 1.0.4 §5.9: GPS seconds + 1/256 s)."""
+    """DeviceTimeAns for an uplink received at ``now`` (L2 §5.10: GPS seconds + 1/256 s)."""
     since = (now - _GPS_EPOCH).total_seconds() + _GPS_LEAP_SECONDS
     seconds = int(since)
     return DeviceTimeAns(seconds & 0xFFFFFFFF, int((since - seconds) * 256) & 0xFF)
