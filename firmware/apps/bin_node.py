@@ -231,7 +231,8 @@ class BinNode:
         fields["tilt"] = st["tilt"]
         fields["fire"] = st["fire"]
         fields["sensor_fault"] = st["fault"] or st["fill"] is None
-        fields["pickup_count"] = cp.clamp("bin_status", "pickup_count", st["pickups"])
+        # the compact form's limit (23 per report): each pickup also went as a bin_alarm
+        fields["pickup_count"] = cp.clamp("bin_status", "pickup_count", st["pickups"], True)
         fields["config_version"] = self.cfg["config_version"]
         return fields
 

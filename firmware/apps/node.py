@@ -67,22 +67,33 @@ class Node:
         return False
 
     def encode(self, name, fields):
-        """The payload of ``name``: a view of this node's buffer, valid until the next encode."""
-        return self._view[: cp.encode_into(self._buf, name, fields)]
+        """(fPort, payload) of ``name``: a view of this node's buffer, valid until the next
+        encode. The compact form where the message has one and the values fit it (fewer bytes:
+        bin_status is 11 at worst, so it fits US915 DR0), else the map form."""
+        port = cp.COMPACT_FPORT.get(name)
+        if port is not None:
+            try:
+                return port, self._view[: cp.encode_compact_into(self._buf, name, fields)]
+            except ValueError:  # beyond the compact form's limits: the map form carries it
+                pass
+        return cp.FPORT[name], self._view[: cp.encode_into(self._buf, name, fields)]
 
     async def uplink(self, name, fields, confirmed=False):
         """Encode and send; downlinks that come back are queued as commands. False on failure."""
         busy = self._buf_busy
         try:
             # the buffer while it is free; a copy when another uplink still awaits its send
-            data = cp.encode(name, fields) if busy else self.encode(name, fields)
+            if busy:
+                port, data = cp.FPORT[name], cp.encode(name, fields)
+            else:
+                port, data = self.encode(name, fields)
         except ValueError as exc:  # cp.PayloadError: an app bug, which must not stop the node
             self._say("cannot encode", name, exc)
             self.encode_errors += 1
             return False
         self._buf_busy = True
         try:
-            ok, downlinks = await self.link.send(cp.FPORT[name], data, confirmed)
+            ok, downlinks = await self.link.send(port, data, confirmed)
         except Exception as exc:  # no network: the app keeps running
             self._say("uplink", name, "failed:", exc)
             self.uplinks_failed += 1

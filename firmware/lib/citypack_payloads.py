@@ -6,6 +6,7 @@
     import citypack_payloads as cp
     data = cp.encode("bin_status", {"fill_percent": 42, ...})  # bytes; PayloadError if invalid
     n = cp.encode_into(buf, "bin_status", fields)  # into a bytearray(cp.MAX_PAYLOAD): no garbage
+    n = cp.encode_compact_into(buf, "bin_status", fields)  # on cp.COMPACT_FPORT["bin_status"]
     port = cp.FPORT["bin_status"]
     name, fields = cp.decode(port, data)                       # any message, up or down
     cp.clamp("bin_status", "temperature_c", t)   # into the field's range (no allocation)
@@ -40,7 +41,7 @@ class PayloadError(ValueError):
     """A payload or a field value that the catalogue does not allow."""
 
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 FPORT = {
     'device_info': 1,
@@ -91,6 +92,15 @@ _BY_FPORT = {
     22: 'lamp_presence',
     120: 'lamp_override',
     121: 'lamp_profile',
+    12: 'bin_status',  # compact form
+}
+
+# messages with a compact form (a CBOR array by key): its fPort, and its limits
+COMPACT_FPORT = {
+    'bin_status': 12,
+}
+_COMPACT_LIMITS = {
+    'bin_status': (('pickup_count', 0, 23),),
 }
 
 # name: (fPort, specs); a spec is
@@ -334,9 +344,8 @@ def _put_list(out, p, where, value, extra):
     return p
 
 
-def encode_into(out, name, fields):
-    """Write message ``name`` with ``fields`` into ``out`` (a bytearray of MAX_PAYLOAD bytes, or
-    at least as long as the message); returns its length. PayloadError when invalid."""
+def _check(name, fields):
+    """The specs of message ``name``, once ``fields`` is a dict of its fields only."""
     entry = _MESSAGES.get(name) if isinstance(name, str) else None
     if entry is None:
         raise _fail("unknown message %r" % (name,))
@@ -346,73 +355,133 @@ def encode_into(out, name, fields):
     for field in fields:
         if not _known(specs, field):
             raise _fail("%s: unknown field %r" % (name, field))
+    return specs
+
+
+def _value(name, spec, fields):
+    """The on-air value of an integer, enum or flags spec; None when absent or at its default.
+
+    Error texts are built only when raising: no allocation on the good path."""
+    _key, kind, fname, lo, hi, scale, required, default, extra = spec
+    if kind == _FLAGS:
+        word = 0
+        for flag, bit in extra:
+            if flag in fields:
+                v = fields[flag]
+                if v is True:
+                    word |= 1 << bit
+                elif v is not False:
+                    raise _fail("%s: %s must be true or false, got %r" % (name, flag, v))
+        return word if word else None
+    if fname not in fields:
+        if required:
+            raise _fail("%s: required field %r is missing" % (name, fname))
+        return None
+    v = fields[fname]
+    if kind == _INT:
+        v = _as_int(name, fname, v)
+        if v < lo * scale or v > hi * scale:
+            raise _fail("%s: %s %d out of range %d..%d" % (name, fname, v, lo * scale, hi * scale))
+        # Fixed point: round half up to the nearest step (as protocol.codec does).
+        raw = (2 * v + scale) // (2 * scale) if scale != 1 else v
+        if not required and raw * scale == default:
+            return None
+        return raw
+    if not isinstance(v, str) or v not in extra:
+        raise _fail("%s: %s must be one of %s, got %r" % (name, fname, extra, v))
+    if not required and v == default:
+        return None
+    return extra.index(v)
+
+
+def encode_into(out, name, fields):
+    """Write message ``name`` with ``fields`` into ``out`` (a bytearray of MAX_PAYLOAD bytes, or
+    at least as long as the message); returns its length. PayloadError when invalid."""
+    specs = _check(name, fields)
     p = 1
     count = 0
     try:
-        for key, kind, fname, lo, hi, scale, required, default, extra in specs:
-            if kind == _FLAGS:
-                word = 0
-                for flag, bit in extra:
-                    if flag in fields:
-                        v = fields[flag]
-                        if v is True:
-                            word |= 1 << bit
-                        elif v is not False:
-                            raise _fail("%s: %s must be true or false, got %r" % (name, flag, v))
-                if word:
-                    out[p] = key
-                    p = _head(out, p + 1, 0, word)
-                    count += 1
+        for spec in specs:
+            kind = spec[1]
+            if kind == _STR or kind == _LIST:
+                fname = spec[2]
+                if fname not in fields:
+                    if spec[6]:
+                        raise _fail("%s: required field %r is missing" % (name, fname))
+                    continue
+                v = fields[fname]
+                if kind == _STR:
+                    extra = spec[8]
+                    if not isinstance(v, str) or len(v) > extra:
+                        raise _fail(
+                            "%s: %s must be text of at most %d characters" % (name, fname, extra)
+                        )
+                    n = len(v)
+                    out[p] = spec[0]
+                    p = _head(out, p + 1, 3, n)
+                    for i in range(n):
+                        b = ord(v[i])
+                        if b < 0x20 or b > 0x7E:
+                            raise _fail("%s: %s must be printable ASCII" % (name, fname))
+                        out[p + i] = b
+                    p += n
+                else:
+                    if isinstance(v, (list, tuple)) and not v:
+                        continue
+                    out[p] = spec[0]
+                    p = _put_list(out, p + 1, name + ": " + fname, v, spec[8])
+                count += 1
                 continue
-            if fname not in fields:
-                if required:
-                    raise _fail("%s: required field %r is missing" % (name, fname))
+            raw = _value(name, spec, fields)
+            if raw is None:
                 continue
-            v = fields[fname]
-            # Error texts are built only when raising: no allocation on the good path.
-            if kind == _INT:
-                v = _as_int(name, fname, v)
-                if v < lo * scale or v > hi * scale:
-                    raise _fail(
-                        "%s: %s %d out of range %d..%d" % (name, fname, v, lo * scale, hi * scale)
-                    )
-                # Fixed point: round half up to the nearest step (as protocol.codec does).
-                raw = (2 * v + scale) // (2 * scale) if scale != 1 else v
-                if not required and raw * scale == default:
-                    continue
-                out[p] = key
-                p = _put_int(out, p + 1, raw)
-            elif kind == _ENUM:
-                if not isinstance(v, str) or v not in extra:
-                    raise _fail("%s: %s must be one of %s, got %r" % (name, fname, extra, v))
-                if not required and v == default:
-                    continue
-                out[p] = key
-                p = _head(out, p + 1, 0, extra.index(v))
-            elif kind == _STR:
-                if not isinstance(v, str) or len(v) > extra:
-                    raise _fail(
-                        "%s: %s must be text of at most %d characters" % (name, fname, extra)
-                    )
-                n = len(v)
-                out[p] = key
-                p = _head(out, p + 1, 3, n)
-                for i in range(n):
-                    b = ord(v[i])
-                    if b < 0x20 or b > 0x7E:
-                        raise _fail("%s: %s must be printable ASCII" % (name, fname))
-                    out[p + i] = b
-                p += n
-            else:
-                if isinstance(v, (list, tuple)) and not v:
-                    continue
-                out[p] = key
-                p = _put_list(out, p + 1, name + ": " + fname, v, extra)
+            out[p] = spec[0]
+            p = _put_int(out, p + 1, raw)
             count += 1
     except IndexError:
         raise _fail("%s: longer than the %d-byte buffer" % (name, len(out))) from None
     out[0] = 0xA0 | count
     return p
+
+
+def encode_compact_into(out, name, fields):
+    """Like encode_into, in the message's compact form (sent on COMPACT_FPORT[name]): a CBOR
+    array of the on-air values by key, trailing defaults left off. PayloadError when the message
+    has none or a value is beyond the compact form's limits (send encode_into's map form then)."""
+    if not isinstance(name, str) or name not in COMPACT_FPORT:
+        raise _fail("%r has no compact form" % (name,))
+    specs = _check(name, fields)
+    for fname, lo, hi in _COMPACT_LIMITS[name]:
+        if fname in fields:
+            v = _as_int(name, fname, fields[fname])
+            if v < lo or v > hi:
+                raise _fail(
+                    "%s: %s %d is beyond the compact form's %d..%d" % (name, fname, v, lo, hi)
+                )
+    p = 1
+    end = 1  # just after the last value not at its default
+    count = 0
+    try:
+        for spec in specs:
+            raw = _value(name, spec, fields)
+            if raw is None:  # absent or at its default: its default on the air
+                kind = spec[1]
+                default = spec[7]
+                if kind == _FLAGS:
+                    raw = 0
+                elif kind == _INT:
+                    raw = default // spec[5]
+                else:
+                    raw = spec[8].index(default)
+                p = _put_int(out, p, raw)
+            else:
+                p = _put_int(out, p, raw)
+                end = p
+                count = spec[0] + 1  # key k at position k
+    except IndexError:
+        raise _fail("%s: longer than the %d-byte buffer" % (name, len(out))) from None
+    out[0] = 0x80 | count
+    return end
 
 
 _SCRATCH = bytearray(_MAX_PAYLOAD)  # encode()'s buffer (a node uses encode_into and its own)
@@ -437,13 +506,19 @@ def _spec(name, fname):
     raise _fail("%s has no field %r" % (name, fname))
 
 
-def clamp(name, fname, value):
-    """``value`` brought into the range of integer field ``fname`` of message ``name``."""
+def clamp(name, fname, value, compact=False):
+    """``value`` brought into the range of integer field ``fname`` of message ``name`` (with
+    ``compact``, into the compact form's narrower limits where it has them)."""
     spec = _spec(name, fname)
     lo = spec[3] * spec[5]
+    hi = spec[4] * spec[5]
+    if compact:
+        for limit in _COMPACT_LIMITS.get(name, ()):
+            if limit[0] == fname:
+                lo = limit[1]
+                hi = limit[2]
     if value < lo:
         return lo
-    hi = spec[4] * spec[5]
     return hi if value > hi else value
 
 
@@ -617,4 +692,12 @@ def decode(fport, data):
     obj = reader.item(0)
     if reader.pos != n:
         raise _fail("%s: %d trailing bytes" % (name, n - reader.pos))
-    return name, _fields(name, _MESSAGES[name][1], obj)
+    specs = _MESSAGES[name][1]
+    if fport != _MESSAGES[name][0]:  # the compact form: key k at position k
+        if type(obj) is not list:
+            raise _fail("%s: compact form is not a CBOR array" % name)
+        keyed = {}
+        for i in range(len(obj) if len(obj) < len(specs) else len(specs)):
+            keyed[i] = obj[i]  # extra positions come from a newer sender: ignored
+        obj = keyed
+    return name, _fields(name, specs, obj)

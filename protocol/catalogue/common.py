@@ -11,8 +11,9 @@ from __future__ import annotations
 from protocol.catalogue._build import command_id, config_version, enum, text, uint
 from protocol.catalogue.model import Message
 
-PROTOCOL_VERSION = 1
-"""Version of this catalogue, sent in ``device_info``; bump it when a message gains fields."""
+PROTOCOL_VERSION = 2
+"""Version of this catalogue, sent in ``device_info``; bump it when a message gains fields or a
+form. 1: the first catalogue; 2: bin_status's compact form on fPort 12."""
 
 RESET_REASONS = ("power_on", "deep_sleep", "watchdog", "brownout", "software", "other")
 

@@ -389,6 +389,13 @@ function decodeMessage(fPort, raw, direction) {
   var st = { data: data, pos: 0 };
   var obj = readItem(st, 0);
   if (st.pos !== data.length) throw fail(name + ": " + (data.length - st.pos) + " trailing bytes");
+  if (fPort !== msg.fPort) {
+    // the compact form: key k at position k; extra positions (a newer sender) are ignored
+    if (!Array.isArray(obj)) throw fail(name + ": compact form is not a CBOR array");
+    var keyed = new Map();
+    for (var i = 0; i < obj.length && i < msg.specs.length; i++) keyed.set(i, obj[i]);
+    obj = keyed;
+  }
   return decodeFields(name, msg.specs, obj);
 }
 
@@ -501,5 +508,10 @@ def render() -> str:
     lines.append("")
     lines.append("var BY_FPORT = {")
     lines += [f'  "{m.fport}": {json.dumps(m.name)},' for m in catalogue.MESSAGES]
+    lines += [
+        f'  "{m.compact_fport}": {json.dumps(m.name)},  // compact form (CBOR array by key)'
+        for m in catalogue.MESSAGES
+        if m.compact_fport is not None
+    ]
     lines.append("};")
     return "\n".join(lines) + "\n" + RUNTIME

@@ -36,6 +36,25 @@ def _encode(case):
     return None
 
 
+def _encode_compact(case):
+    buf = bytearray(cp.MAX_PAYLOAD)
+    try:
+        n = cp.encode_compact_into(buf, case["message"], case["fields"])
+    except cp.PayloadError:
+        if case.get("error"):
+            return None
+        return "encode_compact {} refused valid fields".format(case["message"])
+    except Exception as exc:
+        return "encode_compact {} raised {!r}".format(case["message"], exc)
+    if case.get("error"):
+        return "encode_compact accepted: {}".format(case["reason"])
+    if _hex(buf[:n]) != case["hex"]:
+        return "encode_compact {}: {} != {}".format(case["message"], _hex(buf[:n]), case["hex"])
+    if cp.COMPACT_FPORT[case["message"]] != case["fport"]:
+        return "COMPACT_FPORT[{}] != {}".format(case["message"], case["fport"])
+    return None
+
+
 def _decode(case):
     data = binascii.unhexlify(case["hex"])
     try:
@@ -76,7 +95,13 @@ def main(path):
                 continue
             case = json.loads(line)
             checked += 1
-            problem = _encode(case) if case["op"] == "encode" else _decode(case)
+            op = case["op"]
+            if op == "encode":
+                problem = _encode(case)
+            elif op == "encode_compact":
+                problem = _encode_compact(case)
+            else:
+                problem = _decode(case)
             if problem and len(failures) < 20:
                 failures.append(problem)
     fields = {"fill_percent": 42, "temperature_c": 18, "battery_percent": 85, "config_version": 3}
