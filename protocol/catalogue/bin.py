@@ -13,8 +13,8 @@ Worst case (issue 17): every flag set, 255 pickups and config version 65535 take
 v1 map form, which no catalogue rule can shrink. Its compact form on fPort 12 (protocol version
 2; a new fPort, as the breaking-change rule in protocol/catalogue/__init__.py says) drops the keys
 and takes up to 23 pickups per report: 11 bytes at worst, 8 typical. Nodes send the compact form
-and fall back to the map form on fPort 10 only for more than 23 pickups in one report interval;
-decoders read both as ``bin_status``.
+(the bin app clamps pickups per report to 23; every pickup is also a ``bin_alarm``) and the map
+form on fPort 10 only for values beyond the compact limits; decoders read both as ``bin_status``.
 """
 
 from __future__ import annotations
