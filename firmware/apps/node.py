@@ -45,6 +45,7 @@ class Node:
         self._buf = bytearray(cp.MAX_PAYLOAD)
         self._view = memoryview(self._buf)
         self._buf_busy = False  # an uplink in flight still reads it (link.send awaits)
+        self.fport = 0  # the fPort of the last encode()
         link.set_receiver(self._on_downlink)
 
     def _say(self, *parts):
@@ -67,16 +68,21 @@ class Node:
         return False
 
     def encode(self, name, fields):
-        """(fPort, payload) of ``name``: a view of this node's buffer, valid until the next
-        encode. The compact form where the message has one and the values fit it (fewer bytes:
-        bin_status is 11 at worst, so it fits US915 DR0), else the map form."""
+        """The payload of ``name``: a view of this node's buffer, valid until the next encode;
+        its fPort is left in ``self.fport`` (no tuple per report). The compact form where the
+        message has one and the values fit it (fewer bytes: bin_status is 11 at worst, so it
+        fits US915 DR0), else the map form."""
         port = cp.COMPACT_FPORT.get(name)
         if port is not None:
             try:
-                return port, self._view[: cp.encode_compact_into(self._buf, name, fields)]
+                n = cp.encode_compact_into(self._buf, name, fields)
+                self.fport = port
+                return self._view[:n]
             except ValueError:  # beyond the compact form's limits: the map form carries it
                 pass
-        return cp.FPORT[name], self._view[: cp.encode_into(self._buf, name, fields)]
+        n = cp.encode_into(self._buf, name, fields)
+        self.fport = cp.FPORT[name]
+        return self._view[:n]
 
     async def uplink(self, name, fields, confirmed=False):
         """Encode and send; downlinks that come back are queued as commands. False on failure."""
@@ -86,7 +92,8 @@ class Node:
             if busy:
                 port, data = cp.FPORT[name], cp.encode(name, fields)
             else:
-                port, data = self.encode(name, fields)
+                data = self.encode(name, fields)
+                port = self.fport
         except ValueError as exc:  # cp.PayloadError: an app bug, which must not stop the node
             self._say("cannot encode", name, exc)
             self.encode_errors += 1

@@ -615,8 +615,8 @@ async def report_alloc(n=200):
         port = cp.FPORT[name]
 
         def report():
-            fport, data = node.encode(name, fields())
-            mac.build_uplink(fport, data, len(data), False, 0)
+            data = node.encode(name, fields())
+            mac.build_uplink(node.fport, data, len(data), False, 0)
             mac.state.fcnt_up += 1
 
         def fresh():
@@ -635,7 +635,7 @@ async def report_alloc(n=200):
             after = gc.mem_alloc()
             gc.enable()
             out[kind + ("_report" if each is report else "_fresh")] = (after - before) / count
-        out[kind + "_bytes"] = len(node.encode(name, fields())[1])
+        out[kind + "_bytes"] = len(node.encode(name, fields()))
     return out
 
 
