@@ -7,6 +7,7 @@ Outside data (MQTT payloads, HTTP bodies, config files) only ever raises these::
     ├── InvalidEvent         a ChirpStack event that does not parse (bad JSON/protobuf, wrong
     │                        types, bad base64, unknown event type)
     ├── StoreError           the store cannot be opened or migrated
+    ├── RouteError           a collection route cannot be planned (config, road graph, bins)
     └── CommandError         a command that cannot be accepted
         ├── UnknownDevice        no such device in the registry
         ├── CommandRejected      wrong message for the device kind, bad fields
@@ -27,6 +28,7 @@ __all__ = [
     "GatewayError",
     "InvalidEvent",
     "PayloadTooLarge",
+    "RouteError",
     "StoreError",
     "UnknownDevice",
 ]
@@ -53,6 +55,10 @@ class InvalidEvent(GatewayError):
 
 class StoreError(GatewayError):
     """The store cannot be opened, migrated or written."""
+
+
+class RouteError(GatewayError):
+    """A collection route cannot be planned; the message names the key, bin or file at fault."""
 
 
 class CommandError(GatewayError):
