@@ -13,4 +13,5 @@ BENCHMARKS: tuple[str, ...] = (
     "firmware_mac",
     "firmware_apps",
     "city_outcomes",
+    "fuota_firmware",
 )
