@@ -526,6 +526,7 @@ async def mac_bin(days=1):
             "now": w["clock"].ticks_ms(),
             "heap": stats,
             "days": days,
+            "uplinks_failed": w["node"].uplinks_failed,
         }
     )
     return out
@@ -573,7 +574,13 @@ async def mac_lamp(days=1):
     drainer.cancel()
     out = drain.result()
     out.update(
-        {"now": w["clock"].ticks_ms(), "heap": stats, "days": days, "unix_now": w["app"].unix_now()}
+        {
+            "now": w["clock"].ticks_ms(),
+            "heap": stats,
+            "days": days,
+            "unix_now": w["app"].unix_now(),
+            "uplinks_failed": w["node"].uplinks_failed,
+        }
     )
     return out
 
