@@ -495,8 +495,13 @@ def _message(msg: Message) -> dict[str, object]:
 
 def render() -> str:
     """The complete text of ``protocol/generated/chirpstack_codec.js``."""
-    lines = [HEADER.rstrip("\n"), ""]
-    lines.append(f"var PROTOCOL_VERSION = {catalogue.PROTOCOL_VERSION};")
+    return HEADER.rstrip("\n") + "\n\n" + tables() + RUNTIME
+
+
+def tables() -> str:
+    """The catalogue as JS tables (``PROTOCOL_VERSION``, ``MESSAGES``, ``BY_FPORT``) that
+    :data:`RUNTIME` reads; :mod:`protocol.codegen.os2iot` wraps the same tables and runtime."""
+    lines = [f"var PROTOCOL_VERSION = {catalogue.PROTOCOL_VERSION};"]
     lines.append("")
     lines.append("// name -> {fPort, direction, specs}; one spec per CBOR key, ascending.")
     lines.append("var MESSAGES = {")
@@ -514,4 +519,4 @@ def render() -> str:
         if m.compact_fport is not None
     ]
     lines.append("};")
-    return "\n".join(lines) + "\n" + RUNTIME
+    return "\n".join(lines) + "\n"
