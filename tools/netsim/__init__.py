@@ -5,7 +5,9 @@ applications, with a LoRaWAN 1.0.4 EU868 network server between them, built on
 ``protocol.lorawan``. Sources: reference/chirpstack.md (topics, event JSON, queue semantics),
 reference/lorawan.md (frames, crypto, EU868), Lora-net/packet_forwarder PROTOCOL.TXT (GWMP).
 
-Modules: :mod:`~tools.netsim.server` (the network server), :mod:`~tools.netsim.gwmp` (GWMP
+Modules: :mod:`~tools.netsim.server` (the network server, which ties together ``config``,
+``state``, ``dedup``, ``join``, ``fcnt``, ``mac``, ``adr``, ``queue``, ``compose``, ``commands``,
+``downlink`` and ``eventbus``, one module per concept), :mod:`~tools.netsim.gwmp` (GWMP
 codec, UDP server and a small packet-forwarder client), :mod:`~tools.netsim.mqtt` (the MQTT
 integration), :mod:`~tools.netsim.events` (ChirpStack's JSON rules), :mod:`~tools.netsim.devices`
 (keys files), :mod:`~tools.netsim.capture` (air capture), :mod:`~tools.netsim.runner` (all of
