@@ -73,6 +73,7 @@ from tools.netsim.events import timestamp
 from tools.netsim.fcnt import UplinkRefused, check_uplink
 from tools.netsim.join import JoinRefused, accept_join, allocate_dev_addr
 from tools.netsim.mac import handle_uplink_mac
+from tools.netsim.multicast import MulticastGroups, build_multicast_frame
 from tools.netsim.queue import new_item
 from tools.netsim.state import Collect, DeviceState, QueueItem, RxCopy, Window
 
@@ -105,6 +106,7 @@ class NetworkServer:
         self._random = random.Random(self.config.seed)
         self._devices: dict[str, DeviceState] = {d.dev_eui: DeviceState(d) for d in devices}
         self._by_addr: dict[int, str] = {}
+        self.multicast = MulticastGroups(self.config, self._devices)
         self.events = EventBus(self.config)
         self._dedup = Deduplicator(self.config.dedup_window_s, self.config.dedup_ttl_s)
         self._handles: set[asyncio.TimerHandle] = set()
@@ -519,6 +521,14 @@ class NetworkServer:
         if settled is None:
             return
         inflight, failure = settled
+        if inflight.multicast_item is not None:
+            # txack.rs: a multicast queue item is deleted on its TX ack, an error included
+            self.multicast.delete_item(inflight.multicast_item)
+            if failure:
+                log.warning(
+                    "netsim: multicast downlink via %s failed: %s", inflight.gateway_id, failure
+                )
+            return
         assert inflight.dev_eui is not None
         state = self._devices[inflight.dev_eui]
         if failure:
@@ -555,6 +565,7 @@ class NetworkServer:
             self._wake.clear()
             try:
                 self.schedule_class_c()
+                self.schedule_multicast()
             except Exception:
                 log.exception("netsim: the class C scheduler failed")
 
@@ -594,6 +605,42 @@ class NetworkServer:
                 next_wake = min(next_wake or state.scheduler_run_after, state.scheduler_run_after)
         if next_wake is not None and self._loop is not None:
             self._later(max(next_wake - now, 0.0) + 0.001, self._wake.set)
+
+    def schedule_multicast(self) -> None:
+        """One pass of the multicast scheduler: every due group queue item goes out ``imme``
+        through its gateway on the group's frequency and data rate (:mod:`tools.netsim.multicast`).
+        """
+        now = self._loop_time()
+        due, next_at = self.multicast.due(now, self.config.now())
+        for item in due:
+            group = self.multicast.get(item.group_id)
+            power = (
+                region.RX2_POWER_DBM
+                if group.frequency_hz == region.RX2_FREQUENCY_HZ
+                else region.RX1_POWER_DBM
+            )
+            window = txpk_window(group.frequency_hz, group.dr, power, None, None)
+            self.transmitter.send(
+                None,
+                item.gateway_id,
+                0,
+                [window],
+                build_multicast_frame(group, item),
+                f_cnt_down=item.f_cnt,
+                item=None,
+                multicast_item=item,
+            )
+        if next_at is not None and self._loop is not None:
+            self._later(max(next_at - now, 0.0) + 0.001, self._wake.set)
+
+    def enqueue_multicast(
+        self, group_id: str, data: bytes, *, f_port: int, expires_at: datetime | None = None
+    ) -> int:
+        """Queue a payload for a multicast group (gRPC ``MulticastGroupService.Enqueue``);
+        returns the group FCnt it goes out with. Raises :class:`NetsimError`."""
+        f_cnt = self.multicast.enqueue(group_id, f_port, data, expires_at, self._loop_time())
+        self._wake.set()
+        return f_cnt
 
     # -- the device queue --------------------------------------------------------------------
     def enqueue(
