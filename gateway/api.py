@@ -293,6 +293,11 @@ def create_app(gateway: Gateway) -> FastAPI:
         }
 
     app.include_router(v1)
+    from gateway.api_groups import group_router  # issue 18: group commands (multicast)
+
+    app.include_router(
+        group_router(gateway), prefix="/api/v1", dependencies=[Depends(require_token)]
+    )
     mount_dashboard(app, gateway, gateway.config.web)  # issue 9: the dashboard at /
     return app
 

@@ -35,6 +35,7 @@ __all__ = [
     "Config",
     "LampsConfig",
     "MqttConfig",
+    "MulticastConfig",
     "PublishConfig",
     "StoreConfig",
     "WebConfig",
@@ -139,6 +140,24 @@ class WebConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MulticastConfig:
+    """Class C multicast groups in ChirpStack from the registry's groups (gateway/multicast.py)."""
+
+    enabled: bool = False
+    api_url: str = "127.0.0.1:8080"  # ChirpStack's gRPC API, host:port
+    api_token_file: str = ""  # a ChirpStack API token (tenant or admin key); required if enabled
+    api_tls: bool = False  # gRPC over TLS (system CAs) instead of plain text
+    tenant_id: str = ""  # recorded with the groups; "" = not checked
+    application_id: str = ""  # ChirpStack application of the groups; "" = mqtt.application_id
+    key_file: str = ""  # secret the groups' McKeys and McAddrs are derived from; required
+    group_by: str = "group"  # registry field a multicast group is made of: group | street
+    frequency_hz: int = 869_525_000  # the groups' class C frequency (EU868 RX2 by default)
+    dr: int = 0  # the groups' data rate (EU868 RX2 DR0 by default)
+    command_timeout_s: float = 600.0  # members not reporting applied by then are "expired"
+    rpc_timeout_s: float = 10.0  # per gRPC call
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     mqtt: MqttConfig
     store: StoreConfig = field(default_factory=StoreConfig)
@@ -149,6 +168,7 @@ class Config:
     availability: AvailabilityConfig = field(default_factory=AvailabilityConfig)
     commands: CommandsConfig = field(default_factory=CommandsConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    multicast: MulticastConfig = field(default_factory=MulticastConfig)
 
     def replace(self, section: str, **values: Any) -> Config:
         """A copy with some keys of one section changed (tests and the demo use it)."""
@@ -301,6 +321,32 @@ def _check(cfg: Config) -> None:
         raise ConfigError("web.tile_url: an http(s) URL with {z}, {x} and {y}", key="web.tile_url")
     if w.stream_keepalive_s <= 0:
         raise ConfigError("web.stream_keepalive_s: must be positive", key="web.stream_keepalive_s")
+    _check_multicast(cfg)
+
+
+def _check_multicast(cfg: Config) -> None:
+    mc = cfg.multicast
+    if not mc.enabled:
+        return
+    host, _, port = mc.api_url.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise ConfigError(
+            f"multicast.api_url: expected host:port, got {mc.api_url!r}", key="multicast.api_url"
+        )
+    for key in ("api_token_file", "key_file"):
+        if not getattr(mc, key):
+            raise ConfigError(f"multicast.{key}: required when multicast is enabled")
+    if not (mc.application_id or cfg.mqtt.application_id):
+        raise ConfigError(
+            "multicast.application_id: required (or set mqtt.application_id)",
+            key="multicast.application_id",
+        )
+    if mc.group_by not in ("group", "street"):
+        raise ConfigError("multicast.group_by: 'group' or 'street'", key="multicast.group_by")
+    if not 863_000_000 <= mc.frequency_hz <= 870_000_000 or not 0 <= mc.dr <= 5:
+        raise ConfigError("multicast.frequency_hz/dr: an EU868 frequency (Hz) and DR0..DR5")
+    if mc.command_timeout_s <= 0 or mc.rpc_timeout_s <= 0:
+        raise ConfigError("multicast.command_timeout_s and rpc_timeout_s must be positive")
 
 
 def parse_config(

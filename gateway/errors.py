@@ -7,8 +7,10 @@ Outside data (MQTT payloads, HTTP bodies, config files) only ever raises these::
     ├── InvalidEvent         a ChirpStack event that does not parse (bad JSON/protobuf, wrong
     │                        types, bad base64, unknown event type)
     ├── StoreError           the store cannot be opened or migrated
+    ├── ChirpStackApiError   ChirpStack's gRPC API failed or refused a call (``code``)
     └── CommandError         a command that cannot be accepted
         ├── UnknownDevice        no such device in the registry
+        ├── UnknownGroup         no registry group of that name (no member of the command's kind)
         ├── CommandRejected      wrong message for the device kind, bad fields
         └── PayloadTooLarge      the encoded payload exceeds the device's data rate limit
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "ChirpStackApiError",
     "CommandError",
     "CommandRejected",
     "ConfigError",
@@ -29,6 +32,7 @@ __all__ = [
     "PayloadTooLarge",
     "StoreError",
     "UnknownDevice",
+    "UnknownGroup",
 ]
 
 
@@ -55,12 +59,20 @@ class StoreError(GatewayError):
     """The store cannot be opened, migrated or written."""
 
 
+class ChirpStackApiError(GatewayError):
+    """ChirpStack's gRPC API is unreachable or refused a call; ``code`` is the gRPC status name."""
+
+
 class CommandError(GatewayError):
     """A command that cannot be accepted."""
 
 
 class UnknownDevice(CommandError):
     """The device is not in the registry."""
+
+
+class UnknownGroup(CommandError):
+    """No registered device of the command's kind is in the group."""
 
 
 class CommandRejected(CommandError):

@@ -57,6 +57,7 @@ from gateway.config import Config
 from gateway.errors import CommandError, InvalidEvent, StoreError
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
+from gateway.multicast import MulticastManager
 from gateway.publish import Publisher
 from gateway.rules import Outcome, PlannedCommand
 from gateway.rules import availability as availability_rules
@@ -127,6 +128,19 @@ class Gateway:
             logger=self.log,
         )
         self.publisher = Publisher(config.publish, self.bridge.send, self.bridge.send_retained_qos0)
+        self.multicast: MulticastManager | None = None  # issue 18: group commands
+        if config.multicast.enabled:
+            self.multicast = MulticastManager(
+                config=config.multicast,
+                application_id=config.mqtt.application_id,
+                devices=self.devices,
+                active_command_ids=lambda eui: {
+                    c.command_id for c in self.commands.for_device(eui)
+                },
+                stage_device=self.store.stage_device,
+                clock=clock,
+                logger=self.log,
+            )
         self.api_token = api_token
         self.api_port: int | None = None
         self.store_ok = False
@@ -175,6 +189,8 @@ class Gateway:
         )
 
     async def close(self) -> None:
+        if self.multicast is not None:
+            await self.multicast.close()
         if self._opened:
             with contextlib.suppress(StoreError):
                 await self.flush()
@@ -532,6 +548,8 @@ class Gateway:
             )
         elif message == "command_result":
             command = self.commands.on_result(device.dev_eui, fields)
+            if command is None and self.multicast is not None:
+                self.multicast.on_result(device.dev_eui, fields)  # a group command's member
             self._command_changed(command)
             if command is not None and command.state != "applied":
                 version = None  # a refused config does not count as reported

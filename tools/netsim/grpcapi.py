@@ -1,4 +1,6 @@
-"""ChirpStack v4's gRPC ``MulticastGroupService`` on the emulator (``api/multicast_group.proto``).
+"""ChirpStack v4's gRPC ``MulticastGroupService`` on the emulator (``api/multicast_group.proto``),
+and ``DeviceService.List`` (``api/device.proto``; the filter by multicast group is how a client
+reads a group's members).
 
 Served with the ``chirpstack-api`` stubs on ``grpc.aio`` in the emulator's event loop, so every
 call runs between radio events and needs no lock. Authorisation is ChirpStack's: per-call
@@ -27,10 +29,10 @@ from google.protobuf import empty_pb2
 
 from tools.netsim.config import NetsimError
 from tools.netsim.events import timestamp
-from tools.netsim.multicast import McGroup, MulticastNotFound
+from tools.netsim.multicast import McGroup, MulticastExists, MulticastNotFound
 from tools.netsim.server import NetworkServer
 
-__all__ = ["MulticastGroupApi", "start_grpc"]
+__all__ = ["DeviceApi", "MulticastGroupApi", "start_grpc"]
 
 log = logging.getLogger("citypack.netsim")
 
@@ -50,6 +52,27 @@ def _uuid(text: str, what: str) -> str:
         raise NetsimError(f"{what} is not a UUID: {text!r}") from None
 
 
+async def _guard(token: str | None, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    """ChirpStack's bearer-token check (``api/auth``): UNAUTHENTICATED without the token."""
+    if token is None:
+        return
+    metadata = dict(context.invocation_metadata() or ())
+    given = str(metadata.get("authorization", ""))
+    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, "authentication failed")
+
+
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: NetsimError) -> NoReturn:
+    if isinstance(exc, MulticastNotFound):
+        code = grpc.StatusCode.NOT_FOUND
+    elif isinstance(exc, MulticastExists):
+        code = grpc.StatusCode.ALREADY_EXISTS
+    else:
+        code = grpc.StatusCode.INVALID_ARGUMENT
+    await context.abort(code, str(exc))
+    raise AssertionError("abort returned")  # pragma: no cover
+
+
 class MulticastGroupApi(api.MulticastGroupServiceServicer):  # type: ignore[misc]
     """The servicer: translates messages to :class:`~tools.netsim.multicast.MulticastGroups`."""
 
@@ -59,23 +82,12 @@ class MulticastGroupApi(api.MulticastGroupServiceServicer):  # type: ignore[misc
 
     # -- helpers -----------------------------------------------------------------------------
     async def _guard(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        if self._token is None:
-            return
-        metadata = dict(context.invocation_metadata() or ())
-        given = str(metadata.get("authorization", ""))
-        if not hmac.compare_digest(given.encode(), f"Bearer {self._token}".encode()):
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "authentication failed")
+        await _guard(self._token, context)
 
     async def _fail(
         self, context: grpc.aio.ServicerContext[Any, Any], exc: NetsimError
     ) -> NoReturn:
-        code = (
-            grpc.StatusCode.NOT_FOUND
-            if isinstance(exc, MulticastNotFound)
-            else grpc.StatusCode.INVALID_ARGUMENT
-        )
-        await context.abort(code, str(exc))
-        raise AssertionError("abort returned")  # pragma: no cover
+        await _abort(context, exc)
 
     def _group(self, message: Any, group_id: str) -> McGroup:
         if message.group_type != api.MulticastGroupType.Value("CLASS_C"):
@@ -278,6 +290,38 @@ class MulticastGroupApi(api.MulticastGroupServiceServicer):  # type: ignore[misc
                 )
                 for i in items
             ]
+        )
+
+
+class DeviceApi(api.DeviceServiceServicer):  # type: ignore[misc]
+    """``DeviceService.List`` only (the other calls answer UNIMPLEMENTED, the stub's default)."""
+
+    def __init__(self, server: NetworkServer, api_token: str | None) -> None:
+        self.server = server
+        self._token = api_token
+
+    async def List(self, request: Any, context: Any) -> Any:
+        await _guard(self._token, context)
+        if request.application_id and request.application_id != self.server.config.application_id:
+            return api.ListDevicesResponse(total_count=0)
+        devices = self.server.devices()
+        if request.multicast_group_id:
+            try:
+                group = self.server.multicast.get(
+                    _uuid(request.multicast_group_id, "multicast_group_id")
+                )
+            except NetsimError as exc:
+                await _abort(context, exc)
+            devices = [d for d in devices if d.dev_eui in group.devices]
+        if request.search:
+            devices = [d for d in devices if request.search.lower() in d.name.lower()]
+        devices.sort(key=lambda d: d.name)
+        page = devices[request.offset :]
+        if request.limit:
+            page = page[: request.limit]
+        return api.ListDevicesResponse(
+            total_count=len(devices),
+            result=[api.DeviceListItem(dev_eui=d.dev_eui, name=d.name, tags=d.tags) for d in page],
         )
 
 

@@ -40,6 +40,7 @@ from tools.netsim.state import DeviceState
 __all__ = [
     "McGroup",
     "McQueueItem",
+    "MulticastExists",
     "MulticastGroups",
     "MulticastNotFound",
     "build_multicast_frame",
@@ -53,6 +54,10 @@ _LOW_HZ, _HIGH_HZ = 863_000_000, 870_000_000  # EU868 band (RP002-1.0.4 §2.2.2)
 
 class MulticastNotFound(NetsimError):
     """An unknown multicast group, device or membership (gRPC NOT_FOUND)."""
+
+
+class MulticastExists(NetsimError):
+    """A device that already is a member (gRPC ALREADY_EXISTS, a unique-key violation)."""
 
 
 @dataclass
@@ -171,6 +176,8 @@ class MulticastGroups:
         group = self.get(group_id)
         if dev_eui not in self._devices:
             raise MulticastNotFound(f"Object does not exist (id: {dev_eui})")
+        if dev_eui in group.devices:
+            raise MulticastExists(f"Object already exists (id: {dev_eui})")
         group.devices.add(dev_eui)
 
     def remove_device(self, group_id: str, dev_eui: str) -> None:

@@ -205,6 +205,10 @@ class NetworkServer:
     def device_ids(self) -> list[str]:
         return list(self._devices)
 
+    def devices(self) -> list[Device]:
+        """The devices this server knows (keys files' entries)."""
+        return [state.device for state in self._devices.values()]
+
     def session_of(self, dev_eui: str) -> dict[str, Any] | None:
         """A read-only summary of a device's session (no keys): for tests and the demo view."""
         state = self._devices.get(dev_eui.lower())
