@@ -142,6 +142,21 @@ REQUIRED: tuple[Required, ...] = (
     Required(5, "firmware_apps", "bundle .mpy size", 150, "<=", "bundle < 150 KB"),
     # issue 6: simulator
     Required(6, "sim_speed", "city_10k_speed_vs_real_time", 10, ">=", "10k nodes >= 10x real"),
+    # issue 18: multicast
+    Required(
+        18,
+        "group_override",
+        "lamp_override frames on the air, multicast",
+        1,
+        "<=",
+        "group lamp_override to 30 lamps: 1 frame",
+    ),
+    Required(
+        18,
+        "group_override",
+        "lamp_override frames on the air, unicast",
+        asked="vs 30 unicast frames",
+    ),
 )
 
 

@@ -333,6 +333,7 @@ async def start_grpc(
     api.add_MulticastGroupServiceServicer_to_server(
         MulticastGroupApi(server, api_token), grpc_server
     )
+    api.add_DeviceServiceServicer_to_server(DeviceApi(server, api_token), grpc_server)
     bound = grpc_server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
         raise OSError(f"cannot listen for gRPC on {host}:{port}")
