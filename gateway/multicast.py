@@ -192,7 +192,7 @@ class MulticastManager:
         self._lock = asyncio.Lock()
 
     @property
-    def _client(self) -> ChirpStackGroups:
+    def client(self) -> ChirpStackGroups:
         """Made on first use, inside the running event loop (grpc.aio binds to it)."""
         if self._client_instance is None:
             self._client_instance = ChirpStackGroups(
@@ -234,6 +234,10 @@ class MulticastManager:
                 out.setdefault(name, []).append(device.dev_eui)
         return {name: sorted(euis) for name, euis in sorted(out.items())}
 
+    def chirpstack_id(self, group: str) -> str | None:
+        """The ChirpStack id of the group's multicast group, once a command made or found it."""
+        return self._group_ids.get(group)
+
     def keys(self, group: str) -> GroupKeys:
         return derive_group_keys(self._secret, self.chirpstack_name(group))
 
@@ -244,17 +248,17 @@ class MulticastManager:
         cached = self._group_ids.get(group)
         if cached is not None:
             try:
-                current = await self._client.members(self.application_id, cached)
+                current = await self.client.members(self.application_id, cached)
             except ChirpStackApiError as exc:
                 if exc.context.get("code") != "NOT_FOUND":
                     raise
                 del self._group_ids[group]  # deleted in ChirpStack meanwhile: find or create
             else:
                 return cached, await self._sync(cached, current, members)
-        group_id = await self._client.find(self.application_id, name)
+        group_id = await self.client.find(self.application_id, name)
         if group_id is None:
             keys = self.keys(group)
-            group_id = await self._client.create(
+            group_id = await self.client.create(
                 GroupSpec(
                     name=name,
                     application_id=self.application_id,
@@ -267,7 +271,7 @@ class MulticastManager:
             )
             self.log.info("multicast group created", extra={"group": group, "id": group_id})
         self._group_ids[group] = group_id
-        current = await self._client.members(self.application_id, group_id)
+        current = await self.client.members(self.application_id, group_id)
         return group_id, await self._sync(group_id, current, members)
 
     async def _sync(self, group_id: str, current: set[str], members: list[str]) -> dict[str, str]:
@@ -275,12 +279,12 @@ class MulticastManager:
         refused: dict[str, str] = {}
         for dev_eui in sorted(set(members) - current):
             try:
-                await self._client.add_device(group_id, dev_eui)
+                await self.client.add_device(group_id, dev_eui)
             except ChirpStackApiError as exc:
                 if exc.context.get("code") != "ALREADY_EXISTS":
                     refused[dev_eui] = f"not added to the multicast group: {exc.message}"
         for dev_eui in sorted(current - set(members)):
-            await self._client.remove_device(group_id, dev_eui)
+            await self.client.remove_device(group_id, dev_eui)
         return refused
 
     # -- group commands ----------------------------------------------------------------------
@@ -333,7 +337,7 @@ class MulticastManager:
             euis = [d.dev_eui for d in members]
             group_id, refused = await self.ensure_group(group, euis)
             expires_at = now + self.config.command_timeout_s
-            f_cnt = await self._client.enqueue(
+            f_cnt = await self.client.enqueue(
                 group_id, f_port, data, datetime.fromtimestamp(expires_at, UTC)
             )
             for device in members:  # the unicast allocator starts past this id

@@ -91,6 +91,7 @@ class Lamp:
     groups: list[McSession] = field(default_factory=list)
     applied: list[dict[str, Any]] = field(default_factory=list)  # commands it applied
     pending_ack: bool = False
+    outcome: str = "applied"  # what it answers: applied, or rejected (a lamp that refuses)
 
     def join_request(self) -> bytes:
         self.dev_nonce += 1  # L2 1.0.4 §6.2.5: a counter, never reused
@@ -164,5 +165,6 @@ class Lamp:
         command_id = decoded.fields.get("command_id")
         if not isinstance(command_id, int):
             return None
-        self.applied.append({"message": decoded.message, **decoded.fields})
-        return self.uplink("command_result", {"command_id": command_id, "outcome": "applied"})
+        if self.outcome == "applied":
+            self.applied.append({"message": decoded.message, **decoded.fields})
+        return self.uplink("command_result", {"command_id": command_id, "outcome": self.outcome})
