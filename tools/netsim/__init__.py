@@ -63,6 +63,14 @@ never block and never raise on bad radio input::
   faster than real time may shrink them. ``config.now`` supplies event timestamps (a simulated
   clock may be injected).
 
+Multicast (issue 18): ``ns.multicast`` holds ChirpStack's class C multicast groups
+(:mod:`~tools.netsim.multicast`), ``ns.enqueue_multicast(group_id, data, f_port=…)`` queues a
+payload, and :func:`tools.netsim.grpcapi.start_grpc` (``Netsim(grpc=(host, port),
+api_token=…)``, ``citypack netsim --grpc HOST:PORT --api-token-file FILE``) serves ChirpStack's
+gRPC ``MulticastGroupService`` and ``DeviceService.List``. A multicast frame goes ``imme``
+through each gateway covering the group; its capture line has ``dev_eui`` ``""`` (the McAddr is
+the frame's DevAddr).
+
 Over UDP the same server is reached with any packet forwarder (``--udp HOST:PORT``);
 :class:`tools.netsim.gwmp.GwmpClient` is a minimal one.
 """
