@@ -9,6 +9,7 @@ tags and the class it has enabled (A until it joined).
 from __future__ import annotations
 
 import logging
+import random
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -17,11 +18,13 @@ from typing import Any
 from chirpstack_api import common, gw, integration
 from google.protobuf.message import Message
 
+from protocol.lorawan.data import DataFrame
 from protocol.lorawan.maccommands import DevStatusAns
+from protocol.lorawan.mhdr import MType
 from tools.netsim import region
 from tools.netsim.config import NetsimConfig
 from tools.netsim.events import timestamp
-from tools.netsim.state import DeviceState, Inflight, QueueItem
+from tools.netsim.state import Collect, DeviceState, Inflight, QueueItem, RxCopy
 
 __all__ = ["EventBus", "EventSink"]
 
@@ -36,8 +39,9 @@ EventSink = Callable[[str, str, Message], None]
 class EventBus:
     """Builds the common parts of events and hands every event to every sink."""
 
-    def __init__(self, config: NetsimConfig) -> None:
+    def __init__(self, config: NetsimConfig, rnd: random.Random | None = None) -> None:
         self.config = config
+        self._random = rnd or random.Random()  # uplink ids (the server's, for seeded runs)
         self._sinks: list[EventSink] = []
 
     def add_sink(self, sink: EventSink) -> None:
@@ -152,5 +156,77 @@ class EventBus:
                     timing=timing,
                     context=inflight.context,
                 ),
+            ),
+        )
+
+    def join(self, state: DeviceState, dedup_id: str, now: datetime, dev_addr: int) -> None:
+        """``join``: published with the first data uplink after the join, as ChirpStack does."""
+        self.emit(
+            "join",
+            state.device.dev_eui,
+            integration.JoinEvent(
+                deduplication_id=dedup_id,
+                time=timestamp(now),
+                device_info=self.device_info(state),
+                dev_addr=f"{dev_addr:08x}",
+                region_config_id=region.REGION_CONFIG_ID,
+            ),
+        )
+
+    def up(
+        self,
+        state: DeviceState,
+        frame: DataFrame,
+        collect: Collect,
+        dedup_id: str,
+        now: datetime,
+        f_cnt: int,
+        data: bytes,
+    ) -> None:
+        """``up`` with one ``rxInfo`` per gateway that heard the frame."""
+        self.emit(
+            "up",
+            state.device.dev_eui,
+            integration.UplinkEvent(
+                deduplication_id=dedup_id,
+                time=timestamp(now),
+                device_info=self.device_info(state),
+                dev_addr=f"{frame.dev_addr.value:08x}",
+                adr=frame.fctrl.adr,
+                dr=region.dr_of(collect.datr),
+                f_cnt=f_cnt,
+                f_port=frame.fport or 0,
+                confirmed=frame.mhdr.mtype == MType.CONFIRMED_DATA_UP,
+                data=data,
+                rx_info=[self._rx_info(c) for c in collect.copies],
+                tx_info=self._tx_info(collect),
+                region_config_id=region.REGION_CONFIG_ID,
+            ),
+        )
+
+    def _rx_info(self, copy: RxCopy) -> Any:
+        return gw.UplinkRxInfo(
+            gateway_id=copy.gateway_id,
+            uplink_id=self._random.getrandbits(32),
+            ns_time=timestamp(copy.ns_time),
+            rssi=copy.rssi,
+            snr=copy.snr,
+            channel=int(copy.rxpk.get("chan", 0) or 0),
+            rf_chain=int(copy.rxpk.get("rfch", 0) or 0),
+            context=copy.tmst.to_bytes(4, "big"),
+            crc_status=gw.CRCStatus.Value("CRC_OK"),
+        )
+
+    @staticmethod
+    def _tx_info(collect: Collect) -> Any:
+        sf, bw = region.parse_datr(collect.datr)
+        return gw.UplinkTxInfo(
+            frequency=collect.frequency_hz,
+            modulation=gw.Modulation(
+                lora=gw.LoraModulationInfo(
+                    bandwidth=bw,
+                    spreading_factor=sf,
+                    code_rate=gw.CodeRate.Value("CR_4_5"),
+                )
             ),
         )

@@ -53,8 +53,6 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from chirpstack_api import gw, integration
-
 from protocol.errors import ProtocolError
 from protocol.lorawan.data import DataFrame
 from protocol.lorawan.join import JoinRequest
@@ -69,7 +67,6 @@ from tools.netsim.dedup import Deduplicator, FrameKey
 from tools.netsim.devices import Device
 from tools.netsim.downlink import DownlinkCallback, Transmitter, class_a_windows, txpk_window
 from tools.netsim.eventbus import EventBus, EventSink
-from tools.netsim.events import timestamp
 from tools.netsim.fcnt import UplinkRefused, check_uplink
 from tools.netsim.join import JoinRefused, accept_join, allocate_dev_addr
 from tools.netsim.mac import handle_uplink_mac
@@ -107,7 +104,7 @@ class NetworkServer:
         self._devices: dict[str, DeviceState] = {d.dev_eui: DeviceState(d) for d in devices}
         self._by_addr: dict[int, str] = {}
         self.multicast = MulticastGroups(self.config, self._devices)
-        self.events = EventBus(self.config)
+        self.events = EventBus(self.config, self._random)
         self._dedup = Deduplicator(self.config.dedup_window_s, self.config.dedup_ttl_s)
         self._handles: set[asyncio.TimerHandle] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -285,32 +282,6 @@ class NetworkServer:
             self.counters["dropped"] += 1
             log.warning("netsim: dropped a %s frame on the uplink path", type(frame).__name__)
 
-    def _rx_info(self, copy: RxCopy) -> Any:
-        return gw.UplinkRxInfo(
-            gateway_id=copy.gateway_id,
-            uplink_id=self._random.getrandbits(32),
-            ns_time=timestamp(copy.ns_time),
-            rssi=copy.rssi,
-            snr=copy.snr,
-            channel=int(copy.rxpk.get("chan", 0) or 0),
-            rf_chain=int(copy.rxpk.get("rfch", 0) or 0),
-            context=copy.tmst.to_bytes(4, "big"),
-            crc_status=gw.CRCStatus.Value("CRC_OK"),
-        )
-
-    def _tx_info(self, collect: Collect) -> Any:
-        sf, bw = region.parse_datr(collect.datr)
-        return gw.UplinkTxInfo(
-            frequency=collect.frequency_hz,
-            modulation=gw.Modulation(
-                lora=gw.LoraModulationInfo(
-                    bandwidth=bw,
-                    spreading_factor=sf,
-                    code_rate=gw.CodeRate.Value("CR_4_5"),
-                )
-            ),
-        )
-
     # -- join --------------------------------------------------------------------------------
     def _handle_join(self, request: JoinRequest, collect: Collect) -> None:
         dev_eui = request.dev_eui.hex()
@@ -392,17 +363,7 @@ class NetworkServer:
 
         if session.join_event_pending:
             session.join_event_pending = False
-            self.events.emit(
-                "join",
-                state.device.dev_eui,
-                integration.JoinEvent(
-                    deduplication_id=dedup_id,
-                    time=timestamp(now),
-                    device_info=self.events.device_info(state),
-                    dev_addr=f"{addr:08x}",
-                    region_config_id=region.REGION_CONFIG_ID,
-                ),
-            )
+            self.events.join(state, dedup_id, now, addr)
 
         self._handle_ack(state, frame.fctrl.ack, dedup_id)
         must_send, statuses = handle_uplink_mac(
@@ -411,22 +372,7 @@ class NetworkServer:
         for status in statuses:
             self.events.status(state, status, dedup_id, now)
 
-        up = integration.UplinkEvent(
-            deduplication_id=dedup_id,
-            time=timestamp(now),
-            device_info=self.events.device_info(state),
-            dev_addr=f"{addr:08x}",
-            adr=frame.fctrl.adr,
-            dr=dr,
-            f_cnt=full,
-            f_port=frame.fport or 0,
-            confirmed=frame.mhdr.mtype == MType.CONFIRMED_DATA_UP,
-            data=data,
-            rx_info=[self._rx_info(c) for c in collect.copies],
-            tx_info=self._tx_info(collect),
-            region_config_id=region.REGION_CONFIG_ID,
-        )
-        self.events.emit("up", state.device.dev_eui, up)
+        self.events.up(state, frame, collect, dedup_id, now, full, data)
         must_ack = frame.mhdr.mtype == MType.CONFIRMED_DATA_UP
         self._later(
             self.config.downlink_data_delay_s,
