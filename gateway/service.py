@@ -547,9 +547,11 @@ class Gateway:
                 lamp_rules.apply_lamp_presence(device, fields, self.config.lamps, self.devices.get),
             )
         elif message == "command_result":
-            command = self.commands.on_result(device.dev_eui, fields)
-            if command is None and self.multicast is not None:
-                self.multicast.on_result(device.dev_eui, fields)  # a group command's member
+            # a group command's member first (gateway/multicast.py: its ids avoid active ones)
+            grouped = self.multicast.on_result(device.dev_eui, fields) if self.multicast else None
+            command = (
+                None if grouped is not None else self.commands.on_result(device.dev_eui, fields)
+            )
             self._command_changed(command)
             if command is not None and command.state != "applied":
                 version = None  # a refused config does not count as reported
