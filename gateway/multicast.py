@@ -9,7 +9,7 @@ command (members added, leavers removed).
 Keys. Each group's McKey and McAddr are derived from one secret (``[multicast] key_file``, 32
 hex digits) and the group's name with AES-CMAC (RFC 4493), so they survive a restart without
 being stored and no two groups share a key; the session keys ChirpStack needs come from the
-McKey as LoRaWAN Remote Multicast Setup v1.0.0 §3.3.1 (McGroupSetupReq) defines them:
+McKey as TS004-1.0.0 (remote multicast setup) §3.1.2 defines them:
 McAppSKey = aes128_encrypt(McKey, 0x01 | McAddr | pad16), McNwkSKey = aes128_encrypt(McKey, 0x02 |
 McAddr | pad16), McAddr little-endian. A node learns the McKey through McGroupSetupReq (port 200,
 the firmware's remote multicast setup package); the McKey is never logged or returned by the API.
@@ -77,7 +77,7 @@ class GroupKeys:
 
 
 def mc_session_keys(mc_key: bytes, mc_addr: int) -> tuple[bytes, bytes]:
-    """(McAppSKey, McNwkSKey): Remote Multicast Setup v1.0.0 §3.3.1, McAddr little-endian."""
+    """(McAppSKey, McNwkSKey): TS004-1.0.0 §3.1.2, McAddr little-endian."""
     addr = mc_addr.to_bytes(4, "little")
     return (
         aes_ecb_encrypt(mc_key, b"\x01" + addr + bytes(11)),

@@ -1,6 +1,6 @@
 """Multicast groups on the emulator: ChirpStack's gRPC MulticastGroupService, scheduling through
 the gateways that heard the members, and the frames in the air capture checked by a receiver
-that derives the session keys from the McKey on its own (tests/netsim/mcreceiver.py)."""
+that derives the session keys from the McKey on its own (tools/bench/street_lamps.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from protocol import codec
 from protocol.lorawan.keys import AESKey
 from tests.netsim.conftest import GW1, GW2, Harness, fast_config, until
 from tests.netsim.fakenode import FakeNode, air
-from tests.netsim.mcreceiver import McReceiver, mc_session_keys
+from tools.bench.street_lamps import McSession, mc_session_keys
 from tools.netsim.capture import Capture
 from tools.netsim.devices import Device
 from tools.netsim.grpcapi import start_grpc
@@ -143,13 +143,11 @@ async def test_group_lamp_override_is_one_frame_for_thirty_lamps(rig: Rig) -> No
     assert len(lines) == 1  # one frame on the air for the 30 lamps
     assert lines[0]["gateway"] == GW1 and lines[0]["frequency"] == 869_525_000
     assert set(lines[0]) == {"time", "direction", "phy", "dev_eui", "frequency", "datr", "gateway"}
-    # every lamp's receiver (McKey given to it, as after McGroupSetupReq) decodes and verifies it
-    for _device in rig.devices:
-        receiver = McReceiver(MC_ADDR, MC_KEY)
-        assert receiver.hear(bytes.fromhex(lines[0]["phy"])) == data
-        assert receiver.received == [(0, f_port, data)]
-    # a wrong McKey does not verify
-    assert McReceiver(MC_ADDR, bytes(16)).hear(bytes.fromhex(lines[0]["phy"])) is None
+    # a receiver holding the McKey (as after McGroupSetupReq) verifies and decrypts it
+    phy = bytes.fromhex(lines[0]["phy"])
+    assert McSession(MC_ADDR, MC_KEY).open(phy) == (0, f_port, data)
+    assert McSession(MC_ADDR, bytes(16)).open(phy) is None  # a wrong McKey does not verify
+    assert McSession(MC_ADDR + 1, MC_KEY).open(phy) is None  # another group's address
     # the queue item is gone after the TX ack; the group's FCnt moved on
     listed = await rig.stub.ListQueue(
         api.ListMulticastGroupQueueRequest(multicast_group_id=group_id), metadata=rig.meta()
@@ -183,11 +181,12 @@ async def test_fcnt_increases_and_replays_are_refused(rig: Rig) -> None:
         counts.append(response.f_cnt)
     assert counts == [65_534, 65_535, 65_536]
     await until(lambda: len(rig.multicast_lines()) == 3)
-    receiver = McReceiver(MC_ADDR, MC_KEY, last_fcnt=65_533)
+    receiver = McSession(MC_ADDR, MC_KEY, last_f_cnt=65_533)
     frames = [bytes.fromhex(x["phy"]) for x in rig.multicast_lines()]
-    assert [receiver.hear(f) for f in frames] == payloads
-    assert [fcnt for fcnt, _, _ in receiver.received] == counts
-    assert receiver.hear(frames[0]) is None  # a replay verifies but is not newer
+    assert [receiver.open(f) for f in frames] == [
+        (c, 10, p) for c, p in zip(counts, payloads, strict=True)
+    ]
+    assert receiver.open(frames[0]) is None  # a replay verifies but is not newer
 
 
 async def test_gateway_set_covers_every_member(rig: Rig) -> None:

@@ -4,7 +4,7 @@ Each lamp is a minimal LoRaWAN 1.0.4 class C end device built only on ``protocol
 (not the firmware, not the emulator's or the gateway's code): OTAA join (L2 §6.2), data uplinks
 with a 32-bit FCnt, unicast downlinks checked with its own session keys (MIC, FCnt, decryption,
 L2 §4.3-§4.4), and multicast downlinks checked with a group's session keys, which it derives
-from the McKey itself as LoRaWAN Remote Multicast Setup v1.0.0 §3.3.1 says (McAppSKey =
+from the McKey itself as TS004-1.0.0 (remote multicast setup) §3.1.2 says (McAppSKey =
 aes128_encrypt(McKey, 0x01 | McAddr | pad16), McNwkSKey = aes128_encrypt(McKey, 0x02 | McAddr |
 pad16), McAddr little-endian); a multicast frame is accepted only as an unconfirmed data down
 with FCtrl zero and a FCnt newer than the last (replays refused). The McKey is handed to the
@@ -32,7 +32,7 @@ __all__ = ["Lamp", "McSession", "mc_session_keys"]
 
 
 def mc_session_keys(mc_key: bytes, mc_addr: int) -> tuple[bytes, bytes]:
-    """(McAppSKey, McNwkSKey) of a group (Remote Multicast Setup v1.0.0 §3.3.1)."""
+    """(McAppSKey, McNwkSKey) of a group (TS004-1.0.0 §3.1.2)."""
     addr = mc_addr.to_bytes(4, "little")
     return (
         aes_ecb_encrypt(mc_key, b"\x01" + addr + bytes(11)),
@@ -59,7 +59,7 @@ class McSession:
             return None
         fctrl = frame.fctrl
         if fctrl.ack or fctrl.adr or fctrl.f_pending or frame.fhdr.fopts:
-            return None  # multicast frames carry no MAC state (Remote Multicast Setup §3.3)
+            return None  # multicast frames carry no MAC state (TS004-1.0.0 §3)
         f_cnt = _next_f_cnt(self.last_f_cnt, frame.fcnt16)
         if not frame.mic_ok(nwk_s_key, f_cnt) or not frame.fport:
             return None

@@ -2,7 +2,7 @@
 
 Sources: chirpstack ``storage/multicast.rs`` (groups, members, the queue), ``downlink/multicast.rs``
 (one frame per queue item), ``uplink``'s ``txack.rs`` (the item is deleted on the gateway's TX
-ack, an error included); LoRaWAN L2 1.0.4 §4 and TS005-1.0.0 (Remote Multicast Setup) §3.3 for
+ack, an error included); LoRaWAN L2 1.0.4 §4 and TS004-1.0.0 (remote multicast setup) §3 for
 the frame: an unconfirmed data down with the group's McAddr as DevAddr and the group's own
 32-bit FCnt, FRMPayload encrypted with McAppSKey and the MIC computed with McNwkSKey exactly as
 a unicast downlink; FCtrl is all zero (no ADR, ACK, FPending or FOpts in multicast).
@@ -125,7 +125,7 @@ def minimum_gateway_set(heard_by: Mapping[str, set[str]]) -> list[str]:
 
 
 def build_multicast_frame(group: McGroup, item: McQueueItem) -> bytes:
-    """The PHYPayload of a multicast downlink (TS005-1.0.0 §3.3, L2 §4.3-§4.4)."""
+    """The PHYPayload of a multicast downlink (TS004-1.0.0 §3, L2 §4.3-§4.4)."""
     return DataFrame.build(
         mtype=MType.UNCONFIRMED_DATA_DOWN,
         dev_addr=DevAddr(group.mc_addr),
