@@ -8,6 +8,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -318,3 +319,23 @@ async def test_api_errors(rig: Rig) -> None:
     )
     assert listed.total_count == 0
     await asyncio.sleep(0)
+
+
+async def test_oversized_and_expired_items_are_dropped(rig: Rig) -> None:
+    await join_and_report(rig, rig.devices[:1], GW1)
+    group_id = await rig.create_group(dr=0)  # N = 51 bytes at DR0 (RP002 §2.2.6)
+    await rig.stub.AddDevice(
+        api.AddDeviceToMulticastGroupRequest(
+            multicast_group_id=group_id, dev_eui=rig.devices[0].dev_eui
+        ),
+        metadata=rig.meta(),
+    )
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    ns = rig.harness.ns
+    ns.enqueue_multicast(group_id, bytes(52), f_port=10)
+    ns.enqueue_multicast(group_id, b"late", f_port=10, expires_at=past)
+    ns.enqueue_multicast(group_id, bytes(51), f_port=10)
+    await until(lambda: len(rig.multicast_lines()) == 1 and not ns.multicast.queue(group_id))
+    frame = bytes.fromhex(rig.multicast_lines()[0]["phy"])
+    assert McSession(MC_ADDR, MC_KEY).open(frame) == (2, 10, bytes(51))  # FCnt 0, 1 were used
+    assert ns.counters["internal_errors"] == 0
