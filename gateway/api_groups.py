@@ -44,7 +44,7 @@ def group_router(gateway: Gateway) -> APIRouter:
     def manager() -> MulticastManager | JSONResponse:
         found: MulticastManager | None = getattr(gateway, "multicast", None)
         if found is None:
-            return _error(503, "multicast_disabled", "multicast is off ([multicast] enabled)")
+            return _error(409, "multicast_disabled", "multicast is off ([multicast] enabled)")
         return found
 
     @router.get("/groups")

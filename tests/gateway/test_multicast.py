@@ -177,3 +177,29 @@ def test_multicast_config_section(tmp_path: Path) -> None:
         parse_config({**base, "multicast": {"mc_key": "00"}}, environ={})
     env = {"CITYPACK_MULTICAST_GROUP_BY": "street"}
     assert parse_config(base, environ=env).multicast.group_by == "street"
+
+
+async def test_group_routes_say_multicast_is_off(tmp_path: Path) -> None:
+    from gateway.api import create_app
+    from tests.security.conftest import TOKEN as SEC_TOKEN
+    from tests.security.conftest import new_gateway, seed
+
+    gateway = new_gateway(tmp_path / "gw.db")
+    await seed(gateway)
+    try:
+        transport = httpx.ASGITransport(app=create_app(gateway))
+        headers = {"Authorization": f"Bearer {SEC_TOKEN}"}
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://gw", headers=headers
+        ) as http:
+            for method, path, body in (
+                ("GET", "/api/v1/groups", None),
+                ("POST", "/api/v1/groups/elm/commands", {"message": "reboot"}),
+                ("GET", "/api/v1/groups/elm/commands", None),
+                ("GET", "/api/v1/groups/elm/commands/x", None),
+            ):
+                response = await http.request(method, path, json=body)
+                assert response.status_code == 409, (path, response.text)
+                assert response.json()["error"] == "multicast_disabled"
+    finally:
+        await gateway.close()
