@@ -1,51 +1,31 @@
-"""The network server: it ties the concepts together (one module each, listed at the end).
+"""The network server: ChirpStack v4's behaviour for one application, on LoRaWAN 1.0.4 EU868.
 
-Behaviour follows ChirpStack v4 (reference/chirpstack.md §2-§3; chirpstack ``src/uplink``,
-``src/downlink``, ``src/storage/device_queue.rs``) on the LoRaWAN 1.0.4 rules
-(reference/lorawan.md §2, §4; TS001-1.0.4 = L2):
+Sources: reference/chirpstack.md §2-§3 (chirpstack ``src/uplink``, ``src/downlink``,
+``src/storage``), reference/lorawan.md §2, §4 (TS001-1.0.4 = L2). :class:`NetworkServer` ties
+the concepts together; each has its own module with its rules and sources:
 
-- **Join** (L2 §6.2.5, §6.2.6): the Join-Request MIC is checked with the AppKey (bad MIC → ``log``
-  UPLINK_MIC); DevNonce must be greater than the last one accepted for the device (1.0.4 counter
-  rule; otherwise ``log`` OTAA and no answer); JoinNonce increments per device; a DevAddr is
-  allocated in NetID 0's range; the Join-Accept carries RX1DROffset 0, RX2 DR0, RxDelay 1 s and
-  the EU868 CFList, and goes out in RX1 (JOIN_ACCEPT_DELAY1 = 5 s) with RX2 (6 s, 869.525 MHz,
-  SF12) as the fallback. The queue is flushed (``flush_queue_on_activate``). The ``join`` event
-  is published with the first data uplink after the join, as ChirpStack does.
-- **Uplinks**: copies of one frame (same frequency, data rate and bytes) are collected for
-  ``dedup_window_s`` (200 ms) into one ``up`` with every ``rxInfo``; later copies within the TTL
-  (max(2 × window, 200 ms)) are dropped. The MIC is checked with the 32-bit FCnt reconstructed
-  from the last counter (``protocol.lorawan.fcnt``); a counter that did not increase gives
-  ``log`` UPLINK_F_CNT_RETRANSMISSION, a counter that went back (device reset) gives
-  UPLINK_F_CNT_RESET, both WARNING and without ``up``. A MIC that fails for the DevAddr's
-  device gives ``log`` UPLINK_MIC.
-- **MAC commands**: LinkCheckReq → LinkCheckAns, DeviceTimeReq → DeviceTimeAns, DevStatusReq
-  every ``dev_status_every`` uplinks (the answer → ``status``), LinkADRReq from ChirpStack's
-  default ADR (max SNR of the last 20 uplinks, installation margin 10 dB, 3 dB per step).
-- **Downlinks**: class A items go in RX1 (RX2 as the gateway's fallback) of the next uplink,
-  ``downlink_data_delay_s`` (100 ms) after the ``up`` event; class C items go at once
-  (``imme``) with RX2 parameters through the gateway that heard the device last, one every
-  ``class_c_lock_s``. The payload limit is N of the first opportunity's DR: a larger item is
-  deleted with ``log`` DOWNLINK_PAYLOAD_SIZE; an expired item (``expiresAt``) is deleted with
-  ``log`` EXPIRED. The downlink counter advances on the gateway's TX ack, which also gives
-  ``txack`` (only for queue items); unconfirmed items are then deleted, confirmed ones become
-  pending until the next uplink (``ack`` true with the ACK bit, false without) or, for class
-  C, until ``class_c_timeout_s`` passes (``ack`` false, empty deduplicationId). A gateway TX
-  error moves to the next window, then gives ``log`` DOWNLINK_GATEWAY and keeps the item.
+- uplinks: :mod:`~tools.netsim.dedup` (copies from several gateways become one ``up``),
+  :mod:`~tools.netsim.join` (OTAA; the ``join`` event goes out with the first data uplink, as
+  ChirpStack does), :mod:`~tools.netsim.fcnt` (FCnt and MIC: ``log`` UPLINK_MIC,
+  UPLINK_F_CNT_RETRANSMISSION, UPLINK_F_CNT_RESET), :mod:`~tools.netsim.mac` and
+  :mod:`~tools.netsim.adr` (MAC commands, ChirpStack's default ADR);
+- downlinks: :mod:`~tools.netsim.queue` (the device queue, EXPIRED, DOWNLINK_PAYLOAD_SIZE),
+  :mod:`~tools.netsim.commands` (``command/down``), :mod:`~tools.netsim.compose` (one data
+  downlink), :mod:`~tools.netsim.downlink` (RX1/RX2 windows, gateways, TX acks),
+  :mod:`~tools.netsim.txack` (what a TX ack does), :mod:`~tools.netsim.classc` (the class C and
+  multicast scheduler), :mod:`~tools.netsim.multicast` (multicast groups);
+- :mod:`~tools.netsim.eventbus` (integration events), :mod:`~tools.netsim.state` (what is held),
+  :mod:`~tools.netsim.config` (settings and errors).
 
-Modules: :mod:`~tools.netsim.config` (settings, errors), :mod:`~tools.netsim.state` (what is
-held per device and frame), :mod:`~tools.netsim.dedup` (de-duplication), :mod:`~tools.netsim.join`
-(join server), :mod:`~tools.netsim.fcnt` (FCnt and MIC check), :mod:`~tools.netsim.mac` (MAC
-commands), :mod:`~tools.netsim.adr` (ADR), :mod:`~tools.netsim.queue` (device queue),
-:mod:`~tools.netsim.commands` (``command/down`` parsing), :mod:`~tools.netsim.downlink` (windows,
-gateways, TX acks), :mod:`~tools.netsim.eventbus` (integration events).
+Class A answers go ``downlink_data_delay_s`` (100 ms) after the ``up`` event, in RX1 with RX2 as
+the gateway's fallback; class C and multicast frames go at once. Nothing from the radio raises:
+a callback that fails is counted in ``counters["internal_errors"]`` and logged.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import binascii
-import contextlib
 import logging
 import random
 import uuid
@@ -60,12 +40,13 @@ from protocol.lorawan.mhdr import MType
 from protocol.lorawan.phy import PHYPayload
 from tools.netsim import region
 from tools.netsim.capture import Capture
+from tools.netsim.classc import SchedulerLoop, class_c_step, class_c_window, multicast_window
 from tools.netsim.commands import parse_down_command
 from tools.netsim.compose import compose_data_downlink
 from tools.netsim.config import DEFAULT_APPLICATION_ID, CommandError, NetsimConfig, NetsimError
 from tools.netsim.dedup import Deduplicator, FrameKey
 from tools.netsim.devices import Device
-from tools.netsim.downlink import DownlinkCallback, Transmitter, class_a_windows, txpk_window
+from tools.netsim.downlink import DownlinkCallback, Transmitter, class_a_windows
 from tools.netsim.eventbus import EventBus, EventSink
 from tools.netsim.fcnt import UplinkRefused, check_uplink
 from tools.netsim.join import JoinRefused, accept_join, allocate_dev_addr
@@ -73,6 +54,7 @@ from tools.netsim.mac import handle_uplink_mac
 from tools.netsim.multicast import MulticastGroups, build_multicast_frame
 from tools.netsim.queue import new_item
 from tools.netsim.state import Collect, DeviceState, QueueItem, RxCopy, Window
+from tools.netsim.txack import settle_unicast
 
 __all__ = [
     "DEFAULT_APPLICATION_ID",
@@ -108,8 +90,7 @@ class NetworkServer:
         self._dedup = Deduplicator(self.config.dedup_window_s, self.config.dedup_ttl_s)
         self._handles: set[asyncio.TimerHandle] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._scheduler: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
+        self._scheduler = SchedulerLoop(self.config.scheduler_interval_s, self.schedule_class_c)
         self.counters: dict[str, int] = {
             "uplinks": 0,
             "uplink_copies": 0,
@@ -127,19 +108,13 @@ class NetworkServer:
     async def start(self) -> None:
         """Start the class B/C scheduler; call from the event loop that will feed uplinks."""
         self._loop = asyncio.get_running_loop()
-        self._wake = asyncio.Event()
-        if self._scheduler is None:
-            self._scheduler = asyncio.create_task(self._run_scheduler(), name="netsim-scheduler")
+        self._scheduler.start()
 
     async def stop(self) -> None:
         for handle in list(self._handles):
             handle.cancel()
         self._handles.clear()
-        if self._scheduler is not None:
-            self._scheduler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._scheduler
-            self._scheduler = None
+        await self._scheduler.stop()
 
     async def __aenter__(self) -> NetworkServer:
         await self.start()
@@ -209,45 +184,25 @@ class NetworkServer:
     def session_of(self, dev_eui: str) -> dict[str, Any] | None:
         """A read-only summary of a device's session (no keys): for tests and the demo view."""
         state = self._devices.get(dev_eui.lower())
-        if state is None or state.session is None:
-            return None
-        s = state.session
-        return {
-            "dev_addr": f"{s.dev_addr:08x}",
-            "f_cnt_up": s.last_f_cnt,
-            "n_f_cnt_down": s.n_f_cnt_down,
-            "dr": s.dr,
-            "tx_power_index": s.tx_power_index,
-            "nb_trans": s.nb_trans,
-            "class": state.enabled_class,
-        }
+        return state.summary() if state is not None else None
 
     # -- radio in ----------------------------------------------------------------------------
     def receive_uplink(self, gateway_id: str, rxpk: dict[str, Any]) -> None:
         """One gateway's reception of one frame (a GWMP ``rxpk`` object). Never raises."""
         gateway_id = str(gateway_id).lower()
         try:
-            phy = base64.b64decode(str(rxpk["data"]), validate=True)
-            frequency_hz = round(float(rxpk["freq"]) * 1_000_000)
-            datr = str(rxpk["datr"])
-            region.dr_of(datr)
-            tmst = int(rxpk.get("tmst", 0)) & 0xFFFFFFFF
-            rssi = int(rxpk.get("rssi", rxpk.get("rssic", 0)))
-            snr = float(rxpk.get("lsnr", 0.0))
+            phy, frequency_hz, datr, copy = RxCopy.from_rxpk(gateway_id, rxpk, self.config.now())
         except (KeyError, TypeError, ValueError, binascii.Error) as exc:
             self.counters["dropped"] += 1
             log.warning("netsim: dropped an rxpk from %s: %s", gateway_id, exc)
             return
-        now = self.config.now()
         self.counters["uplink_copies"] += 1
         if self.capture is not None:
             self.capture.write(
                 "up", phy, self._capture_dev_eui(phy), frequency_hz, datr, gateway_id
             )
         key = (frequency_hz, datr, phy)
-        outcome = self._dedup.offer(
-            key, RxCopy(gateway_id, rxpk, now, rssi, snr, tmst), self._loop_time()
-        )
+        outcome = self._dedup.offer(key, copy, self._loop_time())
         if outcome == "duplicate":
             self.counters["duplicates"] += 1
         elif outcome == "new":
@@ -481,107 +436,51 @@ class NetworkServer:
             return
         assert inflight.dev_eui is not None
         state = self._devices[inflight.dev_eui]
-        if failure:
-            self.events.log_event(state, "ERROR", "DOWNLINK_GATEWAY", failure)
-            if inflight.item is not None:
-                inflight.item.f_cnt_down = None  # stays queued for a retry
-            return
-        if inflight.join_accept:
-            return
-        session = state.session
-        if session is None:
-            return
-        session.n_f_cnt_down = (session.n_f_cnt_down + 1) & 0xFFFFFFFF
-        if inflight.link_adr is not None:
-            session.pending_link_adr = inflight.link_adr
-        item = inflight.item
-        if item is None:
-            return
-        self.events.txack(state, inflight, item)
-        if item in state.queue:
-            if item.confirmed:
-                item.is_pending = True
-                if state.enabled_class == "C":
-                    item.timeout_at = self._loop_time() + self.config.class_c_timeout_s
-                    self._wake.set()
-            else:
-                state.queue.remove(item)
+        waits = settle_unicast(
+            state,
+            inflight,
+            failure,
+            events=self.events,
+            now=self._loop_time(),
+            class_c_timeout_s=self.config.class_c_timeout_s,
+        )
+        if waits:
+            self._scheduler.wake()
 
-    # -- class C scheduler -------------------------------------------------------------------
-    async def _run_scheduler(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.config.scheduler_interval_s)
-            self._wake.clear()
-            try:
-                self.schedule_class_c()
-                self.schedule_multicast()
-            except Exception:
-                log.exception("netsim: the class C scheduler failed")
-
+    # -- class C scheduler (tools/netsim/classc.py) -----------------------------------------
     def schedule_class_c(self) -> None:
-        """One pass of the class B/C scheduler (ChirpStack ``downlink/scheduler.rs``)."""
+        """One pass of the class B/C scheduler: unicast class C, then multicast."""
         now = self._loop_time()
         next_wake: float | None = None
         for state in self._devices.values():
-            if state.enabled_class != "C" or state.session is None:
+            step = class_c_step(state, now, self.transmitter.attached)
+            for item in step.timed_out:
+                self.events.ack(state, item, False, "")
+            if step.wake_at is not None:
+                next_wake = min(next_wake or step.wake_at, step.wake_at)
+            if step.via is None:
                 continue
-            for item in list(state.queue):
-                if item.is_pending and item.timeout_at is not None:
-                    if item.timeout_at <= now:
-                        state.queue.remove(item)
-                        self.events.ack(state, item, False, "")
-                    else:
-                        next_wake = min(next_wake or item.timeout_at, item.timeout_at)
-            if not state.queue or any(i.is_pending for i in state.queue):
-                continue
-            if not state.last_rx or state.session.last_f_cnt is None:
-                continue  # check_for_first_uplink: no gateway known yet
-            if now < state.scheduler_run_after:
-                next_wake = min(next_wake or state.scheduler_run_after, state.scheduler_run_after)
-                continue
-            via = max(state.last_rx, key=lambda c: c.snr)
-            if not self.transmitter.attached(via.gateway_id):
-                continue
-            window = txpk_window(
-                self.config.rx2_frequency_hz,
-                self.config.rx2_dr,
-                region.RX2_POWER_DBM,
-                None,
-                None,
-            )
-            if self._compose(state, via, [window], False, False, class_c=True):
+            window = class_c_window(self.config.rx2_frequency_hz, self.config.rx2_dr)
+            if self._compose(state, step.via, [window], False, False, class_c=True):
                 state.scheduler_run_after = now + self.config.class_c_lock_s
                 next_wake = min(next_wake or state.scheduler_run_after, state.scheduler_run_after)
-        if next_wake is not None and self._loop is not None:
-            self._later(max(next_wake - now, 0.0) + 0.001, self._wake.set)
-
-    def schedule_multicast(self) -> None:
-        """One pass of the multicast scheduler: every due group queue item goes out ``imme``
-        through its gateway on the group's frequency and data rate (:mod:`tools.netsim.multicast`).
-        """
-        now = self._loop_time()
         due, next_at = self.multicast.due(now, self.config.now())
-        for item in due:
-            group = self.multicast.get(item.group_id)
-            power = (
-                region.RX2_POWER_DBM
-                if group.frequency_hz == region.RX2_FREQUENCY_HZ
-                else region.RX1_POWER_DBM
-            )
-            window = txpk_window(group.frequency_hz, group.dr, power, None, None)
+        for mc_item in due:
+            group = self.multicast.get(mc_item.group_id)
             self.transmitter.send(
                 None,
-                item.gateway_id,
+                mc_item.gateway_id,
                 0,
-                [window],
-                build_multicast_frame(group, item),
-                f_cnt_down=item.f_cnt,
+                [multicast_window(group)],
+                build_multicast_frame(group, mc_item),
+                f_cnt_down=mc_item.f_cnt,
                 item=None,
-                multicast_item=item,
+                multicast_item=mc_item,
             )
-        if next_at is not None and self._loop is not None:
-            self._later(max(next_at - now, 0.0) + 0.001, self._wake.set)
+        if next_at is not None:
+            next_wake = min(next_wake or next_at, next_at)
+        if next_wake is not None and self._loop is not None:
+            self._later(max(next_wake - now, 0.0) + 0.001, self._scheduler.wake)
 
     def enqueue_multicast(
         self, group_id: str, data: bytes, *, f_port: int, expires_at: datetime | None = None
@@ -589,7 +488,7 @@ class NetworkServer:
         """Queue a payload for a multicast group (gRPC ``MulticastGroupService.Enqueue``);
         returns the group FCnt it goes out with. Raises :class:`NetsimError`."""
         f_cnt = self.multicast.enqueue(group_id, f_port, data, expires_at, self._loop_time())
-        self._wake.set()
+        self._scheduler.wake()
         return f_cnt
 
     # -- the device queue --------------------------------------------------------------------
@@ -624,7 +523,7 @@ class NetworkServer:
             state.queue = [i for i in state.queue if i.is_pending]
         state.queue.append(item)
         if state.enabled_class == "C":
-            self._wake.set()
+            self._scheduler.wake()
         return item.id
 
     def flush_queue(self, dev_eui: str) -> None:

@@ -9,11 +9,13 @@ waiting for its gateway TX ack (``storage/downlink_frame.rs``).
 
 from __future__ import annotations
 
+import base64
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from tools.netsim import region
 from tools.netsim.devices import Device
 
 __all__ = [
@@ -52,6 +54,21 @@ class RxCopy:
     rssi: int
     snr: float
     tmst: int
+
+    @classmethod
+    def from_rxpk(
+        cls, gateway_id: str, rxpk: dict[str, Any], ns_time: datetime
+    ) -> tuple[bytes, int, str, RxCopy]:
+        """(PHYPayload, frequency Hz, datr, the reception) from a GWMP ``rxpk`` (packet_forwarder
+        PROTOCOL.TXT §4); raises KeyError, TypeError, ValueError or binascii.Error."""
+        phy = base64.b64decode(str(rxpk["data"]), validate=True)
+        frequency_hz = round(float(rxpk["freq"]) * 1_000_000)
+        datr = str(rxpk["datr"])
+        region.dr_of(datr)
+        tmst = int(rxpk.get("tmst", 0)) & 0xFFFFFFFF
+        rssi = int(rxpk.get("rssi", rxpk.get("rssic", 0)))
+        snr = float(rxpk.get("lsnr", 0.0))
+        return phy, frequency_hz, datr, cls(gateway_id, rxpk, ns_time, rssi, snr, tmst)
 
 
 @dataclass
@@ -106,6 +123,21 @@ class DeviceState:
     @property
     def enabled_class(self) -> str:
         return self.device.device_class if self.session is not None else "A"
+
+    def summary(self) -> dict[str, Any] | None:
+        """The session without keys (for tests and the demo view); None before a join."""
+        s = self.session
+        if s is None:
+            return None
+        return {
+            "dev_addr": f"{s.dev_addr:08x}",
+            "f_cnt_up": s.last_f_cnt,
+            "n_f_cnt_down": s.n_f_cnt_down,
+            "dr": s.dr,
+            "tx_power_index": s.tx_power_index,
+            "nb_trans": s.nb_trans,
+            "class": self.enabled_class,
+        }
 
 
 @dataclass
