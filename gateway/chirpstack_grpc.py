@@ -93,26 +93,51 @@ class ChirpStackGroups:
             if not page.result or offset >= page.total_count:
                 return None
 
-    async def create(self, spec: GroupSpec) -> str:
-        group = api.MulticastGroup(
+    @staticmethod
+    def _message(spec: GroupSpec, group_id: str = "", f_cnt: int = 0) -> Any:
+        return api.MulticastGroup(
+            id=group_id,
             name=spec.name,
             application_id=spec.application_id,
             region=common.Region.Value("EU868"),
             mc_addr=f"{spec.mc_addr:08x}",
             mc_nwk_s_key=spec.mc_nwk_s_key.hex(),
             mc_app_s_key=spec.mc_app_s_key.hex(),
-            f_cnt=0,
+            f_cnt=f_cnt,
             group_type=api.MulticastGroupType.Value("CLASS_C"),
             dr=spec.dr,
             frequency=spec.frequency_hz,
             class_c_scheduling_type=api.MulticastGroupSchedulingType.Value("DELAY"),
         )
+
+    @staticmethod
+    def matches(spec: GroupSpec, group: Any) -> bool:
+        """Whether ChirpStack's ``api.MulticastGroup`` is what ``spec`` asks for."""
+        return bool(
+            group.mc_addr.lower() == f"{spec.mc_addr:08x}"
+            and group.mc_nwk_s_key.lower() == spec.mc_nwk_s_key.hex()
+            and group.mc_app_s_key.lower() == spec.mc_app_s_key.hex()
+            and group.dr == spec.dr
+            and group.frequency == spec.frequency_hz
+            and group.group_type == api.MulticastGroupType.Value("CLASS_C")
+        )
+
+    async def create(self, spec: GroupSpec) -> str:
         response = await self._call(
             "MulticastGroupService.Create",
             self._groups.Create,
-            api.CreateMulticastGroupRequest(multicast_group=group),
+            api.CreateMulticastGroupRequest(multicast_group=self._message(spec)),
         )
         return str(response.id)
+
+    async def update(self, group_id: str, spec: GroupSpec, f_cnt: int) -> None:
+        """Make the group ``spec`` again, keeping its frame counter (a lower FCnt would be
+        refused by every member as a replay)."""
+        await self._call(
+            "MulticastGroupService.Update",
+            self._groups.Update,
+            api.UpdateMulticastGroupRequest(multicast_group=self._message(spec, group_id, f_cnt)),
+        )
 
     async def get(self, group_id: str) -> Any:
         response = await self._call(

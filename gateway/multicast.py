@@ -255,21 +255,25 @@ class MulticastManager:
                 del self._group_ids[group]  # deleted in ChirpStack meanwhile: find or create
             else:
                 return cached, await self._sync(cached, current, members)
+        keys = self.keys(group)
+        spec = GroupSpec(
+            name=name,
+            application_id=self.application_id,
+            mc_addr=keys.mc_addr,
+            mc_nwk_s_key=keys.mc_nwk_s_key,
+            mc_app_s_key=keys.mc_app_s_key,
+            dr=self.config.dr,
+            frequency_hz=self.config.frequency_hz,
+        )
         group_id = await self.client.find(self.application_id, name)
         if group_id is None:
-            keys = self.keys(group)
-            group_id = await self.client.create(
-                GroupSpec(
-                    name=name,
-                    application_id=self.application_id,
-                    mc_addr=keys.mc_addr,
-                    mc_nwk_s_key=keys.mc_nwk_s_key,
-                    mc_app_s_key=keys.mc_app_s_key,
-                    dr=self.config.dr,
-                    frequency_hz=self.config.frequency_hz,
-                )
-            )
+            group_id = await self.client.create(spec)
             self.log.info("multicast group created", extra={"group": group, "id": group_id})
+        else:  # made before this start: bring a changed data rate, frequency or key in line
+            found = await self.client.get(group_id)
+            if not self.client.matches(spec, found):
+                await self.client.update(group_id, spec, int(found.f_cnt))
+                self.log.info("multicast group updated", extra={"group": group, "id": group_id})
         self._group_ids[group] = group_id
         current = await self.client.members(self.application_id, group_id)
         return group_id, await self._sync(group_id, current, members)
@@ -292,7 +296,7 @@ class MulticastManager:
         used: set[int] = set()
         for device in members:
             used |= self._active_ids(device.dev_eui)
-            used |= {cid for (dev, cid), c in self._by_member.items() if dev == device.dev_eui}
+            used |= {cid for (dev, cid) in self._by_member if dev == device.dev_eui}
         start = max(d.next_command_id for d in members)
         for step in range(256):
             candidate = (start + step) % 256

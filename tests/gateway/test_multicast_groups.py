@@ -166,3 +166,31 @@ async def test_bad_input_and_unreachable_chirpstack(rig: Rig, tmp_path: Path) ->
         assert info.value.context["code"] == "UNAUTHENTICATED"
     finally:
         await wrong.close()
+
+
+async def test_a_restart_finds_the_group_and_brings_it_in_line(rig: Rig, tmp_path: Path) -> None:
+    first = await rig.manager.submit("oak", "lamp_override", {"dim_level": 10})
+    group_id = rig.manager.chirpstack_id("oak")
+    assert group_id is not None and first.f_cnt == 0
+    # a new process (nothing cached) with another data rate configured
+    restarted = MulticastManager(
+        config=MulticastConfig(
+            enabled=True, key_file=str(tmp_path / "key"), api_token_file="unused", dr=3
+        ),
+        application_id=APP,
+        devices=rig.devices,
+        active_command_ids=lambda eui: set(),
+        stage_device=lambda d: None,
+        clock=rig.clock,
+        client=ChirpStackGroups(target=rig.manager.client.target, token="cs-token"),
+    )
+    try:
+        second = await restarted.submit("oak", "lamp_override", {"dim_level": 20})
+    finally:
+        await restarted.close()
+    assert restarted.chirpstack_id("oak") == group_id  # found by name, not made twice
+    assert len(rig.ns.multicast.groups()) == 1
+    group = rig.ns.multicast.get(group_id)
+    assert group.dr == 3 and group.mc_addr == rig.manager.keys("oak").mc_addr
+    assert second.f_cnt == 1  # the frame counter went on: members would refuse a lower one
+    assert second.command_id != first.command_id  # members' next ids moved past the first
