@@ -52,6 +52,7 @@ class Rig:
     stub: Any
     capture_path: Path
     devices: list[Device]
+    stub_devices: Any = None
 
     def meta(self) -> list[tuple[str, str]]:
         return [("authorization", f"Bearer {TOKEN}")]
@@ -96,7 +97,11 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
             try:
                 async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
                     yield Rig(
-                        harness, api.MulticastGroupServiceStub(channel), capture_path, devices
+                        harness,
+                        api.MulticastGroupServiceStub(channel),
+                        capture_path,
+                        devices,
+                        api.DeviceServiceStub(channel),
                     )
             finally:
                 await grpc_server.stop(grace=None)
@@ -339,3 +344,41 @@ async def test_oversized_and_expired_items_are_dropped(rig: Rig) -> None:
     frame = bytes.fromhex(rig.multicast_lines()[0]["phy"])
     assert McSession(MC_ADDR, MC_KEY).open(frame) == (2, 10, bytes(51))  # FCnt 0, 1 were used
     assert ns.counters["internal_errors"] == 0
+
+
+async def test_gateways_added_to_the_group_take_precedence(rig: Rig) -> None:
+    await join_and_report(rig, rig.devices[:2], GW1)
+    group_id = await rig.create_group()
+    await rig.stub.AddDevice(
+        api.AddDeviceToMulticastGroupRequest(
+            multicast_group_id=group_id, dev_eui=rig.devices[0].dev_eui
+        ),
+        metadata=rig.meta(),
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as info:  # a member once
+        await rig.stub.AddDevice(
+            api.AddDeviceToMulticastGroupRequest(
+                multicast_group_id=group_id, dev_eui=rig.devices[0].dev_eui
+            ),
+            metadata=rig.meta(),
+        )
+    assert info.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    await rig.stub.AddGateway(
+        api.AddGatewayToMulticastGroupRequest(multicast_group_id=group_id, gateway_id=GW2),
+        metadata=rig.meta(),
+    )
+    rig.harness.ns.enqueue_multicast(group_id, b"via gw2", f_port=10)
+    await until(lambda: len(rig.multicast_lines()) == 1)
+    assert rig.multicast_lines()[0]["gateway"] == GW2  # not GW1, which heard the member
+    await rig.stub.RemoveGateway(
+        api.RemoveGatewayFromMulticastGroupRequest(multicast_group_id=group_id, gateway_id=GW2),
+        metadata=rig.meta(),
+    )
+    rig.harness.ns.enqueue_multicast(group_id, b"via gw1", f_port=10)
+    await until(lambda: len(rig.multicast_lines()) == 2)
+    assert rig.multicast_lines()[1]["gateway"] == GW1  # back to the members' gateways
+    members = await rig.stub_devices.List(
+        api.ListDevicesRequest(application_id=APP, multicast_group_id=group_id),
+        metadata=rig.meta(),
+    )
+    assert [d.dev_eui for d in members.result] == [rig.devices[0].dev_eui]
