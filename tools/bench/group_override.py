@@ -17,6 +17,7 @@ ratio is what to read, not the seconds).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import tempfile
@@ -29,6 +30,7 @@ from typing import Any
 
 from gateway.config import parse_config
 from gateway.service import Gateway
+from protocol.errors import ProtocolError
 from protocol.lorawan.airtime import lora_time_on_air_s
 from protocol.lorawan.data import DataFrame
 from protocol.lorawan.keys import AESKey
@@ -85,8 +87,6 @@ class Street:
 
     def on_air(self, txpk: dict[str, Any], token: int) -> None:
         """A downlink transmitted by the radio gateway: every lamp hears it."""
-        import base64
-
         phy = base64.b64decode(txpk["data"])
         if self.joining is not None and phy[0] >> 5 == 1 and self.joining.join_accept(phy):
             self.joining = None
@@ -131,7 +131,7 @@ class Street:
                 continue
             try:
                 frame = DataFrame.from_bytes(bytes.fromhex(line["phy"]))
-            except Exception:  # a Join-Accept: not a data frame
+            except ProtocolError:  # a Join-Accept: not a data frame
                 continue
             if frame.fport == f_port:
                 out.append(line)
