@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gateway import route_api
 from gateway.errors import CommandError, PayloadTooLarge, UnknownDevice
 from gateway.rules import bins as bin_rules
 from gateway.store.base import COMMAND_STATES
@@ -292,6 +293,7 @@ def create_app(gateway: Gateway) -> FastAPI:
             "mqtt_connected": gateway.bridge.connected.is_set(),
         }
 
+    v1.include_router(route_api.router(gateway))  # issue 21: GET /api/v1/collection/route
     app.include_router(v1)
     from gateway.api_groups import group_router  # issue 18: group commands (multicast)
 

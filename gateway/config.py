@@ -37,6 +37,7 @@ __all__ = [
     "MqttConfig",
     "MulticastConfig",
     "PublishConfig",
+    "RoutesConfig",
     "StoreConfig",
     "WebConfig",
     "check_tls",
@@ -158,6 +159,27 @@ class MulticastConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RoutesConfig:
+    """Collection routes (gateway/routes.py). Checked when a route is asked for, not at start:
+    a depot or road graph that does not fit stops the route, never the collection list."""
+
+    depot_latitude: float = 0.0  # where the trucks start and end (unset: the route says so)
+    depot_longitude: float = 0.0
+    trucks: int = 1
+    capacity_bins: float = 100.0  # full bins' worth of waste one truck carries per round
+    service_time_s: float = 60.0  # stop, empty one bin, drive on
+    speed_kmh: float = 20.0  # average truck speed between stops in town
+    detour_factor: float = 1.3  # road km per great-circle km when there is no road_graph
+    road_graph: str = ""  # GeoJSON street centre lines; "" = great circle x detour_factor
+    max_snap_m: float = 150.0  # a bin or the depot farther than this from any street is refused
+    next_round_h: float = 24.0  # bins forecast full before the next round are collected now
+    shift_s: float = 8 * 3600.0  # a truck's working time from leaving the depot to being back
+    solver_timeout_s: float = 2.0  # VROOM local search budget per solve
+    chunk_jobs: int = 250  # larger rounds are split by sweep sectors into solves of this size
+    time_windows: dict[str, Any] = field(default_factory=dict)  # bin group -> [from_s, to_s]
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     mqtt: MqttConfig
     store: StoreConfig = field(default_factory=StoreConfig)
@@ -169,6 +191,7 @@ class Config:
     commands: CommandsConfig = field(default_factory=CommandsConfig)
     web: WebConfig = field(default_factory=WebConfig)
     multicast: MulticastConfig = field(default_factory=MulticastConfig)
+    routes: RoutesConfig = field(default_factory=RoutesConfig)
 
     def replace(self, section: str, **values: Any) -> Config:
         """A copy with some keys of one section changed (tests and the demo use it)."""
@@ -313,6 +336,16 @@ def _check(cfg: Config) -> None:
         raise ConfigError("commands.mac_headroom_bytes: 0..15 (FOpts is at most 15 bytes)")
     if c.region.upper() not in ("EU868", "US915"):
         raise ConfigError(f"commands.region: EU868 or US915, got {c.region!r}")
+    r = cfg.routes
+    if r.detour_factor < 1 or r.speed_kmh <= 0 or r.service_time_s < 0 or r.next_round_h < 0:
+        raise ConfigError(
+            "routes: detour_factor >= 1, speed_kmh > 0, service_time_s >= 0, next_round_h >= 0",
+            key="routes",
+        )
+    if r.shift_s <= 0 or r.solver_timeout_s <= 0 or r.chunk_jobs < 10 or r.max_snap_m <= 0:
+        raise ConfigError(
+            "routes: shift_s, solver_timeout_s and max_snap_m > 0, chunk_jobs >= 10", key="routes"
+        )
     w = cfg.web
     if w.tile_url and not (
         w.tile_url.startswith(("http://", "https://"))

@@ -8,6 +8,7 @@ Outside data (MQTT payloads, HTTP bodies, config files) only ever raises these::
     │                        types, bad base64, unknown event type)
     ├── StoreError           the store cannot be opened or migrated
     ├── ChirpStackApiError   ChirpStack's gRPC API failed or refused a call (``code``)
+    ├── RouteError           a collection route cannot be planned (config, road graph, bins)
     └── CommandError         a command that cannot be accepted
         ├── UnknownDevice        no such device in the registry
         ├── UnknownGroup         no registry group of that name (no member of the command's kind)
@@ -30,6 +31,7 @@ __all__ = [
     "GatewayError",
     "InvalidEvent",
     "PayloadTooLarge",
+    "RouteError",
     "StoreError",
     "UnknownDevice",
     "UnknownGroup",
@@ -61,6 +63,10 @@ class StoreError(GatewayError):
 
 class ChirpStackApiError(GatewayError):
     """ChirpStack's gRPC API is unreachable or refused a call; ``code`` is the gRPC status name."""
+
+
+class RouteError(GatewayError):
+    """A collection route cannot be planned; the message names the key, bin or file at fault."""
 
 
 class CommandError(GatewayError):

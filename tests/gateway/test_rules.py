@@ -146,6 +146,15 @@ def test_presence_raises_only_neighbouring_lamps() -> None:
     # the override must hold its level: resume_schedule=True would end it at once (catalogue)
     assert out.commands[0].fields["resume_schedule"] is False
     assert out.events[0] == ("lamp_presence", {"road_users": 1, "street": "A", "raised": ["02"]})
+    # seen by a lamp that is off (daylight by its profile): no neighbour is switched on by day
+    by_day = lamps.apply_lamp_presence(
+        registry["01"], {"road_users": 1, "dim_level": 0}, cfg, registry.get
+    )
+    assert by_day.commands == [] and by_day.events[0][1]["raised"] == []
+    lit = lamps.apply_lamp_presence(
+        registry["01"], {"road_users": 1, "dim_level": 100}, cfg, registry.get
+    )
+    assert [c.dev_eui for c in lit.commands] == ["02"]
 
 
 def test_profile_by_lamp_then_group_then_default() -> None:

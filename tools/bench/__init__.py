@@ -13,4 +13,5 @@ BENCHMARKS: tuple[str, ...] = (
     "firmware_mac",
     "firmware_apps",
     "group_override",
+    "city_outcomes",
 )
