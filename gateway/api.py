@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gateway import route_api
+from gateway import api_groups, route_api
 from gateway.errors import CommandError, PayloadTooLarge, UnknownDevice
 from gateway.rules import bins as bin_rules
 from gateway.store.base import COMMAND_STATES
@@ -294,12 +294,8 @@ def create_app(gateway: Gateway) -> FastAPI:
         }
 
     v1.include_router(route_api.router(gateway))  # issue 21: GET /api/v1/collection/route
+    v1.include_router(api_groups.group_router(gateway))  # issue 18: group commands
     app.include_router(v1)
-    from gateway.api_groups import group_router  # issue 18: group commands (multicast)
-
-    app.include_router(
-        group_router(gateway), prefix="/api/v1", dependencies=[Depends(require_token)]
-    )
     mount_dashboard(app, gateway, gateway.config.web)  # issue 9: the dashboard at /
     return app
 
