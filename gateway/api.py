@@ -15,9 +15,10 @@ import socket
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import uvicorn
-from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -42,6 +43,11 @@ class ApiError(Exception):
         self.status = status
         self.code = code
         self.message = message
+
+
+# Declares the bearer scheme in the OpenAPI schema so generated clients send the token; it
+# enforces nothing (auto_error=False): require_token does, with its own 401 and error JSON.
+BEARER = HTTPBearer(auto_error=False, description="the token of `[api] token_file`")
 
 
 class DeviceIn(BaseModel):
@@ -143,7 +149,7 @@ def create_app(gateway: Gateway) -> FastAPI:
             gateway.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
         )
 
-    v1 = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)])
+    v1 = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token), Security(BEARER)])
 
     def _device(dev_eui: str) -> Any:
         device = gateway.devices.get(dev_eui.lower())

@@ -60,6 +60,7 @@ __all__ = [
     "MulticastManager",
     "derive_group_keys",
     "mc_session_keys",
+    "read_group_secret",
 ]
 
 _KEEP = 1000  # group commands kept for GET and result matching
@@ -92,6 +93,19 @@ def derive_group_keys(secret: bytes, name: str) -> GroupKeys:
     mc_addr = int.from_bytes(aes_cmac(secret, b"citypack/multicast/mcaddr\x00" + label)[:4], "big")
     app_s_key, nwk_s_key = mc_session_keys(mc_key, mc_addr)
     return GroupKeys(mc_addr, mc_key, app_s_key, nwk_s_key)
+
+
+def read_group_secret(path: str) -> bytes:
+    """The ``[multicast] key_file`` secret (32 hex digits); :class:`ConfigError` otherwise."""
+    try:
+        secret = bytes.fromhex(read_secret(path))
+    except ValueError:
+        secret = b""
+    if len(secret) != 16:
+        raise ConfigError(
+            "multicast.key_file: expected 32 hex digits (an AES-128 key)", key="multicast.key_file"
+        )
+    return secret
 
 
 @dataclass
@@ -174,16 +188,7 @@ class MulticastManager:
         self._stage_device = stage_device
         self.clock = clock
         self.log = logger or logging.getLogger("citypack.gateway")
-        secret_hex = read_secret(config.key_file)
-        try:
-            self._secret = bytes.fromhex(secret_hex)
-        except ValueError:
-            self._secret = b""
-        if len(self._secret) != 16:
-            raise ConfigError(
-                "multicast.key_file: expected 32 hex digits (an AES-128 key)",
-                key="multicast.key_file",
-            )
+        self._secret = read_group_secret(config.key_file)
         self._token = read_secret(config.api_token_file) if client is None else ""
         self._client_instance = client
         self._group_ids: dict[str, str] = {}  # registry group -> ChirpStack multicast group id

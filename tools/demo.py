@@ -405,8 +405,10 @@ class Demo:
     def _gateway_overrides(self) -> dict[str, dict[str, Any]]:
         opts = self.options
         # Simulated minutes pass in real seconds: the gateway's timers are in real time, so the
-        # intervals it expects from nodes shrink by the speed factor. Its day-burner check reads
-        # the wall clock, not the simulated evening, so the demo switches that window off.
+        # intervals it expects from nodes shrink by the speed factor. Its rules (fill rate,
+        # forecast, day burner) read the events' time, which netsim stamps with the simulated
+        # clock (tools/sim/fleet.py); the day-burner window stays off so a short demo run shows
+        # only the faults the world injects.
         overrides: dict[str, dict[str, Any]] = {
             "lamps": {
                 "day_start_hour_utc": 0,

@@ -203,3 +203,29 @@ async def test_group_routes_say_multicast_is_off(tmp_path: Path) -> None:
                 assert response.json()["error"] == "multicast_disabled"
     finally:
         await gateway.close()
+
+
+def test_preflight_reads_the_multicast_secrets(tmp_path: Path) -> None:
+    from gateway.errors import GatewayError
+    from gateway.preflight import preflight
+
+    token, key = tmp_path / "cs-token", tmp_path / "mc-key"
+    token.write_text("chirpstack-token\n")
+    path = tmp_path / "gateway.toml"
+
+    def write(key_file: Path) -> Path:
+        path.write_text(
+            '[mqtt]\nurl = "mqtt://127.0.0.1:1883"\napplication_id = "app"\n'
+            f'[store]\nurl = "sqlite:///{tmp_path / "gw.db"}"\n'
+            f'[multicast]\nenabled = true\napi_token_file = "{token}"\nkey_file = "{key_file}"\n'
+        )
+        return path
+
+    for body, words in ((None, "cannot read secret file"), ("not hex", "32 hex digits")):
+        if body is not None:
+            key.write_text(body + "\n")
+        with pytest.raises(GatewayError, match=words) as info:
+            preflight(write(key), environ={})
+        assert "\n" not in str(info.value)
+    key.write_text("00112233445566778899aabbccddeeff\n")
+    assert preflight(write(key), environ={}).config.multicast.enabled

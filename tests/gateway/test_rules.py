@@ -87,6 +87,28 @@ def test_fire_and_tilt_on_transition_and_from_alarms() -> None:
     assert types(pickup) == ["bin_pickup"] and device.derived["fill_percent"] == 2
 
 
+def test_fire_alarm_once_per_fire_and_tilt_alarm_against_the_threshold() -> None:
+    cfg = BinsConfig(fire_threshold_c=70, tilt_threshold_deg=60)
+    device = Device("01", kind="bin")
+    assert types(bins.apply_bin_status(device, status(10, temperature_c=75), cfg, 0)) == [
+        "bin_fire"
+    ]
+    fire = {"alarm": "fire", "value": 90, "fill_percent": 10}
+    assert types(bins.apply_bin_alarm(device, fire, cfg, 1)) == []  # the same fire
+    assert types(bins.apply_bin_alarm(device, fire, cfg, 2)) == []
+    assert device.derived["fire"] is True
+    bins.apply_bin_status(device, status(10, temperature_c=20), cfg, 3)  # out
+    assert types(bins.apply_bin_alarm(device, fire, cfg, 4)) == ["bin_fire"]  # a new one
+    tilt = {"alarm": "tilt", "value": 50, "fill_percent": 10}
+    assert types(bins.apply_bin_alarm(device, tilt, cfg, 5)) == []  # below 60 degrees
+    assert device.derived["tilt"] is False
+    tilt["value"] = 60
+    assert types(bins.apply_bin_alarm(device, tilt, cfg, 6)) == ["bin_tilt"]
+    assert device.derived["tilt"] is True
+    tilt["value"] = 90
+    assert types(bins.apply_bin_alarm(device, tilt, cfg, 7)) == []  # still tilted
+
+
 def test_collection_list_and_formats() -> None:
     cfg = BinsConfig(collection_horizon_h=24)
     full = Device("0a", kind="bin", name="Full", latitude=56.1, longitude=10.2, street="S")

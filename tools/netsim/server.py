@@ -521,6 +521,10 @@ class NetworkServer:
         )
         if flush_queue:
             state.queue = [i for i in state.queue if i.is_pending]
+        if any(i.id == item.id for i in state.queue):
+            # the id is the primary key of ChirpStack's device_queue_item table
+            # (storage/device_queue.rs enqueue_item): a repeated id is refused, not queued twice
+            raise CommandError(f"queue item {item.id} already exists")
         state.queue.append(item)
         if state.enabled_class == "C":
             self._scheduler.wake()
