@@ -12,7 +12,9 @@ being stored and no two groups share a key; the session keys ChirpStack needs co
 McKey as TS004-1.0.0 (remote multicast setup) §3.1.2 defines them:
 McAppSKey = aes128_encrypt(McKey, 0x01 | McAddr | pad16), McNwkSKey = aes128_encrypt(McKey, 0x02 |
 McAddr | pad16), McAddr little-endian. A node learns the McKey through McGroupSetupReq (port 200,
-the firmware's remote multicast setup package); the McKey is never logged or returned by the API.
+the firmware's remote multicast setup package) and hears the group only inside a class C session
+(McClassCSessionReq, TS004 §4.4); this module sends neither yet (that needs the TS004 codec of
+protocol/fuota). The McKey is never logged or returned by the API.
 
 Group commands. One command (e.g. ``lamp_override``) is encoded once with one ``command_id``
 and enqueued once in the group's multicast queue: one frame on the air for the whole group
