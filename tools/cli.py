@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "sim",
     "demo",
     "firmware",
+    "fuota",
     "bench",
 )
 

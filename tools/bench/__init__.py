@@ -14,4 +14,5 @@ BENCHMARKS: tuple[str, ...] = (
     "firmware_apps",
     "group_override",
     "city_outcomes",
+    "fuota_firmware",
 )

@@ -157,6 +157,21 @@ REQUIRED: tuple[Required, ...] = (
         "lamp_override frames on the air, unicast",
         asked="vs 30 unicast frames",
     ),
+    # issue 18: FUOTA on the node
+    Required(
+        18,
+        "fuota_firmware",
+        "peak live heap during a campaign, above the code",
+        48,
+        "<=",
+        "FUOTA peak heap <= 48 KB",
+    ),
+    Required(
+        18, "fuota_firmware", "32 KB bundle applied with 10 % fragment loss", 1, ">=", "10 % loss"
+    ),
+    Required(
+        18, "fuota_firmware", "32 KB bundle applied with 30 % fragment loss", 1, ">=", "30 % loss"
+    ),
     # issue 21: what the city gets
     Required(21, "city_outcomes", "truck km citypack / fixed", 0.6, "<=", "truck km <= 0.6x"),
     Required(

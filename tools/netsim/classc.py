@@ -105,9 +105,14 @@ class SchedulerLoop:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
+            task = self._task
+            # Python 3.11's asyncio.wait_for returns the inner result and drops a cancel that
+            # arrives as the inner wait completes (CPython gh-86296): cancel until it is done
+            while not task.done():
+                task.cancel()
+                await asyncio.wait([task], timeout=0.05)
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
             self._task = None
 
     async def _run(self) -> None:
