@@ -52,7 +52,8 @@ from gateway.errors import (
 from gateway.store.base import Device
 from protocol import catalogue, codec
 from protocol.errors import ProtocolError
-from protocol.lorawan.crypto import aes_cmac, aes_ecb_encrypt
+from protocol.fuota import keys as fuota_keys
+from protocol.lorawan.crypto import aes_cmac
 from protocol.lorawan.region import REGIONS
 
 __all__ = [
@@ -80,12 +81,8 @@ class GroupKeys:
 
 
 def mc_session_keys(mc_key: bytes, mc_addr: int) -> tuple[bytes, bytes]:
-    """(McAppSKey, McNwkSKey): TS004-1.0.0 §3.1.2, McAddr little-endian."""
-    addr = mc_addr.to_bytes(4, "little")
-    return (
-        aes_ecb_encrypt(mc_key, b"\x01" + addr + bytes(11)),
-        aes_ecb_encrypt(mc_key, b"\x02" + addr + bytes(11)),
-    )
+    """(McAppSKey, McNwkSKey): TS004-1.0.0 §3.1.2 through protocol/fuota/keys.py."""
+    return fuota_keys.mc_app_s_key(mc_key, mc_addr), fuota_keys.mc_nwk_s_key(mc_key, mc_addr)
 
 
 def derive_group_keys(secret: bytes, name: str) -> GroupKeys:
