@@ -382,3 +382,64 @@ async def test_gateways_added_to_the_group_take_precedence(rig: Rig) -> None:
         metadata=rig.meta(),
     )
     assert [d.dev_eui for d in members.result] == [rig.devices[0].dev_eui]
+
+
+async def test_the_firmware_hears_a_group_command_after_its_setup(rig: Rig) -> None:
+    """The whole key path into the real firmware (run under CPython, as tools/sim runs it): the
+    gateway's group McKey (gateway/multicast.py) goes to a lamp in a McGroupSetupReq built by
+    protocol/fuota under the lamp's own AppKey; the firmware's TS004 package
+    (firmware/lib/fuota/mcsetup.py) derives the group keys from it, and its MAC's multicast hook
+    (firmware/lib/lorawan/multicast.py) accepts the emulator's frame of a group command and
+    refuses it a second time."""
+    from gateway.multicast import derive_group_keys
+    from protocol.fuota import encode_commands, keys, mcsetup
+    from tools.sim.fleet import firmware_path
+
+    firmware_path()
+    from fuota.mcsetup import McSetup  # firmware/lib
+    from hal.vclock import VirtualClock
+    from lorawan.multicast import Groups
+
+    group = derive_group_keys(bytes.fromhex("00112233445566778899aabbccddeeff"), "street-elm")
+    lamp = rig.devices[0]
+    app_key = lamp.app_key.to_bytes()
+    setup = mcsetup.McGroupSetupReq(
+        mc_group_id=0,
+        mc_addr=group.mc_addr,
+        mc_key_encrypted=keys.mc_key_encrypt(
+            keys.mc_kekey(keys.mc_root_key_1_0(app_key)), group.mc_key
+        ),
+        min_mc_fcount=0,
+        max_mc_fcount=100,
+    )
+    clock = VirtualClock()
+    groups = Groups(clock)
+    answer = bytearray()
+    McSetup(groups, None, None, app_key).handle(encode_commands([setup]), answer)
+    assert bytes(answer) == b"\x02\x00"  # McGroupSetupAns: group 0, no error
+    # the class C session (McClassCSessionReq needs the TS003 clock): opened directly here
+    groups.session(0, 869_525_000, 3, clock.ticks_ms(), 60_000)
+
+    await join_and_report(rig, [lamp], GW1)
+    group_id = await rig.create_group(
+        mc_addr=f"{group.mc_addr:08x}",
+        mc_nwk_s_key=group.mc_nwk_s_key.hex(),
+        mc_app_s_key=group.mc_app_s_key.hex(),
+    )
+    await rig.stub.AddDevice(
+        api.AddDeviceToMulticastGroupRequest(multicast_group_id=group_id, dev_eui=lamp.dev_eui),
+        metadata=rig.meta(),
+    )
+    f_port, data = codec.encode("lamp_override", {"command_id": 3, "dim_level": 40})
+    rig.harness.ns.enqueue_multicast(group_id, data, f_port=f_port)
+    await until(lambda: len(rig.multicast_lines()) == 1)
+
+    class Rx:
+        def __init__(self, phy: bytes) -> None:
+            self.data = phy
+
+    phy = bytes.fromhex(rig.multicast_lines()[0]["phy"])
+    heard = groups.accept(Rx(phy))
+    assert heard is not None and (heard.fcnt, heard.fport) == (0, f_port)
+    assert codec.decode(heard.fport, bytes(heard.payload), "down").fields["dim_level"] == 40
+    assert groups.accept(Rx(phy)) is None  # the same frame again: a replay
