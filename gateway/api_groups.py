@@ -3,8 +3,8 @@
 ``GET /api/v1/groups`` (registry groups and their members), ``POST
 /api/v1/groups/{group}/commands`` (202 with the command and every member's state), ``GET
 /api/v1/groups/{group}/commands`` and ``GET /api/v1/groups/{group}/commands/{id}``. Bearer
-token as for the rest of ``/api/v1`` (the router is included in the app's ``/api/v1`` router);
-errors are JSON ``{"error", "message"}`` like gateway/api.py. Logic: gateway/multicast.py.
+token as for the rest of ``/api/v1`` (gateway/api/app.py includes it with ``V1_DEPENDENCIES``);
+errors are JSON ``{"error", "message"}`` like gateway/api/errors.py. Logic: gateway/multicast.py.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
 
 
 def group_router(gateway: Gateway) -> APIRouter:
-    """The routes, relative to ``/api/v1`` (gateway/api.py includes them there)."""
+    """The routes, relative to ``/api/v1`` (gateway/api/app.py includes them there)."""
     router = APIRouter(tags=["groups"])
 
     def manager() -> MulticastManager | JSONResponse:

@@ -19,6 +19,7 @@ import ssl
 import tomllib
 import types
 import typing
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,11 +32,13 @@ __all__ = [
     "ApiConfig",
     "AvailabilityConfig",
     "BinsConfig",
+    "ChirpstackConfig",
     "CommandsConfig",
     "Config",
     "LampsConfig",
     "MqttConfig",
     "MulticastConfig",
+    "Os2iotConfig",
     "PublishConfig",
     "RoutesConfig",
     "StoreConfig",
@@ -142,6 +145,38 @@ class WebConfig:
     tile_url: str = ""  # e.g. https://tile.example.org/{z}/{x}/{y}.png; "" = no base map (offline)
     tile_attribution: str = ""  # shown under the map when tile_url is set
     stream_keepalive_s: float = 15.0  # comment line on /api/v1/stream when nothing happens
+    timezone: str = "UTC"  # IANA zone the page shows times in (24-hour, ISO 8601 dates)
+    # a simulated clock to show instead (citypack demo): the page shows sim_epoch +
+    # (t - sim_wall_start) × sim_speed for a gateway time t; sim_speed 0 = off
+    sim_epoch: float = 0.0
+    sim_wall_start: float = 0.0
+    sim_speed: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ChirpstackConfig:
+    """ChirpStack's gRPC API, optional: with it a cancelled command is also taken out of
+    ChirpStack's device queue (``DeviceService.GetQueue`` / ``FlushQueue``), which MQTT cannot."""
+
+    api: str = ""  # HOST:PORT of ChirpStack's gRPC API; "" = MQTT only
+    api_token_file: str = ""  # a ChirpStack API key (tenant or admin)
+    api_tls: bool = False
+    api_timeout_s: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Os2iotConfig:
+    """A city that runs OS2iot in front of ChirpStack (gateway/README.md "In an OS2iot city")."""
+
+    url: str = ""  # OS2iot's API, e.g. https://os2iot.example.dk/api/v1; "" = no OS2iot
+    api_key_file: str = ""  # the API key (sent as X-API-KEY), needed for downlinks
+    ingest: str = "mqtt"  # mqtt: ChirpStack's MQTT, read-only | http_push: an OS2iot data target
+    push_authorization_file: str = ""  # http_push: the Authorization value the data target sends
+    downlinks: bool = True  # commands through OS2iot's API (false: command/down on MQTT)
+    poll_interval_s: float = 5.0  # how often a handed-over downlink's state is read back
+    retry_min_s: float = 2.0  # back-off after OS2iot's 500 "Could not send to chirpstack"
+    retry_max_s: float = 300.0
+    timeout_s: float = 15.0  # per API call
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +230,9 @@ class Config:
     commands: CommandsConfig = field(default_factory=CommandsConfig)
     web: WebConfig = field(default_factory=WebConfig)
     multicast: MulticastConfig = field(default_factory=MulticastConfig)
+    os2iot: Os2iotConfig = field(default_factory=Os2iotConfig)
     routes: RoutesConfig = field(default_factory=RoutesConfig)
+    chirpstack: ChirpstackConfig = field(default_factory=ChirpstackConfig)
 
     def replace(self, section: str, **values: Any) -> Config:
         """A copy with some keys of one section changed (tests and the demo use it)."""
@@ -360,7 +397,57 @@ def _check(cfg: Config) -> None:
         raise ConfigError("web.tile_url: an http(s) URL with {z}, {x} and {y}", key="web.tile_url")
     if w.stream_keepalive_s <= 0:
         raise ConfigError("web.stream_keepalive_s: must be positive", key="web.stream_keepalive_s")
+    try:
+        zoneinfo.ZoneInfo(w.timezone)
+    except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+        raise ConfigError(
+            f"web.timezone: an IANA time zone like Europe/Copenhagen, got {w.timezone!r}",
+            key="web.timezone",
+        ) from None
+    if w.sim_speed < 0:
+        raise ConfigError("web.sim_speed: 0 (off) or positive", key="web.sim_speed")
+    g = cfg.chirpstack
+    if g.api:
+        host, sep, port = g.api.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"chirpstack.api: HOST:PORT, got {g.api!r}", key="chirpstack.api")
+        if not g.api_token_file:
+            raise ConfigError(
+                "chirpstack.api_token_file: required with chirpstack.api",
+                key="chirpstack.api_token_file",
+            )
+    if g.api_timeout_s <= 0:
+        raise ConfigError("chirpstack.api_timeout_s: must be positive")
+    _check_os2iot(cfg.os2iot)
     _check_multicast(cfg)
+
+
+def _check_os2iot(o: Os2iotConfig) -> None:
+    if o.ingest not in ("mqtt", "http_push"):
+        raise ConfigError(
+            f"os2iot.ingest: expected 'mqtt' or 'http_push', got {o.ingest!r}", key="os2iot.ingest"
+        )
+    if o.ingest == "http_push" and not o.push_authorization_file:
+        raise ConfigError(
+            "os2iot.push_authorization_file: required with ingest = 'http_push' (the data "
+            "target's Authorization header, so nobody else can push uplinks)",
+            key="os2iot.push_authorization_file",
+        )
+    if not o.url:
+        return
+    if not o.url.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"os2iot.url: expected an http(s):// URL, got {o.url!r}", key="os2iot.url"
+        )
+    if o.downlinks and not o.api_key_file:
+        raise ConfigError(
+            "os2iot.api_key_file: required to send downlinks through OS2iot",
+            key="os2iot.api_key_file",
+        )
+    if not (0 < o.retry_min_s <= o.retry_max_s) or o.poll_interval_s <= 0 or o.timeout_s <= 0:
+        raise ConfigError(
+            "os2iot.poll_interval_s, timeout_s, retry_min_s <= retry_max_s must be positive"
+        )
 
 
 def _check_multicast(cfg: Config) -> None:

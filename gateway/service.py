@@ -53,11 +53,12 @@ import aiomqtt
 from gateway import chirpstack as cs
 from gateway.bridge import Bridge
 from gateway.commands import CONFIG_MESSAGES, CommandManager
-from gateway.config import Config
+from gateway.config import Config, read_secret
 from gateway.errors import CommandError, InvalidEvent, StoreError
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.multicast import MulticastManager
+from gateway.os2iot import Os2iotClient, Os2iotDownlinks
 from gateway.publish import Publisher
 from gateway.rules import Outcome, PlannedCommand
 from gateway.rules import availability as availability_rules
@@ -126,6 +127,7 @@ class Gateway:
             on_stop=self.flush,
             metrics=self.metrics,
             logger=self.log,
+            chirpstack_events=config.os2iot.ingest != "http_push",
         )
         self.publisher = Publisher(config.publish, self.bridge.send, self.bridge.send_retained_qos0)
         self.multicast: MulticastManager | None = None  # issue 18: group commands
@@ -161,6 +163,14 @@ class Gateway:
         self._flush_timer: asyncio.TimerHandle | None = None
         self._store_failures = 0
         self._timer_tasks: set[asyncio.Future[None]] = set()
+        self.os2iot: Os2iotDownlinks | None = None
+        if config.os2iot.url and config.os2iot.downlinks:  # commands through OS2iot's API
+            client = Os2iotClient(
+                config.os2iot.url,
+                read_secret(config.os2iot.api_key_file),
+                timeout_s=config.os2iot.timeout_s,
+            )
+            self.os2iot = Os2iotDownlinks(config.os2iot, client, self, clock=clock)
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -191,6 +201,8 @@ class Gateway:
     async def close(self) -> None:
         if self.multicast is not None:
             await self.multicast.close()
+        if self.os2iot is not None:
+            await self.os2iot.client.close()
         if self._opened:
             with contextlib.suppress(StoreError):
                 await self.flush()
@@ -226,6 +238,8 @@ class Gateway:
                 group.create_task(self._dispatcher(), name="dispatch"),
                 group.create_task(self._maintenance(), name="maintenance"),
             ]
+            if self.os2iot is not None:
+                others.append(group.create_task(self.os2iot.run(), name="os2iot"))
             server = None
             if api_socket is not None:
                 from gateway.api import start_api
@@ -261,7 +275,8 @@ class Gateway:
                 if device is not None:
                     twin_json = _JSON.encode(device.twin())  # once: stored and published
                     self.store.stage_device(device, twin_json)
-                    twins.append((device, twin_json.encode()))
+                    if device.decommissioned_at is None:  # its retained topics were cleared
+                        twins.append((device, twin_json.encode()))
             try:
                 await self.store.commit()
                 if not self.store_ok:
@@ -301,7 +316,7 @@ class Gateway:
                 self.publisher.states(twins)
             for dev_eui in availability:
                 device = self.devices.get(dev_eui)
-                if device is not None:
+                if device is not None and device.decommissioned_at is None:
                     self.publisher.availability(device)
             for event in events:
                 self.publisher.event(event)
@@ -587,6 +602,8 @@ class Gateway:
                 self._plan(PlannedCommand(device.dev_eui, message, dict(fields), confirmed=True))
 
     def _apply(self, device: Device, outcome: Outcome) -> None:
+        if device.decommissioned_at is not None:
+            return  # history only: no alarms, no commands (gateway/lifecycle.py)
         for type_, data in outcome.events:
             self._emit(device, type_, data)
         for planned in outcome.commands:
@@ -594,7 +611,7 @@ class Gateway:
 
     def _plan(self, planned: PlannedCommand) -> None:
         target = self.devices.get(planned.dev_eui)
-        if target is None:
+        if target is None or target.decommissioned_at is not None:
             return
         if planned.message in CONFIG_MESSAGES and any(
             c.message == planned.message for c in self.commands.for_device(target.dev_eui)
@@ -740,11 +757,14 @@ class Gateway:
         application_id = (device.application_id if device else "") or (
             self.config.mqtt.application_id
         )
-        if not application_id:
+        if not application_id and self.os2iot is None:
             return  # the topic needs the application: sent once the device has been heard
         if not self.commands.check_size(command, device):
             self._command_changed(command)
             await self.flush()
+            return
+        if self.os2iot is not None:  # through OS2iot's API (gateway/os2iot.py)
+            await self._dispatch_os2iot(command)
             return
         _, payload = cs.build_downlink(
             dev_eui=dev_eui,
@@ -780,6 +800,30 @@ class Gateway:
             extra={"id": command.id, "dev_eui": dev_eui, "command": command.message},
         )
         await self.flush()  # the PUBACK on record: a restart does not publish it again
+
+    async def _dispatch_os2iot(self, command: CommandRecord) -> None:
+        """As for MQTT: handed over (and committed) before OS2iot is called. OS2iot enqueues in
+        ChirpStack before it answers 201, and its 500 means nothing was enqueued, so a refusal
+        un-marks the command; a command handed over before a restart is looked for in OS2iot's
+        queue first, since OS2iot has no queue-item id to refuse a second copy with."""
+        assert self.os2iot is not None
+        if self.os2iot.waiting_for_retry(command.dev_eui):
+            return
+        handed_before = command.published_at is not None
+        self.commands.mark_published(command)
+        await self.flush()
+        if not self.store_ok:
+            self.commands.unmark_published(command)
+            self._kicked.add(command.dev_eui)
+            return
+        if command.state != "queued":  # expired or answered while the commit waited
+            self.commands.publish_finished(command, delivered=True)
+            return
+        if await self.os2iot.dispatch(command, look_first=handed_before):
+            self.commands.publish_finished(command, delivered=True)
+        else:
+            self.commands.unmark_published(command)  # not in ChirpStack's queue: retried
+        await self.flush()
 
     # --- maintenance -----------------------------------------------------------------------------
 
@@ -828,6 +872,8 @@ class Gateway:
 
     def _check_availability(self, devices: list[Device], now: float) -> None:
         for device in devices:
+            if device.decommissioned_at is not None:
+                continue
             outcome = availability_rules.check(device, self.config.availability, now)
             if outcome.events:
                 self._dirty_availability.add(device.dev_eui)
@@ -845,6 +891,8 @@ class Gateway:
         self._gauge_stale = False
         counts: dict[tuple[str, str], int] = {}
         for device in self.devices.values():
+            if device.decommissioned_at is not None:
+                continue
             key = (device.kind, device.availability)
             counts[key] = counts.get(key, 0) + 1
         self.metrics.devices.clear()
@@ -867,3 +915,13 @@ class Gateway:
         self._dirty_state.add(dev_eui)
         self.update_device_gauge()
         return device
+
+    # --- operator verbs (gateway/lifecycle.py) ----------------------------------------------------
+
+    def emit(self, device: Device, type_: str, data: dict[str, Any]) -> None:
+        """Stage a derived event for ``device`` (published after the next commit)."""
+        self._emit(device, type_, data)
+
+    def command_changed(self, command: CommandRecord) -> None:
+        """A command changed state outside the event path: emit ``command_<state>``."""
+        self._command_changed(command)

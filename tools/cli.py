@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "collection",
     "provision",
     "netsim",
+    "os2iot",
     "sim",
     "demo",
     "firmware",
@@ -34,11 +35,21 @@ COMMAND_MODULES = (
 )
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("citypack")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="citypack",
         description="citypack: run a municipal LoRaWAN fleet of bins and lamps around ChirpStack.",
     )
+    parser.add_argument("--version", action="version", version=f"citypack {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         module = importlib.import_module(f"tools.commands.{name}")
@@ -47,7 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()  # imports every area: a Ctrl-C may land here too
+    except KeyboardInterrupt:
+        return 130
     args = parser.parse_args(argv)
     try:
         code = args.func(args)

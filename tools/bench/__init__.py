@@ -14,5 +14,6 @@ BENCHMARKS: tuple[str, ...] = (
     "firmware_apps",
     "group_override",
     "city_outcomes",
+    "registry_throughput",
     "fuota_firmware",
 )

@@ -177,6 +177,29 @@ class NetworkServer:
     def device_ids(self) -> list[str]:
         return list(self._devices)
 
+    def add_device(self, device: Device) -> None:
+        """Register a device at run time (gRPC ``DeviceService.Create`` + ``CreateKeys``).
+
+        A DevEUI already known takes the new keys, name, class and tags and keeps its session
+        and queue (what ``DeviceService.Update`` + ``UpdateKeys`` do in ChirpStack)."""
+        state = self._devices.get(device.dev_eui)
+        if state is None:
+            self._devices[device.dev_eui] = DeviceState(device)
+        else:
+            state.device = device
+
+    def remove_device(self, dev_eui: str) -> bool:
+        """Delete a device with its session and queue (gRPC ``DeviceService.Delete``); it also
+        leaves every multicast group (ChirpStack deletes its memberships with it)."""
+        state = self._devices.pop(dev_eui.lower(), None)
+        if state is None:
+            return False
+        if state.session is not None:
+            self._by_addr.pop(state.session.dev_addr, None)
+        for group in self.multicast.groups():
+            group.devices.discard(dev_eui.lower())
+        return True
+
     def devices(self) -> list[Device]:
         """The devices this server knows (keys files' entries)."""
         return [state.device for state in self._devices.values()]

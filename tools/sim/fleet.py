@@ -154,6 +154,7 @@ class Fleet:
         netsim_options: dict[str, Any] | None = None,
         virtual: bool = False,
         powered_off: frozenset[str] = frozenset(),
+        register_in_emulator: bool = True,
         fuota: FuotaNodes | None = None,
     ) -> None:
         self.world = world
@@ -172,6 +173,9 @@ class Fleet:
         self.netsim_options = netsim_options or {}
         self.virtual = virtual
         self.powered_off = powered_off  # nodes installed but not powered until power_on()
+        # False: the emulator starts with no devices; they are created through its API (as
+        # OS2iot creates them in ChirpStack, tools/os2iot) before they are powered on
+        self.register_in_emulator = register_in_emulator
         self.fuota = fuota  # tools.sim.fuota.FuotaNodes: these nodes run the FUOTA agent
         self.air = Air(self.coverage, world.position_of, on_frame=self._on_frame)
         self.air.resolve_dev_addr = self._node_for_dev_addr
@@ -232,6 +236,17 @@ class Fleet:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        # set_class("A") cancels a class C listener without waiting for it: wait here, so no
+        # listener is still pending when the loop closes (a Ctrl-C during start-up). Found by
+        # the coroutine's public name, since the MAC keeps the task to itself.
+        listeners = [
+            t
+            for t in asyncio.all_tasks()
+            if getattr(t.get_coro(), "__qualname__", "") == "ClassC._loop"
+        ]
+        for task in listeners:
+            task.cancel()
+        await asyncio.gather(*listeners, return_exceptions=True)
         self._tasks.clear()
         await self._stack.aclose()
 
@@ -252,6 +267,8 @@ class Fleet:
         ]
         keys = {eui: key.hex() for eui, key in self.files.secrets.app_keys.items()}
         devices = parse_devices(entries, secrets=keys, where="the simulated city")
+        if not self.register_in_emulator:
+            devices = []
         # ChirpStack's timers are real seconds; here they are simulated seconds, so they shrink
         # by the speed factor (a 200 ms de-duplication window is 200 ms of simulated time).
         scale = 0.0 if self.virtual else 1.0 / self.speed
@@ -471,3 +488,18 @@ class Fleet:
         )
         if self.crashes:
             counters["node_crashes"] = self.crashes
+        if self.netsim is not None:  # what the network server made of the frames it heard
+            network = self.netsim.server.counters
+            counters["network_frames"] = network["uplinks"]
+            counters["network_joins"] = network["joins"]
+            counters["network_dropped"] = network["dropped"]
+
+    def lamp_modes(self) -> dict[str, str]:
+        """Each running lamp app's own ``mode`` (why it shows its level): ``schedule`` (its
+        profile), ``presence_boost`` (its own presence sensor), ``override`` (a
+        ``lamp_override`` from the gateway: a neighbour saw someone coming) or ``off``."""
+        return {
+            dev_eui: str(sim.app.mode)
+            for dev_eui, sim in self.nodes.items()
+            if sim.kind == "lamp" and sim.app is not None and hasattr(sim.app, "mode")
+        }
