@@ -181,20 +181,16 @@ class Os2iotConfig:
 
 @dataclass(frozen=True, slots=True)
 class MulticastConfig:
-    """Class C multicast groups in ChirpStack from the registry's groups (gateway/multicast.py)."""
+    """Class C multicast groups in ChirpStack from the registry's groups (gateway/multicast.py),
+    through ChirpStack's gRPC API as ``[chirpstack]`` gives it (``api``, ``api_token_file``)."""
 
     enabled: bool = False
-    api_url: str = "127.0.0.1:8080"  # ChirpStack's gRPC API, host:port
-    api_token_file: str = ""  # a ChirpStack API token (tenant or admin key); required if enabled
-    api_tls: bool = False  # gRPC over TLS (system CAs) instead of plain text
-    tenant_id: str = ""  # recorded with the groups; "" = not checked
     application_id: str = ""  # ChirpStack application of the groups; "" = mqtt.application_id
     key_file: str = ""  # secret the groups' McKeys and McAddrs are derived from; required
     group_by: str = "group"  # registry field a multicast group is made of: group | street
     frequency_hz: int = 869_525_000  # the groups' class C frequency (EU868 RX2 by default)
     dr: int = 0  # the groups' data rate (EU868 RX2 DR0 by default)
     command_timeout_s: float = 600.0  # members not reporting applied by then are "expired"
-    rpc_timeout_s: float = 10.0  # per gRPC call
 
 
 @dataclass(frozen=True, slots=True)
@@ -454,14 +450,14 @@ def _check_multicast(cfg: Config) -> None:
     mc = cfg.multicast
     if not mc.enabled:
         return
-    host, _, port = mc.api_url.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) <= 65535:
+    if not cfg.chirpstack.api:
         raise ConfigError(
-            f"multicast.api_url: expected host:port, got {mc.api_url!r}", key="multicast.api_url"
+            "multicast: needs chirpstack.api (and chirpstack.api_token_file): groups are made "
+            "through ChirpStack's gRPC API",
+            key="chirpstack.api",
         )
-    for key in ("api_token_file", "key_file"):
-        if not getattr(mc, key):
-            raise ConfigError(f"multicast.{key}: required when multicast is enabled")
+    if not mc.key_file:
+        raise ConfigError("multicast.key_file: required when multicast is enabled")
     if not (mc.application_id or cfg.mqtt.application_id):
         raise ConfigError(
             "multicast.application_id: required (or set mqtt.application_id)",
@@ -471,8 +467,8 @@ def _check_multicast(cfg: Config) -> None:
         raise ConfigError("multicast.group_by: 'group' or 'street'", key="multicast.group_by")
     if not 863_000_000 <= mc.frequency_hz <= 870_000_000 or not 0 <= mc.dr <= 5:
         raise ConfigError("multicast.frequency_hz/dr: an EU868 frequency (Hz) and DR0..DR5")
-    if mc.command_timeout_s <= 0 or mc.rpc_timeout_s <= 0:
-        raise ConfigError("multicast.command_timeout_s and rpc_timeout_s must be positive")
+    if mc.command_timeout_s <= 0:
+        raise ConfigError("multicast.command_timeout_s: must be positive")
 
 
 def _check_lamp_profile(name: str, profile: dict[str, Any]) -> None:

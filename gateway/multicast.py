@@ -41,7 +41,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.chirpstack_grpc import ChirpStackGroups, GroupSpec
-from gateway.config import MulticastConfig, read_secret
+from gateway.config import ChirpstackConfig, MulticastConfig, read_secret
 from gateway.errors import (
     ChirpStackApiError,
     CommandRejected,
@@ -172,6 +172,7 @@ class MulticastManager:
         self,
         *,
         config: MulticastConfig,
+        chirpstack: ChirpstackConfig,
         application_id: str,
         devices: Mapping[str, Device],
         active_command_ids: Callable[[str], set[int]],
@@ -188,7 +189,8 @@ class MulticastManager:
         self.clock = clock
         self.log = logger or logging.getLogger("citypack.gateway")
         self._secret = read_group_secret(config.key_file)
-        self._token = read_secret(config.api_token_file) if client is None else ""
+        self.chirpstack = chirpstack
+        self._token = read_secret(chirpstack.api_token_file) if client is None else ""
         self._client_instance = client
         self._group_ids: dict[str, str] = {}  # registry group -> ChirpStack multicast group id
         self.commands: dict[str, GroupCommand] = {}
@@ -200,10 +202,10 @@ class MulticastManager:
         """Made on first use, inside the running event loop (grpc.aio binds to it)."""
         if self._client_instance is None:
             self._client_instance = ChirpStackGroups(
-                target=self.config.api_url,
+                target=self.chirpstack.api,
                 token=self._token,
-                tls=self.config.api_tls,
-                timeout_s=self.config.rpc_timeout_s,
+                tls=self.chirpstack.api_tls,
+                timeout_s=self.chirpstack.api_timeout_s,
             )
         return self._client_instance
 

@@ -7,7 +7,7 @@ In order, each problem one :class:`~gateway.errors.GatewayError` line:
    types, ranges, unknown keys in the file or the environment, lamp profiles against the
    catalogue's ``lamp_profile`` fields);
 2. the secret files can be read (``[api] token_file``, ``[mqtt] password_file``, and with
-   ``[multicast] enabled`` its ``api_token_file`` and ``key_file``);
+   ``[multicast] enabled`` ``[chirpstack] api_token_file`` and ``[multicast] key_file``);
 3. the store URL through the same factory the service uses (:func:`gateway.store.create_store`):
    a backend it cannot make fails here; for SQLite, the absolute database path, which must not
    be a directory and must be creatable;
@@ -53,7 +53,7 @@ def preflight(
     if cfg.mqtt.password_file:
         read_secret(cfg.mqtt.password_file)  # the bridge reads it at connect: fail now instead
     if cfg.multicast.enabled:  # gateway/multicast.py reads both when the service starts
-        read_secret(cfg.multicast.api_token_file)
+        read_secret(cfg.chirpstack.api_token_file)
         read_group_secret(cfg.multicast.key_file)
     store = create_store(cfg.store.url, synchronous=cfg.store.synchronous)
     location = _store_location(store, cfg.store.url)

@@ -134,6 +134,7 @@ class Gateway:
         if config.multicast.enabled:
             self.multicast = MulticastManager(
                 config=config.multicast,
+                chirpstack=config.chirpstack,
                 application_id=config.mqtt.application_id,
                 devices=self.devices,
                 active_command_ids=lambda eui: {

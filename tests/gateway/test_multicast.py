@@ -161,13 +161,15 @@ def test_multicast_config_section(tmp_path: Path) -> None:
     base = {"mqtt": {"url": "mqtt://127.0.0.1:1883", "application_id": "a"}}
     cfg = parse_config(base, environ={})
     assert cfg.multicast.enabled is False and cfg.multicast.frequency_hz == 869_525_000
-    with pytest.raises(ConfigError, match=r"multicast\.api_token_file: required"):
+    with pytest.raises(ConfigError, match=r"needs chirpstack\.api"):
+        parse_config({**base, "multicast": {"enabled": True, "key_file": "k"}}, environ={})
+    base["chirpstack"] = {"api": "127.0.0.1:8080", "api_token_file": "t"}
+    with pytest.raises(ConfigError, match=r"multicast\.key_file: required"):
         parse_config({**base, "multicast": {"enabled": True}}, environ={})
-    good = {"enabled": True, "api_token_file": "t", "key_file": "k"}
+    good = {"enabled": True, "key_file": "k"}
     assert parse_config({**base, "multicast": good}, environ={}).multicast.enabled
     for bad, words in (
         ({"group_by": "district"}, "group_by"),
-        ({"api_url": "nohost"}, "api_url"),
         ({"dr": 9}, "frequency_hz/dr"),
         ({"frequency_hz": 915_000_000}, "frequency_hz/dr"),
     ):
@@ -217,7 +219,8 @@ def test_preflight_reads_the_multicast_secrets(tmp_path: Path) -> None:
         path.write_text(
             '[mqtt]\nurl = "mqtt://127.0.0.1:1883"\napplication_id = "app"\n'
             f'[store]\nurl = "sqlite:///{tmp_path / "gw.db"}"\n'
-            f'[multicast]\nenabled = true\napi_token_file = "{token}"\nkey_file = "{key_file}"\n'
+            f'[chirpstack]\napi = "127.0.0.1:8080"\napi_token_file = "{token}"\n'
+            f'[multicast]\nenabled = true\nkey_file = "{key_file}"\n'
         )
         return path
 

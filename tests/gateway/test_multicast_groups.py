@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gateway.chirpstack_grpc import ChirpStackGroups
-from gateway.config import MulticastConfig
+from gateway.config import ChirpstackConfig, MulticastConfig
 from gateway.errors import ChirpStackApiError, ConfigError, UnknownGroup
 from gateway.multicast import MulticastManager, derive_group_keys, mc_session_keys
 from gateway.store.base import Device
@@ -56,9 +56,8 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         server, port = await start_grpc(ns, "127.0.0.1", 0, "cs-token")
         client = ChirpStackGroups(target=f"127.0.0.1:{port}", token="cs-token")
         manager = MulticastManager(
-            config=MulticastConfig(
-                enabled=True, key_file=str(tmp_path / "key"), api_token_file="unused"
-            ),
+            config=MulticastConfig(enabled=True, key_file=str(tmp_path / "key")),
+            chirpstack=ChirpstackConfig(),
             application_id=APP,
             devices=devices,
             active_command_ids=lambda eui: active[eui],
@@ -145,7 +144,8 @@ async def test_bad_input_and_unreachable_chirpstack(rig: Rig, tmp_path: Path) ->
     bad.write_text("not hex\n")
     with pytest.raises(ConfigError, match="32 hex digits"):
         MulticastManager(
-            config=MulticastConfig(enabled=True, key_file=str(bad), api_token_file=str(bad)),
+            config=MulticastConfig(enabled=True, key_file=str(bad)),
+            chirpstack=ChirpstackConfig(api="127.0.0.1:9", api_token_file=str(bad)),
             application_id=APP,
             devices={},
             active_command_ids=lambda eui: set(),
@@ -174,9 +174,8 @@ async def test_a_restart_finds_the_group_and_brings_it_in_line(rig: Rig, tmp_pat
     assert group_id is not None and first.f_cnt == 0
     # a new process (nothing cached) with another data rate configured
     restarted = MulticastManager(
-        config=MulticastConfig(
-            enabled=True, key_file=str(tmp_path / "key"), api_token_file="unused", dr=3
-        ),
+        config=MulticastConfig(enabled=True, key_file=str(tmp_path / "key"), dr=3),
+        chirpstack=ChirpstackConfig(),
         application_id=APP,
         devices=rig.devices,
         active_command_ids=lambda eui: set(),

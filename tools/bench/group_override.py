@@ -201,10 +201,12 @@ async def street(
                 "store": {"url": f"sqlite:///{directory / f'gw-{app}.db'}"},
                 "api": {"enabled": True, "listen": "127.0.0.1:0"},
                 "publish": {"base_topic": f"cp{app[:8]}"},
+                "chirpstack": {
+                    "api": f"127.0.0.1:{netsim.grpc_address[1]}",
+                    "api_token_file": str(directory / "cs-token"),
+                },
                 "multicast": {
                     "enabled": True,
-                    "api_url": f"127.0.0.1:{netsim.grpc_address[1]}",
-                    "api_token_file": str(directory / "cs-token"),
                     "key_file": str(directory / "mc-key"),
                     "command_timeout_s": 3600.0,
                 },
