@@ -7,9 +7,11 @@ Outside data (MQTT payloads, HTTP bodies, config files) only ever raises these::
     ├── InvalidEvent         a ChirpStack event that does not parse (bad JSON/protobuf, wrong
     │                        types, bad base64, unknown event type)
     ├── StoreError           the store cannot be opened or migrated
+    ├── ChirpStackApiError   ChirpStack's gRPC API failed or refused a call (``code``)
     ├── RouteError           a collection route cannot be planned (config, road graph, bins)
     └── CommandError         a command that cannot be accepted
         ├── UnknownDevice        no such device in the registry
+        ├── UnknownGroup         no registry group of that name (no member of the command's kind)
         ├── CommandRejected      wrong message for the device kind, bad fields
         ├── PayloadTooLarge      the encoded payload exceeds the device's data rate limit
         └── NotCancellable       the command already left the gateway's queue, or is finished
@@ -23,6 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "ChirpStackApiError",
     "CommandError",
     "CommandRejected",
     "ConfigError",
@@ -33,6 +36,7 @@ __all__ = [
     "RouteError",
     "StoreError",
     "UnknownDevice",
+    "UnknownGroup",
 ]
 
 
@@ -59,6 +63,10 @@ class StoreError(GatewayError):
     """The store cannot be opened, migrated or written."""
 
 
+class ChirpStackApiError(GatewayError):
+    """ChirpStack's gRPC API is unreachable or refused a call; ``code`` is the gRPC status name."""
+
+
 class RouteError(GatewayError):
     """A collection route cannot be planned; the message names the key, bin or file at fault."""
 
@@ -69,6 +77,10 @@ class CommandError(GatewayError):
 
 class UnknownDevice(CommandError):
     """The device is not in the registry."""
+
+
+class UnknownGroup(CommandError):
+    """No registered device of the command's kind is in the group."""
 
 
 class CommandRejected(CommandError):

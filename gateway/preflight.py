@@ -6,7 +6,8 @@ In order, each problem one :class:`~gateway.errors.GatewayError` line:
 1. the TOML file and the ``CITYPACK_<SECTION>_<KEY>`` overrides (:func:`gateway.config.load_config`:
    types, ranges, unknown keys in the file or the environment, lamp profiles against the
    catalogue's ``lamp_profile`` fields);
-2. the secret files can be read (``[api] token_file``, ``[mqtt] password_file``);
+2. the secret files can be read (``[api] token_file``, ``[mqtt] password_file``, and with
+   ``[multicast] enabled`` ``[chirpstack] api_token_file`` and ``[multicast] key_file``);
 3. the store URL through the same factory the service uses (:func:`gateway.store.create_store`):
    a backend it cannot make fails here; for SQLite, the absolute database path, which must not
    be a directory and must be creatable;
@@ -26,6 +27,7 @@ from urllib.parse import urlsplit
 
 from gateway.config import Config, check_tls, load_config, read_secret
 from gateway.errors import ConfigError
+from gateway.multicast import read_group_secret
 from gateway.store import SqliteStore, Store, create_store
 
 __all__ = ["Checked", "preflight"]
@@ -50,6 +52,9 @@ def preflight(
     token = read_secret(cfg.api.token_file) if cfg.api.token_file else None
     if cfg.mqtt.password_file:
         read_secret(cfg.mqtt.password_file)  # the bridge reads it at connect: fail now instead
+    if cfg.multicast.enabled:  # gateway/multicast.py reads both when the service starts
+        read_secret(cfg.chirpstack.api_token_file)
+        read_group_secret(cfg.multicast.key_file)
     store = create_store(cfg.store.url, synchronous=cfg.store.synchronous)
     location = _store_location(store, cfg.store.url)
     if cfg.api.enabled:

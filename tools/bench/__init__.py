@@ -12,6 +12,7 @@ BENCHMARKS: tuple[str, ...] = (
     "gateway_throughput",
     "firmware_mac",
     "firmware_apps",
+    "group_override",
     "city_outcomes",
     "registry_throughput",
     "fuota_firmware",

@@ -188,6 +188,21 @@ REQUIRED: tuple[Required, ...] = (
     Required(17, "payload_size", "bin_status bytes, typical with tilt", asked="with tilt"),
     Required(17, "payload_size", "lamp_status bytes, worst case", asked="worst case"),
     Required(17, "payload_size", "lamp_counters bytes, worst case", asked="worst case"),
+    # issue 18: multicast
+    Required(
+        18,
+        "group_override",
+        "lamp_override frames on the air, multicast",
+        1,
+        "<=",
+        "group lamp_override to 30 lamps: 1 frame",
+    ),
+    Required(
+        18,
+        "group_override",
+        "lamp_override frames on the air, unicast",
+        asked="vs 30 unicast frames",
+    ),
     # issue 18: FUOTA on the node
     Required(
         18,
