@@ -1,9 +1,10 @@
 """ChirpStack v4 MQTT integration: event parsing and downlink command building.
 
-Source: /work/shared/reference/chirpstack.md §1 (topics), §2 (event JSON: pbjson serializer,
-``emit_fields`` on ``integration.*`` messages, defaults omitted in nested ``gw.*``/``common.*``),
-§3 (``DownlinkCommand``: ``devEui`` must equal the topic's string, our own ``id`` UUID),
-§4 (protobuf marshaler, ``chirpstack_api.integration``).
+Source: ChirpStack v4 docs, Integrations › MQTT (topics) and › Events (event JSON: pbjson
+serializer, ``emit_fields`` on ``integration.*`` messages, defaults omitted in nested
+``gw.*``/``common.*``); chirpstack src/integration/mqtt.rs (``DownlinkCommand``: ``devEui`` must
+equal the topic's string, our own ``id`` UUID; the ``json = false`` protobuf marshaler,
+``chirpstack_api.integration``).
 
 Parsing is tolerant where ChirpStack varies (unknown keys ignored, absent defaults filled in, both
 ``lowerCamelCase`` and ``snake_case`` accepted) and strict where data is wrong: a key present with

@@ -11,7 +11,8 @@ for a nacked command still turns it into ``applied``, since the node's word coun
 message replaced it before it was handed over), and ``cancelled`` (an operator took it back
 before it was handed over, ``POST /api/v1/commands/{id}/cancel``, :mod:`gateway.lifecycle`).
 
-Reference: /work/shared/reference/chirpstack.md §3 (queue semantics: unconfirmed items leave
+Reference: ChirpStack v4's device queue (chirpstack src/storage/device_queue.rs, downlink/;
+docs, Device classes) (queue semantics: unconfirmed items leave
 ChirpStack's queue at ``txack``, confirmed ones at ``ack``; no ordering between events, so every
 transition only moves forward and events are correlated by ``queueItemId``).
 

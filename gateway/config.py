@@ -37,6 +37,7 @@ __all__ = [
     "Config",
     "LampsConfig",
     "MqttConfig",
+    "MulticastConfig",
     "Os2iotConfig",
     "PublishConfig",
     "RoutesConfig",
@@ -180,6 +181,20 @@ class Os2iotConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MulticastConfig:
+    """Class C multicast groups in ChirpStack from the registry's groups (gateway/multicast.py),
+    through ChirpStack's gRPC API as ``[chirpstack]`` gives it (``api``, ``api_token_file``)."""
+
+    enabled: bool = False
+    application_id: str = ""  # ChirpStack application of the groups; "" = mqtt.application_id
+    key_file: str = ""  # secret the groups' McKeys and McAddrs are derived from; required
+    group_by: str = "group"  # registry field a multicast group is made of: group | street
+    frequency_hz: int = 869_525_000  # the groups' class C frequency (EU868 RX2 by default)
+    dr: int = 0  # the groups' data rate (EU868 RX2 DR0 by default)
+    command_timeout_s: float = 600.0  # members not reporting applied by then are "expired"
+
+
+@dataclass(frozen=True, slots=True)
 class RoutesConfig:
     """Collection routes (gateway/routes.py). Checked when a route is asked for, not at start:
     a depot or road graph that does not fit stops the route, never the collection list."""
@@ -211,6 +226,7 @@ class Config:
     availability: AvailabilityConfig = field(default_factory=AvailabilityConfig)
     commands: CommandsConfig = field(default_factory=CommandsConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    multicast: MulticastConfig = field(default_factory=MulticastConfig)
     os2iot: Os2iotConfig = field(default_factory=Os2iotConfig)
     routes: RoutesConfig = field(default_factory=RoutesConfig)
     chirpstack: ChirpstackConfig = field(default_factory=ChirpstackConfig)
@@ -402,6 +418,7 @@ def _check(cfg: Config) -> None:
     if g.api_timeout_s <= 0:
         raise ConfigError("chirpstack.api_timeout_s: must be positive")
     _check_os2iot(cfg.os2iot)
+    _check_multicast(cfg)
 
 
 def _check_os2iot(o: Os2iotConfig) -> None:
@@ -430,6 +447,31 @@ def _check_os2iot(o: Os2iotConfig) -> None:
         raise ConfigError(
             "os2iot.poll_interval_s, timeout_s, retry_min_s <= retry_max_s must be positive"
         )
+
+
+def _check_multicast(cfg: Config) -> None:
+    mc = cfg.multicast
+    if not mc.enabled:
+        return
+    if not cfg.chirpstack.api:
+        raise ConfigError(
+            "multicast: needs chirpstack.api (and chirpstack.api_token_file): groups are made "
+            "through ChirpStack's gRPC API",
+            key="chirpstack.api",
+        )
+    if not mc.key_file:
+        raise ConfigError("multicast.key_file: required when multicast is enabled")
+    if not (mc.application_id or cfg.mqtt.application_id):
+        raise ConfigError(
+            "multicast.application_id: required (or set mqtt.application_id)",
+            key="multicast.application_id",
+        )
+    if mc.group_by not in ("group", "street"):
+        raise ConfigError("multicast.group_by: 'group' or 'street'", key="multicast.group_by")
+    if not 863_000_000 <= mc.frequency_hz <= 870_000_000 or not 0 <= mc.dr <= 5:
+        raise ConfigError("multicast.frequency_hz/dr: an EU868 frequency (Hz) and DR0..DR5")
+    if mc.command_timeout_s <= 0:
+        raise ConfigError("multicast.command_timeout_s: must be positive")
 
 
 def _check_lamp_profile(name: str, profile: dict[str, Any]) -> None:

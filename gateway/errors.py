@@ -9,9 +9,11 @@ Outside data (MQTT payloads, HTTP bodies, config files) only ever raises these::
     ├── StoreError           the store cannot be opened, migrated or written
     │   ├── StoreConflict        another instance changed a device this batch wrote (PostgreSQL)
     │   └── DeviceBusy           another instance is processing this device right now
+    ├── ChirpStackApiError   ChirpStack's gRPC API failed or refused a call (``code``)
     ├── RouteError           a collection route cannot be planned (config, road graph, bins)
     └── CommandError         a command that cannot be accepted
         ├── UnknownDevice        no such device in the registry
+        ├── UnknownGroup         no registry group of that name (no member of the command's kind)
         ├── CommandRejected      wrong message for the device kind, bad fields
         ├── PayloadTooLarge      the encoded payload exceeds the device's data rate limit
         └── NotCancellable       the command already left the gateway's queue, or is finished
@@ -25,6 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "ChirpStackApiError",
     "CommandError",
     "CommandRejected",
     "ConfigError",
@@ -37,6 +40,7 @@ __all__ = [
     "StoreConflict",
     "StoreError",
     "UnknownDevice",
+    "UnknownGroup",
 ]
 
 
@@ -74,6 +78,10 @@ class DeviceBusy(StoreError):
     caller commits its own batch and then waits for the device (``claim_device(wait=True)``)."""
 
 
+class ChirpStackApiError(GatewayError):
+    """ChirpStack's gRPC API is unreachable or refused a call; ``code`` is the gRPC status name."""
+
+
 class RouteError(GatewayError):
     """A collection route cannot be planned; the message names the key, bin or file at fault."""
 
@@ -84,6 +92,10 @@ class CommandError(GatewayError):
 
 class UnknownDevice(CommandError):
     """The device is not in the registry."""
+
+
+class UnknownGroup(CommandError):
+    """No registered device of the command's kind is in the group."""
 
 
 class CommandRejected(CommandError):

@@ -7,7 +7,8 @@ In order, each problem one :class:`~gateway.errors.GatewayError` line:
    types, ranges, unknown keys in the file or the environment, lamp profiles against the
    catalogue's ``lamp_profile`` fields);
 2. the secret files can be read (``[api] token_file``, ``[mqtt] password_file``,
-   ``[store] password_file``);
+   ``[store] password_file``, and with ``[multicast] enabled`` ``[chirpstack] api_token_file``
+   and ``[multicast] key_file``);
 3. the store URL through the same factory the service uses (:func:`gateway.store.create_store`):
    a backend it cannot make fails here; for SQLite, the absolute database path, which must not
    be a directory and must be creatable;
@@ -27,6 +28,7 @@ from urllib.parse import urlsplit
 
 from gateway.config import Config, check_tls, load_config, read_secret
 from gateway.errors import ConfigError
+from gateway.multicast import read_group_secret
 from gateway.store import SqliteStore, Store, create_store
 
 __all__ = ["Checked", "preflight"]
@@ -51,6 +53,9 @@ def preflight(
     token = read_secret(cfg.api.token_file) if cfg.api.token_file else None
     if cfg.mqtt.password_file:
         read_secret(cfg.mqtt.password_file)  # the bridge reads it at connect: fail now instead
+    if cfg.multicast.enabled:  # gateway/multicast.py reads both when the service starts
+        read_secret(cfg.chirpstack.api_token_file)
+        read_group_secret(cfg.multicast.key_file)
     if cfg.store.password_file:
         read_secret(cfg.store.password_file)  # the PostgreSQL store reads it at open
     store = create_store(

@@ -9,7 +9,7 @@ Under ``[publish] base_topic`` (default ``citypack``):
 - ``bridge/{client_id}/state``: ``online`` retained while this instance is connected; its last
   will sets ``offline`` (one topic per instance, so one stopping says nothing about the others).
 
-Home Assistant MQTT discovery (reference/domain.md §4) is opt-in (``[publish] homeassistant``):
+Home Assistant MQTT discovery (HA docs, MQTT Discovery) is opt-in (``[publish] homeassistant``):
 one retained config per entity under ``<discovery_prefix>/<component>/<devEui>/<object>/config``,
 with availability from both this instance's ``bridge/{client_id}/state`` and the device's own
 topic (``availability_mode: all``), as zigbee2mqtt does.

@@ -63,6 +63,7 @@ from gateway.config import Config, read_secret
 from gateway.errors import CommandError, DeviceBusy, InvalidEvent, StoreConflict, StoreError
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
+from gateway.multicast import MulticastManager
 from gateway.os2iot import Os2iotClient, Os2iotDownlinks
 from gateway.publish import Publisher
 from gateway.rules import Outcome, PlannedCommand
@@ -142,6 +143,20 @@ class Gateway:
             self.bridge.send_retained_qos0,
             client_id=config.mqtt.client_id,
         )
+        self.multicast: MulticastManager | None = None  # issue 18: group commands
+        if config.multicast.enabled:
+            self.multicast = MulticastManager(
+                config=config.multicast,
+                chirpstack=config.chirpstack,
+                application_id=config.mqtt.application_id,
+                devices=self.devices,
+                active_command_ids=lambda eui: {
+                    c.command_id for c in self.commands.for_device(eui)
+                },
+                stage_device=self.store.stage_device,
+                clock=clock,
+                logger=self.log,
+            )
         self.api_token = api_token
         self.api_port: int | None = None
         self.store_ok = False
@@ -208,6 +223,8 @@ class Gateway:
         )
 
     async def close(self) -> None:
+        if self.multicast is not None:
+            await self.multicast.close()
         if self.os2iot is not None:
             await self.os2iot.client.close()
         if self._opened:
@@ -722,7 +739,11 @@ class Gateway:
                 lamp_rules.apply_lamp_presence(device, fields, self.config.lamps, self.devices.get),
             )
         elif message == "command_result":
-            command = self.commands.on_result(device.dev_eui, fields)
+            # a group command's member first (gateway/multicast.py: its ids avoid active ones)
+            grouped = self.multicast.on_result(device.dev_eui, fields) if self.multicast else None
+            command = (
+                None if grouped is not None else self.commands.on_result(device.dev_eui, fields)
+            )
             self._command_changed(command)
             if command is not None and command.state != "applied":
                 version = None  # a refused config does not count as reported

@@ -40,7 +40,15 @@ from protocol import catalogue
 from protocol.catalogue.model import Field, Message
 from protocol.errors import CatalogueError, DecodeError, EncodeError
 
-__all__ = ["MAX_DEPTH", "MAX_PAYLOAD", "Decoded", "decode", "decode_strict", "encode"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_PAYLOAD",
+    "Decoded",
+    "decode",
+    "decode_strict",
+    "encode",
+    "encode_compact",
+]
 
 MAX_PAYLOAD: Final = 242
 """Largest application payload accepted (EU868 DR7 / US915 DR4 maximum N, RP002-1.0.4)."""
@@ -118,6 +126,7 @@ def _plan(msg: Message) -> tuple[_Spec, ...]:
 _PLANS: Final[dict[int, tuple[Message, tuple[_Spec, ...]]]] = {
     m.fport: (m, _plan(m)) for m in catalogue.MESSAGES
 }
+_PLANS.update({port: _PLANS[catalogue.BY_FPORT[port].fport] for port in catalogue.COMPACT_FPORTS})
 
 
 # --------------------------------------------------------------------------- encode
@@ -225,6 +234,49 @@ def encode(message: str, fields: Mapping[str, Any]) -> tuple[int, bytes]:
     required field, an unknown field, a wrong type or a value out of range.
     """
     msg = catalogue.message(message)
+    return msg.fport, cbor2.dumps(_raw_values(msg, fields), canonical=True)
+
+
+def _default_raw(f: Field) -> Any:
+    if f.type == "bool":
+        return 0
+    if f.type == "enum":
+        return None if f.default is None else f.choices.index(f.default)
+    return None if f.default is None else f.default // f.scale
+
+
+def encode_compact(message: str, fields: Mapping[str, Any]) -> tuple[int, bytes]:
+    """Encode ``fields`` in the message's compact form (``Message.compact_fport``): a CBOR array
+    of the on-air values by key, trailing defaults left off. :class:`EncodeError` when the message
+    has no compact form or a value is beyond its ``compact_limits`` (send the map form then)."""
+    msg = catalogue.message(message)
+    if msg.compact_fport is None:
+        raise EncodeError(f"{msg.name} has no compact form", message_name=msg.name)
+    raw = _raw_values(msg, fields)
+    for name, lo, hi in msg.compact_limits:
+        f = msg.field(name)
+        value = fields.get(name, f.default)
+        if not lo <= value <= hi:
+            raise EncodeError(
+                f"{msg.name}: {name} {value} is beyond the compact form's {lo}..{hi}",
+                message_name=msg.name,
+                field=name,
+            )
+    values = []
+    defaults = []
+    for key in msg.keys:
+        first = next(f for f in msg.fields if f.key == key)
+        default = _default_raw(first)
+        values.append(raw.get(key, default))
+        defaults.append(default)
+    while values and defaults[-1] is not None and values[-1] == defaults[-1]:
+        values.pop()
+        defaults.pop()
+    return msg.compact_fport, cbor2.dumps(values, canonical=True)
+
+
+def _raw_values(msg: Message, fields: Mapping[str, Any]) -> dict[int, Any]:
+    """The on-air value of every field not at its default, by key (validated)."""
     if not isinstance(fields, Mapping):
         raise EncodeError(f"{msg.name}: fields must be an object", message_name=msg.name)
     known = {f.name for f in msg.fields}
@@ -273,7 +325,7 @@ def encode(message: str, fields: Mapping[str, Any]) -> tuple[int, bytes]:
             if not raw:
                 continue
         out[f.key] = raw
-    return msg.fport, cbor2.dumps(out, canonical=True)
+    return out
 
 
 # --------------------------------------------------------------------------- decode
@@ -549,7 +601,8 @@ def _template(msg: Message) -> dict[str, Any]:
 _FAST: Final[dict[int, tuple[str, str, Callable[..., bool], dict[str, Any]]]] = {
     fport: (msg.name, msg.direction, decoder, _template(msg))
     for fport, (msg, specs) in _PLANS.items()
-    if (decoder := _canonical_decoder(fport, specs)) is not None
+    if fport not in catalogue.COMPACT_FPORTS
+    and (decoder := _canonical_decoder(fport, specs)) is not None
 }
 
 
@@ -632,7 +685,15 @@ def decode(fport: int, data: bytes, direction: str | None = "up") -> Decoded:
 def decode_strict(fport: int, data: bytes, direction: str | None = "up") -> Decoded:
     """:func:`decode` through the pure-Python reader only (the reference the tests compare)."""
     msg, specs = _lookup(fport, data, direction)
-    return _decoded(msg.name, _fields(msg, specs, _read_strict(bytes(data))))
+    obj = _read_strict(bytes(data))
+    if fport in catalogue.COMPACT_FPORTS:
+        if type(obj) is not list:
+            raise DecodeError(
+                f"{msg.name}: compact form is not a CBOR array", fport=fport, message_name=msg.name
+            )
+        # key k at position k; extra trailing positions come from a newer sender: ignored
+        obj = {i: v for i, v in enumerate(obj) if i < len(specs)}
+    return _decoded(msg.name, _fields(msg, specs, obj))
 
 
 def message_for(fport: int) -> Message:

@@ -1,7 +1,7 @@
 """The waste-bin node: battery powered, class A, asleep between measurements.
 
-Functions after TALQ ``FillingLevelSensorFunction`` / ``WasteContainerFunction`` and uCIFI 3435
-(reference/domain.md §6.1-6.3): fill percent from container height and sensor offset, fire
+Functions after TALQ 2.7.1 ``FillingLevelSensorFunction`` / ``WasteContainerFunction`` and uCIFI
+3435 (OMA LwM2M registry): fill percent from container height and sensor offset, fire
 (temperature threshold or rate of rise), out of position (tilt), pickups (a sharp fill drop), and
 sensor faults. Alarms go out at once as confirmed ``bin_alarm``; ``bin_status`` goes out every
 ``report_interval_s``, and early when the fill moved by ``fill_step_percent`` or more, crossed
@@ -14,19 +14,14 @@ configuration set by downlink lives in NVS. On the host ``power.deep_sleep`` wai
 clock and the loop re-reads the RTC store, so tests exercise exactly what survives.
 """
 
+import citypack_payloads as cp
 from apps.node import Reboot, Settings, setting
 from drivers.ranging import fill_percent, robust_distance, sample
 
-CONFIG_DEFAULTS = {
-    # the bin_config downlink's fields (defaults as in the protocol catalogue)
-    "config_version": 0,
-    "container_height_cm": 100,
-    "sensor_offset_cm": 0,
-    "full_threshold_percent": 80,
-    "fire_threshold_c": 70,
-    "report_interval_s": 3600,
-    "fill_step_percent": 10,
-}
+# the bin_config downlink's fields at their catalogue defaults, and the config version a node
+# reports before any config came (bin_status.config_version's default): invariant 1
+CONFIG_DEFAULTS = cp.defaults("bin_config")
+CONFIG_DEFAULTS["config_version"] = cp.default("bin_status", "config_version")
 
 STATE_DEFAULTS = {
     "joined": False,
@@ -46,10 +41,6 @@ STATE_DEFAULTS = {
 }
 
 _BIN_COMMANDS = ("bin_config", "device_config", "time_sync", "reboot", "status_request")
-
-
-def _clamp(v, lo, hi):
-    return lo if v < lo else hi if v > hi else v
 
 
 class BinNode:
@@ -77,6 +68,7 @@ class BinNode:
         self._cfg_defaults = defaults
         self.cfg = Settings(nvs, "bin_cfg", defaults)
         self.state = Settings(rtc, "bin_state", STATE_DEFAULTS)
+        self._status = {}  # the bin_status fields, refilled in place for every report
         self.cycles = 0
         self.alarms_sent = 0
         self.statuses_sent = 0
@@ -194,7 +186,11 @@ class BinNode:
             self.alarms_sent += 1
             await self.node.uplink(
                 "bin_alarm",
-                {"alarm": alarm, "value": _clamp(value, -40, 180), "fill_percent": fill_now},
+                {
+                    "alarm": alarm,
+                    "value": cp.clamp("bin_alarm", "value", value),
+                    "fill_percent": fill_now,
+                },
                 confirmed=True,
             )
         if self.status_due():
@@ -222,22 +218,30 @@ class BinNode:
         full = cfg["full_threshold_percent"]
         return (last < full) != (fill < full)  # crossed the "full" line either way
 
+    def status_fields(self, battery):
+        """The bin_status fields, in one dict refilled in place (no garbage per report)."""
+        st = self.state
+        temp = st["temp"]
+        fields = self._status
+        fields["fill_percent"] = st["fill"] if st["fill"] is not None else 0
+        fields["temperature_c"] = cp.clamp(
+            "bin_status", "temperature_c", int(temp + 0.5) if temp is not None else 0
+        )
+        fields["battery_percent"] = cp.clamp("bin_status", "battery_percent", battery)
+        fields["tilt"] = st["tilt"]
+        fields["fire"] = st["fire"]
+        fields["sensor_fault"] = st["fault"] or st["fill"] is None
+        # the compact form's limit (23 per report): each pickup also went as a bin_alarm
+        fields["pickup_count"] = cp.clamp("bin_status", "pickup_count", st["pickups"], True)
+        fields["config_version"] = self.cfg["config_version"]
+        return fields
+
     async def send_status(self, battery=None):
         st = self.state
         if battery is None:
             b = self.sensors.get("battery")
             battery = b.percent() if b else 0
-        temp = st["temp"]
-        fields = {
-            "fill_percent": st["fill"] if st["fill"] is not None else 0,
-            "temperature_c": _clamp(int(temp + 0.5) if temp is not None else 0, -40, 125),
-            "battery_percent": _clamp(battery, 0, 100),
-            "tilt": st["tilt"],
-            "fire": st["fire"],
-            "sensor_fault": st["fault"] or st["fill"] is None,
-            "pickup_count": _clamp(st["pickups"], 0, 255),
-            "config_version": self.cfg["config_version"],
-        }
+        fields = self.status_fields(battery)
         await self.node.uplink("bin_status", fields)
         self.statuses_sent += 1
         st["since_status_s"] = 0

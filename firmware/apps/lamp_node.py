@@ -1,6 +1,6 @@
 """The street-lamp node: mains powered, class C, always listening.
 
-Control after TALQ's model (reference/domain.md §6.1): a ``ControlProgram`` of up to four steps
+Control after TALQ's model (TALQ 2.7.1 data model): a ``ControlProgram`` of up to four steps
 anchored on sunset, sunrise or local clock time (``AstroClockTimeControl`` / ``FixedTimeControl``),
 computed on the node from its latitude/longitude and the date (``drivers.sun``, NOAA) once the time
 is known; ``DynamicControl``: presence raises the level to ``boost_level`` and ``hold_time_s``
@@ -16,12 +16,15 @@ meter: lamp failure (on, no power), dimming failure (power does not follow the l
 failure and day burner (power drawn while the profile says off), supply loss (mains sense pin).
 """
 
+import citypack_payloads as cp
 from apps.node import Reboot, Settings, setting
 from drivers import sun, ticks_diff
 
 CONFIG_DEFAULTS = {
-    "config_version": 0,
-    "report_interval_s": 3600,
+    # catalogue defaults (invariant 1); the profile's fields are required on the air, so their
+    # values before the first lamp_profile are the app's own safe choice
+    "config_version": cp.default("lamp_status", "config_version"),
+    "report_interval_s": cp.default("device_config", "report_interval_s"),
     "base_level": 100,  # no time, no steps: full light is the safe default
     "boost_level": 100,
     "hold_time_s": 60,
@@ -109,10 +112,13 @@ class LampNode:
         self.boost_fade_ms = setting(a, "boost_fade_ms", 500)
         self.return_fade_ms = setting(a, "return_fade_ms", 3000)
         defaults = dict(CONFIG_DEFAULTS)
-        defaults["report_interval_s"] = setting(a, "report_interval_s", 3600)
+        defaults["report_interval_s"] = setting(
+            a, "report_interval_s", CONFIG_DEFAULTS["report_interval_s"]
+        )
         self._cfg_defaults = defaults
         self.time_base = None  # (unix seconds, ticks_ms) after a time sync
         self.outbox = []
+        self._status = {}  # the lamp_status fields, refilled in place for every report
         self.uplinks_dropped = 0
         self._sun_cache = {}
         self._reset_runtime()
@@ -311,7 +317,10 @@ class LampNode:
         self.last_presence_ms = self.clock.ticks_ms()
         self._queue(
             "lamp_presence",
-            {"road_users": min(self.presence_users, 65535), "dim_level": self.dimmer.level},
+            {
+                "road_users": cp.clamp("lamp_presence", "road_users", self.presence_users),
+                "dim_level": self.dimmer.level,
+            },
         )
         self.presence_users = 0
 
@@ -429,16 +438,17 @@ class LampNode:
         self.net_wake.fire()
 
     def status_fields(self):
+        """The lamp_status fields, in one dict refilled in place (no garbage per report)."""
         f = self.failures
-        fields = {
-            "dim_level": self.dimmer.level,
-            "active_power_w": 0,
-            "mode": self.mode,
-            "road_users": min(self.road_users, 65535),
-            "config_version": self.cfg["config_version"],
-        }
+        fields = self._status
+        fields["dim_level"] = self.dimmer.level
+        fields["active_power_w"] = 0
+        fields["mode"] = self.mode
+        fields["road_users"] = cp.clamp("lamp_status", "road_users", self.road_users)
+        fields["config_version"] = self.cfg["config_version"]
         if self.meter is not None:
-            fields["active_power_w"] = min(int(self.meter.power_w + 0.5), 2000)  # catalogue max
+            power = int(self.meter.power_w + 0.5)
+            fields["active_power_w"] = cp.clamp("lamp_status", "active_power_w", power)
         for name in _FAILURES:
             fields[name] = f[name]
         return fields

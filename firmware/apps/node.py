@@ -43,6 +43,11 @@ class Node:
         self.bad_downlinks = 0
         self.encode_errors = 0
         self.wake = clock.alarm()  # fired when a class C command arrives
+        # every report is encoded into this one buffer: nothing left on the heap per uplink
+        self._buf = bytearray(cp.MAX_PAYLOAD)
+        self._view = memoryview(self._buf)
+        self._buf_busy = False  # an uplink in flight still reads it (link.send awaits)
+        self.fport = 0  # the fPort of the last encode()
         link.set_receiver(self._on_downlink)
 
     def _say(self, *parts):
@@ -64,20 +69,46 @@ class Node:
                 backoff_s = min(backoff_s * 2, 3600)
         return False
 
+    def encode(self, name, fields):
+        """The payload of ``name``: a view of this node's buffer, valid until the next encode;
+        its fPort is left in ``self.fport`` (no tuple per report). The compact form where the
+        message has one and the values fit it (fewer bytes: bin_status is 11 at worst, so it
+        fits US915 DR0), else the map form."""
+        port = cp.COMPACT_FPORT.get(name)
+        if port is not None:
+            try:
+                n = cp.encode_compact_into(self._buf, name, fields)
+                self.fport = port
+                return self._view[:n]
+            except ValueError:  # beyond the compact form's limits: the map form carries it
+                pass
+        n = cp.encode_into(self._buf, name, fields)
+        self.fport = cp.FPORT[name]
+        return self._view[:n]
+
     async def uplink(self, name, fields, confirmed=False):
         """Encode and send; downlinks that come back are queued as commands. False on failure."""
+        busy = self._buf_busy
         try:
-            data = cp.encode(name, fields)
+            # the buffer while it is free; a copy when another uplink still awaits its send
+            if busy:
+                port, data = cp.FPORT[name], cp.encode(name, fields)
+            else:
+                data = self.encode(name, fields)
+                port = self.fport
         except ValueError as exc:  # cp.PayloadError: an app bug, which must not stop the node
             self._say("cannot encode", name, exc)
             self.encode_errors += 1
             return False
+        self._buf_busy = True
         try:
-            ok, downlinks = await self.link.send(cp.FPORT[name], data, confirmed)
+            ok, downlinks = await self.link.send(port, data, confirmed)
         except Exception as exc:  # no network: the app keeps running
             self._say("uplink", name, "failed:", exc)
             self.uplinks_failed += 1
             return False
+        finally:
+            self._buf_busy = busy
         for fport, payload in downlinks:
             self._on_downlink(fport, payload)
         if ok:

@@ -5,8 +5,13 @@
 
     import citypack_payloads as cp
     data = cp.encode("bin_status", {"fill_percent": 42, ...})  # bytes; PayloadError if invalid
+    n = cp.encode_into(buf, "bin_status", fields)  # into a bytearray(cp.MAX_PAYLOAD): no garbage
+    n = cp.encode_compact_into(buf, "bin_status", fields)  # on cp.COMPACT_FPORT["bin_status"]
     port = cp.FPORT["bin_status"]
     name, fields = cp.decode(port, data)                       # any message, up or down
+    cp.clamp("bin_status", "temperature_c", t)   # into the field's range (no allocation)
+    cp.default("bin_config", "fill_step_percent")  # a field's default (None: required)
+    cp.defaults("bin_config")                    # {field: default} of the optional fields
 
 Encoding is RFC 8949 §4.2.1 deterministic (shortest forms, keys ascending), fields at their
 default omitted; byte-identical to protocol.codec and the ChirpStack codec (golden vectors in
@@ -28,6 +33,7 @@ _FLAGS = const(2)
 _STR = const(3)
 _LIST = const(4)
 _MAX_PAYLOAD = const(242)  # largest FRMPayload (RP002-1.0.4 EU868 DR7)
+MAX_PAYLOAD = _MAX_PAYLOAD
 _MAX_DEPTH = const(8)
 
 
@@ -35,7 +41,7 @@ class PayloadError(ValueError):
     """A payload or a field value that the catalogue does not allow."""
 
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 FPORT = {
     'device_info': 1,
@@ -86,6 +92,15 @@ _BY_FPORT = {
     22: 'lamp_presence',
     120: 'lamp_override',
     121: 'lamp_profile',
+    12: 'bin_status',  # compact form
+}
+
+# messages with a compact form (a CBOR array by key): its fPort, and its limits
+COMPACT_FPORT = {
+    'bin_status': 12,
+}
+_COMPACT_LIMITS = {
+    'bin_status': (('pickup_count', 0, 23),),
 }
 
 # name: (fPort, specs); a spec is
@@ -238,32 +253,36 @@ def _fail(text):
 
 
 # ---------------------------------------------------------------- encode
+# The writer puts bytes at ``p`` of a caller's buffer and returns the next position: one
+# preallocated buffer per node (encode_into) leaves nothing on the heap per report.
 
 
-def _head(out, major, arg):
+def _head(out, p, major, arg):
     m = major << 5
     if arg < 24:
-        out.append(m | arg)
-    elif arg < 0x100:
-        out.append(m | 24)
-        out.append(arg)
-    elif arg < 0x10000:
-        out.append(m | 25)
-        out.append(arg >> 8)
-        out.append(arg & 0xFF)
-    else:
-        out.append(m | 26)
-        out.append((arg >> 24) & 0xFF)
-        out.append((arg >> 16) & 0xFF)
-        out.append((arg >> 8) & 0xFF)
-        out.append(arg & 0xFF)
+        out[p] = m | arg
+        return p + 1
+    if arg < 0x100:
+        out[p] = m | 24
+        out[p + 1] = arg
+        return p + 2
+    if arg < 0x10000:
+        out[p] = m | 25
+        out[p + 1] = arg >> 8
+        out[p + 2] = arg & 0xFF
+        return p + 3
+    out[p] = m | 26
+    out[p + 1] = (arg >> 24) & 0xFF
+    out[p + 2] = (arg >> 16) & 0xFF
+    out[p + 3] = (arg >> 8) & 0xFF
+    out[p + 4] = arg & 0xFF
+    return p + 5
 
 
-def _put_int(out, value):
+def _put_int(out, p, value):
     if value >= 0:
-        _head(out, 0, value)
-    else:
-        _head(out, 1, -1 - value)
+        return _head(out, p, 0, value)
+    return _head(out, p, 1, -1 - value)
 
 
 def _as_int(prefix, fname, value):
@@ -290,11 +309,11 @@ def _known(specs, name):
     return False
 
 
-def _put_list(out, where, value, extra):
+def _put_list(out, p, where, value, extra):
     max_items, item_fields = extra
     if not isinstance(value, (list, tuple)) or len(value) > max_items:
         raise _fail("%s must be a list of at most %d items" % (where, max_items))
-    _head(out, 4, len(value))
+    p = _head(out, p, 4, len(value))
     index = 0
     for entry in value:
         at = "%s[%d]" % (where, index)
@@ -307,7 +326,7 @@ def _put_list(out, where, value, extra):
                     found = True
             if not found:
                 raise _fail("%s has unknown field %r" % (at, name))
-        _head(out, 4, len(item_fields))
+        p = _head(out, p, 4, len(item_fields))
         for name, kind, lo, hi, choices in item_fields:
             if name not in entry:
                 raise _fail("%s.%s is missing" % (at, name))
@@ -315,17 +334,18 @@ def _put_list(out, where, value, extra):
             if kind == _ENUM:
                 if not isinstance(x, str) or x not in choices:
                     raise _fail("%s.%s must be one of %s, got %r" % (at, name, choices, x))
-                _head(out, 0, choices.index(x))
+                p = _head(out, p, 0, choices.index(x))
             else:
                 x = _as_int(at, name, x)
                 if x < lo or x > hi:
                     raise _fail("%s.%s %d out of range %d..%d" % (at, name, x, lo, hi))
-                _put_int(out, x)
+                p = _put_int(out, p, x)
         index += 1
+    return p
 
 
-def encode(name, fields):
-    """The CBOR bytes of message ``name`` with ``fields``; PayloadError when invalid."""
+def _check(name, fields):
+    """The specs of message ``name``, once ``fields`` is a dict of its fields only."""
     entry = _MESSAGES.get(name) if isinstance(name, str) else None
     if entry is None:
         raise _fail("unknown message %r" % (name,))
@@ -335,68 +355,185 @@ def encode(name, fields):
     for field in fields:
         if not _known(specs, field):
             raise _fail("%s: unknown field %r" % (name, field))
-    out = bytearray(1)
+    return specs
+
+
+def _value(name, spec, fields):
+    """The on-air value of an integer, enum or flags spec; None when absent or at its default.
+
+    Error texts are built only when raising: no allocation on the good path."""
+    _key, kind, fname, lo, hi, scale, required, default, extra = spec
+    if kind == _FLAGS:
+        word = 0
+        for flag, bit in extra:
+            if flag in fields:
+                v = fields[flag]
+                if v is True:
+                    word |= 1 << bit
+                elif v is not False:
+                    raise _fail("%s: %s must be true or false, got %r" % (name, flag, v))
+        return word if word else None
+    if fname not in fields:
+        if required:
+            raise _fail("%s: required field %r is missing" % (name, fname))
+        return None
+    v = fields[fname]
+    if kind == _INT:
+        v = _as_int(name, fname, v)
+        if v < lo * scale or v > hi * scale:
+            raise _fail("%s: %s %d out of range %d..%d" % (name, fname, v, lo * scale, hi * scale))
+        # Fixed point: round half up to the nearest step (as protocol.codec does).
+        raw = (2 * v + scale) // (2 * scale) if scale != 1 else v
+        if not required and raw * scale == default:
+            return None
+        return raw
+    if not isinstance(v, str) or v not in extra:
+        raise _fail("%s: %s must be one of %s, got %r" % (name, fname, extra, v))
+    if not required and v == default:
+        return None
+    return extra.index(v)
+
+
+def encode_into(out, name, fields):
+    """Write message ``name`` with ``fields`` into ``out`` (a bytearray of MAX_PAYLOAD bytes, or
+    at least as long as the message); returns its length. PayloadError when invalid."""
+    specs = _check(name, fields)
+    p = 1
     count = 0
-    for key, kind, fname, lo, hi, scale, required, default, extra in specs:
-        if kind == _FLAGS:
-            word = 0
-            for flag, bit in extra:
-                if flag in fields:
-                    v = fields[flag]
-                    if v is True:
-                        word |= 1 << bit
-                    elif v is not False:
-                        raise _fail("%s: %s must be true or false, got %r" % (name, flag, v))
-            if word:
-                out.append(key)
-                _head(out, 0, word)
+    try:
+        for spec in specs:
+            kind = spec[1]
+            if kind == _STR or kind == _LIST:
+                fname = spec[2]
+                if fname not in fields:
+                    if spec[6]:
+                        raise _fail("%s: required field %r is missing" % (name, fname))
+                    continue
+                v = fields[fname]
+                if kind == _STR:
+                    extra = spec[8]
+                    if not isinstance(v, str) or len(v) > extra:
+                        raise _fail(
+                            "%s: %s must be text of at most %d characters" % (name, fname, extra)
+                        )
+                    n = len(v)
+                    out[p] = spec[0]
+                    p = _head(out, p + 1, 3, n)
+                    for i in range(n):
+                        b = ord(v[i])
+                        if b < 0x20 or b > 0x7E:
+                            raise _fail("%s: %s must be printable ASCII" % (name, fname))
+                        out[p + i] = b
+                    p += n
+                else:
+                    if isinstance(v, (list, tuple)) and not v:
+                        continue
+                    out[p] = spec[0]
+                    p = _put_list(out, p + 1, name + ": " + fname, v, spec[8])
                 count += 1
-            continue
-        if fname not in fields:
-            if required:
-                raise _fail("%s: required field %r is missing" % (name, fname))
-            continue
-        v = fields[fname]
-        # Error texts are built only when raising: no allocation on the good path.
-        if kind == _INT:
-            v = _as_int(name, fname, v)
-            if v < lo * scale or v > hi * scale:
-                raise _fail(
-                    "%s: %s %d out of range %d..%d" % (name, fname, v, lo * scale, hi * scale)
-                )
-            # Fixed point: round half up to the nearest step (as protocol.codec does).
-            raw = (2 * v + scale) // (2 * scale) if scale != 1 else v
-            if not required and raw * scale == default:
                 continue
-            out.append(key)
-            _put_int(out, raw)
-        elif kind == _ENUM:
-            if not isinstance(v, str) or v not in extra:
-                raise _fail("%s: %s must be one of %s, got %r" % (name, fname, extra, v))
-            if not required and v == default:
+            raw = _value(name, spec, fields)
+            if raw is None:
                 continue
-            out.append(key)
-            _head(out, 0, extra.index(v))
-        elif kind == _STR:
-            if not isinstance(v, str) or len(v) > extra:
-                raise _fail("%s: %s must be text of at most %d characters" % (name, fname, extra))
-            raw = v.encode()
-            if len(raw) != len(v):
-                raise _fail("%s: %s must be printable ASCII" % (name, fname))
-            for b in raw:
-                if b < 0x20 or b > 0x7E:
-                    raise _fail("%s: %s must be printable ASCII" % (name, fname))
-            out.append(key)
-            _head(out, 3, len(raw))
-            out.extend(raw)
-        else:
-            if isinstance(v, (list, tuple)) and not v:
-                continue
-            out.append(key)
-            _put_list(out, name + ": " + fname, v, extra)
-        count += 1
+            out[p] = spec[0]
+            p = _put_int(out, p + 1, raw)
+            count += 1
+    except IndexError:
+        raise _fail("%s: longer than the %d-byte buffer" % (name, len(out))) from None
     out[0] = 0xA0 | count
-    return bytes(out)
+    return p
+
+
+def encode_compact_into(out, name, fields):
+    """Like encode_into, in the message's compact form (sent on COMPACT_FPORT[name]): a CBOR
+    array of the on-air values by key, trailing defaults left off. PayloadError when the message
+    has none or a value is beyond the compact form's limits (send encode_into's map form then)."""
+    if not isinstance(name, str) or name not in COMPACT_FPORT:
+        raise _fail("%r has no compact form" % (name,))
+    specs = _check(name, fields)
+    for fname, lo, hi in _COMPACT_LIMITS[name]:
+        if fname in fields:
+            v = _as_int(name, fname, fields[fname])
+            if v < lo or v > hi:
+                raise _fail(
+                    "%s: %s %d is beyond the compact form's %d..%d" % (name, fname, v, lo, hi)
+                )
+    p = 1
+    end = 1  # just after the last value not at its default
+    count = 0
+    try:
+        for spec in specs:
+            raw = _value(name, spec, fields)
+            if raw is None:  # absent or at its default: its default on the air
+                kind = spec[1]
+                default = spec[7]
+                if kind == _FLAGS:
+                    raw = 0
+                elif kind == _INT:
+                    raw = default // spec[5]
+                else:
+                    raw = spec[8].index(default)
+                p = _put_int(out, p, raw)
+            else:
+                p = _put_int(out, p, raw)
+                end = p
+                count = spec[0] + 1  # key k at position k
+    except IndexError:
+        raise _fail("%s: longer than the %d-byte buffer" % (name, len(out))) from None
+    out[0] = 0x80 | count
+    return end
+
+
+_SCRATCH = bytearray(_MAX_PAYLOAD)  # encode()'s buffer (a node uses encode_into and its own)
+
+
+def encode(name, fields):
+    """The CBOR bytes of message ``name`` with ``fields``; PayloadError when invalid."""
+    n = encode_into(_SCRATCH, name, fields)
+    return bytes(memoryview(_SCRATCH)[:n])
+
+
+# ---------------------------------------------------------------- ranges and defaults
+# Apps take ranges and defaults from here, never restate them (ARCHITECTURE.md invariant 1).
+
+
+def _spec(name, fname):
+    entry = _MESSAGES.get(name)
+    if entry is not None:
+        for spec in entry[1]:
+            if spec[2] == fname and fname:
+                return spec
+    raise _fail("%s has no field %r" % (name, fname))
+
+
+def clamp(name, fname, value, compact=False):
+    """``value`` brought into the range of integer field ``fname`` of message ``name`` (with
+    ``compact``, into the compact form's narrower limits where it has them)."""
+    spec = _spec(name, fname)
+    lo = spec[3] * spec[5]
+    hi = spec[4] * spec[5]
+    if compact:
+        for limit in _COMPACT_LIMITS.get(name, ()):
+            if limit[0] == fname:
+                lo = limit[1]
+                hi = limit[2]
+    if value < lo:
+        return lo
+    return hi if value > hi else value
+
+
+def default(name, fname):
+    """The catalogue default of field ``fname`` of message ``name`` (None when required)."""
+    return _spec(name, fname)[7]
+
+
+def defaults(name):
+    """A new dict of the optional integer and enum fields of ``name`` with their defaults."""
+    out = {}
+    for spec in _MESSAGES[name][1]:
+        if not spec[6] and (spec[1] == _INT or spec[1] == _ENUM):
+            out[spec[2]] = spec[7]
+    return out
 
 
 # ---------------------------------------------------------------- decode
@@ -555,4 +692,12 @@ def decode(fport, data):
     obj = reader.item(0)
     if reader.pos != n:
         raise _fail("%s: %d trailing bytes" % (name, n - reader.pos))
-    return name, _fields(name, _MESSAGES[name][1], obj)
+    specs = _MESSAGES[name][1]
+    if fport != _MESSAGES[name][0]:  # the compact form: key k at position k
+        if type(obj) is not list:
+            raise _fail("%s: compact form is not a CBOR array" % name)
+        keyed = {}
+        for i in range(len(obj) if len(obj) < len(specs) else len(specs)):
+            keyed[i] = obj[i]  # extra positions come from a newer sender: ignored
+        obj = keyed
+    return name, _fields(name, specs, obj)

@@ -1,7 +1,7 @@
 """Lamp rules: profiles by config version, lighting ahead of traffic, day-burner, lamp failure.
 
 Messages and fields: docs/interfaces.md (``lamp_status``, ``lamp_presence``, ``lamp_override``,
-``lamp_profile``). Vocabulary after TALQ 2.7.1 (reference/domain.md §6.1): a lamp *failure* is a
+``lamp_profile``). Vocabulary after the TALQ 2.7.1 data model: a lamp *failure* is a
 lit lamp that draws no power or reports a failure flag; a *day burner* draws power in daylight.
 
 Profiles: the desired profile of a lamp is its own (set through a ``lamp_profile`` command) or

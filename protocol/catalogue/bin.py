@@ -1,13 +1,20 @@
 """Messages of the waste-bin node (fill-level sensor under the lid).
 
 Vocabulary from TALQ 2.7.1 ``FillingLevelSensorFunction`` / ``WasteContainerFunction`` and uCIFI
-object 3435 Filling level (shared/reference/domain.md §6.1-6.3): filling percentage, temperature
+object 3435 Filling level (OMA LwM2M registry): filling percentage, temperature
 alarm (fire), out of position (tilt), filling operations counter (pickups), battery level.
 
 Size budget (issue 2, "Numbers"): ``bin_status`` is at most 11 bytes at typical values so it fits
-US915 DR0 (11 bytes, RP002-1.0.4 §2.5.6) and every EU868 DR with room for FOpts. It gets there by
-one-byte keys, omitted defaults (flags word, pickups), and a 5 % battery step so the battery level
-always fits the one-byte CBOR form.
+US915 DR0 (11 bytes, RP002-1.0.4 §5.2.6: N = M - 8 = 19 - 8) and every EU868 DR with room for
+FOpts. It gets there by one-byte keys, omitted defaults (flags word, pickups), and a 5 % battery
+step so the battery level always fits the one-byte CBOR form.
+
+Worst case (issue 17): every flag set, 255 pickups and config version 65535 take 18 bytes in the
+v1 map form, which no catalogue rule can shrink. Its compact form on fPort 12 (protocol version
+2; a new fPort, as the breaking-change rule in protocol/catalogue/__init__.py says) drops the keys
+and takes up to 23 pickups per report: 11 bytes at worst, 8 typical. Nodes send the compact form
+(the bin app clamps pickups per report to 23; every pickup is also a ``bin_alarm``) and the map
+form on fPort 10 only for values beyond the compact limits; decoders read both as ``bin_status``.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ BIN_STATUS = Message(
     device="bin",
     periodic=True,
     description="Periodic bin report (every report_interval_s, default hourly).",
+    compact_fport=12,
+    compact_limits=(("pickup_count", 0, 23),),
     fields=(
         uint("fill_percent", 0, 0, 100, "%", "How full the container is (fillingPercentage)."),
         sint("temperature_c", 1, -40, 125, "°C", "Temperature inside the container."),

@@ -1,8 +1,8 @@
 """Messages every citypack node speaks, whatever its kind.
 
-Names follow TALQ 2.7.1 / uCIFI where they exist (shared/reference/domain.md §6): the boot report
-carries what LwM2M object 3 (Device) would (firmware version, hardware, reset reason), and every
-command downlink carries a small ``command_id`` that ``command_result`` echoes, so the gateway
+Names follow TALQ 2.7.1 / uCIFI (OMA LwM2M registry objects 3410-3460) where they exist: the boot
+report carries what LwM2M object 3 (Device) would (firmware version, hardware, reset reason), and
+every command downlink carries a small ``command_id`` that ``command_result`` echoes, so the gateway
 marks a command applied only when the node says so (ARCHITECTURE.md invariant 4).
 """
 
@@ -11,8 +11,9 @@ from __future__ import annotations
 from protocol.catalogue._build import command_id, config_version, enum, text, uint
 from protocol.catalogue.model import Message
 
-PROTOCOL_VERSION = 1
-"""Version of this catalogue, sent in ``device_info``; bump it when a message gains fields."""
+PROTOCOL_VERSION = 2
+"""Version of this catalogue, sent in ``device_info``; bump it when a message gains fields or a
+form. 1: the first catalogue; 2: bin_status's compact form on fPort 12."""
 
 RESET_REASONS = ("power_on", "deep_sleep", "watchdog", "brownout", "software", "other")
 

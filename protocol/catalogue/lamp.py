@@ -2,7 +2,7 @@
 
 Vocabulary from TALQ 2.7.1 ``LampActuatorFunction`` / ``LampMonitorFunction`` /
 ``TrafficCounterFunction`` and uCIFI objects 3416 (Outdoor lamp controller) and 3418 (Electrical
-monitor), shared/reference/domain.md §6.1-6.2: dimming level, active power, active energy,
+monitor), OMA LwM2M registry: dimming level, active power, active energy,
 operating hours, switch-on counter, lamp/dimming/relay failure, supply loss, day burner, road users.
 
 The ever-growing counters (energy, hours, switch-ons) change slowly and need 3-5 bytes each, so

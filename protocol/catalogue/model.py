@@ -19,7 +19,7 @@ FPort 1..223 are application-specific). The field kinds and how each sits on the
 
 A field with a ``default`` is omitted on the air when it has that value and filled in by decoders
 when absent; a field without one (``required``) must always be present. The vocabulary follows
-TALQ 2.7.1 and uCIFI (shared/reference/domain.md §6).
+TALQ 2.7.1 and uCIFI (OMA LwM2M registry objects 3410-3460).
 """
 
 from __future__ import annotations
@@ -120,6 +120,13 @@ class Message:
     description: str
     fields: tuple[Field, ...]
     examples: dict[str, dict[str, Any]] = field(default_factory=dict)
+    compact_fport: int | None = None
+    """fPort of the message's compact form, or None. The compact form is a CBOR array of the
+    on-air values by key (key k at position k; flags as their word), trailing values at their
+    default left off: no keys on the air. It decodes to the same message and fields."""
+    compact_limits: tuple[tuple[str, int, int], ...] = ()
+    """(field, minimum, maximum) narrower than the field's range that the compact form takes, so
+    its worst case stays small; a value beyond them is sent in the map form."""
 
     def field(self, name: str) -> Field:
         for candidate in self.fields:
@@ -187,3 +194,16 @@ def check_message(message: Message) -> None:
     for label in ("typical", "minimum", "maximum"):
         if label not in message.examples:
             raise fail(f"missing the {label!r} example")
+    if message.compact_fport is not None:
+        if not 1 <= message.compact_fport <= 223 or message.compact_fport == message.fport:
+            raise fail("compact fPort outside 1..223 or equal to the fPort")
+        if message.keys != tuple(range(len(message.keys))):
+            raise fail("a compact form needs keys 0, 1, 2 ... (key = array position)")
+        if any(f.type in ("str", "list") for f in message.fields):
+            raise fail("a compact form takes integers, enums and flags only")
+    for name, lo, hi in message.compact_limits:
+        f = message.field(name)
+        if message.compact_fport is None or f.type not in ("uint", "int"):
+            raise fail(f"compact limit on {name!r}: not an integer field of a compact form")
+        if not f.minimum <= lo <= hi <= f.maximum or lo % f.scale or hi % f.scale:
+            raise fail(f"compact limit on {name!r} outside its range or not in steps")

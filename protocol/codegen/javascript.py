@@ -3,8 +3,8 @@
 ChirpStack v4 runs device-profile codecs in QuickJS (ES2020, no ``require``) and calls
 ``decodeUplink(input)`` with ``input.bytes`` (array of 0..255) and ``input.fPort``, and
 ``encodeDownlink(input)`` with ``input.data``; errors go in the returned ``errors`` array, since
-an exception only produces a generic log event (shared/reference/chirpstack.md §6). The generated
-file follows that contract and never throws.
+an exception only produces a generic log event (ChirpStack v4 docs, Device profiles › codec;
+chirpstack src/codec/js). The generated file follows that contract and never throws.
 
 Data shape: ``data = {"message": NAME, ...fields}`` (fields flat, so ChirpStack's ``object`` and
 its measurement auto-detection see ``object.fill_percent`` directly). The CBOR reader accepts
@@ -389,6 +389,13 @@ function decodeMessage(fPort, raw, direction) {
   var st = { data: data, pos: 0 };
   var obj = readItem(st, 0);
   if (st.pos !== data.length) throw fail(name + ": " + (data.length - st.pos) + " trailing bytes");
+  if (fPort !== msg.fPort) {
+    // the compact form: key k at position k; extra positions (a newer sender) are ignored
+    if (!Array.isArray(obj)) throw fail(name + ": compact form is not a CBOR array");
+    var keyed = new Map();
+    for (var i = 0; i < obj.length && i < msg.specs.length; i++) keyed.set(i, obj[i]);
+    obj = keyed;
+  }
   return decodeFields(name, msg.specs, obj);
 }
 
@@ -506,5 +513,10 @@ def tables() -> str:
     lines.append("")
     lines.append("var BY_FPORT = {")
     lines += [f'  "{m.fport}": {json.dumps(m.name)},' for m in catalogue.MESSAGES]
+    lines += [
+        f'  "{m.compact_fport}": {json.dumps(m.name)},  // compact form (CBOR array by key)'
+        for m in catalogue.MESSAGES
+        if m.compact_fport is not None
+    ]
     lines.append("};")
     return "\n".join(lines) + "\n"

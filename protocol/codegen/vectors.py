@@ -15,6 +15,9 @@ Sections:
   list-item positions): the schema-evolution rule in action.
 - ``invalid``: ``fport`` + ``hex`` that every decoder must refuse, with the ``reason``.
 - ``invalid_fields``: ``message`` + ``fields`` that every encoder must refuse.
+- ``compact``: the compact forms (``Message.compact_fport``, a CBOR array by key) of every example
+  that fits them, and the worst case that does: ``message``, ``case``, ``fport``, ``fields``,
+  ``hex``; ``compact_refused``: fields the compact encoders must refuse (the map form is sent).
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from protocol import catalogue, codec
+from protocol.catalogue.model import Message
 from protocol.codegen import ROOT
+from protocol.errors import EncodeError
 
 PATH = ROOT / "protocol" / "vectors" / "payloads.json"
 
@@ -59,6 +64,20 @@ def _decode_only() -> list[dict[str, Any]]:
         "steps": steps,
     }
     return [
+        {
+            "reason": "compact form: an extra trailing position (a newer sender) is ignored",
+            "fport": 12,
+            "hex": "87182a121100000305",
+            "message": "bin_status",
+            "fields": _BIN_FIELDS,
+        },
+        {
+            "reason": "compact form: values at their default sent anyway decode the same",
+            "fport": 12,
+            "hex": "86182a1211000003",
+            "message": "bin_status",
+            "fields": _BIN_FIELDS,
+        },
         {
             "reason": "unknown key 23 (text) and 22 (nested array, bytes) are ignored",
             "fport": 10,
@@ -203,6 +222,10 @@ def _invalid() -> list[dict[str, Any]]:
         ("unix_time negative", 101, "a200000120"),
         ("report_interval_s 59 below the minimum", 100, "a3 0000 0100 02183b"),
         ("payload longer than 242 bytes", 10, "a500182a011202110503175900ed" + "00" * 237),
+        ("a map on bin_status's compact fPort", 12, "a400182a011202110503"),
+        ("compact bin_status with text for fill_percent", 12, "866234321211000003"),
+        ("compact bin_status with fill_percent 101", 12, "83186512 11".replace(" ", "")),
+        ("compact bin_status without its required temperature", 12, "81182a"),
     ]
     return [{"reason": r, "fport": p, "hex": h.replace(" ", "")} for r, p, h in cases]
 
@@ -247,7 +270,64 @@ def _invalid_fields() -> list[dict[str, Any]]:
     ]
 
 
+def _cbor_len(raw: int) -> int:
+    arg = raw if raw >= 0 else -1 - raw
+    return 1 if arg < 24 else 2 if arg < 0x100 else 3 if arg < 0x10000 else 5
+
+
+def compact_worst_case(msg: Message) -> dict[str, Any]:
+    """Fields of ``msg`` whose compact form is longest: flags set, the last enum choice, and each
+    integer at the end of its range (within the compact limits) with the longest CBOR form."""
+    limits = {name: (lo, hi) for name, lo, hi in msg.compact_limits}
+    out: dict[str, Any] = {}
+    for f in msg.fields:
+        if f.type == "bool":
+            out[f.name] = True
+        elif f.type == "enum":
+            out[f.name] = f.choices[-1]
+        else:
+            lo, hi = limits.get(f.name, (f.minimum, f.maximum))
+            out[f.name] = max((hi, lo), key=lambda v: _cbor_len(v // f.scale))
+    return out
+
+
+def _compact() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    cases = []
+    refused = []
+    for msg in catalogue.MESSAGES:
+        if msg.compact_fport is None:
+            continue
+        examples = dict(msg.examples)
+        worst = compact_worst_case(msg)
+        for name, lo, hi in msg.compact_limits:
+            refused.append(
+                {
+                    "reason": f"{name} beyond the compact form's {lo}..{hi}",
+                    "message": msg.name,
+                    "fields": worst | {name: hi + msg.field(name).scale},
+                }
+            )
+        examples["compact worst case"] = worst
+        for label, fields in examples.items():
+            try:
+                fport, data = codec.encode_compact(msg.name, fields)
+            except EncodeError:
+                continue
+            cases.append(
+                {
+                    "message": msg.name,
+                    "case": label,
+                    "fport": fport,
+                    "direction": msg.direction,
+                    "fields": fields,
+                    "hex": data.hex(),
+                }
+            )
+    return cases, refused
+
+
 def render() -> str:
+    compact, compact_refused = _compact()
     cases = []
     for msg in catalogue.MESSAGES:
         for label, fields in msg.examples.items():
@@ -269,6 +349,8 @@ def render() -> str:
         "decode_only": _decode_only(),
         "invalid": _invalid(),
         "invalid_fields": _invalid_fields(),
+        "compact": compact,
+        "compact_refused": compact_refused,
     }
     return json.dumps(document, indent=1, ensure_ascii=False) + "\n"
 

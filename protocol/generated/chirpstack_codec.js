@@ -12,7 +12,7 @@
 // vectors: protocol/vectors/payloads.json.
 // ES2020, no modules (nothing to require or import); errors are returned, never thrown.
 
-var PROTOCOL_VERSION = 1;
+var PROTOCOL_VERSION = 2;
 
 // name -> {fPort, direction, specs}; one spec per CBOR key, ascending.
 var MESSAGES = {
@@ -61,6 +61,7 @@ var BY_FPORT = {
   "22": "lamp_presence",
   "120": "lamp_override",
   "121": "lamp_profile",
+  "12": "bin_status",  // compact form (CBOR array by key)
 };
 
 var MAX_PAYLOAD = 242; // largest FRMPayload (RP002-1.0.4 EU868 DR7)
@@ -417,6 +418,13 @@ function decodeMessage(fPort, raw, direction) {
   var st = { data: data, pos: 0 };
   var obj = readItem(st, 0);
   if (st.pos !== data.length) throw fail(name + ": " + (data.length - st.pos) + " trailing bytes");
+  if (fPort !== msg.fPort) {
+    // the compact form: key k at position k; extra positions (a newer sender) are ignored
+    if (!Array.isArray(obj)) throw fail(name + ": compact form is not a CBOR array");
+    var keyed = new Map();
+    for (var i = 0; i < obj.length && i < msg.specs.length; i++) keyed.set(i, obj[i]);
+    obj = keyed;
+  }
   return decodeFields(name, msg.specs, obj);
 }
 

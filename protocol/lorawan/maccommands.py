@@ -7,16 +7,16 @@ A MAC command is ``CID (1) | payload`` and travels in FOpts or in an FPort 0 FRM
 =====  ==========================  ============================  ===========
 CID    end-device → network        network → end-device          L2 section
 =====  ==========================  ============================  ===========
-0x02   LinkCheckReq (0)            LinkCheckAns (2)              §5.2
-0x03   LinkADRAns (1)              LinkADRReq (4)                §5.3
-0x04   DutyCycleAns (0)            DutyCycleReq (1)              §5.4
-0x05   RXParamSetupAns (1)         RXParamSetupReq (4)           §5.5
-0x06   DevStatusAns (2)            DevStatusReq (0)              §5.6
-0x07   NewChannelAns (1)           NewChannelReq (5)             §5.7
-0x08   RXTimingSetupAns (0)        RXTimingSetupReq (1)          §5.8
-0x09   TxParamSetupAns (0)         TxParamSetupReq (1)           §5.9
-0x0A   DlChannelAns (1)            DlChannelReq (4)              §5.7 (DlChannel)
-0x0D   DeviceTimeReq (0)           DeviceTimeAns (5)             §5.10
+0x02   LinkCheckReq (0)            LinkCheckAns (2)              §5.1
+0x03   LinkADRAns (1)              LinkADRReq (4)                §5.2
+0x04   DutyCycleAns (0)            DutyCycleReq (1)              §5.3
+0x05   RXParamSetupAns (1)         RXParamSetupReq (4)           §5.4
+0x06   DevStatusAns (2)            DevStatusReq (0)              §5.5
+0x07   NewChannelAns (1)           NewChannelReq (5)             §5.6
+0x08   RXTimingSetupAns (0)        RXTimingSetupReq (1)          §5.7
+0x09   TxParamSetupAns (0)         TxParamSetupReq (1)           §5.8
+0x0A   DlChannelAns (1)            DlChannelReq (4)              §5.6 (DlChannel)
+0x0D   DeviceTimeReq (0)           DeviceTimeAns (5)             §5.9
 =====  ==========================  ============================  ===========
 
 (payload lengths in parentheses). Frequencies are 24-bit little-endian in units of 100 Hz and are
@@ -160,7 +160,7 @@ _EMPTY = cs.Struct()
 # -- end-device → network ---------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class LinkCheckReq(MACCommand):
-    """Ask the network for link quality (L2 §5.2)."""
+    """Ask the network for link quality (L2 §5.1)."""
 
     CID = 0x02
     UPLINK = True
@@ -170,7 +170,7 @@ class LinkCheckReq(MACCommand):
 
 @dataclass(frozen=True, slots=True)
 class LinkADRAns(MACCommand):
-    """Answer to LinkADRReq (L2 §5.3): each ack bit True means that part was accepted."""
+    """Answer to LinkADRReq (L2 §5.2): each ack bit True means that part was accepted."""
 
     power_ack: bool = True
     data_rate_ack: bool = True
@@ -184,7 +184,7 @@ class LinkADRAns(MACCommand):
 
 @dataclass(frozen=True, slots=True)
 class DutyCycleAns(MACCommand):
-    """Acknowledges DutyCycleReq (L2 §5.4)."""
+    """Acknowledges DutyCycleReq (L2 §5.3)."""
 
     CID = 0x04
     UPLINK = True
@@ -194,7 +194,7 @@ class DutyCycleAns(MACCommand):
 
 @dataclass(frozen=True, slots=True)
 class RXParamSetupAns(MACCommand):
-    """Answer to RXParamSetupReq (L2 §5.5); repeated in every uplink until a downlink."""
+    """Answer to RXParamSetupReq (L2 §5.4); repeated in every uplink until a downlink."""
 
     rx1_dr_offset_ack: bool = True
     rx2_data_rate_ack: bool = True
@@ -208,7 +208,7 @@ class RXParamSetupAns(MACCommand):
 
 @dataclass(frozen=True, slots=True)
 class DevStatusAns(MACCommand):
-    """Battery and demodulation margin (L2 §5.6).
+    """Battery and demodulation margin (L2 §5.5).
 
     ``battery``: 0 = external power, 1..254 = level, 255 = cannot measure. ``margin``: SNR of the
     last DevStatusReq in dB, signed 6 bits (-32..31).
@@ -237,7 +237,7 @@ class DevStatusAns(MACCommand):
 
 @dataclass(frozen=True, slots=True)
 class NewChannelAns(MACCommand):
-    """Answer to NewChannelReq (L2 §5.7)."""
+    """Answer to NewChannelReq (L2 §5.6)."""
 
     data_rate_range_ok: bool = True
     channel_frequency_ok: bool = True
@@ -250,7 +250,7 @@ class NewChannelAns(MACCommand):
 
 @dataclass(frozen=True, slots=True)
 class RXTimingSetupAns(MACCommand):
-    """Acknowledges RXTimingSetupReq (L2 §5.8); repeated until a downlink."""
+    """Acknowledges RXTimingSetupReq (L2 §5.7); repeated until a downlink."""
 
     CID = 0x08
     UPLINK = True
@@ -260,7 +260,7 @@ class RXTimingSetupAns(MACCommand):
 
 @dataclass(frozen=True, slots=True)
 class TxParamSetupAns(MACCommand):
-    """Acknowledges TxParamSetupReq (L2 §5.9)."""
+    """Acknowledges TxParamSetupReq (L2 §5.8)."""
 
     CID = 0x09
     UPLINK = True
@@ -270,7 +270,7 @@ class TxParamSetupAns(MACCommand):
 
 @dataclass(frozen=True, slots=True)
 class DlChannelAns(MACCommand):
-    """Answer to DlChannelReq (L2 §5.7); repeated until a downlink."""
+    """Answer to DlChannelReq (L2 §5.6); repeated until a downlink."""
 
     uplink_frequency_exists: bool = True
     channel_frequency_ok: bool = True
@@ -283,7 +283,7 @@ class DlChannelAns(MACCommand):
 
 @dataclass(frozen=True, slots=True)
 class DeviceTimeReq(MACCommand):
-    """Ask the network for the time (L2 §5.10)."""
+    """Ask the network for the time (L2 §5.9)."""
 
     CID = 0x0D
     UPLINK = True
@@ -294,7 +294,7 @@ class DeviceTimeReq(MACCommand):
 # -- network → end-device ---------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class LinkCheckAns(MACCommand):
-    """Link margin in dB above the demodulation floor (0..254) and gateway count (L2 §5.2)."""
+    """Link margin in dB above the demodulation floor (0..254) and gateway count (L2 §5.1)."""
 
     margin: int = 0
     gw_cnt: int = 1
@@ -311,7 +311,7 @@ class LinkCheckAns(MACCommand):
 
 @dataclass(frozen=True, slots=True)
 class LinkADRReq(MACCommand):
-    """Data rate, TX power, channel mask and NbTrans (L2 §5.3).
+    """Data rate, TX power, channel mask and NbTrans (L2 §5.2).
 
     ``ch_mask`` bit n enables channel ``16*ch_mask_cntl + n`` (region dependent, RP §2.x.5);
     DataRate 0xF / TXPower 0xF mean "keep the current value" (1.0.4).
@@ -362,7 +362,7 @@ class LinkADRReq(MACCommand):
 
 @dataclass(frozen=True, slots=True)
 class DutyCycleReq(MACCommand):
-    """Aggregated duty cycle limit 1 / 2**max_duty_cycle (0 = no limit), L2 §5.4."""
+    """Aggregated duty cycle limit 1 / 2**max_duty_cycle (0 = no limit), L2 §5.3."""
 
     max_duty_cycle: int = 0
 
@@ -377,7 +377,7 @@ class DutyCycleReq(MACCommand):
 
 @dataclass(frozen=True, slots=True)
 class RXParamSetupReq(MACCommand):
-    """RX1 DR offset, RX2 data rate and RX2 frequency (L2 §5.5)."""
+    """RX1 DR offset, RX2 data rate and RX2 frequency (L2 §5.4)."""
 
     rx1_dr_offset: int = 0
     rx2_data_rate: int = 0
@@ -411,7 +411,7 @@ class RXParamSetupReq(MACCommand):
 
 @dataclass(frozen=True, slots=True)
 class DevStatusReq(MACCommand):
-    """Ask for battery level and margin (L2 §5.6)."""
+    """Ask for battery level and margin (L2 §5.5)."""
 
     CID = 0x06
     UPLINK = False
@@ -421,7 +421,7 @@ class DevStatusReq(MACCommand):
 
 @dataclass(frozen=True, slots=True)
 class NewChannelReq(MACCommand):
-    """Create, modify (frequency ≠ 0) or disable (frequency 0) a channel (L2 §5.7)."""
+    """Create, modify (frequency ≠ 0) or disable (frequency 0) a channel (L2 §5.6)."""
 
     ch_index: int = 0
     frequency_hz: int = 0
@@ -454,7 +454,7 @@ class NewChannelReq(MACCommand):
 
 @dataclass(frozen=True, slots=True)
 class RXTimingSetupReq(MACCommand):
-    """RX1 delay in seconds, 0 meaning 1 s (L2 §5.8)."""
+    """RX1 delay in seconds, 0 meaning 1 s (L2 §5.7)."""
 
     delay: int = 1
 
@@ -489,7 +489,7 @@ class TxParamSetupReq(MACCommand):
 
 @dataclass(frozen=True, slots=True)
 class DlChannelReq(MACCommand):
-    """Move the RX1 frequency of a channel (L2 §5.7, DlChannelReq)."""
+    """Move the RX1 frequency of a channel (L2 §5.6, DlChannelReq)."""
 
     ch_index: int = 0
     frequency_hz: int = 0
@@ -503,7 +503,7 @@ class DlChannelReq(MACCommand):
 
 @dataclass(frozen=True, slots=True)
 class DeviceTimeAns(MACCommand):
-    """GPS time at the end of the uplink: seconds since the GPS epoch and 1/256 s (L2 §5.10)."""
+    """GPS time at the end of the uplink: seconds since the GPS epoch and 1/256 s (L2 §5.9)."""
 
     gps_seconds: int = 0
     fraction: int = 0

@@ -21,6 +21,9 @@ CHECKS = [
     "class_c_through_duty_cycle",
     "join_nonce_replay",
     "abp_reboots",
+    "fopts_whole_answers",
+    "fopts_dev_status_48",
+    "max_payload",
 ]
 
 

@@ -29,6 +29,16 @@ def test_every_uplink_decodes_the_same_with_the_cpython_codec(impl: str) -> None
             assert decoded.fields == u["fields"]
 
 
+def test_bin_status_goes_in_its_compact_form_and_fits_us915_dr0(impl: str) -> None:
+    """bin_status leaves the node as the compact form (fPort 12, protocol version 2): no status of
+    a day with fire, tilt and pickups is longer than 11 bytes, the US915 DR0 limit (issue 17)."""
+    for name in ("bin_fill", "bin_fire_threshold", "bin_tilt", "bin_pickup"):
+        statuses = ups(run_scenario(impl, name), "bin_status")
+        assert statuses
+        assert {s["fport"] for s in statuses} == {12}
+        assert max(len(s["hex"]) // 2 for s in statuses) <= 11
+
+
 def test_boot_joins_and_sends_device_info_first(impl: str) -> None:
     r = run_scenario(impl, "bin_fill")
     first = r["uplinks"][0]

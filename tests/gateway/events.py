@@ -1,7 +1,8 @@
 """ChirpStack-shaped event documents for the gateway tests.
 
-``REFERENCE_UP`` is the example `up` event of /work/shared/reference/chirpstack.md §2, verbatim;
-the builders produce documents that follow the same serializer rules (pbjson, emit_fields).
+``REFERENCE_UP`` is an example `up` event as ChirpStack v4 serialises it (docs, Integrations ›
+Events), verbatim; the builders produce documents that follow the same serializer rules (pbjson,
+emit_fields).
 """
 
 from __future__ import annotations

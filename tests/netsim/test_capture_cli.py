@@ -156,6 +156,12 @@ def test_help_is_complete(capsys: pytest.CaptureFixture[str]) -> None:
         ["--broker", "mqtt://127.0.0.1:1", "--devices", "KEYS", "--udp", "nonsense"],
         ["--broker", "mqtt://127.0.0.1:1", "--devices", "KEYS", "--application-id", "app"],
         ["--broker", "mqtt://127.0.0.1:1", "--devices", "KEYS", "--marshaler", "xml"],
+        ["--broker", "mqtt://127.0.0.1:1", "--devices", "KEYS", "--api-token-file", "KEYS"],
+        ["--broker", "mqtt://127.0.0.1:1", "--devices", "KEYS", "--grpc", "nonsense"],
+        [
+            *("--broker", "mqtt://127.0.0.1:1", "--devices", "KEYS", "--grpc", "127.0.0.1:0"),
+            *("--api-token-file", "/nonexistent/token"),
+        ],
     ],
 )
 def test_bad_input_is_one_line_exit_2(
@@ -215,3 +221,49 @@ def test_runs_until_sigterm(tmp_path: Path, mosquitto_broker: Broker) -> None:
     assert process.returncode == 0, rest
     assert "netsim: stopped" in rest and "Traceback" not in rest
     assert capture.exists()
+
+
+@pytest.mark.broker
+def test_grpc_multicast_api_with_token(tmp_path: Path, mosquitto_broker: Broker) -> None:
+    import grpc
+    from chirpstack_api import api
+
+    keys = tmp_path / "keys.toml"
+    keys.write_text(f'[[device]]\ndev_eui = "{CLASS_A.dev_eui}"\napp_key = "{KEY_A}"\n')
+    token = tmp_path / "token"
+    token.write_text("cli-test-token\n")
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "tools.cli", "netsim", "--broker", mosquitto_broker.url),
+            *("--devices", str(keys), "--udp", "127.0.0.1:0", "--grpc", "127.0.0.1:0"),
+            *("--api-token-file", str(token)),
+        ],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert process.stderr is not None
+        banner = process.stderr.readline()
+        match = re.search(r"gRPC 127\.0\.0\.1:(\d+)", banner)
+        assert match, banner
+        assert "cli-test-token" not in banner
+        with grpc.insecure_channel(f"127.0.0.1:{match.group(1)}") as channel:
+            stub = api.MulticastGroupServiceStub(channel)
+            listed = stub.List(
+                api.ListMulticastGroupsRequest(),
+                metadata=[("authorization", "Bearer cli-test-token")],
+                timeout=10,
+            )
+            assert listed.total_count == 0
+            with pytest.raises(grpc.RpcError) as info:
+                stub.List(api.ListMulticastGroupsRequest(), timeout=10)
+            assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        process.send_signal(signal.SIGTERM)
+        _, rest = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, rest

@@ -1,4 +1,5 @@
-"""The emulator's event JSON against golden files written by hand from reference/chirpstack.md §2.
+"""The emulator's event JSON against golden files written by hand from ChirpStack v4's event JSON
+(docs, Integrations › Events; api/proto/integration/integration.proto).
 
 Checked per event: the top-level key set and order (emit-defaults: every scalar, enum, map and
 repeated field present, sub-messages only when set), JSON types, enum strings, ``+00:00``

@@ -2,7 +2,8 @@
 
 Usage: micropython mp_payloads_harness.py CASES.jsonl
 Reads one case per line (small heap: never the whole file at once) and prints one JSON line:
-{"checked": N, "failures": [...], "encode_alloc": bytes, "decode_alloc": bytes}.
+{"checked": N, "failures": [...], "encode_alloc": bytes, "encode_into_alloc": bytes,
+"decode_alloc": bytes}.
 """
 
 import binascii
@@ -32,6 +33,25 @@ def _encode(case):
         return "encode {}: {} != {}".format(case["message"], _hex(got), case["hex"])
     if cp.FPORT[case["message"]] != case["fport"]:
         return "FPORT[{}] != {}".format(case["message"], case["fport"])
+    return None
+
+
+def _encode_compact(case):
+    buf = bytearray(cp.MAX_PAYLOAD)
+    try:
+        n = cp.encode_compact_into(buf, case["message"], case["fields"])
+    except cp.PayloadError:
+        if case.get("error"):
+            return None
+        return "encode_compact {} refused valid fields".format(case["message"])
+    except Exception as exc:
+        return "encode_compact {} raised {!r}".format(case["message"], exc)
+    if case.get("error"):
+        return "encode_compact accepted: {}".format(case["reason"])
+    if _hex(buf[:n]) != case["hex"]:
+        return "encode_compact {}: {} != {}".format(case["message"], _hex(buf[:n]), case["hex"])
+    if cp.COMPACT_FPORT[case["message"]] != case["fport"]:
+        return "COMPACT_FPORT[{}] != {}".format(case["message"], case["fport"])
     return None
 
 
@@ -75,16 +95,25 @@ def main(path):
                 continue
             case = json.loads(line)
             checked += 1
-            problem = _encode(case) if case["op"] == "encode" else _decode(case)
+            op = case["op"]
+            if op == "encode":
+                problem = _encode(case)
+            elif op == "encode_compact":
+                problem = _encode_compact(case)
+            else:
+                problem = _decode(case)
             if problem and len(failures) < 20:
                 failures.append(problem)
     fields = {"fill_percent": 42, "temperature_c": 18, "battery_percent": 85, "config_version": 3}
     data = cp.encode("bin_status", fields)
+    buf = bytearray(cp.MAX_PAYLOAD)
+    cp.encode_into(buf, "bin_status", fields)  # warm-up
     result = {
         "checked": checked,
         "failures": failures,
         "payload_error_is_value_error": issubclass(cp.PayloadError, ValueError),
         "encode_alloc": _allocated(lambda: cp.encode("bin_status", fields)),
+        "encode_into_alloc": _allocated(lambda: cp.encode_into(buf, "bin_status", fields)),
         "decode_alloc": _allocated(lambda: cp.decode(10, data)),
     }
     print(json.dumps(result))

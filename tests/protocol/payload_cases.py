@@ -60,10 +60,20 @@ def expected_decode(fport: int, data: bytes) -> dict[str, Any]:
     return case
 
 
-def harness_cases(fuzz: int) -> list[dict[str, Any]]:
-    """One JSON object per case, for the MicroPython and node harnesses (JSON lines)."""
+def harness_cases(fuzz: int, encode_compact: bool = True) -> list[dict[str, Any]]:
+    """One JSON object per case, for the MicroPython and node harnesses (JSON lines).
+
+    ``encode_compact``: include the compact-form encodings (the firmware encodes them; the
+    ChirpStack codec only decodes uplinks, so node gets the decodes alone)."""
     doc = vectors()
     lines: list[dict[str, Any]] = []
+    for case in doc["compact"]:
+        if encode_compact:
+            lines.append({"op": "encode_compact", **case})
+        lines.append({"op": "decode", **{k: v for k, v in case.items() if k != "case"}})
+    if encode_compact:
+        for case in doc["compact_refused"]:
+            lines.append({"op": "encode_compact", **case, "error": True})
     for case in doc["cases"]:
         lines.append(
             {
@@ -126,3 +136,44 @@ def harness_cases(fuzz: int) -> list[dict[str, Any]]:
 def write_jsonl(path: Path, lines: list[dict[str, Any]]) -> Path:
     path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
     return path
+
+
+V1_PATH = ROOT / "protocol" / "vectors" / "payloads-v1.json"
+FROZEN_PATHS = (V1_PATH, ROOT / "protocol" / "vectors" / "payloads-v2.json")
+"""Every frozen vector set, one per protocol version (never regenerated)."""
+
+
+def _added_default(message: str, name: str) -> Any:
+    f = catalogue.message(message).field(name)
+    if f.type == "bool":
+        return False
+    if f.type == "list":
+        return []
+    return f.default
+
+
+def v1_decode_cases(path: Path = V1_PATH) -> list[dict[str, Any]]:
+    """Decode cases of a frozen vector set against today's catalogue (JSON-lines shape).
+
+    What firmware of that version sent must decode to what it meant: its fields with its values,
+    plus any field added since at its default (schema evolution, protocol/catalogue/__init__.py).
+    """
+    doc: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    lines: list[dict[str, Any]] = []
+    for case in doc["cases"] + doc["decode_only"] + doc.get("compact", []):
+        message = catalogue.message(case["message"])
+        fields = dict(case["fields"])
+        for f in message.fields:
+            if f.name not in fields:
+                fields[f.name] = _added_default(message.name, f.name)
+        lines.append(
+            {
+                "op": "decode",
+                "fport": case["fport"],
+                "direction": message.direction,
+                "hex": case["hex"],
+                "message": message.name,
+                "fields": fields,
+            }
+        )
+    return lines

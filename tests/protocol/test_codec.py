@@ -195,6 +195,32 @@ def test_vectors_invalid_fields_are_refused() -> None:
             pytest.fail(case["reason"])
 
 
+def test_vectors_compact_forms_encode_and_decode() -> None:
+    """bin_status's compact form (fPort 12, protocol version 2): a CBOR array by key, 11 bytes
+    at worst, decoded to the same message and fields as the map form on fPort 10."""
+    doc = vectors()
+    assert doc["compact"] and doc["compact_refused"]
+    for case in doc["compact"]:
+        data = bytes.fromhex(case["hex"])
+        assert codec.encode_compact(case["message"], case["fields"]) == (case["fport"], data)
+        assert codec.decode(case["fport"], data) == codec.Decoded(case["message"], case["fields"])
+        assert codec.decode_strict(case["fport"], data) == codec.decode(
+            *codec.encode(case["message"], case["fields"])
+        )
+        assert len(data) <= 11  # US915 DR0 (RP002-1.0.4 §5.2.6: N = 19 - 8)
+    for case in doc["compact_refused"]:
+        with pytest.raises(EncodeError, match="beyond the compact form"):
+            codec.encode_compact(case["message"], case["fields"])
+    with pytest.raises(EncodeError, match="has no compact form"):
+        codec.encode_compact("lamp_status", catalogue.message("lamp_status").examples["typical"])
+
+
+def test_compact_fport_is_in_the_catalogue_and_the_map_form_still_decodes() -> None:
+    assert catalogue.by_fport(12).name == "bin_status" and {12} == catalogue.COMPACT_FPORTS
+    typical = catalogue.message("bin_status").examples["typical"]
+    assert codec.decode(*codec.encode("bin_status", typical)).fields == typical
+
+
 # --------------------------------------------------------------- properties
 
 

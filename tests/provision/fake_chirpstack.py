@@ -1,11 +1,12 @@
 """An in-process ChirpStack v4 gRPC API for the registration tests.
 
-Real gRPC on 127.0.0.1 (a free port), with the servicer base classes generated in
-``chirpstack-api`` (``api.DeviceServiceServicer``, ``api.DeviceProfileServiceServicer``). It
-behaves like ChirpStack where the provisioning tool depends on it (reference/chirpstack.md §5):
-bearer-token metadata or UNAUTHENTICATED, ALREADY_EXISTS on a duplicate ``Create``/``CreateKeys``,
-NOT_FOUND on unknown ids, INVALID_ARGUMENT on a malformed EUI or key, profiles listed by name
-search within a tenant. It counts the calls that write, so a test can prove a re-run wrote nothing.
+Real gRPC on 127.0.0.1 (a free port), with the servicer base classes generated in ``chirpstack-api``
+(``api.DeviceServiceServicer``, ``api.DeviceProfileServiceServicer``). It behaves like ChirpStack
+where the provisioning tool depends on it (ChirpStack api/proto/api/device.proto,
+device_profile.proto): bearer-token metadata or UNAUTHENTICATED, ALREADY_EXISTS on a duplicate
+``Create``/``CreateKeys``, NOT_FOUND on unknown ids, INVALID_ARGUMENT on a malformed EUI or key,
+profiles listed by name search within a tenant. It counts the calls that write, so a test can prove
+a re-run wrote nothing.
 """
 
 from __future__ import annotations

@@ -157,7 +157,7 @@ PROFILES = {
 
 def test_os2iot_csv_matches_its_documented_header(batch: Batch) -> None:
     text = export("os2iot", batch.inventory.nodes, batch.secrets, profiles=PROFILES)
-    # reference/domain.md §1.1, OS2iot bulk import (comma)
+    # OS2iot bulk import (comma; OS2iot-frontend src/assets/docs/iotdevice_lorawan_otaa.csv)
     assert text.splitlines()[0] == (
         "name,id,type,longitude,latitude,commentOnLocation,comment,deviceModelId,devEUI,"
         "deviceProfileID,skipFCntCheck,activationType,OTAAapplicationKey"

@@ -1,4 +1,4 @@
-"""The install check on recorded ChirpStack events (reference/chirpstack.md §2) through a real
+"""The install check on recorded ChirpStack events (ChirpStack v4 docs, Events) through a real
 private mosquitto, and on the gateway API; thresholds and exit codes."""
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ DEVICE_INFO = {
     "deviceClassEnabled": "CLASS_A",
     "tags": {"kind": "bin"},
 }
-# the `up` example of reference/chirpstack.md §2, for our device
+# an `up` event in ChirpStack v4's JSON (docs, Integrations › Events), for our device
 UP = {
     "deduplicationId": "5b3c0f2e-9a41-4e57-8f3c-2d7b1a9e6c10",
     "time": "2026-03-02T10:15:42.120384+00:00",

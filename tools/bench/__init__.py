@@ -13,6 +13,7 @@ BENCHMARKS: tuple[str, ...] = (
     "gateway_fleet",
     "firmware_mac",
     "firmware_apps",
+    "group_override",
     "city_outcomes",
     "registry_throughput",
     "fuota_firmware",

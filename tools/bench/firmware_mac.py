@@ -5,10 +5,13 @@
   under ``micropython -X heapsize=64k``. The modules are loaded as ``.mpy`` (mpy-cross -O3),
   as on a board without frozen modules. The session comes from a first run that joins; the
   Join-Accept and the downlink are built here with ``protocol.lorawan`` so no network code
-  shares the node's heap. Printed: whether 64 KB is enough; the peak heap the cycle needs, as
-  the smallest ``-X heapsize`` (bisection in 2 KB steps) it completes in — ``mem_peak()`` would
-  count garbage the GC reclaims; and the heap the loaded code takes (the unix port is 64-bit:
-  pointers, qstr pools and code tables are twice an ESP32's; frozen modules take none).
+  shares the node's heap. Printed: the peak heap the cycle needs, as the smallest ``-X
+  heapsize`` (bisection in 2 KB steps) it completes in — ``mem_peak()`` would count garbage the
+  GC reclaims; the heap the loaded code takes; and the difference, the peak heap above the
+  code, which is what an ESP32 sees with the modules frozen into flash (goal ≤ 48 KB, 16 KB of
+  a 64 KB budget left; the unix port is 64-bit: pointers, qstr pools and code tables are twice
+  an ESP32's). The harness runs as a module from its own directory with relative paths, so
+  the temporary directory's name never lands in the heap being measured.
 - ``bytes allocated per uplink``: ``gc.mem_alloc()`` growth with the GC disabled over 1,000
   steady-state uplink builds (FHDR, FRMPayload encryption, MIC) — garbage the hot path leaves.
   ``transient bytes per uplink`` (information) also counts the VM's call frames that MicroPython
@@ -74,22 +77,25 @@ def _mpy_cross(source: Path, out: Path) -> None:
     )
 
 
-def _micropython(path: str, *args: str, heap: str | None = None) -> dict[str, Any] | None:
-    """Run the harness; its JSON result, or None when it ran out of heap."""
+def _micropython(work: Path, *args: str, heap: str | None = None) -> dict[str, Any] | None:
+    """Run the harness in ``work`` (which holds ``lib/``); its JSON result, or None when it ran
+    out of heap. Every path the interpreter sees is relative to ``work`` (the working
+    directory), so the heap it measures does not grow with the temporary directory's name."""
     cmd = [_program("micropython")]
     if heap:
         cmd += ["-X", f"heapsize={heap}"]
-    with tempfile.TemporaryDirectory() as tmp:
-        runner = Path(tmp) / "run_bench.py"
-        runner.write_text(f"import {'bench_cycle' if args[0] == 'cycle' else 'bench_node'}\n")
-        result = subprocess.run(
-            [*cmd, str(runner), *args],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env={**os.environ, "MICROPYPATH": f".frozen:{path}"},
-            check=False,
-        )
+    runner = work / "run_bench.py"
+    runner.write_text(f"import {'bench_cycle' if args[0] == 'cycle' else 'bench_node'}\n")
+    result = subprocess.run(
+        # run as a module: given a script, the unix port keeps its absolute directory in the heap
+        [*cmd, "-m", runner.stem, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "MICROPYPATH": ".frozen:.:lib"},
+        cwd=work,
+        check=False,
+    )
     if result.returncode != 0:
         if "MemoryError" in result.stderr + result.stdout:
             return None
@@ -148,16 +154,16 @@ def _mpy_size() -> int:
     return total
 
 
-def _cycle(lib: Path, tmp: Path) -> tuple[bool, int, dict[str, Any]]:
-    """(runs in 64 KB, smallest heap in KB that runs it, that run's figures)."""
+def _cycle(work: Path) -> tuple[bool, bool, int, dict[str, Any]]:
+    """(runs in 64 KB, runs in code + 64 KB, smallest heap in KB that runs it, its figures)."""
     accept_hex, down_hex = _frames()
-    state = str(tmp / "state.json")
-    joined = _micropython(str(lib), "join", state, accept_hex)
+    state = "state.json"  # relative to ``work``
+    joined = _micropython(work, "join", state, accept_hex)
     if not joined or joined.get("join") != "joined":
         raise RuntimeError(f"the join run failed: {joined}")
 
     def attempt(heap_kb: int) -> dict[str, Any] | None:
-        out = _micropython(str(lib), "cycle", state, down_hex, heap=f"{heap_kb}k")
+        out = _micropython(work, "cycle", state, down_hex, heap=f"{heap_kb}k")
         if out is not None and (
             out.get("send") != "ok" or not out.get("ack") or out.get("boot") != "warm"
         ):
@@ -169,6 +175,9 @@ def _cycle(lib: Path, tmp: Path) -> tuple[bool, int, dict[str, Any]]:
     best = attempt(hi)
     if best is None:
         raise RuntimeError(f"the uplink cycle does not run in {hi} KB")
+    # on a board the code is frozen into flash: the heap the node has is all for data
+    code_kb = -(-int(best["heap_after_imports"]) // 1024)
+    fits_data_64k = attempt(code_kb + 64) is not None
     while hi - lo > _HEAP_STEP_KB:  # bisection, bounded: about six runs
         mid = (lo + hi) // 2 // _HEAP_STEP_KB * _HEAP_STEP_KB
         out = attempt(mid)
@@ -176,7 +185,7 @@ def _cycle(lib: Path, tmp: Path) -> tuple[bool, int, dict[str, Any]]:
             lo = mid
         else:
             hi, best = mid, out
-    return fits_64k, hi, best
+    return fits_64k, fits_data_64k, hi, best
 
 
 def run() -> list[Figure]:
@@ -185,29 +194,47 @@ def run() -> list[Figure]:
         lib = tmp / "lib"
         lib.mkdir()
         _compile_tree(lib)
-        fits_64k, heap_kb, cycle = _cycle(lib, tmp)
-        alloc = _micropython(str(lib), "alloc", str(_UPLINKS))
+        fits_64k, fits_data_64k, heap_kb, cycle = _cycle(tmp)
+        alloc = _micropython(tmp, "alloc", str(_UPLINKS))
     if alloc is None:
         raise RuntimeError("the allocation run ran out of heap")
     size = _mpy_size()
+    code = float(cycle["heap_after_imports"])
     return [
+        Figure(
+            _BENCH,
+            "uplink cycle runs in code + 64 KB heap",
+            1.0 if fits_data_64k else 0.0,
+            "yes=1",
+            goal=1.0,
+            better=">=",
+            note="restore from RTC + confirmed uplink + downlink with a MAC command; -X heapsize"
+            " = loaded bytecode + 64 KB (frozen into flash on a board)",
+        ),
+        Figure(
+            _BENCH,
+            "peak heap of the cycle above code",
+            heap_kb - code / 1024,
+            "KB",
+            goal=48.0,
+            better="<=",
+            note=f"smallest -X heapsize ({_HEAP_STEP_KB} KB steps) less the loaded bytecode: what"
+            " an ESP32 with frozen modules sees (64-bit port: errs high); paths relative to the"
+            " run directory, so its name does not count",
+        ),
         Figure(
             _BENCH,
             "uplink cycle runs under heapsize=64k",
             1.0 if fits_64k else 0.0,
             "yes=1",
-            goal=1.0,
-            better=">=",
-            note="restore from RTC + confirmed uplink + downlink with a MAC command",
+            note="code in the heap too, as on the unix port without frozen modules",
         ),
         Figure(
             _BENCH,
             "peak heap of the cycle",
             float(heap_kb),
             "KB",
-            goal=64.0,
-            better="<=",
-            note=f"smallest -X heapsize that runs it ({_HEAP_STEP_KB} KB steps), 64-bit port",
+            note=f"smallest -X heapsize that runs it ({_HEAP_STEP_KB} KB steps), code included",
         ),
         Figure(
             _BENCH,
@@ -219,7 +246,7 @@ def run() -> list[Figure]:
         Figure(
             _BENCH,
             "heap taken by loaded code (.mpy)",
-            float(cycle["heap_after_imports"]),
+            code,
             "bytes",
             note="MAC + HAL + harness bytecode and qstrs; zero when frozen",
         ),

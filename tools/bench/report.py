@@ -113,8 +113,7 @@ REQUIRED: tuple[Required, ...] = (
     Required(2, "payload_size", "lamp_counters airtime SF12", asked="airtime at SF12"),
     Required(2, "codec_throughput", "status decode / cbor2.loads", 0.3, ">=", "decode ratio"),
     # issue 3: firmware MAC
-    Required(3, "firmware_mac", "uplink cycle runs under heapsize=64k", 1, ">=", "fits 64 KB"),
-    Required(3, "firmware_mac", "peak heap of the cycle", 64, "<=", "MAC peak heap"),
+    Required(3, "firmware_mac", "uplink cycle runs in code + 64 KB heap", 1, ">=", "fits 64 KB"),
     Required(3, "firmware_mac", "bytes allocated per uplink over *", 256, "<=", "bytes/uplink"),
     Required(3, "firmware_mac", ".mpy size of the MAC", 40960, "<=", "MAC .mpy < 40 KB"),
     # issue 4: gateway; issue 17: at city scale, a curve over 1k, 10k and 100k devices
@@ -183,8 +182,6 @@ REQUIRED: tuple[Required, ...] = (
         ">=",
         "lamp app + MAC run a simulated week under heapsize=64k",
     ),
-    Required(5, "firmware_apps", "bin node: peak live heap above code", 64, "<=", "app heap/week"),
-    Required(5, "firmware_apps", "lamp node: peak live heap above code", 64, "<=", "app heap"),
     Required(5, "firmware_apps", "bin node: airtime per day (as sent, SF12)", asked="airtime/day"),
     Required(
         5, "firmware_apps", "bin node: battery life at SF9, hourly reports", 5, ">=", "> 5 years"
@@ -192,6 +189,45 @@ REQUIRED: tuple[Required, ...] = (
     Required(5, "firmware_apps", "bundle .mpy size", 150, "<=", "bundle < 150 KB"),
     # issue 6: simulator
     Required(6, "sim_speed", "city_10k_speed_vs_real_time", 10, ">=", "10k nodes >= 10x real"),
+    # issue 17: firmware figures as an ESP32 with frozen modules sees them (the heap goals
+    # tighten issue 3's and issue 5's 64 KB to 48 KB, so 16 KB of the budget stay free)
+    Required(
+        17, "firmware_mac", "peak heap of the cycle above code", 48, "<=", "MAC heap, 16 KB left"
+    ),
+    Required(
+        17, "firmware_apps", "bin node: peak live heap above code", 48, "<=", "<= 48 KB a week"
+    ),
+    Required(
+        17, "firmware_apps", "lamp node: peak live heap above code", 48, "<=", "<= 48 KB a week"
+    ),
+    Required(17, "firmware_apps", "code to freeze into flash", asked="code size to freeze"),
+    Required(
+        17, "firmware_apps", "bin node: bytes allocated per full report", 128, "<=", "<= 128 B"
+    ),
+    Required(
+        17, "firmware_apps", "lamp node: bytes allocated per full report", 128, "<=", "<= 128 B"
+    ),
+    Required(
+        17, "payload_size", "bin_status bytes, worst case", 11, "<=", "worst case in US915 DR0"
+    ),
+    Required(17, "payload_size", "bin_status bytes, typical with tilt", asked="with tilt"),
+    Required(17, "payload_size", "lamp_status bytes, worst case", asked="worst case"),
+    Required(17, "payload_size", "lamp_counters bytes, worst case", asked="worst case"),
+    # issue 18: multicast
+    Required(
+        18,
+        "group_override",
+        "lamp_override frames on the air, multicast",
+        1,
+        "<=",
+        "group lamp_override to 30 lamps: 1 frame",
+    ),
+    Required(
+        18,
+        "group_override",
+        "lamp_override frames on the air, unicast",
+        asked="vs 30 unicast frames",
+    ),
     # issue 18: FUOTA on the node
     Required(
         18,

@@ -107,7 +107,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     rows = [("message", "fport", "dir", "periodic", "fields")]
     for m in catalogue.MESSAGES:
         names = ", ".join(f.name for f in m.fields)
-        rows.append((m.name, str(m.fport), m.direction, "yes" if m.periodic else "", names))
+        fport = str(m.fport) if m.compact_fport is None else f"{m.fport}, {m.compact_fport} compact"
+        rows.append((m.name, fport, m.direction, "yes" if m.periodic else "", names))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for row in rows:
         print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4])

@@ -63,6 +63,18 @@ def register(sub: Any) -> None:
         help="GWMP (packet forwarder) UDP endpoint (default 127.0.0.1:1700)",
     )
     parser.add_argument(
+        "--grpc",
+        type=host_port(listen=True),
+        metavar="HOST:PORT",
+        help="serve ChirpStack's gRPC MulticastGroupService here (e.g. 127.0.0.1:8080)",
+    )
+    parser.add_argument(
+        "--api-token-file",
+        type=Path,
+        metavar="FILE",
+        help="with --grpc: the API token callers must send as 'authorization: Bearer …'",
+    )
+    parser.add_argument(
         "--application-id",
         type=_uuid,
         default=DEFAULT_APPLICATION_ID,
@@ -119,6 +131,16 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--connect-timeout must be positive")
     if args.capture is not None and not args.capture.parent.is_dir():
         raise CliError(f"capture directory {args.capture.parent} does not exist")
+    args.api_token = None
+    if args.api_token_file is not None:
+        if args.grpc is None:
+            raise CliError("--api-token-file needs --grpc")
+        try:
+            args.api_token = args.api_token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise CliError(f"cannot read {args.api_token_file}: {exc.strerror}") from None
+        if not args.api_token:
+            raise CliError(f"{args.api_token_file} is empty")
     config = NetsimConfig(application_id=args.application_id)
     return asyncio.run(_serve(args, devices, config))
 
@@ -140,6 +162,8 @@ async def _serve(args: argparse.Namespace, devices: list[Any], config: Any) -> i
         capture_path=args.capture,
         mqtt_options={"mqtt_v5": args.mqtt_v5},
         connect_timeout_s=args.connect_timeout,
+        grpc=args.grpc,
+        api_token=args.api_token,
     )
     try:
         async with netsim:
@@ -148,7 +172,12 @@ async def _serve(args: argparse.Namespace, devices: list[Any], config: Any) -> i
             print(
                 f"netsim: {len(devices)} devices, application {config.application_id}, "
                 f"GWMP udp://{host}:{port}, MQTT {args.broker} ({args.marshaler})"
-                + (f", capture {args.capture}" if args.capture else ""),
+                + (f", capture {args.capture}" if args.capture else "")
+                + (
+                    f", gRPC {netsim.grpc_address[0]}:{netsim.grpc_address[1]}"
+                    if netsim.grpc_address
+                    else ""
+                ),
                 file=sys.stderr,
                 flush=True,
             )

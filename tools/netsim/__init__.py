@@ -2,10 +2,12 @@
 
 It speaks Semtech's GWMP v2 to gateways on UDP and ChirpStack's MQTT integration to
 applications, with a LoRaWAN 1.0.4 EU868 network server between them, built on
-``protocol.lorawan``. Sources: reference/chirpstack.md (topics, event JSON, queue semantics),
-reference/lorawan.md (frames, crypto, EU868), Lora-net/packet_forwarder PROTOCOL.TXT (GWMP).
+``protocol.lorawan``. Sources: ChirpStack v4 docs and source (topics, event JSON, queue semantics),
+L2 1.0.4 and RP002-1.0.4 (frames, crypto, EU868), Lora-net/packet_forwarder PROTOCOL.TXT (GWMP).
 
-Modules: :mod:`~tools.netsim.server` (the network server), :mod:`~tools.netsim.gwmp` (GWMP
+Modules: :mod:`~tools.netsim.server` (the network server, which ties together ``config``,
+``state``, ``dedup``, ``join``, ``fcnt``, ``mac``, ``adr``, ``queue``, ``compose``, ``commands``,
+``downlink`` and ``eventbus``, one module per concept), :mod:`~tools.netsim.gwmp` (GWMP
 codec, UDP server and a small packet-forwarder client), :mod:`~tools.netsim.mqtt` (the MQTT
 integration), :mod:`~tools.netsim.events` (ChirpStack's JSON rules), :mod:`~tools.netsim.devices`
 (keys files), :mod:`~tools.netsim.capture` (air capture), :mod:`~tools.netsim.runner` (all of
@@ -60,6 +62,14 @@ never block and never raise on bad radio input::
   class C scheduler 1 s and locks 5 s, class C confirmed timeout 5 s); a simulator running
   faster than real time may shrink them. ``config.now`` supplies event timestamps (a simulated
   clock may be injected).
+
+Multicast (issue 18): ``ns.multicast`` holds ChirpStack's class C multicast groups
+(:mod:`~tools.netsim.multicast`), ``ns.enqueue_multicast(group_id, data, f_port=…)`` queues a
+payload, and :func:`tools.netsim.grpcapi.start_grpc` (``Netsim(grpc=(host, port),
+api_token=…)``, ``citypack netsim --grpc HOST:PORT --api-token-file FILE``) serves ChirpStack's
+gRPC ``MulticastGroupService`` and ``DeviceService.List``. A multicast frame goes ``imme``
+through each gateway covering the group; its capture line has ``dev_eui`` ``""`` (the McAddr is
+the frame's DevAddr).
 
 Over UDP the same server is reached with any packet forwarder (``--udp HOST:PORT``);
 :class:`tools.netsim.gwmp.GwmpClient` is a minimal one.

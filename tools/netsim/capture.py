@@ -2,10 +2,11 @@
 
 Each line is ``{"time", "direction": "up"|"down", "phy": hex, "dev_eui", "frequency", "datr",
 "gateway"}``: ``time`` RFC 3339 (``+00:00``, as in the events), ``phy`` the PHYPayload in hex,
-``dev_eui`` 16 hex digits or null when the emulator cannot tell (an uplink from an unknown
-DevAddr), ``frequency`` in Hz, ``datr`` as GWMP writes it (``"SF7BW125"``), ``gateway`` the
-gateway EUI. An uplink heard by two gateways gives two lines (one per reception); a downlink one
-line per transmission attempt. ``citypack frame decode`` reads the ``phy`` field.
+``dev_eui`` 16 hex digits, null when the emulator cannot tell (an uplink from an unknown
+DevAddr), or ``""`` for a multicast frame (no one device: its DevAddr is the group's McAddr),
+``frequency`` in Hz, ``datr`` as GWMP writes it (``"SF7BW125"``), ``gateway`` the gateway EUI.
+An uplink heard by two gateways gives two lines (one per reception); a downlink one line per
+transmission attempt. ``citypack frame decode`` reads the ``phy`` field.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """ChirpStack v4 integration events: the protobuf messages and their JSON form.
 
-Source: reference/chirpstack.md §2 (serializer rules) and §4 (protobuf marshaling); ChirpStack
+Source: ChirpStack api/proto/integration/integration.proto with its pbjson serializer rules and
+protobuf marshaling; ChirpStack
 ``api/rust/build.rs`` (pbjson with ``emit_fields`` for ``integration.*``) and pbjson-types
 ``timestamp.rs``/``duration.rs``. The messages themselves come from the ``chirpstack-api``
 package, so the protobuf form is byte-for-byte what ChirpStack's ``json=false`` marshaler sends.

@@ -1,7 +1,8 @@
 """The MQTT integration: events out, ``command/down`` in, exactly as ChirpStack v4 does it.
 
-Source: reference/chirpstack.md §1 (topics, QoS, retain=false), §2 (event JSON), §3 (commands),
-§4 (``json=false`` → binary protobuf both ways); chirpstack ``src/integration/mqtt.rs``.
+Source: ChirpStack v4 docs, Integrations › MQTT (topics, QoS, retain=false), › Events (event
+JSON); chirpstack ``src/integration/mqtt.rs`` (commands; ``json=false`` → binary protobuf both
+ways).
 
 - Events go to ``application/{applicationId}/device/{devEui}/event/{up|join|ack|txack|status|log}``
   at QoS 1 (ChirpStack's ``qos`` setting, here 1 as the gateway needs), retain false.

@@ -1,4 +1,5 @@
-"""One running emulator: the network server, its MQTT integration, GWMP on UDP, the capture.
+"""One running emulator: the network server, its MQTT integration, GWMP on UDP, the capture,
+and (optional) ChirpStack's gRPC ``MulticastGroupService`` (:mod:`tools.netsim.grpcapi`).
 
 ``citypack netsim`` and ``citypack demo`` both use :class:`Netsim`; see the package docstring.
 """
@@ -45,6 +46,8 @@ class Netsim:
         capture_path: Path | None = None,
         connect_timeout_s: float = 10.0,
         mqtt_options: dict[str, Any] | None = None,
+        grpc: tuple[str, int] | None = None,
+        api_token: str | None = None,
     ) -> None:
         self.capture = Capture(capture_path) if capture_path is not None else None
         self.server = NetworkServer(devices, config, capture=self.capture)
@@ -57,12 +60,24 @@ class Netsim:
         self.gwmp: GwmpServer | None = None
         self.connect_timeout_s = connect_timeout_s
         self._mqtt_task: asyncio.Task[None] | None = None
+        self.grpc = grpc
+        self._api_token = api_token
+        self._grpc_server: Any = None
+        self.grpc_address: tuple[str, int] | None = None  # where the gRPC API listens
 
     async def __aenter__(self) -> Netsim:
         await self.server.start()
         try:
             if self.udp is not None:
                 self.gwmp = await GwmpServer.start(self.server, *self.udp)
+            if self.grpc is not None:
+                from tools.netsim.grpcapi import start_grpc
+
+                host = self.grpc[0]
+                self._grpc_server, port = await start_grpc(
+                    self.server, host, self.grpc[1], self._api_token
+                )
+                self.grpc_address = (host, port)
             if self.mqtt is not None:
                 self._mqtt_task = asyncio.create_task(self.mqtt.run(), name="netsim-mqtt")
                 connected = asyncio.create_task(self.mqtt.connected.wait())
@@ -100,6 +115,9 @@ class Netsim:
         if self.gwmp is not None:
             self.gwmp.close()
             self.gwmp = None
+        if self._grpc_server is not None:
+            await self._grpc_server.stop(grace=None)
+            self._grpc_server = None
         await self.server.stop()
         if self.capture is not None:
             self.capture.close()

@@ -1,6 +1,6 @@
 """Register device profiles, devices and keys in ChirpStack v4 over gRPC.
 
-reference/chirpstack.md §5: ``DeviceProfileService`` and ``DeviceService`` from the
+ChirpStack api/proto/api: ``DeviceProfileService`` and ``DeviceService`` from the
 ``chirpstack-api`` stubs, authorisation as per-call metadata
 ``("authorization", "Bearer <API token>")``; errors as gRPC
 status codes (ALREADY_EXISTS for a duplicate, NOT_FOUND, UNAUTHENTICATED for a bad token,

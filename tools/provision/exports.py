@@ -1,13 +1,14 @@
 """Import files for other platforms, all from one inventory (+ secrets).
 
 - **OS2iot** bulk import: comma-separated, the header of OS2iot's LoRaWAN OTAA sample
-  (reference/domain.md §1.1, OS2iot-frontend ``src/assets/docs/iotdevice_lorawan_otaa.csv`` for
+  (OS2iot-frontend ``src/assets/docs/iotdevice_lorawan_otaa.csv`` for
   ChirpStack v4, i.e. without the v3 ``serviceProfileID`` column). ``deviceProfileID`` is the
   ChirpStack device-profile UUID OS2iot should attach (``--os2iot-profile bin=UUID``).
 - **The Things Stack** CSV: semicolon-separated, header row required, unknown columns ignored
-  (reference/domain.md §2; TTS docs "CSV File Reference"). ``id`` lower-case with hyphens.
+  (TTS docs "CSV File Reference"). ``id`` lower-case with hyphens.
 - **ChirpStack** JSON: one object per device with the fields of ``api.Device`` and
-  ``api.DeviceKeys`` (reference/chirpstack.md §5), AppKey in ``nwk_key`` for LoRaWAN 1.0.x.
+  ``api.DeviceKeys`` (ChirpStack api/proto/api/device.proto), AppKey in ``nwk_key`` for
+  LoRaWAN 1.0.x.
 
 These files carry AppKeys, which is what they are for; so each is written with mode 0600 and the
 command warns on stderr. ``--no-keys`` leaves the key columns empty.
@@ -192,7 +193,7 @@ def chirpstack_json(
 
 
 def device_tags(node: Node) -> dict[str, str]:
-    """Tags ChirpStack copies into every event (reference/chirpstack.md §2, DeviceInfo.tags)."""
+    """Tags ChirpStack copies into every event (integration.proto DeviceInfo.tags)."""
     tags = {"kind": node.kind, "board": node.board}
     for name in ("street", "group", "serial"):
         value = getattr(node, name)

@@ -2,7 +2,7 @@
 
 TR005 "LoRaWAN Device Identification QR Codes" (LoRa Alliance, 2020), as read by The Things Stack
 (``lorawan-stack pkg/qrcodegenerator/qrcode/enddevices/lora_alliance_tr005.go``) and summarised in
-reference/domain.md §2::
+TTS docs, "CSV File Reference"::
 
     LW:D0:<JoinEUI 16 hex>:<DevEUI 16 hex>:<ProfileID 8 hex = VendorID 4 + VendorProfileID 4>
       [:O<owner token>][:S<serial number>][:P<proprietary>][:C<checksum 4 hex>]

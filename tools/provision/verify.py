@@ -2,7 +2,7 @@
 
 Two sources:
 
-- **ChirpStack MQTT** (reference/chirpstack.md §1-2): events on
+- **ChirpStack MQTT** (ChirpStack v4 docs, Integrations › MQTT, › Events): events on
   ``application/{application_id|+}/device/{devEui}/event/{join|up|log}``. ``join`` is published
   with the first uplink after the join-accept; ``up`` carries ``rxInfo[]`` (one entry per gateway,
   ``rssi``, ``snr``) and ``txInfo.modulation.lora.spreadingFactor``; ``log`` events (``OTAA``,

@@ -1,8 +1,8 @@
 """Feed the demo's :class:`~tools.sim.view.CityState` from MQTT, as an outside observer would.
 
 It subscribes to the ChirpStack v4 topics (``application/+/device/+/event/+`` and
-``.../command/down``, reference/chirpstack.md §1, §3) and to the gateway's normalised topics
-(``citypack/devices/+/state``, ``citypack/events/+``; ARCHITECTURE.md "Normalised MQTT"). It
+``.../command/down``; ChirpStack v4 docs, Integrations › MQTT) and to the gateway's normalised
+topics (``citypack/devices/+/state``, ``citypack/events/+``; ARCHITECTURE.md "Normalised MQTT"). It
 decodes application payloads with ``protocol.codec`` when that is installed, so the view shows
 what actually went over the air and what the gateway made of it, nothing it guessed.
 """

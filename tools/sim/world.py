@@ -13,7 +13,7 @@ Sources for the models:
   run their astronomical profile steps on.
 - Bins: ultrasonic level sensors measure the distance from the lid to the contents, so the
   distance the driver reads is ``sensor_offset_cm + (1 - fill) * container_height_cm``
-  (the uCIFI 3419 "filling level" object measures it the same way, see reference/domain.md).
+  (the uCIFI 3419 "filling level" object measures it the same way, OMA LwM2M registry).
 - Road users: a Poisson arrival process per street whose rate follows the hour of the day, with
   walking, cycling and driving speeds; a lamp "sees" a road user inside its detection radius
   (TALQ ``PresenceSensorFunction``).

@@ -5,6 +5,7 @@ Interface (both clocks)::
     clock.ticks_ms() -> int                 # now, in ms
     clock.ticks_add(t, delta_ms) -> int
     clock.ticks_diff(a, b) -> int           # a - b, wrap-safe
+    clock.rtc_ms() -> int                   # a clock that runs on through deep sleep (not wrapping)
     await clock.sleep_ms(ms)
     await clock.sleep_until(t)              # t from ticks_ms()/ticks_add()
     alarm = clock.alarm()                   # a wake-up another task can fire early
@@ -68,6 +69,14 @@ class RealClock:
         if _ticks_ms is not None:
             return time.ticks_diff(a, b)  # type: ignore[attr-defined]
         return a - b
+
+    def rtc_ms(self):
+        """The real-time clock in ms: on the ESP32 it runs on through deep sleep (ticks_ms starts
+        again at every wake) and restarts on power-up (MicroPython ESP32 docs, machine.RTC)."""
+        ns = getattr(time, "time_ns", None)
+        if ns is not None:
+            return ns() // 1000000
+        return int(time.time() * 1000)
 
     async def sleep_ms(self, ms):
         if ms <= 0:

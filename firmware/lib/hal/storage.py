@@ -6,7 +6,7 @@ Interface of every store::
     store.save(key, blob)          # durable for this tier once it returns; blob may be a
                                    # buffer the caller reuses, so copy or write it out now
 
-Tiers (reference/lorawan.md §1, §5):
+Tiers (MicroPython ESP32 docs: machine.RTC memory, esp32.NVS; TR007 §4.13):
 - *RTC tier* survives deep sleep but not power loss: :class:`hal.storage_esp32.RtcStore` over
   ``machine.RTC().memory()`` on the ESP32 (one blob, so keys are packed in it).
 - *NVS tier* survives power loss: :class:`hal.storage_esp32.NvsStore` over ``esp32.NVS``

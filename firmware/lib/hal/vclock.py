@@ -76,6 +76,11 @@ class VirtualClock:
     def ticks_ms(self):
         return self._now
 
+    def rtc_ms(self):
+        # one virtual time line: a test that starts the next boot's clock where the last one
+        # stopped (plus the sleep) models the ESP32's RTC running through deep sleep
+        return self._now
+
     def ticks_add(self, t, delta):
         return t + delta
 

@@ -2,7 +2,8 @@
 
 L2 1.0.4 (TS001-1.0.4) §6.2.5 Join-Request (DevNonce is a counter persisted before each
 request), §6.2.6 Join-Accept (encrypted with AES-*decrypt* by the network, so the device runs
-AES-*encrypt*; MIC over the decrypted fields; JoinNonce must grow), §7 join back-off. A module
+AES-*encrypt*; MIC over the decrypted fields; JoinNonce must grow), §7 join back-off
+(:mod:`lorawan.joinbudget`, kept through deep sleep and power loss). A module
 of its own, imported by :meth:`lorawan.mac.Mac.join` on first use, so a node waking from deep
 sleep with a session (the usual uplink cycle) never loads it.
 """
@@ -24,11 +25,11 @@ from lorawan import frame
 from lorawan import status as st
 from lorawan.crypto import Cmac
 from lorawan.frame import B0, FrameError
+from lorawan.joinbudget import JoinBudget
 from lorawan.session import FLAG_CLASS_C, FLAG_JOINED, Keys, State, pack_nonces
 
 _JOIN_ACCEPT_DELAY1_MS = const(5000)  # RP002 §5.1.9 / §5.2.9
 _JOIN_JITTER_MS = const(3000)  # random extra wait between join attempts (L2 §7)
-_HOUR_MS = const(3600000)
 _BLOCK = const(16)
 _JOIN_REQ_LEN = const(23)  # L2 §6.2.5
 _JA_LEN = const(17)  # L2 §6.2.6, without CFList
@@ -134,14 +135,19 @@ async def run(mac, max_attempts):
     app_cmac = Cmac(mac._app_key)
     plan = State()
     mac._default_plan(plan)
+    budget = JoinBudget(mac.clock, mac._nvs, mac._rtc)
     for attempt in range(max_attempts):
         dr = region.join_drs[attempt % len(region.join_drs)]
+        sf, bw = region.DR_TABLE[dr]
+        toa = time_on_air_ms(sf, bw, _JOIN_REQ_LEN)
         while True:
-            ch, wait = mac._pick_channel(dr, region.join_channels(plan), plan, True)
-            if ch >= 0:
-                break
-            if wait < 0:
-                return JoinResult(st.NO_CHANNEL, attempt)
+            wait = budget.wait_ms(toa)  # the §7 budget first, then the sub-band duty cycle
+            if wait <= 0:
+                ch, wait = mac._pick_channel(dr, region.join_channels(plan), plan)
+                if ch >= 0:
+                    break
+                if wait < 0:
+                    return JoinResult(st.NO_CHANNEL, attempt)
             await mac.clock.sleep_ms(wait)
         dev_nonce = mac._next_dev_nonce
         if dev_nonce > 0xFFFF:
@@ -149,37 +155,27 @@ async def run(mac, max_attempts):
         # DevNonce persisted BEFORE the Join-Request goes out (L2 1.0.4 §6.2.5, RadioLib#1480)
         mac._next_dev_nonce = dev_nonce + 1
         mac._nvs.save(_KEY_NONCES, pack_nonces(mac._next_dev_nonce, mac._last_join_nonce))
+        budget.charge(toa)  # the airtime too: a reset during TX must not hand it back
         n = build_join_request(mac._buf, mac._join_eui, mac._dev_eui, dev_nonce, app_cmac)
         freq = region.channel_freq(plan, ch)
-        sf, bw = region.DR_TABLE[dr]
         mac.status.join_attempts += 1
         mac.status.tx_frames += 1
         payload = memoryview(mac._buf)[frame.B0 : frame.B0 + n]
         tx_done = await mac.radio.transmit(freq, sf, bw, region.tx_power_dbm(0), payload)
-        toa = time_on_air_ms(sf, bw, n)
-        mac._account(freq, toa, tx_done, _backoff_factor(mac, tx_done), True)
+        mac._account(freq, toa, tx_done, 1)
         accept = await mac._windows(
             plan, tx_done, ch, dr, _JOIN_ACCEPT_DELAY1_MS, 0,
             lambda rx: _accept(mac, rx, app_cmac),
         )  # fmt: skip
         if accept is not None:
             _apply(mac, accept, dev_nonce, plan)
+            budget.reset()
             mac.status.joins += 1
             return JoinResult(st.JOINED, attempt + 1, mac.state.dev_addr)
         mac.status.no_join_accept += 1
         # per-device random jitter on top of the back-off (L2 §7)
         await mac.clock.sleep_ms(mac._rng.randrange(_JOIN_JITTER_MS))
     return JoinResult(st.NO_JOIN_ACCEPT, max_attempts)
-
-
-def _backoff_factor(mac, now):
-    # L2 1.0.4 §7: 36 s/h in the first hour, 36 s per 10 h up to 11 h, then 8.7 s per 24 h
-    elapsed = mac.clock.ticks_diff(now, mac._boot_ticks)
-    if elapsed < _HOUR_MS:
-        return 100
-    if elapsed < 11 * _HOUR_MS:
-        return 1000
-    return 10000
 
 
 def _accept(mac, rx, app_cmac):

@@ -56,7 +56,7 @@ _ACK_TIMEOUT_MIN_MS = const(1000)  # RETRANSMIT_TIMEOUT 2 s ± 1 s (RP §5.1.9)
 _ACK_TIMEOUT_SPAN_MS = const(2000)
 _ADR_ACK_LIMIT = const(64)  # RP §5.1.9
 _ADR_ACK_DELAY = const(32)
-_MAX_OFF_MS = const(86400000)  # longest off-time: join back-off at 0.01 % stays far below
+_MAX_OFF_MS = const(86400000)  # longest off-time: 0.1 % sub-band and DutyCycleReq stay below
 _NVS_EVERY = const(16)  # FCnt written to NVS every N uplinks; N added on a cold boot
 _MAX_FOPTS = const(15)  # FOptsLen is 4 bits (L2 §4.3.1.6)
 
@@ -70,6 +70,14 @@ _NEW_CHANNEL = const(0x07)
 _RX_TIMING_SETUP = const(0x08)
 _DL_CHANNEL = const(0x0A)
 _DEVICE_TIME = const(0x0D)
+
+# uplink length of each answer or request, CID included (L2 1.0.4 §5, Table 4)
+_ANS_LEN = b"\x00\x00\x01\x02\x01\x02\x03\x02\x01\x00\x02\x00\x00\x01"
+
+
+def _ans_len(cid):
+    return _ANS_LEN[cid] if cid < len(_ANS_LEN) and _ANS_LEN[cid] else 1
+
 
 _KEY_STATE = "mac"  # RTC and NVS key of the State blob
 _KEY_SESSION = "session"
@@ -107,16 +115,17 @@ class Mac:
         self._buf = bytearray(frame.BUF_SIZE)
         self._work = bytearray(frame.BUF_SIZE)
         self._fopts = bytearray(_MAX_FOPTS)
-        self._answers = bytearray(_MAX_FOPTS)  # answers owed once (next uplink only)
+        self._answers = bytearray(_MAX_FOPTS)  # answers owed once, until a frame carries them
         self._answers_len = 0
+        self._taken = 0
+        self._lc_sent = False
+        self._dt_sent = False
         self._want_link_check = False
         self._want_device_time = False
         self._band_free = [None] * 8  # per sub-band: ticks when its off-time ends (None: free)
         self._agg_free = None  # aggregated off-time end (DutyCycleReq)
-        self._join_free = None  # join back-off end (L2 §7), for Join-Requests only
         self._busy = False
         self._c = None  # lorawan.classc.ClassC once class C is used
-        self._boot_ticks = clock.ticks_ms()
         self._last_tx_done = 0
         self._keys = None
         self._lc_this = None  # LinkCheckAns / DeviceTimeAns of the frame being processed
@@ -231,17 +240,14 @@ class Mac:
 
     # ---------------------------------------------------------------- duty cycle
 
-    def _free_at(self, freq, join=False):
+    def _free_at(self, freq):
         """Ticks from which ``freq`` may transmit (sub-band and aggregated off-times)."""
         t = self.clock.ticks_ms()
         if self.region.uses_duty_cycle:
             b = self.region.band_of(freq)
             if b >= 0:
                 t = self._later(self._band_free[b], t)
-        t = self._later(self._agg_free, t)
-        if join:
-            t = self._later(self._join_free, t)
-        return t
+        return self._later(self._agg_free, t)
 
     def _later(self, end, t):
         # an off-time end still ahead of t; ends more than a day ahead are stale ticks that
@@ -251,7 +257,7 @@ class Mac:
         d = self.clock.ticks_diff(end, t)
         return end if 0 < d <= _MAX_OFF_MS else t
 
-    def _account(self, freq, toa_ms, tx_done, factor, join=False):
+    def _account(self, freq, toa_ms, tx_done, factor):
         clock = self.clock
         if self.region.uses_duty_cycle:
             b = self.region.band_of(freq)
@@ -259,13 +265,9 @@ class Mac:
                 dc = self.region.BANDS[b][2]  # 1/duty: off-time = ToA × (1/dc − 1)
                 self._band_free[b] = clock.ticks_add(tx_done, toa_ms * (dc - 1))
         if factor > 1:
-            end = clock.ticks_add(tx_done, toa_ms * (factor - 1))
-            if join:
-                self._join_free = end
-            else:
-                self._agg_free = end
+            self._agg_free = clock.ticks_add(tx_done, toa_ms * (factor - 1))
 
-    def _pick_channel(self, dr, channels=None, s=None, join=False):
+    def _pick_channel(self, dr, channels=None, s=None):
         """(channel, wait_ms): a random enabled channel for ``dr``, free now if one is."""
         region = self.region
         if s is None:
@@ -279,7 +281,7 @@ class Mac:
                 continue
             if not region.channel_allows(s, ch, dr):
                 continue
-            wait = self.clock.ticks_diff(self._free_at(region.channel_freq(s, ch), join), now)
+            wait = self.clock.ticks_diff(self._free_at(region.channel_freq(s, ch)), now)
             if wait <= 0:
                 free.append(ch)
             elif best_wait < 0 or wait < best_wait:
@@ -389,24 +391,62 @@ class Mac:
         )  # fmt: skip
 
     def _collect_fopts(self, room):
-        """MAC answers and requests for this uplink, within ``room`` bytes; returns the length."""
+        """MAC answers and requests for this uplink, within ``room`` bytes; returns the length.
+
+        Whole commands only, in priority order: the sticky answers (RXParamSetupAns,
+        DlChannelAns, RXTimingSetupAns: the network cannot reach the device on changed RX
+        settings until it has them, L2 1.0.4 §5.4, §5.6, §5.7), then the answers owed once in
+        the order the requests came, then LinkCheckReq and DeviceTimeReq. A command that does
+        not fit is never cut (L2 §4.3.1.6 has no fragments): it and every later answer wait
+        for the next frame, and :meth:`_fopts_sent` drops only what this frame carried.
+        """
         s = self.state
         out = self._fopts
         n = 0
-        for i in range(s.sticky_len):
-            out[n] = s.sticky[i]
-            n += 1
-        for i in range(self._answers_len):
-            if n < room:
-                out[n] = self._answers[i]
-                n += 1
+        i = 0
+        while i < s.sticky_len:  # repeated until a class A downlink: kept whether sent or not
+            size = _ans_len(s.sticky[i])
+            if n + size > room:
+                break
+            for k in range(size):
+                out[n + k] = s.sticky[i + k]
+            n += size
+            i += size
+        taken = 0
+        while taken < self._answers_len:
+            size = _ans_len(self._answers[taken])
+            if n + size > room:
+                break
+            for k in range(size):
+                out[n + k] = self._answers[taken + k]
+            n += size
+            taken += size
+        self._taken = taken
+        self._lc_sent = False
+        self._dt_sent = False
         if self._want_link_check and n < room:
             out[n] = _LINK_CHECK
             n += 1
+            self._lc_sent = True
         if self._want_device_time and n < room:
             out[n] = _DEVICE_TIME
             n += 1
-        return n if n <= room else 0
+            self._dt_sent = True
+        return n
+
+    def _fopts_sent(self):
+        """Forget what the frame just built carries; answers that did not fit stay owed."""
+        taken = self._taken
+        left = self._answers_len - taken
+        a = self._answers
+        for i in range(left):
+            a[i] = a[taken + i]
+        self._answers_len = left
+        self._taken = 0
+        if self._lc_sent:
+            self._want_link_check = False
+        if self._dt_sent:
+            self._want_device_time = False
 
     async def send(self, fport, payload, confirmed=False, max_wait_ms=0):
         """Send one uplink and return what came down in RX1/RX2 (L2 §3.3, §4.3.1.2).
@@ -433,7 +473,9 @@ class Mac:
         region = self.region
         s = self.state
         plen = len(payload)
-        room = region.max_payload(s.dr) - 8 - 1 - plen  # M = FHDR(7+FOpts) + FPort + FRMPayload
+        # M = FHDR (7 + FOptsLen) + FPort (1) + FRMPayload, so N = M - 8 with no FOpts (RP002-1.0.4
+        # §5.1.6 / §5.2.6: 51 bytes at EU868 DR0, 242 at DR5) and what is left over is FOpts room
+        room = region.max_payload(s.dr) - 8 - plen
         if room < 0:
             return st.SendResult(st.TOO_LONG)
         ch, wait = self._pick_channel(s.dr)
@@ -453,10 +495,7 @@ class Mac:
         fcnt = s.fcnt_up
         n = self.build_uplink(fport, payload, plen, confirmed, fopts_len)
         # state written before the frame leaves: a reset after TX never reuses this FCnt
-        if fopts_len:
-            self._answers_len = 0
-            self._want_link_check = False
-            self._want_device_time = False
+        self._fopts_sent()
         s.flags &= ~FLAG_ACK_PENDING
         if s.flags & FLAG_ADR:
             s.adr_ack_cnt += 1
@@ -687,7 +726,7 @@ class Mac:
         return changed
 
     def _link_adr(self, cmds, i):
-        """A contiguous block of LinkADRReq, applied atomically (L2 1.0.4 §5.3)."""
+        """A contiguous block of LinkADRReq, applied atomically (L2 1.0.4 §5.2)."""
         region = self.region
         s = self.state
         mask = bytearray(s.mask)
@@ -713,7 +752,7 @@ class Mac:
             if b:
                 any_on = True
         mask_ok = mask_ok and any_on
-        new_dr = s.dr if dr == 0x0F else dr  # 0xF: keep the current value (L2 1.0.4 §5.3)
+        new_dr = s.dr if dr == 0x0F else dr  # 0xF: keep the current value (L2 1.0.4 §5.2)
         dr_ok = region.valid_uplink_dr(new_dr) and region.DR_TABLE[new_dr][0] != 0
         if dr_ok and mask_ok:
             dr_ok = False

@@ -1,6 +1,6 @@
 """Session keys and the MAC state that must survive deep sleep and power loss.
 
-What is kept and why (L2 1.0.4 §4.3.1.5, §6.2.5; TR007 §4.13; reference/lorawan.md §5): the
+What is kept and why (L2 1.0.4 §4.3.1.5, §6.2.5; TR007 §4.13; RadioLib#1031): the
 session keys and DevAddr, both frame counters, and every setting MAC commands change (data
 rate, power, NbTrans, channel plan and mask, RX1/RX2 parameters, RX delay, duty cycle, ADR
 counter, answers still owed to the network). Losing any of them after deep sleep breaks ADR or

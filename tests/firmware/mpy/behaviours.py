@@ -285,6 +285,100 @@ def check_abp_reboots(fail):
         fail.append("FCnts %s" % fcnts)
 
 
+def fopts_of(phy):
+    return bytes(phy[8 : 8 + (phy[5] & 0x0F)])
+
+
+def check_fopts_whole_answers(fail):
+    """A DevStatusAns is never cut (L2 1.0.4 §4.3.1.6, §5.5) and waits when it does not fit."""
+    clock = VirtualClock()
+    net = TestNet(clock, APP_KEY)
+    mac = node(net, clock)
+    abp(net, mac)  # EU868 DR0: M = 59, so N = 51 and FOpts get 51 - payload bytes
+    out = []
+
+    async def run():
+        # RXParamSetupReq (sticky answer, 2 B) and DevStatusReq (answer, 3 B) in one downlink
+        net.queue.append((-1, b"", False, b"\x05\x00\xd2\xad\x84\x06"))
+        out.append(await mac.send(1, b"a", max_wait_ms=HOUR))
+        for size in (49, 48, 46, 10):
+            out.append(await mac.send(1, bytes(size), max_wait_ms=HOUR))
+
+    clock.run(run())
+    if [r.status for r in out] != ["ok"] * 5:
+        fail.append("statuses %s" % [r.status for r in out])
+        return
+    fopts = [fopts_of(u[1]) for u in data_uplinks(net)]
+    if fopts[0] != b"":
+        fail.append("first uplink FOpts %s" % fopts[0])
+    # 49 B leave 2: the sticky RXParamSetupAns fits, the DevStatusAns (3 B) waits
+    if fopts[1] != b"\x05\x07":
+        fail.append("49-byte uplink FOpts %s, expected 0507" % fopts[1])
+    # 48 B leave 3: still only the sticky answer fits whole before the 3-byte answer
+    if fopts[2] != b"\x05\x07":
+        fail.append("48-byte uplink FOpts %s, expected 0507" % fopts[2])
+    # 46 B leave 5: sticky answer, then the whole DevStatusAns (battery 255: unknown, L2 §5.5)
+    if len(fopts[3]) != 5 or fopts[3][:3] != b"\x05\x07\x06" or fopts[3][3] != 255:
+        fail.append("46-byte uplink FOpts %s, expected 0507 06ff<margin>" % fopts[3])
+    if fopts[4] != b"\x05\x07":
+        fail.append("the DevStatusAns must go once, sticky again: %s" % fopts[4])
+
+
+def check_fopts_dev_status_48(fail):
+    """The issue's case: DevStatusReq, then a 48-byte uplink at EU868 DR0 carries 06 ff <margin>."""
+    clock = VirtualClock()
+    net = TestNet(clock, APP_KEY)
+    mac = node(net, clock)
+    abp(net, mac)
+    out = []
+
+    async def run():
+        net.queue.append((-1, b"", False, b"\x06"))
+        out.append(await mac.send(1, b"a", max_wait_ms=HOUR))
+        mac.request_link_check()
+        out.append(await mac.send(1, bytes(49), max_wait_ms=HOUR))  # room 2: only LinkCheckReq
+        out.append(await mac.send(1, bytes(48), max_wait_ms=HOUR))  # room 3: the whole answer
+        out.append(await mac.send(1, bytes(48), max_wait_ms=HOUR))  # nothing owed any more
+
+    clock.run(run())
+    if [r.status for r in out] != ["ok"] * 4:
+        fail.append("statuses %s" % [r.status for r in out])
+        return
+    fopts = [fopts_of(u[1]) for u in data_uplinks(net)]
+    if fopts[1] != b"\x02":
+        fail.append("49-byte uplink FOpts %s, expected the LinkCheckReq alone" % fopts[1])
+    if len(fopts[2]) != 3 or fopts[2][:2] != b"\x06\xff":
+        fail.append("48-byte uplink FOpts %s, expected 06ff<margin>" % fopts[2])
+    if fopts[3] != b"":
+        fail.append("answers sent once must be forgotten: %s" % fopts[3])
+
+
+def check_max_payload(fail):
+    """N = M - 8 (RP002-1.0.4 §5.1.6, §5.2.6): the largest FRMPayload goes, one more is refused."""
+    got = []
+    for region, dr, n in (("EU868", 0, 51), ("EU868", 5, 242), ("US915", 0, 11), ("US915", 3, 242)):
+        clock = VirtualClock()
+        net = TestNet(clock, APP_KEY)
+        net.answer_data = False
+        mac = node(net, clock, region=region)
+        abp(net, mac)
+        mac.state.dr = dr
+        out = []
+
+        async def run():
+            out.append(await mac.send(1, bytes(n), max_wait_ms=HOUR))
+            out.append(await mac.send(1, bytes(n + 1), max_wait_ms=HOUR))
+
+        clock.run(run())
+        got.append((region, dr, out[0].status, out[1].status))
+        if (out[0].status, out[1].status) != ("ok", "too_long"):
+            fail.append("%s DR%d: %d B %s, %d B %s" % (region, dr, n, out[0].status, n + 1,
+                                                      out[1].status))  # fmt: skip
+        ups = data_uplinks(net)
+        if len(ups) != 1 or len(ups[0][1]) != n + 13:
+            fail.append("%s DR%d: PHYPayload of %d B expected" % (region, dr, n + 13))
+
+
 CHECKS = (
     ("adr_backoff", check_adr_backoff),
     ("confirmed_retransmission", check_confirmed_retransmission),
@@ -293,6 +387,9 @@ CHECKS = (
     ("class_c_through_duty_cycle", check_class_c_through_duty_cycle),
     ("join_nonce_replay", check_join_nonces),
     ("abp_reboots", check_abp_reboots),
+    ("fopts_whole_answers", check_fopts_whole_answers),
+    ("fopts_dev_status_48", check_fopts_dev_status_48),
+    ("max_payload", check_max_payload),
 )
 
 

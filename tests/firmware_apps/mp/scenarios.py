@@ -526,6 +526,7 @@ async def mac_bin(days=1):
             "now": w["clock"].ticks_ms(),
             "heap": stats,
             "days": days,
+            "uplinks_failed": w["node"].uplinks_failed,
         }
     )
     return out
@@ -573,14 +574,82 @@ async def mac_lamp(days=1):
     drainer.cancel()
     out = drain.result()
     out.update(
-        {"now": w["clock"].ticks_ms(), "heap": stats, "days": days, "unix_now": w["app"].unix_now()}
+        {
+            "now": w["clock"].ticks_ms(),
+            "heap": stats,
+            "days": days,
+            "unix_now": w["app"].unix_now(),
+            "uplinks_failed": w["node"].uplinks_failed,
+        }
     )
+    return out
+
+
+async def report_alloc(n=200):
+    """Bytes left on the heap per full app report: the app's fields, the CBOR payload (the
+    node's encode) and the LoRaWAN frame (the MAC's build), GC disabled, over ``n`` reports;
+    the same with a fresh fields dict and ``cp.encode`` (bytes per report) for comparison."""
+    import gc
+
+    import citypack_payloads as cp
+
+    if not hasattr(gc, "mem_alloc"):
+        return {"skipped": "no MicroPython heap"}
+    net = _testnet()
+    out = {}
+    for kind, make in (("bin", make_bin), ("lamp", make_lamp)):
+        w = make(link=world_mod().mac_link(net))
+        mac = w["link"].mac
+        mac.activate_abp(0x26010001, bytes(range(16)), bytes(range(16, 32)))
+        app = w["app"]
+        node = w["node"]
+        if kind == "bin":
+            name = "bin_status"
+            st = app.state
+            st["fill"] = 42
+            st["temp"] = 18.4
+            st["pickups"] = 1
+
+            def fields():
+                return app.status_fields(85)
+        else:
+            name = "lamp_status"
+            app.road_users = 37
+
+            def fields():
+                return app.status_fields()
+
+        port = cp.FPORT[name]
+
+        def report():
+            data = node.encode(name, fields())
+            mac.build_uplink(node.fport, data, len(data), False, 0)
+            mac.state.fcnt_up += 1
+
+        def fresh():
+            data = cp.encode(name, dict(fields()))
+            mac.build_uplink(port, data, len(data), False, 0)
+            mac.state.fcnt_up += 1
+
+        for each, count in ((report, n), (fresh, n // 4)):  # fresh garbage fills the heap
+            for _ in range(5):  # warm-up: first-use allocations are not per report
+                each()
+            gc.collect()
+            gc.disable()
+            before = gc.mem_alloc()
+            for _ in range(count):
+                each()
+            after = gc.mem_alloc()
+            gc.enable()
+            out[kind + ("_report" if each is report else "_fresh")] = (after - before) / count
+        out[kind + "_bytes"] = len(node.encode(name, fields()))
     return out
 
 
 SCENARIOS = {
     "mac_bin": mac_bin,
     "mac_lamp": mac_lamp,
+    "report_alloc": report_alloc,
     "bin_fill": bin_fill,
     "bin_fire_threshold": bin_fire_threshold,
     "bin_fire_rise": bin_fire_rise,
@@ -641,7 +710,7 @@ def main(name, args):
     if name == "all":  # every scenario but the week-long MAC ones, one process, one JSON
         out = {}
         for each in SCENARIOS:
-            if not each.startswith("mac_"):
+            if not each.startswith("mac_") and each != "report_alloc":
                 world.CLOCK = world.VirtualClock()
                 out[each] = world.CLOCK.run(SCENARIOS[each]())
         json.dump(out, sys.stdout)
