@@ -22,6 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.errors import CommandError, PayloadTooLarge, UnknownDevice
+from gateway.guard import Guard
+from gateway.httpserver import uvicorn_config
 from gateway.rules import bins as bin_rules
 from gateway.store.base import COMMAND_STATES
 from gateway.web import mount as mount_dashboard
@@ -293,6 +295,10 @@ def create_app(gateway: Gateway) -> FastAPI:
         }
 
     app.include_router(v1)
+    # token and body size before any body is read (issue 14)
+    app.add_middleware(
+        Guard, token=lambda: gateway.api_token, max_body_bytes=gateway.config.api.max_body_bytes
+    )
     mount_dashboard(app, gateway, gateway.config.web)  # issue 9: the dashboard at /
     return app
 
@@ -329,10 +335,7 @@ async def start_api(
 ) -> tuple[uvicorn.Server, asyncio.Task[None]]:
     """Serve the API on ``sock`` (from :func:`bind_api`) as the task named ``api``."""
     host = gateway.config.api.listen.rpartition(":")[0]
-    config = uvicorn.Config(
-        create_app(gateway), log_config=None, access_log=False, lifespan="off", log_level="warning"
-    )
-    server = _Server(config)
+    server = _Server(uvicorn_config(create_app(gateway), gateway.config.api))
 
     async def serve() -> None:
         try:

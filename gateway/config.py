@@ -80,6 +80,10 @@ class ApiConfig:
     enabled: bool = True
     listen: str = "127.0.0.1:8080"
     token_file: str = ""  # empty: every /api/v1 request gets 401
+    max_body_bytes: int = 1_048_576  # larger request bodies get 413, unread (gateway/guard.py)
+    max_connections: int = 1024  # open HTTP connections (gateway/httpserver.py)
+    header_timeout_s: float = 10.0  # a connection must send its request head within this
+    idle_timeout_s: float = 5.0  # keep-alive: closed after this long without a request
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +268,9 @@ def _check(cfg: Config) -> None:
         raise ConfigError(
             f"api.listen: expected host:port, got {cfg.api.listen!r}", key="api.listen"
         )
+    for key in ("max_body_bytes", "max_connections", "header_timeout_s", "idle_timeout_s"):
+        if getattr(cfg.api, key) <= 0:
+            raise ConfigError(f"api.{key}: must be positive", key=f"api.{key}")
     base = cfg.publish.base_topic
     if not base or any(c in base for c in "+#") or base.startswith("/") or base.endswith("/"):
         raise ConfigError(f"publish.base_topic: not a topic prefix: {base!r}")

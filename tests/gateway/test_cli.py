@@ -29,7 +29,14 @@ def _citypack(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
 
 
 def test_check_config_ok_and_errors(tmp_path: Path) -> None:
-    ok = _citypack("gateway", "check-config", str(ROOT / "deploy" / "gateway.example.toml"))
+    token = tmp_path / "api-token"
+    token.write_text("t" * 32 + "\n")
+    token.chmod(0o600)
+    example = (ROOT / "deploy" / "gateway.example.toml").read_text()
+    assert '"/etc/citypack/api-token"' in example
+    copy = tmp_path / "example.toml"
+    copy.write_text(example.replace('"/etc/citypack/api-token"', f'"{token}"'))
+    ok = _citypack("gateway", "check-config", str(copy))
     assert ok.returncode == 0 and ok.stdout.startswith("ok:")
     bad = tmp_path / "bad.toml"
     bad.write_text('[mqtt]\nurl = "mqtt://h"\nqos = "one"\n')
@@ -52,7 +59,8 @@ def test_check_config_ok_and_errors(tmp_path: Path) -> None:
 def test_run_serves_and_stops_on_sigterm(mosquitto_broker: Broker, tmp_path: Path) -> None:
     port = free_port()
     token = tmp_path / "token"
-    token.write_text("s3cret-token\n")
+    token.write_text("s3cret-token-0123456789abcdefghijk\n")
+    token.chmod(0o600)
     config = tmp_path / "gateway.toml"
     config.write_text(
         f'[mqtt]\nurl = "{mosquitto_broker.url}"\nclient_id = "cli-{port}"\n'
@@ -81,7 +89,7 @@ def test_run_serves_and_stops_on_sigterm(mosquitto_broker: Broker, tmp_path: Pat
             time.sleep(0.1)
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/api/v1/stats",
-            headers={"Authorization": "Bearer s3cret-token"},
+            headers={"Authorization": "Bearer s3cret-token-0123456789abcdefghijk"},
         )
         with urllib.request.urlopen(request, timeout=5) as response:
             assert json.loads(response.read())["uplinks_stored"] == 0
@@ -95,4 +103,4 @@ def test_run_serves_and_stops_on_sigterm(mosquitto_broker: Broker, tmp_path: Pat
     lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     messages = [line["msg"] for line in lines]
     assert "mqtt connected" in messages and "gateway stopped" in messages
-    assert "s3cret-token" not in stderr  # invariant 8
+    assert "s3cret-token-0123456789abcdefghijk" not in stderr  # invariant 8

@@ -26,10 +26,13 @@ def register(sub: Any) -> None:
 
 
 def check_config(args: argparse.Namespace) -> int:
+    from gateway.apitoken import read_api_token
     from gateway.config import load_config
 
     try:
         cfg = load_config(args.file)
+        if cfg.api.enabled and cfg.api.token_file:
+            read_api_token(cfg.api.token_file)
     except GatewayError as exc:
         raise CliError(str(exc)) from None
     print(
@@ -40,23 +43,27 @@ def check_config(args: argparse.Namespace) -> int:
 
 
 def run_gateway(args: argparse.Namespace) -> int:
-    from gateway.config import check_tls, load_config, read_secret
-    from gateway.logs import configure
+    from gateway.apitoken import read_api_token
+    from gateway.config import check_tls, load_config
+    from gateway.logs import configure, loop_exception_handler, quiet_logger
     from gateway.service import Gateway
 
     try:
         cfg = load_config(args.config)
-        token = read_secret(cfg.api.token_file) if cfg.api.token_file else None
+        token = read_api_token(cfg.api.token_file) if cfg.api.token_file else None
         check_tls(cfg.mqtt)  # a bad certificate stops the start, not an endless reconnect
     except GatewayError as exc:
         raise CliError(str(exc)) from None
     logger = configure(args.log_level)
+    _raise_file_limit()
     if cfg.api.enabled and not token:
         logger.warning("api.token_file is not set: every /api/v1 request will get 401")
 
     async def main() -> None:
         gateway = Gateway(cfg, logger=logger, api_token=token)
         loop = asyncio.get_running_loop()
+        # one JSON line per problem, a few a second at most (a refused accept() repeats fast)
+        loop.set_exception_handler(loop_exception_handler(quiet_logger("loop")))
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, gateway.stop)
         try:
@@ -76,3 +83,15 @@ def run_gateway(args: argparse.Namespace) -> int:
             first = first.exceptions[0]
         raise CliError(f"gateway failed: {type(first).__name__}: {first}", exit_code=1) from None
     return 0
+
+
+def _raise_file_limit(wanted: int = 65_536) -> None:
+    """Take the soft limit on open files up to the hard one (at most ``wanted``): each API and
+    MQTT connection is a file handle, and 1,024 is a common default (deploy/ sets
+    ``LimitNOFILE=65536``; this covers a start without systemd)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
