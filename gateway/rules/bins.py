@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from gateway.config import BinsConfig
+from gateway.csvsafe import safe_cell
 from gateway.rules import Outcome
 from gateway.store.base import Device
 
@@ -206,7 +207,7 @@ def collection_csv(rows: list[dict[str, Any]]) -> str:
     writer = csv.DictWriter(buffer, fieldnames=_CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: ("" if row[k] is None else row[k]) for k in _CSV_COLUMNS})
+        writer.writerow({k: safe_cell(row[k]) for k in _CSV_COLUMNS})  # gateway/csvsafe.py
     return buffer.getvalue()
 
 
