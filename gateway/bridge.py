@@ -85,6 +85,7 @@ class Bridge:
         handler: MessageHandler,
         on_connect: Callable[[], Awaitable[None]],
         on_stop: Callable[[], Awaitable[None]],
+        accept_set: bool = False,
         metrics: Metrics,
         logger: logging.Logger,
     ) -> None:
@@ -93,6 +94,7 @@ class Bridge:
         self.handler = handler
         self.on_connect = on_connect
         self.on_stop = on_stop
+        self.accept_set = accept_set  # subscribe to <base>/devices/+/set (gateway/setcommand.py)
         self.metrics = metrics
         self.log = logger
         self.connected = asyncio.Event()
@@ -149,7 +151,8 @@ class Bridge:
                         event_subscription(self.config.application_id, self.config.shared_group),
                         qos=self.config.qos,
                     )
-                    await client.subscribe(f"{self.base}/devices/+/set", qos=1)
+                    if self.accept_set:
+                        await client.subscribe(f"{self.base}/devices/+/set", qos=1)
                     await client.publish(f"{self.base}/bridge/state", b"online", qos=1, retain=True)
                     self.connected.set()
                     self.metrics.mqtt_connected.set(1)

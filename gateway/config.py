@@ -91,6 +91,7 @@ class PublishConfig:
     base_topic: str = "citypack"
     homeassistant: bool = False
     discovery_prefix: str = "homeassistant"
+    accept_set: bool = False  # subscribe to devices/+/set (commands from MQTT): guard it by ACL
 
 
 @dataclass(frozen=True, slots=True)

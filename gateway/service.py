@@ -62,6 +62,7 @@ from gateway.rules import Outcome, PlannedCommand
 from gateway.rules import availability as availability_rules
 from gateway.rules import bins as bin_rules
 from gateway.rules import lamps as lamp_rules
+from gateway.setcommand import InvalidSet, parse_set
 from gateway.store import (
     CommandRecord,
     DeadLetter,
@@ -123,6 +124,7 @@ class Gateway:
             handler=self._on_message,
             on_connect=self._on_connect,
             on_stop=self.flush,
+            accept_set=config.publish.accept_set,
             metrics=self.metrics,
             logger=self.log,
         )
@@ -361,17 +363,18 @@ class Gateway:
         is_uplink = topic.endswith("/event/up")
         self._acks.append((generation, message.mid, message.qos, received, is_uplink))
         try:
-            await self.process(topic, raw)
+            await self.process(topic, raw, retained=message.retain)
         except Exception as exc:  # invariant 2: the gateway never stops on bad input
             self.log.exception("processing failed", extra={"topic": topic})
             self._dead_letter(topic, raw, f"internal error: {type(exc).__name__}: {exc}", "")
         await self._maybe_flush()
 
-    async def process(self, topic: str, raw: bytes) -> None:
+    async def process(self, topic: str, raw: bytes, *, retained: bool = False) -> None:
         """Process one MQTT message (staged; :meth:`flush` commits)."""
         set_dev = self.publisher.set_dev_eui(topic)
         if set_dev is not None:
-            await self._on_set(set_dev, raw)
+            if self.config.publish.accept_set:
+                self._on_set(topic, set_dev, raw, retained=retained)
             return
         limit = self.config.mqtt.max_event_bytes
         if len(raw) > limit:
@@ -657,21 +660,23 @@ class Gateway:
                 {"level": event.level, "code": event.code, "description": event.description},
             )
 
-    async def _on_set(self, dev_eui: str, raw: bytes) -> None:
-        """``citypack/devices/{devEui}/set``: ``{"message": ..., "fields": {...}}``."""
+    def _on_set(self, topic: str, dev_eui: str, raw: bytes, *, retained: bool) -> None:
+        """``citypack/devices/{devEui}/set`` (checks: gateway/setcommand.py)."""
+        if not raw:
+            return  # a zero-length message clears a retained one (ours, see below): not a command
         try:
-            doc = json.loads(raw)
-            if not isinstance(doc, dict) or not isinstance(doc.get("message"), str):
-                raise ValueError('expected {"message": ..., "fields": {...}}')
-            fields = doc.get("fields", {})
-            confirmed = doc.get("confirmed")
-            if not isinstance(fields, dict) or not isinstance(confirmed, bool | None):
-                raise ValueError("fields must be an object, confirmed a boolean")
-            self.submit_command(dev_eui, doc["message"], fields, confirmed=confirmed, source="mqtt")
-        except (ValueError, UnicodeDecodeError, CommandError) as exc:
-            self.log.warning("set refused", extra={"dev_eui": dev_eui, "error": str(exc)})
+            if retained:
+                # never applied: it would be applied again at every restart; cleared
+                self.bridge.send(topic, b"", 1, True)
+                raise InvalidSet("retained set messages are ignored (and cleared)")
+            request = parse_set(raw, max_bytes=self.config.mqtt.max_event_bytes)
+            self.submit_command(
+                dev_eui, request.message, request.fields, confirmed=request.confirmed, source="mqtt"
+            )
+        except (InvalidSet, CommandError, TypeError, ProtocolError) as exc:
+            self.log.warning("set refused", extra={"dev_eui": dev_eui, "error": str(exc)[:200]})
             self.publisher.event(
-                EventRecord("command_rejected", dev_eui, self.clock(), {"error": str(exc)})
+                EventRecord("command_rejected", dev_eui, self.clock(), {"error": str(exc)[:500]})
             )
 
     # --- commands --------------------------------------------------------------------------------
