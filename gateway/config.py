@@ -33,6 +33,7 @@ __all__ = [
     "BinsConfig",
     "CommandsConfig",
     "Config",
+    "FleetConfig",
     "LampsConfig",
     "MqttConfig",
     "PublishConfig",
@@ -134,6 +135,14 @@ class CommandsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class FleetConfig:
+    """Devices heard on the air before they were registered (issue 14)."""
+
+    auto_register: bool = True  # keep an unknown devEui as kind "unknown" (registered: false)
+    max_auto_registered: int = 1000  # past it, unknown devices' uplinks are dead letters
+
+
+@dataclass(frozen=True, slots=True)
 class WebConfig:
     """The operator's dashboard at ``/`` (gateway/web)."""
 
@@ -154,6 +163,7 @@ class Config:
     availability: AvailabilityConfig = field(default_factory=AvailabilityConfig)
     commands: CommandsConfig = field(default_factory=CommandsConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    fleet: FleetConfig = field(default_factory=FleetConfig)
 
     def replace(self, section: str, **values: Any) -> Config:
         """A copy with some keys of one section changed (tests and the demo use it)."""
@@ -301,6 +311,10 @@ def _check(cfg: Config) -> None:
         raise ConfigError("commands.mac_headroom_bytes: 0..15 (FOpts is at most 15 bytes)")
     if c.region.upper() not in ("EU868", "US915"):
         raise ConfigError(f"commands.region: EU868 or US915, got {c.region!r}")
+    if cfg.fleet.max_auto_registered < 0:
+        raise ConfigError(
+            "fleet.max_auto_registered: must be >= 0", key="fleet.max_auto_registered"
+        )
     w = cfg.web
     if w.tile_url and not (
         w.tile_url.startswith(("http://", "https://"))

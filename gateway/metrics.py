@@ -63,6 +63,13 @@ class Metrics:
             ["type"],
             registry=self.registry,
         )
+        self.unknown_rejected = Counter(
+            "citypack_unknown_devices_rejected",
+            "Events of devices not in the registry that were not auto-registered ([fleet] "
+            "auto_register off, or max_auto_registered reached): kept as dead letters",
+            ["reason"],
+            registry=self.registry,
+        )
         self.mqtt_connected = Gauge(
             "citypack_mqtt_connected", "1 while connected to the broker", registry=self.registry
         )

@@ -19,7 +19,11 @@ Decisions:
 - **Unknown devices are kept**, not dead-lettered: an uplink from a devEui that is not in the
   registry auto-registers it as kind ``unknown`` (``registered: false``), stores its history and
   raises a ``device_discovered`` event; a ``device_info`` uplink fills in its kind. Provisioning
-  lags the field in practice, and nothing from the air is dropped (invariant 2).
+  lags the field in practice, and nothing from the air is dropped (invariant 2). Up to
+  ``[fleet] max_auto_registered`` of them: past it (or with ``auto_register`` off) an unknown
+  device's events are dead letters (``unknown_device_cap`` / ``unknown_device``), counted in
+  ``citypack_unknown_devices_rejected_total`` (20,000 made-up DevEUIs must not fill memory and
+  the broker's retained topics).
 - **fPort 0** (MAC-only) uplinks count as ``processed`` and refresh availability and signal
   quality, but store no history and run no rules.
 - Undecodable payloads (bad CBOR, unknown fPort, out-of-range values, larger than
@@ -149,6 +153,7 @@ class Gateway:
         self._flush_timer: asyncio.TimerHandle | None = None
         self._store_failures = 0
         self._timer_tasks: set[asyncio.Future[None]] = set()
+        self._auto_registered = 0  # devices heard but never registered ([fleet] caps them)
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -168,6 +173,7 @@ class Gateway:
         self.store_ok = True
         for device in await self.store.load_devices():
             self.devices[device.dev_eui] = device
+        self._auto_registered = sum(1 for d in self.devices.values() if not d.registered)
         await self.commands.load()
         self._opened = True
         self.update_device_gauge()
@@ -394,7 +400,7 @@ class Gateway:
         if isinstance(event, cs.UplinkEvent):
             await self._on_up(topic, raw, event)
         elif isinstance(event, cs.JoinEvent):
-            await self._on_join(event)
+            await self._on_join(topic, raw, event)
         elif isinstance(event, cs.TxAckEvent):
             self._command_changed(await self.commands.on_txack(event))
         elif isinstance(event, cs.AckEvent):
@@ -414,10 +420,18 @@ class Gateway:
         self.store.stage_dead_letter(DeadLetter(self.clock(), topic, raw, reason, dev_eui))
         self.log.warning("dead letter", extra={"topic": topic, "reason": reason[:200]})
 
-    def _device_for(self, info: cs.DeviceInfo, application_id: str) -> Device:
+    def _device_for(self, info: cs.DeviceInfo, application_id: str) -> Device | None:
+        """The device of an event; an unknown one is auto-registered while ``[fleet]`` allows
+        (else None: the caller keeps the event as a dead letter, :meth:`_refuse_unknown`)."""
         device = self.devices.get(info.dev_eui)
         now = self.clock()
         if device is None:
+            if (
+                not self.config.fleet.auto_register
+                or self._auto_registered >= self.config.fleet.max_auto_registered
+            ):
+                return None
+            self._auto_registered += 1
             device = Device(
                 dev_eui=info.dev_eui,
                 kind="unknown",
@@ -433,13 +447,36 @@ class Gateway:
         device.device_class = info.device_class_enabled
         return device
 
+    async def _refuse_unknown(self, topic: str, raw: bytes, dev_eui: str, key: str) -> None:
+        """An event of an unknown device that ``[fleet]`` does not let in: one dead letter
+        (a redelivery is a duplicate), counted in ``citypack_unknown_devices_rejected_total``."""
+        if await self.store.seen(key):
+            self._m_duplicate.inc()
+            return
+        self.store.stage_seen(key)
+        fleet = self.config.fleet
+        if fleet.auto_register:
+            reason = "unknown_device_cap"
+            detail = f"{self._auto_registered} devices auto-registered (fleet.max_auto_registered)"
+        else:
+            reason, detail = "unknown_device", "fleet.auto_register is off"
+        self.metrics.unknown_rejected.labels(reason).inc()
+        self.store.stage_dead_letter(
+            DeadLetter(self.clock(), topic, raw, f"{reason}: {detail}", dev_eui)
+        )
+
     async def _on_up(self, topic: str, raw: bytes, event: cs.UplinkEvent) -> None:
-        device = self._device_for(event.device_info, event.topic_application_id)
+        found = self._device_for(event.device_info, event.topic_application_id)
+        dev_eui = event.device_info.dev_eui
         key = (
             f"up:{event.deduplication_id}"
             if event.deduplication_id
-            else f"up:{device.dev_eui}:{event.dev_addr}:{event.f_cnt}"
+            else f"up:{dev_eui}:{event.dev_addr}:{event.f_cnt}"
         )
+        if found is None:
+            await self._refuse_unknown(topic, raw, dev_eui, key)
+            return
+        device = found
         # Fast path: the device's session (devAddr) and fCnt are committed in the same
         # transaction as the dedup keys, so a higher fCnt in the same session was never seen.
         fresh = (
@@ -616,13 +653,16 @@ class Gateway:
             )
         self.kick(command.dev_eui)
 
-    async def _on_join(self, event: cs.JoinEvent) -> None:
+    async def _on_join(self, topic: str, raw: bytes, event: cs.JoinEvent) -> None:
         key = f"join:{event.deduplication_id}"
+        device = self._device_for(event.device_info, event.topic_application_id)
+        if device is None:
+            await self._refuse_unknown(topic, raw, event.device_info.dev_eui, key)
+            return
         if event.deduplication_id and await self.store.seen(key):
             return
         if event.deduplication_id:
             self.store.stage_seen(key)
-        device = self._device_for(event.device_info, event.topic_application_id)
         device.last_dev_addr = event.dev_addr
         device.last_f_cnt = None
         requeued = self.commands.on_join(device.dev_eui)
@@ -828,6 +868,8 @@ class Gateway:
         if device is None:
             device = Device(dev_eui=dev_eui, created_at=now)
             self.devices[dev_eui] = device
+        elif not device.registered:
+            self._auto_registered -= 1  # registered now: room for another unknown one
         for key, value in values.items():
             setattr(device, key, value)
         device.registered = True
