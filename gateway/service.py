@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import time
@@ -80,6 +81,11 @@ from protocol import codec
 from protocol.errors import ProtocolError
 
 __all__ = ["Gateway"]
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=8).hexdigest()
+
 
 _JSON = json.JSONEncoder(separators=(",", ":"), default=str)
 # messages already received and waiting that make a batch grow past its interval: a steady
@@ -471,7 +477,8 @@ class Gateway:
         key = (
             f"up:{event.deduplication_id}"
             if event.deduplication_id
-            else f"up:{dev_eui}:{event.dev_addr}:{event.f_cnt}"
+            # without an id, the payload tells a redelivery from a counter reset (below)
+            else f"up:{dev_eui}:{event.dev_addr}:{event.f_cnt}:{_digest(event.data)}"
         )
         if found is None:
             await self._refuse_unknown(topic, raw, dev_eui, key)
@@ -484,15 +491,18 @@ class Gateway:
             and device.last_f_cnt is not None
             and event.f_cnt > device.last_f_cnt
         )
-        if not fresh and (
-            await self.store.seen(key)
-            or (
-                device.last_dev_addr == event.dev_addr
-                and await self.store.f_cnt_seen(device.dev_eui, event.dev_addr, event.f_cnt)
-            )
-        ):
-            self._m_duplicate.inc()
-            return
+        if not fresh:
+            if await self.store.seen(key):
+                self._m_duplicate.inc()  # the same deduplicationId: a redelivery
+                return
+            if device.last_dev_addr == event.dev_addr:
+                stored = await self.store.f_cnt_payload(device.dev_eui, event.dev_addr, event.f_cnt)
+                if stored is not None:
+                    if stored == event.data:
+                        self._m_duplicate.inc()  # the same frame again under another id
+                        return
+                    self._counter_reset(topic, raw, device, event, key)
+                    return
         self.store.stage_seen(key)
         now = self.clock()
         was = device.availability
@@ -544,6 +554,30 @@ class Gateway:
         self._m_processed.inc()
         if self.commands.has_waiting(device.dev_eui):
             self.kick(device.dev_eui)
+
+    def _counter_reset(
+        self, topic: str, raw: bytes, device: Device, event: cs.UplinkEvent, key: str
+    ) -> None:
+        """An fCnt already stored for this devAddr, with another payload: the node's frame
+        counter went back (an ABP node that lost its counters; LoRaWAN L2 1.0.4 §4.3.1.5 says it
+        must not, ChirpStack lets it through with "skip fCnt check"). Not a duplicate: the new
+        data is kept as a dead letter with reason ``fcnt_reset`` and an ``fcnt_reset`` event
+        says so (issue 14)."""
+        self.store.stage_seen(key)
+        detail = {
+            "dev_addr": event.dev_addr,
+            "f_cnt": event.f_cnt,
+            "last_f_cnt": device.last_f_cnt,
+            "deduplication_id": event.deduplication_id,
+        }
+        self._dead_letter(
+            topic,
+            raw,
+            f"fcnt_reset: fCnt {event.f_cnt} of devAddr {event.dev_addr} was stored with another"
+            f" payload (last fCnt {device.last_f_cnt})",
+            device.dev_eui,
+        )
+        self._emit(device, "fcnt_reset", detail)
 
     def _apply_message(
         self, device: Device, message: str, fields: dict[str, Any], now: float

@@ -300,7 +300,12 @@ class Store(Protocol):
 
     def stage_seen(self, key: str) -> None: ...
 
-    async def f_cnt_seen(self, dev_eui: str, dev_addr: str, f_cnt: int) -> bool: ...
+    async def f_cnt_payload(self, dev_eui: str, dev_addr: str, f_cnt: int) -> bytes | None:
+        """The ``data`` (FRMPayload) of the uplink stored (committed or staged) for this device,
+        devAddr and fCnt, else None. The same bytes again are a redelivery; other bytes mean the
+        node's frame counter was reset (the service keeps them as an ``fcnt_reset`` dead
+        letter)."""
+        ...
 
     def stage_uplink(self, uplink: UplinkRecord) -> None: ...
 

@@ -259,15 +259,16 @@ class SqliteStore:
     def stage_seen(self, key: str) -> None:
         self._seen.add(key)
 
-    async def f_cnt_seen(self, dev_eui: str, dev_addr: str, f_cnt: int) -> bool:
+    async def f_cnt_payload(self, dev_eui: str, dev_addr: str, f_cnt: int) -> bytes | None:
         for uplink in self._uplinks:
             if (uplink.dev_eui, uplink.dev_addr, uplink.f_cnt) == (dev_eui, dev_addr, f_cnt):
-                return True
+                return uplink.data
         row = self.db.execute(
-            "SELECT 1 FROM uplinks WHERE dev_eui = ? AND f_cnt = ? AND dev_addr = ? LIMIT 1",
+            "SELECT data FROM uplinks WHERE dev_eui = ? AND f_cnt = ? AND dev_addr = ?"
+            " ORDER BY id LIMIT 1",
             (dev_eui, f_cnt, dev_addr),
         ).fetchone()
-        return row is not None
+        return None if row is None else bytes(row[0])
 
     def stage_uplink(self, uplink: UplinkRecord) -> None:
         self._uplinks.append(uplink)
