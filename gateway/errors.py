@@ -6,7 +6,9 @@ Outside data (MQTT payloads, HTTP bodies, config files) only ever raises these::
     ├── ConfigError          a config file or environment override that is not valid
     ├── InvalidEvent         a ChirpStack event that does not parse (bad JSON/protobuf, wrong
     │                        types, bad base64, unknown event type)
-    ├── StoreError           the store cannot be opened or migrated
+    ├── StoreError           the store cannot be opened, migrated or written
+    │   └── StoreGone            its database went away under the running gateway (file
+    │                            deleted or replaced, connection lost): reopen, stage again
     └── CommandError         a command that cannot be accepted
         ├── UnknownDevice        no such device in the registry
         ├── CommandRejected      wrong message for the device kind, bad fields
@@ -28,6 +30,7 @@ __all__ = [
     "InvalidEvent",
     "PayloadTooLarge",
     "StoreError",
+    "StoreGone",
     "UnknownDevice",
 ]
 
@@ -53,6 +56,12 @@ class InvalidEvent(GatewayError):
 
 class StoreError(GatewayError):
     """The store cannot be opened, migrated or written."""
+
+
+class StoreGone(StoreError):
+    """The database the store had open is no longer the one at its address (the SQLite file was
+    deleted or replaced, the server connection was lost). Nothing in the failed commit counts as
+    stored; :meth:`gateway.store.base.Store.reopen` connects again."""
 
 
 class CommandError(GatewayError):

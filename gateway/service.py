@@ -59,7 +59,7 @@ from gateway import chirpstack as cs
 from gateway.bridge import Bridge
 from gateway.commands import CONFIG_MESSAGES, CommandManager
 from gateway.config import Config
-from gateway.errors import CommandError, InvalidEvent, StoreError
+from gateway.errors import CommandError, InvalidEvent, StoreError, StoreGone
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.publish import Publisher
@@ -160,6 +160,9 @@ class Gateway:
         self._store_failures = 0
         self._timer_tasks: set[asyncio.Future[None]] = set()
         self._auto_registered = 0  # devices heard but never registered ([fleet] caps them)
+        self._store_lost = False  # a commit raised StoreGone: reopen before the next one
+        self._parked: list[tuple[aiomqtt.Message, int]] = []  # received while it is lost
+        self._retry_timer: asyncio.TimerHandle | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -190,9 +193,15 @@ class Gateway:
 
     async def close(self) -> None:
         if self._opened:
+            if self._retry_timer is not None:
+                self._retry_timer.cancel()
+                self._retry_timer = None
             with contextlib.suppress(StoreError):
                 await self.flush()
-            await self.store.close()
+            try:
+                await self.store.close()
+            except StoreError as exc:  # unacknowledged: the broker redelivers it
+                self.log.error("store closed with uncommitted data", extra={"error": str(exc)})
             self._opened = False
 
     def stop(self) -> None:
@@ -261,12 +270,17 @@ class Gateway:
                     self.store.stage_device(device, twin_json)
                     twins.append((device, twin_json.encode()))
             try:
+                if self._store_lost:
+                    await self._reopen_store()
                 await self.store.commit()
                 if not self.store_ok:
                     self.log.info("store commits again", extra={"failures": self._store_failures})
                 self.store_ok = True
                 self._store_failures = 0
             except StoreError as exc:
+                if isinstance(exc, StoreGone):
+                    self._store_lost = True
+                self._arm_retry()
                 self._store_failures += 1
                 if self.store_ok or self._store_failures % 100 == 0:  # no log flood
                     self.log.error(
@@ -295,6 +309,10 @@ class Gateway:
                     if samples is not None:
                         samples.append(done - received)
             self.bridge.ack_many(current, puback)
+            if self._parked:
+                task = asyncio.ensure_future(self._unpark())
+                self._timer_tasks.add(task)
+                task.add_done_callback(self._timer_tasks.discard)
             if twins:
                 self.publisher.states(twins)
             for dev_eui in availability:
@@ -303,6 +321,40 @@ class Gateway:
                     self.publisher.availability(device)
             for event in events:
                 self.publisher.event(event)
+
+    async def _reopen_store(self) -> None:
+        """The store's database went away (StoreGone): open it again and stage the whole
+        in-memory state, which a new, empty database does not have (issue 14)."""
+        await self.store.reopen()
+        for device in self.devices.values():
+            self.store.stage_device(device)
+        for command in self.commands.active.values():
+            self.store.stage_command(command)
+        self._store_lost = False
+        self.log.warning(
+            "store reopened; devices and active commands written again",
+            extra={"devices": len(self.devices), "active_commands": len(self.commands.active)},
+        )
+
+    async def _unpark(self) -> None:
+        """Process the messages held while the store was away, in the order they came."""
+        parked, self._parked = self._parked, []
+        for message, generation in parked:
+            await self._on_message(message, generation)
+
+    def _arm_retry(self, delay_s: float = 1.0) -> None:
+        """Retry a failed commit even when no message arrives to trigger a flush (the broker
+        sends nothing past its in-flight window while nothing is acknowledged)."""
+        if self._retry_timer is not None:
+            return
+
+        def retry() -> None:
+            self._retry_timer = None
+            task = asyncio.ensure_future(self.flush())
+            self._timer_tasks.add(task)
+            task.add_done_callback(self._timer_tasks.discard)
+
+        self._retry_timer = asyncio.get_running_loop().call_later(delay_s, retry)
 
     def _flush_due(self) -> bool | None:
         """True: commit now. False: not yet, a timer is needed. None: no batch.
@@ -361,6 +413,12 @@ class Gateway:
             self.kick(dev_eui)
 
     async def _on_message(self, message: aiomqtt.Message, generation: int) -> None:
+        if self._store_lost:
+            # the store went away and is not back: nothing can be checked or staged. Held
+            # unacknowledged (the broker's in-flight window bounds how many) until it is.
+            self._parked.append((message, generation))
+            self._arm_retry()
+            return
         received = time.perf_counter()
         if self._batch_started is None:
             self._batch_started = received
