@@ -62,6 +62,7 @@ from gateway.config import Config
 from gateway.errors import CommandError, InvalidEvent, StoreError, StoreGone
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
+from gateway.outbox import Outbox
 from gateway.publish import Publisher
 from gateway.rules import Outcome, PlannedCommand
 from gateway.rules import availability as availability_rules
@@ -138,7 +139,11 @@ class Gateway:
             metrics=self.metrics,
             logger=self.log,
         )
-        self.publisher = Publisher(config.publish, self.bridge.send, self.bridge.send_retained_qos0)
+        self.outbox = Outbox(
+            self.bridge, max_events=config.mqtt.queue_size, metrics=self.metrics, logger=self.log
+        )
+        self.bridge.drain = self.outbox.drain
+        self.publisher = Publisher(config.publish, self.outbox.send, self.outbox.send_retained)
         self.api_token = api_token
         self.api_port: int | None = None
         self.store_ok = False
@@ -229,7 +234,7 @@ class Gateway:
         async with asyncio.TaskGroup() as group:
             mqtt = group.create_task(self.bridge.run(), name="mqtt")
             others = [
-                group.create_task(self.bridge.publisher(), name="publish"),
+                group.create_task(self.outbox.run(), name="publish"),
                 group.create_task(self._dispatcher(), name="dispatch"),
                 group.create_task(self._maintenance(), name="maintenance"),
             ]
@@ -799,7 +804,7 @@ class Gateway:
         try:
             if retained:
                 # never applied: it would be applied again at every restart; cleared
-                self.bridge.send(topic, b"", 1, True)
+                self.outbox.send(topic, b"", 1, True)
                 raise InvalidSet("retained set messages are ignored (and cleared)")
             request = parse_set(raw, max_bytes=self.config.mqtt.max_event_bytes)
             self.submit_command(
