@@ -109,6 +109,11 @@ class GatewayProcess:
             log.close()
         wait_port(self.api_port, timeout_s=30)
 
+    def freeze(self) -> None:
+        """SIGSTOP: the process stays where it is (mid-commit or not) until killed or thawed."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGSTOP)
+
     def kill(self) -> None:
         """``kill -9``: no flush, no goodbye."""
         if self.process is not None and self.process.poll() is None:
