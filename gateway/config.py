@@ -63,7 +63,8 @@ class MqttConfig:
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 30.0
     shared_group: str = ""  # MQTT v5 shared subscription $share/<group>/... for scale-out
-    queue_size: int = 10_000  # bound of the inbound queue; overflow is logged and counted
+    queue_size: int = 10_000  # events waiting to be published (gateway/outbox.py); at qos 0 also
+    # the inbound queue. Overflow is logged and counted
     max_event_bytes: int = 65_536  # larger payloads are dead-lettered (truncated raw kept)
 
 
