@@ -265,3 +265,44 @@ def test_a_connection_without_a_request_is_closed(
             assert sock.recv(1024) == b""  # closed by the server (bounded by the 30 s timeout)
     finally:
         gw.kill()
+
+
+def test_accept_errors_are_a_few_json_lines() -> None:
+    """What asyncio reports per refused ``accept()`` (EMFILE) goes out as JSON, a few lines a
+    second at most, however often it comes (it wrote 535 MB of tracebacks in 45 s before)."""
+    import io
+    import logging
+
+    from gateway.logs import configure, loop_exception_handler, quiet_logger
+
+    names = ("citypack.gateway", "uvicorn", "asyncio")
+    saved = {
+        n: (
+            logging.getLogger(n).handlers[:],
+            logging.getLogger(n).propagate,
+            logging.getLogger(n).level,
+        )
+        for n in names
+    }
+    stream = io.StringIO()
+    try:
+        configure("info", stream)
+        handler = loop_exception_handler(quiet_logger("loop-test"))
+        error = OSError(24, "Too many open files")
+        for _ in range(10_000):
+            context = {"message": "socket.accept() out of system resource", "exception": error}
+            handler(None, context)
+        for _ in range(1000):
+            logging.getLogger("uvicorn.error").error("Exception in ASGI application")
+            logging.getLogger("asyncio").error("Task exception was never retrieved")
+    finally:
+        for n, (handlers, propagate, level) in saved.items():
+            logger = logging.getLogger(n)
+            logger.handlers[:] = handlers
+            logger.propagate = propagate
+            logger.setLevel(level)
+    lines = stream.getvalue().splitlines()
+    assert 1 <= len(lines) <= 12, len(lines)
+    docs = [json.loads(line) for line in lines]
+    assert any("Too many open files" in str(d.get("error")) for d in docs)
+    assert {d["logger"] for d in docs} >= {"citypack.gateway.loop-test", "uvicorn.error"}
