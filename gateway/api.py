@@ -15,12 +15,14 @@ import socket
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import uvicorn
-from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gateway import route_api
 from gateway.errors import CommandError, PayloadTooLarge, UnknownDevice
 from gateway.guard import Guard
 from gateway.httpserver import uvicorn_config
@@ -43,6 +45,11 @@ class ApiError(Exception):
         self.status = status
         self.code = code
         self.message = message
+
+
+# Declares the bearer scheme in the OpenAPI schema so generated clients send the token; it
+# enforces nothing (auto_error=False): require_token does, with its own 401 and error JSON.
+BEARER = HTTPBearer(auto_error=False, description="the token of `[api] token_file`")
 
 
 class DeviceIn(BaseModel):
@@ -144,7 +151,7 @@ def create_app(gateway: Gateway) -> FastAPI:
             gateway.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
         )
 
-    v1 = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)])
+    v1 = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token), Security(BEARER)])
 
     def _device(dev_eui: str) -> Any:
         device = gateway.devices.get(dev_eui.lower())
@@ -294,6 +301,7 @@ def create_app(gateway: Gateway) -> FastAPI:
             "mqtt_connected": gateway.bridge.connected.is_set(),
         }
 
+    v1.include_router(route_api.router(gateway))  # issue 21: GET /api/v1/collection/route
     app.include_router(v1)
     # token and body size before any body is read (issue 14)
     app.add_middleware(

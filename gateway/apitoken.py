@@ -22,19 +22,14 @@ MIN_TOKEN_CHARS = 32
 def read_api_token(path: str) -> str:
     """The token in ``path``; :class:`ConfigError` when the file is missing, readable by group
     or others, or holds fewer than :data:`MIN_TOKEN_CHARS` characters."""
-    try:
-        mode = os.stat(path).st_mode
-    except OSError as exc:
-        raise ConfigError(
-            f"api.token_file: cannot read {path}: {exc.strerror or exc}", key="api.token_file"
-        ) from None
+    token = read_secret(path)  # missing, unreadable, empty: "cannot read secret file ..."
+    mode = os.stat(path).st_mode
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ConfigError(
             f"api.token_file: {path} is open to group or others (mode {stat.S_IMODE(mode):04o});"
             f" chmod 600 {path}",
             key="api.token_file",
         )
-    token = read_secret(path)
     if len(token) < MIN_TOKEN_CHARS:
         raise ConfigError(
             f"api.token_file: the token in {path} has {len(token)} characters, at least "

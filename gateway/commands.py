@@ -17,7 +17,17 @@ transition only moves forward and events are correlated by ``queueItemId``).
 One downlink per device in ChirpStack's queue: a device's next command is published only when
 none of its commands is still in ChirpStack's queue (published and not yet txacked, or confirmed
 and not yet acked). Over MQTT ChirpStack cannot take an item back, so only unpublished commands
-are replaceable.
+are replaceable, and a command counts as handed over from the moment its publish *starts*
+(:meth:`CommandManager.mark_published`, committed before the first byte goes out): the broker
+may forward it to ChirpStack before its PUBACK reaches us, or the connection may drop after it
+did. A publish that failed is repeated with the same ``id``, never replaced: the id is the
+primary key of ChirpStack's ``device_queue_item`` table, so a repeat adds no second item while
+the first waits. The broker's PUBACK is recorded (a ``puback:<id>`` key in the store); a command
+handed over without one when the gateway starts was being published when it stopped, and is
+published again once. The one case this cannot cover over MQTT: the stopped process's publish
+did reach ChirpStack, which sent the command and deleted it before the restarted gateway saw
+the ``txack``; the repeat is then a second copy of the same bytes, delivered after the first.
+tests/gateway/test_one_downlink.py checks the invariant under random interleavings.
 """
 
 from __future__ import annotations
@@ -41,22 +51,35 @@ __all__ = ["CONFIG_MESSAGES", "CommandManager", "max_payload"]
 
 CONFIG_MESSAGES = ("lamp_profile", "bin_config", "device_config")
 _RANK = {"queued": 0, "sent": 1, "acknowledged": 2, "applied": 3}
+_PUBACK = "puback:"  # idempotency key recorded once the broker acknowledged a command's publish
 _NACKED_PER_DEVICE = 8  # nacked commands a late command_result may still turn into applied
 
 
-def max_payload(region: str, dr: int | None) -> int:
-    """Largest downlink payload for a device last heard at uplink ``dr``: the N of its RX1 data
-    rate at RX1DROffset 0 (RP002-1.0.4 §2.x.7 tables, from :mod:`protocol.lorawan.region`).
+def max_payload(
+    region: str,
+    dr: int | None,
+    *,
+    device_class: str = "CLASS_A",
+    rx1_dr_offset: int = 0,
+    rx2_dr: int | None = None,
+) -> int:
+    """Largest downlink payload in the receive window the device will hear next (ChirpStack sizes
+    a queue item for its first downlink opportunity, reference §3.5); the N of RP002-1.0.4
+    §2.x.6 for that data rate, from :mod:`protocol.lorawan.region`.
 
-    Unknown ``dr`` (never heard, or not an uplink DR) gives the RX2 data rate's limit, the
-    window ChirpStack falls back to.
+    - Class C: RX2 (ChirpStack schedules class C downlinks "immediately" on the RX2 frequency
+      and data rate), at ``rx2_dr``: the region's default (EU868 DR0, 51 bytes) unless the
+      network moved it with RXParamSetupReq (L2 1.0.4 §5.4).
+    - Class A: RX1, at the RX1 data rate of the last uplink ``dr`` with ``rx1_dr_offset``
+      (RP002 §2.x.7). Unknown ``dr`` (never heard, or not an uplink DR) gives RX2's limit, the
+      window ChirpStack falls back to.
     """
     plan = REGIONS[region.upper()]
-    rx2 = plan.max_frm_payload(plan.rx2_data_rate)
-    if dr is None:
+    rx2 = plan.max_frm_payload(plan.rx2_data_rate if rx2_dr is None else rx2_dr)
+    if device_class == "CLASS_C" or dr is None:
         return rx2
     try:
-        return plan.max_frm_payload(plan.rx1_data_rate(dr, 0))
+        return plan.max_frm_payload(plan.rx1_data_rate(dr, rx1_dr_offset))
     except ProtocolError:
         return rx2
 
@@ -84,10 +107,21 @@ class CommandManager:
         # node may still have received and applied them (a class C ack times out while the node
         # waits out its duty cycle), and its command_result is the word that counts.
         self._nacked: dict[str, dict[int, CommandRecord]] = {}
+        # in memory only: publishes under way, and handed-over commands to publish again (same id)
+        self._publishing: set[str] = set()
+        self._republish: set[str] = set()
 
     async def load(self) -> None:
         for command in await self.store.active_commands():
             self._add(command)
+            # handed over, but no PUBACK recorded: the process stopped while publishing it, so
+            # the broker may never have had it. Published again, same id (module docstring).
+            if (
+                command.state == "queued"
+                and command.published_at is not None
+                and not await self.store.seen(_PUBACK + command.id)
+            ):
+                self._republish.add(command.id)
 
     def for_device(self, dev_eui: str) -> list[CommandRecord]:
         commands = self._by_device.get(dev_eui)
@@ -101,6 +135,7 @@ class CommandManager:
 
     def _remove(self, command: CommandRecord) -> None:
         self.active.pop(command.id, None)
+        self._republish.discard(command.id)
         commands = self._by_device.get(command.dev_eui)
         if commands is not None:
             commands.pop(command.id, None)
@@ -148,10 +183,10 @@ class CommandManager:
             f_port, data = codec.encode(message, full)
         except ProtocolError as exc:
             raise CommandRejected(f"{message}: {exc}", dev_eui=device.dev_eui) from exc
-        limit = max_payload(self.config.region, device.last_dr) - self.config.mac_headroom_bytes
+        limit, window = self.size_limit(device)
         if len(data) > limit:
             raise PayloadTooLarge(
-                f"{message} is {len(data)} bytes; DR{device.last_dr} allows {limit}",
+                f"{message} is {len(data)} bytes; {window} allows {limit}",
                 dev_eui=device.dev_eui,
                 size=len(data),
                 limit=limit,
@@ -204,7 +239,12 @@ class CommandManager:
         return command.state == "queued" or (command.state == "sent" and command.confirmed)
 
     def next_to_send(self, dev_eui: str) -> CommandRecord | None:
+        """The device's command to publish now: one whose publish must be repeated, else the
+        oldest unpublished one when none of its commands is in ChirpStack's queue."""
         pending = self.for_device(dev_eui)
+        for command in pending:
+            if command.id in self._republish and command.id not in self._publishing:
+                return command
         if any(self.in_chirpstack_queue(c) for c in pending):
             return None
         for command in pending:
@@ -216,23 +256,64 @@ class CommandManager:
         return {
             c.dev_eui
             for c in self.active.values()
-            if c.state == "queued" and c.published_at is None
+            if (c.state == "queued" and c.published_at is None) or c.id in self._republish
         }
 
-    def check_size(self, command: CommandRecord, device: Device | None) -> bool:
-        """Recheck the size against the device's current data rate just before sending."""
+    def size_limit(self, device: Device | None) -> tuple[int, str]:
+        """The payload limit in the window ``device`` hears next, less the MAC headroom, and
+        the window's name for messages ("RX2 DR0", "RX1 DR5")."""
+        cfg = self.config
+        plan = REGIONS[cfg.region.upper()]
+        device_class = device.device_class if device is not None else ""
         dr = device.last_dr if device is not None else None
-        limit = max_payload(self.config.region, dr) - self.config.mac_headroom_bytes
+        rx2_dr = plan.rx2_data_rate if cfg.rx2_dr < 0 else cfg.rx2_dr
+        limit = max_payload(
+            cfg.region,
+            dr,
+            device_class=device_class,
+            rx1_dr_offset=cfg.rx1_dr_offset,
+            rx2_dr=rx2_dr,
+        )
+        window = f"RX2 DR{rx2_dr}"
+        if device_class != "CLASS_C" and dr is not None:
+            try:
+                window = f"RX1 DR{plan.rx1_data_rate(dr, cfg.rx1_dr_offset)}"
+            except ProtocolError:
+                pass
+        return limit - cfg.mac_headroom_bytes, window
+
+    def check_size(self, command: CommandRecord, device: Device | None) -> bool:
+        """Recheck the size against the window the device hears now, just before sending."""
+        limit, window = self.size_limit(device)
         if len(command.data) > limit:
-            self._finish(
-                command, "failed", self.clock(), f"payload {len(command.data)} > {limit} at DR{dr}"
-            )
+            error = f"payload {len(command.data)} > {limit} in {window}"
+            self._finish(command, "failed", self.clock(), error)
             return False
         return True
 
     def mark_published(self, command: CommandRecord) -> None:
+        """Handed over to ChirpStack from now on: call it *before* the publish starts (and commit
+        it), so the command is never replaced while the broker may already have forwarded it."""
         command.published_at = self.clock()
+        self._publishing.add(command.id)
+        self._republish.discard(command.id)
         self.store.stage_command(command)
+
+    def unmark_published(self, command: CommandRecord) -> None:
+        """The publish did not start after all (the handover could not be committed)."""
+        self._publishing.discard(command.id)
+        if command.state == "queued" and command.id in self.active:
+            command.published_at = None
+            self.store.stage_command(command)
+
+    def publish_finished(self, command: CommandRecord, *, delivered: bool) -> None:
+        """The publish ended: PUBACK (``delivered``) or an error after which the broker may or
+        may not have it. Then it stays handed over and is published again with the same id."""
+        self._publishing.discard(command.id)
+        if delivered:
+            self.store.stage_seen(_PUBACK + command.id)  # the broker has it: no repeat at load
+        elif command.state == "queued" and command.id in self.active:
+            self._republish.add(command.id)
 
     # --- events ----------------------------------------------------------------------------------
 
@@ -352,7 +433,12 @@ class CommandManager:
         chirpstack#216): items handed over but not yet sent go back to our queue."""
         count = 0
         for command in self.for_device(dev_eui):
-            if command.state == "queued" and command.published_at is not None:
+            if command.id in self._publishing:
+                # its publish may reach ChirpStack after the flush: it stays handed over and is
+                # published again with the same id once this publish ends
+                self._republish.add(command.id)
+                count += 1
+            elif command.state == "queued" and command.published_at is not None:
                 command.published_at = None
                 self.store.stage_command(command)
                 count += 1

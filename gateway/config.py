@@ -37,6 +37,7 @@ __all__ = [
     "LampsConfig",
     "MqttConfig",
     "PublishConfig",
+    "RoutesConfig",
     "StoreConfig",
     "WebConfig",
     "check_tls",
@@ -132,6 +133,10 @@ class CommandsConfig:
     confirmed: bool = True
     region: str = "EU868"  # for the payload size limit per data rate
     mac_headroom_bytes: int = 0  # room kept for MAC commands ChirpStack piggybacks in FOpts
+    # the receive windows the network server sets (ChirpStack [regions.network] rx2_dr,
+    # rx1_dr_offset; RXParamSetupReq, L2 1.0.4 §5.4): class C hears RX2, class A RX1
+    rx2_dr: int = -1  # -1: the region's default (EU868 DR0, US915 DR8)
+    rx1_dr_offset: int = 0
     check_interval_s: float = 5.0
 
 
@@ -154,6 +159,27 @@ class WebConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RoutesConfig:
+    """Collection routes (gateway/routes.py). Checked when a route is asked for, not at start:
+    a depot or road graph that does not fit stops the route, never the collection list."""
+
+    depot_latitude: float = 0.0  # where the trucks start and end (unset: the route says so)
+    depot_longitude: float = 0.0
+    trucks: int = 1
+    capacity_bins: float = 100.0  # full bins' worth of waste one truck carries per round
+    service_time_s: float = 60.0  # stop, empty one bin, drive on
+    speed_kmh: float = 20.0  # average truck speed between stops in town
+    detour_factor: float = 1.3  # road km per great-circle km when there is no road_graph
+    road_graph: str = ""  # GeoJSON street centre lines; "" = great circle x detour_factor
+    max_snap_m: float = 150.0  # a bin or the depot farther than this from any street is refused
+    next_round_h: float = 24.0  # bins forecast full before the next round are collected now
+    shift_s: float = 8 * 3600.0  # a truck's working time from leaving the depot to being back
+    solver_timeout_s: float = 2.0  # VROOM local search budget per solve
+    chunk_jobs: int = 250  # larger rounds are split by sweep sectors into solves of this size
+    time_windows: dict[str, Any] = field(default_factory=dict)  # bin group -> [from_s, to_s]
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     mqtt: MqttConfig
     store: StoreConfig = field(default_factory=StoreConfig)
@@ -164,6 +190,7 @@ class Config:
     availability: AvailabilityConfig = field(default_factory=AvailabilityConfig)
     commands: CommandsConfig = field(default_factory=CommandsConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    routes: RoutesConfig = field(default_factory=RoutesConfig)
     fleet: FleetConfig = field(default_factory=FleetConfig)
 
     def replace(self, section: str, **values: Any) -> Config:
@@ -299,6 +326,7 @@ def _check(cfg: Config) -> None:
     for name, profile in lamps.profiles.items():
         if not isinstance(profile, dict):
             raise ConfigError(f"lamps.profiles.{name}: expected a table", key="lamps.profiles")
+        _check_lamp_profile(name, profile)
     a = cfg.availability
     if a.factor < 1:
         raise ConfigError("availability.factor: must be >= 1", key="availability.factor")
@@ -312,6 +340,17 @@ def _check(cfg: Config) -> None:
         raise ConfigError("commands.mac_headroom_bytes: 0..15 (FOpts is at most 15 bytes)")
     if c.region.upper() not in ("EU868", "US915"):
         raise ConfigError(f"commands.region: EU868 or US915, got {c.region!r}")
+    _check_windows(c)
+    r = cfg.routes
+    if r.detour_factor < 1 or r.speed_kmh <= 0 or r.service_time_s < 0 or r.next_round_h < 0:
+        raise ConfigError(
+            "routes: detour_factor >= 1, speed_kmh > 0, service_time_s >= 0, next_round_h >= 0",
+            key="routes",
+        )
+    if r.shift_s <= 0 or r.solver_timeout_s <= 0 or r.chunk_jobs < 10 or r.max_snap_m <= 0:
+        raise ConfigError(
+            "routes: shift_s, solver_timeout_s and max_snap_m > 0, chunk_jobs >= 10", key="routes"
+        )
     if cfg.fleet.max_auto_registered < 0:
         raise ConfigError(
             "fleet.max_auto_registered: must be >= 0", key="fleet.max_auto_registered"
@@ -326,11 +365,46 @@ def _check(cfg: Config) -> None:
         raise ConfigError("web.stream_keepalive_s: must be positive", key="web.stream_keepalive_s")
 
 
+def _check_lamp_profile(name: str, profile: dict[str, Any]) -> None:
+    """A profile the gateway pushes as a ``lamp_profile`` command must encode: the catalogue's
+    fields, types and ranges decide (protocol/catalogue/lamp.py), not numbers restated here."""
+    from protocol import codec
+    from protocol.errors import ProtocolError
+
+    fields = {k: v for k, v in profile.items() if k != "command_id"}
+    try:
+        codec.encode("lamp_profile", {**fields, "command_id": 0})
+    except ProtocolError as exc:
+        raise ConfigError(f"lamps.profiles.{name}: {exc}", key="lamps.profiles") from None
+
+
+def _check_windows(c: CommandsConfig) -> None:
+    from protocol.errors import ProtocolError
+    from protocol.lorawan.region import REGIONS
+
+    plan = REGIONS[c.region.upper()]
+    if c.rx2_dr != -1:
+        try:
+            if not plan.data_rate(c.rx2_dr).downlink:
+                raise ProtocolError("uplink only")
+        except ProtocolError:
+            raise ConfigError(
+                f"commands.rx2_dr: {c.region} has no downlink DR{c.rx2_dr} (-1: the default)",
+                key="commands.rx2_dr",
+            ) from None
+    offsets = max((len(row) for row in plan.rx1_dr_table), default=1)
+    if not 0 <= c.rx1_dr_offset < offsets:
+        raise ConfigError(
+            f"commands.rx1_dr_offset: 0..{offsets - 1} in {c.region}", key="commands.rx1_dr_offset"
+        )
+
+
 def parse_config(
     document: Mapping[str, Any], *, environ: Mapping[str, str] | None = None
 ) -> Config:
     """A :class:`Config` from a parsed TOML document plus ``CITYPACK_<SECTION>_<KEY>`` overrides."""
     environ = os.environ if environ is None else environ
+    _check_environment(environ)
     for section_name, section_value in document.items():
         if section_name not in _SECTIONS:
             raise ConfigError(
@@ -363,6 +437,27 @@ def parse_config(
     return cfg
 
 
+def _check_environment(environ: Mapping[str, str]) -> None:
+    """``CITYPACK_<SECTION>_<KEY>`` with a known section but no such key is a typo, refused like
+    an unknown key in the file (``CITYPACK_MQTT_URLL``); other ``CITYPACK_*`` names belong to
+    other tools and are left alone."""
+    for name in environ:
+        if not name.startswith("CITYPACK_"):
+            continue
+        rest = name[len("CITYPACK_") :]
+        for section_name, section_type in _SECTIONS.items():
+            prefix = f"{section_name.upper()}_"
+            if not rest.startswith(prefix):
+                continue
+            keys = typing.get_type_hints(section_type)
+            key = rest[len(prefix) :].lower()
+            if key not in keys:
+                raise ConfigError(
+                    f"{name}: unknown key {section_name}.{key} (known: {', '.join(keys)})",
+                    key=f"{section_name}.{key}",
+                )
+
+
 def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -> Config:
     """Read and validate a TOML config file; every problem is one :class:`ConfigError` line."""
     path = Path(path)
@@ -387,13 +482,14 @@ def read_secret(path: str) -> str:
         raise ConfigError(f"cannot read secret file {path}") from exc
 
 
-def check_tls(m: MqttConfig, *, timeout_s: float = 5.0) -> None:
+def check_tls(m: MqttConfig, *, timeout_s: float = 5.0, connect: bool = True) -> None:
     """Refuse a TLS setup that can never work, before the service starts (one ConfigError line).
 
     The CA, certificate and key files must load; and when the broker answers, its certificate
     must verify against ``tls_ca_file`` (Python's ``ssl`` default context: chain and host name).
     A broker that does not answer yet is not an error here: the service retries with back-off.
     A certificate that does not verify will not start verifying, so retrying would hide it.
+    ``connect=False`` checks the files only (``check-config`` opens no socket).
     """
     parts = urlsplit(m.url)
     if not (parts.scheme in ("mqtts", "ssl") or m.tls_ca_file):
@@ -412,6 +508,8 @@ def check_tls(m: MqttConfig, *, timeout_s: float = 5.0) -> None:
                 f"mqtt.tls_cert_file: cannot load {m.tls_cert_file!r} / tls_key_file: {exc}",
                 key="mqtt.tls_cert_file",
             ) from None
+    if not connect:
+        return
     host = parts.hostname or "127.0.0.1"
     port = parts.port or 8883
     try:

@@ -9,6 +9,7 @@ Outside data (MQTT payloads, HTTP bodies, config files) only ever raises these::
     ├── StoreError           the store cannot be opened, migrated or written
     │   └── StoreGone            its database went away under the running gateway (file
     │                            deleted or replaced, connection lost): reopen, stage again
+    ├── RouteError           a collection route cannot be planned (config, road graph, bins)
     └── CommandError         a command that cannot be accepted
         ├── UnknownDevice        no such device in the registry
         ├── CommandRejected      wrong message for the device kind, bad fields
@@ -29,6 +30,7 @@ __all__ = [
     "GatewayError",
     "InvalidEvent",
     "PayloadTooLarge",
+    "RouteError",
     "StoreError",
     "StoreGone",
     "UnknownDevice",
@@ -62,6 +64,10 @@ class StoreGone(StoreError):
     """The database the store had open is no longer the one at its address (the SQLite file was
     deleted or replaced, the server connection was lost). Nothing in the failed commit counts as
     stored; :meth:`gateway.store.base.Store.reopen` connects again."""
+
+
+class RouteError(GatewayError):
+    """A collection route cannot be planned; the message names the key, bin or file at fault."""
 
 
 class CommandError(GatewayError):

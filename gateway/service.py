@@ -613,7 +613,10 @@ class Gateway:
                 data=event.data,
             )
         )
-        self._apply_message(device, decoded.message, decoded.fields, now)
+        # Rules reason in ChirpStack's time of reception, not ours: a backlog delivered after a
+        # restart arrives within a second but was measured hours apart (issue 15.2)
+        at = event.time_s
+        self._apply_message(device, decoded.message, decoded.fields, now if at is None else at)
         self._m_processed.inc()
         if self.commands.has_waiting(device.dev_eui):
             self.kick(device.dev_eui)
@@ -645,6 +648,7 @@ class Gateway:
     def _apply_message(
         self, device: Device, message: str, fields: dict[str, Any], now: float
     ) -> None:
+        """Apply a decoded uplink; ``now`` is the event's time (receive time when it has none)."""
         if message in _STATE_MESSAGES:
             device.reported.update(fields)
         device.reported["last_message"] = message
@@ -873,18 +877,31 @@ class Gateway:
             expires_at=command.expires_at,
             marshaler=self.config.mqtt.marshaler,  # type: ignore[arg-type]
         )
+        # Handed over from the moment the publish starts, and committed before it does: the
+        # broker may forward it before our PUBACK arrives, and a restart must still see it as
+        # in ChirpStack's queue, never as replaceable (invariant 4; gateway/commands.py).
+        self.commands.mark_published(command)
+        await self.flush()
+        if not self.store_ok:
+            self.commands.unmark_published(command)
+            self._kicked.add(dev_eui)  # retried on the next kick, once the store commits
+            return
+        if command.state != "queued":  # expired or answered while the commit waited
+            self.commands.publish_finished(command, delivered=True)
+            return
         try:
             await self.bridge.publish_downlink(cs.command_topic(application_id, dev_eui), payload)
         except aiomqtt.MqttError as exc:
+            self.commands.publish_finished(command, delivered=False)
             self.log.warning("downlink publish failed", extra={"id": command.id, "error": str(exc)})
-            self._kicked.add(dev_eui)  # retried after the reconnect (_on_connect)
+            self._kicked.add(dev_eui)  # published again, same id, after the reconnect
             return
-        self.commands.mark_published(command)
+        self.commands.publish_finished(command, delivered=True)
         self.log.info(
             "downlink queued at chirpstack",
             extra={"id": command.id, "dev_eui": dev_eui, "command": command.message},
         )
-        await self.flush()
+        await self.flush()  # the PUBACK on record: a restart does not publish it again
 
     # --- maintenance -----------------------------------------------------------------------------
 

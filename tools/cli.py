@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "frame",
     "codegen",
     "gateway",
+    "collection",
     "provision",
     "netsim",
     "sim",

@@ -5,6 +5,10 @@ The expected interval is, in order: the device's registered ``report_interval_s`
 the per-type default (``[availability] bin_interval_s`` / ``lamp_interval_s``), else
 ``default_interval_s``. The shape follows zigbee2mqtt's passive availability (reference/domain.md
 §3: last-seen against a timeout, published retained as ``online``/``offline``).
+
+Unlike the bin and lamp rules, which reason on the event's ChirpStack ``time``, ``last_seen`` is
+the gateway's receive time: :func:`check` compares it with the gateway's own clock, and
+ChirpStack's clock (or the simulated one of ``citypack demo``) need not agree with it.
 """
 
 from __future__ import annotations

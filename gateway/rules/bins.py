@@ -7,7 +7,14 @@ the gateway pushed), else ``[bins] full_threshold_percent``. Events fire on tran
 not flood the event stream.
 
 Fill rate: least-squares slope of the last ``forecast_samples`` (time, fill) points since the
-last pickup, in percent per hour; the forecast is when the line reaches the threshold.
+last pickup, in percent per hour; the forecast is when the line reaches the threshold. The time
+of a point (``now`` in these functions) is the uplink's ChirpStack ``time`` (the service falls
+back to its receive time only when the event has none), so a backlog delivered in a burst keeps
+the hours between its readings.
+
+Tilt: a ``bin_alarm`` ``tilt`` carries the degrees from upright; the bin counts as tilted (and
+``bin_tilt`` fires) when they reach ``[bins] tilt_threshold_deg``. A ``bin_status`` carries only
+the node's own flag, which is taken as it is.
 """
 
 from __future__ import annotations
@@ -130,11 +137,14 @@ def apply_bin_alarm(device: Device, fields: dict[str, Any], cfg: BinsConfig, now
     value = fields.get("value")
     fill = float(fields.get("fill_percent", 0))
     if alarm == "fire":
+        if not derived.get("fire"):  # once per fire, as from bin_status
+            out.event("bin_fire", temperature_c=value, source="alarm")
         derived["fire"] = True
-        out.event("bin_fire", temperature_c=value, source="alarm")
     elif alarm == "tilt":
-        derived["tilt"] = isinstance(value, int | float) and value >= 0
-        out.event("bin_tilt", tilt_deg=value, source="alarm")
+        tilted = isinstance(value, int | float) and value >= cfg.tilt_threshold_deg
+        if tilted and not derived.get("tilt"):
+            out.event("bin_tilt", tilt_deg=value, source="alarm")
+        derived["tilt"] = tilted
     elif alarm == "pickup":
         drop = float(value) if isinstance(value, int | float) else 0.0
         _pickup(device, out, now, fill, drop)

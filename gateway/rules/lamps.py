@@ -11,7 +11,8 @@ reports a ``config_version`` different from the desired one, :func:`reconcile_pr
 
 Lighting ahead of traffic: a ``lamp_presence`` from one lamp plans a short ``lamp_override`` for
 its registry neighbours that are lamps (the next lamps along its street), unconfirmed, because a
-late light is useless; a newer override replaces an unsent older one (gateway.commands).
+late light is useless; a newer override replaces an unsent older one (gateway.commands). A report
+from a lamp that is off (``dim_level`` 0: daylight by its profile) raises nobody.
 """
 
 from __future__ import annotations
@@ -73,7 +74,11 @@ def apply_lamp_presence(
 ) -> Outcome:
     out = Outcome()
     raised = []
-    for neighbour_eui in device.neighbours:
+    # A lamp that reports presence while it is off (dim_level 0) is off because its profile says
+    # daylight (lamp_node boosts only while its schedule is lit): the road needs no light ahead,
+    # and an override would switch the neighbours on by day.
+    reporter_off = fields.get("dim_level") == 0
+    for neighbour_eui in [] if reporter_off else device.neighbours:
         neighbour = lookup(neighbour_eui)
         if neighbour is None or neighbour.kind != "lamp" or neighbour.dev_eui == device.dev_eui:
             continue

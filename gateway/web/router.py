@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Security
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -203,7 +203,9 @@ def mount(app: FastAPI, gateway: Gateway, config: WebConfig) -> None:
     async def dashboard() -> Response:
         return FileResponse(index, media_type="text/html", headers=headers)
 
-    @app.get("/api/v1/web/config", tags=["dashboard"])
+    from gateway.api import BEARER  # the schema's bearer scheme (imported here: no cycle)
+
+    @app.get("/api/v1/web/config", tags=["dashboard"], dependencies=[Security(BEARER)])
     async def web_config(request: Request) -> Response:
         if not _authorised(gateway, request):
             return _unauthorised(gateway)
@@ -211,7 +213,7 @@ def mount(app: FastAPI, gateway: Gateway, config: WebConfig) -> None:
             {"tile_url": config.tile_url, "tile_attribution": config.tile_attribution}
         )
 
-    @app.get("/api/v1/stream", tags=["dashboard"])
+    @app.get("/api/v1/stream", tags=["dashboard"], dependencies=[Security(BEARER)])
     async def stream(request: Request) -> Response:
         """Server-sent events: ``hello``, ``event``, ``device``, ``lagged``; see module doc."""
         if not _authorised(gateway, request):

@@ -58,6 +58,14 @@ def test_demo_runs_headless_for_twenty_seconds_and_the_gateway_processes_uplinks
     stats = summary["gateway_stats"]
     assert stats is not None
     assert summary["counters"]["uplinks_on_air"] >= summary["uplinks_processed"]
+    # issue 21: the city's outcomes, in the summary file and printed at the end
+    outcomes = summary["outcomes"]
+    assert {"truck_km", "stops", "emptied_under_half", "overflow_bin_hours"} <= set(
+        outcomes["waste"]
+    )
+    assert {"energy_kwh", "lit_ahead_fraction", "below_minimum_s"} <= set(outcomes["light"])
+    assert outcomes["light"]["energy_kwh"] > 0  # it starts after dusk: lamps burn
+    assert "outcomes, waste: " in result.stdout and "outcomes, light: " in result.stdout
     # the work directory keeps what --workdir promises
     for kept in ("city/inventory.toml", "city/inventory.secrets.toml", "gateway.db", "gateway.log"):
         assert (workdir / kept).exists(), kept

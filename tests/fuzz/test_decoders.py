@@ -472,7 +472,7 @@ batch_max = 500
 [api]
 listen = "127.0.0.1:8080"
 [lamps]
-profiles = {default = {base_level = 30}}
+profiles = {default = {config_version = 1, base_level = 30, boost_level = 100}}
 [availability]
 factor = 2.5
 """

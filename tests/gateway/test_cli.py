@@ -29,15 +29,22 @@ def _citypack(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
 
 
 def test_check_config_ok_and_errors(tmp_path: Path) -> None:
+    example = str(ROOT / "deploy" / "gateway.example.toml")
+    # on this machine neither /etc/citypack/api-token nor /var/lib/citypack exist: the
+    # example's paths are moved by the environment, as a packager's unit file could
     token = tmp_path / "api-token"
-    token.write_text("t" * 32 + "\n")
-    token.chmod(0o600)
-    example = (ROOT / "deploy" / "gateway.example.toml").read_text()
-    assert '"/etc/citypack/api-token"' in example
-    copy = tmp_path / "example.toml"
-    copy.write_text(example.replace('"/etc/citypack/api-token"', f'"{token}"'))
-    ok = _citypack("gateway", "check-config", str(copy))
-    assert ok.returncode == 0 and ok.stdout.startswith("ok:")
+    token.write_text("not-a-real-token-but-32-characters-long\n")
+    token.chmod(0o600)  # gateway/apitoken.py: >= 32 characters, private
+    moved = {
+        "CITYPACK_API_TOKEN_FILE": str(token),
+        "CITYPACK_STORE_URL": f"sqlite:///{tmp_path}/var/gateway.db",
+    }
+    ok = _citypack("gateway", "check-config", example, env=moved)
+    assert ok.returncode == 0 and ok.stdout.startswith("ok:"), ok.stderr
+    assert f"store sqlite {tmp_path}/var/gateway.db," in ok.stdout  # the absolute path
+    assert "not-a-real-token-but-32-characters-long" not in ok.stdout
+    as_is = _citypack("gateway", "check-config", example)
+    assert as_is.returncode == 2 and "/etc/citypack/api-token" in as_is.stderr
     bad = tmp_path / "bad.toml"
     bad.write_text('[mqtt]\nurl = "mqtt://h"\nqos = "one"\n')
     result = _citypack("gateway", "check-config", str(bad))
@@ -53,6 +60,33 @@ def test_check_config_ok_and_errors(tmp_path: Path) -> None:
         env={"CITYPACK_MQTT_QOS": "1", "CITYPACK_API_LISTEN": "x"},
     )
     assert env_bad.returncode == 2 and "api.listen" in env_bad.stderr
+
+
+def test_run_refuses_what_check_config_refuses(tmp_path: Path) -> None:
+    """One validation for both commands (issue 15.5): each config below passed check-config
+    before, and `run` then failed (or ran with profiles every lamp would refuse)."""
+    token = tmp_path / "token"
+    token.write_text("t\n")
+    cases = {
+        "token": f'[api]\ntoken_file = "{tmp_path}/missing"\n',
+        "directory": f'[store]\nurl = "sqlite:///{tmp_path}"\n',
+        "listen": '[api]\nlisten = "gateway.invalid:8080"\n',
+        "profile": "[lamps.profiles.default]\nconfig_version = 1\nbase_level = 500\n",
+    }
+    for name, body in cases.items():
+        config = tmp_path / f"{name}.toml"
+        config.write_text('[mqtt]\nurl = "mqtt://127.0.0.1:1"\n' + body)
+        checked = _citypack("gateway", "check-config", str(config))
+        run = _citypack("gateway", "run", "--config", str(config))
+        assert checked.returncode == run.returncode == 2, (name, checked.stderr, run.stderr)
+        assert checked.stderr == run.stderr and checked.stderr.count("\n") == 1, name
+        assert "Traceback" not in run.stderr
+    typo = tmp_path / "typo.toml"
+    typo.write_text('[mqtt]\nurl = "mqtt://127.0.0.1:1"\n')
+    env = {"CITYPACK_MQTT_URLL": "mqtt://x"}
+    checked = _citypack("gateway", "check-config", str(typo), env=env)
+    run = _citypack("gateway", "run", "--config", str(typo), env=env)
+    assert checked.returncode == run.returncode == 2 and "CITYPACK_MQTT_URLL" in run.stderr
 
 
 @pytest.mark.broker

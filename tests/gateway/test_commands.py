@@ -12,7 +12,7 @@ from gateway.commands import CommandManager, max_payload
 from gateway.config import CommandsConfig
 from gateway.errors import CommandRejected, PayloadTooLarge, UnknownDevice
 from gateway.metrics import Metrics
-from gateway.store import Device, SqliteStore
+from gateway.store import CommandRecord, Device, SqliteStore
 from protocol import codec
 
 
@@ -51,6 +51,34 @@ def ack(qid: str, ok: bool = True) -> cs.AckEvent:
 
 def log(qid: str, code: str) -> cs.LogEvent:
     return cs.LogEvent("log", "app", _info(), "", "ERROR", code, "", {"queue_item_id": qid})
+
+
+def hand_over(manager: CommandManager, command: CommandRecord) -> None:
+    """What Gateway._dispatch_one does around a publish that got its PUBACK."""
+    manager.mark_published(command)
+    manager.publish_finished(command, delivered=True)
+
+
+async def test_handed_over_from_the_start_of_its_publish(manager: CommandManager) -> None:
+    lamp = Device("01", kind="lamp", last_dr=5)
+    first = manager.submit(lamp, "lamp_override", {"dim_level": 1}, confirmed=False)
+    manager.mark_published(first)  # publishing: the broker may have forwarded it already
+    second = manager.submit(lamp, "lamp_override", {"dim_level": 2}, confirmed=False)
+    assert first.state == "queued" and second.state == "queued"
+    assert manager.next_to_send("01") is None
+    # the connection drops before the PUBACK: same command again (same id), never the next one
+    manager.publish_finished(first, delivered=False)
+    assert manager.devices_waiting() == {"01"} and manager.next_to_send("01") is first
+    manager.mark_published(first)
+    assert manager.next_to_send("01") is None
+    # a join while it is being published: ChirpStack's flush may come before or after it
+    assert manager.on_join("01") == 1 and first.published_at is not None
+    assert manager.next_to_send("01") is None  # not while the publish is under way
+    manager.publish_finished(first, delivered=True)
+    assert manager.next_to_send("01") is first  # then once more, same id
+    hand_over(manager, first)
+    await manager.on_txack(txack(first.id))
+    assert manager.next_to_send("01") is second
 
 
 def test_max_payload_tables() -> None:
@@ -93,7 +121,7 @@ async def test_transitions_replacement_and_expiry(manager: CommandManager) -> No
     lamp = Device("01", kind="lamp", last_dr=5)
     first = manager.submit(lamp, "lamp_override", {"dim_level": 1}, confirmed=True)
     assert manager.next_to_send("01") is first
-    manager.mark_published(first)
+    hand_over(manager, first)
     second = manager.submit(lamp, "lamp_override", {"dim_level": 2})
     third = manager.submit(lamp, "lamp_override", {"dim_level": 3})
     assert (second.state, second.replaced_by, first.state) == ("replaced", third.id, "queued")
@@ -104,7 +132,7 @@ async def test_transitions_replacement_and_expiry(manager: CommandManager) -> No
     assert first.state == "acknowledged" and manager.next_to_send("01") is third
     assert manager.on_result("01", {"command_id": first.command_id, "outcome": "applied"}) is first
     assert first.state == "applied" and first.id not in manager.active
-    manager.mark_published(third)
+    hand_over(manager, third)
     await manager.on_log(log(third.id, "EXPIRED"))
     assert third.state == "expired"
     late = manager.submit(lamp, "reboot", {})
@@ -114,9 +142,9 @@ async def test_transitions_replacement_and_expiry(manager: CommandManager) -> No
         lamp, "lamp_profile", {"config_version": 9, "base_level": 1, "boost_level": 2}
     )
     assert lamp.desired["lamp_profile"]["config_version"] == 9 and lamp.desired_version == 9
-    manager.mark_published(cfg)
+    hand_over(manager, cfg)
     assert manager.on_join("01") == 1 and cfg.published_at is None  # flushed at join: resend
-    manager.mark_published(cfg)
+    hand_over(manager, cfg)
     await manager.on_txack(txack(cfg.id))
     assert manager.on_result("01", {"command_id": cfg.command_id, "outcome": "rejected"}) is cfg
     assert cfg.state == "failed" and "rejected" in cfg.error
@@ -125,7 +153,7 @@ async def test_transitions_replacement_and_expiry(manager: CommandManager) -> No
 async def test_a_result_after_a_nack_still_means_applied(manager: CommandManager) -> None:
     lamp = Device("01", kind="lamp", last_dr=5)
     nacked = manager.submit(lamp, "lamp_override", {"dim_level": 40}, confirmed=True)
-    manager.mark_published(nacked)
+    hand_over(manager, nacked)
     await manager.on_txack(txack(nacked.id))
     await manager.on_ack(ack(nacked.id, ok=False))
     assert nacked.state == "failed" and "nack" in nacked.error
@@ -136,13 +164,13 @@ async def test_a_result_after_a_nack_still_means_applied(manager: CommandManager
     assert manager.on_result("01", result) is None  # only once
 
     refused = manager.submit(lamp, "reboot", {}, confirmed=True)
-    manager.mark_published(refused)
+    hand_over(manager, refused)
     await manager.on_ack(ack(refused.id, ok=False))
     rejected = {"command_id": refused.command_id, "outcome": "rejected"}
     assert manager.on_result("01", rejected) is None and refused.state == "failed"
 
     stale = manager.submit(lamp, "status_request", {}, confirmed=True)
-    manager.mark_published(stale)
+    hand_over(manager, stale)
     await manager.on_ack(ack(stale.id, ok=False))
     manager.clock.now += 101  # type: ignore[attr-defined]  # past its expiry (timeout_s=100)
     late = {"command_id": stale.command_id, "outcome": "applied"}
@@ -150,12 +178,12 @@ async def test_a_result_after_a_nack_still_means_applied(manager: CommandManager
 
     # once its command_id is given to a new command, an old nacked one is not matched any more
     gone = manager.submit(lamp, "time_sync", {"unix_time": 1}, confirmed=True)
-    manager.mark_published(gone)
+    hand_over(manager, gone)
     await manager.on_ack(ack(gone.id, ok=False))
     lamp.next_command_id = gone.command_id
     fresh = manager.submit(lamp, "time_sync", {"unix_time": 2})
     assert fresh.command_id == gone.command_id
-    manager.mark_published(fresh)
+    hand_over(manager, fresh)
     reply = {"command_id": fresh.command_id, "outcome": "applied"}
     assert manager.on_result("01", reply) is fresh and gone.state == "failed"
 
@@ -178,3 +206,65 @@ async def test_size_limit_at_submit_and_at_send(manager: CommandManager) -> None
     command = manager.submit(lamp, "lamp_profile", fields)
     lamp.last_dr = 0  # the device moved to SF12 before the command went out
     assert manager.check_size(command, lamp) is False and command.state == "failed"
+
+
+def test_max_payload_in_the_window_the_device_hears() -> None:
+    # class C: RX2, EU868 DR0 (51 bytes) by default whatever the uplink DR (RP002 §2.1.7)
+    assert max_payload("EU868", 5, device_class="CLASS_C") == 51
+    assert max_payload("EU868", None, device_class="CLASS_C") == 51
+    assert max_payload("EU868", 0, device_class="CLASS_C", rx2_dr=3) == 115  # RXParamSetup
+    assert max_payload("US915", 3, device_class="CLASS_C") == 53  # US915 RX2 is DR8
+    # class A: RX1, the uplink DR shifted by RX1DROffset (RP002 §2.1.7 table)
+    assert max_payload("EU868", 5, device_class="CLASS_A") == 242
+    assert max_payload("EU868", 5, device_class="CLASS_A", rx1_dr_offset=3) == 51  # DR2
+    assert max_payload("EU868", 3, device_class="CLASS_A", rx1_dr_offset=1) == 51  # DR2
+
+
+async def test_class_c_lamp_sized_for_rx2_not_its_uplink(manager: CommandManager) -> None:
+    fields = {
+        "config_version": 7,
+        "base_level": 100,
+        "boost_level": 100,
+        "hold_time_s": 3600,
+        "steps": [{"anchor": "clock", "offset_min": 1400, "dim_level": 100}] * 4,
+    }
+    manager.config = CommandsConfig(mac_headroom_bytes=10)  # 41 bytes left in RX2 at DR0
+    size = len(codec.encode("lamp_profile", {**fields, "command_id": 0})[1])
+    assert 51 - 10 < size <= 242 - 10
+    class_a = Device("01", kind="lamp", last_dr=5, device_class="CLASS_A")
+    command = manager.submit(class_a, "lamp_profile", fields)  # RX1 at DR5: 242 bytes
+    class_c = Device("02", kind="lamp", last_dr=5, device_class="CLASS_C")
+    with pytest.raises(PayloadTooLarge) as info:
+        manager.submit(class_c, "lamp_profile", fields)  # RX2 at DR0: 51 bytes
+    assert info.value.limit == 41  # type: ignore[attr-defined]
+    assert "RX2" in str(info.value)
+    class_a.device_class = "CLASS_C"  # the lamp switched to class C before it went out
+    assert manager.check_size(command, class_a) is False and command.state == "failed"
+    # the network moved RX2 to DR5 (RXParamSetupReq)
+    manager.config = CommandsConfig(mac_headroom_bytes=10, rx2_dr=5)
+    assert manager.submit(class_c, "lamp_profile", fields).state == "queued"
+
+
+async def test_a_publish_cut_by_a_restart_is_repeated_once_with_its_id(
+    manager: CommandManager,
+) -> None:
+    a = manager.submit(Device("01", kind="lamp", last_dr=5), "reboot", {})
+    b = manager.submit(Device("02", kind="lamp", last_dr=5), "reboot", {})
+    hand_over(manager, a)  # PUBACK on record
+    manager.mark_published(b)  # the process stops while publishing b
+    await manager.store.commit()
+    restarted = CommandManager(
+        store=manager.store,
+        metrics=Metrics(),
+        config=manager.config,
+        logger=logging.getLogger("t"),
+        clock=manager.clock,
+    )
+    await restarted.load()
+    assert restarted.devices_waiting() == {"02"}
+    assert restarted.next_to_send("01") is None  # a is in ChirpStack's queue
+    again = restarted.next_to_send("02")
+    assert again is not None and again.id == b.id  # same id: ChirpStack refuses a second item
+    restarted.mark_published(again)
+    restarted.publish_finished(again, delivered=True)
+    assert restarted.devices_waiting() == set() and restarted.next_to_send("02") is None

@@ -53,20 +53,25 @@ def test_bad_values_name_section_and_key(doc: dict[str, object], where: str) -> 
     assert "\n" not in str(info.value)
 
 
+PROFILE_JSON = (
+    '{"default": {"config_version": 1, "base_level": 30, "boost_level": 100, "hold_time_s": 60}}'
+)
+
+
 def test_environment_overrides_the_file() -> None:
     env = {
         "CITYPACK_MQTT_URL": "mqtt://broker:1884",
         "CITYPACK_MQTT_QOS": "2",
         "CITYPACK_PUBLISH_HOMEASSISTANT": "yes",
         "CITYPACK_STORE_RETENTION_DAYS": "7.5",
-        "CITYPACK_LAMPS_PROFILES": '{"default": {"base_level": 30}}',
+        "CITYPACK_LAMPS_PROFILES": PROFILE_JSON,
     }
     cfg = parse_config({"mqtt": {"url": "mqtt://file:1883", "qos": 1}}, environ=env)
     assert cfg.mqtt.url == "mqtt://broker:1884"
     assert cfg.mqtt.qos == 2
     assert cfg.publish.homeassistant is True
     assert cfg.store.retention_days == 7.5
-    assert cfg.lamps.profiles == {"default": {"base_level": 30}}
+    assert cfg.lamps.profiles["default"]["base_level"] == 30
 
 
 def test_bad_environment_value_names_the_key() -> None:
@@ -84,3 +89,13 @@ def test_load_example_and_broken_files(tmp_path: Path) -> None:
         load_config(bad, environ={})
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "missing.toml", environ={})
+
+
+def test_receive_window_keys_checked_against_the_region() -> None:
+    url = {"url": "mqtt://h"}
+    cfg = parse_config({"mqtt": url, "commands": {"rx2_dr": 3}}, environ={})
+    assert cfg.commands.rx2_dr == 3 and cfg.commands.rx1_dr_offset == 0
+    with pytest.raises(ConfigError, match=r"commands\.rx2_dr"):
+        parse_config({"mqtt": url, "commands": {"rx2_dr": 15}}, environ={})
+    with pytest.raises(ConfigError, match=r"commands\.rx1_dr_offset"):
+        parse_config({"mqtt": url, "commands": {"rx1_dr_offset": 6}}, environ={})

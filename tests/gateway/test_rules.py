@@ -87,6 +87,28 @@ def test_fire_and_tilt_on_transition_and_from_alarms() -> None:
     assert types(pickup) == ["bin_pickup"] and device.derived["fill_percent"] == 2
 
 
+def test_fire_alarm_once_per_fire_and_tilt_alarm_against_the_threshold() -> None:
+    cfg = BinsConfig(fire_threshold_c=70, tilt_threshold_deg=60)
+    device = Device("01", kind="bin")
+    assert types(bins.apply_bin_status(device, status(10, temperature_c=75), cfg, 0)) == [
+        "bin_fire"
+    ]
+    fire = {"alarm": "fire", "value": 90, "fill_percent": 10}
+    assert types(bins.apply_bin_alarm(device, fire, cfg, 1)) == []  # the same fire
+    assert types(bins.apply_bin_alarm(device, fire, cfg, 2)) == []
+    assert device.derived["fire"] is True
+    bins.apply_bin_status(device, status(10, temperature_c=20), cfg, 3)  # out
+    assert types(bins.apply_bin_alarm(device, fire, cfg, 4)) == ["bin_fire"]  # a new one
+    tilt = {"alarm": "tilt", "value": 50, "fill_percent": 10}
+    assert types(bins.apply_bin_alarm(device, tilt, cfg, 5)) == []  # below 60 degrees
+    assert device.derived["tilt"] is False
+    tilt["value"] = 60
+    assert types(bins.apply_bin_alarm(device, tilt, cfg, 6)) == ["bin_tilt"]
+    assert device.derived["tilt"] is True
+    tilt["value"] = 90
+    assert types(bins.apply_bin_alarm(device, tilt, cfg, 7)) == []  # still tilted
+
+
 def test_collection_list_and_formats() -> None:
     cfg = BinsConfig(collection_horizon_h=24)
     full = Device("0a", kind="bin", name="Full", latitude=56.1, longitude=10.2, street="S")
@@ -146,6 +168,15 @@ def test_presence_raises_only_neighbouring_lamps() -> None:
     # the override must hold its level: resume_schedule=True would end it at once (catalogue)
     assert out.commands[0].fields["resume_schedule"] is False
     assert out.events[0] == ("lamp_presence", {"road_users": 1, "street": "A", "raised": ["02"]})
+    # seen by a lamp that is off (daylight by its profile): no neighbour is switched on by day
+    by_day = lamps.apply_lamp_presence(
+        registry["01"], {"road_users": 1, "dim_level": 0}, cfg, registry.get
+    )
+    assert by_day.commands == [] and by_day.events[0][1]["raised"] == []
+    lit = lamps.apply_lamp_presence(
+        registry["01"], {"road_users": 1, "dim_level": 100}, cfg, registry.get
+    )
+    assert [c.dev_eui for c in lit.commands] == ["02"]
 
 
 def test_profile_by_lamp_then_group_then_default() -> None:

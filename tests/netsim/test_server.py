@@ -325,6 +325,9 @@ async def test_command_fields(harness: Harness) -> None:
         "flushQueue": True,  # not a DownlinkCommand field: ignored like any unknown key
     }
     assert harness.ns.handle_command(topic, json.dumps(doc).encode()) == item_id
+    # the same id again (the gateway repeats a publish that may not have arrived): refused,
+    # as ChirpStack's primary key on device_queue_item.id refuses it
+    assert harness.ns.handle_command(topic, json.dumps(doc).encode()) is None
     snake = {"dev_eui": CLASS_A.dev_eui, "f_port": 2, "object": {"valve": "open"}}
     snake_id = harness.ns.handle_command(topic, json.dumps(snake).encode())
     assert snake_id is not None

@@ -169,3 +169,30 @@ async def test_commands_over_mqtt_set_topic_are_checked_too(
     topic = f"{gateway.config.publish.base_topic}/devices/{BIN}/set"
     await gateway.process(topic, b'{"message": "lamp_override", "fields": {"dim_level": 10}}')
     assert gateway.commands.for_device(BIN) == []
+
+
+async def test_openapi_declares_the_bearer_scheme_on_every_protected_operation(
+    gateway_app: tuple[Gateway, FastAPI],
+) -> None:
+    """Generated clients send the token only where the schema asks for it (issue 15.8)."""
+    _, app = gateway_app
+    spec = app.openapi()
+    schemes = spec["components"]["securitySchemes"]
+    assert len(schemes) == 1
+    (name, scheme), *_ = schemes.items()
+    assert scheme["type"] == "http" and scheme["scheme"].lower() == "bearer"
+    for method, path in _operations(app):
+        operation = spec["paths"][path][method.lower()]
+        declared = operation.get("security", [])
+        if path in PUBLIC:
+            assert declared == [], (method, path)
+        else:
+            assert {name: []} in declared, (method, path)
+    # the scheme is declared, not enforced by FastAPI: no token is still our 401 and error JSON
+    async with _client(app) as client:
+        response = await client.get("/api/v1/devices")
+    assert response.status_code == 401
+    assert response.json() == {
+        "error": "unauthorized",
+        "message": "missing or wrong bearer token",
+    }

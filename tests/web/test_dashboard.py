@@ -15,6 +15,7 @@ import struct
 import threading
 import zlib
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,9 @@ class Fleet:
     async def up(self, dev_eui: str, message: str, fields: dict[str, Any]) -> None:
         self.f_cnt += 1
         f_port, data = codec.encode(message, fields)
-        doc = ev.up(self.gw.app, dev_eui, f_cnt=self.f_cnt, f_port=f_port, data=data)
+        # ChirpStack stamps the reception time: the test's clock, which the rules read (day burner)
+        when = datetime.fromtimestamp(self.gw.clock.now, UTC).isoformat()
+        doc = ev.up(self.gw.app, dev_eui, f_cnt=self.f_cnt, f_port=f_port, data=data, time=when)
         await self.client.publish(ev.topic(self.gw.app, dev_eui, "up"), ev.dumps(doc), qos=1)
 
     async def processed(self, count: int) -> None:

@@ -12,4 +12,5 @@ BENCHMARKS: tuple[str, ...] = (
     "gateway_throughput",
     "firmware_mac",
     "firmware_apps",
+    "city_outcomes",
 )

@@ -142,6 +142,17 @@ REQUIRED: tuple[Required, ...] = (
     Required(5, "firmware_apps", "bundle .mpy size", 150, "<=", "bundle < 150 KB"),
     # issue 6: simulator
     Required(6, "sim_speed", "city_10k_speed_vs_real_time", 10, ">=", "10k nodes >= 10x real"),
+    # issue 21: what the city gets
+    Required(21, "city_outcomes", "truck km citypack / fixed", 0.6, "<=", "truck km <= 0.6x"),
+    Required(
+        21, "city_outcomes", "overflow bin-hours citypack - fixed", 0.0, "<=", "no more overflow"
+    ),
+    Required(21, "city_outcomes", "lamp energy citypack / full on", 0.4, "<=", "<= 0.4x full on"),
+    Required(21, "city_outcomes", "lamp energy citypack / static", 0.8, "<=", "<= 0.8x static"),
+    Required(21, "city_outcomes", "road users lit ahead (citypack)", 99.0, ">=", ">= 99 % lit"),
+    Required(
+        21, "city_outcomes", "route planning, 2000 bins 4 trucks", 5.0, "<=", "2,000 bins < 5 s"
+    ),
 )
 
 

@@ -38,7 +38,23 @@ def register(sub: Any) -> None:
         metavar="S",
         help="seconds each bench may take before it is stopped and reported (default 900)",
     )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print one bench's result as one JSON object, no report (city_outcomes)",
+    )
     parser.set_defaults(func=run)
+
+
+def _print_json(names: list[str]) -> int:
+    import importlib
+    import json
+
+    module = importlib.import_module(f"tools.bench.{names[0]}") if len(names) == 1 else None
+    if module is None or not hasattr(module, "json_result"):
+        raise CliError("--json prints one bench that has a JSON result: city_outcomes")
+    print(json.dumps(module.json_result()))
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"unknown benchmark {unknown[0]!r}; known: {', '.join(BENCHMARKS)}")
     if args.timeout <= 0:
         raise CliError("--timeout: must be positive")
+    if args.json:
+        return _print_json(names)
     figures: list[Figure] = []
     runs: dict[str, BenchRun] = {}
     for name in names:

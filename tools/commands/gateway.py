@@ -26,41 +26,39 @@ def register(sub: Any) -> None:
 
 
 def check_config(args: argparse.Namespace) -> int:
-    from gateway.apitoken import read_api_token
-    from gateway.config import load_config
+    from gateway.preflight import preflight
 
     try:
-        cfg = load_config(args.file)
-        if cfg.api.enabled and cfg.api.token_file:
-            read_api_token(cfg.api.token_file)
+        checked = preflight(args.file)  # the checks `run` makes before its first socket
     except GatewayError as exc:
         raise CliError(str(exc)) from None
+    cfg = checked.config
     print(
         f"ok: {args.file}: mqtt {cfg.mqtt.url} ({cfg.mqtt.marshaler}, qos {cfg.mqtt.qos}), "
-        f"store {cfg.store.url.split('://')[0]}, api {cfg.api.listen}"
+        f"store {cfg.store.url.split('://')[0]} {checked.store_location}, api {cfg.api.listen}"
     )
     return 0
 
 
 def run_gateway(args: argparse.Namespace) -> int:
-    from gateway.apitoken import read_api_token
-    from gateway.config import check_tls, load_config
     from gateway.logs import configure, loop_exception_handler, quiet_logger
+    from gateway.preflight import preflight
     from gateway.service import Gateway
 
     try:
-        cfg = load_config(args.config)
-        token = read_api_token(cfg.api.token_file) if cfg.api.token_file else None
-        check_tls(cfg.mqtt)  # a bad certificate stops the start, not an endless reconnect
+        # the same checks as check-config, and the broker's TLS certificate: a bad one stops
+        # the start, not an endless reconnect
+        checked = preflight(args.config, connect=True)
     except GatewayError as exc:
         raise CliError(str(exc)) from None
+    cfg, token = checked.config, checked.api_token
     logger = configure(args.log_level)
     _raise_file_limit()
     if cfg.api.enabled and not token:
         logger.warning("api.token_file is not set: every /api/v1 request will get 401")
 
     async def main() -> None:
-        gateway = Gateway(cfg, logger=logger, api_token=token)
+        gateway = Gateway(cfg, logger=logger, api_token=token, store=checked.store)
         loop = asyncio.get_running_loop()
         # one JSON line per problem, a few a second at most (a refused accept() repeats fast)
         loop.set_exception_handler(loop_exception_handler(quiet_logger("loop")))

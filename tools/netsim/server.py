@@ -1199,8 +1199,13 @@ class NetworkServer:
             raise CommandError(f"id is not a UUID: {item_id!r}")
         if flush_queue:
             state.queue = [i for i in state.queue if i.is_pending]
+        new_id = str(uuid.UUID(item_id)) if item_id else str(uuid.uuid4())
+        if any(i.id == new_id for i in state.queue):
+            # the id is the primary key of ChirpStack's device_queue_item table
+            # (storage/device_queue.rs enqueue_item): a repeated id is refused, not queued twice
+            raise CommandError(f"queue item {new_id} already exists")
         item = QueueItem(
-            id=str(uuid.UUID(item_id)) if item_id else str(uuid.uuid4()),
+            id=new_id,
             dev_eui=state.device.dev_eui,
             f_port=f_port,
             confirmed=confirmed,

@@ -26,6 +26,7 @@ from typing import IO, Any
 
 from tools.sim.city import write_city
 from tools.sim.clock import ScaledClock, evening_start
+from tools.sim.outcomes import WorldAccounting
 from tools.sim.world import World
 
 
@@ -68,6 +69,8 @@ async def run_sim(options: SimOptions, out: IO[str]) -> dict[str, Any]:
             bins=options.bins, lamps=options.lamps, seed=options.seed, start_time=epoch
         )
         files = write_city(world, workdir)
+        # no gateway here: the lamps run the firmware's default program (full from sunset)
+        accounting = WorldAccounting(world, profile=None)
         say(
             f"citypack sim: {options.bins} bins, {options.lamps} lamps, ×{options.speed:g}; "
             f"inventory {files.inventory_path}"
@@ -118,6 +121,10 @@ async def run_sim(options: SimOptions, out: IO[str]) -> dict[str, Any]:
             "simulated_s": round(clock.ticks_ms() / 1000.0, 3),
             "counters": counters,
             "uplinks_per_wall_s": round(counters.get("uplinks_on_air", 0) / wall, 2),
+            "outcomes": accounting.finish().as_json(),
         }
+        say(accounting.outcomes.text())
         say(json.dumps(summary))
+        if options.workdir is not None:
+            (workdir / "demo-summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         return summary

@@ -15,6 +15,7 @@ import contextlib
 import importlib
 import json
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 import aiomqtt
@@ -53,8 +54,17 @@ def _reported(twin: dict[str, Any]) -> dict[str, Any]:
 class MqttWatcher:
     """Subscribes and updates ``state`` until cancelled."""
 
-    def __init__(self, state: CityState, *, host: str, port: int, base_topic: str = "citypack"):
+    def __init__(
+        self,
+        state: CityState,
+        *,
+        host: str,
+        port: int,
+        base_topic: str = "citypack",
+        on_gateway_event: Callable[[str, str], None] | None = None,
+    ):
         self.state = state
+        self.on_gateway_event = on_gateway_event  # (type, dev_eui): outcome accounting
         self.host = host
         self.port = port
         self.base_topic = base_topic
@@ -100,6 +110,8 @@ class MqttWatcher:
             eui = body.get("dev_eui") or body.get("devEui") if isinstance(body, dict) else None
             who = state.name_of(str(eui)) if eui else ""
             state.count(f"gateway_event_{parts[2]}")
+            if self.on_gateway_event is not None and eui:
+                self.on_gateway_event(parts[2], str(eui))
             if not parts[2].startswith("command_"):  # the commands table shows those
                 state.event(f"gateway: {parts[2]} {who}".rstrip())
 

@@ -27,7 +27,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 # Metres per degree of latitude; a degree of longitude is this times cos(latitude).
 _M_PER_DEG_LAT = 111_195.0
@@ -210,6 +210,11 @@ class SimLamp:
     lamp_failure: bool = False
     _inside: set[int] = field(default_factory=set)
 
+    @property
+    def users_inside(self) -> int:
+        """Road users inside the detection radius now."""
+        return len(self._inside)
+
     def active_power_w(self) -> float:
         if self.lamp_failure or self.dim_level <= 0:
             return 0.0
@@ -227,8 +232,9 @@ class RoadUser:
     direction: int  # +1 from the first point, -1 from the last
 
 
-_SPEEDS_MPS = {"pedestrian": 1.4, "cyclist": 5.0, "car": 9.0}
-_KIND_WEIGHTS = (("pedestrian", 0.5), ("cyclist", 0.3), ("car", 0.2))
+# road users: walking, cycling, driving speeds and shares (also used by tools/sim/weeklight.py)
+SPEEDS_MPS = {"pedestrian": 1.4, "cyclist": 5.0, "car": 9.0}
+KIND_WEIGHTS = (("pedestrian", 0.5), ("cyclist", 0.3), ("car", 0.2))
 
 
 @dataclass(slots=True)
@@ -239,6 +245,16 @@ class WorldEvent:
     kind: str  # "pickup", "fire", "tilt", "road_user", "truck_round"
     subject: str  # a devEui, a street or "truck"
     detail: str
+
+
+class WorldObserver(Protocol):
+    """What :class:`World` tells an observer (tools/sim/outcomes.py counts the city's outcomes)."""
+
+    def on_step(self, world: World, dt: float) -> None: ...
+    def on_pickup(self, world: World, sim_bin: SimBin, fill_before: float) -> None: ...
+    def on_truck_moved(self, world: World, metres: float) -> None: ...
+    def on_fire(self, world: World, sim_bin: SimBin) -> None: ...
+    def on_lamp_reached(self, world: World, lamp: SimLamp, user: RoadUser) -> None: ...
 
 
 @dataclass(slots=True)
@@ -279,6 +295,7 @@ class World:
     ) -> None:
         self.step_s = step_s  # longest simulation step; road users move at most this far apart
         self.on_presence: Callable[[SimLamp], None] | None = None  # a road user entered a lamp
+        self.observer: WorldObserver | None = None  # outcome accounting (tools/sim/outcomes.py)
         self.streets = {s.name: s for s in streets}
         self.rng = random.Random(seed)
         self.time = start_time
@@ -405,6 +422,8 @@ class World:
         sim_bin = self._bin(dev_eui)
         sim_bin.on_fire = True
         sim_bin.temperature_c = temperature_c
+        if self.observer is not None:
+            self.observer.on_fire(self, sim_bin)
         self._event("fire", dev_eui, f"{temperature_c:.0f} °C in {sim_bin.name}")
 
     def extinguish(self, dev_eui: str) -> None:
@@ -425,6 +444,8 @@ class World:
         sim_bin.tilt_deg = 0.0  # the crew stands a knocked-over bin up again
         sim_bin.pickups += 1
         self.truck.emptied += 1
+        if self.observer is not None:
+            self.observer.on_pickup(self, sim_bin, before)
         self._event("pickup", dev_eui, f"{sim_bin.name} emptied at {before:.0f} %")
 
     def spawn_road_user(
@@ -437,7 +458,7 @@ class World:
     ) -> RoadUser:
         length = self._street(street).length_m
         start = along_m if along_m is not None else (0.0 if direction > 0 else length)
-        user = RoadUser(self._next_user, kind, street, start, _SPEEDS_MPS[kind], direction)
+        user = RoadUser(self._next_user, kind, street, start, SPEEDS_MPS[kind], direction)
         self._next_user += 1
         self.road_users.append(user)
         self._update_presence(user)
@@ -491,6 +512,8 @@ class World:
             lamp.energy_wh += lamp.active_power_w() * dt / 3600.0
         self._move_road_users(dt)
         self._move_truck()
+        if self.observer is not None:
+            self.observer.on_step(self, dt)
 
     def _move_road_users(self, dt: float) -> None:
         rate_per_s = traffic_per_hour(self.time) * self.traffic_scale / 3600.0
@@ -498,13 +521,19 @@ class World:
             if not self._lamps_by_street.get(street):
                 continue
             if self.rng.random() < rate_per_s * dt:
-                kind = self.rng.choices(
-                    [k for k, _ in _KIND_WEIGHTS], [w for _, w in _KIND_WEIGHTS]
-                )[0]
+                kind = self.rng.choices([k for k, _ in KIND_WEIGHTS], [w for _, w in KIND_WEIGHTS])[
+                    0
+                ]
                 self.spawn_road_user(street, kind=kind, direction=self.rng.choice((1, -1)))
         keep: list[RoadUser] = []
         for user in self.road_users:
+            before = user.along_m
             user.along_m += user.direction * user.speed_mps * dt
+            if self.observer is not None:
+                low, high = sorted((before, user.along_m))
+                for lamp in self._lamps_by_street.get(user.street, []):
+                    if low < lamp.along_m <= high:  # level with the lamp during this step
+                        self.observer.on_lamp_reached(self, lamp, user)
             length = self.streets[user.street].length_m
             if user.along_m < -30 or user.along_m > length + 30:
                 for lamp in self._lamps_by_street.get(user.street, []):
@@ -535,6 +564,8 @@ class World:
             travel_s = distance_m(truck.position, where) / truck.speed_mps
             if truck.position != where:
                 truck.busy_until = self.time + travel_s
+                if self.observer is not None:
+                    self.observer.on_truck_moved(self, travel_s * truck.speed_mps)
                 truck.position = where
                 continue
             self.empty_bin(target)

@@ -6,7 +6,7 @@ const TILE = 256;
 const SVG_NS = "http://www.w3.org/2000/svg";
 const MAX_TILES = 64;
 
-function project(lat, lon, zoom) {
+export function project(lat, lon, zoom) {
   const scale = TILE * 2 ** zoom;
   const sin = Math.sin((Math.max(-85, Math.min(85, lat)) * Math.PI) / 180);
   return [
@@ -166,7 +166,7 @@ export function renderMap(container, devices, { tileUrl = "", attribution = "", 
       parts.push(`<circle ${attrs} cx="${x}" cy="${y}" r="${r}"><title>${esc(title)}</title></circle>`);
     }
   }
-  container.innerHTML = `<svg xmlns="${SVG_NS}" class="map" viewBox="${vx - ox} ${vy - oy} ${vw} ${vh}" preserveAspectRatio="xMidYMid meet" role="img" aria-label="map of ${placed.length} nodes">${parts.join("")}</svg>${
+  container.innerHTML = `<svg xmlns="${SVG_NS}" class="map" data-zoom="${zoom}" data-ox="${ox}" data-oy="${oy}" data-unit="${unit}" viewBox="${vx - ox} ${vy - oy} ${vw} ${vh}" preserveAspectRatio="xMidYMid meet" role="img" aria-label="map of ${placed.length} nodes">${parts.join("")}</svg>${
     tileUrl && attribution ? `<div class="attribution">${esc(attribution)}</div>` : ""
   }${unplaced ? `<div class="unplaced">${unplaced} node(s) without a position</div>` : ""}`;
   const svg = container.querySelector("svg");

@@ -1,6 +1,7 @@
 // The overview: the map, bins to empty today, alarms and events as they arrive, silent nodes.
 import { api, download } from "./api.js";
 import { patchNode, renderMap } from "./map.js";
+import { routeLayer } from "./route.js";
 import {
   ALARM_EVENTS, describeEvent, esc, fmtAgo, fmtTime, label, lookOf, now, state, subscribe,
 } from "./model.js";
@@ -33,12 +34,15 @@ export function renderOverview(main) {
   const mapEl = main.querySelector("#map");
   const onlyAlarms = main.querySelector("#alarms-only");
 
-  const paintMap = () =>
+  const route = routeLayer(main.querySelector(".mapbox"), mapEl); // issue 21: today's route
+  const paintMap = () => {
     renderMap(mapEl, [...state.devices.values()], {
       tileUrl: webConfig?.tile_url || "",
       attribution: webConfig?.tile_attribution || "",
       onSelect: (eui) => (location.hash = `#/device/${eui}`),
     });
+    route.redraw();
+  };
 
   const paintTiles = () => {
     const devices = [...state.devices.values()];
