@@ -89,6 +89,7 @@ def _digest(data: bytes) -> str:
 
 
 _JSON = json.JSONEncoder(separators=(",", ":"), default=str)
+_RETRY_MAX_S = 5.0  # longest wait between two commit attempts on a failing store
 # messages already received and waiting that make a batch grow past its interval: a steady
 # 1,000/s leaves one or two waiting, a restart draining the broker's queue leaves hundreds
 _BACKLOG = 32
@@ -168,6 +169,7 @@ class Gateway:
         self._store_lost = False  # a commit raised StoreGone: reopen before the next one
         self._parked: list[tuple[aiomqtt.Message, int]] = []  # received while it is lost
         self._retry_timer: asyncio.TimerHandle | None = None
+        self._retry_at = 0.0  # time.monotonic() before which a failed store is not tried again
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -259,6 +261,13 @@ class Gateway:
     async def flush(self) -> None:
         """Commit the batch, then acknowledge its MQTT messages and publish its effects."""
         async with self._flush_lock:
+            if self._store_failures and time.monotonic() < self._retry_at:
+                # the store failed a moment ago: no new attempt before the back-off is over. A
+                # locked SQLite file blocks each attempt for its busy_timeout, and attempts back
+                # to back (timer, maintenance, every message) would leave the loop no time for
+                # /readyz. The batch stays as it is; the retry timer comes back for it.
+                self._arm_retry(self._retry_at - time.monotonic())
+                return
             acks, self._acks = self._acks, []
             events, self._events = self._events, []
             dirty, self._dirty_state = self._dirty_state, set()
@@ -285,8 +294,10 @@ class Gateway:
             except StoreError as exc:
                 if isinstance(exc, StoreGone):
                     self._store_lost = True
-                self._arm_retry()
                 self._store_failures += 1
+                backoff = min(_RETRY_MAX_S, 0.5 * 2 ** min(self._store_failures, 4))
+                self._retry_at = time.monotonic() + backoff
+                self._arm_retry(backoff)
                 if self.store_ok or self._store_failures % 100 == 0:  # no log flood
                     self.log.error(
                         "store commit failed; will retry",
@@ -352,6 +363,7 @@ class Gateway:
         sends nothing past its in-flight window while nothing is acknowledged)."""
         if self._retry_timer is not None:
             return
+        delay_s = max(delay_s, 0.01)
 
         def retry() -> None:
             self._retry_timer = None
