@@ -9,11 +9,13 @@ runs too (bench, fleet simulator): it takes the HAL objects instead of making th
 import asyncio
 
 
-def build_app(kind, app_cfg, board, link, clock, pins, power, rtc, nvs, lat=0.0, lon=0.0):
+def build_app(
+    kind, app_cfg, board, link, clock, pins, power, rtc, nvs, lat=0.0, lon=0.0, version=None
+):
     """The app object for ``kind`` on ``board``; ``await app.run()`` runs it for ever."""
     from apps.node import Node
 
-    node = Node(link, clock, kind, getattr(board, "HARDWARE", "esp32"))
+    node = Node(link, clock, kind, getattr(board, "HARDWARE", "esp32"), version=version)
     if kind == "bin":
         from apps.bin_node import BinNode, build_sensors
 
@@ -53,11 +55,34 @@ def main(root="/"):
         abp = (int(cfg.dev_addr, 16), cfg.nwk_s_key, cfg.app_s_key)
     # wait out a duty-cycle off-time (up to 2 min) rather than drop an alarm or a report
     link = MacLink(mac, clock, max_wait_ms=120_000, activation=cfg.activation, abp=abp)
+    import fwslot
+    from apps.node import FIRMWARE_VERSION
+
+    version = fwslot.version(root, FIRMWARE_VERSION)
     app = build_app(
         cfg.kind, cfg.app, board, link, clock, pins, Power(), rtc, nvs, cfg.latitude,
-        cfg.longitude,
+        cfg.longitude, version,
     )  # fmt: skip
-    asyncio.run(app.run())
+    asyncio.run(_run(app, mac, clock, nvs, cfg, root, version))
+
+
+async def _run(app, mac, clock, nvs, cfg, root, version):
+    if cfg.fuota_public_key is not None and cfg.app_key is not None:
+        import machine
+        from fuota.agent import Agent
+
+        agent = Agent(
+            mac, clock, nvs, cfg.app_key, cfg.fuota_public_key, root=root,
+            running_version=version, max_wait_ms=120_000, reboot=machine.reset,
+        )  # fmt: skip
+        app.node.port_handler = agent.handle
+        # the new set has come up once the network heard the app (fwslot boot counter)
+        agent.confirm_when(lambda: app.node.uplinks_sent > 0)
+        task = asyncio.create_task(agent.run())  # runs as long as the app
+        await app.run()
+        task.cancel()
+        return
+    await app.run()
 
 
 if __name__ == "__main__":

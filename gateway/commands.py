@@ -7,8 +7,9 @@ ChirpStack's queue with our own ``id``) → ``sent`` (``txack``) → ``acknowled
 ``DOWNLINK_PAYLOAD_SIZE``/``F_CNT_DOWN`` for our queue item, result ``rejected``/``unsupported``,
 too large for the data rate; a ``command_result`` with ``outcome: applied`` that arrives later
 for a nacked command still turns it into ``applied``, since the node's word counts), ``expired``
-(``log`` ``EXPIRED`` or the gateway's timeout), and ``replaced`` (a newer command with the same
-message replaced it before it was handed over).
+(``log`` ``EXPIRED`` or the gateway's timeout), ``replaced`` (a newer command with the same
+message replaced it before it was handed over), and ``cancelled`` (an operator took it back
+before it was handed over, ``POST /api/v1/commands/{id}/cancel``, :mod:`gateway.lifecycle`).
 
 Reference: /work/shared/reference/chirpstack.md §3 (queue semantics: unconfirmed items leave
 ChirpStack's queue at ``txack``, confirmed ones at ``ack``; no ordering between events, so every
@@ -174,6 +175,11 @@ class CommandManager:
                 f"{message} is a {spec.device} command; device {device.dev_eui} is a {device.kind}",
                 dev_eui=device.dev_eui,
             )
+        if device.decommissioned_at is not None:
+            raise CommandRejected(
+                f"device {device.dev_eui} is decommissioned; register it again (PUT) first",
+                dev_eui=device.dev_eui,
+            )
         if not isinstance(fields, dict):
             raise CommandRejected("fields: expected an object")
         command_id = self._allocate_id(device)
@@ -182,7 +188,9 @@ class CommandManager:
         try:
             f_port, data = codec.encode(message, full)
         except ProtocolError as exc:
-            raise CommandRejected(f"{message}: {exc}", dev_eui=device.dev_eui) from exc
+            text = str(exc)  # codec errors already start with the message name: say it once
+            text = text if text.startswith(f"{message}:") else f"{message}: {text}"
+            raise CommandRejected(text, dev_eui=device.dev_eui) from exc
         limit, window = self.size_limit(device)
         if len(data) > limit:
             raise PayloadTooLarge(
@@ -289,6 +297,23 @@ class CommandManager:
             error = f"payload {len(command.data)} > {limit} in {window}"
             self._finish(command, "failed", self.clock(), error)
             return False
+        return True
+
+    @staticmethod
+    def cancellable(command: CommandRecord) -> bool:
+        """Only a command never handed to ChirpStack can be taken back over MQTT: ChirpStack's
+        ``command/down`` only enqueues (reference chirpstack.md §3; flushing a device queue is
+        the gRPC ``DeviceService.FlushQueue``, §5)."""
+        return command.state == "queued" and command.published_at is None
+
+    def cancel(self, command: CommandRecord, reason: str, *, taken_back: bool = False) -> bool:
+        """``cancelled`` when :meth:`cancellable`, or when ``taken_back`` says ChirpStack's queue
+        no longer holds this ``queued`` command (gateway/chirpstack_queue.py removed it);
+        False (unchanged) otherwise."""
+        if not (self.cancellable(command) or (taken_back and command.state == "queued")):
+            return False
+        self._republish.discard(command.id)  # taken back: never published again
+        self._finish(command, "cancelled", self.clock(), reason)
         return True
 
     def mark_published(self, command: CommandRecord) -> None:

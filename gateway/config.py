@@ -19,6 +19,7 @@ import ssl
 import tomllib
 import types
 import typing
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ __all__ = [
     "ApiConfig",
     "AvailabilityConfig",
     "BinsConfig",
+    "ChirpstackConfig",
     "CommandsConfig",
     "Config",
     "FleetConfig",
@@ -156,6 +158,23 @@ class WebConfig:
     tile_url: str = ""  # e.g. https://tile.example.org/{z}/{x}/{y}.png; "" = no base map (offline)
     tile_attribution: str = ""  # shown under the map when tile_url is set
     stream_keepalive_s: float = 15.0  # comment line on /api/v1/stream when nothing happens
+    timezone: str = "UTC"  # IANA zone the page shows times in (24-hour, ISO 8601 dates)
+    # a simulated clock to show instead (citypack demo): the page shows sim_epoch +
+    # (t - sim_wall_start) × sim_speed for a gateway time t; sim_speed 0 = off
+    sim_epoch: float = 0.0
+    sim_wall_start: float = 0.0
+    sim_speed: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ChirpstackConfig:
+    """ChirpStack's gRPC API, optional: with it a cancelled command is also taken out of
+    ChirpStack's device queue (``DeviceService.GetQueue`` / ``FlushQueue``), which MQTT cannot."""
+
+    api: str = ""  # HOST:PORT of ChirpStack's gRPC API; "" = MQTT only
+    api_token_file: str = ""  # a ChirpStack API key (tenant or admin)
+    api_tls: bool = False
+    api_timeout_s: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +210,7 @@ class Config:
     commands: CommandsConfig = field(default_factory=CommandsConfig)
     web: WebConfig = field(default_factory=WebConfig)
     routes: RoutesConfig = field(default_factory=RoutesConfig)
+    chirpstack: ChirpstackConfig = field(default_factory=ChirpstackConfig)
     fleet: FleetConfig = field(default_factory=FleetConfig)
 
     def replace(self, section: str, **values: Any) -> Config:
@@ -363,6 +383,27 @@ def _check(cfg: Config) -> None:
         raise ConfigError("web.tile_url: an http(s) URL with {z}, {x} and {y}", key="web.tile_url")
     if w.stream_keepalive_s <= 0:
         raise ConfigError("web.stream_keepalive_s: must be positive", key="web.stream_keepalive_s")
+    try:
+        zoneinfo.ZoneInfo(w.timezone)
+    except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+        raise ConfigError(
+            f"web.timezone: an IANA time zone like Europe/Copenhagen, got {w.timezone!r}",
+            key="web.timezone",
+        ) from None
+    if w.sim_speed < 0:
+        raise ConfigError("web.sim_speed: 0 (off) or positive", key="web.sim_speed")
+    g = cfg.chirpstack
+    if g.api:
+        host, sep, port = g.api.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"chirpstack.api: HOST:PORT, got {g.api!r}", key="chirpstack.api")
+        if not g.api_token_file:
+            raise ConfigError(
+                "chirpstack.api_token_file: required with chirpstack.api",
+                key="chirpstack.api_token_file",
+            )
+    if g.api_timeout_s <= 0:
+        raise ConfigError("chirpstack.api_timeout_s: must be positive")
 
 
 def _check_lamp_profile(name: str, profile: dict[str, Any]) -> None:

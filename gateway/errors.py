@@ -13,7 +13,8 @@ Outside data (MQTT payloads, HTTP bodies, config files) only ever raises these::
     └── CommandError         a command that cannot be accepted
         ├── UnknownDevice        no such device in the registry
         ├── CommandRejected      wrong message for the device kind, bad fields
-        └── PayloadTooLarge      the encoded payload exceeds the device's data rate limit
+        ├── PayloadTooLarge      the encoded payload exceeds the device's data rate limit
+        └── NotCancellable       the command already left the gateway's queue, or is finished
 
 Errors from ``protocol`` (``ProtocolError``) are translated at the boundary with
 ``raise ... from exc``.
@@ -29,6 +30,7 @@ __all__ = [
     "ConfigError",
     "GatewayError",
     "InvalidEvent",
+    "NotCancellable",
     "PayloadTooLarge",
     "RouteError",
     "StoreError",
@@ -84,3 +86,7 @@ class CommandRejected(CommandError):
 
 class PayloadTooLarge(CommandError):
     """The encoded payload is larger than the device's current data rate allows."""
+
+
+class NotCancellable(CommandError):
+    """Carries ``command_id`` (the command's UUID) and ``state``."""

@@ -28,7 +28,7 @@ class Metrics:
         self.downlinks = Counter(
             "citypack_downlinks",
             "Command state transitions (queued, sent, acknowledged, applied, failed, expired, "
-            "replaced)",
+            "replaced, cancelled)",
             ["state"],
             registry=self.registry,
         )

@@ -156,6 +156,21 @@ class Publisher:
         for listener in self._listeners:
             listener.event(event)
 
+    def clear(self, device: Device) -> None:
+        """Remove the device's retained topics: a zero-length retained message deletes the
+        retained one (MQTT 3.1.1 §3.3.1.3, MQTT 5 §3.3.1.3), discovery configs included (Home
+        Assistant removes the entities). For a decommissioned device."""
+        self._send(self.state_topic(device.dev_eui), b"", 1, True)
+        self._send(self.availability_topic(device.dev_eui), b"", 1, True)
+        entities = {"bin": _HA_BIN, "lamp": _HA_LAMP}.get(device.kind, ())
+        if self.config.homeassistant:
+            for component, object_id, _, _ in entities:
+                where = f"{component}/{device.dev_eui}/{object_id}"
+                self._send(f"{self.config.discovery_prefix}/{where}/config", b"", 1, True)
+        self._announced.discard(device.dev_eui)
+        for listener in self._listeners:
+            listener.device(device)
+
     def discovery(self, device: Device) -> None:
         entities = {"bin": _HA_BIN, "lamp": _HA_LAMP}.get(device.kind)
         if entities is None:

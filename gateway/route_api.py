@@ -1,6 +1,6 @@
 """``GET /api/v1/collection/route``: today's collection rounds (gateway/routes.py) over HTTP.
 
-An ``APIRouter`` included under the token-protected ``/api/v1`` router of gateway/api.py, so it
+An ``APIRouter`` included under ``/api/v1`` with the token check by gateway/api/app.py, so it
 has the same bearer-token check and the same JSON error shape ``{"error", "message"}``. The plan
 is computed in a worker thread from a snapshot of the bins taken in the event loop, so a solve of
 a few seconds never stalls uplink processing. ``?format=gpx`` answers GPX 1.1.

@@ -282,7 +282,8 @@ class Gateway:
                 if device is not None:
                     twin_json = _JSON.encode(device.twin())  # once: stored and published
                     self.store.stage_device(device, twin_json)
-                    twins.append((device, twin_json.encode()))
+                    if device.decommissioned_at is None:  # its retained topics were cleared
+                        twins.append((device, twin_json.encode()))
             try:
                 if self._store_lost:
                     await self._reopen_store()
@@ -333,7 +334,7 @@ class Gateway:
                 self.publisher.states(twins)
             for dev_eui in availability:
                 device = self.devices.get(dev_eui)
-                if device is not None:
+                if device is not None and device.decommissioned_at is None:
                     self.publisher.availability(device)
             for event in events:
                 self.publisher.event(event)
@@ -716,6 +717,8 @@ class Gateway:
                 self._plan(PlannedCommand(device.dev_eui, message, dict(fields), confirmed=True))
 
     def _apply(self, device: Device, outcome: Outcome) -> None:
+        if device.decommissioned_at is not None:
+            return  # history only: no alarms, no commands (gateway/lifecycle.py)
         for type_, data in outcome.events:
             self._emit(device, type_, data)
         for planned in outcome.commands:
@@ -723,7 +726,7 @@ class Gateway:
 
     def _plan(self, planned: PlannedCommand) -> None:
         target = self.devices.get(planned.dev_eui)
-        if target is None:
+        if target is None or target.decommissioned_at is not None:
             return
         if planned.message in CONFIG_MESSAGES and any(
             c.message == planned.message for c in self.commands.for_device(target.dev_eui)
@@ -962,6 +965,8 @@ class Gateway:
 
     def _check_availability(self, devices: list[Device], now: float) -> None:
         for device in devices:
+            if device.decommissioned_at is not None:
+                continue
             outcome = availability_rules.check(device, self.config.availability, now)
             if outcome.events:
                 self._dirty_availability.add(device.dev_eui)
@@ -979,6 +984,8 @@ class Gateway:
         self._gauge_stale = False
         counts: dict[tuple[str, str], int] = {}
         for device in self.devices.values():
+            if device.decommissioned_at is not None:
+                continue
             key = (device.kind, device.availability)
             counts[key] = counts.get(key, 0) + 1
         self.metrics.devices.clear()
@@ -1003,3 +1010,13 @@ class Gateway:
         self._dirty_state.add(dev_eui)
         self.update_device_gauge()
         return device
+
+    # --- operator verbs (gateway/lifecycle.py) ----------------------------------------------------
+
+    def emit(self, device: Device, type_: str, data: dict[str, Any]) -> None:
+        """Stage a derived event for ``device`` (published after the next commit)."""
+        self._emit(device, type_, data)
+
+    def command_changed(self, command: CommandRecord) -> None:
+        """A command changed state outside the event path: emit ``command_<state>``."""
+        self._command_changed(command)

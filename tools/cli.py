@@ -29,8 +29,18 @@ COMMAND_MODULES = (
     "sim",
     "demo",
     "firmware",
+    "fuota",
     "bench",
 )
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("citypack")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="citypack",
         description="citypack: run a municipal LoRaWAN fleet of bins and lamps around ChirpStack.",
     )
+    parser.add_argument("--version", action="version", version=f"citypack {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         module = importlib.import_module(f"tools.commands.{name}")
@@ -46,7 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()  # imports every area: a Ctrl-C may land here too
+    except KeyboardInterrupt:
+        return 130
     args = parser.parse_args(argv)
     try:
         code = args.func(args)

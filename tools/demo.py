@@ -41,7 +41,7 @@ from tools.sim.city import registry_entries, write_city
 from tools.sim.clock import ScaledClock, SimTime, evening_start
 from tools.sim.gatewayproc import GatewayProcess, GatewayProcessError
 from tools.sim.outcomes import WorldAccounting
-from tools.sim.view import CityState, NodeRow, View
+from tools.sim.view import CityState, NodeRow, View, reconciliation
 from tools.sim.watch import MqttWatcher
 from tools.sim.world import AARHUS_LATITUDE, AARHUS_LONGITUDE, World, WorldEvent, is_dark
 
@@ -94,20 +94,31 @@ class DemoResult:
     token_file: str = ""
     gateway_stats: dict[str, Any] | None = None  # GET /api/v1/stats just before stopping
     failure: str = ""  # a part that stopped on its own during the run
+    reconciliation: dict[str, Any] = field(default_factory=dict)  # view.reconciliation()
+    commands_by_kind: dict[str, dict[str, int]] = field(default_factory=dict)
     outcomes: dict[str, Any] = field(default_factory=dict)  # tools/sim/outcomes.py
+    interrupted: bool = False  # Ctrl-C / SIGTERM before the end
+    # more sections of demo-summary.json, by name (other modules add theirs here)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        doc = {
             "workdir": str(self.workdir),
             "components": self.components,
             "counters": self.counters,
             "uplinks_processed": self.uplinks_processed,
+            "reconciliation": self.reconciliation,
+            "commands_by_kind": self.commands_by_kind,
             "api_url": self.api_url,
             "token_file": self.token_file,
             "gateway_stats": self.gateway_stats,
             "failure": self.failure,
             "outcomes": self.outcomes,
+            "interrupted": self.interrupted,
         }
+        for name, value in self.extra.items():
+            doc.setdefault(name, value)  # the fields above keep their meaning
+        return doc
 
 
 def _broker_address(url: str) -> tuple[str, int]:
@@ -132,13 +143,20 @@ class Demo:
         self.options = options
         self.stream = stream or sys.stdout
         self.stop = asyncio.Event()
+        self._starting = True  # a Ctrl-C now cancels the start-up instead of waiting for it
+        self._main: asyncio.Task[Any] | None = None
+        self._story = logging.getLogger("citypack.demo")
+        self._sim_origin = (0.0, 0.0)  # (simulated time, wall time) when the sim clock started
 
     def say(self, text: str) -> None:
         print(text, file=self.stream, flush=True)
+        self._story.info(text)
 
     async def run(self) -> DemoResult:
         opts = self.options
         started = time.monotonic()
+        self._main = asyncio.current_task()
+        self._install_signals()  # first: a Ctrl-C at any moment stops every part cleanly
         with contextlib.ExitStack() as cleanup:
             if opts.workdir is None:
                 tmp = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="citypack-demo-"))
@@ -146,17 +164,25 @@ class Demo:
             else:
                 workdir = opts.workdir.resolve()
                 workdir.mkdir(parents=True, exist_ok=True)
-            return await self._run(workdir, started)
+            result = await self._run(workdir, started)
+            if opts.workdir is None:
+                self.say(
+                    f"the temporary work directory {workdir} (summary, logs, database) is "
+                    "removed now; --workdir DIR keeps them"
+                )
+            return result
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _run(self, workdir: Path, started: float) -> DemoResult:
-        # Warnings of the in-process parts (amqtt, emulator, fleet) go to a log file in the work
-        # directory, not over the live screen.
+        # demo.log: the story as printed (every line the demo says, the city's events, the
+        # summaries) and the warnings of the in-process parts (amqtt, emulator, fleet), which
+        # would otherwise scribble over the live screen.
         handler = logging.FileHandler(workdir / "demo.log", encoding="utf-8")
-        handler.setLevel(logging.WARNING)
+        handler.setLevel(logging.INFO)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
         root = logging.getLogger()
         root.addHandler(handler)
+        self._story.setLevel(logging.INFO)
         try:
             return await self._run_logged(workdir, started)
         finally:
@@ -167,8 +193,10 @@ class Demo:
         opts = self.options
         epoch = evening_start(time.time())
         clock = ScaledClock(opts.speed)
+        self._sim_origin = (epoch, time.time())  # the dashboard shows this simulated clock too
         sim = SimTime(clock, epoch)
         state = CityState(speed=opts.speed, sim_time=epoch)
+        state.sinks.append(self._story.info)  # the story goes to demo.log in every mode
         # Demo pace: bins fill in hours rather than days, so the truck has work within minutes.
         world = World.aarhus(
             bins=opts.bins,
@@ -195,160 +223,210 @@ class Demo:
             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(epoch))}; work directory {workdir}"
         )
         self.say(f"inventory {files.inventory_path} (keys in {files.secrets_path}, mode 0600)")
-
-        async with contextlib.AsyncExitStack() as stack:
-            if opts.broker_url:
-                host, port = _broker_address(opts.broker_url)
-                broker_url = opts.broker_url
-                components["broker"] = f"external {broker_url}"
-            else:
-                broker = await stack.enter_async_context(EmbeddedBroker())
-                host, port, broker_url = broker.host, broker.port, broker.url
-                components["broker"] = f"amqtt {broker_url}"
-            state.broker_url = broker_url
-            # watch from the start, so the first joins and commands are on the screen too
-            watcher = MqttWatcher(
-                state,
-                host=host,
-                port=port,
-                on_gateway_event=lambda kind, eui: accounting.gateway_event(kind, eui, sim.now()),
-            )
-            watch_task = asyncio.create_task(self._watch(watcher), name="demo-watch")
-            stack.callback(watch_task.cancel)
-
-            # spawned first: its start-up overlaps the fleet's
-            process = GatewayProcess(
-                workdir,
-                mqtt_url=broker_url,
-                application_id=APPLICATION_ID,
-                overrides=self._gateway_overrides(),
-            )
-            await process.start()
-            stack.push_async_exit(process)
-
-            fleet = None
-            if fleet_mod is not None:
-                fleet = await stack.enter_async_context(
-                    fleet_mod.Fleet(
-                        world,
-                        files,
-                        clock=clock,
-                        epoch=epoch,
-                        mqtt_url=broker_url,
-                        application_id=APPLICATION_ID,
-                        capture=opts.capture,
-                        report_interval_s=opts.report_interval_s,
-                        on_node=self._node_callback(state),
-                    )
+        result = DemoResult(workdir, components, counters={}, uplinks_processed=None)
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                await self._city(
+                    stack,
+                    workdir,
+                    started,
+                    state,
+                    world,
+                    world_events,
+                    files,
+                    sim,
+                    clock,
+                    epoch,
+                    fleet_mod,
+                    fleet_reason,
+                    result,
+                    accounting,
                 )
-                components["emulator"] = "running (in-process)"
-                components["fleet"] = f"running ({len(world.bins) + len(world.lamps)} nodes)"
-            else:
-                components["emulator+fleet"] = f"not running: {fleet_reason}"
-                if opts.capture is not None:
-                    components["capture"] = f"not written: {fleet_reason}"
-
-            components["gateway"] = f"starting (pid {process.pid})"
-            # it comes up in the background: the city is on the screen meanwhile, and nodes
-            # that report before their registration are discovered by the gateway
-            starting = asyncio.create_task(
-                self._gateway_up(process, world, files, state), name="demo-gateway-up"
-            )
-            stack.callback(starting.cancel)
-            gateway: GatewayProcess | None = process  # None once it stopped on its own
-            gateway_up: asyncio.Task[None] | None = starting  # None once it is up
-
-            for name, status in components.items():
-                self.say(f"  {name}: {status}")
-            self.say(f"ready in {time.monotonic() - started:.1f} s; Ctrl-C stops")
-
-            self._install_signals()
-            view = View(state, stream=self.stream)
-            failure = ""
-            fires: dict[str, float] = {}  # bin on fire -> simulated time it goes out
-            deadline = None if opts.duration_s is None else time.monotonic() + opts.duration_s
-            next_summary = time.monotonic() + opts.summary_every_s
-            next_truck = sim.now() + opts.truck_every_s / 4
-            with view:
-                while not self.stop.is_set():
-                    now_sim = sim.now()
-                    if fleet is None:
-                        world.advance(now_sim)  # with a fleet, the fleet moves the world
-                    self._incidents(world, now_sim - state.sim_time, fires)
-                    state.sim_time = now_sim
-                    state.dark = is_dark(now_sim)
-                    self._sync_world(state, world, world_events)
-                    if fleet is not None:
-                        fleet.update_counters(state.counters)
-                    if gateway_up is not None and gateway_up.done():
-                        error = gateway_up.exception()
-                        if error is not None:
-                            failure = f"the gateway did not start: {error}"
-                            components["gateway"] = "failed"
-                            state.event(failure)
-                            gateway = None
-                        gateway_up = None
-                    if gateway is not None and gateway.returncode is not None:
-                        failure = (
-                            f"the gateway exited with {gateway.returncode} during the demo; "
-                            f"see {gateway.log_file}"
-                        )
-                        components["gateway"] = f"exited ({gateway.returncode})"
-                        state.event(failure)
-                        gateway = None
-                    ready = gateway is not None and gateway_up is None
-                    if ready and now_sim >= next_truck and not world.truck.active:
-                        assert gateway is not None
-                        next_truck = now_sim + opts.truck_every_s
-                        await self._truck_round(gateway, world, state)
-                    view.refresh()
-                    if not view.live_mode and time.monotonic() >= next_summary:
-                        next_summary += opts.summary_every_s
-                        view.line(view.summary())
-                    if deadline is not None and time.monotonic() >= deadline:
-                        break
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.stop.wait(), 0.25)
-            processed = None
-            gateway_stats: dict[str, Any] | None = None
-            if gateway is not None and gateway_up is not None and not self.stop.is_set():
-                # a bounded run ended while the gateway was still starting (a loaded machine):
-                # give it a bounded moment, so the summary has its figures
-                self.say("waiting for the gateway to come up ...")
-                with contextlib.suppress(Exception):  # its own error is read just below
-                    await asyncio.wait_for(asyncio.shield(gateway_up), 60.0)
-                if not gateway_up.done():
-                    failure = "the gateway did not become ready within 60 s of the end"
-                elif gateway_up.exception() is not None:
-                    failure = f"the gateway did not start: {gateway_up.exception()}"
-                else:
-                    gateway_up = None
-                    await asyncio.sleep(2.0)  # the uplinks of the last seconds, committed
-            if gateway is not None and gateway_up is None:
-                with contextlib.suppress(GatewayProcessError):
-                    processed = await gateway.uplinks("processed")
-                    state.counters["gateway_uplinks_processed"] = processed
-                with contextlib.suppress(GatewayProcessError):
-                    gateway_stats = await gateway.request("GET", "/api/v1/stats")
-            self.say("stopping ...")
-            result = DemoResult(
-                workdir=workdir,
-                components=dict(components),
-                counters=dict(state.counters),
-                uplinks_processed=processed,
-                api_url=state.api_url,
-                token_file=state.token_file,
-                gateway_stats=gateway_stats,
-                failure=failure,
-                outcomes=accounting.finish().as_json(),
-            )
-        self.say(View(state, stream=self.stream).summary())
+        except asyncio.CancelledError:
+            main = self._main
+            if not self.stop.is_set() or main is None or main is not asyncio.current_task():
+                raise
+            main.uncancel()  # our own Ctrl-C during start-up: every part is stopped now
+            result.interrupted = True
+            self.say("stopped during start-up (Ctrl-C)")
+        result.components = dict(components)
+        result.counters = dict(state.counters)
+        result.reconciliation = reconciliation(state.counters)
+        result.commands_by_kind = {k: dict(v) for k, v in state.command_counts.items()}
+        result.api_url, result.token_file = state.api_url, state.token_file
+        result.outcomes = accounting.finish().as_json()  # issue 21
+        view = View(state, stream=self.stream)
+        for line in view.summary_lines():
+            self.say(line)
         self.say(accounting.outcomes.text())
-        if processed is not None:
-            self.say(f"gateway: {processed:g} uplinks processed")
-        (workdir / "demo-summary.json").write_text(json.dumps(result.as_json(), indent=2) + "\n")
-        self.say(f"summary written to {workdir / 'demo-summary.json'}")
+        summary = workdir / "demo-summary.json"
+        summary.write_text(json.dumps(result.as_json(), indent=2) + "\n")
+        if opts.workdir is not None:
+            self.say(f"summary {summary}; the story in {workdir / 'demo.log'}")
         return result
+
+    async def _city(
+        self,
+        stack: contextlib.AsyncExitStack,
+        workdir: Path,
+        started: float,
+        state: CityState,
+        world: World,
+        world_events: list[WorldEvent],
+        files: Any,
+        sim: SimTime,
+        clock: ScaledClock,
+        epoch: float,
+        fleet_mod: Any,
+        fleet_reason: str | None,
+        result: DemoResult,
+        accounting: WorldAccounting,
+    ) -> None:
+        opts = self.options
+        components = state.components
+        if opts.broker_url:
+            host, port = _broker_address(opts.broker_url)
+            broker_url = opts.broker_url
+            components["broker"] = f"external {broker_url}"
+        else:
+            broker = await stack.enter_async_context(EmbeddedBroker())
+            host, port, broker_url = broker.host, broker.port, broker.url
+            components["broker"] = f"amqtt {broker_url}"
+        state.broker_url = broker_url
+        # watch from the start, so the first joins and commands are counted too
+        watcher = MqttWatcher(
+            state,
+            host=host,
+            port=port,
+            on_gateway_event=lambda kind, eui: accounting.gateway_event(kind, eui, sim.now()),
+        )
+        watch_task = asyncio.create_task(self._watch(watcher), name="demo-watch")
+
+        async def stop_watching() -> None:
+            watch_task.cancel()
+            await asyncio.gather(watch_task, return_exceptions=True)
+
+        stack.push_async_callback(stop_watching)
+
+        process = GatewayProcess(
+            workdir,
+            mqtt_url=broker_url,
+            application_id=APPLICATION_ID,
+            overrides=self._gateway_overrides(),
+        )
+        await process.start()
+        stack.push_async_exit(process)
+        components["gateway"] = f"starting (pid {process.pid})"
+        self.say(f"  gateway: starting (pid {process.pid}, log {process.log_file})")
+        # registered before the first node joins: no uplink reaches an unknown device, so the
+        # gateway never has to 'discover' one of the city's own nodes
+        try:
+            await self._gateway_up(process, world, files, state)
+        except GatewayProcessError as exc:
+            result.failure = f"the gateway did not start: {exc}"
+            components["gateway"] = "failed"
+            self.say(f"citypack demo: {result.failure}")
+            return
+
+        fleet = None
+        fleet_stack = await stack.enter_async_context(contextlib.AsyncExitStack())
+        if fleet_mod is not None:
+            fleet = await fleet_stack.enter_async_context(
+                fleet_mod.Fleet(
+                    world,
+                    files,
+                    clock=clock,
+                    epoch=epoch,
+                    mqtt_url=broker_url,
+                    application_id=APPLICATION_ID,
+                    capture=opts.capture,
+                    report_interval_s=opts.report_interval_s,
+                    on_node=self._node_callback(state),
+                )
+            )
+            components["emulator"] = "running (in-process)"
+            components["fleet"] = f"running ({len(world.bins) + len(world.lamps)} nodes)"
+        else:
+            components["emulator+fleet"] = f"not running: {fleet_reason}"
+            if opts.capture is not None:
+                components["capture"] = f"not written: {fleet_reason}"
+        for name, status in components.items():
+            self.say(f"  {name}: {status}")
+        self.say(f"ready in {time.monotonic() - started:.1f} s; Ctrl-C stops")
+        self._starting = False
+
+        view = View(state, stream=self.stream)
+        gateway: GatewayProcess | None = process  # None once it stopped on its own
+        fires: dict[str, float] = {}  # bin on fire -> simulated time it goes out
+        deadline = None if opts.duration_s is None else time.monotonic() + opts.duration_s
+        next_summary = time.monotonic() + opts.summary_every_s
+        next_poll = time.monotonic()
+        next_truck = sim.now() + opts.truck_every_s / 4
+        with view:
+            while not self.stop.is_set():
+                now_sim = sim.now()
+                if fleet is None:
+                    world.advance(now_sim)  # with a fleet, the fleet moves the world
+                self._incidents(world, now_sim - state.sim_time, fires)
+                state.sim_time = now_sim
+                state.dark = is_dark(now_sim)
+                self._sync_world(state, world, world_events, fleet)
+                if gateway is not None and gateway.returncode is not None:
+                    result.failure = (
+                        f"the gateway exited with {gateway.returncode} during the demo; "
+                        f"see {gateway.log_file}"
+                    )
+                    components["gateway"] = f"exited ({gateway.returncode})"
+                    state.event(result.failure)
+                    gateway = None
+                if gateway is not None and time.monotonic() >= next_poll:
+                    next_poll = time.monotonic() + 1.0
+                    await self._poll_gateway(gateway, state)
+                if gateway is not None and now_sim >= next_truck and not world.truck.active:
+                    next_truck = now_sim + opts.truck_every_s
+                    await self._truck_round(gateway, world, state)
+                view.refresh()
+                if time.monotonic() >= next_summary:
+                    next_summary += opts.summary_every_s
+                    for line in view.summary_lines():
+                        (view.line if not view.live_mode else self._story.info)(line)
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop.wait(), 0.25)
+        self.say("stopping: the fleet first, then the gateway gets what is in flight ...")
+        await fleet_stack.aclose()  # no uplink is sent after this
+        if fleet is not None:
+            fleet.update_counters(state.counters)
+        if gateway is not None:
+            await self._drain(gateway, state)
+            with contextlib.suppress(GatewayProcessError):
+                result.gateway_stats = await gateway.request("GET", "/api/v1/stats")
+            result.uplinks_processed = state.counters.get("gateway_uplinks_processed")
+
+    @staticmethod
+    async def _poll_gateway(gateway: GatewayProcess, state: CityState) -> None:
+        """The gateway's own uplink counters (``citypack_uplinks_total{outcome}``)."""
+        with contextlib.suppress(GatewayProcessError):
+            metrics = await gateway.metrics()
+            for outcome in ("processed", "duplicate", "undecodable", "invalid_event"):
+                value = metrics.get(f'citypack_uplinks_total{{outcome="{outcome}"}}')
+                if value is not None:
+                    state.counters[f"gateway_uplinks_{outcome}"] = value
+
+    async def _drain(
+        self, gateway: GatewayProcess, state: CityState, limit_s: float = 10.0
+    ) -> None:
+        """Wait (bounded) until the gateway has accounted for every uplink published, so the
+        counters at the end add up with nothing in flight."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit_s
+        while True:
+            await self._poll_gateway(gateway, state)
+            in_flight = reconciliation(state.counters).get("gateway", {}).get("in_flight", 0)
+            if in_flight <= 0 or loop.time() > deadline:
+                return
+            await asyncio.sleep(0.2)
 
     def _incidents(self, world: World, dt: float, fires: dict[str, float]) -> None:
         """Now and then a bin catches fire or is knocked over (``incidents_per_h``)."""
@@ -427,6 +505,14 @@ class Demo:
                 "check_interval_s": 1.0,
             },
         }
+        # the dashboard: Aarhus time, and the simulated clock the terminal shows
+        epoch, wall_start = self._sim_origin
+        overrides["web"] = {
+            "timezone": "Europe/Copenhagen",
+            "sim_epoch": epoch,
+            "sim_wall_start": wall_start,
+            "sim_speed": opts.speed,
+        }
         for section, values in opts.gateway.items():
             overrides.setdefault(section, {}).update(values)
         return overrides
@@ -441,11 +527,17 @@ class Demo:
         return on_node
 
     @staticmethod
-    def _sync_world(state: CityState, world: World, events: list[WorldEvent]) -> None:
+    def _sync_world(
+        state: CityState, world: World, events: list[WorldEvent], fleet: Any | None
+    ) -> None:
         for dev_eui, sim_bin in world.bins.items():
             state.nodes[dev_eui].world_value = sim_bin.fill_percent
         for dev_eui, lamp in world.lamps.items():
             state.nodes[dev_eui].world_value = float(lamp.dim_level)
+        if fleet is not None:
+            for dev_eui, mode in fleet.lamp_modes().items():
+                state.nodes[dev_eui].mode = mode
+            fleet.update_counters(state.counters)
         state.counters["road_users_on_streets"] = len(world.road_users)
         state.counters["truck_bins_emptied"] = world.truck.emptied
         for event in events:
@@ -467,7 +559,15 @@ class Demo:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self.stop.set)
+                loop.add_signal_handler(sig, self._on_signal)
+
+    def _on_signal(self) -> None:
+        """Ctrl-C / SIGTERM: stop at the next check; during start-up (waiting for the gateway,
+        starting the fleet) cancel it, and every part started so far is stopped on the way out."""
+        first = not self.stop.is_set()
+        self.stop.set()
+        if first and self._starting and self._main is not None:
+            self._main.cancel()
 
 
 def run_demo(options: DemoOptions, stream: IO[str] | None = None) -> DemoResult:

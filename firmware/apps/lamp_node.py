@@ -216,9 +216,11 @@ class LampNode:
             ]
             if self.presence is not None:
                 tasks.append(asyncio.create_task(self._presence_bridge()))
-            await self.stop.wait(None)
-            for t in tasks:
-                t.cancel()
+            try:
+                await self.stop.wait(None)
+            finally:  # also when the app itself is cancelled (the simulator cuts its power)
+                for t in tasks:
+                    t.cancel()
             self._save_counters()
             try:
                 self.power.reset()

@@ -16,6 +16,8 @@ except ImportError:
 # GPS epoch (1980-01-06) in Unix seconds, minus the leap seconds since then (18 from 2017-01-01,
 # IERS Bulletin C): DeviceTimeAns counts GPS seconds, which have no leap seconds.
 _GPS_TO_UNIX_S = const(315964800 - 18)
+_BUSY_POLL_MS = const(500)
+_BUSY_LIMIT_MS = const(30000)  # an uplink cycle: TX, RX1, RX2 (L2 §3.3), ack retries
 
 
 class MacLink:
@@ -42,6 +44,14 @@ class MacLink:
 
     async def send(self, fport, data, confirmed):
         r = await self.mac.send(fport, data, confirmed, self.max_wait_ms)
+        # the MAC is shared (the FUOTA agent answers on ports 200-202): while it runs another
+        # uplink cycle, wait for it rather than lose this report; bounded by one cycle plus the
+        # duty-cycle wait this link allows
+        waited = 0
+        while r.status == "busy" and waited < self.max_wait_ms + _BUSY_LIMIT_MS:
+            await self.clock.sleep_ms(_BUSY_POLL_MS)
+            waited += _BUSY_POLL_MS
+            r = await self.mac.send(fport, data, confirmed, self.max_wait_ms)
         downlinks = []
         if r.fport is not None and r.payload is not None:
             downlinks.append((r.fport, bytes(r.payload)))

@@ -28,8 +28,10 @@ _PROTOCOL_VERSION = getattr(cp, "PROTOCOL_VERSION", 1)
 
 
 class Node:
-    def __init__(self, link, clock, kind, hardware="esp32", log=None):
+    def __init__(self, link, clock, kind, hardware="esp32", log=None, version=None):
         self.link = link
+        self.version = version or FIRMWARE_VERSION  # the running set's (fwslot) after an update
+        self.port_handler = None  # (fport, payload) -> True when taken (fuota.agent, ports 200-202)
         self.clock = clock
         self.kind = kind
         self.hardware = hardware[:16]
@@ -85,6 +87,9 @@ class Node:
         return ok
 
     def _on_downlink(self, fport, payload):
+        h = self.port_handler
+        if h is not None and h(fport, payload):
+            return
         try:
             name, fields = cp.decode(fport, bytes(payload))
         except (ValueError, KeyError, TypeError, IndexError) as exc:  # cp.PayloadError is one
@@ -102,7 +107,7 @@ class Node:
             "device_info",
             {
                 "kind": self.kind,
-                "firmware_version": FIRMWARE_VERSION,
+                "firmware_version": self.version,
                 "hardware": self.hardware,
                 "protocol_version": _PROTOCOL_VERSION,
                 "reset_reason": reset_reason,

@@ -9,6 +9,9 @@ Layout (docs/interfaces.md, "Node configuration on the board's filesystem"):
   ``config.json``: ``{"app_key": "<32 hex>"}``.
 - ABP (for tests and labs): ``config.json`` adds ``"dev_addr"`` (8 hex), the secrets hold
   ``nwk_s_key`` and ``app_s_key`` (NVS blobs of the same names). LoRaWAN L2 1.0.4 §6.1-6.3.
+- FUOTA (optional): ``config.json`` ``"fuota_public_key"``: the Ed25519 public key (64 hex) that
+  update bundles must be signed with (firmware/lib/fuota/bundle.py). Public, so it may sit in
+  config.json; without it the node takes no update.
 
 Runs unchanged under MicroPython and CPython (ARCHITECTURE.md invariant 6). Every problem raises
 :class:`ConfigError` (a ``ValueError``) whose ``field`` names the offending field; a key never
@@ -58,6 +61,7 @@ class NodeConfig:
         self.longitude = fields["longitude"]
         self.activation = fields["activation"]
         self.dev_addr = fields.get("dev_addr")
+        self.fuota_public_key = fields.get("fuota_public_key")  # 32 bytes or None
         self.app = fields["app"]
         self.app_key = keys.get("app_key")
         self.nwk_s_key = keys.get("nwk_s_key")
@@ -168,6 +172,10 @@ def validate(config, keys):
         raise ConfigError(
             "latitude" if fields["latitude"] is None else "longitude",
             "latitude and longitude go together",
+        )
+    if config.get("fuota_public_key") is not None:
+        fields["fuota_public_key"] = binascii.unhexlify(
+            _hex(config.get("fuota_public_key"), 64, "fuota_public_key")
         )
     checked = {}
     if fields["activation"] == "otaa":

@@ -23,6 +23,7 @@ import csv
 import io
 import json
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from gateway.config import BinsConfig
@@ -212,17 +213,34 @@ _CSV_COLUMNS = (
 )
 
 
+def _iso(at: float | None) -> str | None:
+    """ISO 8601 / RFC 3339 in UTC with seconds (``2026-03-02T10:15:42Z``), for files people open
+    in a spreadsheet or a GIS (an epoch float means nothing there)."""
+    if at is None:
+        return None
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"  # not Python's True/False
+    return safe_cell(value)  # "" for None; formula-like text escaped (gateway/csvsafe.py)
+
+
 def collection_csv(rows: list[dict[str, Any]]) -> str:
+    """RFC 4180 CSV: times in ISO 8601 UTC, booleans as ``true``/``false``, empty for none."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=_CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: safe_cell(row[k]) for k in _CSV_COLUMNS})  # gateway/csvsafe.py
+        row = {**row, "forecast_full_at": _iso(row["forecast_full_at"])}
+        writer.writerow({k: _cell(row[k]) for k in _CSV_COLUMNS})
     return buffer.getvalue()
 
 
 def collection_geojson(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """RFC 7946 FeatureCollection; bins without a position have ``geometry: null`` (§3.2)."""
+    """RFC 7946 FeatureCollection; bins without a position have ``geometry: null`` (§3.2);
+    ``forecast_full_at`` in ISO 8601 UTC."""
     features = []
     for row in rows:
         lat, lon = row["latitude"], row["longitude"]
@@ -232,6 +250,7 @@ def collection_geojson(rows: list[dict[str, Any]]) -> dict[str, Any]:
             else None
         )
         properties = {k: v for k, v in row.items() if k not in ("latitude", "longitude")}
+        properties["forecast_full_at"] = _iso(row["forecast_full_at"])  # RFC 7946 has no time
         features.append({"type": "Feature", "geometry": geometry, "properties": properties})
     return {"type": "FeatureCollection", "features": features}
 

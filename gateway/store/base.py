@@ -38,8 +38,10 @@ COMMAND_STATES = (
     "failed",
     "expired",
     "replaced",
+    "cancelled",
 )
-TERMINAL_STATES = frozenset({"applied", "failed", "expired", "replaced"})
+# cancelled: an operator took it back before the node got it (gateway/lifecycle.py)
+TERMINAL_STATES = frozenset({"applied", "failed", "expired", "replaced", "cancelled"})
 ACTIVE_STATES = ("queued", "sent", "acknowledged")
 
 
@@ -77,6 +79,7 @@ class Device:
     availability: str = "unknown"  # online | offline | unknown
     next_command_id: int = 0
     derived: dict[str, Any] = field(default_factory=dict)  # rule state (fill samples, flags)
+    decommissioned_at: float | None = None  # set by DELETE /api/v1/devices/{devEui}
 
     def registry_doc(self) -> dict[str, Any]:
         """What the store keeps beside the twin (registry, session, rule state)."""
@@ -88,6 +91,8 @@ class Device:
 
     def to_json(self) -> dict[str, Any]:
         doc = asdict(self)
+        # rule scratch state (``_samples`` of the fill forecast...) is kept in the twin, not shown
+        doc["derived"] = {k: v for k, v in self.derived.items() if not k.startswith("_")}
         doc["config_in_sync"] = (
             None if self.desired_version is None else self.desired_version == self.reported_version
         )
@@ -135,6 +140,7 @@ _REGISTRY_FIELDS = (
     "created_at",
     "updated_at",
     "next_command_id",
+    "decommissioned_at",
 )
 
 
@@ -340,6 +346,12 @@ class Store(Protocol):
     async def get_command(self, command_id: str) -> CommandRecord | None: ...
 
     async def active_commands(self) -> list[CommandRecord]: ...
+
+    async def recent_commands(
+        self, *, states: tuple[str, ...] | None = None, dev_eui: str | None = None, limit: int
+    ) -> list[CommandRecord]:
+        """Committed commands, newest first, optionally only in ``states`` / of one device."""
+        ...
 
     async def uplinks(
         self, dev_eui: str, *, limit: int, before_id: int | None

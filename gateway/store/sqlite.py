@@ -497,6 +497,22 @@ class SqliteStore:
         ).fetchall()
         return [CommandRecord.from_row(dict(r)) for r in rows]
 
+    async def recent_commands(
+        self, *, states: tuple[str, ...] | None = None, dev_eui: str | None = None, limit: int
+    ) -> list[CommandRecord]:
+        query = "SELECT * FROM commands WHERE 1 = 1"
+        params: list[Any] = []
+        if states:
+            query += f" AND state IN ({', '.join('?' for _ in states)})"
+            params.extend(states)
+        if dev_eui is not None:
+            query += " AND dev_eui = ?"
+            params.append(dev_eui)
+        query += " ORDER BY created_at DESC LIMIT ?"
+        params.append(limit)
+        rows = self.db.execute(query, params).fetchall()
+        return [CommandRecord.from_row(dict(r)) for r in rows]
+
     async def uplinks(
         self, dev_eui: str, *, limit: int, before_id: int | None = None
     ) -> list[dict[str, Any]]:

@@ -210,7 +210,20 @@ def mount(app: FastAPI, gateway: Gateway, config: WebConfig) -> None:
         if not _authorised(gateway, request):
             return _unauthorised(gateway)
         return JSONResponse(
-            {"tile_url": config.tile_url, "tile_attribution": config.tile_attribution}
+            {
+                "tile_url": config.tile_url,
+                "tile_attribution": config.tile_attribution,
+                "timezone": config.timezone,
+                "sim_clock": (
+                    {
+                        "epoch": config.sim_epoch,
+                        "wall_start": config.sim_wall_start,
+                        "speed": config.sim_speed,
+                    }
+                    if config.sim_speed > 0
+                    else None
+                ),
+            }
         )
 
     @app.get("/api/v1/stream", tags=["dashboard"], dependencies=[Security(BEARER)])

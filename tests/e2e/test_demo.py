@@ -58,6 +58,25 @@ def test_demo_runs_headless_for_twenty_seconds_and_the_gateway_processes_uplinks
     stats = summary["gateway_stats"]
     assert stats is not None
     assert summary["counters"]["uplinks_on_air"] >= summary["uplinks_processed"]
+    # issue 20: the nodes are registered before the fleet starts, so none is "discovered"
+    assert "gateway_event_device_discovered" not in summary["counters"]
+    # the counters reconcile: air, network server, gateway
+    rec = summary["reconciliation"]
+    assert rec["air"]["sent"] == rec["air"]["heard"] + rec["air"]["lost"]
+    net = rec["network"]
+    assert net["frames"] == net["join_requests"] + net["data_uplinks"] + net["dropped"]
+    gw = rec["gateway"]
+    assert gw["published"] <= net["data_uplinks"]
+    assert 0 <= gw["in_flight"] <= gw["published"]
+    assert gw["processed"] == summary["uplinks_processed"]
+    # commands are folded into counts per kind and state, not one line each
+    assert "lamp_profile" in summary["commands_by_kind"]
+    assert "command lamp_override →" not in result.stdout
+    assert re.search(r"^\[sim [0-9:]+\] commands: ", result.stdout, re.M), result.stdout
+    assert re.search(r"^\[sim [0-9:]+\] uplinks sent \d+ = heard \d+ \+ lost", result.stdout, re.M)
+    # demo.log holds the story as printed (and the in-process parts' warnings)
+    story = (workdir / "demo.log").read_text()
+    assert "citypack demo: 12 bins and 10 lamps" in story and "commands: " in story
     # issue 21: the city's outcomes, in the summary file and printed at the end
     outcomes = summary["outcomes"]
     assert {"truck_km", "stops", "emptied_under_half", "overflow_bin_hours"} <= set(

@@ -20,6 +20,8 @@ from tests.helpers.firmware import HARNESS
 FIRMWARE = procs.ROOT / "firmware"
 CONFIG = FIRMWARE / "pyrightconfig.json"
 MAC_FILES = sorted((FIRMWARE / "lib" / "lorawan").glob("*.py"))
+# the FUOTA packages (TS003/TS004/TS005, update apply) and what they need beside the MAC
+MAC_FILES += [*sorted((FIRMWARE / "lib" / "fuota").glob("*.py")), FIRMWARE / "lib" / "fwslot.py"]
 HAL_FILES = [
     FIRMWARE / "lib" / "hal" / name
     for name in (
@@ -35,6 +37,7 @@ HAL_FILES = [
         "storage.py",
         "storage_esp32.py",
         "storage_file.py",
+        "flashfile.py",
         "sim_udp.py",
     )
 ]

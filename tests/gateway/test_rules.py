@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+
 import pytest
 
 from gateway.config import AvailabilityConfig, BinsConfig, LampsConfig
@@ -126,8 +129,16 @@ def test_collection_list_and_formats() -> None:
     csv_text = bins.collection_csv(rows)
     assert csv_text.splitlines()[0].split(",")[:3] == ["dev_eui", "name", "street"]
     assert len(csv_text.splitlines()) == 3
+    parsed = list(csv.DictReader(io.StringIO(csv_text)))
+    assert parsed[0]["forecast_full_at"] == "1970-01-01T00:00:00Z"  # full when it reported
+    assert parsed[0]["fire"] == "false"
+    # 50 % at 0 h, 60 % at 1 h: 80 % at 3 h, i.e. 1970-01-01T03:00:00Z
+    assert parsed[1]["forecast_full_at"] == "1970-01-01T03:00:00Z"
+    assert parsed[1]["tilt"] == "false" and "False" not in csv_text
     geo = bins.collection_geojson(rows)
     assert geo["features"][0]["geometry"]["coordinates"] == [10.2, 56.1]
+    assert geo["features"][1]["properties"]["forecast_full_at"] == "1970-01-01T03:00:00Z"
+    assert geo["features"][1]["properties"]["fire"] is False
     assert geo["features"][1]["geometry"] is None
 
 

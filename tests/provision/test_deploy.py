@@ -300,6 +300,7 @@ BAD_CASES = [
     ({**GOOD, "activation": "abp", "dev_addr": "26011b2c"}, {"nwk_s_key": KEY}, "app_s_key"),
     ("{not json", {"app_key": KEY}, "config.json"),
     ([1, 2], {"app_key": KEY}, "config.json"),
+    ({**GOOD, "fuota_public_key": "ab" * 31}, {"app_key": KEY}, "fuota_public_key"),
 ]
 
 
@@ -330,6 +331,9 @@ def test_nodeconfig_cpython_reads_good_config(
     assert config.app == {"base_level": 40} and config.kind == "lamp"
     assert config.board == "heltec_v3"  # the module main.py imports from firmware/boards
     assert KEY not in repr(config)
+    assert config.fuota_public_key is None  # no FUOTA unless the config names the signing key
+    _write(tmp_path, {**GOOD, "fuota_public_key": "AB" * 32}, {"app_key": KEY})
+    assert nodeconfig.load(str(tmp_path)).fuota_public_key == b"\xab" * 32
     abp = {**GOOD, "activation": "abp", "dev_addr": "26011B2C"}
     _write(tmp_path, abp, {"nwk_s_key": KEY, "app_s_key": "00" * 16})
     loaded = nodeconfig.load(str(tmp_path))

@@ -20,6 +20,8 @@ from tests.security.conftest import BIN, LAMP, TOKEN
 PUBLIC = {"/healthz", "/readyz", "/metrics", "/openapi.json"}
 # the dashboard page and its static files carry no data; it reads everything through /api/v1
 DASHBOARD_ASSETS = {"/", "/static"}
+# the Swagger UI page and its files (gateway/api/docs.py): no data, it reads /openapi.json
+DOCS_ASSETS = {"/docs", "/docs/static"}
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 SAMPLE = {"dev_eui": BIN, "command_id": "00000000-0000-0000-0000-000000000000"}
 
@@ -55,7 +57,7 @@ async def test_every_route_but_health_and_metrics_needs_the_token(
         if isinstance(route, Route | Mount):
             routed.add(route.path)
     for path in routed:
-        assert path.startswith("/api/v1/") or path in PUBLIC | DASHBOARD_ASSETS | {
+        assert path.startswith("/api/v1/") or path in PUBLIC | DASHBOARD_ASSETS | DOCS_ASSETS | {
             "/docs/oauth2-redirect"
         }, f"unexpected public route {path}"
     bad_headers: list[dict[str, str]] = [

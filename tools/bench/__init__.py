@@ -13,4 +13,6 @@ BENCHMARKS: tuple[str, ...] = (
     "firmware_mac",
     "firmware_apps",
     "city_outcomes",
+    "registry_throughput",
+    "fuota_firmware",
 )

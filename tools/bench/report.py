@@ -142,6 +142,21 @@ REQUIRED: tuple[Required, ...] = (
     Required(5, "firmware_apps", "bundle .mpy size", 150, "<=", "bundle < 150 KB"),
     # issue 6: simulator
     Required(6, "sim_speed", "city_10k_speed_vs_real_time", 10, ">=", "10k nodes >= 10x real"),
+    # issue 18: FUOTA on the node
+    Required(
+        18,
+        "fuota_firmware",
+        "peak live heap during a campaign, above the code",
+        48,
+        "<=",
+        "FUOTA peak heap <= 48 KB",
+    ),
+    Required(
+        18, "fuota_firmware", "32 KB bundle applied with 10 % fragment loss", 1, ">=", "10 % loss"
+    ),
+    Required(
+        18, "fuota_firmware", "32 KB bundle applied with 30 % fragment loss", 1, ">=", "30 % loss"
+    ),
     # issue 21: what the city gets
     Required(21, "city_outcomes", "truck km citypack / fixed", 0.6, "<=", "truck km <= 0.6x"),
     Required(
@@ -152,6 +167,15 @@ REQUIRED: tuple[Required, ...] = (
     Required(21, "city_outcomes", "road users lit ahead (citypack)", 99.0, ">=", ">= 99 % lit"),
     Required(
         21, "city_outcomes", "route planning, 2000 bins 4 trucks", 5.0, "<=", "2,000 bins < 5 s"
+    ),
+    # issue 20: provisioning into the gateway registry
+    Required(
+        20,
+        "registry_throughput",
+        "provision register into the gateway registry, 1,000 nodes",
+        500,
+        ">=",
+        ">= 500 nodes/s",
     ),
 )
 

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Callable
+from urllib.parse import urlsplit
+
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
 def positive_number(text: str) -> float:
@@ -44,3 +48,30 @@ def host_port(*, listen: bool) -> Callable[[str], tuple[str, int]]:
         return host.strip("[]"), int(port)
 
     return parse
+
+
+def uuid_text(text: str) -> str:
+    """A UUID as ChirpStack writes its tenant, application and device-profile ids (lowercase)."""
+    if not _UUID.match(text.strip()):
+        raise argparse.ArgumentTypeError(
+            f"expected a UUID like 52f14cd4-c6f1-4fbd-8f87-4025e1d49242, got {text[:60]!r}"
+        )
+    return text.strip().lower()
+
+
+def host_port_text(text: str) -> str:
+    """HOST:PORT kept as text (for a gRPC target), checked before anything connects."""
+    host_port(listen=False)(text)
+    return text
+
+
+def http_url(text: str) -> str:
+    """An http:// or https:// base URL with a host."""
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"expected http://HOST:PORT or https://HOST, got {text!r}")
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad port in {text!r}") from None
+    return text.rstrip("/")

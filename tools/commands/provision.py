@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from tools.commands.argtypes import host_port_text, http_url, uuid_text
 from tools.errors import CliError
 from tools.provision import exports, inventory, labels
 from tools.provision.inventory import (
@@ -170,12 +171,22 @@ def _export(commands: Any) -> None:
         metavar="KIND=UUID",
         help="ChirpStack device-profile UUID OS2iot attaches, per kind (repeat for bin and lamp)",
     )
-    p.add_argument("--application-id", default="", help="ChirpStack application (JSON format)")
+    p.add_argument("--application-id", type=uuid_text, help="ChirpStack application (JSON format)")
+    p.add_argument(
+        "--device-profile-id",
+        action="append",
+        default=[],
+        metavar="[KIND=]UUID",
+        help="ChirpStack device profile for the JSON format: one UUID for every node, or "
+        "bin=UUID / lamp=UUID per kind (repeatable)",
+    )
     p.add_argument("--dev-eui", action="append", help="only these nodes (repeatable)")
     p.set_defaults(func=run_export)
 
 
 def run_export(args: argparse.Namespace) -> int:
+    if args.device_profile_id and args.format != "chirpstack":
+        raise CliError("--device-profile-id is for --format chirpstack (OS2iot: --os2iot-profile)")
     inv = load_inventory(args.inventory)
     nodes = inv.select(args.dev_eui)
     secrets = None if args.no_keys else _secrets_of(args)
@@ -187,8 +198,11 @@ def run_export(args: argparse.Namespace) -> int:
         args.format,
         nodes,
         secrets,
-        profiles=exports.parse_profile_map(args.os2iot_profile),
-        application_id=args.application_id,
+        profiles={
+            **exports.parse_profile_map(args.os2iot_profile),
+            **exports.parse_device_profiles(args.device_profile_id, {n.kind for n in nodes}),
+        },
+        application_id=args.application_id or "",
     )
     if args.output is None:
         sys.stdout.write(text)
@@ -212,17 +226,21 @@ def _register(commands: Any) -> None:
         "register", help="create profiles, devices and keys in ChirpStack and the gateway registry"
     )
     _inventory_args(p)
-    p.add_argument("--chirpstack", metavar="HOST:PORT", help="ChirpStack gRPC API")
+    p.add_argument(
+        "--chirpstack", type=host_port_text, metavar="HOST:PORT", help="ChirpStack gRPC API"
+    )
     p.add_argument("--api-token-file", type=Path, help="file with the ChirpStack API token")
-    p.add_argument("--application-id", help="ChirpStack application UUID")
-    p.add_argument("--tenant-id", help="ChirpStack tenant UUID (for the profiles)")
+    p.add_argument("--application-id", type=uuid_text, help="ChirpStack application UUID")
+    p.add_argument("--tenant-id", type=uuid_text, help="ChirpStack tenant UUID (for the profiles)")
     p.add_argument(
         "--no-chirpstack",
         action="store_true",
         help="only the gateway registry (where OS2iot owns the ChirpStack devices)",
     )
     p.add_argument("--codec", type=Path, help="codec JS (default protocol/generated/…codec.js)")
-    p.add_argument("--gateway-api", metavar="URL", help="citypack gateway API base URL")
+    p.add_argument(
+        "--gateway-api", type=http_url, metavar="URL", help="citypack gateway API base URL"
+    )
     p.add_argument("--gateway-token-file", type=Path, help="file with the gateway API token")
     p.add_argument("--dev-eui", action="append", help="only these nodes (repeatable)")
     p.add_argument("--timeout", type=float, default=15.0, help="seconds per call (default 15)")
@@ -321,6 +339,8 @@ def run_deploy(args: argparse.Namespace) -> int:
         raise CliError("--flash-micropython needs a board: use it with --port")
     if args.flash_micropython and not args.flash_micropython.is_file():
         raise CliError(f"--flash-micropython: {args.flash_micropython} does not exist")
+    if args.port:
+        deploy.check_serial_port(args.port)  # before building anything
     inv = load_inventory(args.inventory)
     node = inv.find(args.dev_eui)
     app_key = _secrets_of(args).app_key(node.dev_eui)
@@ -396,9 +416,13 @@ def _verify(commands: Any) -> None:
     p.add_argument("dev_eui", metavar="DEVEUI")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait (default 300)")
     p.add_argument("--mqtt", metavar="URL", help="ChirpStack's MQTT broker, mqtt://host:port")
-    p.add_argument("--application-id", help="ChirpStack application UUID (default: any)")
+    p.add_argument(
+        "--application-id", type=uuid_text, help="ChirpStack application UUID (default: any)"
+    )
     p.add_argument("--require-join", action="store_true", help="fail unless a join is seen too")
-    p.add_argument("--gateway-api", metavar="URL", help="citypack gateway API base URL instead")
+    p.add_argument(
+        "--gateway-api", type=http_url, metavar="URL", help="citypack gateway API base URL instead"
+    )
     p.add_argument("--gateway-token-file", type=Path)
     p.add_argument("--region", choices=REGIONS, help="for DR → SF (default: inventory or EU868)")
     p.add_argument("--inventory", type=Path, help="take the region from this inventory")

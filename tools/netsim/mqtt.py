@@ -173,6 +173,11 @@ class MqttIntegration:
 
     async def _read(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
+            if not message.topic.matches(self.command_topic):
+                # amqtt (the demo's embedded broker) also hands a new subscriber retained
+                # messages of topics outside its filter (citypack/devices/+/state): not ours
+                log.debug("netsim: ignored %s (not a command topic)", message.topic)
+                continue
             self.commands += 1
             self.server.handle_command(
                 str(message.topic), _payload(message.payload), self.marshaler

@@ -290,9 +290,14 @@ class NetworkServer:
             handle.cancel()
         self._handles.clear()
         if self._scheduler is not None:
-            self._scheduler.cancel()
+            task = self._scheduler
+            # Python 3.11's asyncio.wait_for returns the inner result and drops a cancel that
+            # arrives as the inner wait completes (CPython gh-86296): cancel until it is done
+            while not task.done():
+                task.cancel()
+                await asyncio.wait([task], timeout=0.05)
             with contextlib.suppress(asyncio.CancelledError):
-                await self._scheduler
+                await task
             self._scheduler = None
 
     async def __aenter__(self) -> NetworkServer:

@@ -319,6 +319,21 @@ def _run(cmd: list[str], *, what: str, timeout_s: float = 300.0) -> str:  # prag
     return result.stdout
 
 
+def check_serial_port(port: str) -> None:
+    """Refuse a serial device path that does not exist, naming the ones that do (mpremote's own
+    message for it is "may be in use by another program"). mpremote's short names (``a0``,
+    ``u0``, ``auto``, ``id:…``) are left to mpremote."""
+    if not (port.startswith("/dev/") or port.upper().startswith("COM")):
+        return
+    from serial.tools import list_ports
+
+    present = sorted(p.device for p in list_ports.comports())
+    if port in present or (port.startswith("/dev/") and Path(port).exists()):
+        return
+    there = ", ".join(present) if present else "none"
+    raise DeployError(f"no such serial port {port}; serial ports here: {there}", exit_code=2)
+
+
 def deploy_to_board(  # pragma: no cover - needs a board on a serial port
     node: Node,
     app_key: bytes,

@@ -86,6 +86,22 @@ def parse_profile_map(values: Sequence[str]) -> dict[str, str]:
     return result
 
 
+def parse_device_profiles(values: Sequence[str], kinds: set[str]) -> dict[str, str]:
+    """``--device-profile-id``: one bare UUID (every kind in ``kinds``) and/or ``KIND=UUID``."""
+    result: dict[str, str] = {}
+    for value in values:
+        if "=" in value:
+            result.update(parse_profile_map([value]))
+        elif _UUID.match(value):
+            result.update(dict.fromkeys(kinds, value.lower()))
+        else:
+            raise InventoryError(
+                f"expected a UUID or bin=UUID / lamp=UUID, got {value[:60]!r}",
+                field="--device-profile-id",
+            )
+    return result
+
+
 def os2iot_csv(nodes: Sequence[Node], secrets: Secrets | None, profiles: Mapping[str, str]) -> str:
     missing = sorted({n.kind for n in nodes} - set(profiles))
     if missing:

@@ -76,6 +76,7 @@ def register_batch(
     )
     with progress:
         task = progress.add_task("", total=len(nodes))
+        for_registry: list[Node] = []
         for node in nodes:
             progress.update(task, description=node.name)
             try:
@@ -86,16 +87,25 @@ def register_batch(
                     report.outcomes[f"device {device}"] += 1
                     keys = chirpstack.ensure_keys(node.dev_eui, secrets.app_key(node.dev_eui))
                     report.outcomes[f"keys {keys}"] += 1
-                if registry is not None:
-                    entry = registry.ensure(node)
-                    report.outcomes[f"registry {entry}"] += 1
+                for_registry.append(node)
             except RpcFailure as failure:
                 report.failures.append((node.dev_eui, str(failure)))
             except RegistrationError as error:
                 if _is_fatal(error):
                     raise
                 report.failures.append((node.dev_eui, str(error)))
-            progress.advance(task)
+            if chirpstack is not None or registry is None:
+                progress.advance(task)
+        if registry is not None:
+            # a batch per request (the gateway commits it once): issue 20, >= 500 nodes/s
+            progress.update(task, description="gateway registry")
+            for node, entry in zip(for_registry, registry.ensure_many(for_registry), strict=True):
+                if isinstance(entry, RegistrationError):
+                    report.failures.append((node.dev_eui, str(entry)))
+                else:
+                    report.outcomes[f"registry {entry}"] += 1
+                if chirpstack is None:
+                    progress.advance(task)
     return report
 
 

@@ -5,6 +5,11 @@
 ``GET /api/v1/devices/{devEui}`` reads it back. A bearer token goes on every call. To report
 "unchanged" honestly (and to write nothing on a second run), the client reads the device first and
 only PUTs when a field differs.
+
+Many at once: ``PUT /api/v1/devices`` with ``{"devices": [{"dev_eui", ...}, ...]}`` (up to
+:data:`BATCH_SIZE` per request, one commit on the gateway) answers each entry's outcome, the
+gateway deciding "unchanged" itself; :meth:`GatewayRegistry.ensure_many` uses it and falls back to
+one GET/PUT per node against a gateway without that route (HTTP 404/405).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from tools.provision.errors import RegistrationError
 from tools.provision.inventory import Node
 
 CREATED, UPDATED, UNCHANGED = "created", "updated", "unchanged"
+BATCH_SIZE = 500  # nodes per PUT /api/v1/devices (the gateway takes up to 1,000)
 
 
 def registry_body(node: Node) -> dict[str, Any]:
@@ -121,3 +127,46 @@ class GatewayRegistry:
                 f"{response.text[:200]!r}"
             )
         return CREATED if current is None else UPDATED
+
+    def ensure_many(self, nodes: list[Node]) -> list[str | RegistrationError]:
+        """:meth:`ensure` for each node, :data:`BATCH_SIZE` per request; a node's outcome or
+        the error that refused it, in order. Errors that stop everything (token, network) raise."""
+        results: list[str | RegistrationError] = []
+        for start in range(0, len(nodes), BATCH_SIZE):
+            chunk = nodes[start : start + BATCH_SIZE]
+            body = {"devices": [{"dev_eui": n.dev_eui, **registry_body(n)} for n in chunk]}
+            response = self._request("PUT", "/api/v1/devices", json=body)
+            if response.status_code in (404, 405):  # a gateway from before the batch route
+                results.extend(self._one_by_one(chunk))
+                continue
+            if response.status_code != 200:
+                raise RegistrationError(
+                    f"gateway API PUT devices: HTTP {response.status_code} {response.text[:200]!r}"
+                )
+            answers = response.json().get("results")
+            if not isinstance(answers, list) or len(answers) != len(chunk):
+                raise RegistrationError("gateway API PUT devices: the answer does not match")
+            for node, answer in zip(chunk, answers, strict=True):
+                if isinstance(answer, dict) and answer.get("outcome") in (
+                    CREATED,
+                    UPDATED,
+                    UNCHANGED,
+                ):
+                    results.append(str(answer["outcome"]))
+                else:
+                    error = answer.get("error") if isinstance(answer, dict) else answer
+                    results.append(
+                        RegistrationError(f"gateway API refused {node.dev_eui}: {error}")
+                    )
+        return results
+
+    def _one_by_one(self, nodes: list[Node]) -> list[str | RegistrationError]:
+        out: list[str | RegistrationError] = []
+        for node in nodes:
+            try:
+                out.append(self.ensure(node))
+            except RegistrationError as error:
+                if "cannot reach" in str(error) or "refused the token" in str(error):
+                    raise
+                out.append(error)
+        return out

@@ -32,6 +32,7 @@ from typing import Any
 from tools.sim.air import Air, Uplink
 from tools.sim.city import CityFiles
 from tools.sim.clock import HalClock
+from tools.sim.fuota import FuotaNodes, attach, run_with
 from tools.sim.network import EmulatorBackhaul, UdpBackhaul, sim_datetime
 from tools.sim.radio import Coverage, PathLossModel, SimGateway
 from tools.sim.world import AARHUS_GATEWAYS, SimLamp, World
@@ -118,6 +119,7 @@ class SimNode:
     task: asyncio.Task[None] | None = None
     boots: int = 0
     crashed: str = ""
+    agent: Any = None  # fuota.agent.Agent when the node takes part in FUOTA (tools.sim.fuota)
 
 
 def default_coverage(seed: int = 7) -> Coverage:
@@ -152,6 +154,7 @@ class Fleet:
         netsim_options: dict[str, Any] | None = None,
         virtual: bool = False,
         powered_off: frozenset[str] = frozenset(),
+        fuota: FuotaNodes | None = None,
     ) -> None:
         self.world = world
         self.files = files
@@ -169,6 +172,7 @@ class Fleet:
         self.netsim_options = netsim_options or {}
         self.virtual = virtual
         self.powered_off = powered_off  # nodes installed but not powered until power_on()
+        self.fuota = fuota  # tools.sim.fuota.FuotaNodes: these nodes run the FUOTA agent
         self.air = Air(self.coverage, world.position_of, on_frame=self._on_frame)
         self.air.resolve_dev_addr = self._node_for_dev_addr
         self._by_addr: dict[str, str] = {}
@@ -228,6 +232,17 @@ class Fleet:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        # set_class("A") cancels a class C listener without waiting for it: wait here, so no
+        # listener is still pending when the loop closes (a Ctrl-C during start-up). Found by
+        # the coroutine's public name, since the MAC keeps the task to itself.
+        listeners = [
+            t
+            for t in asyncio.all_tasks()
+            if getattr(t.get_coro(), "__qualname__", "") == "ClassC._loop"
+        ]
+        for task in listeners:
+            task.cancel()
+        await asyncio.gather(*listeners, return_exceptions=True)
         self._tasks.clear()
         await self._stack.aclose()
 
@@ -322,6 +337,9 @@ class Fleet:
             sim.app = self._bin_app(sim)
         else:
             sim.app = self._lamp_app(sim)
+        sim.agent = None
+        if self.fuota is not None and sim.kind in self.fuota.kinds:
+            sim.agent = attach(sim, clock, self.fuota, lambda: self._restart(sim.dev_eui))
         sim.boots += 1
 
     def _bin_app(self, sim: SimNode) -> Any:
@@ -368,7 +386,10 @@ class Fleet:
             await self.clock.sleep_ms(int(delay_s * 1000))
         self._report(sim.dev_eui, "boot", f"({sim.power.reason})")
         try:
-            await sim.app.run()
+            if sim.agent is not None:
+                await run_with(sim.app.run, sim.agent)
+            else:
+                await sim.app.run()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # one node's bug must not stop the city; it is reported
@@ -376,6 +397,11 @@ class Fleet:
             sim.crashed = f"{type(exc).__name__}: {exc}"
             log.exception("sim: node %s crashed", sim.dev_eui)
             self._report(sim.dev_eui, "crashed", sim.crashed)
+
+    def _restart(self, dev_eui: str) -> None:
+        """A node's firmware resets itself (an applied update): a short power cycle."""
+        task = asyncio.create_task(self.power_cycle(dev_eui, 1.0), name=f"restart-{dev_eui}")
+        self._tasks.append(task)
 
     def power_on(self, dev_eui: str) -> None:
         """Switch on a node that was installed unpowered (``powered_off``)."""
@@ -456,3 +482,18 @@ class Fleet:
         )
         if self.crashes:
             counters["node_crashes"] = self.crashes
+        if self.netsim is not None:  # what the network server made of the frames it heard
+            network = self.netsim.server.counters
+            counters["network_frames"] = network["uplinks"]
+            counters["network_joins"] = network["joins"]
+            counters["network_dropped"] = network["dropped"]
+
+    def lamp_modes(self) -> dict[str, str]:
+        """Each running lamp app's own ``mode`` (why it shows its level): ``schedule`` (its
+        profile), ``presence_boost`` (its own presence sensor), ``override`` (a
+        ``lamp_override`` from the gateway: a neighbour saw someone coming) or ``off``."""
+        return {
+            dev_eui: str(sim.app.mode)
+            for dev_eui, sim in self.nodes.items()
+            if sim.kind == "lamp" and sim.app is not None and hasattr(sim.app, "mode")
+        }

@@ -2,7 +2,7 @@
 
 The demo and the end-to-end tests start ``citypack gateway run --config FILE`` (ARCHITECTURE.md,
 "CLI") with a TOML file written here (sections and keys of ``gateway/config.py``), wait for
-``/readyz``, register the city's devices through ``PUT /api/v1/devices/{devEui}``
+``/readyz``, register the city's devices through ``PUT /api/v1/devices`` (a batch)
 (docs/interfaces.md) and read its counters from ``GET /metrics``
 (``citypack_uplinks_total{outcome}``). A separate process keeps the gateway honest: it sees only
 MQTT and HTTP, exactly as in production, and it gets its own CPU core on a two-core machine.
@@ -228,15 +228,20 @@ class GatewayProcess:
             )
         return response.json() if response.content else None
 
-    async def register(self, entries: Mapping[str, Mapping[str, Any]], parallel: int = 8) -> None:
-        """PUT every device (a few at a time: each one is a committed write)."""
-        gate = asyncio.Semaphore(parallel)
-
-        async def put(dev_eui: str, body: Mapping[str, Any]) -> None:
-            async with gate:
-                await self.request("PUT", f"/api/v1/devices/{dev_eui}", json=dict(body))
-
-        await asyncio.gather(*(put(eui, body) for eui, body in entries.items()))
+    async def register(self, entries: Mapping[str, Mapping[str, Any]]) -> None:
+        """Register every device: ``PUT /api/v1/devices``, up to 1,000 per request (one commit
+        each on the gateway); an entry the gateway refuses is an error naming it."""
+        items = list(entries.items())
+        for start in range(0, len(items), 1000):
+            chunk = items[start : start + 1000]
+            body = {"devices": [{"dev_eui": eui, **dict(fields)} for eui, fields in chunk]}
+            answer = await self.request("PUT", "/api/v1/devices", json=body)
+            refused = [r for r in answer.get("results", []) if "error" in r]
+            if refused:
+                raise GatewayProcessError(
+                    f"the gateway refused {len(refused)} device(s), first "
+                    f"{refused[0].get('dev_eui')}: {refused[0].get('error')}"
+                )
 
     def _exit_note(self) -> str:
         """Why the API is gone, when the child has exited: its code and last error line."""

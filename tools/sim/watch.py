@@ -10,7 +10,6 @@ what actually went over the air and what the gateway made of it, nothing it gues
 from __future__ import annotations
 
 import base64
-import binascii
 import contextlib
 import importlib
 import json
@@ -106,14 +105,45 @@ class MqttWatcher:
                 mode = reported.get("mode")
                 if isinstance(mode, str):
                     row.mode = mode
-        elif parts[1] == "events" and len(parts) == 3:
-            eui = body.get("dev_eui") or body.get("devEui") if isinstance(body, dict) else None
-            who = state.name_of(str(eui)) if eui else ""
-            state.count(f"gateway_event_{parts[2]}")
-            if self.on_gateway_event is not None and eui:
-                self.on_gateway_event(parts[2], str(eui))
-            if not parts[2].startswith("command_"):  # the commands table shows those
-                state.event(f"gateway: {parts[2]} {who}".rstrip())
+        elif parts[1] == "events" and len(parts) == 3 and isinstance(body, dict):
+            self._gateway_event(parts[2], body)
+
+    def _gateway_event(self, kind: str, body: dict[str, Any]) -> None:
+        """A derived event of the gateway (``citypack/events/{type}``): the city's story."""
+        state = self.state
+        eui = str(body.get("dev_eui") or "")
+        who = state.name_of(eui) if eui else ""
+        row = state.nodes.get(eui)
+        state.count(f"gateway_event_{kind}")
+        if self.on_gateway_event is not None and eui:
+            self.on_gateway_event(kind, eui)
+        if kind.startswith("command_"):
+            state.command(
+                str(body.get("id", "")),
+                eui,
+                str(body.get("message") or ""),
+                kind.removeprefix("command_"),
+                str(body.get("error") or ""),
+            )
+        elif kind == "bin_full":
+            state.event(f"{who} is full ({body.get('fill_percent')} %): on the collection list")
+        elif kind == "bin_pickup":
+            before, after = body.get("fill_before"), body.get("fill_percent")
+            state.event(f"{who} emptied ({before} % → {after} %)")
+            if row is not None and row.alarm == "tilt":
+                row.alarm = ""
+        elif kind == "bin_fire":
+            if row is not None:
+                row.alarm = "fire"
+            state.event(f"ALARM fire in {who} ({body.get('temperature_c')} °C)")
+        elif kind == "bin_tilt":
+            if row is not None:
+                row.alarm = "tilt"
+            state.event(f"ALARM {who} knocked over")
+        elif kind in ("lamp_presence", "config_applied", "device_joined"):
+            return  # many and alike: counted, shown in the summaries
+        else:  # offline/online, lamp_failure, device_discovered, decommissioned, ...
+            state.event(f"gateway: {kind.replace('_', ' ')} {who}".rstrip())
 
     def _event(self, kind: str, dev_eui: str, body: dict[str, Any]) -> None:
         state = self.state
@@ -122,7 +152,6 @@ class MqttWatcher:
             state.count("joins")
             if row is not None:
                 row.joined = True
-            state.event(f"join {state.name_of(dev_eui)}")
         elif kind == "up":
             state.count("uplinks_published")
             if row is None:
@@ -139,44 +168,12 @@ class MqttWatcher:
             key = _REPORTED_KEYS[row.kind]
             if isinstance(fields.get(key), int | float):
                 row.reported_value = float(fields[key])
-            if isinstance(fields.get("mode"), str):
-                row.mode = fields["mode"]
-            if message == "bin_alarm":
-                row.alarm = str(fields.get("alarm", ""))
-                state.event(f"alarm {row.alarm} from {row.name} ({fields.get('value')})")
-            elif message == "bin_status" and not fields.get("fire") and row.alarm == "fire":
+            if message == "bin_status" and not fields.get("fire") and row.alarm == "fire":
                 row.alarm = ""
-            elif message == "command_result":
-                key_id = f"{dev_eui}/{fields.get('command_id')}"
-                old = state.commands.get(key_id)
-                state.command(key_id, dev_eui, old.message if old else "", str(fields["outcome"]))
-        elif kind == "txack":
-            self._command_state(dev_eui, "sent")
-        elif kind == "ack":
-            self._command_state(dev_eui, "acknowledged" if body.get("acknowledged") else "nacked")
         elif kind == "log":
             state.count("network_logs")
             state.event(f"network log {body.get('code')} {state.name_of(dev_eui)}")
 
     def _command_down(self, dev_eui: str, body: dict[str, Any]) -> None:
-        try:
-            data = base64.b64decode(str(body.get("data", "")), validate=True)
-        except binascii.Error:
-            return
-        decoded = _decode(int(body.get("fPort", 0)), data, "down")
-        if decoded is None:
-            self.state.command(f"{dev_eui}/?{body.get('fPort')}", dev_eui, "?", "queued")
-            return
-        message, fields = decoded
+        """A command handed to ChirpStack; its states come from the gateway's command events."""
         self.state.count("commands_sent")
-        self.state.command(f"{dev_eui}/{fields.get('command_id')}", dev_eui, message, "queued")
-
-    def _command_state(self, dev_eui: str, new_state: str) -> None:
-        pending = [
-            c
-            for c in self.state.commands.values()
-            if c.dev_eui == dev_eui and c.state in ("queued", "sent")
-        ]
-        if pending:
-            latest = max(pending, key=lambda c: c.updated)
-            self.state.command(latest.key, dev_eui, latest.message, new_state)

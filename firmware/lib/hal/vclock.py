@@ -59,6 +59,8 @@ class _VirtualAlarm:
             if self._ev.is_set():
                 clock._woken -= 1
                 self._ev.clear()
+            if timeout_ms is not None and self._fired:
+                clock._forget(self, self._gen)  # woken early: its deadline entry is stale
         return self._fired
 
 
@@ -103,6 +105,17 @@ class VirtualClock:
             else:
                 hi = mid
         heap.insert(lo, entry)
+
+    def _forget(self, alarm, gen):
+        # a long wait cut short (a class C receive until a multicast session's end) would
+        # otherwise leave its entry here until the deadline: thousands of them in a campaign.
+        # Searched from the far end, where long deadlines sit.
+        heap = self._heap
+        for i in range(len(heap) - 1, -1, -1):
+            e = heap[i]
+            if e[2] is alarm and e[3] == gen:
+                heap.pop(i)
+                return
 
     def _advance(self):
         heap = self._heap

@@ -5,6 +5,8 @@ battery nodes never carry it. The MAC stops the listening task before every upli
 again after the RX windows, so the radio is never shared. Application data that comes down is
 handed to ``mac.on_downlink(fport, payload)`` or kept (bounded, oldest dropped) for
 ``await mac.receive()``. A confirmed class C downlink is acknowledged on the next uplink.
+While a multicast group's class C session runs (lorawan.multicast, TS004 §4.4) the listener uses
+that session's frequency and data rate, and wakes at each session's start and end.
 """
 
 import asyncio
@@ -52,8 +54,12 @@ class ClassC:
         try:
             while True:
                 s = mac.state
-                sf, bw = mac.region.DR_TABLE[s.rx2_dr]
-                rx = await mac.radio.receive(s.rx2_freq, sf, bw, mac.clock.ticks_ms(), None)
+                freq, dr, timeout = s.rx2_freq, s.rx2_dr, None
+                now = mac.clock.ticks_ms()
+                if mac.multicast is not None:  # a group's class C session (TS004 §4.4)
+                    freq, dr, timeout = mac.multicast.window(now, freq, dr)
+                sf, bw = mac.region.DR_TABLE[dr]
+                rx = await mac.radio.receive(freq, sf, bw, now, timeout)
                 if rx is not None:
                     d = mac._accept_downlink(rx, False)
                     if d is not None:

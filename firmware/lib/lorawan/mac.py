@@ -98,6 +98,7 @@ class Mac:
         self._adr_wanted = adr
         self.status = st.Status()
         self.on_downlink = None  # callback(fport, payload) for class C (and class A) data
+        self.multicast = None  # lorawan.multicast.Groups when the node is in multicast groups
         self.boot = "fresh"  # "warm" (RTC), "cold" (NVS, FCnt + N) or "fresh"
         self.link_check = None
         self.device_time = None
@@ -545,6 +546,8 @@ class Mac:
                 rx.data, len(rx.data), s.dev_addr, s.fcnt_down, self._keys, self._work
             )
         except frame.FrameError as exc:
+            if exc.reason == "dev_addr" and not class_a and self.multicast is not None:
+                return self.multicast.accept(rx)  # a group's McAddr (TS004; lorawan.multicast)
             self.status.drop(exc.reason)
             return None
         except Exception:  # nothing from the air may raise out of the MAC

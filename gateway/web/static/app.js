@@ -1,8 +1,10 @@
-// citypack dashboard: login, hash routes (#/map, #/device/{devEui}, #/commands), live stream.
+// citypack dashboard: login, hash routes (#/map, #/devices, #/device/{devEui}, #/commands),
+// live stream, the gateway's readiness (/readyz) and the city's clock in the header.
 import { ApiError, api, token } from "./api.js";
 import { renderCommands } from "./commands.js";
 import { renderDevice } from "./device.js";
-import { esc, loadDevices, loadEvents, onStream } from "./model.js";
+import { renderDevices } from "./devices.js";
+import { esc, isoParts, loadConfig, loadDevices, loadEvents, now, onStream, state } from "./model.js";
 import { renderOverview } from "./overview.js";
 import { openStream } from "./stream.js";
 
@@ -10,6 +12,9 @@ const main = document.getElementById("main");
 const nav = document.getElementById("nav");
 const live = document.getElementById("live");
 const logoutButton = document.getElementById("logout");
+const ready = document.getElementById("ready");
+const clock = document.getElementById("clock");
+let timers = [];
 let stream = null;
 let cleanup = null;
 let started = false;
@@ -22,7 +27,9 @@ function setLive(status) {
 function showLogin(message = "") {
   if (cleanup) cleanup();
   cleanup = null;
-  nav.hidden = live.hidden = logoutButton.hidden = true;
+  nav.hidden = live.hidden = logoutButton.hidden = ready.hidden = clock.hidden = true;
+  for (const timer of timers) clearInterval(timer);
+  timers = [];
   main.innerHTML = `<section class="page login">
 <form id="login" class="card">
   <h1>citypack</h1>
@@ -59,10 +66,13 @@ function logout(message = "") {
 async function start() {
   if (started) return route();
   started = true;
-  nav.hidden = live.hidden = logoutButton.hidden = false;
+  nav.hidden = live.hidden = logoutButton.hidden = ready.hidden = clock.hidden = false;
   setLive("connecting");
+  checkReady();
+  timers.push(setInterval(checkReady, 5000), setInterval(tick, 1000));
   try {
-    await Promise.all([loadDevices(), loadEvents()]);
+    await Promise.all([loadConfig(), loadDevices(), loadEvents()]);
+    tick();
   } catch (error) {
     if (!token.get()) return;
     main.innerHTML = `<p class="error">${esc(error.message)}</p>`;
@@ -75,16 +85,46 @@ async function start() {
   route();
 }
 
+// the gateway's own word on whether it works (store and MQTT), not just whether the page's
+// stream is open: a gateway without MQTT streams nothing new but still answers
+async function checkReady() {
+  let status = "down";
+  let text = "gateway unreachable";
+  try {
+    const response = await fetch("/readyz", { cache: "no-store" });
+    const doc = await response.json();
+    if (doc.ready) {
+      status = "ready";
+      text = "gateway ready";
+    } else {
+      status = "degraded";
+      const missing = [doc.mqtt ? "" : "no MQTT", doc.store ? "" : "store down"].filter(Boolean);
+      text = `gateway: ${missing.join(", ") || "not ready"}`;
+    }
+  } catch (error) {
+    // unreachable: keep "down"
+  }
+  ready.dataset.status = status;
+  ready.textContent = text;
+}
+
+function tick() {
+  const at = isoParts(now());
+  const sim = state.config.sim_clock ? "simulated " : "";
+  clock.textContent = `${sim}${at.date} ${at.time} ${state.config.timezone}`;
+}
+
 function route() {
   if (!token.get()) return showLogin();
   if (cleanup) cleanup();
   cleanup = null;
   const hash = location.hash || "#/map";
-  const [, page, arg] = hash.split("/");
+  const [, page, arg] = hash.split("?")[0].split("/");
   for (const a of nav.querySelectorAll("a")) a.classList.toggle("active", a.dataset.route === page);
   window.scrollTo(0, 0);
   if (page === "device" && /^[0-9a-fA-F]{16}$/.test(arg || "")) cleanup = renderDevice(main, arg.toLowerCase());
   else if (page === "commands") cleanup = renderCommands(main);
+  else if (page === "devices") cleanup = renderDevices(main);
   else cleanup = renderOverview(main);
 }
 

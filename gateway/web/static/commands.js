@@ -1,5 +1,7 @@
 // Sending commands (one device, a street or a group = one POST per device) and tracking each
-// one from queued to applied / failed / expired, live from the stream's command_* events.
+// one from queued to applied / failed / expired, live from the stream's command_* events; the
+// fleet's active and recent commands (GET /api/v1/commands), filtered by state, with a cancel
+// for those still in the gateway's queue (POST /api/v1/commands/{id}/cancel).
 import { api } from "./api.js";
 import { esc, fmtTime, label, state, subscribe } from "./model.js";
 
@@ -156,6 +158,13 @@ export function renderCommands(main) {
   <div class="row"><button type="submit">Send</button><output name="result"></output></div>
 </form>
 <div class="card"><h2>Sent from this page</h2><div id="tracked"></div></div>
+<div class="card"><h2>The fleet's commands
+  <label class="toggle">state <select id="fleet-state">
+    <option value="active">active (queued, sent, acknowledged)</option><option value="">all recent</option>
+    ${FLEET_STATES.map((s) => `<option>${s}</option>`).join("")}
+  </select></label></h2>
+  <p class="empty">queued: in the gateway's or ChirpStack's queue · sent: on the air · acknowledged: the node's radio confirmed · applied: the node did it. Only a command still in the gateway's queue can be cancelled.</p>
+  <output id="fleet-result"></output><div id="fleet"></div></div>
 </section>`;
   const form = main.querySelector("#send");
   const refreshTargets = () => {
@@ -212,7 +221,60 @@ export function renderCommands(main) {
     list.innerHTML = commandRows(tracked);
   };
   paint();
-  return subscribe((kind, event) => {
-    if (kind === "event" && event.type.startsWith("command_")) paint();
+
+  const fleetBox = main.querySelector("#fleet");
+  const fleetState = main.querySelector("#fleet-state");
+  const fleetResult = main.querySelector("#fleet-result");
+  let fleetTimer = null;
+  const paintFleet = async () => {
+    fleetTimer = null;
+    const query = fleetState.value ? `?state=${encodeURIComponent(fleetState.value)}&limit=200` : "?limit=200";
+    try {
+      const doc = await api(`/commands${query}`);
+      fleetBox.innerHTML = fleetRows(doc.commands);
+    } catch (error) {
+      fleetBox.innerHTML = `<p class="error">${esc(error.message)}</p>`;
+    }
+  };
+  const scheduleFleet = () => {
+    if (fleetTimer === null) fleetTimer = setTimeout(paintFleet, 800);
+  };
+  fleetState.addEventListener("change", paintFleet);
+  fleetBox.addEventListener("click", async (event) => {
+    const button = event.target.closest("button[data-cancel]");
+    if (!button) return;
+    button.disabled = true;
+    try {
+      const command = await api(`/commands/${button.dataset.cancel}/cancel`, { method: "POST" });
+      fleetResult.value = `cancelled ${command.message} to ${command.dev_eui}`;
+    } catch (error) {
+      fleetResult.value = `not cancelled: ${error.message}`;
+    }
+    paintFleet();
   });
+  paintFleet();
+  const unsubscribe = subscribe((kind, event) => {
+    if (kind === "event" && event.type.startsWith("command_")) {
+      paint();
+      scheduleFleet();
+    }
+  });
+  return () => {
+    unsubscribe();
+    if (fleetTimer !== null) clearTimeout(fleetTimer);
+  };
+}
+
+const FLEET_STATES = ["queued", "sent", "acknowledged", "applied", "failed", "expired", "replaced", "cancelled"];
+
+function fleetRows(rows) {
+  if (!rows.length) return `<p class="empty">No command in this state.</p>`;
+  return `<table class="commands fleet"><thead><tr><th>Device</th><th>Command</th><th>State</th><th>Created</th><th></th></tr></thead><tbody>${rows
+    .map((c) => {
+      const device = state.devices.get(c.dev_eui);
+      const cancellable = c.state === "queued" && !c.published_at;
+      const where = c.state === "queued" ? (c.published_at ? " (at ChirpStack)" : " (in the gateway)") : "";
+      return `<tr data-command-id="${esc(c.id)}" data-state="${esc(c.state)}"><td><a href="#/device/${esc(c.dev_eui)}">${esc(device ? label(device) : c.dev_eui)}</a></td><td>${esc(c.message)}<small> by ${esc(c.source)}</small></td><td><span class="badge ${esc(c.state)}">${esc(c.state)}</span><small>${esc(where)}</small>${c.error ? `<small class="error"> ${esc(c.error)}</small>` : ""}</td><td>${esc(fmtTime(c.created_at))}</td><td>${cancellable ? `<button type="button" class="small" data-cancel="${esc(c.id)}">Cancel</button>` : ""}</td></tr>`;
+    })
+    .join("")}</tbody></table>`;
 }

@@ -2,7 +2,32 @@
 import { api } from "./api.js";
 import { lineChart } from "./charts.js";
 import { MESSAGES, commandForm, commandRows, readFields, send, track, tracked } from "./commands.js";
-import { describeEvent, esc, fmtAgo, fmtTime, label, lookOf, state, subscribe } from "./model.js";
+import { describeEvent, esc, fmtAgo, fmtTime, label, lampColour, lookOf, state, subscribe } from "./model.js";
+
+const hhmm = (minutes) => `${String(Math.floor(minutes / 60) % 24).padStart(2, "0")}:${String(minutes % 60).padStart(2, "0")}`;
+
+function when(step) {
+  const offset = step.offset_min || 0;
+  if (step.anchor === "clock") return hhmm(offset);
+  if (!offset) return step.anchor;
+  return `${step.anchor} ${offset > 0 ? "+" : "−"} ${Math.abs(offset)} min`;
+}
+
+function levelText(level) {
+  return `<span class="level" style="background:${lampColour(level)}"></span><b>${level ? `${level}%` : "off"}</b>`;
+}
+
+// a lamp_profile (TALQ ControlProgram) as people read it: a level, then each step from its time
+export function profileTimeline(profile) {
+  if (!profile || typeof profile !== "object") return `<p class="empty">No night program pushed yet.</p>`;
+  const steps = Array.isArray(profile.steps) ? profile.steps : [];
+  const items = [`<li>from the start ${levelText(profile.base_level ?? 0)}</li>`]
+    .concat(steps.map((step) => `<li>${esc(when(step))} → ${levelText(step.dim_level ?? 0)}</li>`));
+  const boost = typeof profile.boost_level === "number"
+    ? `<p>When someone passes: ${levelText(profile.boost_level)} for ${esc(profile.hold_time_s ?? "?")} s, then back to the program.</p>`
+    : "";
+  return `<ol class="timeline" data-profile-version="${esc(profile.config_version ?? "")}">${items.join("")}</ol>${boost}`;
+}
 
 function show(key, value) {
   if ((key.endsWith("_at") || key === "last_seen") && typeof value === "number") return fmtTime(value);
@@ -74,7 +99,7 @@ export function renderDevice(main, devEui) {
       api(`/devices/${devEui}/uplinks?limit=200`),
       api(`/events?dev_eui=${devEui}&limit=100`),
     ]);
-    state.devices.set(device.dev_eui, { ...device, derived: Object.fromEntries(Object.entries(device.derived || {}).filter(([k]) => !k.startsWith("_"))) });
+    state.devices.set(device.dev_eui, device);
     uplinks = up.uplinks;
     events = ev.events;
     await loadCommands();
@@ -95,7 +120,11 @@ export function renderDevice(main, devEui) {
   <div class="card"><h2>Reported state</h2>${kv(device.reported)}</div>
   <div class="card"><h2>Desired config</h2>
     <p>desired version <b id="desired-version">${esc(device.desired_version ?? "—")}</b>, reported version <b id="reported-version">${esc(device.reported_version ?? "—")}</b>, ${device.config_in_sync === null ? "no config pushed" : device.config_in_sync ? '<span class="badge applied">in sync</span>' : '<span class="badge queued">pending</span>'}</p>
-    ${kv(device.desired)}</div>
+    ${device.kind === "lamp" ? `<h3>Night program</h3>${profileTimeline(device.desired?.lamp_profile)}` : ""}
+    ${(() => {
+      const rest = Object.fromEntries(Object.entries(device.desired || {}).filter(([k]) => k !== "lamp_profile"));
+      return device.kind === "lamp" && !Object.keys(rest).length ? "" : kv(rest);
+    })()}</div>
   <div class="card"><h2>Derived</h2>${kv(device.derived)}<h3>Signal</h3>${kv({ dr: device.last_dr, rssi: device.last_rssi, snr: device.last_snr, f_cnt: device.last_f_cnt })}</div>
 </div>
 <div class="card"><h2>Over time <small>(last ${uplinks.length} uplinks)</small></h2><div class="charts">${charts(device, uplinks)}</div></div>

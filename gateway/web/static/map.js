@@ -103,7 +103,6 @@ export function renderMap(container, devices, { tileUrl = "", attribution = "", 
   // zoom 19 are ~1e8, where float32 loses whole pixels (markers jitter, clicks miss)
   const ox = Math.floor(vx);
   const oy = Math.floor(vy);
-  const r = 7 * unit;
 
   const parts = [];
   parts.push(`<rect class="ground" x="${vx - ox}" y="${vy - oy}" width="${vw}" height="${vh}"/>`);
@@ -135,6 +134,7 @@ export function renderMap(container, devices, { tileUrl = "", attribution = "", 
     if (!lines.has(key)) lines.set(key, []);
     lines.get(key).push({ x, y });
   }
+  const labels = [];
   for (const [name, pts] of [...lines].sort()) {
     if (pts.length < 2) continue;
     const ordered = alongStreet(pts);
@@ -142,19 +142,23 @@ export function renderMap(container, devices, { tileUrl = "", attribution = "", 
     parts.push(
       `<polyline class="street" data-street="${esc(name)}" points="${path}" stroke-width="${5 * unit}"><title>${esc(name)}</title></polyline>`,
     );
+    // the name beside the street's first node, drawn after every node with a halo, so no
+    // marker hides it (and it does not take the markers' clicks)
     const first = ordered[0];
-    parts.push(
-      `<text class="street-name" x="${first.x}" y="${first.y - 12 * unit}" font-size="${11 * unit}">${esc(name)}</text>`,
+    labels.push(
+      `<text class="street-name" x="${first.x}" y="${first.y - 14 * unit}" font-size="${11 * unit}" stroke-width="${3 * unit}">${esc(name)}</text>`,
     );
   }
-  // lamps under bins, alarms last so they are on top
+  // layers: bins (squares), then lamps (smaller circles) above them so a lamp beside a bin
+  // stays visible, then anything with an alarm on top
   const ordered = [...placed].sort((a, b) => {
-    const rank = (d) => (lookOf(d).alarms.length ? 2 : d.kind === "bin" ? 1 : 0);
+    const rank = (d) => (lookOf(d).alarms.length ? 2 : d.kind === "lamp" ? 1 : 0);
     return rank(a) - rank(b);
   });
   for (const d of ordered) {
     const [x, y] = points.get(d.dev_eui);
     const { look, alarms, fill } = lookOf(d);
+    const r = d.kind === "lamp" ? 5 * unit : 7 * unit;
     const title = titleOf(d, look, alarms);
     const attrs = `class="node ${esc(d.kind)} ${look}" data-dev-eui="${esc(d.dev_eui)}" data-kind="${esc(d.kind)}" data-where="${esc(whereOf(d))}" data-r="${r}" data-look="${look}" data-alarms="${alarms.join(" ")}" fill="${fill}" stroke-width="${1.5 * unit}" tabindex="0" role="link"`;
     if (alarms.length) {
@@ -166,6 +170,7 @@ export function renderMap(container, devices, { tileUrl = "", attribution = "", 
       parts.push(`<circle ${attrs} cx="${x}" cy="${y}" r="${r}"><title>${esc(title)}</title></circle>`);
     }
   }
+  parts.push(...labels);
   container.innerHTML = `<svg xmlns="${SVG_NS}" class="map" data-zoom="${zoom}" data-ox="${ox}" data-oy="${oy}" data-unit="${unit}" viewBox="${vx - ox} ${vy - oy} ${vw} ${vh}" preserveAspectRatio="xMidYMid meet" role="img" aria-label="map of ${placed.length} nodes">${parts.join("")}</svg>${
     tileUrl && attribution ? `<div class="attribution">${esc(attribution)}</div>` : ""
   }${unplaced ? `<div class="unplaced">${unplaced} node(s) without a position</div>` : ""}`;

@@ -24,9 +24,9 @@ export const COLOURS = {
   bin_full: "#e0651b",
   bin_alarm: "#c4162a",
   lamp_dark: "#2f3b52",
-  lamp_low: "#9c8a3c",
-  lamp_mid: "#e3c04a",
-  lamp_high: "#ffe270",
+  lamp_low: "#7d6b2c", // 1–39 %
+  lamp_mid: "#e3c04a", // 40–79 %
+  lamp_high: "#fff36b", // 80–100 %
   lamp_failure: "#c4162a",
 };
 
@@ -34,8 +34,17 @@ export const state = {
   devices: new Map(),
   events: [], // newest first, bounded
   listeners: new Set(),
-  serverOffset: 0, // gateway clock minus browser clock (the demo may run a simulated clock)
+  serverOffset: 0, // gateway clock minus browser clock
+  // GET /api/v1/web/config: the city's time zone, and the demo's simulated clock (or null)
+  config: { timezone: "UTC", sim_clock: null, tile_url: "", tile_attribution: "" },
 };
+
+export async function loadConfig() {
+  const doc = await api("/web/config");
+  state.config = { ...state.config, ...doc };
+  formatter = null;
+  emit("config", null);
+}
 
 const MAX_EVENTS = 300;
 
@@ -69,6 +78,7 @@ export async function loadEvents() {
 export function onStream(type, doc) {
   if (type === "hello") {
     state.serverOffset = doc.at * 1000 - Date.now();
+    emit("clock", null); // "today" is the gateway's (or the simulated) day, not the browser's
   } else if (type === "device") {
     state.devices.set(doc.dev_eui, doc);
     emit("device", doc);
@@ -82,7 +92,15 @@ export function onStream(type, doc) {
   }
 }
 
-export const now = () => (Date.now() + state.serverOffset) / 1000;
+export const gatewayNow = () => (Date.now() + state.serverOffset) / 1000;
+
+// a gateway timestamp as the city sees it: itself, or on the demo's simulated clock
+export function displayTime(seconds) {
+  const sim = state.config.sim_clock;
+  return sim ? sim.epoch + (seconds - sim.wall_start) * sim.speed : seconds;
+}
+
+export const now = () => displayTime(gatewayNow());
 
 export function fillOf(device) {
   const derived = device.derived || {};
@@ -135,11 +153,13 @@ export function lookOf(device) {
 function colourOf(device, look) {
   if (look === "offline" || look === "nodata") return COLOURS[look];
   if (device.kind === "bin") return COLOURS[`bin_${look}`];
-  if (look === "lit") {
-    const level = device.reported.dim_level;
-    return level >= 80 ? COLOURS.lamp_high : level >= 40 ? COLOURS.lamp_mid : COLOURS.lamp_low;
-  }
+  if (look === "lit") return lampColour(device.reported.dim_level);
   return COLOURS[`lamp_${look}`];
+}
+
+export function lampColour(level) {
+  if (level <= 0) return COLOURS.lamp_dark;
+  return level >= 80 ? COLOURS.lamp_high : level >= 40 ? COLOURS.lamp_mid : COLOURS.lamp_low;
 }
 
 export function esc(value) {
@@ -149,18 +169,31 @@ export function esc(value) {
   );
 }
 
+let formatter = null;
+
+// ISO 8601 date and 24-hour time in the configured zone: {date: "2026-03-02", time: "10:15:42"}
+export function isoParts(displaySeconds) {
+  if (formatter === null) {
+    formatter = new Intl.DateTimeFormat("en-CA", {
+      timeZone: state.config.timezone || "UTC",
+      year: "numeric", month: "2-digit", day: "2-digit",
+      hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23",
+    });
+  }
+  const p = Object.fromEntries(formatter.formatToParts(new Date(displaySeconds * 1000)).map((x) => [x.type, x.value]));
+  return { date: `${p.year}-${p.month}-${p.day}`, time: `${p.hour}:${p.minute}:${p.second}` };
+}
+
+// a gateway timestamp: "10:15:42" today, "2026-03-02 10:15:42" on another day
 export function fmtTime(seconds) {
   if (typeof seconds !== "number") return "—";
-  const date = new Date(seconds * 1000);
-  const today = new Date(now() * 1000).toDateString() === date.toDateString();
-  return today
-    ? date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" })
-    : date.toLocaleString([], { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+  const at = isoParts(displayTime(seconds));
+  return at.date === isoParts(now()).date ? at.time : `${at.date} ${at.time}`;
 }
 
 export function fmtAgo(seconds) {
   if (typeof seconds !== "number") return "never";
-  const ago = Math.max(0, now() - seconds);
+  const ago = Math.max(0, now() - displayTime(seconds));
   if (ago < 90) return `${Math.round(ago)} s ago`;
   if (ago < 5400) return `${Math.round(ago / 60)} min ago`;
   if (ago < 129600) return `${Math.round(ago / 3600)} h ago`;

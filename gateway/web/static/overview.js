@@ -3,16 +3,19 @@ import { api, download } from "./api.js";
 import { patchNode, renderMap } from "./map.js";
 import { routeLayer } from "./route.js";
 import {
-  ALARM_EVENTS, describeEvent, esc, fmtAgo, fmtTime, label, lookOf, now, state, subscribe,
+  ALARM_EVENTS, COLOURS, describeEvent, esc, fmtAgo, fmtTime, isoParts, label, lookOf, now, state,
+  subscribe,
 } from "./model.js";
 
-let webConfig = null;
-
+// the collection horizon in the gateway's own hours: until midnight in the city, which on the
+// demo's simulated clock passes `speed` times faster than the gateway's
 function hoursLeftToday() {
-  const t = new Date(now() * 1000);
-  const midnight = new Date(t);
-  midnight.setHours(24, 0, 0, 0);
-  return Math.max(0.01, (midnight - t) / 3_600_000);
+  const t = now();
+  const { time } = isoParts(t);
+  const [h, m, sec] = time.split(":").map(Number);
+  const left = (24 * 3600 - (h * 3600 + m * 60 + sec)) / 3600;
+  const speed = state.config.sim_clock?.speed || 1;
+  return Math.max(0.01, left / speed);
 }
 
 function eventRow(event) {
@@ -37,8 +40,8 @@ export function renderOverview(main) {
   const route = routeLayer(main.querySelector(".mapbox"), mapEl); // issue 21: today's route
   const paintMap = () => {
     renderMap(mapEl, [...state.devices.values()], {
-      tileUrl: webConfig?.tile_url || "",
-      attribution: webConfig?.tile_attribution || "",
+      tileUrl: state.config.tile_url || "",
+      attribution: state.config.tile_attribution || "",
       onSelect: (eui) => (location.hash = `#/device/${eui}`),
     });
     route.redraw();
@@ -67,13 +70,15 @@ export function renderOverview(main) {
         shape === "rect" ? `<rect x="1" y="1" width="10" height="10" rx="2" fill="${fill}"/>` : `<circle cx="6" cy="6" r="5" fill="${fill}"/>`
       }</svg>${text}</span>`;
     main.querySelector("#legend").innerHTML = [
-      item("", "#2e9e5b", "bin &lt;50%", "rect"),
-      item("", "#e0a526", "bin ≥50%", "rect"),
-      item("", "#e0651b", "bin full", "rect"),
-      item("", "#c4162a", "alarm", "rect"),
-      item("", "#ffe270", "lamp lit"),
-      item("", "#2f3b52", "lamp dark"),
-      item("", "#9aa0a6", "offline"),
+      item("", COLOURS.bin_empty, "bin &lt;50%", "rect"),
+      item("", COLOURS.bin_filling, "bin ≥50%", "rect"),
+      item("", COLOURS.bin_full, "bin full", "rect"),
+      item("", COLOURS.bin_alarm, "alarm", "rect"),
+      item("", COLOURS.lamp_high, "lamp 80–100%"),
+      item("", COLOURS.lamp_mid, "lamp 40–79%"),
+      item("", COLOURS.lamp_low, "lamp 1–39%"),
+      item("", COLOURS.lamp_dark, "lamp off"),
+      item("", COLOURS.offline, "offline"),
     ].join("");
   };
 
@@ -151,18 +156,11 @@ export function renderOverview(main) {
   redraw = false;
   paintEvents();
   paintCollection();
-  if (webConfig === null) {
-    api("/web/config")
-      .then((doc) => {
-        webConfig = doc;
-        if (doc.tile_url) paintMap();
-      })
-      .catch(() => {});
-  }
   const onResize = () => schedule();
   window.addEventListener("resize", onResize);
   const unsubscribe = subscribe((kind, payload) => {
-    if (kind === "event" || kind === "events") paintEvents();
+    if (["event", "events", "config", "clock"].includes(kind)) paintEvents();
+    if (kind === "config") schedule();
     if (kind === "device" || kind === "devices") {
       schedule(kind === "device" ? payload.dev_eui : null);
       if (!payload || payload.kind === "bin") scheduleCollection();
