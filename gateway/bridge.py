@@ -92,8 +92,11 @@ class Bridge:
         accept_set: bool = False,
         metrics: Metrics,
         logger: logging.Logger,
+        chirpstack_events: bool = True,
     ) -> None:
         self.config = config
+        # False where uplinks come from an OS2iot data target instead (gateway/os2iot.py)
+        self.chirpstack_events = chirpstack_events
         self.base = publisher_base
         self.handler = handler
         self.on_connect = on_connect
@@ -149,11 +152,14 @@ class Bridge:
                     self.client = client
                     self.generation += 1
                     delay = self.config.reconnect_min_s
-                    await client.subscribe(
-                        event_subscription(self.config.application_id, self.config.shared_group),
-                        qos=self.config.qos,
-                    )
-                    if self.accept_set:
+                    if self.chirpstack_events:
+                        await client.subscribe(
+                            event_subscription(
+                                self.config.application_id, self.config.shared_group
+                            ),
+                            qos=self.config.qos,
+                        )
+                    if self.accept_set:  # gateway/setcommand.py
                         await client.subscribe(f"{self.base}/devices/+/set", qos=1)
                     await client.publish(f"{self.base}/bridge/state", b"online", qos=1, retain=True)
                     self.connected.set()

@@ -38,6 +38,7 @@ __all__ = [
     "FleetConfig",
     "LampsConfig",
     "MqttConfig",
+    "Os2iotConfig",
     "PublishConfig",
     "RoutesConfig",
     "StoreConfig",
@@ -178,6 +179,21 @@ class ChirpstackConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class Os2iotConfig:
+    """A city that runs OS2iot in front of ChirpStack (gateway/README.md "In an OS2iot city")."""
+
+    url: str = ""  # OS2iot's API, e.g. https://os2iot.example.dk/api/v1; "" = no OS2iot
+    api_key_file: str = ""  # the API key (sent as X-API-KEY), needed for downlinks
+    ingest: str = "mqtt"  # mqtt: ChirpStack's MQTT, read-only | http_push: an OS2iot data target
+    push_authorization_file: str = ""  # http_push: the Authorization value the data target sends
+    downlinks: bool = True  # commands through OS2iot's API (false: command/down on MQTT)
+    poll_interval_s: float = 5.0  # how often a handed-over downlink's state is read back
+    retry_min_s: float = 2.0  # back-off after OS2iot's 500 "Could not send to chirpstack"
+    retry_max_s: float = 300.0
+    timeout_s: float = 15.0  # per API call
+
+
+@dataclass(frozen=True, slots=True)
 class RoutesConfig:
     """Collection routes (gateway/routes.py). Checked when a route is asked for, not at start:
     a depot or road graph that does not fit stops the route, never the collection list."""
@@ -209,6 +225,7 @@ class Config:
     availability: AvailabilityConfig = field(default_factory=AvailabilityConfig)
     commands: CommandsConfig = field(default_factory=CommandsConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    os2iot: Os2iotConfig = field(default_factory=Os2iotConfig)
     routes: RoutesConfig = field(default_factory=RoutesConfig)
     chirpstack: ChirpstackConfig = field(default_factory=ChirpstackConfig)
     fleet: FleetConfig = field(default_factory=FleetConfig)
@@ -404,6 +421,35 @@ def _check(cfg: Config) -> None:
             )
     if g.api_timeout_s <= 0:
         raise ConfigError("chirpstack.api_timeout_s: must be positive")
+    _check_os2iot(cfg.os2iot)
+
+
+def _check_os2iot(o: Os2iotConfig) -> None:
+    if o.ingest not in ("mqtt", "http_push"):
+        raise ConfigError(
+            f"os2iot.ingest: expected 'mqtt' or 'http_push', got {o.ingest!r}", key="os2iot.ingest"
+        )
+    if o.ingest == "http_push" and not o.push_authorization_file:
+        raise ConfigError(
+            "os2iot.push_authorization_file: required with ingest = 'http_push' (the data "
+            "target's Authorization header, so nobody else can push uplinks)",
+            key="os2iot.push_authorization_file",
+        )
+    if not o.url:
+        return
+    if not o.url.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"os2iot.url: expected an http(s):// URL, got {o.url!r}", key="os2iot.url"
+        )
+    if o.downlinks and not o.api_key_file:
+        raise ConfigError(
+            "os2iot.api_key_file: required to send downlinks through OS2iot",
+            key="os2iot.api_key_file",
+        )
+    if not (0 < o.retry_min_s <= o.retry_max_s) or o.poll_interval_s <= 0 or o.timeout_s <= 0:
+        raise ConfigError(
+            "os2iot.poll_interval_s, timeout_s, retry_min_s <= retry_max_s must be positive"
+        )
 
 
 def _check_lamp_profile(name: str, profile: dict[str, Any]) -> None:

@@ -13,7 +13,9 @@ full (issue 14). :class:`Guard` is plain ASGI middleware in front of the whole a
    went away (``http.disconnect``), and nothing past the limit is read.
 
 ``/healthz``, ``/readyz``, ``/metrics``, ``/openapi.json`` and the dashboard's static files stay
-open (ARCHITECTURE.md "HTTP API"); the body limit holds everywhere. The token is compared with
+open (ARCHITECTURE.md "HTTP API"), and so is a path that checks its own credentials
+(``own_auth``: the OS2iot push, authenticated by OS2iot's header); the body limit holds
+everywhere. The token is compared with
 ``hmac.compare_digest``. RFC 9110 §15.5.2 (401), §15.5.14 (413 Content Too Large).
 """
 
@@ -50,18 +52,26 @@ class Guard:
     """ASGI middleware: ``Guard(app, token=lambda: gateway.api_token, max_body_bytes=...)``."""
 
     def __init__(
-        self, app: ASGIApp, *, token: Callable[[], str | None], max_body_bytes: int
+        self,
+        app: ASGIApp,
+        *,
+        token: Callable[[], str | None],
+        max_body_bytes: int,
+        own_auth: tuple[str, ...] = (),
     ) -> None:
         self.app = app
         self.token = token
         self.max_body_bytes = max_body_bytes
+        # paths under /api/ that check their own credentials (the OS2iot push, gateway/os2iot.py)
+        self.own_auth = frozenset(own_auth)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or ())
-        if str(scope.get("path", "")).startswith(_PROTECTED_PREFIX):
+        path = str(scope.get("path", ""))
+        if path.startswith(_PROTECTED_PREFIX) and path not in self.own_auth:
             expected = self.token()
             if not token_matches(headers.get(b"authorization", b"").decode("latin-1"), expected):
                 message = (

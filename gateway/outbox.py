@@ -87,9 +87,11 @@ class Outbox:
     def send(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
         """Queue one message (``SendFn`` of :class:`gateway.publish.Publisher`)."""
         if retain and qos == 0:
+            self._supersede(self._retained, topic)
             self._put(self._states, topic, payload, "state")
             self._wake.set()
         elif retain:
+            self._supersede(self._states, topic)  # e.g. a state cleared (Publisher.clear)
             self._put(self._retained, topic, payload, _retained_kind(topic))
             self._qos1_ready.set()
         else:
@@ -109,8 +111,15 @@ class Outbox:
     def send_retained(self, messages: list[tuple[str, bytes]]) -> None:
         """Queue a batch's twins (``SendRetainedFn``)."""
         for topic, payload in messages:
+            self._supersede(self._retained, topic)
             self._put(self._states, topic, payload, "state")
         self._wake.set()
+
+    def _supersede(self, other: OrderedDict[str, bytes], topic: str) -> None:
+        """A retained topic's newer message at the other QoS replaces the one waiting there,
+        so the two cannot go out in the wrong order."""
+        if other.pop(topic, None) is not None:
+            self._coalesced["state" if topic.endswith("/state") else "retained"].inc()
 
     def _put(self, table: OrderedDict[str, bytes], topic: str, payload: bytes, kind: str) -> None:
         if topic in table:

@@ -58,10 +58,11 @@ import aiomqtt
 from gateway import chirpstack as cs
 from gateway.bridge import Bridge
 from gateway.commands import CONFIG_MESSAGES, CommandManager
-from gateway.config import Config
+from gateway.config import Config, read_secret
 from gateway.errors import CommandError, InvalidEvent, StoreError, StoreGone
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
+from gateway.os2iot import Os2iotClient, Os2iotDownlinks
 from gateway.outbox import Outbox
 from gateway.publish import Publisher
 from gateway.rules import Outcome, PlannedCommand
@@ -139,6 +140,7 @@ class Gateway:
             accept_set=config.publish.accept_set,
             metrics=self.metrics,
             logger=self.log,
+            chirpstack_events=config.os2iot.ingest != "http_push",
         )
         self.outbox = Outbox(
             self.bridge, max_events=config.mqtt.queue_size, metrics=self.metrics, logger=self.log
@@ -170,6 +172,14 @@ class Gateway:
         self._parked: list[tuple[aiomqtt.Message, int]] = []  # received while it is lost
         self._retry_timer: asyncio.TimerHandle | None = None
         self._retry_at = 0.0  # time.monotonic() before which a failed store is not tried again
+        self.os2iot: Os2iotDownlinks | None = None
+        if config.os2iot.url and config.os2iot.downlinks:  # commands through OS2iot's API
+            client = Os2iotClient(
+                config.os2iot.url,
+                read_secret(config.os2iot.api_key_file),
+                timeout_s=config.os2iot.timeout_s,
+            )
+            self.os2iot = Os2iotDownlinks(config.os2iot, client, self, clock=clock)
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -199,6 +209,8 @@ class Gateway:
         )
 
     async def close(self) -> None:
+        if self.os2iot is not None:
+            await self.os2iot.client.close()
         if self._opened:
             if self._retry_timer is not None:
                 self._retry_timer.cancel()
@@ -240,6 +252,8 @@ class Gateway:
                 group.create_task(self._dispatcher(), name="dispatch"),
                 group.create_task(self._maintenance(), name="maintenance"),
             ]
+            if self.os2iot is not None:
+                others.append(group.create_task(self.os2iot.run(), name="os2iot"))
             server = None
             if api_socket is not None:
                 from gateway.api import start_api
@@ -877,11 +891,14 @@ class Gateway:
         application_id = (device.application_id if device else "") or (
             self.config.mqtt.application_id
         )
-        if not application_id:
+        if not application_id and self.os2iot is None:
             return  # the topic needs the application: sent once the device has been heard
         if not self.commands.check_size(command, device):
             self._command_changed(command)
             await self.flush()
+            return
+        if self.os2iot is not None:  # through OS2iot's API (gateway/os2iot.py)
+            await self._dispatch_os2iot(command)
             return
         _, payload = cs.build_downlink(
             dev_eui=dev_eui,
@@ -917,6 +934,30 @@ class Gateway:
             extra={"id": command.id, "dev_eui": dev_eui, "command": command.message},
         )
         await self.flush()  # the PUBACK on record: a restart does not publish it again
+
+    async def _dispatch_os2iot(self, command: CommandRecord) -> None:
+        """As for MQTT: handed over (and committed) before OS2iot is called. OS2iot enqueues in
+        ChirpStack before it answers 201, and its 500 means nothing was enqueued, so a refusal
+        un-marks the command; a command handed over before a restart is looked for in OS2iot's
+        queue first, since OS2iot has no queue-item id to refuse a second copy with."""
+        assert self.os2iot is not None
+        if self.os2iot.waiting_for_retry(command.dev_eui):
+            return
+        handed_before = command.published_at is not None
+        self.commands.mark_published(command)
+        await self.flush()
+        if not self.store_ok:
+            self.commands.unmark_published(command)
+            self._kicked.add(command.dev_eui)
+            return
+        if command.state != "queued":  # expired or answered while the commit waited
+            self.commands.publish_finished(command, delivered=True)
+            return
+        if await self.os2iot.dispatch(command, look_first=handed_before):
+            self.commands.publish_finished(command, delivered=True)
+        else:
+            self.commands.unmark_published(command)  # not in ChirpStack's queue: retried
+        await self.flush()
 
     # --- maintenance -----------------------------------------------------------------------------
 

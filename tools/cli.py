@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "collection",
     "provision",
     "netsim",
+    "os2iot",
     "sim",
     "demo",
     "firmware",

@@ -82,6 +82,7 @@ class DemoOptions:
     # or a bin knocked over (stood up by the next truck round), so alarms show up too
     incidents_per_h: float = 0.5
     gateway: dict[str, dict[str, Any]] = field(default_factory=dict)  # config overrides
+    os2iot: bool = False  # the city as an OS2iot city runs it (tools/os2iot/demo.py)
 
 
 @dataclass
@@ -308,11 +309,19 @@ class Demo:
 
         stack.push_async_callback(stop_watching)
 
+        overrides = self._gateway_overrides()
+        os2iot = None
+        if opts.os2iot:  # OS2iot first: its address goes into the gateway's [os2iot] section
+            from tools.os2iot.demo import Os2iotDemo
+
+            os2iot = await stack.enter_async_context(Os2iotDemo(workdir, broker_url))
+            overrides.update(os2iot.gateway_overrides())
+            components["os2iot"] = f"emulator {os2iot.emulator.url} (ChirpStack emulator behind it)"
         process = GatewayProcess(
             workdir,
             mqtt_url=broker_url,
             application_id=APPLICATION_ID,
-            overrides=self._gateway_overrides(),
+            overrides=overrides,
         )
         await process.start()
         stack.push_async_exit(process)
@@ -342,8 +351,17 @@ class Demo:
                     capture=opts.capture,
                     report_interval_s=opts.report_interval_s,
                     on_node=self._node_callback(state),
+                    **(os2iot.fleet_options(sorted(state.nodes)) if os2iot else {}),
                 )
             )
+            if os2iot is not None:  # created through OS2iot, then pushed to the gateway
+                registered = await os2iot.register(fleet, files)
+                await os2iot.connect(process.api_url, fleet)
+                self.say(
+                    f"  os2iot: {registered} devices created through OS2iot's API; uplinks "
+                    "reach the gateway by its HTTP-push data target, commands go out through it"
+                )
+                stack.callback(lambda: result.extra.update(os2iot=os2iot.summary()))
             components["emulator"] = "running (in-process)"
             components["fleet"] = f"running ({len(world.bins) + len(world.lamps)} nodes)"
         else:

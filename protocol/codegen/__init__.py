@@ -2,6 +2,8 @@
 
 - ``firmware/lib/citypack_payloads.py`` (:mod:`protocol.codegen.python`): MicroPython + CPython.
 - ``protocol/generated/chirpstack_codec.js`` (:mod:`protocol.codegen.javascript`): ChirpStack v4.
+- ``protocol/generated/os2iot_decoder.js`` (:mod:`protocol.codegen.os2iot`): OS2iot's payload
+  decoder, for the data targets of a city that runs OS2iot.
 
 Both are plain text rendered deterministically from the catalogue (no timestamps, stable order),
 so ``citypack codegen --check`` can compare them byte for byte with what is on disk
@@ -13,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from protocol.codegen import javascript, python
+from protocol.codegen import javascript, os2iot, python
 
 __all__ = ["ROOT", "TARGETS", "render_all", "stale", "write"]
 
@@ -23,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TARGETS: dict[str, Callable[[], str]] = {
     "firmware/lib/citypack_payloads.py": python.render,
     "protocol/generated/chirpstack_codec.js": javascript.render,
+    "protocol/generated/os2iot_decoder.js": os2iot.render,
 }
 """Path relative to the checkout -> renderer."""
 

@@ -488,8 +488,13 @@ def _message(msg: Message) -> dict[str, object]:
 
 def render() -> str:
     """The complete text of ``protocol/generated/chirpstack_codec.js``."""
-    lines = [HEADER.rstrip("\n"), ""]
-    lines.append(f"var PROTOCOL_VERSION = {catalogue.PROTOCOL_VERSION};")
+    return HEADER.rstrip("\n") + "\n\n" + tables() + RUNTIME
+
+
+def tables() -> str:
+    """The catalogue as JS tables (``PROTOCOL_VERSION``, ``MESSAGES``, ``BY_FPORT``) that
+    :data:`RUNTIME` reads; :mod:`protocol.codegen.os2iot` wraps the same tables and runtime."""
+    lines = [f"var PROTOCOL_VERSION = {catalogue.PROTOCOL_VERSION};"]
     lines.append("")
     lines.append("// name -> {fPort, direction, specs}; one spec per CBOR key, ascending.")
     lines.append("var MESSAGES = {")
@@ -502,4 +507,4 @@ def render() -> str:
     lines.append("var BY_FPORT = {")
     lines += [f'  "{m.fport}": {json.dumps(m.name)},' for m in catalogue.MESSAGES]
     lines.append("};")
-    return "\n".join(lines) + "\n" + RUNTIME
+    return "\n".join(lines) + "\n"

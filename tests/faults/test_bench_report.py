@@ -41,7 +41,7 @@ def test_raising_crashing_and_hanging_benches_are_reported_not_fatal() -> None:
 def test_every_required_figure_is_checked_and_missing_ones_say_why(tmp_path: Path) -> None:
     by_bench = {r.bench for r in REQUIRED}
     assert by_bench <= set(BENCHMARKS), "a required figure's bench is not listed"
-    assert {r.issue for r in REQUIRED} == {2, 3, 4, 5, 6, 18, 20, 21}
+    assert {2, 3, 5, 6, 17, 18, 20, 21} <= {r.issue for r in REQUIRED}
     first = REQUIRED[0]
     assert first.goal is not None
     measured = [Figure(first.bench, first.name, first.goal + 1, "B", first.goal, first.better)]

@@ -65,7 +65,10 @@ def test_check_names_the_stale_file_and_exits_1(
     assert err.count("\n") == 1 and "protocol/generated/chirpstack_codec.js" in err
     assert "firmware/lib/citypack_payloads.py" not in err
     (tmp_path / "firmware" / "lib" / "citypack_payloads.py").unlink()
-    assert codegen.stale(tmp_path) == list(codegen.TARGETS)
+    assert codegen.stale(tmp_path) == [
+        "firmware/lib/citypack_payloads.py",
+        "protocol/generated/chirpstack_codec.js",
+    ]
     assert main(["codegen", "--root", str(tmp_path)]) == 0
     assert codegen.stale(tmp_path) == []
 

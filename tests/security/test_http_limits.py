@@ -306,3 +306,26 @@ def test_accept_errors_are_a_few_json_lines() -> None:
     docs = [json.loads(line) for line in lines]
     assert any("Too many open files" in str(d.get("error")) for d in docs)
     assert {d["logger"] for d in docs} >= {"citypack.gateway.loop-test", "uvicorn.error"}
+
+
+async def test_a_path_with_its_own_credentials_skips_the_token_but_not_the_limit() -> None:
+    app = _App()
+    guard = Guard(app, token=lambda: TOKEN, max_body_bytes=MiB, own_auth=("/api/v1/ingest/os2iot",))
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    for headers, status in (([], 200), ([(b"content-length", str(2 * MiB).encode())], 413)):
+        sent.clear()
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/api/v1/ingest/os2iot",
+            "headers": headers,
+        }
+        await guard(scope, receive, send)
+        assert sent[0]["status"] == status

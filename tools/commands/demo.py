@@ -58,6 +58,12 @@ def register(sub: Any) -> None:
         help="the nodes' report interval in simulated seconds (default 300)",
     )
     parser.add_argument("--seed", type=int, default=1, help="seed of the simulated city")
+    parser.add_argument(
+        "--os2iot",
+        action="store_true",
+        help="run it as an OS2iot city: devices created through an OS2iot emulator, uplinks "
+        "pushed to the gateway by its data target, commands sent through its API",
+    )
     parser.set_defaults(func=run)
 
 
@@ -78,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         workdir=args.workdir,
         seed=args.seed,
         report_interval_s=int(args.report_interval),
+        os2iot=args.os2iot,
     )
     result = run_demo(options)
     if result.failure:

@@ -4,7 +4,9 @@ Subcommands (tools/provision/README.md walks a technician through them):
 
 - ``new``       add nodes to a batch inventory, AppKeys into the 0600 secrets file
 - ``export``    OS2iot CSV, The Things Stack CSV or ChirpStack JSON from the inventory
-- ``register``  device profiles, devices and keys in ChirpStack (gRPC) and the gateway registry
+- ``register``  device profiles, devices and keys in ChirpStack (gRPC) or through OS2iot's API,
+                and the gateway registry
+- ``decommission`` delete nodes through OS2iot's API
 - ``deploy``    firmware bundle, /config.json and keys onto a board (``--port``) or a directory
 - ``label``     TR005 QR labels (SVG, PNG, printable sheet)
 - ``scan``      parse a scanned TR005 string and find the node in an inventory
@@ -24,6 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from tools.commands.argtypes import host_port_text, http_url, uuid_text
+from tools.commands.provision_os2iot import (
+    add_os2iot_options,
+    application_id_text,
+    decommission_parser,
+    run_register_os2iot,
+)
 from tools.errors import CliError
 from tools.provision import exports, inventory, labels
 from tools.provision.inventory import (
@@ -54,6 +62,7 @@ def register(sub: Any) -> None:
     _label(commands)
     _scan(commands)
     _verify(commands)
+    decommission_parser(commands, _inventory_args)
 
 
 def _inventory_args(parser: argparse.ArgumentParser, *, secrets: bool = True) -> None:
@@ -230,7 +239,11 @@ def _register(commands: Any) -> None:
         "--chirpstack", type=host_port_text, metavar="HOST:PORT", help="ChirpStack gRPC API"
     )
     p.add_argument("--api-token-file", type=Path, help="file with the ChirpStack API token")
-    p.add_argument("--application-id", type=uuid_text, help="ChirpStack application UUID")
+    p.add_argument(
+        "--application-id",
+        type=application_id_text,
+        help="ChirpStack application UUID (with --os2iot: OS2iot's application number)",
+    )
     p.add_argument("--tenant-id", type=uuid_text, help="ChirpStack tenant UUID (for the profiles)")
     p.add_argument(
         "--no-chirpstack",
@@ -244,6 +257,7 @@ def _register(commands: Any) -> None:
     p.add_argument("--gateway-token-file", type=Path, help="file with the gateway API token")
     p.add_argument("--dev-eui", action="append", help="only these nodes (repeatable)")
     p.add_argument("--timeout", type=float, default=15.0, help="seconds per call (default 15)")
+    add_os2iot_options(p)
     p.set_defaults(func=run_register)
 
 
@@ -252,6 +266,8 @@ def run_register(args: argparse.Namespace) -> int:
     from tools.provision.register import print_report, register_batch
     from tools.provision.registry import GatewayRegistry
 
+    if args.os2iot or args.api_key_file:
+        return run_register_os2iot(args)
     if bool(args.gateway_api) != bool(args.gateway_token_file):
         raise CliError("--gateway-api and --gateway-token-file go together")
     needed = ("chirpstack", "api_token_file", "application_id", "tenant_id")
@@ -263,6 +279,8 @@ def run_register(args: argparse.Namespace) -> int:
             if not getattr(args, name):
                 option = "--" + name.replace("_", "-")
                 raise CliError(f"{option} is required (or --no-chirpstack)")
+        if args.application_id.isdigit():
+            raise CliError("--application-id: ChirpStack's is a UUID (a number is OS2iot's)")
     inv = load_inventory(args.inventory)
     nodes = inv.select(args.dev_eui)
     if not nodes:

@@ -109,6 +109,7 @@ class MqttIntegration:
         self.published = 0
         self.dropped = 0
         self.commands = 0
+        self.stopping = False  # set before the run task is cancelled (see run)
         server.add_event_sink(self._on_event)
 
     @property
@@ -152,6 +153,11 @@ class MqttIntegration:
                         tasks.create_task(self._read(client), name="netsim-mqtt-commands")
                         tasks.create_task(self._publish(client), name="netsim-mqtt-events")
             except* aiomqtt.MqttError as group:
+                # Python 3.11's TaskGroup drops a cancellation that meets a child's error, and
+                # aiomqtt may turn a cancelled disconnect into an MqttError: a stop that arrives
+                # then must still stop this loop (it hung Netsim.close() for good before)
+                if self.stopping:
+                    raise asyncio.CancelledError from None
                 self.connected.clear()
                 self.last_error = str(group.exceptions[0])
                 broker = f"{self.broker.host}:{self.broker.port}"

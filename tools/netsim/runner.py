@@ -91,6 +91,8 @@ class Netsim:
             with contextlib.suppress(TimeoutError):
                 await self.mqtt.drain(2.0)
         if self._mqtt_task is not None:
+            assert self.mqtt is not None
+            self.mqtt.stopping = True
             self._mqtt_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._mqtt_task

@@ -361,6 +361,26 @@ class NetworkServer:
     def device_ids(self) -> list[str]:
         return list(self._devices)
 
+    def add_device(self, device: Device) -> None:
+        """Register a device at run time (gRPC ``DeviceService.Create`` + ``CreateKeys``).
+
+        A DevEUI already known takes the new keys, name, class and tags and keeps its session
+        and queue (what ``DeviceService.Update`` + ``UpdateKeys`` do in ChirpStack)."""
+        state = self._devices.get(device.dev_eui)
+        if state is None:
+            self._devices[device.dev_eui] = _DeviceState(device)
+        else:
+            state.device = device
+
+    def remove_device(self, dev_eui: str) -> bool:
+        """Delete a device with its session and queue (gRPC ``DeviceService.Delete``)."""
+        state = self._devices.pop(dev_eui.lower(), None)
+        if state is None:
+            return False
+        if state.session is not None:
+            self._by_addr.pop(state.session.dev_addr, None)
+        return True
+
     def session_of(self, dev_eui: str) -> dict[str, Any] | None:
         """A read-only summary of a device's session (no keys): for tests and the demo view."""
         state = self._devices.get(dev_eui.lower())

@@ -5,10 +5,10 @@ Per node the steps are device → keys → gateway registry, each idempotent (se
 and the batch goes on; a bad token or an unreachable server stops the batch at once (every other
 node would fail the same way). Run the same command again to finish a partly failed batch.
 
-OS2iot: where OS2iot owns the ChirpStack devices (Aarhus, reference/domain.md §1.1, §7 item 8) they
-must not be created behind its back. Its device API is not in our references, so this command does
-not call it: use ``citypack provision export --format os2iot`` and OS2iot's bulk import, and
-``register --no-chirpstack`` for the gateway registry alone.
+OS2iot: where OS2iot owns the ChirpStack devices (Aarhus) they must not be created behind its
+back: ``register --os2iot URL`` creates them through OS2iot's API instead
+(:mod:`tools.provision.os2iot`, docs/os2iot.md), and ``register --no-chirpstack`` fills the
+gateway registry alone.
 """
 
 from __future__ import annotations

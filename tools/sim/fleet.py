@@ -154,6 +154,7 @@ class Fleet:
         netsim_options: dict[str, Any] | None = None,
         virtual: bool = False,
         powered_off: frozenset[str] = frozenset(),
+        register_in_emulator: bool = True,
         fuota: FuotaNodes | None = None,
     ) -> None:
         self.world = world
@@ -172,6 +173,9 @@ class Fleet:
         self.netsim_options = netsim_options or {}
         self.virtual = virtual
         self.powered_off = powered_off  # nodes installed but not powered until power_on()
+        # False: the emulator starts with no devices; they are created through its API (as
+        # OS2iot creates them in ChirpStack, tools/os2iot) before they are powered on
+        self.register_in_emulator = register_in_emulator
         self.fuota = fuota  # tools.sim.fuota.FuotaNodes: these nodes run the FUOTA agent
         self.air = Air(self.coverage, world.position_of, on_frame=self._on_frame)
         self.air.resolve_dev_addr = self._node_for_dev_addr
@@ -263,6 +267,8 @@ class Fleet:
         ]
         keys = {eui: key.hex() for eui, key in self.files.secrets.app_keys.items()}
         devices = parse_devices(entries, secrets=keys, where="the simulated city")
+        if not self.register_in_emulator:
+            devices = []
         # ChirpStack's timers are real seconds; here they are simulated seconds, so they shrink
         # by the speed factor (a 200 ms de-duplication window is 200 ms of simulated time).
         scale = 0.0 if self.virtual else 1.0 / self.speed
