@@ -16,10 +16,14 @@ Invariant 3 (ARCHITECTURE.md: at-least-once in, exactly-once effect) is kept by 
 Acks are in receive order (MQTT 3.1.1 §4.6) and only on the connection that received the
 message: after a reconnect the old message ids mean nothing, and the broker redelivers instead.
 
-Outgoing normalised topics go through a bounded queue (``[mqtt] queue_size``); when it is full
-the message is dropped, logged and counted (``citypack_dropped_messages_total``). Downlinks do
-not use that queue: :meth:`Bridge.publish_downlink` awaits the broker's PUBACK, and a failed
-publish leaves the command queued for the next attempt.
+Outgoing normalised topics wait in :class:`gateway.outbox.Outbox` (bounded and coalescing),
+which hands them to this bridge: retained QoS 0 twins as one write per chunk
+(:meth:`Bridge.send_retained_qos0`, while paho's write buffer is empty), QoS 1 messages through
+:meth:`Bridge.publish_qos1`, which awaits the broker's PUBACK, so no more than the outbox's window
+of packet identifiers is ever in use (they are 16 bits: past 65,535 outstanding messages paho
+refuses new ones). Downlinks do not use the outbox:
+:meth:`Bridge.publish_downlink` awaits the broker's PUBACK, and a failed publish leaves the
+command queued for the next attempt.
 
 Reconnects back off exponentially from ``reconnect_min_s`` to ``reconnect_max_s`` with full
 jitter. Each instance has its own ``<base>/bridge/{client_id}/state`` (retained ``online``); its
@@ -95,6 +99,7 @@ class Bridge:
         handler: MessageHandler,
         on_connect: Callable[[], Awaitable[None]],
         on_stop: Callable[[], Awaitable[None]],
+        accept_set: bool = False,
         metrics: Metrics,
         logger: logging.Logger,
         chirpstack_events: bool = True,
@@ -106,18 +111,18 @@ class Bridge:
         self.handler = handler
         self.on_connect = on_connect
         self.on_stop = on_stop
+        self.accept_set = accept_set  # subscribe to <base>/devices/+/set (gateway/setcommand.py)
         self.metrics = metrics
         self.log = logger
         self.connected = asyncio.Event()
         self.generation = 0
         self.client: aiomqtt.Client | None = None
-        self.outbox: asyncio.Queue[tuple[str, bytes, int, bool]] = asyncio.Queue(
-            maxsize=config.queue_size
-        )
         self._stop = asyncio.Event()
         self._reconnect = asyncio.Event()
         self._dropped_logged = 0
         self.state_topic = f"{publisher_base}/bridge/{config.client_id}/state"
+        # publishes what waits to go out before a graceful disconnect (the outbox sets it)
+        self.drain: Callable[[], Awaitable[None]] | None = None
 
     # --- connection ------------------------------------------------------------------------------
 
@@ -178,7 +183,8 @@ class Bridge:
                             ),
                             qos=self.config.qos,
                         )
-                    await client.subscribe(f"{self.base}/devices/+/set", qos=1)
+                    if self.accept_set:  # gateway/setcommand.py
+                        await client.subscribe(f"{self.base}/devices/+/set", qos=1)
                     await client.publish(self.state_topic, b"online", qos=1, retain=True)
                     self.connected.set()
                     self.metrics.mqtt_connected.set(1)
@@ -186,7 +192,8 @@ class Bridge:
                     await self.on_connect()
                     if await self._receive_until_stop(client):
                         await self.on_stop()
-                        await self._drain_outbox(client)
+                        if self.drain is not None:
+                            await self.drain()
                         with contextlib.suppress(aiomqtt.MqttError):
                             await client.publish(self.state_topic, b"offline", qos=1, retain=True)
                         return
@@ -282,59 +289,49 @@ class Bridge:
         # MQTT 3.1.1 §3.4: PUBACK is 0x40, remaining length 2, the packet identifier
         queue(paho.PUBACK, b"".join([_PUBACK.pack(0x40, 2, mid) for mid in mids]), 0, 1)
 
-    def send(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
-        """Publish a normalised-topic message now when connected (paho queues it without
-        blocking), else queue it (bounded; drops logged and counted)."""
+    def send_retained_qos0(self, messages: list[tuple[str, bytes]]) -> bool:
+        """Publish retained QoS 0 messages (twins) as one write; False (nothing written) when
+        not connected."""
         client = self.client
-        if client is not None and self.connected.is_set() and self.outbox.empty():
-            info = client._client.publish(topic, payload, qos, retain)
-            if info.rc == paho.MQTT_ERR_SUCCESS:
-                return
-        try:
-            self.outbox.put_nowait((topic, payload, qos, retain))
-        except asyncio.QueueFull:
-            self.metrics.dropped.labels("outbox").inc()
-            self._dropped_logged += 1
-            if self._dropped_logged in (1, 10, 100) or self._dropped_logged % 1000 == 0:
-                self.log.warning(
-                    "outbox full: message dropped",
-                    extra={"topic": topic, "dropped": self._dropped_logged},
-                )
-
-    def send_retained_qos0(self, messages: list[tuple[str, bytes]]) -> None:
-        """Publish retained QoS 0 messages (the batch's twins), as one write when connected and
-        nothing waits in the outbox; otherwise each goes through :meth:`send`."""
-        client = self.client
-        queue = None
-        if client is not None and self.connected.is_set() and self.outbox.empty():
-            queue = _raw_queue(client._client)
+        if client is None or not self.connected.is_set():
+            return False
+        queue = _raw_queue(client._client)
         if queue is None:
             for topic, payload in messages:
-                self.send(topic, payload, 0, True)
-            return
+                client._client.publish(topic, payload, 0, True)  # QoS 0: no packet identifier
+            return True
         chunk = b"".join([_publish_qos0_retained(topic, payload) for topic, payload in messages])
         # queued with qos 1 in paho's bookkeeping only: its QoS 0 PUBLISH path expects one
         # message per packet (a MessageInfo to complete); these need none, like a PUBACK
         queue(paho.PUBLISH, chunk, 0, 1)
+        return True
 
-    async def publisher(self) -> None:
-        """Drain the outbox into paho while connected (paho queues; aiomqtt's on_publish
-        tolerates ids it does not track)."""
-        while True:
-            item = await self.outbox.get()
-            while True:
-                await self.connected.wait()
-                client = self.client
-                if client is None:
-                    continue
-                info = client._client.publish(*item)
-                if info.rc == paho.MQTT_ERR_SUCCESS:
-                    break
-                await asyncio.sleep(0.05)
+    def backlogged(self) -> bool:
+        """Whether paho still has bytes to write (its public ``want_write``): the outbox hands
+        over the next chunk only when it has not, so paho's buffer stays one chunk deep."""
+        client = self.client
+        return client is not None and client._client.want_write()
 
-    async def _drain_outbox(self, client: aiomqtt.Client) -> None:
-        while not self.outbox.empty():
-            client._client.publish(*self.outbox.get_nowait())
+    async def publish_qos1(
+        self, topic: str, payload: bytes, retain: bool, *, timeout_s: float = 60.0
+    ) -> None:
+        """Publish at QoS 1 and wait for the broker's PUBACK. ``aiomqtt.MqttError`` when paho
+        did not take it or the connection failed before the PUBACK (publish again then); a
+        PUBACK slower than ``timeout_s`` on a connection that is still up returns: paho keeps
+        the message and sends it again itself if needed (MQTT 3.1.1 §4.4), so publishing it
+        a second time would only duplicate it."""
+        client = self.client
+        if client is None or not self.connected.is_set():
+            raise aiomqtt.MqttError("not connected")
+        generation = self.generation
+        try:
+            await client.publish(topic, payload, qos=1, retain=retain, timeout=timeout_s)
+        except aiomqtt.MqttCodeError:
+            raise  # refused by paho: not handed over
+        except aiomqtt.MqttError:
+            if self.generation == generation and self.connected.is_set():
+                return
+            raise
 
     async def publish_downlink(self, topic: str, payload: bytes) -> None:
         """Publish a ``command/down`` at QoS 1 and wait for the broker's PUBACK."""

@@ -35,6 +35,7 @@ __all__ = [
     "ChirpstackConfig",
     "CommandsConfig",
     "Config",
+    "FleetConfig",
     "LampsConfig",
     "MqttConfig",
     "MulticastConfig",
@@ -67,7 +68,8 @@ class MqttConfig:
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 30.0
     shared_group: str = ""  # MQTT v5 shared subscription $share/<group>/... for scale-out
-    queue_size: int = 10_000  # bound of the inbound queue; overflow is logged and counted
+    queue_size: int = 10_000  # events waiting to be published (gateway/outbox.py); at qos 0 also
+    # the inbound queue. Overflow is logged and counted
     max_event_bytes: int = 65_536  # larger payloads are dead-lettered (truncated raw kept)
 
 
@@ -86,6 +88,10 @@ class ApiConfig:
     enabled: bool = True
     listen: str = "127.0.0.1:8080"
     token_file: str = ""  # empty: every /api/v1 request gets 401
+    max_body_bytes: int = 1_048_576  # larger request bodies get 413, unread (gateway/guard.py)
+    max_connections: int = 1024  # open HTTP connections (gateway/httpserver.py)
+    header_timeout_s: float = 10.0  # a connection must send its request head within this
+    idle_timeout_s: float = 5.0  # keep-alive: closed after this long without a request
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +99,7 @@ class PublishConfig:
     base_topic: str = "citypack"
     homeassistant: bool = False
     discovery_prefix: str = "homeassistant"
+    accept_set: bool = False  # subscribe to devices/+/set (commands from MQTT): guard it by ACL
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +143,14 @@ class CommandsConfig:
     rx2_dr: int = -1  # -1: the region's default (EU868 DR0, US915 DR8)
     rx1_dr_offset: int = 0
     check_interval_s: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class FleetConfig:
+    """Devices heard on the air before they were registered (issue 14)."""
+
+    auto_register: bool = True  # keep an unknown devEui as kind "unknown" (registered: false)
+    max_auto_registered: int = 1000  # past it, unknown devices' uplinks are dead letters
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +245,7 @@ class Config:
     os2iot: Os2iotConfig = field(default_factory=Os2iotConfig)
     routes: RoutesConfig = field(default_factory=RoutesConfig)
     chirpstack: ChirpstackConfig = field(default_factory=ChirpstackConfig)
+    fleet: FleetConfig = field(default_factory=FleetConfig)
 
     def replace(self, section: str, **values: Any) -> Config:
         """A copy with some keys of one section changed (tests and the demo use it)."""
@@ -347,6 +363,9 @@ def _check(cfg: Config) -> None:
         raise ConfigError(
             f"api.listen: expected host:port, got {cfg.api.listen!r}", key="api.listen"
         )
+    for key in ("max_body_bytes", "max_connections", "header_timeout_s", "idle_timeout_s"):
+        if getattr(cfg.api, key) <= 0:
+            raise ConfigError(f"api.{key}: must be positive", key=f"api.{key}")
     base = cfg.publish.base_topic
     if not base or any(c in base for c in "+#") or base.startswith("/") or base.endswith("/"):
         raise ConfigError(f"publish.base_topic: not a topic prefix: {base!r}")
@@ -387,6 +406,10 @@ def _check(cfg: Config) -> None:
     if r.shift_s <= 0 or r.solver_timeout_s <= 0 or r.chunk_jobs < 10 or r.max_snap_m <= 0:
         raise ConfigError(
             "routes: shift_s, solver_timeout_s and max_snap_m > 0, chunk_jobs >= 10", key="routes"
+        )
+    if cfg.fleet.max_auto_registered < 0:
+        raise ConfigError(
+            "fleet.max_auto_registered: must be >= 0", key="fleet.max_auto_registered"
         )
     w = cfg.web
     if w.tile_url and not (

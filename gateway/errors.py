@@ -10,6 +10,8 @@ Outside data (MQTT payloads, HTTP bodies, config files) only ever raises these::
     │   ├── StoreConflict        another instance changed a device this batch wrote (PostgreSQL)
     │   └── DeviceBusy           another instance is processing this device right now
     ├── ChirpStackApiError   ChirpStack's gRPC API failed or refused a call (``code``)
+    │   └── StoreGone            its database went away under the running gateway (file
+    │                            deleted or replaced, connection lost): reopen, stage again
     ├── RouteError           a collection route cannot be planned (config, road graph, bins)
     └── CommandError         a command that cannot be accepted
         ├── UnknownDevice        no such device in the registry
@@ -39,6 +41,7 @@ __all__ = [
     "RouteError",
     "StoreConflict",
     "StoreError",
+    "StoreGone",
     "UnknownDevice",
     "UnknownGroup",
 ]
@@ -80,6 +83,10 @@ class DeviceBusy(StoreError):
 
 class ChirpStackApiError(GatewayError):
     """ChirpStack's gRPC API is unreachable or refused a call; ``code`` is the gRPC status name."""
+class StoreGone(StoreError):
+    """The database the store had open is no longer the one at its address (the SQLite file was
+    deleted or replaced, the server connection was lost). Nothing in the failed commit counts as
+    stored; :meth:`gateway.store.base.Store.reopen` connects again."""
 
 
 class RouteError(GatewayError):

@@ -15,7 +15,14 @@ import sys
 import time
 from typing import Any, TextIO
 
-__all__ = ["JsonFormatter", "configure", "get_logger"]
+__all__ = [
+    "JsonFormatter",
+    "RateLimit",
+    "configure",
+    "get_logger",
+    "loop_exception_handler",
+    "quiet_logger",
+]
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
@@ -48,4 +55,63 @@ def configure(level: str = "INFO", stream: TextIO | None = None) -> logging.Logg
     logger.handlers[:] = [handler]
     logger.setLevel(level.upper())
     logger.propagate = False
+    # what uvicorn and asyncio log goes out as JSON too, a few lines a second at most
+    # (otherwise Python's last-resort handler prints it as plain text)
+    library = logging.StreamHandler(stream or sys.stderr)
+    library.setFormatter(JsonFormatter())
+    library.addFilter(RateLimit())
+    for name in ("uvicorn", "asyncio"):
+        other = logging.getLogger(name)
+        other.handlers[:] = [library]
+        other.propagate = False
+    return logger
+
+
+class RateLimit(logging.Filter):
+    """Let at most ``per_s`` records a second through (a token bucket with a burst of
+    ``per_s``); the next record that passes after some were held back says how many in
+    ``suppressed``. Errors that repeat by the thousand (a refused ``accept()`` per connection
+    attempt while file handles run out) then cost a few lines a second, not the disk."""
+
+    def __init__(self, per_s: float = 3.0, *, clock: Any = time.monotonic) -> None:
+        super().__init__()
+        self.per_s = per_s
+        self.clock = clock
+        self.tokens = per_s
+        self.last = clock()
+        self.suppressed = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = self.clock()
+        self.tokens = min(self.per_s, self.tokens + (now - self.last) * self.per_s)
+        self.last = now
+        if self.tokens < 1:
+            self.suppressed += 1
+            return False
+        self.tokens -= 1
+        if self.suppressed:
+            record.suppressed = self.suppressed
+            self.suppressed = 0
+        return True
+
+
+def loop_exception_handler(logger: logging.Logger) -> Any:
+    """An asyncio exception handler that logs one JSON line per problem through ``logger``
+    (asyncio's default prints a multi-line traceback per refused ``accept()``)."""
+
+    def handle(loop: Any, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        extra: dict[str, Any] = {"context": str(context.get("message", ""))}
+        if exc is not None:
+            extra["error"] = f"{type(exc).__name__}: {exc}"
+        logger.error("event loop error", extra=extra)
+
+    return handle
+
+
+def quiet_logger(name: str, per_s: float = 3.0) -> logging.Logger:
+    """A child of the gateway's logger whose records are rate-limited (see :class:`RateLimit`)."""
+    logger = logging.getLogger(f"citypack.gateway.{name}")
+    if not any(isinstance(f, RateLimit) for f in logger.filters):
+        logger.addFilter(RateLimit(per_s))
     return logger

@@ -63,6 +63,27 @@ class Metrics:
             ["type"],
             registry=self.registry,
         )
+        self.publish_coalesced = Counter(
+            "citypack_publish_coalesced",
+            "Normalised messages replaced while waiting by a newer one for the same retained "
+            "topic (state, availability, retained): only the latest is published",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.publish_dropped = Counter(
+            "citypack_publish_dropped",
+            "Normalised messages dropped because the outbox was full (events past "
+            "[mqtt] queue_size; they are still in the store)",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.unknown_rejected = Counter(
+            "citypack_unknown_devices_rejected",
+            "Events of devices not in the registry that were not auto-registered ([fleet] "
+            "auto_register off, or max_auto_registered reached): kept as dead letters",
+            ["reason"],
+            registry=self.registry,
+        )
         self.mqtt_connected = Gauge(
             "citypack_mqtt_connected", "1 while connected to the broker", registry=self.registry
         )

@@ -8,7 +8,8 @@ In order, each problem one :class:`~gateway.errors.GatewayError` line:
    catalogue's ``lamp_profile`` fields);
 2. the secret files can be read (``[api] token_file``, ``[mqtt] password_file``,
    ``[store] password_file``, and with ``[multicast] enabled`` ``[chirpstack] api_token_file``
-   and ``[multicast] key_file``);
+   and ``[multicast] key_file``), and the API token file holds at least 32 characters that
+   group and others cannot read;
 3. the store URL through the same factory the service uses (:func:`gateway.store.create_store`):
    a backend it cannot make fails here; for SQLite, the absolute database path, which must not
    be a directory and must be creatable;
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from gateway.apitoken import read_api_token
 from gateway.config import Config, check_tls, load_config, read_secret
 from gateway.errors import ConfigError
 from gateway.multicast import read_group_secret
@@ -50,7 +52,8 @@ def preflight(
     """Validate the config at ``path`` as far as possible without opening a socket (and, with
     ``connect``, the broker's TLS certificate). Raises :class:`~gateway.errors.GatewayError`."""
     cfg = load_config(path, environ=environ)
-    token = read_secret(cfg.api.token_file) if cfg.api.token_file else None
+    # >= 32 characters, not readable by group or others (gateway/apitoken.py, issue 14)
+    token = read_api_token(cfg.api.token_file) if cfg.api.token_file else None
     if cfg.mqtt.password_file:
         read_secret(cfg.mqtt.password_file)  # the bridge reads it at connect: fail now instead
     if cfg.multicast.enabled:  # gateway/multicast.py reads both when the service starts

@@ -19,7 +19,11 @@ Decisions:
 - **Unknown devices are kept**, not dead-lettered: an uplink from a devEui that is not in the
   registry auto-registers it as kind ``unknown`` (``registered: false``), stores its history and
   raises a ``device_discovered`` event; a ``device_info`` uplink fills in its kind. Provisioning
-  lags the field in practice, and nothing from the air is dropped (invariant 2).
+  lags the field in practice, and nothing from the air is dropped (invariant 2). Up to
+  ``[fleet] max_auto_registered`` of them: past it (or with ``auto_register`` off) an unknown
+  device's events are dead letters (``unknown_device_cap`` / ``unknown_device``), counted in
+  ``citypack_unknown_devices_rejected_total`` (20,000 made-up DevEUIs must not fill memory and
+  the broker's retained topics).
 - **fPort 0** (MAC-only) uplinks count as ``processed`` and refresh availability and signal
   quality, but store no history and run no rules.
 - Undecodable payloads (bad CBOR, unknown fPort, out-of-range values, larger than
@@ -47,6 +51,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import time
@@ -60,16 +65,25 @@ from gateway import chirpstack as cs
 from gateway.bridge import Bridge
 from gateway.commands import CONFIG_MESSAGES, CommandManager
 from gateway.config import Config, read_secret
-from gateway.errors import CommandError, DeviceBusy, InvalidEvent, StoreConflict, StoreError
+from gateway.errors import (
+    CommandError,
+    DeviceBusy,
+    InvalidEvent,
+    StoreConflict,
+    StoreError,
+    StoreGone,
+)
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.multicast import MulticastManager
 from gateway.os2iot import Os2iotClient, Os2iotDownlinks
+from gateway.outbox import Outbox
 from gateway.publish import Publisher
 from gateway.rules import Outcome, PlannedCommand
 from gateway.rules import availability as availability_rules
 from gateway.rules import bins as bin_rules
 from gateway.rules import lamps as lamp_rules
+from gateway.setcommand import InvalidSet, parse_set
 from gateway.store import (
     CommandRecord,
     DeadLetter,
@@ -84,7 +98,13 @@ from protocol.errors import ProtocolError
 
 __all__ = ["Gateway"]
 
+
+def _digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=8).hexdigest()
+
+
 _JSON = json.JSONEncoder(separators=(",", ":"), default=str)
+_RETRY_MAX_S = 5.0  # longest wait between two commit attempts on a failing store
 # messages already received and waiting that make a batch grow past its interval: a steady
 # 1,000/s leaves one or two waiting, a restart draining the broker's queue leaves hundreds
 _BACKLOG = 32
@@ -133,14 +153,19 @@ class Gateway:
             handler=self._on_message,
             on_connect=self._on_connect,
             on_stop=self.flush,
+            accept_set=config.publish.accept_set,
             metrics=self.metrics,
             logger=self.log,
             chirpstack_events=config.os2iot.ingest != "http_push",
         )
+        self.outbox = Outbox(
+            self.bridge, max_events=config.mqtt.queue_size, metrics=self.metrics, logger=self.log
+        )
+        self.bridge.drain = self.outbox.drain
         self.publisher = Publisher(
             config.publish,
-            self.bridge.send,
-            self.bridge.send_retained_qos0,
+            self.outbox.send,
+            self.outbox.send_retained,
             client_id=config.mqtt.client_id,
         )
         self.multicast: MulticastManager | None = None  # issue 18: group commands
@@ -177,6 +202,11 @@ class Gateway:
         self._flush_timer: asyncio.TimerHandle | None = None
         self._store_failures = 0
         self._timer_tasks: set[asyncio.Future[None]] = set()
+        self._auto_registered = 0  # devices heard but never registered ([fleet] caps them)
+        self._store_lost = False  # a commit raised StoreGone: reopen before the next one
+        self._parked: list[tuple[aiomqtt.Message, int]] = []  # received while it is lost
+        self._retry_timer: asyncio.TimerHandle | None = None
+        self._retry_at = 0.0  # time.monotonic() before which a failed store is not tried again
         self.os2iot: Os2iotDownlinks | None = None
         if config.os2iot.url and config.os2iot.downlinks:  # commands through OS2iot's API
             client = Os2iotClient(
@@ -211,6 +241,7 @@ class Gateway:
         self.store_ok = True
         for device in await self.store.load_devices():
             self.devices[device.dev_eui] = device
+        self._auto_registered = sum(1 for d in self.devices.values() if not d.registered)
         await self.commands.load()
         self._opened = True
         self.update_device_gauge()
@@ -228,9 +259,15 @@ class Gateway:
         if self.os2iot is not None:
             await self.os2iot.client.close()
         if self._opened:
+            if self._retry_timer is not None:
+                self._retry_timer.cancel()
+                self._retry_timer = None
             with contextlib.suppress(StoreError):
                 await self.flush()
-            await self.store.close()
+            try:
+                await self.store.close()
+            except StoreError as exc:  # unacknowledged: the broker redelivers it
+                self.log.error("store closed with uncommitted data", extra={"error": str(exc)})
             self._opened = False
 
     def stop(self) -> None:
@@ -257,7 +294,7 @@ class Gateway:
             api_socket = bind_api(self)  # an address in use fails here, as a plain OSError
         async with asyncio.TaskGroup() as group:
             mqtt = group.create_task(self.bridge.run(), name="mqtt")
-            others = [group.create_task(self.bridge.publisher(), name="publish")]
+            others = [group.create_task(self.outbox.run(), name="publish")]
             if self.fleet is None:
                 others.append(group.create_task(self._dispatcher(), name="dispatch"))
                 others.append(group.create_task(self._maintenance(), name="maintenance"))
@@ -305,6 +342,13 @@ class Gateway:
 
     async def _flush_locked(self) -> None:
         """:meth:`flush` with the flush lock held."""
+        if self._store_failures and time.monotonic() < self._retry_at:
+            # the store failed a moment ago: no new attempt before the back-off is over. A
+            # locked SQLite file blocks each attempt for its busy_timeout, and attempts back
+            # to back (timer, maintenance, every message) would leave the loop no time for
+            # /readyz. The batch stays as it is; the retry timer comes back for it.
+            self._arm_retry(self._retry_at - time.monotonic())
+            return
         acks, self._acks = self._acks, []
         events, self._events = self._events, []
         dirty, self._dirty_state = self._dirty_state, set()
@@ -322,6 +366,8 @@ class Gateway:
                 if device.decommissioned_at is None:  # its retained topics were cleared
                     twins.append((device, twin_json.encode()))
         try:
+            if self._store_lost:
+                await self._reopen_store()
             await self.store.commit()
             if not self.store_ok:
                 self.log.info("store commits again", extra={"failures": self._store_failures})
@@ -331,7 +377,12 @@ class Gateway:
             await self._abandon_batch(str(exc), len(acks))
             return
         except StoreError as exc:
+            if isinstance(exc, StoreGone):
+                self._store_lost = True
             self._store_failures += 1
+            backoff = min(_RETRY_MAX_S, 0.5 * 2 ** min(self._store_failures, 4))
+            self._retry_at = time.monotonic() + backoff
+            self._arm_retry(backoff)
             if self.store_ok or self._store_failures % 100 == 0:  # no log flood
                 self.log.error(
                     "store commit failed; will retry",
@@ -343,10 +394,6 @@ class Gateway:
             self._events = events + self._events
             self._dirty_state |= dirty
             self._dirty_availability |= availability
-            if self._acks or self.store.staged():  # retried on its own, backing off
-                self._batch_started = time.perf_counter()
-                delay = min(0.05 * 2 ** min(self._store_failures, 6), 2.0)
-                self._flush_timer = asyncio.get_running_loop().call_later(delay, self._timer_flush)
             return
         done = time.perf_counter()
         current = self.bridge.generation
@@ -363,6 +410,10 @@ class Gateway:
                 if samples is not None:
                     samples.append(done - received)
         self.bridge.ack_many(current, puback)
+        if self._parked:
+            task = asyncio.ensure_future(self._unpark())
+            self._timer_tasks.add(task)
+            task.add_done_callback(self._timer_tasks.discard)
         if twins:
             self.publisher.states(twins)
         for dev_eui in availability:
@@ -468,6 +519,41 @@ class Gateway:
         self.update_device_gauge()
         return cached
 
+    async def _reopen_store(self) -> None:
+        """The store's database went away (StoreGone): open it again and stage the whole
+        in-memory state, which a new, empty database does not have (issue 14)."""
+        await self.store.reopen()
+        for device in self.devices.values():
+            self.store.stage_device(device)
+        for command in self.commands.active.values():
+            self.store.stage_command(command)
+        self._store_lost = False
+        self.log.warning(
+            "store reopened; devices and active commands written again",
+            extra={"devices": len(self.devices), "active_commands": len(self.commands.active)},
+        )
+
+    async def _unpark(self) -> None:
+        """Process the messages held while the store was away, in the order they came."""
+        parked, self._parked = self._parked, []
+        for message, generation in parked:
+            await self._on_message(message, generation)
+
+    def _arm_retry(self, delay_s: float = 1.0) -> None:
+        """Retry a failed commit even when no message arrives to trigger a flush (the broker
+        sends nothing past its in-flight window while nothing is acknowledged)."""
+        if self._retry_timer is not None:
+            return
+        delay_s = max(delay_s, 0.01)
+
+        def retry() -> None:
+            self._retry_timer = None
+            task = asyncio.ensure_future(self.flush())
+            self._timer_tasks.add(task)
+            task.add_done_callback(self._timer_tasks.discard)
+
+        self._retry_timer = asyncio.get_running_loop().call_later(delay_s, retry)
+
     def _flush_due(self) -> bool | None:
         """True: commit now. False: not yet, a timer is needed. None: no batch.
 
@@ -525,6 +611,12 @@ class Gateway:
             self.kick(dev_eui)
 
     async def _on_message(self, message: aiomqtt.Message, generation: int) -> None:
+        if self._store_lost:
+            # the store went away and is not back: nothing can be checked or staged. Held
+            # unacknowledged (the broker's in-flight window bounds how many) until it is.
+            self._parked.append((message, generation))
+            self._arm_retry()
+            return
         received = time.perf_counter()
         topic = message.topic.value
         payload = message.payload
@@ -536,7 +628,7 @@ class Gateway:
             raw = b"" if payload is None else str(payload).encode()
         is_uplink = topic.endswith("/event/up")
         async with self._flush_lock:
-            if not await self._process_retrying(topic, raw):
+            if not await self._process_retrying(topic, raw, retained=message.retain):
                 return  # stopping with the store away: unacknowledged, the broker keeps it
             if self._batch_started is None:
                 self._batch_started = received
@@ -544,14 +636,14 @@ class Gateway:
             self._acks.append((generation, message.mid, message.qos, received, is_uplink))
         await self._maybe_flush()
 
-    async def _process_retrying(self, topic: str, raw: bytes) -> bool:
+    async def _process_retrying(self, topic: str, raw: bytes, *, retained: bool) -> bool:
         """:meth:`process`, again while the store cannot be read (a PostgreSQL restart): the
         message waits unacknowledged, and the broker's in-flight window holds the rest. False:
         not processed (a stop was asked meanwhile)."""
         delay = 0.1
         while True:
             try:
-                await self.process(topic, raw)
+                await self.process(topic, raw, retained=retained)
                 return True
             except StoreError as exc:
                 if self._store_failures % 100 == 0 or self.store_ok:
@@ -567,13 +659,14 @@ class Gateway:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
 
-    async def process(self, topic: str, raw: bytes) -> None:
+    async def process(self, topic: str, raw: bytes, *, retained: bool = False) -> None:
         """Process one MQTT message (staged; :meth:`flush` commits)."""
         set_dev = self.publisher.set_dev_eui(topic)
         if set_dev is not None:
-            if self.fleet is not None and set_dev in self.devices:
-                await self.claim(set_dev)
-            await self._on_set(set_dev, raw)
+            if self.config.publish.accept_set:  # off by default (gateway/setcommand.py)
+                if self.fleet is not None and set_dev in self.devices:
+                    await self.claim(set_dev)
+                self._on_set(topic, set_dev, raw, retained=retained)
             return
         limit = self.config.mqtt.max_event_bytes
         if len(raw) > limit:
@@ -595,7 +688,7 @@ class Gateway:
         if isinstance(event, cs.UplinkEvent):
             await self._on_up(topic, raw, event)
         elif isinstance(event, cs.JoinEvent):
-            await self._on_join(event)
+            await self._on_join(topic, raw, event)
         elif isinstance(event, cs.TxAckEvent):
             self._command_changed(await self.commands.on_txack(event))
         elif isinstance(event, cs.AckEvent):
@@ -615,10 +708,18 @@ class Gateway:
         self.store.stage_dead_letter(DeadLetter(self.clock(), topic, raw, reason, dev_eui))
         self.log.warning("dead letter", extra={"topic": topic, "reason": reason[:200]})
 
-    def _device_for(self, info: cs.DeviceInfo, application_id: str) -> Device:
+    def _device_for(self, info: cs.DeviceInfo, application_id: str) -> Device | None:
+        """The device of an event; an unknown one is auto-registered while ``[fleet]`` allows
+        (else None: the caller keeps the event as a dead letter, :meth:`_refuse_unknown`)."""
         device = self.devices.get(info.dev_eui)
         now = self.clock()
         if device is None:
+            if (
+                not self.config.fleet.auto_register
+                or self._auto_registered >= self.config.fleet.max_auto_registered
+            ):
+                return None
+            self._auto_registered += 1
             device = Device(
                 dev_eui=info.dev_eui,
                 kind="unknown",
@@ -634,13 +735,37 @@ class Gateway:
         device.device_class = info.device_class_enabled
         return device
 
+    async def _refuse_unknown(self, topic: str, raw: bytes, dev_eui: str, key: str) -> None:
+        """An event of an unknown device that ``[fleet]`` does not let in: one dead letter
+        (a redelivery is a duplicate), counted in ``citypack_unknown_devices_rejected_total``."""
+        if await self.store.seen(key):
+            self._m_duplicate.inc()
+            return
+        self.store.stage_seen(key)
+        fleet = self.config.fleet
+        if fleet.auto_register:
+            reason = "unknown_device_cap"
+            detail = f"{self._auto_registered} devices auto-registered (fleet.max_auto_registered)"
+        else:
+            reason, detail = "unknown_device", "fleet.auto_register is off"
+        self.metrics.unknown_rejected.labels(reason).inc()
+        self.store.stage_dead_letter(
+            DeadLetter(self.clock(), topic, raw, f"{reason}: {detail}", dev_eui)
+        )
+
     async def _on_up(self, topic: str, raw: bytes, event: cs.UplinkEvent) -> None:
-        device = self._device_for(event.device_info, event.topic_application_id)
+        found = self._device_for(event.device_info, event.topic_application_id)
+        dev_eui = event.device_info.dev_eui
         key = (
             f"up:{event.deduplication_id}"
             if event.deduplication_id
-            else f"up:{device.dev_eui}:{event.dev_addr}:{event.f_cnt}"
+            # without an id, the payload tells a redelivery from a counter reset (below)
+            else f"up:{dev_eui}:{event.dev_addr}:{event.f_cnt}:{_digest(event.data)}"
         )
+        if found is None:
+            await self._refuse_unknown(topic, raw, dev_eui, key)
+            return
+        device = found
         # Fast path: the device's session (devAddr) and fCnt are committed in the same
         # transaction as the dedup keys, so a higher fCnt in the same session was never seen.
         fresh = (
@@ -648,15 +773,18 @@ class Gateway:
             and device.last_f_cnt is not None
             and event.f_cnt > device.last_f_cnt
         )
-        if not fresh and (
-            await self.store.seen(key)
-            or (
-                device.last_dev_addr == event.dev_addr
-                and await self.store.f_cnt_seen(device.dev_eui, event.dev_addr, event.f_cnt)
-            )
-        ):
-            self._m_duplicate.inc()
-            return
+        if not fresh:
+            if await self.store.seen(key):
+                self._m_duplicate.inc()  # the same deduplicationId: a redelivery
+                return
+            if device.last_dev_addr == event.dev_addr:
+                stored = await self.store.f_cnt_payload(device.dev_eui, event.dev_addr, event.f_cnt)
+                if stored is not None:
+                    if stored == event.data:
+                        self._m_duplicate.inc()  # the same frame again under another id
+                        return
+                    self._counter_reset(topic, raw, device, event, key)
+                    return
         self.store.stage_seen(key)
         now = self.clock()
         was = device.availability
@@ -711,6 +839,30 @@ class Gateway:
         self._m_processed.inc()
         if self.commands.has_waiting(device.dev_eui):
             self.kick(device.dev_eui)
+
+    def _counter_reset(
+        self, topic: str, raw: bytes, device: Device, event: cs.UplinkEvent, key: str
+    ) -> None:
+        """An fCnt already stored for this devAddr, with another payload: the node's frame
+        counter went back (an ABP node that lost its counters; LoRaWAN L2 1.0.4 §4.3.1.5 says it
+        must not, ChirpStack lets it through with "skip fCnt check"). Not a duplicate: the new
+        data is kept as a dead letter with reason ``fcnt_reset`` and an ``fcnt_reset`` event
+        says so (issue 14)."""
+        self.store.stage_seen(key)
+        detail = {
+            "dev_addr": event.dev_addr,
+            "f_cnt": event.f_cnt,
+            "last_f_cnt": device.last_f_cnt,
+            "deduplication_id": event.deduplication_id,
+        }
+        self._dead_letter(
+            topic,
+            raw,
+            f"fcnt_reset: fCnt {event.f_cnt} of devAddr {event.dev_addr} was stored with another"
+            f" payload (last fCnt {device.last_f_cnt})",
+            device.dev_eui,
+        )
+        self._emit(device, "fcnt_reset", detail)
 
     def _apply_message(
         self, device: Device, message: str, fields: dict[str, Any], now: float
@@ -827,13 +979,16 @@ class Gateway:
             )
         self.kick(command.dev_eui)
 
-    async def _on_join(self, event: cs.JoinEvent) -> None:
+    async def _on_join(self, topic: str, raw: bytes, event: cs.JoinEvent) -> None:
         key = f"join:{event.deduplication_id}"
+        device = self._device_for(event.device_info, event.topic_application_id)
+        if device is None:
+            await self._refuse_unknown(topic, raw, event.device_info.dev_eui, key)
+            return
         if event.deduplication_id and await self.store.seen(key):
             return
         if event.deduplication_id:
             self.store.stage_seen(key)
-        device = self._device_for(event.device_info, event.topic_application_id)
         device.last_dev_addr = event.dev_addr
         device.last_f_cnt = None
         requeued = self.commands.on_join(device.dev_eui)
@@ -871,21 +1026,23 @@ class Gateway:
                 {"level": event.level, "code": event.code, "description": event.description},
             )
 
-    async def _on_set(self, dev_eui: str, raw: bytes) -> None:
-        """``citypack/devices/{devEui}/set``: ``{"message": ..., "fields": {...}}``."""
+    def _on_set(self, topic: str, dev_eui: str, raw: bytes, *, retained: bool) -> None:
+        """``citypack/devices/{devEui}/set`` (checks: gateway/setcommand.py)."""
+        if not raw:
+            return  # a zero-length message clears a retained one (ours, see below): not a command
         try:
-            doc = json.loads(raw)
-            if not isinstance(doc, dict) or not isinstance(doc.get("message"), str):
-                raise ValueError('expected {"message": ..., "fields": {...}}')
-            fields = doc.get("fields", {})
-            confirmed = doc.get("confirmed")
-            if not isinstance(fields, dict) or not isinstance(confirmed, bool | None):
-                raise ValueError("fields must be an object, confirmed a boolean")
-            self.submit_command(dev_eui, doc["message"], fields, confirmed=confirmed, source="mqtt")
-        except (ValueError, UnicodeDecodeError, CommandError) as exc:
-            self.log.warning("set refused", extra={"dev_eui": dev_eui, "error": str(exc)})
+            if retained:
+                # never applied: it would be applied again at every restart; cleared
+                self.outbox.send(topic, b"", 1, True)
+                raise InvalidSet("retained set messages are ignored (and cleared)")
+            request = parse_set(raw, max_bytes=self.config.mqtt.max_event_bytes)
+            self.submit_command(
+                dev_eui, request.message, request.fields, confirmed=request.confirmed, source="mqtt"
+            )
+        except (InvalidSet, CommandError, TypeError, ProtocolError) as exc:
+            self.log.warning("set refused", extra={"dev_eui": dev_eui, "error": str(exc)[:200]})
             self.publisher.event(
-                EventRecord("command_rejected", dev_eui, self.clock(), {"error": str(exc)})
+                EventRecord("command_rejected", dev_eui, self.clock(), {"error": str(exc)[:500]})
             )
 
     # --- commands --------------------------------------------------------------------------------
@@ -1145,6 +1302,8 @@ class Gateway:
         if device is None:
             device = Device(dev_eui=dev_eui, created_at=now)
             self.devices[dev_eui] = device
+        elif not device.registered:
+            self._auto_registered -= 1  # registered now: room for another unknown one
         for key, value in values.items():
             setattr(device, key, value)
         device.registered = True

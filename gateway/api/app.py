@@ -16,6 +16,7 @@ from gateway.api import bins, commands, devices, docs, events, health, stats
 from gateway.api.deps import V1_DEPENDENCIES
 from gateway.api.errors import install_handlers
 from gateway.config import read_secret
+from gateway.guard import Guard
 from gateway.web import mount as mount_dashboard
 
 if TYPE_CHECKING:
@@ -58,10 +59,19 @@ def create_app(gateway: Gateway) -> FastAPI:
     app.include_router(
         api_groups.group_router(gateway), prefix="/api/v1", dependencies=V1_DEPENDENCIES
     )
+    own_auth: tuple[str, ...] = ()
     if gateway.config.os2iot.ingest == "http_push":  # issue 19; its own auth: OS2iot's header
-        from gateway.os2iot import ingest_router
+        from gateway.os2iot import INGEST_PATH, ingest_router
 
         app.include_router(ingest_router(gateway))
+        own_auth = (INGEST_PATH,)
     docs.mount(app)  # /docs from local files
     mount_dashboard(app, gateway, gateway.config.web)  # issue 9: the dashboard at /
+    # issue 14: the token and the body size before any body is read (gateway/guard.py)
+    app.add_middleware(
+        Guard,
+        token=lambda: gateway.api_token,
+        max_body_bytes=gateway.config.api.max_body_bytes,
+        own_auth=own_auth,
+    )
     return app

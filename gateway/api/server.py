@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 
 from gateway.api.app import create_app
+from gateway.httpserver import uvicorn_config
 
 if TYPE_CHECKING:
     from gateway.service import Gateway
@@ -48,10 +49,8 @@ async def start_api(
     """Serve the API on ``sock`` (from :func:`bind_api`) as the task named ``api``."""
     host = gateway.config.api.listen.rpartition(":")[0]
     app = create_app(gateway)
-    config = uvicorn.Config(
-        app, log_config=None, access_log=False, lifespan="off", log_level="warning"
-    )
-    server = _Server(config)
+    # timeouts, connection cap and logging of gateway/httpserver.py (issue 14)
+    server = _Server(uvicorn_config(app, gateway.config.api))
 
     async def serve() -> None:
         try:

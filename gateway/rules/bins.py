@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.config import BinsConfig
+from gateway.csvsafe import safe_cell
 from gateway.rules import Outcome
 from gateway.store.base import Device
 
@@ -221,11 +222,9 @@ def _iso(at: float | None) -> str | None:
 
 
 def _cell(value: Any) -> Any:
-    if value is None:
-        return ""
     if isinstance(value, bool):
         return "true" if value else "false"  # not Python's True/False
-    return value
+    return safe_cell(value)  # "" for None; formula-like text escaped (gateway/csvsafe.py)
 
 
 def collection_csv(rows: list[dict[str, Any]]) -> str:

@@ -292,7 +292,19 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
-    async def ping(self) -> bool: ...
+    async def ping(self) -> bool:
+        """Whether the store can take a commit now: False when it does not answer, and also
+        when its database went away (a deleted or replaced SQLite file) or is read-only, so
+        ``/readyz`` says so before anything is lost."""
+        ...
+
+    async def reopen(self) -> None:
+        """Connect again after a commit raised :class:`~gateway.errors.StoreGone` (SQLite:
+        open the path again, a new empty database when the file is gone; PostgreSQL:
+        reconnect). What was staged stays staged. The store may now be empty, so the caller
+        stages its whole in-memory state again (every device, every active command) before
+        the next commit; raises :class:`~gateway.errors.StoreError` while it cannot."""
+        ...
 
     # registry and twin
     async def load_devices(self) -> list[Device]: ...
@@ -309,7 +321,12 @@ class Store(Protocol):
 
     def stage_seen(self, key: str) -> None: ...
 
-    async def f_cnt_seen(self, dev_eui: str, dev_addr: str, f_cnt: int) -> bool: ...
+    async def f_cnt_payload(self, dev_eui: str, dev_addr: str, f_cnt: int) -> bytes | None:
+        """The ``data`` (FRMPayload) of the uplink stored (committed or staged) for this device,
+        devAddr and fCnt, else None. The same bytes again are a redelivery; other bytes mean the
+        node's frame counter was reset (the service keeps them as an ``fcnt_reset`` dead
+        letter)."""
+        ...
 
     def stage_uplink(self, uplink: UplinkRecord) -> None: ...
 
@@ -321,7 +338,12 @@ class Store(Protocol):
 
     def staged(self) -> int: ...
 
-    async def commit(self) -> None: ...
+    async def commit(self) -> None:
+        """Write everything staged in one durable transaction. On any error nothing counts as
+        committed and everything stays staged (the caller acknowledges nothing and retries);
+        :class:`~gateway.errors.StoreGone` when the transaction may have gone to a database
+        that is no longer the store's (then :meth:`reopen`)."""
+        ...
 
     def discard(self) -> None:
         """Drop everything staged (the batch could not be committed and will be redelivered)."""

@@ -245,6 +245,12 @@ class PostgresStore(PostgresReads):
             await self._pool.close()
             self._pool = None
 
+    async def reopen(self) -> None:
+        """The pool replaces lost connections itself (a server restart is a StoreError, never
+        StoreGone, here); open it again only when it was closed."""
+        if self._pool is None:
+            await self.open()
+
     async def ping(self) -> bool:
         try:
             async with self.pool.connection(timeout=2) as conn:
@@ -399,16 +405,17 @@ class PostgresStore(PostgresReads):
     def stage_seen(self, key: str) -> None:
         self._s.seen.add(key)
 
-    async def f_cnt_seen(self, dev_eui: str, dev_addr: str, f_cnt: int) -> bool:
+    async def f_cnt_payload(self, dev_eui: str, dev_addr: str, f_cnt: int) -> bytes | None:
         for batch in (self._s, self._writing):
             for uplink in batch.uplinks if batch is not None else ():
                 if (uplink.dev_eui, uplink.dev_addr, uplink.f_cnt) == (dev_eui, dev_addr, f_cnt):
-                    return True
+                    return uplink.data
         row = await self._fetch(
-            "SELECT 1 FROM uplinks WHERE dev_eui = %s AND f_cnt = %s AND dev_addr = %s LIMIT 1",
+            "SELECT data FROM uplinks WHERE dev_eui = %s AND f_cnt = %s AND dev_addr = %s"
+            " ORDER BY id LIMIT 1",
             (dev_eui, f_cnt, dev_addr),
         )
-        return row is not None
+        return None if row is None else bytes(row[0])
 
     def stage_uplink(self, uplink: UplinkRecord) -> None:
         self._s.uplinks.append(uplink)

@@ -12,13 +12,15 @@ transaction per :meth:`SqliteStore.commit`), which measured faster than a thread
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
-from gateway.errors import StoreError
+from gateway.errors import StoreError, StoreGone
 from gateway.store.base import (
     ACTIVE_STATES,
     CommandRecord,
@@ -174,6 +176,9 @@ class SqliteStore:
         # hash of the registry document last committed per device (skip rewriting it)
         self._registry_written: dict[str, int] = {}
         self._registry_pending: dict[str, int] = {}
+        # (st_dev, st_ino) of the file the connection has open: a deleted or replaced file is
+        # noticed before anything is acknowledged (issue 14)
+        self._identity: tuple[int, int] | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -194,8 +199,39 @@ class SqliteStore:
             db.execute("PRAGMA busy_timeout=5000")
             self._db = db
             self._migrate()
-        except sqlite3.Error as exc:
+            self._identity = self._file_identity()
+        except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open {self.path}: {exc}") from exc
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        if self.path == ":memory:":
+            return None
+        st = os.stat(self.path)
+        return (st.st_dev, st.st_ino)
+
+    def _check_file(self) -> None:
+        """:class:`StoreGone` unless the file at the path is the one the connection has open.
+
+        SQLite keeps writing to an open file after it was unlinked (POSIX keeps the inode while
+        a descriptor is open), so commits "succeed" into a file nobody will ever read again:
+        1,000 uplinks were acknowledged and lost that way."""
+        if self._identity is None:
+            return
+        try:
+            now = self._file_identity()
+        except OSError:
+            raise StoreGone(f"{self.path}: the database file is gone") from None
+        if now != self._identity:
+            raise StoreGone(f"{self.path}: the database file was replaced")
+
+    async def reopen(self) -> None:
+        old, self._db = self._db, None
+        if old is not None:
+            with contextlib.suppress(sqlite3.Error):
+                old.close()  # checkpoints into the old file and removes its -wal by name
+        self._registry_written = {}  # a new file holds no registry rows: write them in full
+        self._registry_pending = {}
+        await self.open()
 
     def _migrate(self) -> None:
         db = self.db
@@ -224,13 +260,18 @@ class SqliteStore:
 
     async def close(self) -> None:
         if self._db is not None:
-            if self.staged():
-                await self.commit()
-            self._db.close()
-            self._db = None
+            try:
+                if self.staged():
+                    await self.commit()
+            finally:
+                self._db.close()
+                self._db = None
 
     async def ping(self) -> bool:
         try:
+            self._check_file()
+            if self._identity is not None and not os.access(self.path, os.W_OK):
+                return False  # read-only: the next start could not write (root passes this)
             self.db.execute("SELECT 1").fetchone()
             return True
         except (sqlite3.Error, StoreError):
@@ -261,15 +302,16 @@ class SqliteStore:
     def stage_seen(self, key: str) -> None:
         self._seen.add(key)
 
-    async def f_cnt_seen(self, dev_eui: str, dev_addr: str, f_cnt: int) -> bool:
+    async def f_cnt_payload(self, dev_eui: str, dev_addr: str, f_cnt: int) -> bytes | None:
         for uplink in self._uplinks:
             if (uplink.dev_eui, uplink.dev_addr, uplink.f_cnt) == (dev_eui, dev_addr, f_cnt):
-                return True
+                return uplink.data
         row = self.db.execute(
-            "SELECT 1 FROM uplinks WHERE dev_eui = ? AND f_cnt = ? AND dev_addr = ? LIMIT 1",
+            "SELECT data FROM uplinks WHERE dev_eui = ? AND f_cnt = ? AND dev_addr = ?"
+            " ORDER BY id LIMIT 1",
             (dev_eui, f_cnt, dev_addr),
         ).fetchone()
-        return row is not None
+        return None if row is None else bytes(row[0])
 
     def stage_uplink(self, uplink: UplinkRecord) -> None:
         self._uplinks.append(uplink)
@@ -334,6 +376,7 @@ class SqliteStore:
             return
         db = self.db
         now = time.time()
+        self._check_file()  # not into a deleted or replaced file
         try:
             db.execute("BEGIN")
             if self._seen:
@@ -411,6 +454,9 @@ class SqliteStore:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise StoreError(f"commit failed: {exc}") from exc
+        # gone while committing: the transaction is in a file no one will open again; keep
+        # everything staged for the next commit, after reopen()
+        self._check_file()
         self._registry_written.update(self._registry_pending)
         self.discard()
 

@@ -77,20 +77,28 @@ async def _crash_run(tmp_path: Path, total: int, kills: int) -> None:
                     for topic, payload, _ in items:
                         await chirpstack.publish(topic, payload, qos=1)
 
-                publisher = asyncio.create_task(publish(stream[sent:end]))
                 if round_ < kills:
-                    # kill while ChirpStack is still publishing and the gateway is committing
+                    # The kill lands mid-stream by construction: ChirpStack publishes the first
+                    # part of the round; once the gateway has committed some of it, the gateway
+                    # is frozen (SIGSTOP: wherever it stands, even inside a commit), the rest of
+                    # the round is published into the broker, and only then comes SIGKILL. That
+                    # rest cannot have been stored, whatever the machine's load.
+                    split = sent + (end - sent) // 2
+                    publisher = asyncio.create_task(publish(stream[sent:split]))
                     before = len(stored_dedup_ids(db))
                     await asyncio.to_thread(
                         wait_until,
                         lambda b=before: len(stored_dedup_ids(db)) > b,
                         "some progress",
                     )
-                    gw.kill()
-                    at_kill.append((len(stored_dedup_ids(db)), end))
+                    gw.freeze()
                     await publisher  # the broker keeps them for the gateway's session
+                    await publish(stream[split:end])
+                    at_kill.append((len(stored_dedup_ids(db)), end))
+                    gw.kill()
                     gw.start()
-                await publisher
+                else:
+                    await publish(stream[sent:end])
                 sent = end
             await asyncio.to_thread(
                 wait_until, lambda: len(stored_dedup_ids(db)) >= total, "every uplink", 90

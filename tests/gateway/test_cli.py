@@ -33,7 +33,8 @@ def test_check_config_ok_and_errors(tmp_path: Path) -> None:
     # on this machine neither /etc/citypack/api-token nor /var/lib/citypack exist: the
     # example's paths are moved by the environment, as a packager's unit file could
     token = tmp_path / "api-token"
-    token.write_text("not-a-real-token\n")
+    token.write_text("not-a-real-token-but-32-characters-long\n")
+    token.chmod(0o600)  # gateway/apitoken.py: >= 32 characters, private
     moved = {
         "CITYPACK_API_TOKEN_FILE": str(token),
         "CITYPACK_STORE_URL": f"sqlite:///{tmp_path}/var/gateway.db",
@@ -41,7 +42,7 @@ def test_check_config_ok_and_errors(tmp_path: Path) -> None:
     ok = _citypack("gateway", "check-config", example, env=moved)
     assert ok.returncode == 0 and ok.stdout.startswith("ok:"), ok.stderr
     assert f"store sqlite {tmp_path}/var/gateway.db," in ok.stdout  # the absolute path
-    assert "not-a-real-token" not in ok.stdout
+    assert "not-a-real-token-but-32-characters-long" not in ok.stdout
     as_is = _citypack("gateway", "check-config", example)
     assert as_is.returncode == 2 and "/etc/citypack/api-token" in as_is.stderr
     bad = tmp_path / "bad.toml"
@@ -92,7 +93,8 @@ def test_run_refuses_what_check_config_refuses(tmp_path: Path) -> None:
 def test_run_serves_and_stops_on_sigterm(mosquitto_broker: Broker, tmp_path: Path) -> None:
     port = free_port()
     token = tmp_path / "token"
-    token.write_text("s3cret-token\n")
+    token.write_text("s3cret-token-0123456789abcdefghijk\n")
+    token.chmod(0o600)
     config = tmp_path / "gateway.toml"
     config.write_text(
         f'[mqtt]\nurl = "{mosquitto_broker.url}"\nclient_id = "cli-{port}"\n'
@@ -121,7 +123,7 @@ def test_run_serves_and_stops_on_sigterm(mosquitto_broker: Broker, tmp_path: Pat
             time.sleep(0.1)
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/api/v1/stats",
-            headers={"Authorization": "Bearer s3cret-token"},
+            headers={"Authorization": "Bearer s3cret-token-0123456789abcdefghijk"},
         )
         with urllib.request.urlopen(request, timeout=5) as response:
             assert json.loads(response.read())["uplinks_stored"] == 0
@@ -135,4 +137,4 @@ def test_run_serves_and_stops_on_sigterm(mosquitto_broker: Broker, tmp_path: Pat
     lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     messages = [line["msg"] for line in lines]
     assert "mqtt connected" in messages and "gateway stopped" in messages
-    assert "s3cret-token" not in stderr  # invariant 8
+    assert "s3cret-token-0123456789abcdefghijk" not in stderr  # invariant 8

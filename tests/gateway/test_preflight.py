@@ -22,7 +22,8 @@ def _write(tmp_path: Path, body: str) -> Path:
 
 def _token(tmp_path: Path) -> Path:
     token = tmp_path / "token"
-    token.write_text("not-a-real-token\n")
+    token.write_text("not-a-real-token-but-32-characters-long\n")
+    token.chmod(0o600)  # gateway/apitoken.py: >= 32 characters, private
     return token
 
 
@@ -41,7 +42,7 @@ def test_a_good_config_gives_token_store_and_absolute_path(tmp_path: Path) -> No
         f'[store]\nurl = "sqlite:///{db}"\n[api]\ntoken_file = "{_token(tmp_path)}"\n',
     )
     checked = preflight(path, environ={})
-    assert checked.api_token == "not-a-real-token"
+    assert checked.api_token == "not-a-real-token-but-32-characters-long"
     assert isinstance(checked.store, SqliteStore) and checked.store_location == str(db)
     assert not db.exists()  # checked, not created: nothing opened
 

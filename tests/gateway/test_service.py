@@ -448,7 +448,7 @@ async def test_payload_size_checked_against_data_rate(
 
 
 async def test_set_topic_queues_a_command(mosquitto_broker: Broker, tmp_path: Path) -> None:
-    async with running_gateway(mosquitto_broker, tmp_path) as gw:
+    async with running_gateway(mosquitto_broker, tmp_path, publish={"accept_set": True}) as gw:
         await register(gw, LAMP1, kind="lamp")
         async with mqtt_client(mosquitto_broker, f"{gw.base}/events/command_rejected") as (c, got):
             set_topic = f"{gw.base}/devices/{LAMP1}/set"

@@ -83,6 +83,15 @@ class GatewayProcess:
     api_port: int
     token: str
     process: subprocess.Popen[bytes] | None = None
+    # RLIMIT_NOFILE for the child, soft and hard (as a service started without LimitNOFILE)
+    max_open_files: int | None = None
+
+    def _limits(self) -> None:
+        import resource
+
+        if self.max_open_files is not None:
+            limit = self.max_open_files
+            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
 
     def start(self) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed right after Popen dups it
@@ -94,10 +103,16 @@ class GatewayProcess:
                 stderr=log,
                 cwd=ROOT,
                 env={k: v for k, v in os.environ.items() if not k.startswith("CITYPACK_")},
+                preexec_fn=self._limits if self.max_open_files is not None else None,
             )  # fmt: skip
         finally:
             log.close()
         wait_port(self.api_port, timeout_s=30)
+
+    def freeze(self) -> None:
+        """SIGSTOP: the process stays where it is (mid-commit or not) until killed or thawed."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGSTOP)
 
     def kill(self) -> None:
         """``kill -9``: no flush, no goodbye."""
@@ -139,7 +154,7 @@ def gateway_config(
     *,
     application_id: str,
     base_topic: str,
-    token: str = "fault-test-token",
+    token: str = "fault-test-token-0123456789abcdefghij",
     extra: str = "",
     maintenance_s: float = 3600.0,
     mqtt_extra: str = "",

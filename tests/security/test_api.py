@@ -167,6 +167,7 @@ async def test_commands_over_mqtt_set_topic_are_checked_too(
     gateway_app: tuple[Gateway, FastAPI],
 ) -> None:
     gateway, _ = gateway_app
+    gateway.config = gateway.config.replace("publish", accept_set=True)
     topic = f"{gateway.config.publish.base_topic}/devices/{BIN}/set"
     await gateway.process(topic, b'{"message": "lamp_override", "fields": {"dim_level": 10}}')
     assert gateway.commands.for_device(BIN) == []

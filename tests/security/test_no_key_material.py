@@ -87,9 +87,10 @@ def test_commands_print_and_log_no_key(
     app_keys = list(load_secrets(tmp_path / "batch.secrets.toml").app_keys.values())
     assert len(app_keys) == 4
     dev = sorted(load_secrets(tmp_path / "batch.secrets.toml").app_keys)[0]
-    token = "gw-api-token-0d5e11c9"
+    token = "gw-api-token-0d5e11c9-6b2f4a81c03e57d9"
     password = "mqtt-password-6a3f"
     (tmp_path / "token").write_text(token)
+    (tmp_path / "token").chmod(0o600)  # gateway/apitoken.py refuses a token others can read
     (tmp_path / "password").write_text(password)
     data = VECTORS["data"][0]
     accept = VECTORS["join_accept"][0]

@@ -72,7 +72,7 @@ def check_config(args: argparse.Namespace) -> int:
 
 
 def run_gateway(args: argparse.Namespace) -> int:
-    from gateway.logs import configure
+    from gateway.logs import configure, loop_exception_handler, quiet_logger
     from gateway.preflight import preflight
     from gateway.service import Gateway
 
@@ -84,12 +84,15 @@ def run_gateway(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     cfg, token = checked.config, checked.api_token
     logger = configure(args.log_level)
+    _raise_file_limit()
     if cfg.api.enabled and not token:
         logger.warning("api.token_file is not set: every /api/v1 request will get 401")
 
     async def main() -> None:
         gateway = Gateway(cfg, logger=logger, api_token=token, store=checked.store)
         loop = asyncio.get_running_loop()
+        # one JSON line per problem, a few a second at most (a refused accept() repeats fast)
+        loop.set_exception_handler(loop_exception_handler(quiet_logger("loop")))
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, gateway.stop)
         try:
@@ -145,3 +148,13 @@ def migrate_store(args: argparse.Namespace) -> int:
     again = " (resumed an earlier copy)" if report.resumed else ""
     print(f"ok: copied into {redacted_url(args.target)}{again}: {copied}{note}")
     return 0
+def _raise_file_limit(wanted: int = 65_536) -> None:
+    """Take the soft limit on open files up to the hard one (at most ``wanted``): each API and
+    MQTT connection is a file handle, and 1,024 is a common default (deploy/ sets
+    ``LimitNOFILE=65536``; this covers a start without systemd)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
