@@ -83,6 +83,8 @@ class DeviceBusy(StoreError):
 
 class ChirpStackApiError(GatewayError):
     """ChirpStack's gRPC API is unreachable or refused a call; ``code`` is the gRPC status name."""
+
+
 class StoreGone(StoreError):
     """The database the store had open is no longer the one at its address (the SQLite file was
     deleted or replaced, the server connection was lost). Nothing in the failed commit counts as

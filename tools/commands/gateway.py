@@ -148,6 +148,8 @@ def migrate_store(args: argparse.Namespace) -> int:
     again = " (resumed an earlier copy)" if report.resumed else ""
     print(f"ok: copied into {redacted_url(args.target)}{again}: {copied}{note}")
     return 0
+
+
 def _raise_file_limit(wanted: int = 65_536) -> None:
     """Take the soft limit on open files up to the hard one (at most ``wanted``): each API and
     MQTT connection is a file handle, and 1,024 is a common default (deploy/ sets
