@@ -118,6 +118,8 @@ class Bridge:
         self.generation = 0
         self.client: aiomqtt.Client | None = None
         self._stop = asyncio.Event()
+        self.drained_generation = 0  # the connection whose session backlog was processed
+        self.on_drained: Callable[[], None] | None = None
         self._reconnect = asyncio.Event()
         self._dropped_logged = 0
         self.state_topic = f"{publisher_base}/bridge/{config.client_id}/state"
@@ -228,6 +230,12 @@ class Bridge:
                 try:
                     message = queue.get_nowait()
                 except asyncio.QueueEmpty:
+                    if self.drained_generation != generation:
+                        # what the session held for us is processed: ChirpStack's events about
+                        # a command are known before that command is published again
+                        self.drained_generation = generation
+                        if self.on_drained is not None:
+                            self.on_drained()
                     message = await anext(iterator)
                 await self.handler(message, generation)
 
@@ -255,6 +263,10 @@ class Bridge:
         """Drop the connection and connect again: the broker then sends again every QoS 1
         message this session received and did not acknowledge (MQTT 3.1.1 §4.4, 5.0 §4.4)."""
         self._reconnect.set()
+
+    def backlog_drained(self) -> bool:
+        """Connected, and the messages the broker held for our session were processed."""
+        return self.connected.is_set() and self.drained_generation == self.generation
 
     def stop(self) -> None:
         self._stop.set()

@@ -288,6 +288,10 @@ class CommandManager:
                 return command
         return None
 
+    def is_republish(self, command: CommandRecord) -> bool:
+        """Whether ``command`` was handed over before and is to be published again."""
+        return command.id in self._republish
+
     def devices_waiting(self) -> set[str]:
         return {
             c.dev_eui

@@ -158,6 +158,7 @@ class Gateway:
             logger=self.log,
             chirpstack_events=config.os2iot.ingest != "http_push",
         )
+        self.bridge.on_drained = self._on_drained
         self.outbox = Outbox(
             self.bridge, max_events=config.mqtt.queue_size, metrics=self.metrics, logger=self.log
         )
@@ -604,6 +605,10 @@ class Gateway:
             self._arm_timer()
 
     # --- incoming --------------------------------------------------------------------------------
+
+    def _on_drained(self) -> None:
+        for dev_eui in self.commands.devices_waiting():
+            self.kick(dev_eui)
 
     async def _on_connect(self) -> None:
         # downlinks that waited for the connection, and states not published while offline
@@ -1143,6 +1148,11 @@ class Gateway:
         commit = self._flush_locked if self.fleet is not None else self.flush
         command = self.commands.next_to_send(dev_eui)
         if command is None:
+            return
+        if self.commands.is_republish(command) and not self.bridge.backlog_drained():
+            # the first copy's fate may be in the broker's backlog (ChirpStack may have sent or
+            # refused and deleted it, which frees its id): published again only once that
+            # backlog is processed (the bridge kicks the waiting devices then)
             return
         device = self.devices.get(dev_eui)
         application_id = (device.application_id if device else "") or (

@@ -728,11 +728,14 @@ async def test_crash_before_commit_loses_nothing(mosquitto_broker: Broker, tmp_p
 
 
 async def test_home_assistant_discovery_opt_in(mosquitto_broker: Broker, tmp_path: Path) -> None:
+    # a prefix of its own: the broker is shared by the whole session and keeps the retained
+    # configs of earlier runs (this test runs once per store)
+    prefix = f"hatest{uuid.uuid4().hex[:8]}"
     async with running_gateway(
-        mosquitto_broker, tmp_path, publish={"homeassistant": True, "discovery_prefix": "hatest"}
+        mosquitto_broker, tmp_path, publish={"homeassistant": True, "discovery_prefix": prefix}
     ) as gw:
         await register(gw, LAMP1, kind="lamp", name="Lamp 1")
-        async with mqtt_client(mosquitto_broker, f"hatest/+/{LAMP1}/+/config") as (client, got):
+        async with mqtt_client(mosquitto_broker, f"{prefix}/+/{LAMP1}/+/config") as (client, got):
             await send_up(client, gw, LAMP1, 1, lamp_status())
             await wait_for(lambda: len(got) >= 4, "discovery configs")
         configs = {t.split("/")[1] + "/" + t.split("/")[3]: json.loads(p) for t, p in got}
