@@ -107,7 +107,9 @@ class GatewayProcess:
             )  # fmt: skip
         finally:
             log.close()
-        wait_port(self.api_port, timeout_s=30)
+        # a bound, not a speed: a start-up on two cores busy with other gateways, PostgreSQL
+        # and the test itself once took longer than 30 s
+        wait_port(self.api_port, timeout_s=90)
 
     def freeze(self) -> None:
         """SIGSTOP: the process stays where it is (mid-commit or not) until killed or thawed."""
