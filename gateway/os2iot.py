@@ -161,6 +161,16 @@ def _epoch(text: Any) -> float | None:
     return None
 
 
+def _row_of(row: dict[str, Any], command: CommandRecord, since: float) -> bool:
+    """Whether an OS2iot downlink row can be this command: its payload and port, created after
+    its hand-over (OS2iot's rows carry no id, docs/os2iot.md §3.2)."""
+    return (
+        row.get("payload") == command.data.hex()
+        and row.get("port") == command.f_port
+        and (_epoch(row.get("createdAt")) or 0.0) >= since - _CLOCK_SKEW_S
+    )
+
+
 @dataclass
 class _Handed:
     device_id: int
@@ -245,13 +255,7 @@ class Os2iotDownlinks:
     async def _enqueued(self, command: CommandRecord, device_id: int, since: float) -> bool:
         """Whether OS2iot holds a row of this command (payload, port, created since ``since``)."""
         rows = await self.client.rows(device_id)
-        payload = command.data.hex()
-        return any(
-            r.get("payload") == payload
-            and r.get("port") == command.f_port
-            and (_epoch(r.get("createdAt")) or 0.0) >= since - _CLOCK_SKEW_S
-            for r in rows
-        )
+        return any(_row_of(r, command, since) for r in rows)
 
     def _tracked(self) -> list[CommandRecord]:
         """Commands handed to OS2iot whose state may still change there (also after a restart:
@@ -292,14 +296,11 @@ class Os2iotDownlinks:
     async def _apply(
         self, command: CommandRecord, handed: _Handed, rows: list[dict[str, Any]]
     ) -> None:
-        payload = command.data.hex()
         claimed = {h.row for cid, h in self._handed.items() if cid != command.id and h.row}
         candidates = [
             r
             for r in rows
-            if r.get("payload") == payload
-            and r.get("port") == command.f_port
-            and (_epoch(r.get("createdAt")) or 0.0) >= handed.since - _CLOCK_SKEW_S
+            if _row_of(r, command, handed.since)
             and (handed.row == "" or r.get("createdAt") == handed.row)
             and r.get("createdAt") not in claimed
         ]
