@@ -214,7 +214,8 @@ class Bridge:
                 await self.on_stop()
                 return
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=random.uniform(0, delay))
+                async with asyncio.timeout(random.uniform(0, delay)):  # not wait_for: gh-86296
+                    await self._stop.wait()
             delay = min(delay * 2, self.config.reconnect_max_s)
 
     async def _receive_until_stop(self, client: aiomqtt.Client) -> bool:

@@ -191,7 +191,8 @@ class Outbox:
                     return  # superseded while it was out: the newer one goes instead
                 # the connection failed under it: again after the reconnect (at least once)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._disconnected(), timeout=1.0)
+                    async with asyncio.timeout(1.0):  # not wait_for: CPython gh-86296
+                        await self._disconnected()
 
     async def _disconnected(self) -> None:
         while self.bridge.connected.is_set():  # noqa: ASYNC110 - the bridge has no such event

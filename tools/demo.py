@@ -411,7 +411,8 @@ class Demo:
                 if deadline is not None and time.monotonic() >= deadline:
                     break
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stop.wait(), 0.25)
+                    async with asyncio.timeout(0.25):  # not wait_for: CPython gh-86296
+                        await self.stop.wait()
         self.say("stopping: the fleet first, then the gateway gets what is in flight ...")
         await fleet_stack.aclose()  # no uplink is sent after this
         if fleet is not None:

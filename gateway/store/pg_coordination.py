@@ -124,7 +124,11 @@ class Leadership:
                 done, _ = await asyncio.wait({task}, timeout=self.retry_s)
                 if done:
                     break
-                await asyncio.wait_for(conn.execute("SELECT 1"), timeout=self.retry_s * 2)
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a cancel that
+                # arrives as the inner call completes (CPython gh-86296) and this loop would
+                # then outlive its task
+                async with asyncio.timeout(self.retry_s * 2):
+                    await conn.execute("SELECT 1")
         except TimeoutError as exc:
             raise psycopg.OperationalError("leadership session check timed out") from exc
         finally:

@@ -134,7 +134,8 @@ async def _stream(gateway: Gateway, hub: StreamHub, keepalive_s: float) -> Async
         last_sent = loop.time()
         while not gateway.stopping:
             try:
-                await asyncio.wait_for(sub.wake.wait(), timeout=_POLL_S)
+                async with asyncio.timeout(_POLL_S):  # not wait_for: CPython gh-86296
+                    await sub.wake.wait()
             except TimeoutError:
                 if loop.time() - last_sent >= keepalive_s:
                     last_sent = loop.time()

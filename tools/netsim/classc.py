@@ -118,7 +118,8 @@ class SchedulerLoop:
     async def _run(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval_s)
+                async with asyncio.timeout(self.interval_s):  # not wait_for: gh-86296
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 self._run_pass()

@@ -43,7 +43,8 @@ class _ScaledAlarm:
             if timeout_ms is None:
                 await self._event.wait()
             else:
-                await asyncio.wait_for(self._event.wait(), self._clock.real_s(timeout_ms))
+                async with asyncio.timeout(self._clock.real_s(timeout_ms)):  # gh-86296
+                    await self._event.wait()
             fired = True
         except TimeoutError:
             fired = False

@@ -107,7 +107,8 @@ async def run_sim(options: SimOptions, out: IO[str]) -> dict[str, Any]:
                 if deadline is not None:
                     wait = min(wait, max(0.0, deadline - time.monotonic()))
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), wait)
+                    async with asyncio.timeout(wait):  # not wait_for: CPython gh-86296
+                        await stop.wait()
                 fleet.update_counters(counters)
                 sim_clock = time.strftime(
                     "%H:%M:%S", time.gmtime(epoch + clock.ticks_ms() / 1000.0)
