@@ -6,13 +6,16 @@ with cancel, the lamp profile as a timeline."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from gateway.service import Gateway
 from tests.gateway.harness import TOKEN, Clock, make_config, mqtt_client, running_gateway, wait_for
+from tests.helpers import postgres
 from tests.helpers.procs import Broker, free_port
 from tests.web.browser import browser_page, expect, login, screenshot
 from tests.web.test_dashboard import (
@@ -185,3 +188,33 @@ async def test_badge_says_degraded_without_mqtt_and_shows_the_simulated_clock(
         gateway.stop()
         await asyncio.wait_for(task, 20)
         await gateway.close()
+
+
+@pytest.mark.postgres
+async def test_instances_badge_names_an_instance_not_heard_from(
+    mosquitto_broker: Broker, tmp_path: Path
+) -> None:
+    # one instance running on PostgreSQL, and by construction a second one whose last heartbeat
+    # is a minute old (it died): the fleet badge says 1 of 2 and names the silent one
+    with postgres.database() as url:
+        async with (
+            running_gateway(mosquitto_broker, tmp_path, store={"url": url}) as gw,
+            browser_page() as page,
+        ):
+            await login(page, base_url(gw), TOKEN)
+            await page.wait_for_selector("#ready[data-status=ready]")
+            # one instance: its readiness is the badge before, no fleet badge
+            assert await page.locator("#instances").is_hidden()
+            with psycopg.connect(url, autocommit=True) as admin:
+                admin.execute(
+                    "INSERT INTO instances (client_id, started_at, heartbeat_at, host)"
+                    " VALUES ('gw-gone', %s, %s, 'pole-7')",
+                    (time.time() - 120, time.time() - 60),
+                )
+            badge = page.locator("#instances[data-status=degraded]")
+            await expect(badge).to_have_text("1 of 2 instances up", timeout=15_000)
+            assert await badge.get_attribute("data-down") == "gw-gone"
+            title = await badge.get_attribute("title") or ""
+            assert "gw-gone on pole-7: not heard from" in title
+            assert f"{gw.config.mqtt.client_id}" in title and ": up" in title
+            await screenshot(page, "instances")

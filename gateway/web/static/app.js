@@ -13,6 +13,7 @@ const nav = document.getElementById("nav");
 const live = document.getElementById("live");
 const logoutButton = document.getElementById("logout");
 const ready = document.getElementById("ready");
+const instancesBadge = document.getElementById("instances");
 const clock = document.getElementById("clock");
 let timers = [];
 let stream = null;
@@ -28,6 +29,7 @@ function showLogin(message = "") {
   if (cleanup) cleanup();
   cleanup = null;
   nav.hidden = live.hidden = logoutButton.hidden = ready.hidden = clock.hidden = true;
+  instancesBadge.hidden = true;
   for (const timer of timers) clearInterval(timer);
   timers = [];
   main.innerHTML = `<section class="page login">
@@ -69,7 +71,8 @@ async function start() {
   nav.hidden = live.hidden = logoutButton.hidden = ready.hidden = clock.hidden = false;
   setLive("connecting");
   checkReady();
-  timers.push(setInterval(checkReady, 5000), setInterval(tick, 1000));
+  checkInstances();
+  timers.push(setInterval(checkReady, 5000), setInterval(checkInstances, 5000), setInterval(tick, 1000));
   try {
     await Promise.all([loadConfig(), loadDevices(), loadEvents()]);
     tick();
@@ -106,6 +109,31 @@ async function checkReady() {
   }
   ready.dataset.status = status;
   ready.textContent = text;
+}
+
+// several instances on one PostgreSQL store (gateway/instances_api.py): one badge for the fleet,
+// each instance (up or not heard from, and the once-per-fleet jobs it leads) in its tooltip and
+// list; hidden while there is one instance, whose readiness the badge before it already shows
+async function checkInstances() {
+  let view;
+  try {
+    view = await api("/instances");
+  } catch (error) {
+    instancesBadge.hidden = true;
+    return;
+  }
+  const rows = view.instances || [];
+  if (rows.length < 2) {
+    instancesBadge.hidden = true;
+    return;
+  }
+  instancesBadge.hidden = false;
+  instancesBadge.dataset.status = view.up === rows.length ? "ready" : "degraded";
+  instancesBadge.textContent = `${view.up} of ${rows.length} instances up`;
+  instancesBadge.title = rows
+    .map((r) => `${r.client_id}${r.host ? ` on ${r.host}` : ""}: ${r.up ? "up" : "not heard from"}, last heartbeat ${isoParts(r.heartbeat_at).date} ${isoParts(r.heartbeat_at).time}`)
+    .join("\n");
+  instancesBadge.dataset.down = rows.filter((r) => !r.up).map((r) => r.client_id).join(" ");
 }
 
 function tick() {
