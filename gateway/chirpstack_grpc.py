@@ -186,6 +186,21 @@ class ChirpStackGroups:
             api.RemoveDeviceFromMulticastGroupRequest(multicast_group_id=group_id, dev_eui=dev_eui),
         )
 
+    async def sync_members(
+        self, application_id: str, group_id: str, current: set[str], wanted: list[str]
+    ) -> dict[str, str]:
+        """Add the missing members and remove the leavers; the refused ones, with why."""
+        refused: dict[str, str] = {}
+        for dev_eui in sorted(set(wanted) - current):
+            try:
+                await self.add_device(group_id, dev_eui)
+            except ChirpStackApiError as exc:
+                if exc.context.get("code") != "ALREADY_EXISTS":
+                    refused[dev_eui] = f"not added to the multicast group: {exc.message}"
+        for dev_eui in sorted(current - set(wanted)):
+            await self.remove_device(group_id, dev_eui)
+        return refused
+
     async def enqueue(
         self, group_id: str, f_port: int, data: bytes, expires_at: datetime | None = None
     ) -> int:

@@ -201,7 +201,9 @@ class MulticastConfig:
     through ChirpStack's gRPC API as ``[chirpstack]`` gives it (``api``, ``api_token_file``)."""
 
     enabled: bool = False
-    application_id: str = ""  # ChirpStack application of the groups; "" = mqtt.application_id
+    # ChirpStack application of the groups; "" = mqtt.application_id; with [os2iot] downlinks
+    # the OS2iot application number (the groups are then OS2iot multicasts)
+    application_id: str = ""
     key_file: str = ""  # secret the groups' McKeys and McAddrs are derived from; required
     group_by: str = "group"  # registry field a multicast group is made of: group | street
     frequency_hz: int = 869_525_000  # the groups' class C frequency (EU868 RX2 by default)
@@ -476,11 +478,18 @@ def _check_multicast(cfg: Config) -> None:
     mc = cfg.multicast
     if not mc.enabled:
         return
-    if not cfg.chirpstack.api:
+    through_os2iot = bool(cfg.os2iot.url and cfg.os2iot.downlinks)  # gateway/os2iot_groups.py
+    if not cfg.chirpstack.api and not through_os2iot:
         raise ConfigError(
             "multicast: needs chirpstack.api (and chirpstack.api_token_file): groups are made "
             "through ChirpStack's gRPC API",
             key="chirpstack.api",
+        )
+    if through_os2iot and not mc.application_id.isdigit():
+        raise ConfigError(
+            "multicast.application_id: with [os2iot] downlinks the groups are OS2iot multicasts "
+            "of the OS2iot application with this number",
+            key="multicast.application_id",
         )
     if not mc.key_file:
         raise ConfigError("multicast.key_file: required when multicast is enabled")

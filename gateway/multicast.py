@@ -1,7 +1,8 @@
 """Lamp groups on the air: class C multicast groups from the registry, and group commands.
 
 A multicast group is made of the registered devices that share a registry ``group`` (or
-``street``, ``[multicast] group_by``). It lives in ChirpStack (``gateway/chirpstack_grpc.py``)
+``street``, ``[multicast] group_by``). It lives in ChirpStack (``gateway/chirpstack_grpc.py``,
+or in an OS2iot city as an OS2iot multicast, ``gateway/os2iot_groups.py``)
 under the name ``citypack:<group_by>:<name>``, class C, DELAY scheduling, on the configured
 frequency and data rate; its membership is brought in line with the registry before every
 command (members added, leavers removed).
@@ -49,6 +50,7 @@ from gateway.errors import (
     PayloadTooLarge,
     UnknownGroup,
 )
+from gateway.os2iot_groups import Os2iotGroups
 from gateway.store.base import Device
 from protocol import catalogue, codec
 from protocol.errors import ProtocolError
@@ -179,7 +181,7 @@ class MulticastManager:
         stage_device: Callable[[Device], None],
         clock: Callable[[], float] = time.time,
         logger: logging.Logger | None = None,
-        client: ChirpStackGroups | None = None,
+        client: ChirpStackGroups | Os2iotGroups | None = None,
     ) -> None:
         self.config = config
         self.application_id = config.application_id or application_id
@@ -198,7 +200,7 @@ class MulticastManager:
         self._lock = asyncio.Lock()
 
     @property
-    def client(self) -> ChirpStackGroups:
+    def client(self) -> ChirpStackGroups | Os2iotGroups:
         """Made on first use, inside the running event loop (grpc.aio binds to it)."""
         if self._client_instance is None:
             self._client_instance = ChirpStackGroups(
@@ -286,16 +288,7 @@ class MulticastManager:
 
     async def _sync(self, group_id: str, current: set[str], members: list[str]) -> dict[str, str]:
         """Add the missing members and remove the leavers; the refused ones, with why."""
-        refused: dict[str, str] = {}
-        for dev_eui in sorted(set(members) - current):
-            try:
-                await self.client.add_device(group_id, dev_eui)
-            except ChirpStackApiError as exc:
-                if exc.context.get("code") != "ALREADY_EXISTS":
-                    refused[dev_eui] = f"not added to the multicast group: {exc.message}"
-        for dev_eui in sorted(current - set(members)):
-            await self.client.remove_device(group_id, dev_eui)
-        return refused
+        return await self.client.sync_members(self.application_id, group_id, current, members)
 
     # -- group commands ----------------------------------------------------------------------
     def _allocate_id(self, members: list[Device]) -> int:
@@ -347,12 +340,6 @@ class MulticastManager:
             euis = [d.dev_eui for d in members]
             group_id, refused = await self.ensure_group(group, euis)
             expires_at = now + self.config.command_timeout_s
-            f_cnt = await self.client.enqueue(
-                group_id, f_port, data, datetime.fromtimestamp(expires_at, UTC)
-            )
-            for device in members:  # the unicast allocator starts past this id
-                device.next_command_id = (command_id + 1) % 256
-                self._stage_device(device)
             command = GroupCommand(
                 id=str(uuid.uuid4()),
                 group=group,
@@ -361,7 +348,7 @@ class MulticastManager:
                 command_id=command_id,
                 f_port=f_port,
                 size=len(data),
-                f_cnt=f_cnt,
+                f_cnt=None,  # set once the network server answers the enqueue
                 created_at=now,
                 expires_at=expires_at,
                 members={
@@ -373,7 +360,21 @@ class MulticastManager:
                     for eui in euis
                 },
             )
+            # tracked before the enqueue's answer: the frame may go out and a member's result
+            # come back before that answer does (OS2iot's enqueue is two HTTP calls)
             self._remember(command)
+            try:
+                f_cnt = await self.client.enqueue(
+                    group_id, f_port, data, datetime.fromtimestamp(expires_at, UTC)
+                )
+            except BaseException:
+                self._forget(command)
+                self.commands.pop(command.id, None)
+                raise
+            command.f_cnt = f_cnt
+            for device in members:  # the unicast allocator starts past this id
+                device.next_command_id = (command_id + 1) % 256
+                self._stage_device(device)
         self.log.info(
             "group command enqueued",
             extra={"group": group, "message": message, "members": len(euis), "f_cnt": f_cnt},

@@ -94,7 +94,8 @@ class Os2iotClient:
     async def close(self) -> None:
         await self._http.aclose()
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One API call; unreachable, 5xx and a refused key raise :class:`Os2iotError`."""
         try:
             response = await self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
@@ -110,7 +111,7 @@ class Os2iotClient:
         cached = self._ids.get(dev_eui)
         if cached is not None:
             return cached
-        response = await self._call(
+        response = await self.call(
             "GET", "/search", params={"q": dev_eui, "limit": 20, "offset": 0}
         )
         if response.status_code != 200:
@@ -124,7 +125,7 @@ class Os2iotClient:
 
     async def send(self, device_id: int, data: bytes, f_port: int, confirmed: bool) -> None:
         body = {"data": data.hex(), "port": f_port, "confirmedDownlink": confirmed}
-        response = await self._call("POST", f"/iot-device/{device_id}/downlink", json=body)
+        response = await self.call("POST", f"/iot-device/{device_id}/downlink", json=body)
         if response.status_code != 201:
             raise Os2iotError(
                 f"OS2iot downlink: {response.status_code} {_text(response)}", retry=False
@@ -134,7 +135,7 @@ class Os2iotClient:
         """The device's pending and sent downlinks (25 of each at most, as OS2iot lists them)."""
         out: list[dict[str, Any]] = []
         for path in ("downlink", "historicalDownlink"):
-            response = await self._call("GET", f"/iot-device/{device_id}/{path}")
+            response = await self.call("GET", f"/iot-device/{device_id}/{path}")
             if response.status_code != 200:
                 raise Os2iotError(f"OS2iot {path}: {response.status_code}", retry=True)
             rows = response.json()
@@ -142,7 +143,7 @@ class Os2iotClient:
         return out
 
     async def flush(self, device_id: int) -> None:
-        await self._call("POST", f"/iot-device/{device_id}/flushDownlinkQueue")
+        await self.call("POST", f"/iot-device/{device_id}/flushDownlinkQueue")
 
 
 def _text(response: httpx.Response) -> str:

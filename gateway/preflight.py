@@ -57,7 +57,8 @@ def preflight(
     if cfg.mqtt.password_file:
         read_secret(cfg.mqtt.password_file)  # the bridge reads it at connect: fail now instead
     if cfg.multicast.enabled:  # gateway/multicast.py reads both when the service starts
-        read_secret(cfg.chirpstack.api_token_file)
+        if not (cfg.os2iot.url and cfg.os2iot.downlinks):  # else OS2iot's API key is used
+            read_secret(cfg.chirpstack.api_token_file)
         read_group_secret(cfg.multicast.key_file)
     if cfg.store.password_file:
         read_secret(cfg.store.password_file)  # the PostgreSQL store reads it at open

@@ -77,6 +77,7 @@ from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.multicast import MulticastManager
 from gateway.os2iot import Os2iotClient, Os2iotDownlinks
+from gateway.os2iot_groups import Os2iotGroups
 from gateway.outbox import Outbox
 from gateway.publish import Publisher
 from gateway.rules import Outcome, PlannedCommand
@@ -169,6 +170,14 @@ class Gateway:
             self.outbox.send_retained,
             client_id=config.mqtt.client_id,
         )
+        self.os2iot: Os2iotDownlinks | None = None
+        if config.os2iot.url and config.os2iot.downlinks:  # commands through OS2iot's API
+            client = Os2iotClient(
+                config.os2iot.url,
+                read_secret(config.os2iot.api_key_file),
+                timeout_s=config.os2iot.timeout_s,
+            )
+            self.os2iot = Os2iotDownlinks(config.os2iot, client, self, clock=clock)
         self.multicast: MulticastManager | None = None  # issue 18: group commands
         if config.multicast.enabled:
             self.multicast = MulticastManager(
@@ -182,6 +191,8 @@ class Gateway:
                 stage_device=self.store.stage_device,
                 clock=clock,
                 logger=self.log,
+                # an OS2iot city: its multicasts, through its API (gateway/os2iot_groups.py)
+                client=Os2iotGroups(self.os2iot.client) if self.os2iot is not None else None,
             )
         self.api_token = api_token
         self.api_port: int | None = None
@@ -208,14 +219,6 @@ class Gateway:
         self._parked: list[tuple[aiomqtt.Message, int]] = []  # received while it is lost
         self._retry_timer: asyncio.TimerHandle | None = None
         self._retry_at = 0.0  # time.monotonic() before which a failed store is not tried again
-        self.os2iot: Os2iotDownlinks | None = None
-        if config.os2iot.url and config.os2iot.downlinks:  # commands through OS2iot's API
-            client = Os2iotClient(
-                config.os2iot.url,
-                read_secret(config.os2iot.api_key_file),
-                timeout_s=config.os2iot.timeout_s,
-            )
-            self.os2iot = Os2iotDownlinks(config.os2iot, client, self, clock=clock)
         self.fleet = None
         if self.store.shared:
             from gateway.fleet_sync import FleetSync

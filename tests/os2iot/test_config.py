@@ -48,3 +48,25 @@ def test_http_push_without_downlinks_needs_no_api_key() -> None:
         environ={"CITYPACK_OS2IOT_POLL_INTERVAL_S": "2.5"},
     )
     assert cfg.os2iot.ingest == "http_push" and cfg.os2iot.poll_interval_s == 2.5
+
+
+def test_group_commands_through_os2iot_need_its_application_number() -> None:
+    os2iot = {"url": "https://os2iot.example.dk/api/v1", "api_key_file": "k"}
+    multicast = {"enabled": True, "key_file": "mc"}
+    app = {**MQTT, "application_id": "8c1c5a3e-2f4b-4a57-9c1e-6b0d3f2a7e10"}
+    with pytest.raises(ConfigError) as caught:  # a ChirpStack UUID is not an OS2iot number
+        parse_config({"mqtt": app, "os2iot": os2iot, "multicast": multicast}, environ={})
+    assert str(caught.value).startswith("multicast.application_id")
+    # with the number, no [chirpstack] api is needed: the groups go through OS2iot
+    cfg = parse_config(
+        {"mqtt": app, "os2iot": os2iot, "multicast": {**multicast, "application_id": "3"}},
+        environ={},
+    )
+    assert cfg.chirpstack.api == "" and cfg.multicast.application_id == "3"
+    # without OS2iot downlinks, ChirpStack's gRPC API is still required
+    with pytest.raises(ConfigError) as caught:
+        parse_config(
+            {"mqtt": app, "os2iot": {**os2iot, "downlinks": False}, "multicast": multicast},
+            environ={},
+        )
+    assert str(caught.value).startswith("multicast: needs chirpstack.api")

@@ -24,7 +24,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ from tools.netsim.config import NetsimConfig
 from tools.netsim.devices import Device
 from tools.netsim.gwmp import rxpk
 from tools.netsim.runner import Netsim
+from tools.os2iot.runner import DEFAULT_PROFILES, Os2iotEmulator
 
 __all__ = ["BENCH", "Street", "run", "street"]
 
@@ -77,6 +78,7 @@ class Street:
     joining: Lamp | None = None
     tmst: int = 1_000_000
     pending: list[asyncio.Handle] = field(default_factory=list)
+    os2iot: Os2iotEmulator | None = None  # an OS2iot city's street (:func:`street`)
 
     # -- the radio side ----------------------------------------------------------------------
     def send(self, phy: bytes) -> None:
@@ -165,11 +167,24 @@ async def _until(predicate: Any, what: str, timeout_s: float = _TIMEOUT_S) -> No
 
 @contextlib.asynccontextmanager
 async def street(
-    directory: Path, broker_url: str, *, lamps: int = LAMPS, api_token: str = "bench-token"
+    directory: Path,
+    broker_url: str,
+    *,
+    lamps: int = LAMPS,
+    api_token: str = "bench-token",
+    os2iot_key: str | None = None,
 ) -> AsyncIterator[Street]:
-    """Emulator + gateway + lamps, joined and heard once; the group's members registered."""
+    """Emulator + gateway + lamps, joined and heard once; the group's members registered.
+
+    With ``os2iot_key`` the street is an OS2iot city's (docs/os2iot.md): the OS2iot emulator
+    (:mod:`tools.os2iot`) sits in front of the ChirpStack emulator, the lamps are created through
+    it (OS2iot has no JoinEUI: all zero), and the gateway sends commands and makes its groups
+    through OS2iot's API (``[os2iot] downlinks``, gateway/os2iot_groups.py) with the OS2iot
+    application number 1; it is :attr:`Street.os2iot`."""
     app = str(uuid.uuid4())
     devices = _devices(lamps)
+    if os2iot_key is not None:
+        devices = [replace(d, join_eui="0000000000000000") for d in devices]
     (directory / "cs-token").write_text("chirpstack-bench-token\n")
     (directory / "mc-key").write_text(uuid.uuid4().hex + "\n")
     config = NetsimConfig(
@@ -186,58 +201,112 @@ async def street(
         seed=18,
     )
     capture_path = directory / f"air-{app}.jsonl"
-    async with Netsim(
-        devices,
-        broker_url=broker_url,
-        config=config,
-        capture_path=capture_path,
-        grpc=("127.0.0.1", 0),
-        api_token="chirpstack-bench-token",
-    ) as netsim:
-        assert netsim.grpc_address is not None
-        cfg = parse_config(
-            {
-                "mqtt": {"url": broker_url, "client_id": f"gw-{app[:8]}", "application_id": app},
-                "store": {"url": f"sqlite:///{directory / f'gw-{app}.db'}"},
-                "api": {"enabled": True, "listen": "127.0.0.1:0"},
-                "publish": {"base_topic": f"cp{app[:8]}"},
-                "chirpstack": {
-                    "api": f"127.0.0.1:{netsim.grpc_address[1]}",
-                    "api_token_file": str(directory / "cs-token"),
-                },
-                "multicast": {
-                    "enabled": True,
-                    "key_file": str(directory / "mc-key"),
-                    "command_timeout_s": 3600.0,
-                },
-            },
-            environ={},
-        )
-        gateway = Gateway(cfg, api_token=api_token)
-        task = asyncio.create_task(gateway.run(), name="gateway")
-        try:
-            await _until(lambda: gateway.started.is_set() or task.done(), "gateway start")
-            if task.done():
-                task.result()
-            await _until(gateway.bridge.connected.is_set, "gateway MQTT connection")
-            for device in devices:
-                gateway.upsert_device(
-                    device.dev_eui, {"kind": "lamp", "name": device.name, "group": GROUP}
-                )
-            rig = Street(
-                netsim,
-                gateway,
-                [Lamp(d.dev_eui, d.join_eui, d.app_key.to_bytes()) for d in devices],
-                capture_path,
+    async with contextlib.AsyncExitStack() as stack:
+        netsim = await stack.enter_async_context(
+            Netsim(
+                devices if os2iot_key is None else [],
+                broker_url=broker_url,
+                config=config,
+                capture_path=capture_path,
+                grpc=("127.0.0.1", 0),
+                api_token="chirpstack-bench-token",
             )
-            netsim.server.attach_gateway(RADIO_GATEWAY, rig.on_air)
-            await rig.join_all()
+        )
+        emulator = None
+        if os2iot_key is not None:
+            emulator = await stack.enter_async_context(
+                Os2iotEmulator(api_key=os2iot_key, broker_url=broker_url, netsim=netsim.server)
+            )
+            results = emulator.state.create_many([_os2iot_item(d) for d in devices])
+            assert all("data" in r for r in results), results
+        async with _street(
+            directory, broker_url, app, devices, netsim, emulator, api_token, capture_path
+        ) as rig:
             yield rig
-        finally:
-            gateway.stop()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(task, 20)
-            await gateway.close()
+
+
+def _os2iot_item(device: Device) -> dict[str, Any]:
+    """The lamp as ``POST /iot-device/createMany`` takes it (tools/provision/os2iot.py)."""
+    return {
+        "name": device.name,
+        "type": "LORAWAN",
+        "applicationId": 1,
+        "lorawanSettings": {
+            "devEUI": device.dev_eui,
+            "activationType": "OTAA",
+            "OTAAapplicationKey": device.app_key.to_bytes().hex(),
+            "deviceProfileID": DEFAULT_PROFILES[1].id,  # the class C lamp profile
+        },
+    }
+
+
+@contextlib.asynccontextmanager
+async def _street(
+    directory: Path,
+    broker_url: str,
+    app: str,
+    devices: list[Device],
+    netsim: Netsim,
+    emulator: Os2iotEmulator | None,
+    api_token: str,
+    capture_path: Path,
+) -> AsyncIterator[Street]:
+    assert netsim.grpc_address is not None
+    sections: dict[str, Any] = {
+        "mqtt": {"url": broker_url, "client_id": f"gw-{app[:8]}", "application_id": app},
+        "store": {"url": f"sqlite:///{directory / f'gw-{app}.db'}"},
+        "api": {"enabled": True, "listen": "127.0.0.1:0"},
+        "publish": {"base_topic": f"cp{app[:8]}"},
+        "chirpstack": {
+            "api": f"127.0.0.1:{netsim.grpc_address[1]}",
+            "api_token_file": str(directory / "cs-token"),
+        },
+        "multicast": {
+            "enabled": True,
+            "key_file": str(directory / "mc-key"),
+            "command_timeout_s": 3600.0,
+        },
+    }
+    if emulator is not None:
+        key_file = directory / "os2iot-key"
+        key_file.write_text(emulator.state.api_key + "\n")
+        key_file.chmod(0o600)
+        sections["os2iot"] = {
+            "url": emulator.url,
+            "api_key_file": str(key_file),
+            "downlinks": True,
+            "poll_interval_s": 0.2,
+            "retry_min_s": 0.2,
+            "retry_max_s": 1.0,
+        }
+        sections["multicast"]["application_id"] = "1"  # the OS2iot application's number
+    cfg = parse_config(sections, environ={})
+    gateway = Gateway(cfg, api_token=api_token)
+    task = asyncio.create_task(gateway.run(), name="gateway")
+    try:
+        await _until(lambda: gateway.started.is_set() or task.done(), "gateway start")
+        if task.done():
+            task.result()
+        await _until(gateway.bridge.connected.is_set, "gateway MQTT connection")
+        for device in devices:
+            gateway.upsert_device(
+                device.dev_eui, {"kind": "lamp", "name": device.name, "group": GROUP}
+            )
+        rig = Street(
+            netsim,
+            gateway,
+            [Lamp(d.dev_eui, d.join_eui, d.app_key.to_bytes()) for d in devices],
+            capture_path,
+            os2iot=emulator,
+        )
+        netsim.server.attach_gateway(RADIO_GATEWAY, rig.on_air)
+        await rig.join_all()
+        yield rig
+    finally:
+        gateway.stop()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 20)
+        await gateway.close()
 
 
 def _airtime_s(lines: list[dict[str, Any]]) -> float:

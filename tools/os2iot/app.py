@@ -20,7 +20,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from tools.netsim.config import NetsimError
 from tools.os2iot.model import BATCH_MAX, validate_device
+from tools.os2iot.multicast import MulticastInvalid
 from tools.os2iot.state import ChirpStackUnavailable, ItemError, Os2iotState
 
 __all__ = ["BODY_LIMIT", "create_app"]
@@ -251,6 +253,80 @@ def create_app(state: Os2iotState) -> Starlette:
             return _not_found()
         return JSONResponse([r.row() for r in reversed(rows)])
 
+    # --- multicast (reference/os2iot.md §3.3, tools/os2iot/multicast.py) -------------------
+    def multicast_of(request: Request) -> Any:
+        try:
+            return state.multicasts.rows.get(int(request.path_params["id"]))
+        except ValueError:
+            return None
+
+    async def create_multicast(request: Request) -> Response:
+        try:
+            row = state.multicasts.create(await _json(request))
+        except MulticastInvalid as exc:
+            return _bad_request(exc.messages)
+        return JSONResponse(state.multicasts.entity(row), status_code=201)
+
+    async def list_multicasts(request: Request) -> Response:
+        limit = _int_param(request, "limit", required=False, default=100)
+        offset = _int_param(request, "offset", required=False)
+        app = request.query_params.get("applicationId")
+        rows = sorted(
+            (r for r in state.multicasts.rows.values() if not app or str(r.application_id) == app),
+            key=lambda r: r.id,
+        )
+        page = [state.multicasts.entity(r, with_devices=False) for r in rows[offset:][:limit]]
+        return JSONResponse({"data": page, "count": len(rows)})
+
+    async def get_multicast(request: Request) -> Response:
+        row = multicast_of(request)
+        return _not_found() if row is None else JSONResponse(state.multicasts.entity(row))
+
+    async def put_multicast(request: Request) -> Response:
+        row = multicast_of(request)
+        if row is None:
+            return _not_found()
+        try:
+            state.multicasts.update(row, await _json(request))
+        except MulticastInvalid as exc:
+            return _bad_request(exc.messages)
+        return JSONResponse(state.multicasts.entity(row))
+
+    async def delete_multicast(request: Request) -> Response:
+        row = multicast_of(request)
+        if row is None:
+            return _not_found()
+        state.multicasts.delete(row)
+        return JSONResponse({"affected": 1})
+
+    async def multicast_downlink(request: Request) -> Response:
+        row = multicast_of(request)
+        if row is None:
+            return _not_found()
+        doc = await _json(request)
+        data = doc.get("data") if isinstance(doc, dict) else None
+        if not isinstance(data, str) or not data or any(c not in _HEX for c in data):
+            return _bad_request(["data must match /^[0-9A-Fa-f]+$/ regular expression"])
+        port = doc.get("port")
+        if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 223:
+            return _bad_request(["port must not be less than 1"])
+        if state.faults.downlink_errors > 0:
+            state.faults.downlink_errors -= 1
+            return JSONResponse(_send_failed(), status_code=500)
+        try:
+            f_cnt = state.multicasts.downlink(row, bytes.fromhex(data), port)
+        except MulticastInvalid as exc:
+            return _bad_request(exc.messages)
+        except NetsimError:
+            return JSONResponse(_send_failed(), status_code=500)
+        return JSONResponse({"fCnt": f_cnt}, status_code=201)
+
+    async def multicast_queue(request: Request) -> Response:
+        row = multicast_of(request)
+        if row is None:
+            return _not_found()
+        return JSONResponse({"deviceQueueItems": state.multicasts.queue(row)})
+
     routes = [
         Route("/healthcheck", healthcheck),
         Route(f"{PREFIX}/healthcheck", healthcheck),
@@ -271,6 +347,13 @@ def create_app(state: Os2iotState) -> Starlette:
         ("/data-target", create_target, "POST"),
         ("/iot-device-payload-decoder-data-target-connection", connect, "POST"),
         ("/datatarget-log/{id}", target_log, "GET"),
+        ("/multicast", create_multicast, "POST"),
+        ("/multicast", list_multicasts, "GET"),
+        ("/multicast/{id}", get_multicast, "GET"),
+        ("/multicast/{id}", put_multicast, "PUT"),
+        ("/multicast/{id}", delete_multicast, "DELETE"),
+        ("/multicast/{id}/downlink-multicast", multicast_downlink, "POST"),
+        ("/multicast/{id}/downlink-multicast", multicast_queue, "GET"),
     ]
     for path, handler, method in guarded_routes:
         routes.append(Route(PREFIX + path, guarded(handler), methods=[method]))

@@ -24,6 +24,7 @@ from tools.os2iot.model import (
     IotDevice,
     iso_now,
 )
+from tools.os2iot.multicast import Os2iotMulticasts
 
 __all__ = ["ChirpStackUnavailable", "Faults", "ItemError", "Os2iotState", "Profile"]
 
@@ -71,6 +72,10 @@ class Os2iotState:
     on_change: Callable[[], None] | None = None
     _next_device: int = 1
     _next_target: int = 1
+    multicasts: Os2iotMulticasts = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.multicasts = Os2iotMulticasts(self)
 
     # --- devices --------------------------------------------------------------------------
 
