@@ -28,7 +28,6 @@ currents in ``ASSUMED`` below, on 2 × AA lithium (Energizer L91: 3000 mAh, 85 %
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -94,22 +93,28 @@ def _compile_host(dest: Path) -> None:
         if not src.exists():
             continue
         out.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([compiler, "-o", str(out), str(src)], check=True, capture_output=True)
+        name = src.relative_to(ROOT).as_posix()  # not the checkout's path: it goes in the heap
+        subprocess.run(
+            [compiler, "-o", str(out), "-s", name, str(src)], check=True, capture_output=True
+        )
     (harness / "run.py").write_text(
         "import sys\nimport scenarios\nscenarios.main(sys.argv[1], sys.argv[2:])\n"
     )
 
 
 def _run(dest: Path, args: list[str], heap: str) -> dict[str, Any]:
-    env = {
-        **os.environ,
-        "MICROPYPATH": ":".join([".frozen", str(dest / "lib"), str(dest / "harness"), str(dest)]),
-    }
+    # nothing in the heap may depend on where the bundle is (issue 17: the figures flipped with
+    # the temporary directory's name): relative search paths, the harness run as a module (the
+    # unix port puts a script's absolute directory in sys.path), host modules compiled with
+    # their repository name (_compile_host), and no caller environment (the collector scans the
+    # C stack conservatively, whose layout shifts with the size of the environment block)
+    env = {"MICROPYPATH": ".frozen:lib:harness:."}
     proc = subprocess.run(
-        [_micropython(), "-X", f"heapsize={heap}", str(dest / "harness" / "run.py"), *args],
+        [_micropython(), "-X", f"heapsize={heap}", "-m", "run", *args],
         capture_output=True,
         text=True,
         env=env,
+        cwd=dest,
         timeout=300,
         check=False,
     )
@@ -210,23 +215,33 @@ def run() -> list[Figure]:
         results = {}
         for app in ("bin", "lamp"):
             r = _run(dest, [f"mac_{app}", str(DAYS)], f"{heap_kb}k")
-            results[app] = r
             # finishing is not enough: an uplink lost to a MemoryError the app caught fails it
             if "failed" not in r and r.get("uplinks_failed"):
                 r = {"failed": f"{r['uplinks_failed']} uplinks failed (heap too tight?)"}
-            ok = "failed" not in r
+            fits = "failed" not in r
+            # issue 5's goal, on the 64-bit unix port (pointers and object headers twice an
+            # ESP32's); issue 17's is the peak live heap above the code, taken from a roomier
+            # run when this one did not fit
             figures.append(
                 Figure(BENCH, f"{app} node: a week on the real MAC in code + 64 KB heap",
-                       1.0 if ok else 0.0, "ok", 1.0, ">=",
-                       f"micropython -X heapsize={heap_kb}k" + ("" if ok else f"; {r['failed']}"))
+                       1.0 if fits else 0.0, "ok", 1.0, ">=",
+                       note=f"micropython -X heapsize={heap_kb}k, 64-bit unix port"
+                       + ("" if fits else f"; does not fit: {r['failed']}"))
             )  # fmt: skip
-            if ok:
+            if not fits:
+                roomy_kb = (code + 2 * HEAP_FOR_DATA) // 1024 + 1
+                r = _run(dest, [f"mac_{app}", str(DAYS)], f"{roomy_kb}k")
+                if "failed" not in r and r.get("uplinks_failed"):
+                    r = {"failed": f"{r['uplinks_failed']} uplinks failed at {roomy_kb}k"}
+            results[app] = r
+            if "failed" not in r:
                 live = (int(r["heap"]["peak_live"]) - code) / 1024
                 figures.append(
                     Figure(BENCH, f"{app} node: peak live heap above code", live, "KB",
                            GOAL_LIVE_KB, "<=",
                            f"what an ESP32 with frozen modules sees; {DAYS} days; uplinks "
-                           f"{sum(r['counts'].values())}; 64-bit unix port")
+                           f"{sum(r['counts'].values())}; 64-bit unix port"
+                           + ("" if fits else ", from a run in code + 128 KB"))
                 )  # fmt: skip
         b = results.get("bin", {})
         if "failed" not in b and b:
