@@ -81,7 +81,7 @@ def group_router(gateway: Gateway) -> APIRouter:
         mc = manager()
         if isinstance(mc, JSONResponse):
             return mc
-        return {"commands": [c.to_json() for c in mc.for_group(group)]}
+        return {"commands": [c.to_json() for c in await mc.read_group(group)]}
 
     @router.get("/groups/{group}/commands/{command_id}")
     async def get_group_command(
@@ -90,7 +90,7 @@ def group_router(gateway: Gateway) -> APIRouter:
         mc = manager()
         if isinstance(mc, JSONResponse):
             return mc
-        command = mc.get(command_id)
+        command = await mc.read(command_id)
         if command is None or command.group != group:
             return _error(404, "not_found", f"no command {command_id} for group {group}")
         return command.to_json()

@@ -26,8 +26,10 @@ take it into the group. The ``command_id`` is one no member uses for an active u
 and every member's next unicast id moves past it, so a result is never ambiguous. ChirpStack
 publishes no txack/ack for multicast frames, so there is no ``sent`` per member.
 
-Group commands are kept in memory (the last ``_KEEP`` of them): after a restart their results
-are no longer matched.
+Group commands are kept in the store (gateway/store/groups.py), committed before the frame is
+enqueued, so the instance that receives a member's result (any of several on one PostgreSQL, or
+this one after a restart) reads the command from there (:meth:`MulticastManager.ensure_known`);
+the API reads them from the store too. This process also keeps the last ``_KEEP`` in memory.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -51,7 +53,8 @@ from gateway.errors import (
     UnknownGroup,
 )
 from gateway.os2iot_groups import Os2iotGroups
-from gateway.store.base import Device
+from gateway.store.base import Device, Store
+from gateway.store.groups import GroupHead, GroupMember, member_state
 from protocol import catalogue, codec
 from protocol.errors import ProtocolError
 from protocol.fuota import keys as fuota_keys
@@ -182,6 +185,8 @@ class MulticastManager:
         clock: Callable[[], float] = time.time,
         logger: logging.Logger | None = None,
         client: ChirpStackGroups | Os2iotGroups | None = None,
+        store: Store | None = None,
+        commit: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.config = config
         self.application_id = config.application_id or application_id
@@ -198,6 +203,10 @@ class MulticastManager:
         self.commands: dict[str, GroupCommand] = {}
         self._by_member: dict[tuple[str, int], GroupCommand] = {}
         self._lock = asyncio.Lock()
+        # the store keeps every group command (gateway/store/groups.py); ``commit`` makes one
+        # durable before it is enqueued
+        self.store = store
+        self._commit = commit
 
     @property
     def client(self) -> ChirpStackGroups | Os2iotGroups:
@@ -361,17 +370,29 @@ class MulticastManager:
                 },
             )
             # tracked before the enqueue's answer: the frame may go out and a member's result
-            # come back before that answer does (OS2iot's enqueue is two HTTP calls)
+            # come back before that answer does (OS2iot's enqueue is two HTTP calls); in the
+            # store first, so that another instance receiving a result finds it
             self._remember(command)
+            self._stage(command, members=True)
+            if self._commit is not None:
+                await self._commit()
             try:
                 f_cnt = await self.client.enqueue(
                     group_id, f_port, data, datetime.fromtimestamp(expires_at, UTC)
                 )
-            except BaseException:
+            except Exception as exc:  # refused or unreachable: the members fail, saying why
                 self._forget(command)
-                self.commands.pop(command.id, None)
+                for member in command.members.values():
+                    if member.state == _WAITING:
+                        member.state, member.error = "failed", f"not enqueued: {exc}"[:200]
+                self._stage(command, members=True)
+                if self._commit is not None:
+                    await self._commit()
                 raise
             command.f_cnt = f_cnt
+            self._stage(command, members=False)
+            if self._commit is not None:
+                await self._commit()
             for device in members:  # the unicast allocator starts past this id
                 device.next_command_id = (command_id + 1) % 256
                 self._stage_device(device)
@@ -410,7 +431,90 @@ class MulticastManager:
             member.state = "applied"
         else:
             member.state, member.error = "failed", f"the node answered {outcome}"
+        if self.store is not None:
+            self.store.stage_group_member(
+                GroupMember(command.id, dev_eui, member.state, member.error, member.updated_at)
+            )
         return command
+
+    # -- the store (gateway/store/groups.py) ---------------------------------------------------
+    def _stage(self, command: GroupCommand, *, members: bool) -> None:
+        if self.store is None:
+            return
+        head = GroupHead(
+            command.id,
+            command.group,
+            command.created_at,
+            command.expires_at,
+            {
+                "message": command.message,
+                "fields": command.fields,
+                "command_id": command.command_id,
+                "f_port": command.f_port,
+                "size": command.size,
+                "f_cnt": command.f_cnt,
+            },
+        )
+        rows = (
+            [GroupMember(command.id, e, m.state, m.error, m.updated_at)
+             for e, m in command.members.items()]
+            if members
+            else []
+        )  # fmt: skip
+        self.store.stage_group_command(head, rows)
+
+    def _from_rows(self, head: GroupHead, rows: list[GroupMember]) -> GroupCommand:
+        now = self.clock()
+        members = {}
+        for row in rows:
+            state = member_state(row, head.expires_at, now)
+            error = "no result" if state == "expired" and row.state == _WAITING else row.error
+            members[row.dev_eui] = MemberState(state, error, row.updated_at)
+        doc = head.doc
+        return GroupCommand(
+            id=head.id,
+            group=head.group,
+            message=str(doc.get("message", "")),
+            fields=dict(doc.get("fields") or {}),
+            command_id=int(doc.get("command_id", 0)),
+            f_port=int(doc.get("f_port", 0)),
+            size=int(doc.get("size", 0)),
+            f_cnt=doc.get("f_cnt"),
+            created_at=head.created_at,
+            expires_at=head.expires_at,
+            members=members,
+        )
+
+    async def ensure_known(self, dev_eui: str, fields: Mapping[str, Any]) -> None:
+        """Before a ``command_result`` is applied: a group command this process does not know
+        (submitted by another instance, or before a restart) is read from the store."""
+        command_id = fields.get("command_id")
+        if self.store is None or not isinstance(command_id, int):
+            return
+        if (dev_eui, command_id) in self._by_member:
+            return
+        for head, rows in await self.store.group_commands(active_at=self.clock(), limit=1000):
+            if head.id in self.commands:
+                continue
+            command = self._from_rows(head, rows)
+            self.commands[command.id] = command
+            for eui, member in command.members.items():
+                if member.state == _WAITING:
+                    self._by_member.setdefault((eui, command.command_id), command)
+
+    async def read(self, command_id: str) -> GroupCommand | None:
+        """A group command as the store has it (any instance's results), else from memory."""
+        if self.store is None:
+            return self.get(command_id)
+        found = await self.store.group_commands(command=command_id, limit=1)
+        return self._from_rows(*found[0]) if found else None
+
+    async def read_group(self, group: str, limit: int = 1000) -> list[GroupCommand]:
+        """The group's latest ``limit`` commands, oldest first, as the store has them."""
+        if self.store is None:
+            return self.for_group(group)[-limit:]
+        rows = await self.store.group_commands(group=group, limit=limit)
+        return [self._from_rows(head, members) for head, members in reversed(rows)]
 
     def expire(self) -> list[GroupCommand]:
         """Members still waiting past their command's expiry become ``expired``."""

@@ -193,6 +193,8 @@ class Gateway:
                 logger=self.log,
                 # an OS2iot city: its multicasts, through its API (gateway/os2iot_groups.py)
                 client=Os2iotGroups(self.os2iot.client) if self.os2iot is not None else None,
+                store=self.store,
+                commit=self.flush,
             )
         self.api_token = api_token
         self.api_port: int | None = None
@@ -843,6 +845,9 @@ class Gateway:
         # Rules reason in ChirpStack's time of reception, not ours: a backlog delivered after a
         # restart arrives within a second but was measured hours apart (issue 15.2)
         at = event.time_s
+        if decoded.message == "command_result" and self.multicast is not None:
+            # a group command submitted by another instance or before a restart (multicast.py)
+            await self.multicast.ensure_known(device.dev_eui, decoded.fields)
         self._apply_message(device, decoded.message, decoded.fields, now if at is None else at)
         self._m_processed.inc()
         if self.commands.has_waiting(device.dev_eui):

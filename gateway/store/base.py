@@ -16,8 +16,12 @@ from __future__ import annotations
 import json
 import operator
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from gateway.store.groups import GroupHead, GroupMember
 
 __all__ = [
     "ACTIVE_STATES",
@@ -335,6 +339,21 @@ class Store(Protocol):
     def stage_event(self, event: EventRecord) -> None: ...
 
     def stage_command(self, command: CommandRecord) -> None: ...
+
+    def stage_group_command(self, head: GroupHead, members: Iterable[GroupMember] = ()) -> None: ...
+
+    def stage_group_member(self, member: GroupMember) -> None: ...
+
+    async def group_commands(
+        self,
+        *,
+        group: str | None = None,
+        command: str | None = None,
+        active_at: float | None = None,
+        limit: int = 100,
+    ) -> list[tuple[GroupHead, list[GroupMember]]]:
+        """Group commands with their members (gateway/store/groups.py), newest first."""
+        ...
 
     def staged(self) -> int: ...
 

@@ -1,9 +1,9 @@
 """Move a city from SQLite to PostgreSQL: ``citypack gateway migrate-store --from sqlite:///…
 --to postgresql://…`` (issue 16 item 4, gateway/README.md "Running several instances").
 
-Copies devices (registry and twin), uplink history, dedup keys, derived events, commands, dead
-letters and the monotonic counters, table by table in chunks of :data:`CHUNK` rows, one
-transaction per chunk.
+Copies devices (registry and twin), uplink history, dedup keys, derived events, commands, group
+commands and their members, dead letters and the monotonic counters, table by table in chunks of
+:data:`CHUNK` rows, one transaction per chunk.
 
 **Idempotent.** Every row is matched on what identifies it, not on the source's row ids:
 devices by devEUI, commands by their UUID, dedup keys by key, uplinks by (devEUI, fCnt,
@@ -57,6 +57,12 @@ TABLES: tuple[tuple[str, str, str], ...] = (
         "ON CONFLICT (dev_eui) DO NOTHING",
     ),
     ("commands", _COMMAND, "ON CONFLICT (id) DO NOTHING"),
+    ("group_commands", "id, grp, created_at, expires_at, doc", "ON CONFLICT (id) DO NOTHING"),
+    (
+        "group_members",
+        "command, dev_eui, state, error, updated_at",
+        "ON CONFLICT (command, dev_eui) DO NOTHING",
+    ),
     ("processed", "key, at", "ON CONFLICT (key) DO NOTHING"),
     (
         "uplinks",
@@ -103,8 +109,10 @@ def _check_source(url: str) -> None:
 
 def _chunks(db: sqlite3.Connection, table: str, columns: str) -> Iterator[list[tuple[Any, ...]]]:
     order = "key" if table == "processed" else ("dev_eui" if table == "devices" else "rowid")
-    if table == "commands":
+    if table in ("commands", "group_commands"):
         order = "created_at, id"
+    elif table == "group_members":
+        order = "command, dev_eui"
     cursor = db.execute(f"SELECT {columns} FROM {table} ORDER BY {order}")
     while rows := cursor.fetchmany(CHUNK):
         yield [tuple(row) for row in rows]

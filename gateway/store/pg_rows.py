@@ -17,6 +17,7 @@ from gateway.store.base import (
     UplinkRecord,
     device_from_row,
 )
+from gateway.store.groups import GroupStage
 
 __all__ = [
     "COMMAND_COLUMNS",
@@ -71,6 +72,7 @@ class Staged:
     dead: list[DeadLetter] = field(default_factory=list)
     events: list[EventRecord] = field(default_factory=list)
     commands: dict[str, CommandRecord] = field(default_factory=dict)
+    groups: GroupStage = field(default_factory=GroupStage)
 
     def size(self) -> int:
         return (
@@ -80,6 +82,7 @@ class Staged:
             + len(self.dead)
             + len(self.events)
             + len(self.commands)
+            + self.groups.size()
         )
 
     def touches(self, dev_eui: str) -> bool:
@@ -94,6 +97,7 @@ class Staged:
             dead=self.dead + later.dead,
             events=self.events + later.events,
             commands={**self.commands, **later.commands},
+            groups=self.groups.merged(later.groups),
         )
 
 

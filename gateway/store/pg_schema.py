@@ -21,6 +21,8 @@ instances on one database (gateway/README.md "Running several instances"):
 
 from __future__ import annotations
 
+from gateway.store import groups
+
 __all__ = ["LOCK_NAMESPACE", "MIGRATIONS", "MIGRATION_LOCK"]
 
 # pg_advisory_*lock(int4, int4) key spaces of this application (manual §9.27.10): the first
@@ -147,4 +149,6 @@ MIGRATIONS: tuple[str, ...] = (
     END
     $$;
     """,
+    # v4: group commands and their members (gateway/store/groups.py)
+    groups.MIGRATION,
 )

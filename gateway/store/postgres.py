@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -48,6 +49,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from gateway.errors import DeviceBusy, StoreConflict, StoreError
+from gateway.store import groups
 from gateway.store.base import (
     ACTIVE_STATES,
     CommandRecord,
@@ -429,6 +431,33 @@ class PostgresStore(PostgresReads):
     def stage_command(self, command: CommandRecord) -> None:
         self._s.commands[command.id] = command
 
+    def stage_group_command(
+        self, head: groups.GroupHead, members: Iterable[groups.GroupMember] = ()
+    ) -> None:
+        self._s.groups.heads[head.id] = head
+        for member in members:
+            self.stage_group_member(member)
+
+    def stage_group_member(self, member: groups.GroupMember) -> None:
+        self._s.groups.members[(member.command, member.dev_eui)] = member
+
+    async def group_commands(
+        self,
+        *,
+        group: str | None = None,
+        command: str | None = None,
+        active_at: float | None = None,
+        limit: int = 100,
+    ) -> list[tuple[groups.GroupHead, list[groups.GroupMember]]]:
+        query, params = groups.select_heads(
+            "%s", group=group, command=command, active_at=active_at, limit=limit
+        )
+        heads = [groups.head_of(list(r.values())) for r in await self._rows(query, params)]
+        if not heads:
+            return []
+        rows = await self._rows(groups.select_members("%s", len(heads)), [h.id for h in heads])
+        return groups.assemble(heads, [groups.member_of(list(r.values())) for r in rows])
+
     def staged(self) -> int:
         return self._s.size()
 
@@ -618,6 +647,10 @@ class PostgresStore(PostgresReads):
                 f" ON CONFLICT (id) DO UPDATE SET {updates}",
                 [command_row(c) for c in batch.commands.values()],
             )
+        if batch.groups.heads:
+            await cur.executemany(groups.upsert_heads("%s"), batch.groups.head_rows())
+        if batch.groups.members:
+            await cur.executemany(groups.upsert_members("%s"), batch.groups.member_rows())
 
     @staticmethod
     async def _count(cur: psycopg.AsyncCursor[Any], name: str, value: int) -> None:

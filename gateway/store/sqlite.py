@@ -17,10 +17,12 @@ import json
 import os
 import sqlite3
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from gateway.errors import StoreError, StoreGone
+from gateway.store import groups
 from gateway.store.base import (
     ACTIVE_STATES,
     CommandRecord,
@@ -127,6 +129,8 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE devices ADD COLUMN last_f_cnt INTEGER;
     ALTER TABLE devices ADD COLUMN last_dev_addr TEXT;
     """,
+    # v5: group commands and their members (gateway/store/groups.py)
+    groups.MIGRATION,
 )
 
 _COMMAND_COLUMNS = (
@@ -173,6 +177,7 @@ class SqliteStore:
         self._dead: list[DeadLetter] = []
         self._events: list[EventRecord] = []
         self._commands: dict[str, CommandRecord] = {}
+        self._groups = groups.GroupStage()
         # hash of the registry document last committed per device (skip rewriting it)
         self._registry_written: dict[str, int] = {}
         self._registry_pending: dict[str, int] = {}
@@ -325,6 +330,36 @@ class SqliteStore:
     def stage_command(self, command: CommandRecord) -> None:
         self._commands[command.id] = command
 
+    def stage_group_command(
+        self, head: groups.GroupHead, members: Iterable[groups.GroupMember] = ()
+    ) -> None:
+        self._groups.heads[head.id] = head
+        for member in members:
+            self.stage_group_member(member)
+
+    def stage_group_member(self, member: groups.GroupMember) -> None:
+        self._groups.members[(member.command, member.dev_eui)] = member
+
+    async def group_commands(
+        self,
+        *,
+        group: str | None = None,
+        command: str | None = None,
+        active_at: float | None = None,
+        limit: int = 100,
+    ) -> list[tuple[groups.GroupHead, list[groups.GroupMember]]]:
+        query, params = groups.select_heads(
+            "?", group=group, command=command, active_at=active_at, limit=limit
+        )
+        heads = [groups.head_of(r) for r in self.db.execute(query, params)]
+        if not heads:
+            return []
+        members = [
+            groups.member_of(r)
+            for r in self.db.execute(groups.select_members("?", len(heads)), [h.id for h in heads])
+        ]
+        return groups.assemble(heads, members)
+
     def staged(self) -> int:
         return (
             len(self._devices)
@@ -333,6 +368,7 @@ class SqliteStore:
             + len(self._dead)
             + len(self._events)
             + len(self._commands)
+            + self._groups.size()
         )
 
     def discard(self) -> None:
@@ -343,6 +379,7 @@ class SqliteStore:
         self._events.clear()
         self._devices.clear()
         self._commands.clear()
+        self._groups = groups.GroupStage()
 
     async def claim_device(self, dev_eui: str, *, wait: bool = False) -> bool:
         return False  # one process owns the file: nobody else changes a device
@@ -449,6 +486,10 @@ class SqliteStore:
                     f" ON CONFLICT (id) DO UPDATE SET {updates}",
                     [self._command_row(c) for c in self._commands.values()],
                 )
+            if self._groups.heads:
+                db.executemany(groups.upsert_heads("?"), self._groups.head_rows())
+            if self._groups.members:
+                db.executemany(groups.upsert_members("?"), self._groups.member_rows())
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             if db.in_transaction:

@@ -14,6 +14,7 @@ from gateway.config import ChirpstackConfig, MulticastConfig
 from gateway.errors import ChirpStackApiError, ConfigError, UnknownGroup
 from gateway.multicast import MulticastManager, derive_group_keys, mc_session_keys
 from gateway.store.base import Device
+from gateway.store.sqlite import SqliteStore
 from protocol.lorawan.keys import AESKey
 from tests.gateway.harness import Clock
 from tools.bench.street_lamps import mc_session_keys as lamp_session_keys
@@ -193,3 +194,52 @@ async def test_a_restart_finds_the_group_and_brings_it_in_line(rig: Rig, tmp_pat
     assert group.dr == 3 and group.mc_addr == rig.manager.keys("oak").mc_addr
     assert second.f_cnt == 1  # the frame counter went on: members would refuse a lower one
     assert second.command_id != first.command_id  # members' next ids moved past the first
+
+
+async def test_a_new_process_matches_results_from_the_store(rig: Rig, tmp_path: Path) -> None:
+    """Group commands are in the store (gateway/store/groups.py): a process that never saw the
+    command (restarted, or another instance) matches a member's result and records it."""
+    store = SqliteStore(f"sqlite:///{tmp_path / 'groups.db'}")
+    await store.open()
+
+    def manager(client: ChirpStackGroups) -> MulticastManager:
+        return MulticastManager(
+            config=MulticastConfig(enabled=True, key_file=str(tmp_path / "key")),
+            chirpstack=ChirpstackConfig(),
+            application_id=APP,
+            devices=rig.devices,
+            active_command_ids=lambda eui: set(),
+            stage_device=lambda d: None,
+            clock=rig.clock,
+            client=client,
+            store=store,
+            commit=store.commit,
+        )
+
+    target = rig.manager.client.target
+    first = manager(ChirpStackGroups(target=target, token="cs-token"))
+    second = manager(ChirpStackGroups(target=target, token="cs-token"))
+    try:
+        command = await first.submit("oak", "lamp_override", {"dim_level": 10})
+        result = {"command_id": command.command_id, "outcome": "applied"}
+        assert second.on_result(EUIS[0], result) is None  # not known here yet
+        await second.ensure_known(EUIS[0], result)
+        assert second.on_result(EUIS[0], result) is not None
+        assert second.on_result(EUIS[0], result) is None  # once
+        await store.commit()
+        read = await first.read(command.id)
+        assert read is not None and read.f_cnt == 0
+        assert read.members[EUIS[0]].state == "applied"
+        assert read.members[EUIS[3]].state == "failed"  # not in ChirpStack: failed at once
+        assert read.state == "queued"
+        rig.clock.advance(601)  # past command_timeout_s: the silent members read as expired
+        late = await second.read(command.id)
+        assert late is not None and late.state == "failed"
+        assert {e: m.state for e, m in late.members.items()} == {
+            EUIS[0]: "applied", EUIS[1]: "expired", EUIS[2]: "expired", EUIS[3]: "failed"
+        }  # fmt: skip
+        assert [c.id for c in await second.read_group("oak")] == [command.id]
+    finally:
+        await first.close()
+        await second.close()
+        await store.close()

@@ -21,6 +21,7 @@ from gateway.store import (
     create_store,
     pg_schema,
 )
+from gateway.store.groups import GroupHead, GroupMember, member_state
 from gateway.store.sqlite import MIGRATIONS
 
 
@@ -212,3 +213,46 @@ def test_unknown_scheme_is_refused_without_its_password() -> None:
     with pytest.raises(StoreError, match="unsupported") as caught:
         create_store("mysql://u:hunter2@h/db")
     assert "hunter2" not in str(caught.value)
+
+
+async def test_group_commands_and_their_members(store_url: str) -> None:
+    """gateway/store/groups.py on both engines: a later stage of a row wins, members are
+    per command, reads filter by group, id and expiry, and expiry is read, not written."""
+    store = create_store(store_url)
+    await store.open()
+    try:
+        heads = [
+            GroupHead(f"c{i}", "oak" if i < 2 else "elm", 100.0 + i, 700.0 + i,
+                      {"message": "lamp_override", "command_id": i, "f_cnt": None})
+            for i in range(3)
+        ]  # fmt: skip
+        for head in heads:
+            store.stage_group_command(
+                head, [GroupMember(head.id, eui, "queued", "", head.created_at) for eui in "ab"]
+            )
+        await store.commit()
+        # the enqueue's answer and a member's result, staged in one batch
+        store.stage_group_command(
+            GroupHead("c0", "oak", 100.0, 700.0, {**heads[0].doc, "f_cnt": 4})
+        )
+        store.stage_group_member(GroupMember("c0", "a", "queued", "", 101.0))
+        store.stage_group_member(GroupMember("c0", "a", "applied", "", 102.0))
+        store.stage_group_member(GroupMember("c0", "b", "failed", "the node answered busy", 103.0))
+        await store.commit()
+        oak = await store.group_commands(group="oak")
+        assert [h.id for h, _ in oak] == ["c1", "c0"]  # newest first
+        head, members = (await store.group_commands(command="c0"))[0]
+        assert head.doc["f_cnt"] == 4 and head.expires_at == 700.0
+        assert [(m.dev_eui, m.state, m.error) for m in members] == [
+            ("a", "applied", ""),
+            ("b", "failed", "the node answered busy"),
+        ]
+        assert [h.id for h, _ in await store.group_commands(active_at=701.5)] == ["c2"]
+        assert await store.group_commands(command="nope") == []
+        assert [h.id for h, _ in await store.group_commands(limit=1)] == ["c2"]
+        queued = GroupMember("c1", "a", "queued", "", 101.0)
+        assert member_state(queued, 701.0, 701.0) == "queued"
+        assert member_state(queued, 701.0, 701.5) == "expired"
+        assert member_state(members[0], 700.0, 9e9) == "applied"
+    finally:
+        await store.close()

@@ -1,0 +1,146 @@
+"""Group commands with two gateway instances on one PostgreSQL (issues 16 and 18): the group
+command lives in the store (gateway/store/groups.py), so the members' results recorded by
+another instance count, and any instance answers for it.
+
+By construction, not by luck of the shared subscription: the lamps' answers are held back until
+the process that submitted the command has stopped, so every result is recorded by a process
+that knows the command only from the store (the other instance, or a new process that takes
+over the stopped one's broker session).
+Real parts: the ChirpStack emulator with its gRPC MulticastGroupService, mosquitto, PostgreSQL,
+two gateways in process, and the CPython lamps of tools/bench/street_lamps.py."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.config import parse_config
+from gateway.service import Gateway
+from tests.gateway.harness import wait_for
+from tests.helpers.procs import Broker
+from tools.bench.group_override import GROUP, RADIO_GATEWAY, Street, _devices
+from tools.bench.street_lamps import Lamp
+from tools.netsim.config import NetsimConfig
+from tools.netsim.runner import Netsim
+
+pytestmark = [pytest.mark.broker, pytest.mark.postgres]
+
+LAMPS = 3
+
+
+def _config(broker: Broker, tmp: Path, app: str, name: str, url: str, grpc: int) -> Any:
+    return parse_config(
+        {
+            "mqtt": {
+                "url": broker.url,
+                "client_id": f"gw-{name}-{app[:6]}",
+                "application_id": app,
+                "shared_group": f"g{app[:6]}",
+            },
+            "store": {"url": url},
+            "api": {"enabled": False},
+            "publish": {"base_topic": f"cp{app[:8]}"},
+            "chirpstack": {"api": f"127.0.0.1:{grpc}", "api_token_file": str(tmp / "cs-token")},
+            "multicast": {"enabled": True, "key_file": str(tmp / "mc-key")},
+        },
+        environ={},
+    )
+
+
+async def _start(config: Any) -> tuple[Gateway, asyncio.Task[None]]:
+    gateway = Gateway(config, api_token="t" * 40)
+    task = asyncio.create_task(gateway.run())
+    await wait_for(lambda: gateway.started.is_set() or task.done(), "gateway start", 60)
+    if task.done():
+        task.result()
+    await wait_for(gateway.bridge.connected.is_set, "MQTT connection", 30)
+    return gateway, task
+
+
+async def _stop(gateway: Gateway, task: asyncio.Task[None]) -> None:
+    gateway.stop()
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(30):
+            await task
+    await gateway.close()
+
+
+async def test_results_recorded_by_the_other_instance_count(
+    mosquitto_broker: Broker, tmp_path: Path, postgres_url: str
+) -> None:
+    app = str(uuid.uuid4())
+    (tmp_path / "cs-token").write_text("cs-token\n")
+    (tmp_path / "mc-key").write_text(uuid.uuid4().hex + "\n")
+    devices = _devices(LAMPS)
+    config = NetsimConfig(
+        application_id=app,
+        dedup_window_s=0.02,
+        downlink_data_delay_s=0.01,
+        scheduler_interval_s=0.05,
+        class_c_lock_s=0.05,
+        class_a_lock_s=0.05,
+        multicast_class_c_margin_s=0.05,
+        dev_status_every=0,
+        adr_enabled=False,
+        seed=16,
+    )
+    capture = tmp_path / "air.jsonl"
+    async with Netsim(
+        devices,
+        broker_url=mosquitto_broker.url,
+        config=config,
+        capture_path=capture,
+        grpc=("127.0.0.1", 0),
+        api_token="cs-token",
+    ) as netsim:
+        assert netsim.grpc_address is not None
+        port = netsim.grpc_address[1]
+        a, a_task = await _start(_config(mosquitto_broker, tmp_path, app, "a", postgres_url, port))
+        b, b_task = await _start(_config(mosquitto_broker, tmp_path, app, "b", postgres_url, port))
+        try:
+            for device in devices:
+                await a.upsert_device_async(
+                    device.dev_eui, {"kind": "lamp", "name": device.name, "group": GROUP}
+                )
+            lamps = [Lamp(d.dev_eui, d.join_eui, d.app_key.to_bytes()) for d in devices]
+            street = Street(netsim, a, lamps, capture)
+            netsim.server.attach_gateway(RADIO_GATEWAY, street.on_air)
+            await street.join_all()
+            street.give_group_key(GROUP)
+            held: list[bytes] = []
+            send = street.send
+            street.send = held.append  # type: ignore[method-assign]  # answers wait here
+
+            assert a.multicast is not None and b.multicast is not None
+            command = await a.multicast.submit(GROUP, "lamp_override", {"dim_level": 30})
+            await wait_for(lambda: len(held) == LAMPS, "every lamp's answer", 60)
+            await _stop(a, a_task)  # the submitting instance is gone before any result
+
+            for phy in held:
+                send(phy)
+            # the shared subscription may queue some results in a's broker session (a client
+            # with a persistent session counts as a subscriber while away): a new process with
+            # a's client id takes them, and it knows the command only from the store
+            a, a_task = await _start(
+                _config(mosquitto_broker, tmp_path, app, "a", postgres_url, port)
+            )
+
+            async def done() -> Any:
+                got = await b.multicast.read(command.id)  # type: ignore[union-attr]
+                return got if got is not None and got.state != "queued" else None
+
+            result = await wait_for(done, "the results, recorded by b", 60)
+            assert result.state == "applied"
+            assert {m.state for m in result.members.values()} == {"applied"}
+            assert result.f_cnt == 0 and result.command_id == command.command_id
+            listed = await b.multicast.read_group(GROUP)
+            assert [c.id for c in listed] == [command.id]
+        finally:
+            if not a_task.done():
+                await _stop(a, a_task)
+            await _stop(b, b_task)
