@@ -23,9 +23,14 @@ from gateway.config import parse_config
 from gateway.service import Gateway
 from tests.gateway.harness import wait_for
 from tests.helpers.procs import Broker
-from tools.bench.group_override import GROUP, RADIO_GATEWAY, Street, _devices
+from tools.bench.group_override import (
+    GROUP,
+    RADIO_GATEWAY,
+    Street,
+    _devices,
+    street_netsim_config,
+)
 from tools.bench.street_lamps import Lamp
-from tools.netsim.config import NetsimConfig
 from tools.netsim.runner import Netsim
 
 pytestmark = [pytest.mark.broker, pytest.mark.postgres]
@@ -77,18 +82,7 @@ async def test_results_recorded_by_the_other_instance_count(
     (tmp_path / "cs-token").write_text("cs-token\n")
     (tmp_path / "mc-key").write_text(uuid.uuid4().hex + "\n")
     devices = _devices(LAMPS)
-    config = NetsimConfig(
-        application_id=app,
-        dedup_window_s=0.02,
-        downlink_data_delay_s=0.01,
-        scheduler_interval_s=0.05,
-        class_c_lock_s=0.05,
-        class_a_lock_s=0.05,
-        multicast_class_c_margin_s=0.05,
-        dev_status_every=0,
-        adr_enabled=False,
-        seed=16,
-    )
+    config = street_netsim_config(app, seed=16)
     capture = tmp_path / "air.jsonl"
     async with Netsim(
         devices,

@@ -43,7 +43,7 @@ from tools.netsim.gwmp import rxpk
 from tools.netsim.runner import Netsim
 from tools.os2iot.runner import DEFAULT_PROFILES, Os2iotEmulator
 
-__all__ = ["BENCH", "Street", "run", "street"]
+__all__ = ["BENCH", "Street", "run", "street", "street_netsim_config"]
 
 BENCH = "group_override"
 LAMPS = 30
@@ -165,6 +165,24 @@ async def _until(predicate: Any, what: str, timeout_s: float = _TIMEOUT_S) -> No
         await asyncio.sleep(0.01)
 
 
+def street_netsim_config(app: str, seed: int = 18) -> NetsimConfig:
+    """The emulator of a street: its delays shrunk so a bench or test waits for work, not
+    for ChirpStack's scheduling intervals; no ADR or DevStatus traffic on the air."""
+    return NetsimConfig(
+        application_id=app,
+        dedup_window_s=0.02,
+        downlink_data_delay_s=0.01,
+        scheduler_interval_s=0.05,
+        class_c_lock_s=0.05,
+        class_a_lock_s=0.05,
+        class_c_timeout_s=2.0,
+        multicast_class_c_margin_s=0.05,
+        dev_status_every=0,
+        adr_enabled=False,
+        seed=seed,
+    )
+
+
 @contextlib.asynccontextmanager
 async def street(
     directory: Path,
@@ -187,19 +205,7 @@ async def street(
         devices = [replace(d, join_eui="0000000000000000") for d in devices]
     (directory / "cs-token").write_text("chirpstack-bench-token\n")
     (directory / "mc-key").write_text(uuid.uuid4().hex + "\n")
-    config = NetsimConfig(
-        application_id=app,
-        dedup_window_s=0.02,
-        downlink_data_delay_s=0.01,
-        scheduler_interval_s=0.05,
-        class_c_lock_s=0.05,
-        class_a_lock_s=0.05,
-        class_c_timeout_s=2.0,
-        multicast_class_c_margin_s=0.05,
-        dev_status_every=0,
-        adr_enabled=False,
-        seed=18,
-    )
+    config = street_netsim_config(app)
     capture_path = directory / f"air-{app}.jsonl"
     async with contextlib.AsyncExitStack() as stack:
         netsim = await stack.enter_async_context(

@@ -186,11 +186,10 @@ def create_app(state: Os2iotState) -> Starlette:
         if device is None:
             return _not_found()
         doc = await _json(request)
-        data = doc.get("data") if isinstance(doc, dict) else None
-        if not isinstance(data, str) or not data or any(c not in _HEX for c in data):
+        data, port = _downlink_body(doc)
+        if data is None:
             return _bad_request(["data must match /^[0-9A-Fa-f]+$/ regular expression"])
-        port = doc.get("port")
-        if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 223:
+        if port is None:
             # no validator in OS2iot; the NOT NULL column and ChirpStack refuse the rest
             return JSONResponse(_send_failed(), status_code=500)
         try:
@@ -303,12 +302,10 @@ def create_app(state: Os2iotState) -> Starlette:
         row = multicast_of(request)
         if row is None:
             return _not_found()
-        doc = await _json(request)
-        data = doc.get("data") if isinstance(doc, dict) else None
-        if not isinstance(data, str) or not data or any(c not in _HEX for c in data):
+        data, port = _downlink_body(await _json(request))
+        if data is None:
             return _bad_request(["data must match /^[0-9A-Fa-f]+$/ regular expression"])
-        port = doc.get("port")
-        if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 223:
+        if port is None:  # CreateMulticastDownlinkDto validates it
             return _bad_request(["port must not be less than 1"])
         if state.faults.downlink_errors > 0:
             state.faults.downlink_errors -= 1
@@ -361,6 +358,15 @@ def create_app(state: Os2iotState) -> Starlette:
 
 
 _HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def _downlink_body(doc: Any) -> tuple[str | None, int | None]:
+    """A downlink body's hex ``data`` and ``port`` (1..223), each None when it is not one."""
+    data = doc.get("data") if isinstance(doc, dict) else None
+    port = doc.get("port") if isinstance(doc, dict) else None
+    good_data = isinstance(data, str) and bool(data) and all(c in _HEX for c in data)
+    good_port = isinstance(port, int) and not isinstance(port, bool) and 1 <= port <= 223
+    return (data if good_data else None), (port if good_port else None)
 
 
 def _send_failed() -> dict[str, Any]:
