@@ -782,15 +782,16 @@ class Gateway:
             if await self.store.seen(key):
                 self._m_duplicate.inc()  # the same deduplicationId: a redelivery
                 return
-            if device.last_dev_addr == event.dev_addr:
-                stored = await self.store.f_cnt_payload(device.dev_eui, event.dev_addr, event.f_cnt)
-                if stored is not None:
-                    if stored == event.data:
-                        self._m_duplicate.inc()  # the same frame again under another id
-                        return
+            # a fresh uplink stored no key (below): its history row, (devEui, devAddr, fCnt)
+            # and payload, is what tells its redelivery, in any later session too
+            stored = await self.store.f_cnt_payload(device.dev_eui, event.dev_addr, event.f_cnt)
+            if stored is not None:
+                if stored == event.data:
+                    self._m_duplicate.inc()  # the same frame again (redelivered or another id)
+                    return
+                if device.last_dev_addr == event.dev_addr:
                     self._counter_reset(topic, raw, device, event, key)
                     return
-        self.store.stage_seen(key)
         now = self.clock()
         was = device.availability
         self._apply(device, availability_rules.mark_seen(device, now))
@@ -806,6 +807,7 @@ class Gateway:
         device.last_snr = snr
         self._dirty_state.add(device.dev_eui)
         if event.f_port == 0:
+            self.store.stage_seen(key)  # no history row holds a MAC-only uplink
             self._m_processed.inc()
             return
         try:
@@ -813,11 +815,18 @@ class Gateway:
                 raise ProtocolError(f"payload of {len(event.data)} bytes > {codec.MAX_PAYLOAD}")
             decoded = codec.decode(event.f_port, event.data, "up")
         except ProtocolError as exc:
+            self.store.stage_seen(key)  # a dead letter, not history: the key tells redelivery
             self.metrics.uplinks.labels("undecodable").inc()
             self._dead_letter(
                 topic, raw, f"undecodable fPort {event.f_port}: {exc}", device.dev_eui
             )
             return
+        if not fresh:
+            # A fresh uplink needs no dedup key: its fCnt is above the committed one in the
+            # same session, and the history row staged next (same transaction) holds (devEui,
+            # devAddr, fCnt, payload), which the check above finds on a redelivery. One row
+            # fewer per uplink (issue 17).
+            self.store.stage_seen(key)
         self.store.stage_uplink(
             UplinkRecord(
                 dev_eui=device.dev_eui,
