@@ -56,6 +56,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -104,6 +105,19 @@ def _digest(data: bytes) -> str:
 
 
 _JSON = json.JSONEncoder(separators=(",", ":"), default=str)
+
+
+@dataclass(slots=True)
+class _Batch:
+    """What one commit holds, taken from the gateway when the commit starts."""
+
+    acks: list[tuple[int, int, int, float, bool]]  # (generation, mid, qos, received, is_uplink)
+    events: list[EventRecord]
+    dirty: set[str]
+    availability: set[str]
+    twins: list[tuple[Device, bytes]]
+
+
 _RETRY_MAX_S = 5.0  # longest wait between two commit attempts on a failing store
 # messages already received and waiting that make a batch grow past its interval: a steady
 # 1,000/s leaves one or two waiting, a restart draining the broker's queue leaves hundreds
@@ -194,6 +208,11 @@ class Gateway:
         self._kicked: set[str] = set()
         self._kick = asyncio.Event()
         self._flush_lock = asyncio.Lock()
+        # a store that commits on its own thread (SQLite): the loop receives and processes the
+        # next batch while one commits; _lane keeps one commit in flight, in order
+        self._off_loop = bool(getattr(self.store, "writes_off_loop", False))
+        self._lane = asyncio.Lock()
+        self._flush_spawned = False
         self._opened = False
         self._stopping = asyncio.Event()
         self.started = asyncio.Event()
@@ -338,11 +357,44 @@ class Gateway:
 
     async def flush(self) -> None:
         """Commit the batch, then acknowledge its MQTT messages and publish its effects."""
-        async with self._flush_lock:
-            await self._flush_locked()
+        if not self._off_loop:
+            async with self._flush_lock:
+                await self._flush_locked()
+            return
+        # Off the loop: the batch is taken under the flush lock (no message is half processed),
+        # and the commit is awaited without it, so messages go on being received and processed
+        # into the next batch meanwhile. Their acks wait for the commit that holds them: one
+        # in flight at a time (_lane), and this one's acks are only what it took.
+        async with self._lane:
+            self._flush_spawned = False
+            async with self._flush_lock:
+                taken = self._take_batch()
+            if taken is None:
+                return  # a failed store's back-off: the retry timer comes back for it
+            await self._commit_taken(taken)
+        due = self._flush_due()  # for what came in while this one committed
+        if due and self.store_ok:
+            self._spawn_flush()
+        elif due is False:
+            self._arm_timer()
+
+    def _spawn_flush(self) -> None:
+        if self._flush_spawned:
+            return
+        self._flush_spawned = True
+        task = asyncio.ensure_future(self.flush())
+        self._timer_tasks.add(task)
+        task.add_done_callback(self._timer_tasks.discard)
 
     async def _flush_locked(self) -> None:
         """:meth:`flush` with the flush lock held."""
+        taken = self._take_batch()
+        if taken is not None:
+            await self._commit_taken(taken)
+
+    def _take_batch(self) -> _Batch | None:
+        """The batch to commit (its acks, events and devices, staged in the store); None while
+        a failed store waits for its back-off."""
         if self._store_failures and time.monotonic() < self._retry_at:
             # the store failed a moment ago: no new attempt before the back-off is over. A
             # locked SQLite file blocks each attempt for its busy_timeout, and attempts back
@@ -366,6 +418,13 @@ class Gateway:
                 self.store.stage_device(device, twin_json)
                 if device.decommissioned_at is None:  # its retained topics were cleared
                     twins.append((device, twin_json.encode()))
+        return _Batch(acks, events, dirty, availability, twins)
+
+    async def _commit_taken(self, batch: _Batch) -> None:
+        """Commit ``batch``; then acknowledge its messages and publish its effects, or keep it
+        for the next attempt."""
+        acks, events, dirty = batch.acks, batch.events, batch.dirty
+        availability, twins = batch.availability, batch.twins
         try:
             if self._store_lost:
                 await self._reopen_store()
@@ -581,7 +640,13 @@ class Gateway:
             # the backlog count includes what is already in the socket
             await asyncio.sleep(0)
             due = self._flush_due()
-        if due:
+        if due and self._off_loop:
+            if len(self._acks) >= 4 * self.config.store.batch_max:
+                await self.flush()  # commits fall behind: receiving waits (bounded batch)
+            elif not self._lane.locked():
+                self._spawn_flush()
+            # else the flush under way looks again when it ends
+        elif due:
             await self.flush()
         elif due is False:
             self._arm_timer()

@@ -27,6 +27,7 @@ __all__ = [
     "DeadLetter",
     "Device",
     "EventRecord",
+    "Staged",
     "Store",
     "UplinkRecord",
 ]
@@ -384,3 +385,39 @@ class Store(Protocol):
     async def counts(self) -> dict[str, Any]: ...
 
     async def prune(self, older_than: float, keys_older_than: float | None = None) -> int: ...
+
+
+@dataclass(slots=True)
+class Staged:
+    """One batch's staged writes."""
+
+    devices: dict[str, tuple[Device, str | None]] = field(default_factory=dict)
+    seen: set[str] = field(default_factory=set)
+    uplinks: list[UplinkRecord] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+    events: list[EventRecord] = field(default_factory=list)
+    commands: dict[str, CommandRecord] = field(default_factory=dict)
+
+    def size(self) -> int:
+        return (
+            len(self.devices)
+            + len(self.seen)
+            + len(self.uplinks)
+            + len(self.dead)
+            + len(self.events)
+            + len(self.commands)
+        )
+
+    def touches(self, dev_eui: str) -> bool:
+        return dev_eui in self.devices or any(c.dev_eui == dev_eui for c in self.commands.values())
+
+    def merged(self, later: Staged) -> Staged:
+        """This batch (not written) followed by what was staged meanwhile (which wins)."""
+        return Staged(
+            devices={**self.devices, **later.devices},
+            seen=self.seen | later.seen,
+            uplinks=self.uplinks + later.uplinks,
+            dead=self.dead + later.dead,
+            events=self.events + later.events,
+            commands={**self.commands, **later.commands},
+        )
