@@ -54,6 +54,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -401,7 +402,7 @@ class Gateway:
             # to back (timer, maintenance, every message) would leave the loop no time for
             # /readyz. The batch stays as it is; the retry timer comes back for it.
             self._arm_retry(self._retry_at - time.monotonic())
-            return
+            return None
         acks, self._acks = self._acks, []
         events, self._events = self._events, []
         dirty, self._dirty_state = self._dirty_state, set()
@@ -414,10 +415,10 @@ class Gateway:
         for dev_eui in dirty:
             device = self.devices.get(dev_eui)
             if device is not None:
-                twin_json = _JSON.encode(device.twin())  # once: stored and published
-                self.store.stage_device(device, twin_json)
+                twin = device.twin_json()  # once: stored and published
+                self.store.stage_device(device, twin.decode())
                 if device.decommissioned_at is None:  # its retained topics were cleared
-                    twins.append((device, twin_json.encode()))
+                    twins.append((device, twin))
         return _Batch(acks, events, dirty, availability, twins)
 
     async def _commit_taken(self, batch: _Batch) -> None:
@@ -801,8 +802,13 @@ class Gateway:
             self.devices[device.dev_eui] = device
             self._emit(device, "device_discovered", {"device_name": info.device_name})
             self.update_device_gauge()
-        device.application_id = info.application_id or application_id
-        device.device_class = info.device_class_enabled
+        # the same few strings for every device: one object each, not one per device (a new
+        # one comes with every event; issue 17: 100,000 devices)
+        app = info.application_id or application_id
+        if device.application_id != app:
+            device.application_id = sys.intern(app)
+        if device.device_class != info.device_class_enabled:
+            device.device_class = sys.intern(info.device_class_enabled)
         return device
 
     async def _refuse_unknown(self, topic: str, raw: bytes, dev_eui: str, key: str) -> None:

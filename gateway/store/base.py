@@ -15,9 +15,15 @@ from __future__ import annotations
 
 import json
 import operator
+import sys
 import time
+from array import array
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
+
+import msgspec
+
+from gateway.rules import fill_history
 
 __all__ = [
     "ACTIVE_STATES",
@@ -100,6 +106,10 @@ class Device:
         )
         return doc
 
+    def twin_json(self) -> bytes:
+        """:meth:`twin` as the JSON stored and published (compact, UTF-8)."""
+        return _TWIN_ENCODER.encode(self.twin())
+
     def twin(self) -> dict[str, Any]:
         """The retained ``citypack/devices/{devEui}/state`` document."""
         return {
@@ -123,6 +133,16 @@ class Device:
             "signal": {"dr": self.last_dr, "rssi": self.last_rssi, "snr": self.last_snr},
         }
 
+
+def _json_value(value: Any) -> Any:
+    """What JSON cannot hold as it is: a packed fill history as its points, else ``str``."""
+    if isinstance(value, array):
+        return fill_history.plain(value)
+    return str(value)
+
+
+# msgspec: 15 instead of 38 us for a bin's twin here (the profile put twins at 10 %, issue 17)
+_TWIN_ENCODER = msgspec.json.Encoder(enc_hook=_json_value)
 
 # Device fields stored outside the twin document (the twin carries the rest, see Device.twin)
 _REGISTRY_FIELDS = (
@@ -180,7 +200,15 @@ def device_from_row(
         values["last_snr"] = signal.get("snr")
     values.pop("dev_eui", None)
     values.pop("kind", None)
-    return Device(dev_eui=dev_eui, kind=kind, **values)
+    for key in _SHARED_TEXTS:  # one object per distinct value across the fleet
+        text = values.get(key)
+        if type(text) is str:
+            values[key] = sys.intern(text)
+    return Device(dev_eui=dev_eui, kind=sys.intern(kind), **values)
+
+
+# registry texts that many devices share (a city's application, its streets and boards)
+_SHARED_TEXTS = ("application_id", "device_class", "street", "group", "board", "availability")
 
 
 @dataclass(frozen=True, slots=True)

@@ -562,7 +562,7 @@ class SqliteStore:
         light: list[tuple[Any, ...]] = []
         pending: dict[str, int] = {}
         for device, twin in batch.devices.values():
-            twin_json = twin if twin is not None else _JSON.encode(device.twin())
+            twin_json = twin if twin is not None else device.twin_json().decode()
             digest = device.registry_digest()
             if self._registry_written.get(device.dev_eui) == digest:
                 light.append(
