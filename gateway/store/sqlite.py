@@ -413,8 +413,10 @@ class SqliteStore:
         return device, commands
 
     async def commit(self) -> None:
-        """Write everything staged in one transaction (the batch), on the writer thread."""
-        if not self.staged():
+        """Write everything staged in one transaction (the batch), on the writer thread. Returns
+        once everything staged before the call is committed, also what a commit already under
+        way (from another caller) holds."""
+        if not self.staged() and not self._commit_lock.locked():
             return
         async with self._commit_lock:
             if not self.staged():
