@@ -13,6 +13,10 @@ Invariant 3 (ARCHITECTURE.md: at-least-once in, exactly-once effect) is kept by 
    harmless because processing is keyed on ``deduplicationId`` (persisted in the same
    transaction) and on (devEui, devAddr, fCnt).
 
+What needs aiomqtt's or paho's private attributes (the paho client under aiomqtt, its incoming
+queue, paho's packet queue) is reached only through :mod:`gateway.mqtt_internals`, which checks
+the installed versions and falls back to public calls outside them.
+
 Acks are in receive order (MQTT 3.1.1 §4.6) and only on the connection that received the
 message: after a reconnect the old message ids mean nothing, and the broker redelivers instead.
 
@@ -55,6 +59,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from gateway import mqtt_internals as internals
 from gateway.chirpstack import event_subscription
 from gateway.config import MqttConfig, read_secret
 from gateway.metrics import Metrics
@@ -62,16 +67,6 @@ from gateway.metrics import Metrics
 __all__ = ["Bridge", "MessageHandler"]
 
 _PUBACK = struct.Struct("!BBH")
-
-
-def _raw_queue(client: paho.Client) -> Callable[[int, bytes, int, int], Any] | None:
-    """paho's packet queue (``Client._packet_queue``, paho-mqtt 2.x) for writing several MQTT
-    3.1.1 packets in one ``send()``; None when this paho does not have it (then every packet
-    goes through paho's public calls)."""
-    if client._protocol != paho.MQTTv311:
-        return None
-    queue = getattr(client, "_packet_queue", None)
-    return queue if callable(queue) else None
 
 
 def _publish_qos0_retained(topic: str, payload: bytes) -> bytes:
@@ -165,7 +160,10 @@ class Bridge:
             timeout=10,
             **session,
         )
-        client._client.manual_ack_set(True)  # PUBACK after commit: see the module docstring
+        internals.paho_client(client).manual_ack_set(True)  # PUBACK after commit: docstring
+        # the outbox keeps up to 64 QoS 1 publishes waiting for their PUBACK by design
+        # (gateway/outbox.py); aiomqtt's warning past 10 is a log line per publish then
+        client.pending_calls_threshold = 256
         return client
 
     async def run(self) -> None:
@@ -225,10 +223,12 @@ class Bridge:
         async def receive() -> None:
             # What paho has already put in aiomqtt's queue is taken without a task and an
             # asyncio.wait per message (aiomqtt's iterator); it waits only when the queue is empty
-            queue = client._queue
+            queue = internals.incoming_queue(client)
             iterator = aiter(client.messages)
             while True:
                 try:
+                    if queue is None:
+                        raise asyncio.QueueEmpty
                     message = queue.get_nowait()
                 except asyncio.QueueEmpty:
                     if self.drained_generation != generation:
@@ -286,7 +286,7 @@ class Bridge:
         client = self.client
         if client is None or generation != self.generation or qos == 0:
             return  # another connection: the broker redelivers, dedup absorbs it
-        client._client.ack(mid, qos)
+        internals.paho_client(client).ack(mid, qos)
 
     def ack_many(self, generation: int, mids: list[int]) -> None:
         """PUBACK the QoS 1 messages ``mids`` (in receive order) of connection ``generation``,
@@ -294,10 +294,11 @@ class Bridge:
         client = self.client
         if client is None or generation != self.generation or not mids:
             return
-        queue = _raw_queue(client._client)
+        paho_client = internals.paho_client(client)
+        queue = internals.packet_writer(paho_client)
         if queue is None:
             for mid in mids:
-                client._client.ack(mid, 1)
+                paho_client.ack(mid, 1)
             return
         # MQTT 3.1.1 §3.4: PUBACK is 0x40, remaining length 2, the packet identifier
         queue(paho.PUBACK, b"".join([_PUBACK.pack(0x40, 2, mid) for mid in mids]), 0, 1)
@@ -308,10 +309,11 @@ class Bridge:
         client = self.client
         if client is None or not self.connected.is_set():
             return False
-        queue = _raw_queue(client._client)
+        paho_client = internals.paho_client(client)
+        queue = internals.packet_writer(paho_client)
         if queue is None:
             for topic, payload in messages:
-                client._client.publish(topic, payload, 0, True)  # QoS 0: no packet identifier
+                paho_client.publish(topic, payload, 0, True)  # QoS 0: no packet identifier
             return True
         chunk = b"".join([_publish_qos0_retained(topic, payload) for topic, payload in messages])
         # queued with qos 1 in paho's bookkeeping only: its QoS 0 PUBLISH path expects one
@@ -323,7 +325,7 @@ class Bridge:
         """Whether paho still has bytes to write (its public ``want_write``): the outbox hands
         over the next chunk only when it has not, so paho's buffer stays one chunk deep."""
         client = self.client
-        return client is not None and client._client.want_write()
+        return client is not None and internals.paho_client(client).want_write()
 
     async def publish_qos1(
         self, topic: str, payload: bytes, retain: bool, *, timeout_s: float = 60.0

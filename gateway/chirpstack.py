@@ -15,7 +15,6 @@ naming the field; nothing else escapes.
 from __future__ import annotations
 
 import base64
-import binascii
 import functools
 import json
 import re
@@ -23,7 +22,9 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+import msgspec
 
 from gateway.errors import InvalidEvent
 
@@ -323,15 +324,6 @@ def _obj(doc: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
     return value
 
 
-def _list(doc: Mapping[str, Any], key: str) -> list[Any]:
-    value = _get(doc, key)
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise InvalidEvent(f"{key}: expected a list, got {type(value).__name__}", key=key)
-    return value
-
-
 def _str_map(doc: Mapping[str, Any], key: str) -> dict[str, str]:
     value = _obj(doc, key) or {}
     out: dict[str, str] = {}
@@ -340,14 +332,6 @@ def _str_map(doc: Mapping[str, Any], key: str) -> dict[str, str]:
             raise InvalidEvent(f"{key}.{k}: expected a string", key=key)
         out[k] = v
     return out
-
-
-def _bytes(doc: Mapping[str, Any], key: str) -> bytes:
-    text = _str(doc, key)
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise InvalidEvent(f"{key}: not valid base64", key=key) from exc
 
 
 _RFC3339 = re.compile(
@@ -423,25 +407,6 @@ def _device_info(doc: Mapping[str, Any], topic_dev_eui: str) -> DeviceInfo:
     )
 
 
-def _rx_info(items: list[Any]) -> tuple[RxInfo, ...]:
-    out = []
-    for item in items:
-        if not isinstance(item, dict):
-            raise InvalidEvent("rxInfo: expected a list of objects", key="rxInfo")
-        location = _obj(item, "location") or {}
-        out.append(
-            RxInfo(
-                gateway_id=_str(item, "gatewayId"),
-                rssi=_int(item, "rssi"),
-                snr=_float(item, "snr"),
-                channel=_int(item, "channel"),
-                latitude=_opt_float(location, "latitude"),
-                longitude=_opt_float(location, "longitude"),
-            )
-        )
-    return tuple(out)
-
-
 # --- events --------------------------------------------------------------------------------------
 
 
@@ -490,180 +455,189 @@ def _from_json(payload: bytes) -> dict[str, Any]:
     return doc
 
 
-def _up_fast(doc: dict[str, Any], application_id: str, topic_dev_eui: str) -> UplinkEvent | None:
-    """The ``up`` event of the usual shape (every present field of exactly its JSON type, numbers
-    in range, the topic's devEui), with one lookup per key; None for anything else, which the
-    general path below then parses or rejects with its precise message. Same result as that
-    path for every document it accepts (tests/gateway/test_chirpstack.py compares them)."""
-    get = doc.get
-    info = get("deviceInfo")
-    if info is None:
-        info = {}
-    elif type(info) is not dict:
-        return None
-    iget = info.get
-    dev_eui = iget("devEui")
-    if dev_eui is None or dev_eui == "":
-        dev_eui = topic_dev_eui
-    elif dev_eui != topic_dev_eui:
-        return None
-    texts: list[str] = []
-    for key in _INFO_KEYS:
-        value = iget(key)
-        if value is None:
-            value = ""
-        elif type(value) is not str:
-            return None
-        texts.append(value)
-    device_class = iget("deviceClassEnabled")
-    if device_class is None:
-        device_class = "CLASS_A"
-    elif type(device_class) is not str:
-        return None
-    tags = iget("tags")
-    if not tags:
-        tags = {}
-    elif type(tags) is not dict or any(type(v) is not str for v in tags.values()):
-        return None
+# --- the up event: one typed decoder (msgspec), JSON bytes or a protobuf message's dict ---------
+#
+# Every field is optional and may be null (ChirpStack omits defaults; null means absent, as
+# for the other events above). ``strict=False`` is the tolerance ChirpStack's serializers need:
+# pbjson writes u64 as strings, JavaScript-born numbers can be 25.0. Ranges are the LoRaWAN
+# ones (fPort u8, DR 0..15, fCnt u32). A wrong type, range or base64 raises msgspec's
+# ValidationError naming the field's path, turned into InvalidEvent by _decode_up.
+
+_U8 = Annotated[int, msgspec.Meta(ge=0, le=255)]
+_DR = Annotated[int, msgspec.Meta(ge=0, le=15)]
+_U32 = Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)]
+
+
+class _Location(msgspec.Struct):
+    latitude: float | None = None
+    longitude: float | None = None
+
+
+class _Rx(msgspec.Struct, rename="camel"):
+    gateway_id: str | None = None
+    rssi: int | None = None
+    snr: float | None = None
+    channel: int | None = None
+    location: _Location | None = None
+
+
+class _Lora(msgspec.Struct, rename="camel"):
+    spreading_factor: int | None = None
+    bandwidth: int | None = None
+
+
+class _Modulation(msgspec.Struct):
+    lora: _Lora | None = None
+
+
+class _Tx(msgspec.Struct):
+    frequency: _U32 | None = None
+    modulation: _Modulation | None = None
+
+
+class _Info(msgspec.Struct, rename="camel"):
+    dev_eui: str | None = None
+    tenant_id: str | None = None
+    tenant_name: str | None = None
+    application_id: str | None = None
+    application_name: str | None = None
+    device_profile_id: str | None = None
+    device_profile_name: str | None = None
+    device_name: str | None = None
+    device_class_enabled: str | None = None
+    tags: dict[str, str] | None = None
+
+
+class _Up(msgspec.Struct, rename="camel"):
+    deduplication_id: str | None = None
+    time: str | None = None
+    device_info: _Info | None = None
+    dev_addr: str | None = None
+    adr: bool | None = None
+    dr: _DR | None = None
+    f_cnt: _U32 | None = None
+    f_port: _U8 | None = None
+    confirmed: bool | None = None
+    data: bytes | None = None  # base64 in JSON (msgspec checks it)
+    object: dict[str, Any] | None = None
+    rx_info: list[_Rx] | None = None
+    tx_info: _Tx | None = None
+    region_config_id: str | None = None
+
+
+_UP_DECODER = msgspec.json.Decoder(_Up, strict=False)
+# A snake_case spelling of one of the names above anywhere in the document: the document is
+# normalised to lowerCamelCase first (reference §3). A false hit (an ``object`` key that
+# happens to be such a name) only costs the detour; _camel_keys keeps map keys as they are.
+_SNAKE_NAMES = sorted(
+    {
+        name
+        for struct in (_Up, _Info, _Rx, _Lora, _Tx, _Modulation, _Location)
+        for name in struct.__struct_fields__
+        if "_" in name
+    }
+)
+_SNAKE_KEY = re.compile(rb'"(?:' + "|".join(_SNAKE_NAMES).encode() + rb')"\s*:')
+_PATH = re.compile(r"^(.*?)(?: - at `\$\.?(.*)`)?$", re.DOTALL)
+
+
+def _invalid_up(exc: msgspec.MsgspecError, dev_eui: str) -> InvalidEvent:
+    """msgspec's "Expected `int`, got `str` - at `$.fCnt`" as "fCnt: expected `int`, got `str`"."""
+    match = _PATH.match(str(exc))
+    text, key = (match.group(1), match.group(2) or "") if match else (str(exc), "")
+    if not isinstance(exc, msgspec.ValidationError):  # (a subclass of DecodeError)
+        error = InvalidEvent(f"not valid JSON: {text}")
+    elif not key:
+        # the document itself, e.g. "Expected `object`, got `array`"
+        error = InvalidEvent(f"expected a JSON object: {text}")
+    elif text.startswith("Invalid base64"):
+        error = InvalidEvent(f"{key}: not valid base64", key=key)
     else:
-        tags = dict(tags)
-    time_text = get("time")
-    if time_text is None:
-        time_text = ""
-    elif type(time_text) is not str or (time_text and not _RFC3339.match(time_text)):
-        return None
-    strings: list[str] = []
-    for key in ("deduplicationId", "devAddr", "regionConfigId"):
-        value = get(key)
-        if value is None:
-            value = ""
-        elif type(value) is not str:
-            return None
-        strings.append(value)
-    f_port, dr, f_cnt = get("fPort", 0), get("dr", 0), get("fCnt", 0)
-    if (
-        type(f_port) is not int
-        or type(dr) is not int
-        or type(f_cnt) is not int
-        or not 0 <= f_port <= 255
-        or not 0 <= dr <= 15
-        or not 0 <= f_cnt <= 2**32 - 1
-    ):
-        return None  # also None values: the general path fills in their defaults
-    adr, confirmed = get("adr", False), get("confirmed", False)
-    if type(adr) is not bool or type(confirmed) is not bool:
-        return None
-    data_text = get("data")
-    if data_text is None:
-        data_text = ""
-    elif type(data_text) is not str:
-        return None
+        error = InvalidEvent(f"{key}: {text[:1].lower()}{text[1:]}", key=key)
+    error.dev_eui = dev_eui  # type: ignore[attr-defined]
+    return error
+
+
+def _decode_up(
+    payload: bytes, marshaler: Marshaler, application_id: str, topic_dev_eui: str
+) -> UplinkEvent:
+    """The ``up`` event; raises only :class:`InvalidEvent`."""
     try:
-        data = base64.b64decode(data_text, validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    obj = get("object")
-    if obj is not None and type(obj) is not dict:
-        return None
-    items = get("rxInfo")
-    rx: list[RxInfo] = []
-    if items is not None:
-        if type(items) is not list:
-            return None
-        for item in items:
-            if type(item) is not dict:
-                return None
-            gateway_id, rssi = item.get("gatewayId", ""), item.get("rssi", 0)
-            snr, channel = item.get("snr", 0.0), item.get("channel", 0)
-            location = item.get("location")
-            latitude = longitude = None
-            if location is not None:
-                if type(location) is not dict:
-                    return None
-                latitude, longitude = location.get("latitude"), location.get("longitude")
-                if (latitude is not None and type(latitude) not in (int, float)) or (
-                    longitude is not None and type(longitude) not in (int, float)
-                ):
-                    return None
-            if (
-                type(gateway_id) is not str
-                or type(rssi) is not int
-                or type(channel) is not int
-                or type(snr) not in (int, float)
-            ):
-                return None
-            rx.append(
-                RxInfo(
-                    gateway_id=gateway_id,
-                    rssi=rssi,
-                    snr=float(snr),
-                    channel=channel,
-                    latitude=None if latitude is None else float(latitude),
-                    longitude=None if longitude is None else float(longitude),
-                )
+        if marshaler == "protobuf":
+            up = msgspec.convert(_from_protobuf("up", payload), _Up, strict=False)
+        elif _SNAKE_KEY.search(payload):
+            up = msgspec.convert(_from_json(payload), _Up, strict=False)
+        else:
+            up = _UP_DECODER.decode(payload)
+    except msgspec.MsgspecError as exc:
+        raise _invalid_up(exc, topic_dev_eui.lower()) from exc
+    except RecursionError as exc:  # msgspec skipping an unknown value nested past its limit
+        raise InvalidEvent("not valid JSON: nested too deeply") from exc
+    info = up.device_info or _Info()
+    dev_eui = info.dev_eui or topic_dev_eui
+    if dev_eui != topic_dev_eui:  # the usual case (equal strings) needs no further checks
+        if not _EUI.match(dev_eui):
+            raise InvalidEvent(f"deviceInfo.devEui: not 16 hex digits: {dev_eui!r:.40}")
+        if topic_dev_eui and dev_eui.lower() != topic_dev_eui.lower():
+            raise InvalidEvent(
+                f"deviceInfo.devEui {dev_eui} does not match the topic's {topic_dev_eui}",
+                dev_eui=topic_dev_eui,
             )
-    tx = get("txInfo")
-    frequency = spreading_factor = bandwidth = None
-    if tx is not None:
-        if type(tx) is not dict:
-            return None
-        frequency = tx.get("frequency")
-        if frequency is not None and (type(frequency) is not int or not 0 <= frequency < 2**32):
-            return None
-        modulation = tx.get("modulation")
-        if modulation is not None:
-            if type(modulation) is not dict:
-                return None
-            lora = modulation.get("lora")
-            if lora is not None:
-                if type(lora) is not dict:
-                    return None
-                if lora:
-                    spreading_factor = lora.get("spreadingFactor", 0)
-                    bandwidth = lora.get("bandwidth", 0)
-                    if type(spreading_factor) is not int or type(bandwidth) is not int:
-                        return None
+    time_text = up.time or ""
+    if time_text and not _RFC3339.match(time_text):
+        raise InvalidEvent(f"time: not RFC 3339: {time_text!r:.60}", key="time")
+    rx_info = tuple(
+        RxInfo(
+            rx.gateway_id or "",
+            rx.rssi or 0,
+            rx.snr or 0.0,
+            rx.channel or 0,
+            rx.location.latitude if rx.location is not None else None,
+            rx.location.longitude if rx.location is not None else None,
+        )
+        for rx in up.rx_info or ()
+    )
+    tx = up.tx_info
+    lora = tx.modulation.lora if tx is not None and tx.modulation is not None else None
     return UplinkEvent(
-        event="up",
-        topic_application_id=application_id,
-        device_info=DeviceInfo(
+        "up",
+        application_id,
+        DeviceInfo(
             dev_eui.lower(),
-            texts[0],
-            texts[1],
-            texts[2],
-            texts[3],
-            texts[4],
-            texts[5],
-            texts[6],
-            device_class,
-            tags,
+            info.tenant_id or "",
+            info.tenant_name or "",
+            info.application_id or "",
+            info.application_name or "",
+            info.device_profile_id or "",
+            info.device_profile_name or "",
+            info.device_name or "",
+            info.device_class_enabled or "CLASS_A",
+            info.tags or {},
         ),
-        time=time_text,
-        deduplication_id=strings[0],
-        dev_addr=strings[1],
-        adr=adr,
-        dr=dr,
-        f_cnt=f_cnt,
-        f_port=f_port,
-        confirmed=confirmed,
-        data=data,
-        object=obj,
-        rx_info=tuple(rx),
-        frequency=frequency,
-        spreading_factor=spreading_factor,
-        bandwidth=bandwidth,
-        region_config_id=strings[2],
+        time_text,
+        up.deduplication_id or "",
+        up.dev_addr or "",
+        bool(up.adr),
+        up.dr or 0,
+        up.f_cnt or 0,
+        up.f_port or 0,
+        bool(up.confirmed),
+        up.data or b"",
+        up.object,
+        rx_info,
+        tx.frequency if tx is not None else None,
+        (lora.spreading_factor or 0) if lora is not None else None,
+        (lora.bandwidth or 0) if lora is not None else None,
+        up.region_config_id or "",
     )
 
 
 def parse_event(topic: str, payload: bytes, *, marshaler: Marshaler = "json") -> Event:
     """Parse one ChirpStack event; raises only :class:`InvalidEvent`."""
     application_id, topic_dev_eui, event = parse_topic(topic)
+    if event == "up":  # the one event of the hot path: a typed decoder, straight from bytes
+        return _decode_up(payload, marshaler, application_id, topic_dev_eui)
     doc = _from_protobuf(event, payload) if marshaler == "protobuf" else _from_json(payload)
-    if event == "up":
-        fast = _up_fast(doc, application_id, topic_dev_eui)
-        if fast is not None:
-            return fast
     info = _device_info(doc, topic_dev_eui)
     base: dict[str, Any] = {
         "event": event,
@@ -672,27 +646,6 @@ def parse_event(topic: str, payload: bytes, *, marshaler: Marshaler = "json") ->
         "time": _time(doc),
     }
     try:
-        if event == "up":
-            f_port = _uint(doc, "fPort", maximum=255)
-            tx = _obj(doc, "txInfo") or {}
-            lora = _obj(_obj(tx, "modulation") or {}, "lora") or {}
-            return UplinkEvent(
-                **base,
-                deduplication_id=_str(doc, "deduplicationId"),
-                dev_addr=_str(doc, "devAddr"),
-                adr=_bool(doc, "adr"),
-                dr=_uint(doc, "dr", maximum=15),
-                f_cnt=_uint(doc, "fCnt"),
-                f_port=f_port,
-                confirmed=_bool(doc, "confirmed"),
-                data=_bytes(doc, "data"),
-                object=_obj(doc, "object"),
-                rx_info=_rx_info(_list(doc, "rxInfo")),
-                frequency=_uint(tx, "frequency") if _get(tx, "frequency") is not None else None,
-                spreading_factor=_int(lora, "spreadingFactor") if lora else None,
-                bandwidth=_int(lora, "bandwidth") if lora else None,
-                region_config_id=_str(doc, "regionConfigId"),
-            )
         if event == "join":
             return JoinEvent(
                 **base,

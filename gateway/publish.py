@@ -127,7 +127,7 @@ class Publisher:
         """Publish the twin (``payload`` when the caller already encoded it). QoS 0: the next
         update supersedes a lost one, and a PUBACK per uplink costs a third of the throughput."""
         if payload is None:
-            payload = _JSON.encode(device.twin()).encode()
+            payload = device.twin_json()
         self._send(self.state_topic(device.dev_eui), payload, 0, True)
         if self.config.homeassistant and device.dev_eui not in self._announced:
             self.discovery(device)

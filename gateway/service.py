@@ -54,8 +54,10 @@ import contextlib
 import hashlib
 import json
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -105,6 +107,19 @@ def _digest(data: bytes) -> str:
 
 
 _JSON = json.JSONEncoder(separators=(",", ":"), default=str)
+
+
+@dataclass(slots=True)
+class _Batch:
+    """What one commit holds, taken from the gateway when the commit starts."""
+
+    acks: list[tuple[int, int, int, float, bool]]  # (generation, mid, qos, received, is_uplink)
+    events: list[EventRecord]
+    dirty: set[str]
+    availability: set[str]
+    twins: list[tuple[Device, bytes]]
+
+
 _RETRY_MAX_S = 5.0  # longest wait between two commit attempts on a failing store
 # messages already received and waiting that make a batch grow past its interval: a steady
 # 1,000/s leaves one or two waiting, a restart draining the broker's queue leaves hundreds
@@ -207,6 +222,11 @@ class Gateway:
         self._kicked: set[str] = set()
         self._kick = asyncio.Event()
         self._flush_lock = asyncio.Lock()
+        # a store that commits on its own thread (SQLite): the loop receives and processes the
+        # next batch while one commits; _lane keeps one commit in flight, in order
+        self._off_loop = bool(getattr(self.store, "writes_off_loop", False))
+        self._lane = asyncio.Lock()
+        self._flush_spawned = False
         self._opened = False
         self._stopping = asyncio.Event()
         self.started = asyncio.Event()
@@ -343,18 +363,51 @@ class Gateway:
 
     async def flush(self) -> None:
         """Commit the batch, then acknowledge its MQTT messages and publish its effects."""
-        async with self._flush_lock:
-            await self._flush_locked()
+        if not self._off_loop:
+            async with self._flush_lock:
+                await self._flush_locked()
+            return
+        # Off the loop: the batch is taken under the flush lock (no message is half processed),
+        # and the commit is awaited without it, so messages go on being received and processed
+        # into the next batch meanwhile. Their acks wait for the commit that holds them: one
+        # in flight at a time (_lane), and this one's acks are only what it took.
+        async with self._lane:
+            self._flush_spawned = False
+            async with self._flush_lock:
+                taken = self._take_batch()
+            if taken is None:
+                return  # a failed store's back-off: the retry timer comes back for it
+            await self._commit_taken(taken)
+        due = self._flush_due()  # for what came in while this one committed
+        if due and self.store_ok:
+            self._spawn_flush()
+        elif due is False:
+            self._arm_timer()
+
+    def _spawn_flush(self) -> None:
+        if self._flush_spawned:
+            return
+        self._flush_spawned = True
+        task = asyncio.ensure_future(self.flush())
+        self._timer_tasks.add(task)
+        task.add_done_callback(self._timer_tasks.discard)
 
     async def _flush_locked(self) -> None:
         """:meth:`flush` with the flush lock held."""
+        taken = self._take_batch()
+        if taken is not None:
+            await self._commit_taken(taken)
+
+    def _take_batch(self) -> _Batch | None:
+        """The batch to commit (its acks, events and devices, staged in the store); None while
+        a failed store waits for its back-off."""
         if self._store_failures and time.monotonic() < self._retry_at:
             # the store failed a moment ago: no new attempt before the back-off is over. A
             # locked SQLite file blocks each attempt for its busy_timeout, and attempts back
             # to back (timer, maintenance, every message) would leave the loop no time for
             # /readyz. The batch stays as it is; the retry timer comes back for it.
             self._arm_retry(self._retry_at - time.monotonic())
-            return
+            return None
         acks, self._acks = self._acks, []
         events, self._events = self._events, []
         dirty, self._dirty_state = self._dirty_state, set()
@@ -367,10 +420,17 @@ class Gateway:
         for dev_eui in dirty:
             device = self.devices.get(dev_eui)
             if device is not None:
-                twin_json = _JSON.encode(device.twin())  # once: stored and published
-                self.store.stage_device(device, twin_json)
+                twin = device.twin_json()  # once: stored and published
+                self.store.stage_device(device, twin.decode())
                 if device.decommissioned_at is None:  # its retained topics were cleared
-                    twins.append((device, twin_json.encode()))
+                    twins.append((device, twin))
+        return _Batch(acks, events, dirty, availability, twins)
+
+    async def _commit_taken(self, batch: _Batch) -> None:
+        """Commit ``batch``; then acknowledge its messages and publish its effects, or keep it
+        for the next attempt."""
+        acks, events, dirty = batch.acks, batch.events, batch.dirty
+        availability, twins = batch.availability, batch.twins
         try:
             if self._store_lost:
                 await self._reopen_store()
@@ -586,7 +646,13 @@ class Gateway:
             # the backlog count includes what is already in the socket
             await asyncio.sleep(0)
             due = self._flush_due()
-        if due:
+        if due and self._off_loop:
+            if len(self._acks) >= 4 * self.config.store.batch_max:
+                await self.flush()  # commits fall behind: receiving waits (bounded batch)
+            elif not self._lane.locked():
+                self._spawn_flush()
+            # else the flush under way looks again when it ends
+        elif due:
             await self.flush()
         elif due is False:
             self._arm_timer()
@@ -741,8 +807,13 @@ class Gateway:
             self.devices[device.dev_eui] = device
             self._emit(device, "device_discovered", {"device_name": info.device_name})
             self.update_device_gauge()
-        device.application_id = info.application_id or application_id
-        device.device_class = info.device_class_enabled
+        # the same few strings for every device: one object each, not one per device (a new
+        # one comes with every event; issue 17: 100,000 devices)
+        app = info.application_id or application_id
+        if device.application_id != app:
+            device.application_id = sys.intern(app)
+        if device.device_class != info.device_class_enabled:
+            device.device_class = sys.intern(info.device_class_enabled)
         return device
 
     async def _refuse_unknown(self, topic: str, raw: bytes, dev_eui: str, key: str) -> None:
@@ -787,15 +858,16 @@ class Gateway:
             if await self.store.seen(key):
                 self._m_duplicate.inc()  # the same deduplicationId: a redelivery
                 return
-            if device.last_dev_addr == event.dev_addr:
-                stored = await self.store.f_cnt_payload(device.dev_eui, event.dev_addr, event.f_cnt)
-                if stored is not None:
-                    if stored == event.data:
-                        self._m_duplicate.inc()  # the same frame again under another id
-                        return
+            # a fresh uplink stored no key (below): its history row, (devEui, devAddr, fCnt)
+            # and payload, is what tells its redelivery, in any later session too
+            stored = await self.store.f_cnt_payload(device.dev_eui, event.dev_addr, event.f_cnt)
+            if stored is not None:
+                if stored == event.data:
+                    self._m_duplicate.inc()  # the same frame again (redelivered or another id)
+                    return
+                if device.last_dev_addr == event.dev_addr:
                     self._counter_reset(topic, raw, device, event, key)
                     return
-        self.store.stage_seen(key)
         now = self.clock()
         was = device.availability
         self._apply(device, availability_rules.mark_seen(device, now))
@@ -811,6 +883,7 @@ class Gateway:
         device.last_snr = snr
         self._dirty_state.add(device.dev_eui)
         if event.f_port == 0:
+            self.store.stage_seen(key)  # no history row holds a MAC-only uplink
             self._m_processed.inc()
             return
         try:
@@ -818,11 +891,18 @@ class Gateway:
                 raise ProtocolError(f"payload of {len(event.data)} bytes > {codec.MAX_PAYLOAD}")
             decoded = codec.decode(event.f_port, event.data, "up")
         except ProtocolError as exc:
+            self.store.stage_seen(key)  # a dead letter, not history: the key tells redelivery
             self.metrics.uplinks.labels("undecodable").inc()
             self._dead_letter(
                 topic, raw, f"undecodable fPort {event.f_port}: {exc}", device.dev_eui
             )
             return
+        if not fresh:
+            # A fresh uplink needs no dedup key: its fCnt is above the committed one in the
+            # same session, and the history row staged next (same transaction) holds (devEui,
+            # devAddr, fCnt, payload), which the check above finds on a redelivery. One row
+            # fewer per uplink (issue 17).
+            self.store.stage_seen(key)
         self.store.stage_uplink(
             UplinkRecord(
                 dev_eui=device.dev_eui,

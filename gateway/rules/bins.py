@@ -29,6 +29,7 @@ from typing import Any
 from gateway.config import BinsConfig
 from gateway.csvsafe import safe_cell
 from gateway.rules import Outcome
+from gateway.rules import fill_history as history
 from gateway.store.base import Device
 
 __all__ = [
@@ -69,7 +70,7 @@ def fill_rate_per_h(samples: list[list[float]]) -> float | None:
 
 def _pickup(device: Device, out: Outcome, now: float, fill: Any, drop: float) -> None:
     derived = device.derived
-    derived["_samples"] = [[round(now), fill]]
+    derived["_samples"] = history.pack([[round(now), fill]])
     derived["full"] = False
     derived["last_pickup_at"] = now
     out.event("bin_pickup", fill_before=fill + drop, fill_percent=fill, drop_percent=drop)
@@ -82,7 +83,7 @@ def apply_bin_status(
     derived = device.derived
     fill = fields.get("fill_percent", 0)
     previous = derived.get("fill_percent")
-    samples: list[list[float]] = list(derived.get("_samples", []))
+    samples = history.points(derived.get("_samples"))
     drop = (previous - fill) if isinstance(previous, int | float) else 0.0
     # pickup_count counts the pickups the node saw since its previous bin_status (catalogue),
     # so any positive value is a pickup; it is not a lifetime counter to compare.
@@ -94,7 +95,7 @@ def apply_bin_status(
     else:
         samples.append([round(now), fill])  # whole seconds: smaller twin, same forecast
         samples = samples[-cfg.forecast_samples :]
-    derived["_samples"] = samples
+    derived["_samples"] = history.pack(samples)  # compact: gateway/rules/fill_history.py
     derived["fill_percent"] = fill
     if isinstance(pickups, int):
         derived["pickup_count"] = pickups

@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import json
 import operator
+import sys
 import time
+from array import array
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from gateway.store.groups import GroupHead, GroupMember
+import msgspec
+
+from gateway.rules import fill_history
+from gateway.store.groups import GroupHead, GroupMember, GroupStage
 
 __all__ = [
     "ACTIVE_STATES",
@@ -31,6 +35,7 @@ __all__ = [
     "DeadLetter",
     "Device",
     "EventRecord",
+    "Staged",
     "Store",
     "UplinkRecord",
 ]
@@ -103,6 +108,10 @@ class Device:
         )
         return doc
 
+    def twin_json(self) -> bytes:
+        """:meth:`twin` as the JSON stored and published (compact, UTF-8)."""
+        return _TWIN_ENCODER.encode(self.twin())
+
     def twin(self) -> dict[str, Any]:
         """The retained ``citypack/devices/{devEui}/state`` document."""
         return {
@@ -126,6 +135,16 @@ class Device:
             "signal": {"dr": self.last_dr, "rssi": self.last_rssi, "snr": self.last_snr},
         }
 
+
+def _json_value(value: Any) -> Any:
+    """What JSON cannot hold as it is: a packed fill history as its points, else ``str``."""
+    if isinstance(value, array):
+        return fill_history.plain(value)
+    return str(value)
+
+
+# msgspec: 15 instead of 38 us for a bin's twin here (the profile put twins at 10 %, issue 17)
+_TWIN_ENCODER = msgspec.json.Encoder(enc_hook=_json_value)
 
 # Device fields stored outside the twin document (the twin carries the rest, see Device.twin)
 _REGISTRY_FIELDS = (
@@ -183,7 +202,15 @@ def device_from_row(
         values["last_snr"] = signal.get("snr")
     values.pop("dev_eui", None)
     values.pop("kind", None)
-    return Device(dev_eui=dev_eui, kind=kind, **values)
+    for key in _SHARED_TEXTS:  # one object per distinct value across the fleet
+        text = values.get(key)
+        if type(text) is str:
+            values[key] = sys.intern(text)
+    return Device(dev_eui=dev_eui, kind=sys.intern(kind), **values)
+
+
+# registry texts that many devices share (a city's application, its streets and boards)
+_SHARED_TEXTS = ("application_id", "device_class", "street", "group", "board", "availability")
 
 
 @dataclass(frozen=True, slots=True)
@@ -403,3 +430,42 @@ class Store(Protocol):
     async def counts(self) -> dict[str, Any]: ...
 
     async def prune(self, older_than: float, keys_older_than: float | None = None) -> int: ...
+
+
+@dataclass(slots=True)
+class Staged:
+    """One batch's staged writes."""
+
+    devices: dict[str, tuple[Device, str | None]] = field(default_factory=dict)
+    seen: set[str] = field(default_factory=set)
+    uplinks: list[UplinkRecord] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+    events: list[EventRecord] = field(default_factory=list)
+    commands: dict[str, CommandRecord] = field(default_factory=dict)
+    groups: GroupStage = field(default_factory=GroupStage)  # gateway/store/groups.py
+
+    def size(self) -> int:
+        return (
+            len(self.devices)
+            + len(self.seen)
+            + len(self.uplinks)
+            + len(self.dead)
+            + len(self.events)
+            + len(self.commands)
+            + self.groups.size()
+        )
+
+    def touches(self, dev_eui: str) -> bool:
+        return dev_eui in self.devices or any(c.dev_eui == dev_eui for c in self.commands.values())
+
+    def merged(self, later: Staged) -> Staged:
+        """This batch (not written) followed by what was staged meanwhile (which wins)."""
+        return Staged(
+            devices={**self.devices, **later.devices},
+            seen=self.seen | later.seen,
+            uplinks=self.uplinks + later.uplinks,
+            dead=self.dead + later.dead,
+            events=self.events + later.events,
+            commands={**self.commands, **later.commands},
+            groups=self.groups.merged(later.groups),
+        )

@@ -1,23 +1,21 @@
-"""Rows of the PostgreSQL store (gateway/store/postgres.py): the column lists, the conversions
-between table rows and the store's records, and one batch's staged writes."""
+"""Rows of the PostgreSQL store (gateway/store/postgres.py): the column lists and the conversions
+between table rows and the store's records (one batch's staged writes, :class:`Staged`, is in
+gateway/store/base.py: the SQLite store has the same)."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 
 from gateway.store.base import (
     CommandRecord,
-    DeadLetter,
     Device,
     EventRecord,
-    UplinkRecord,
+    Staged,
     device_from_row,
 )
-from gateway.store.groups import GroupStage
 
 __all__ = [
     "COMMAND_COLUMNS",
@@ -60,45 +58,6 @@ UPLINK_COLUMNS = (
     " rssi, snr, gateways, message, fields, data"
 )
 DEVICE_SELECT = "SELECT dev_eui, kind, doc, twin, last_f_cnt, last_dev_addr, version FROM devices"
-
-
-@dataclass(slots=True)
-class Staged:
-    """One batch's staged writes."""
-
-    devices: dict[str, tuple[Device, str | None]] = field(default_factory=dict)
-    seen: set[str] = field(default_factory=set)
-    uplinks: list[UplinkRecord] = field(default_factory=list)
-    dead: list[DeadLetter] = field(default_factory=list)
-    events: list[EventRecord] = field(default_factory=list)
-    commands: dict[str, CommandRecord] = field(default_factory=dict)
-    groups: GroupStage = field(default_factory=GroupStage)
-
-    def size(self) -> int:
-        return (
-            len(self.devices)
-            + len(self.seen)
-            + len(self.uplinks)
-            + len(self.dead)
-            + len(self.events)
-            + len(self.commands)
-            + self.groups.size()
-        )
-
-    def touches(self, dev_eui: str) -> bool:
-        return dev_eui in self.devices or any(c.dev_eui == dev_eui for c in self.commands.values())
-
-    def merged(self, later: Staged) -> Staged:
-        """This batch (not written) followed by what was staged meanwhile (which wins)."""
-        return Staged(
-            devices={**self.devices, **later.devices},
-            seen=self.seen | later.seen,
-            uplinks=self.uplinks + later.uplinks,
-            dead=self.dead + later.dead,
-            events=self.events + later.events,
-            commands={**self.commands, **later.commands},
-            groups=self.groups.merged(later.groups),
-        )
 
 
 def device_of(row: Any) -> Device:

@@ -533,7 +533,7 @@ class PostgresStore(PostgresReads):
         light: list[tuple[Any, ...]] = []
         pending: dict[str, int] = {}
         for device, twin in batch.devices.values():
-            twin_json = twin if twin is not None else JSON.encode(device.twin())
+            twin_json = twin if twin is not None else device.twin_json().decode()
             expected = self._versions.get(device.dev_eui)
             digest = device.registry_digest()
             if expected is not None and self._registry_written.get(device.dev_eui) == digest:

@@ -5,8 +5,15 @@ writer; ``synchronous=NORMAL`` in WAL mode is durable across application crashes
 most the last transactions on power loss) and "PRAGMA user_version"-style migrations, done here
 with an explicit ``schema_version`` table so a half-applied migration is visible.
 
-Calls run synchronously on the event loop thread: they are local, short and batched (one
-transaction per :meth:`SqliteStore.commit`), which measured faster than a thread hop per batch.
+Writes go to one writer thread (issue 17): :meth:`SqliteStore.commit` takes the staged batch,
+builds its rows on the event loop (a snapshot of the live device objects) and hands them to the
+thread, which runs the transaction while the loop goes on receiving and staging the next batch
+(sqlite3 releases the GIL while SQLite works, so the second core does the writing). One
+transaction is in flight at a time and its batch stays readable (:meth:`seen`,
+:meth:`f_cnt_payload`) until it is committed; a failed one is put back in front of what was
+staged meanwhile, as in the PostgreSQL store. Reads on the loop use a second connection, which
+in WAL mode sees the last committed transaction and never waits for the writer. ``:memory:``
+(one connection per database) writes on the loop.
 """
 
 from __future__ import annotations
@@ -17,9 +24,10 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from gateway.errors import StoreError, StoreGone
 from gateway.store import groups
@@ -29,6 +37,7 @@ from gateway.store.base import (
     DeadLetter,
     Device,
     EventRecord,
+    Staged,
     UplinkRecord,
     device_from_row,
 )
@@ -157,6 +166,7 @@ _COMMAND_COLUMNS = (
 )
 _JSON = json.JSONEncoder(separators=(",", ":"), default=str)
 _PRUNE_CHUNK = 5000
+_T = TypeVar("_T")
 
 
 class SqliteStore:
@@ -165,19 +175,22 @@ class SqliteStore:
 
     shared = False
 
+    @property
+    def writes_off_loop(self) -> bool:
+        """Whether a commit runs on the writer thread, so the loop may go on meanwhile."""
+        return self.path != ":memory:"
+
     def __init__(self, url: str, *, synchronous: str = "normal") -> None:
         if not url.startswith("sqlite:///"):
             raise StoreError(f"not a sqlite URL: {url!r}")
         self.path = url[len("sqlite:///") :]
         self.synchronous = synchronous
-        self._db: sqlite3.Connection | None = None
-        self._devices: dict[str, tuple[Device, str | None]] = {}
-        self._seen: set[str] = set()
-        self._uplinks: list[UplinkRecord] = []
-        self._dead: list[DeadLetter] = []
-        self._events: list[EventRecord] = []
-        self._commands: dict[str, CommandRecord] = {}
-        self._groups = groups.GroupStage()
+        self._db: sqlite3.Connection | None = None  # the writer's (the loop's for :memory:)
+        self._rdb: sqlite3.Connection | None = None  # reads on the event loop
+        self._writer: ThreadPoolExecutor | None = None
+        self._s = Staged()  # what the next commit writes
+        self._writing: Staged | None = None  # what the commit under way writes
+        self._commit_lock = asyncio.Lock()  # one transaction in flight, in order
         # hash of the registry document last committed per device (skip rewriting it)
         self._registry_written: dict[str, int] = {}
         self._registry_pending: dict[str, int] = {}
@@ -189,22 +202,40 @@ class SqliteStore:
 
     @property
     def db(self) -> sqlite3.Connection:
+        """The writing connection (the writer thread's while a commit is under way)."""
         if self._db is None:
             raise StoreError("the store is not open")
         return self._db
+
+    @property
+    def rdb(self) -> sqlite3.Connection:
+        """The connection for reads on the event loop."""
+        if self._rdb is None:
+            raise StoreError("the store is not open")
+        return self._rdb
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA busy_timeout=5000")
+        return db
 
     async def open(self) -> None:
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            db.row_factory = sqlite3.Row
+            db = self._connect()
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
-            db.execute("PRAGMA busy_timeout=5000")
             self._db = db
             self._migrate()
             self._identity = self._file_identity()
+            if self.path == ":memory:":
+                self._rdb = db
+            else:
+                self._rdb = self._connect()
+                if self._writer is None:
+                    self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open {self.path}: {exc}") from exc
 
@@ -230,7 +261,15 @@ class SqliteStore:
             raise StoreGone(f"{self.path}: the database file was replaced")
 
     async def reopen(self) -> None:
+        async with self._commit_lock:  # not under a transaction the writer still runs
+            await self._reopen()
+
+    async def _reopen(self) -> None:
         old, self._db = self._db, None
+        reader, self._rdb = self._rdb, None
+        if reader is not None and reader is not old:
+            with contextlib.suppress(sqlite3.Error):
+                reader.close()
         if old is not None:
             with contextlib.suppress(sqlite3.Error):
                 old.close()  # checkpoints into the old file and removes its -wal by name
@@ -261,23 +300,35 @@ class SqliteStore:
                 raise
 
     def schema_version(self) -> int:
-        return int(self.db.execute("SELECT max(version) FROM schema_version").fetchone()[0])
+        return int(self.rdb.execute("SELECT max(version) FROM schema_version").fetchone()[0])
+
+    @property
+    def committing(self) -> bool:
+        """A transaction is under way on the writer thread."""
+        return self._writing is not None
 
     async def close(self) -> None:
         if self._db is not None:
             try:
-                if self.staged():
-                    await self.commit()
+                await self.commit()  # also waits for one under way
+                async with self._commit_lock:  # (a prune chunk)
+                    pass
             finally:
+                if self._rdb is not None and self._rdb is not self._db:
+                    self._rdb.close()
+                self._rdb = None
                 self._db.close()
                 self._db = None
+                if self._writer is not None:
+                    self._writer.shutdown(wait=True)
+                    self._writer = None
 
     async def ping(self) -> bool:
         try:
             self._check_file()
             if self._identity is not None and not os.access(self.path, os.W_OK):
                 return False  # read-only: the next start could not write (root passes this)
-            self.db.execute("SELECT 1").fetchone()
+            self.rdb.execute("SELECT 1").fetchone()
             return True
         except (sqlite3.Error, StoreError):
             return False
@@ -287,7 +338,7 @@ class SqliteStore:
     async def load_devices(self) -> list[Device]:
         out = []
         query = "SELECT dev_eui, kind, doc, twin, last_f_cnt, last_dev_addr FROM devices"
-        for row in self.db.execute(query):
+        for row in self.rdb.execute(query):
             registry = json.loads(row[2])
             twin = json.loads(row[3]) if row[3] else None
             device = device_from_row(row[0], row[1], registry, twin, (row[4], row[5]))
@@ -296,22 +347,23 @@ class SqliteStore:
         return out
 
     def stage_device(self, device: Device, twin_json: str | None = None) -> None:
-        self._devices[device.dev_eui] = (device, twin_json)
+        self._s.devices[device.dev_eui] = (device, twin_json)
 
     async def seen(self, key: str) -> bool:
-        if key in self._seen:
+        if key in self._s.seen or (self._writing is not None and key in self._writing.seen):
             return True
-        row = self.db.execute("SELECT 1 FROM processed WHERE key = ?", (key,)).fetchone()
+        row = self.rdb.execute("SELECT 1 FROM processed WHERE key = ?", (key,)).fetchone()
         return row is not None
 
     def stage_seen(self, key: str) -> None:
-        self._seen.add(key)
+        self._s.seen.add(key)
 
     async def f_cnt_payload(self, dev_eui: str, dev_addr: str, f_cnt: int) -> bytes | None:
-        for uplink in self._uplinks:
-            if (uplink.dev_eui, uplink.dev_addr, uplink.f_cnt) == (dev_eui, dev_addr, f_cnt):
-                return uplink.data
-        row = self.db.execute(
+        for batch in (self._s, self._writing):
+            for uplink in batch.uplinks if batch is not None else ():
+                if (uplink.dev_eui, uplink.dev_addr, uplink.f_cnt) == (dev_eui, dev_addr, f_cnt):
+                    return uplink.data
+        row = self.rdb.execute(
             "SELECT data FROM uplinks WHERE dev_eui = ? AND f_cnt = ? AND dev_addr = ?"
             " ORDER BY id LIMIT 1",
             (dev_eui, f_cnt, dev_addr),
@@ -319,26 +371,26 @@ class SqliteStore:
         return None if row is None else bytes(row[0])
 
     def stage_uplink(self, uplink: UplinkRecord) -> None:
-        self._uplinks.append(uplink)
+        self._s.uplinks.append(uplink)
 
     def stage_dead_letter(self, letter: DeadLetter) -> None:
-        self._dead.append(letter)
+        self._s.dead.append(letter)
 
     def stage_event(self, event: EventRecord) -> None:
-        self._events.append(event)
+        self._s.events.append(event)
 
     def stage_command(self, command: CommandRecord) -> None:
-        self._commands[command.id] = command
+        self._s.commands[command.id] = command
 
     def stage_group_command(
         self, head: groups.GroupHead, members: Iterable[groups.GroupMember] = ()
     ) -> None:
-        self._groups.heads[head.id] = head
+        self._s.groups.heads[head.id] = head
         for member in members:
             self.stage_group_member(member)
 
     def stage_group_member(self, member: groups.GroupMember) -> None:
-        self._groups.members[(member.command, member.dev_eui)] = member
+        self._s.groups.members[(member.command, member.dev_eui)] = member
 
     async def group_commands(
         self,
@@ -351,41 +403,27 @@ class SqliteStore:
         query, params = groups.select_heads(
             "?", group=group, command=command, active_at=active_at, limit=limit
         )
-        heads = [groups.head_of(r) for r in self.db.execute(query, params)]
+        heads = [groups.head_of(r) for r in self.rdb.execute(query, params)]
         if not heads:
             return []
         members = [
             groups.member_of(r)
-            for r in self.db.execute(groups.select_members("?", len(heads)), [h.id for h in heads])
+            for r in self.rdb.execute(groups.select_members("?", len(heads)), [h.id for h in heads])
         ]
         return groups.assemble(heads, members)
 
     def staged(self) -> int:
-        return (
-            len(self._devices)
-            + len(self._seen)
-            + len(self._uplinks)
-            + len(self._dead)
-            + len(self._events)
-            + len(self._commands)
-            + self._groups.size()
-        )
+        return self._s.size()
 
     def discard(self) -> None:
         self._registry_pending = {}
-        self._seen.clear()
-        self._uplinks.clear()
-        self._dead.clear()
-        self._events.clear()
-        self._devices.clear()
-        self._commands.clear()
-        self._groups = groups.GroupStage()
+        self._s = Staged()
 
     async def claim_device(self, dev_eui: str, *, wait: bool = False) -> bool:
         return False  # one process owns the file: nobody else changes a device
 
     async def load_device(self, dev_eui: str) -> tuple[Device | None, list[CommandRecord]]:
-        row = self.db.execute(
+        row = self.rdb.execute(
             "SELECT dev_eui, kind, doc, twin, last_f_cnt, last_dev_addr FROM devices"
             " WHERE dev_eui = ?",
             (dev_eui,),
@@ -393,7 +431,7 @@ class SqliteStore:
         marks = ", ".join("?" for _ in ACTIVE_STATES)
         commands = [
             CommandRecord.from_row(dict(r))
-            for r in self.db.execute(
+            for r in self.rdb.execute(
                 f"SELECT * FROM commands WHERE dev_eui = ? AND state IN ({marks})"
                 " ORDER BY created_at",
                 (dev_eui, *ACTIVE_STATES),
@@ -408,107 +446,164 @@ class SqliteStore:
         return device, commands
 
     async def commit(self) -> None:
-        """Write everything staged in one transaction (the batch)."""
-        if not self.staged():
+        """Write everything staged in one transaction (the batch), on the writer thread. Returns
+        once everything staged before the call is committed, also what a commit already under
+        way (from another caller) holds."""
+        if not self.staged() and not self._commit_lock.locked():
             return
-        db = self.db
+        async with self._commit_lock:
+            if not self.staged():
+                return
+            db = self.db
+            batch, self._s = self._s, Staged()
+            rows = self._rows(batch)  # on the loop: the device objects change under it
+            self._writing = batch
+            try:
+                _, cancelled = await self._in_writer(self._write, db, rows)
+            except BaseException:
+                # not committed (or into a file that is gone): written again by the next
+                # commit, before what was staged meanwhile (after reopen() if the file went)
+                self._writing = None
+                self._s = batch.merged(self._s)
+                self._registry_pending = {}
+                raise
+            self._writing = None
+            self._registry_written.update(self._registry_pending)
+            self._registry_pending = {}
+        if cancelled:  # committed: the cancel goes on from here
+            raise asyncio.CancelledError
+
+    async def _in_writer(self, job: Callable[..., _T], *args: Any) -> tuple[_T, bool]:
+        """``job(*args)`` on the writer thread (on the loop for ``:memory:``), and whether a
+        cancel came meanwhile: a cancel waits for the thread's outcome, so the caller's
+        bookkeeping matches the file, and the caller raises it after that bookkeeping."""
+        if self._writer is None:
+            return job(*args), False
+        future = asyncio.get_running_loop().run_in_executor(self._writer, job, *args)
+        cancelled = False
+        while True:
+            try:
+                result = await asyncio.shield(future)
+                break
+            except asyncio.CancelledError:
+                if future.done():
+                    if future.cancelled():
+                        raise
+                    result = future.result()
+                    break
+                cancelled = True
+        return result, cancelled
+
+    def _rows(self, batch: Staged) -> dict[str, list[tuple[Any, ...]]]:
+        """The batch's rows, built on the event loop (a snapshot of the live objects)."""
+        full, light = self._device_rows(batch)
+        return {
+            "seen": [(key,) for key in batch.seen],
+            "uplinks": [
+                (
+                    u.dev_eui,
+                    u.received_at,
+                    u.deduplication_id,
+                    u.time,
+                    u.dev_addr,
+                    u.f_cnt,
+                    u.f_port,
+                    u.dr,
+                    u.frequency,
+                    u.rssi,
+                    u.snr,
+                    u.gateways,
+                    u.message,
+                    _JSON.encode(u.fields),
+                    u.data,
+                )
+                for u in batch.uplinks
+            ],
+            "dead": [(d.received_at, d.topic, d.payload, d.reason, d.dev_eui) for d in batch.dead],
+            "events": [(e.at, e.type, e.dev_eui, _JSON.encode(e.data)) for e in batch.events],
+            "full": full,
+            "light": light,
+            "commands": [self._command_row(c) for c in batch.commands.values()],
+            "group_heads": batch.groups.head_rows(),
+            "group_members": batch.groups.member_rows(),
+        }
+
+    def _write(self, db: sqlite3.Connection, rows: dict[str, list[tuple[Any, ...]]]) -> None:
+        """One transaction (on the writer thread, or the loop for ``:memory:``)."""
         now = time.time()
         self._check_file()  # not into a deleted or replaced file
         try:
             db.execute("BEGIN")
-            if self._seen:
+            if rows["seen"]:
                 db.executemany(
                     "INSERT OR IGNORE INTO processed (key, at) VALUES (?, ?)",
-                    [(key, now) for key in self._seen],
+                    [(key, now) for (key,) in rows["seen"]],
                 )
-            if self._uplinks:
+            if rows["uplinks"]:
                 db.executemany(
                     "INSERT INTO uplinks (dev_eui, received_at, deduplication_id, time, dev_addr,"
                     " f_cnt, f_port, dr, frequency, rssi, snr, gateways, message, fields, data)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (
-                            u.dev_eui,
-                            u.received_at,
-                            u.deduplication_id,
-                            u.time,
-                            u.dev_addr,
-                            u.f_cnt,
-                            u.f_port,
-                            u.dr,
-                            u.frequency,
-                            u.rssi,
-                            u.snr,
-                            u.gateways,
-                            u.message,
-                            _JSON.encode(u.fields),
-                            u.data,
-                        )
-                        for u in self._uplinks
-                    ],
+                    rows["uplinks"],
                 )
-                self._count(db, "uplinks_stored", len(self._uplinks))
-            if self._dead:
+                self._count(db, "uplinks_stored", len(rows["uplinks"]))
+            if rows["dead"]:
                 db.executemany(
                     "INSERT INTO dead_letters (received_at, topic, payload, reason, dev_eui)"
                     " VALUES (?, ?, ?, ?, ?)",
-                    [(d.received_at, d.topic, d.payload, d.reason, d.dev_eui) for d in self._dead],
+                    rows["dead"],
                 )
-                self._count(db, "dead_letters", len(self._dead))
-            if self._events:
+                self._count(db, "dead_letters", len(rows["dead"]))
+            if rows["events"]:
                 db.executemany(
                     "INSERT INTO events (at, type, dev_eui, data) VALUES (?, ?, ?, ?)",
-                    [(e.at, e.type, e.dev_eui, _JSON.encode(e.data)) for e in self._events],
+                    rows["events"],
                 )
-            if self._devices:
-                full, light = self._device_rows()
-                if full:
-                    db.executemany(
-                        "INSERT INTO devices (dev_eui, kind, doc, twin, street, grp, updated_at,"
-                        " last_f_cnt, last_dev_addr) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                        " ON CONFLICT (dev_eui) DO UPDATE SET kind = excluded.kind,"
-                        " doc = excluded.doc, twin = excluded.twin, street = excluded.street,"
-                        " grp = excluded.grp, updated_at = excluded.updated_at,"
-                        " last_f_cnt = excluded.last_f_cnt, last_dev_addr = excluded.last_dev_addr",
-                        full,
-                    )
-                if light:
-                    db.executemany(
-                        "UPDATE devices SET kind = ?, twin = ?, last_f_cnt = ?, last_dev_addr = ?"
-                        " WHERE dev_eui = ?",
-                        light,
-                    )
-            if self._commands:
+            if rows["full"]:
+                db.executemany(
+                    "INSERT INTO devices (dev_eui, kind, doc, twin, street, grp, updated_at,"
+                    " last_f_cnt, last_dev_addr) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (dev_eui) DO UPDATE SET kind = excluded.kind,"
+                    " doc = excluded.doc, twin = excluded.twin, street = excluded.street,"
+                    " grp = excluded.grp, updated_at = excluded.updated_at,"
+                    " last_f_cnt = excluded.last_f_cnt, last_dev_addr = excluded.last_dev_addr",
+                    rows["full"],
+                )
+            if rows["light"]:
+                db.executemany(
+                    "UPDATE devices SET kind = ?, twin = ?, last_f_cnt = ?, last_dev_addr = ?"
+                    " WHERE dev_eui = ?",
+                    rows["light"],
+                )
+            if rows["commands"]:
                 placeholders = ", ".join("?" for _ in _COMMAND_COLUMNS)
                 updates = ", ".join(f"{c} = excluded.{c}" for c in _COMMAND_COLUMNS[1:])
                 db.executemany(
                     f"INSERT INTO commands ({', '.join(_COMMAND_COLUMNS)}) VALUES ({placeholders})"
                     f" ON CONFLICT (id) DO UPDATE SET {updates}",
-                    [self._command_row(c) for c in self._commands.values()],
+                    rows["commands"],
                 )
-            if self._groups.heads:
-                db.executemany(groups.upsert_heads("?"), self._groups.head_rows())
-            if self._groups.members:
-                db.executemany(groups.upsert_members("?"), self._groups.member_rows())
+            if rows["group_heads"]:
+                db.executemany(groups.upsert_heads("?"), rows["group_heads"])
+            if rows["group_members"]:
+                db.executemany(groups.upsert_members("?"), rows["group_members"])
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise StoreError(f"commit failed: {exc}") from exc
-        # gone while committing: the transaction is in a file no one will open again; keep
-        # everything staged for the next commit, after reopen()
+        # gone while committing: the transaction is in a file no one will open again; the
+        # caller keeps the batch staged for the next commit, after reopen()
         self._check_file()
-        self._registry_written.update(self._registry_pending)
-        self.discard()
 
-    def _device_rows(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    def _device_rows(self, batch: Staged) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
         """Rows for staged devices: a full upsert when the registry document changed since it
         was last written, else a light update of the twin and session columns only."""
         full: list[tuple[Any, ...]] = []
         light: list[tuple[Any, ...]] = []
         pending: dict[str, int] = {}
-        for device, twin in self._devices.values():
-            twin_json = twin if twin is not None else _JSON.encode(device.twin())
+        for device, twin in batch.devices.values():
+            twin_json = twin if twin is not None else device.twin_json().decode()
             digest = device.registry_digest()
             if self._registry_written.get(device.dev_eui) == digest:
                 light.append(
@@ -556,15 +651,16 @@ class SqliteStore:
     # --- reads -----------------------------------------------------------------------------------
 
     async def get_command(self, command_id: str) -> CommandRecord | None:
-        staged = self._commands.get(command_id)
-        if staged is not None:
-            return staged
-        row = self.db.execute("SELECT * FROM commands WHERE id = ?", (command_id,)).fetchone()
+        for batch in (self._s, self._writing):
+            staged = batch.commands.get(command_id) if batch is not None else None
+            if staged is not None:
+                return staged
+        row = self.rdb.execute("SELECT * FROM commands WHERE id = ?", (command_id,)).fetchone()
         return None if row is None else CommandRecord.from_row(dict(row))
 
     async def active_commands(self) -> list[CommandRecord]:
         marks = ", ".join("?" for _ in ACTIVE_STATES)
-        rows = self.db.execute(
+        rows = self.rdb.execute(
             f"SELECT * FROM commands WHERE state IN ({marks}) ORDER BY created_at", ACTIVE_STATES
         ).fetchall()
         return [CommandRecord.from_row(dict(r)) for r in rows]
@@ -582,7 +678,7 @@ class SqliteStore:
             params.append(dev_eui)
         query += " ORDER BY created_at DESC LIMIT ?"
         params.append(limit)
-        rows = self.db.execute(query, params).fetchall()
+        rows = self.rdb.execute(query, params).fetchall()
         return [CommandRecord.from_row(dict(r)) for r in rows]
 
     async def uplinks(
@@ -596,7 +692,7 @@ class SqliteStore:
         query += " ORDER BY id DESC LIMIT ?"
         params.append(limit)
         out = []
-        for row in self.db.execute(query, params):
+        for row in self.rdb.execute(query, params):
             doc = dict(row)
             doc["fields"] = json.loads(doc["fields"])
             doc["data"] = bytes(doc["data"]).hex()
@@ -632,11 +728,11 @@ class SqliteStore:
                 data=json.loads(r["data"]),
                 id=r["id"],
             )
-            for r in self.db.execute(query, params)
+            for r in self.rdb.execute(query, params)
         ]
 
     async def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
-        rows = self.db.execute(
+        rows = self.rdb.execute(
             "SELECT * FROM dead_letters ORDER BY id DESC LIMIT ?", (limit,)
         ).fetchall()
         return [
@@ -652,16 +748,22 @@ class SqliteStore:
         ]
 
     async def counts(self) -> dict[str, Any]:
-        counters = {r[0]: r[1] for r in self.db.execute("SELECT name, value FROM counters")}
+        counters = {r[0]: r[1] for r in self.rdb.execute("SELECT name, value FROM counters")}
         by_state = {
             r[0]: r[1]
-            for r in self.db.execute("SELECT state, count(*) FROM commands GROUP BY state")
+            for r in self.rdb.execute("SELECT state, count(*) FROM commands GROUP BY state")
         }
         return {
             "uplinks_stored": int(counters.get("uplinks_stored", 0)),
             "dead_letters": int(counters.get("dead_letters", 0)),
             "commands_by_state": by_state,
         }
+
+    def _delete(self, statement: str, limit: float) -> int:
+        try:
+            return int(self.db.execute(statement, (limit, _PRUNE_CHUNK)).rowcount)
+        except sqlite3.Error as exc:
+            raise StoreError(f"retention failed: {exc}") from exc
 
     async def prune(self, older_than: float, keys_older_than: float | None = None) -> int:
         """Retention: drop history, events and dead letters older than ``older_than``, and dedup
@@ -672,7 +774,6 @@ class SqliteStore:
         a week; (devEui, devAddr, fCnt) in the history still catches anything older.
         """
         await self.commit()
-        db = self.db
         removed = 0
         keys_limit = older_than if keys_older_than is None else keys_older_than
         for table, key, column, limit in (
@@ -682,14 +783,14 @@ class SqliteStore:
             ("processed", "key", "at", keys_limit),
         ):
             while True:  # small transactions, so the event loop keeps serving uplinks
-                try:
-                    count = db.execute(
-                        f"DELETE FROM {table} WHERE {key} IN"
-                        f" (SELECT {key} FROM {table} WHERE {column} < ? LIMIT ?)",
-                        (limit, _PRUNE_CHUNK),
-                    ).rowcount
-                except sqlite3.Error as exc:
-                    raise StoreError(f"retention failed: {exc}") from exc
+                statement = (
+                    f"DELETE FROM {table} WHERE {key} IN"
+                    f" (SELECT {key} FROM {table} WHERE {column} < ? LIMIT ?)"
+                )
+                async with self._commit_lock:  # on the writer thread, between two commits
+                    count, cancelled = await self._in_writer(self._delete, statement, limit)
+                if cancelled:
+                    raise asyncio.CancelledError
                 removed += count
                 if count < _PRUNE_CHUNK:
                     break

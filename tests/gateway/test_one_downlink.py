@@ -169,12 +169,21 @@ class Harness:
         return self.loop.run_until_complete(coro)
 
     def settle(self) -> None:
-        """Let every task run until it waits for a PUBACK or ends."""
+        """Let every task run until it waits for a PUBACK or ends (a commit on the store's
+        writer thread included)."""
         for _ in range(20):
             self.run(asyncio.sleep(0))
+            self.wait_for_commit()
         for task in [t for t in self.tasks if t.done()]:
             self.tasks.remove(task)
             task.result()  # a dispatch that raised fails the test
+
+    def wait_for_commit(self) -> None:
+        for _ in range(10_000):  # bounded: a commit here takes milliseconds
+            if not self.gateway.store.committing:  # type: ignore[attr-defined]
+                return
+            self.run(asyncio.sleep(0.001))
+        raise AssertionError("the store's commit did not end")
 
     def dispatch(self, dev_eui: str) -> None:
         self.tasks.append(self.loop.create_task(self.gateway._dispatch_one(dev_eui)))
@@ -208,6 +217,7 @@ class Harness:
             task.cancel()
         for _ in range(3):
             self.run(asyncio.sleep(0))
+        self.wait_for_commit()  # a crash lands before or after a transaction, never inside
         self.tasks.clear()
         self.broker.in_flight.clear()
         self.gateway.store.db.close()  # uncommitted work is gone

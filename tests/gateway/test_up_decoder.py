@@ -1,11 +1,14 @@
-"""The ``up`` fast path of :func:`gateway.chirpstack.parse_event` against the general path: for
-the reference example and every single-field mutation of it (wrong types, absent, null, out of
-range, snake_case, other devEui spellings), both give the same event or the same error."""
+"""The one ``up`` decoder of :func:`gateway.chirpstack.parse_event` (msgspec, typed): for the
+reference example and every single-field mutation of it (wrong types, absent, null, out of range,
+snake_case, other devEui spellings) it gives an event or an :class:`InvalidEvent` naming the
+field, never another exception; straight from JSON bytes and through a document (the
+snake_case and protobuf route) it gives the same outcome."""
 
 from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -97,23 +100,37 @@ def _cases() -> Iterator[bytes]:
     yield snake.encode()
 
 
-def test_fast_path_takes_the_usual_shape() -> None:
-    doc = json.loads(ev.REFERENCE_UP)
-    fast = cs._up_fast(doc, ev.REFERENCE_APP, ev.REFERENCE_DEV)
-    assert fast is not None and fast.f_cnt == 1287 and fast.rx_info[0].latitude == 52.3702
+def test_the_usual_shape_takes_the_bytes_route() -> None:
+    assert cs._SNAKE_KEY.search(ev.REFERENCE_UP.encode()) is None
+    event = cs.parse_event(TOPIC, ev.REFERENCE_UP.encode())
+    assert isinstance(event, cs.UplinkEvent)
+    assert event.f_cnt == 1287 and event.rx_info[0].latitude == 52.3702
 
 
-def test_fast_path_equals_the_general_path(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_mutation_gives_an_event_or_invalid_event() -> None:
     cases = list(_cases())
     assert len(cases) > 2000
-    fast = [_outcome(payload) for payload in cases]
-    monkeypatch.setattr(cs, "_up_fast", lambda *args: None)
-    general = [_outcome(payload) for payload in cases]
+    outcomes = [_outcome(payload) for payload in cases]  # anything else raises here
+    errors = [o for o in outcomes if isinstance(o, tuple)]
+    assert errors and sum(isinstance(o, cs.UplinkEvent) for o in outcomes) > 500
+    # a wrong type or range names its field
+    doc = json.loads(ev.REFERENCE_UP)
+    for key, value in (("fCnt", "lots"), ("fPort", 256), ("dr", 16), ("adr", "maybe")):
+        outcome = _outcome(json.dumps(_mutated(doc, (key,), value)).encode())
+        assert isinstance(outcome, tuple) and outcome[1].startswith(f"{key}: "), outcome
+    outcome = _outcome(json.dumps(_mutated(doc, ("rxInfo", 0, "rssi"), "loud")).encode())
+    assert isinstance(outcome, tuple) and outcome[1].startswith("rxInfo[0].rssi: ")
+
+
+def test_bytes_and_document_routes_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    cases = list(_cases())
+    direct = [_outcome(payload) for payload in cases]
+    # every document through json.loads + msgspec.convert, as snake_case and protobuf go
+    monkeypatch.setattr(cs, "_SNAKE_KEY", re.compile(rb""))
+    converted = [_outcome(payload) for payload in cases]
     mismatches = [
         (payload, a, b)
-        for payload, a, b in zip(cases, fast, general, strict=True)
+        for payload, a, b in zip(cases, direct, converted, strict=True)
         if _exact(a) != _exact(b)
     ]
     assert not mismatches, mismatches[:3]
-    assert any(isinstance(o, tuple) for o in general)  # errors were exercised
-    assert sum(isinstance(o, cs.UplinkEvent) for o in general) > 500

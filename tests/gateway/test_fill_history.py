@@ -1,0 +1,55 @@
+"""gateway.rules.fill_history: the packed fill history gives the forecast the same points, and
+the twin's JSON the same ``[[t, fill], ...]`` as the list it replaced; stored lists still read."""
+
+from __future__ import annotations
+
+import json
+from array import array
+
+from gateway.config import BinsConfig
+from gateway.rules import bins
+from gateway.rules import fill_history as history
+from gateway.store.base import Device, device_from_row
+
+T0 = 1_772_446_542
+
+
+def _bin() -> Device:
+    return Device(dev_eui="a840410000000001", kind="bin", registered=True)
+
+
+def test_pack_points_and_plain_round_trip() -> None:
+    pairs = [[T0, 10], [T0 + 900, 13], [T0 + 1800, 16.5]]
+    packed = history.pack(pairs)
+    assert isinstance(packed, array) and len(packed) == 6
+    assert history.points(packed) == pairs
+    assert history.plain(packed) == [[T0, 10], [T0 + 900, 13], [T0 + 1800, 16.5]]
+    assert all(type(p[0]) is int for p in history.plain(packed))
+    assert type(history.plain(packed)[0][1]) is int  # whole fills stay integers in JSON
+    assert history.points([[1, 2], "junk", [3]]) == [[1, 2]]  # a stored list, as read back
+    assert history.points(None) == []
+
+
+def test_a_bin_keeps_a_packed_history_and_publishes_the_old_shape() -> None:
+    device, cfg = _bin(), BinsConfig()
+    for i in range(cfg.forecast_samples + 3):
+        bins.apply_bin_status(device, {"fill_percent": 3 * i}, cfg, T0 + 900 * i)
+    samples = device.derived["_samples"]
+    assert isinstance(samples, array) and len(samples) == 2 * cfg.forecast_samples
+    twin = json.loads(device.twin_json())
+    expected = [[T0 + 900 * i, 3 * i] for i in range(3, cfg.forecast_samples + 3)]
+    assert twin["derived"]["_samples"] == expected
+    assert twin["derived"]["fill_rate_percent_per_h"] == 12.0  # 3 % per 15 min
+    assert "_samples" not in device.to_json()["derived"]
+
+
+def test_a_stored_list_history_goes_on_packed() -> None:
+    twin = {"derived": {"_samples": [[T0, 10], [T0 + 900, 13]], "fill_percent": 13}}
+    device = device_from_row("a840410000000001", "bin", {"registered": True}, twin)
+    bins.apply_bin_status(device, {"fill_percent": 16}, BinsConfig(), T0 + 1800)
+    assert history.points(device.derived["_samples"]) == [
+        [T0, 10],
+        [T0 + 900, 13],
+        [T0 + 1800, 16],
+    ]
+    assert device.derived["fill_rate_percent_per_h"] == 12.0
