@@ -37,10 +37,11 @@ from psycopg import AsyncConnection
 from gateway.errors import StoreError
 from gateway.store.pg_schema import JOB_NAMESPACE
 
-__all__ = ["Leadership", "job_key", "listen"]
+__all__ = ["SESSION_SETTINGS", "Leadership", "job_key", "listen"]
 
 CHANNEL = "citypack_changes"
-_SESSION_SETTINGS = (
+# a session holding a lock others wait for: see the module docstring
+SESSION_SETTINGS = (
     "SET tcp_keepalives_idle = 2",
     "SET tcp_keepalives_interval = 1",
     "SET tcp_keepalives_count = 3",
@@ -55,7 +56,7 @@ def job_key(job: str) -> int:
 
 async def _connect(url: str, kwargs: dict[str, Any]) -> AsyncConnection[Any]:
     conn = await AsyncConnection.connect(url, autocommit=True, **kwargs)
-    for statement in _SESSION_SETTINGS:
+    for statement in SESSION_SETTINGS:
         await conn.execute(statement)  # type: ignore[arg-type]
     return conn
 

@@ -56,6 +56,7 @@ from gateway.store.base import (
     EventRecord,
     UplinkRecord,
 )
+from gateway.store.pg_coordination import SESSION_SETTINGS
 from gateway.store.pg_reads import PostgresReads
 from gateway.store.pg_rows import (
     COMMAND_COLUMNS,
@@ -71,6 +72,10 @@ from gateway.store.pg_rows import (
 from gateway.store.pg_schema import LOCK_NAMESPACE, MIGRATION_LOCK, MIGRATIONS
 
 __all__ = ["PostgresStore", "connect_kwargs", "redacted_url"]
+
+
+#: how long a starting instance waits for another one's schema migration (:meth:`_migrate`)
+MIGRATION_WAIT_S = 120
 
 
 def redacted_url(url: str) -> str:
@@ -205,9 +210,25 @@ class PostgresStore(PostgresReads):
         return f"schema v{version}"
 
     async def _migrate(self, conn: AsyncConnection[Any]) -> None:
+        """Apply the missing migrations under :data:`MIGRATION_LOCK`. The only wait of the
+        start-up on another instance: the lock is held while one migrates, so an instance
+        started meanwhile waits for it, at most :data:`MIGRATION_WAIT_S`. A holder that dies
+        frees it at once (its backend sees the socket close); one that vanishes with its host,
+        or is killed in the middle of a long statement, within seconds (the session settings
+        of gateway/store/pg_coordination.py, applied here before the lock is taken)."""
         try:
             async with conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", MIGRATION_LOCK)
+                # inside the transaction: on this non-autocommit connection a statement before
+                # it would open an implicit one that close() rolls back, migrations and all
+                for statement in SESSION_SETTINGS:
+                    await conn.execute(statement)  # type: ignore[arg-type]
+                cur = await conn.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", MIGRATION_LOCK)
+                row = await cur.fetchone()
+                if not (row and row[0]):  # another instance migrates now: wait, bounded
+                    wait = f"{MIGRATION_WAIT_S}s"  # SET LOCAL, as a function taking a parameter
+                    await conn.execute("SELECT set_config('lock_timeout', %s, true)", (wait,))
+                    await conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", MIGRATION_LOCK)
+                    await conn.execute("SELECT set_config('lock_timeout', '0', true)")
                 await conn.execute(
                     "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
                 )
@@ -225,6 +246,12 @@ class PostgresStore(PostgresReads):
                     await conn.execute(
                         "INSERT INTO schema_version (version) VALUES (%s)", (index + 1,)
                     )
+        except psycopg.errors.LockNotAvailable as exc:
+            raise StoreError(
+                f"{self.safe_url}: another session held the schema migration lock for over "
+                f"{MIGRATION_WAIT_S} s (an instance migrating a large database? pg_locks shows "
+                "it); start again once it is done"
+            ) from exc
         except psycopg.Error as exc:
             raise self._error("migration failed", exc) from exc
 
