@@ -222,13 +222,12 @@ class PostgresStore(PostgresReads):
                 # it would open an implicit one that close() rolls back, migrations and all
                 for statement in SESSION_SETTINGS:
                     await conn.execute(statement)  # type: ignore[arg-type]
-                cur = await conn.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", MIGRATION_LOCK)
-                row = await cur.fetchone()
-                if not (row and row[0]):  # another instance migrates now: wait, bounded
-                    wait = f"{MIGRATION_WAIT_S}s"  # SET LOCAL, as a function taking a parameter
-                    await conn.execute("SELECT set_config('lock_timeout', %s, true)", (wait,))
-                    await conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", MIGRATION_LOCK)
-                    await conn.execute("SELECT set_config('lock_timeout', '0', true)")
+                # another instance migrating now: wait for it, bounded (SET LOCAL lock_timeout,
+                # as the function that takes a parameter; manual §20.11.1, §9.27.1)
+                wait = f"{MIGRATION_WAIT_S}s"
+                await conn.execute("SELECT set_config('lock_timeout', %s, true)", (wait,))
+                await conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", MIGRATION_LOCK)
+                await conn.execute("SELECT set_config('lock_timeout', '0', true)")
                 await conn.execute(
                     "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
                 )
