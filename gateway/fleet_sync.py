@@ -68,7 +68,9 @@ class FleetSync:
         return sorted(job for job, leader in self.leaders.items() if leader.held.is_set())
 
     async def feed(self) -> None:
-        await listen(self.store.url, self.kwargs, self.on_changes, logger=self.log)
+        store = self.store
+        await listen(store.url, self.kwargs, self.on_changes, logger=self.log,
+                     own_tag=store.notify_tag)  # fmt: skip
 
     async def on_changes(self) -> None:
         store = self.store

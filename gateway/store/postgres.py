@@ -39,6 +39,7 @@ the URL that is logged (:func:`redacted_url`).
 from __future__ import annotations
 
 import time
+import uuid
 from collections import deque
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -139,6 +140,7 @@ class PostgresStore(PostgresReads):
         self.migrated_from: int | None = None  # schema version found at open, when older
         self._own_xids: deque[int] = deque(maxlen=4096)  # our commits (the feed skips them)
         self._relayed: deque[int] = deque(maxlen=8192)  # event ids the feed returned already
+        self.notify_tag = uuid.uuid4().hex  # the payload of this store's change notifications
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -481,8 +483,9 @@ class PostgresStore(PostgresReads):
                 await self._claim_at_commit(cur, touched)
                 await self._write_devices(cur, batch, touched)
                 await self._write_rest(cur, batch)
-                await cur.execute(
-                    "SELECT pg_notify('citypack_changes', ''), pg_current_xact_id()::text::bigint"
+                await cur.execute(  # tagged: this instance's own feed skips it
+                    "SELECT pg_notify('citypack_changes', %s), pg_current_xact_id()::text::bigint",
+                    (self.notify_tag,),
                 )
                 row = await cur.fetchone()
             await conn.commit()

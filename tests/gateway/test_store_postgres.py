@@ -201,23 +201,35 @@ async def test_leadership_is_taken_over_when_the_holder_dies(postgres_url: str) 
 
 
 async def test_notifications_wake_the_listener(postgres_url: str) -> None:
-    store = PostgresStore(postgres_url)
-    await store.open()
+    store, own = await _pair(postgres_url)  # another instance's store, and this one's
     calls = asyncio.Queue[None]()
 
     async def callback() -> None:
         calls.put_nowait(None)
 
-    task = asyncio.create_task(listen(postgres_url, {}, callback, logger=LOG, poll_s=30.0))
-    try:
-        await asyncio.wait_for(calls.get(), 10)  # the first call, right after LISTEN
-        store.stage_seen("up:n1")
-        await store.commit()
-        await asyncio.wait_for(calls.get(), 10)  # poll_s is 30 s: this was the NOTIFY
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await store.close()
+    async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as spy:
+        await spy.execute("LISTEN citypack_changes")
+        task = asyncio.create_task(
+            listen(postgres_url, {}, callback, logger=LOG, poll_s=30.0, own_tag=own.notify_tag)
+        )
+        try:
+            await asyncio.wait_for(calls.get(), 10)  # the first call, right after LISTEN
+            own.stage_seen("up:n0")
+            await own.commit()  # this instance's own commit: nothing to read, no call
+            async for notify in spy.notifies(timeout=10, stop_after=1):
+                assert notify.payload == own.notify_tag  # each commit names its store
+            for key in ("up:n1", "up:n2"):
+                store.stage_seen(key)
+                await store.commit()
+                await asyncio.wait_for(calls.get(), 10)  # poll_s is 30 s: this was the NOTIFY
+            # notifications arrive in commit order: had the own one made a call, one would
+            # be left over now
+            assert calls.empty()
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await store.close()
+            await own.close()
 
 
 async def test_start_up_errors_are_one_line_without_password(
