@@ -13,7 +13,11 @@
   dispatcher see what the others did; events the others processed go to this instance's live
   stream (not to MQTT: the instance that processed them published them).
 - **Fleet view** (:meth:`FleetSync.instances`): every instance writes a heartbeat row every
-  :data:`HEARTBEAT_S`; one whose last heartbeat is older than :data:`UP_WITHIN_S` counts as down.
+  :data:`HEARTBEAT_S`; one whose last heartbeat is older than :data:`UP_WITHIN_S` counts as down,
+  and one silent for :data:`FORGET_AFTER_S` is deleted by the next heartbeat of any instance (a
+  client id that was retired, a host that never came back), so the view does not grow with
+  every instance that ever ran. A day: long enough that an operator sees a dead instance as
+  down; a client id that comes back later simply appears again.
 """
 
 from __future__ import annotations
@@ -32,10 +36,11 @@ from gateway.store.postgres import PostgresStore, connect_kwargs
 if TYPE_CHECKING:
     from gateway.service import Gateway
 
-__all__ = ["HEARTBEAT_S", "UP_WITHIN_S", "FleetSync"]
+__all__ = ["FORGET_AFTER_S", "HEARTBEAT_S", "UP_WITHIN_S", "FleetSync"]
 
 HEARTBEAT_S = 2.0
 UP_WITHIN_S = 10.0
+FORGET_AFTER_S = 86_400.0
 
 
 class FleetSync:
@@ -63,7 +68,9 @@ class FleetSync:
         return sorted(job for job, leader in self.leaders.items() if leader.held.is_set())
 
     async def feed(self) -> None:
-        await listen(self.store.url, self.kwargs, self.on_changes, logger=self.log)
+        store = self.store
+        await listen(store.url, self.kwargs, self.on_changes, logger=self.log,
+                     own_tag=store.notify_tag)  # fmt: skip
 
     async def on_changes(self) -> None:
         store = self.store
@@ -104,13 +111,18 @@ class FleetSync:
         client_id = self.gateway.config.mqtt.client_id
         while True:
             try:
-                await self.store.heartbeat(client_id, self.host, self.started_at)
+                await self.store.heartbeat(
+                    client_id,
+                    self.host,
+                    self.started_at,
+                    forget_before=time.time() - FORGET_AFTER_S,
+                )
             except StoreError as exc:
                 self.log.debug("heartbeat failed", extra={"error": str(exc)})
             await asyncio.sleep(HEARTBEAT_S)
 
     async def instances(self) -> dict[str, Any]:
-        """Every instance that ever ran on this database, with ``up`` and how many are up."""
+        """Every instance heard within :data:`FORGET_AFTER_S`, with ``up`` and how many are up."""
         now = time.time()
         rows = await self.store.instances()
         for row in rows:

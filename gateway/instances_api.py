@@ -3,7 +3,8 @@
 With a shared store (PostgreSQL) every instance writes a heartbeat row (gateway/fleet_sync.py),
 so any instance answers for all of them: each with ``client_id``, ``host``, ``started_at``,
 ``heartbeat_at`` and ``up`` (a heartbeat in the last ``fleet_sync.UP_WITHIN_S`` seconds), plus
-``up``, how many are up, and ``leading``, the once-per-fleet jobs this instance holds. With
+``up``, how many are up, and ``leading``, the once-per-fleet jobs this instance holds (an
+instance silent for ``fleet_sync.FORGET_AFTER_S`` is forgotten). With
 SQLite there is one instance, this one.
 """
 

@@ -310,17 +310,35 @@ class Gateway:
     def ready(self) -> bool:
         return self.bridge.connected.is_set() and self.store_ok
 
+    @property
+    def opened(self) -> bool:
+        """The store is open and the fleet loaded; until then the API answers only its probes
+        (``/healthz`` says ``starting``, gateway/api/app.py)."""
+        return self._opened
+
     async def run(self) -> None:
-        """Run until :meth:`stop`; commits and acknowledges what it processed before returning."""
-        await self.open()
+        """Run until :meth:`stop`; commits and acknowledges what it processed before returning.
+
+        The API listens before the store opens: opening waits on PostgreSQL (the connection,
+        a schema migration another instance may be running, gateway/store/postgres.py), and
+        meanwhile an operator or a supervisor sees a live process, ``/healthz`` saying
+        ``starting`` and ``/readyz`` 503. A store that cannot be opened stops the start."""
         api_socket = None
         if self.config.api.enabled:
             from gateway.api import bind_api
 
             api_socket = bind_api(self)  # an address in use fails here, as a plain OSError
         async with asyncio.TaskGroup() as group:
+            server = None
+            others: list[asyncio.Task[None]] = []
+            if api_socket is not None:
+                from gateway.api import start_api
+
+                server, task = await start_api(self, group, api_socket)
+                others.append(task)
+            await self.open()  # raising here ends the API task too (the group cancels it)
             mqtt = group.create_task(self.bridge.run(), name="mqtt")
-            others = [group.create_task(self.outbox.run(), name="publish")]
+            others.append(group.create_task(self.outbox.run(), name="publish"))
             if self.fleet is None:
                 others.append(group.create_task(self._dispatcher(), name="dispatch"))
                 others.append(group.create_task(self._maintenance(), name="maintenance"))
@@ -343,12 +361,6 @@ class Gateway:
                         name="os2iot",
                     )
                 )
-            server = None
-            if api_socket is not None:
-                from gateway.api import start_api
-
-                server, task = await start_api(self, group, api_socket)
-                others.append(task)
             self.started.set()
             await mqtt
             if server is not None:

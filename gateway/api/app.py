@@ -67,7 +67,10 @@ def create_app(gateway: Gateway) -> FastAPI:
         own_auth = (INGEST_PATH,)
     docs.mount(app)  # /docs from local files
     mount_dashboard(app, gateway, gateway.config.web)  # issue 9: the dashboard at /
-    # issue 14: the token and the body size before any body is read (gateway/guard.py)
+    # only the probes until the store is open (the API listens first: gateway/api/health.py)
+    app.add_middleware(health.Starting, gateway=gateway)
+    # issue 14: the token and the body size before any body is read (gateway/guard.py); added
+    # last, so it runs first
     app.add_middleware(
         Guard,
         token=lambda: gateway.api_token,

@@ -17,9 +17,11 @@ the moment that fails (PostgreSQL restarted, network lost), before another insta
 lock: the check interval (1 s) is shorter than the server's detection (≥ 2 s).
 
 **Notifications** (:func:`listen`): ``LISTEN citypack_changes`` on a connection of its own; each
-commit of the store sends ``pg_notify('citypack_changes', '')`` (delivered at commit). The
-callback also runs every ``poll_s`` without a notification, so one lost while reconnecting costs
-at most that delay.
+commit of the store sends ``pg_notify('citypack_changes', <the store's tag>)`` (delivered at
+commit). The callback runs on a notification from another store (a notification of this
+instance's own commit is skipped: it has nothing to read that this instance does not hold, and
+with one commit every few milliseconds it was most of the feed's reads), and every ``poll_s``
+without one, so one lost while reconnecting costs at most that delay.
 """
 
 from __future__ import annotations
@@ -37,10 +39,11 @@ from psycopg import AsyncConnection
 from gateway.errors import StoreError
 from gateway.store.pg_schema import JOB_NAMESPACE
 
-__all__ = ["Leadership", "job_key", "listen"]
+__all__ = ["SESSION_SETTINGS", "Leadership", "job_key", "listen"]
 
 CHANNEL = "citypack_changes"
-_SESSION_SETTINGS = (
+# a session holding a lock others wait for: see the module docstring
+SESSION_SETTINGS = (
     "SET tcp_keepalives_idle = 2",
     "SET tcp_keepalives_interval = 1",
     "SET tcp_keepalives_count = 3",
@@ -55,7 +58,7 @@ def job_key(job: str) -> int:
 
 async def _connect(url: str, kwargs: dict[str, Any]) -> AsyncConnection[Any]:
     conn = await AsyncConnection.connect(url, autocommit=True, **kwargs)
-    for statement in _SESSION_SETTINGS:
+    for statement in SESSION_SETTINGS:
         await conn.execute(statement)  # type: ignore[arg-type]
     return conn
 
@@ -146,9 +149,11 @@ async def listen(
     *,
     logger: logging.Logger,
     poll_s: float = 1.0,
+    own_tag: str | None = None,
 ) -> None:
-    """Forever: call ``callback`` on every ``citypack_changes`` notification and every
-    ``poll_s`` without one; reconnect after a lost connection."""
+    """Forever: call ``callback`` on every ``citypack_changes`` notification whose payload is
+    not ``own_tag`` and every ``poll_s`` without one; reconnect after a lost connection."""
+    loop = asyncio.get_running_loop()
     while True:
         try:
             conn = await _connect(url, kwargs)
@@ -159,10 +164,17 @@ async def listen(
         try:
             await conn.execute(f"LISTEN {CHANNEL}")  # type: ignore[arg-type]
             await callback()  # whatever was committed before the LISTEN
+            due = loop.time() + poll_s
             while True:
-                async for _ in conn.notifies(timeout=poll_s, stop_after=1):
-                    pass
-                await callback()
+                heard = False
+                # stop_after, not break: the generator holds the connection's lock until it
+                # ends; it may still yield several notifications that arrived together
+                wait_s = max(due - loop.time(), 0.0)
+                async for notify in conn.notifies(timeout=wait_s, stop_after=1):
+                    heard = heard or notify.payload != own_tag
+                if heard or loop.time() >= due:
+                    await callback()
+                    due = loop.time() + poll_s
         except psycopg.Error as exc:
             logger.warning("change feed connection lost", extra={"error": str(exc)[:200]})
         finally:

@@ -214,8 +214,11 @@ class PostgresReads:
 
     # --- instances -------------------------------------------------------------------------------
 
-    async def heartbeat(self, client_id: str, host: str, started_at: float) -> None:
-        """Record that this instance is alive (the fleet view, :meth:`instances`)."""
+    async def heartbeat(
+        self, client_id: str, host: str, started_at: float, *, forget_before: float = 0.0
+    ) -> None:
+        """Record that this instance is alive (the fleet view, :meth:`instances`), and forget
+        the instances whose last heartbeat is older than ``forget_before`` (a Unix time)."""
         try:
             async with self.pool.connection() as conn:
                 await conn.execute(
@@ -225,6 +228,10 @@ class PostgresReads:
                     " host = excluded.host",
                     (client_id, started_at, time.time(), host),
                 )
+                if forget_before > 0:
+                    await conn.execute(
+                        "DELETE FROM instances WHERE heartbeat_at < %s", (forget_before,)
+                    )
         except (psycopg.Error, PoolTimeout) as exc:
             raise self._error("heartbeat failed", exc) from exc
 

@@ -39,6 +39,7 @@ the URL that is logged (:func:`redacted_url`).
 from __future__ import annotations
 
 import time
+import uuid
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
@@ -58,6 +59,7 @@ from gateway.store.base import (
     EventRecord,
     UplinkRecord,
 )
+from gateway.store.pg_coordination import SESSION_SETTINGS
 from gateway.store.pg_reads import PostgresReads
 from gateway.store.pg_rows import (
     COMMAND_COLUMNS,
@@ -73,6 +75,10 @@ from gateway.store.pg_rows import (
 from gateway.store.pg_schema import LOCK_NAMESPACE, MIGRATION_LOCK, MIGRATIONS
 
 __all__ = ["PostgresStore", "connect_kwargs", "redacted_url"]
+
+
+#: how long a starting instance waits for another one's schema migration (:meth:`_migrate`)
+MIGRATION_WAIT_S = 120
 
 
 def redacted_url(url: str) -> str:
@@ -136,6 +142,7 @@ class PostgresStore(PostgresReads):
         self.migrated_from: int | None = None  # schema version found at open, when older
         self._own_xids: deque[int] = deque(maxlen=4096)  # our commits (the feed skips them)
         self._relayed: deque[int] = deque(maxlen=8192)  # event ids the feed returned already
+        self.notify_tag = uuid.uuid4().hex  # the payload of this store's change notifications
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -207,9 +214,24 @@ class PostgresStore(PostgresReads):
         return f"schema v{version}"
 
     async def _migrate(self, conn: AsyncConnection[Any]) -> None:
+        """Apply the missing migrations under :data:`MIGRATION_LOCK`. The only wait of the
+        start-up on another instance: the lock is held while one migrates, so an instance
+        started meanwhile waits for it, at most :data:`MIGRATION_WAIT_S`. A holder that dies
+        frees it at once (its backend sees the socket close); one that vanishes with its host,
+        or is killed in the middle of a long statement, within seconds (the session settings
+        of gateway/store/pg_coordination.py, applied here before the lock is taken)."""
         try:
             async with conn.transaction():
+                # inside the transaction: on this non-autocommit connection a statement before
+                # it would open an implicit one that close() rolls back, migrations and all
+                for statement in SESSION_SETTINGS:
+                    await conn.execute(statement)  # type: ignore[arg-type]
+                # another instance migrating now: wait for it, bounded (SET LOCAL lock_timeout,
+                # as the function that takes a parameter; manual §20.11.1, §9.27.1)
+                wait = f"{MIGRATION_WAIT_S}s"
+                await conn.execute("SELECT set_config('lock_timeout', %s, true)", (wait,))
                 await conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", MIGRATION_LOCK)
+                await conn.execute("SELECT set_config('lock_timeout', '0', true)")
                 await conn.execute(
                     "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
                 )
@@ -227,6 +249,12 @@ class PostgresStore(PostgresReads):
                     await conn.execute(
                         "INSERT INTO schema_version (version) VALUES (%s)", (index + 1,)
                     )
+        except psycopg.errors.LockNotAvailable as exc:
+            raise StoreError(
+                f"{self.safe_url}: another session held the schema migration lock for over "
+                f"{MIGRATION_WAIT_S} s (an instance migrating a large database? pg_locks shows "
+                "it); start again once it is done"
+            ) from exc
         except psycopg.Error as exc:
             raise self._error("migration failed", exc) from exc
 
@@ -484,8 +512,9 @@ class PostgresStore(PostgresReads):
                 await self._claim_at_commit(cur, touched)
                 await self._write_devices(cur, batch, touched)
                 await self._write_rest(cur, batch)
-                await cur.execute(
-                    "SELECT pg_notify('citypack_changes', ''), pg_current_xact_id()::text::bigint"
+                await cur.execute(  # tagged: this instance's own feed skips it
+                    "SELECT pg_notify('citypack_changes', %s), pg_current_xact_id()::text::bigint",
+                    (self.notify_tag,),
                 )
                 row = await cur.fetchone()
             await conn.commit()

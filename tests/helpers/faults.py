@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 import tracemalloc
+import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import Any
 
 import hypothesis.strategies as st
 
-from tests.helpers.procs import ROOT, free_port, wait_port
+from tests.helpers.procs import ROOT, free_port
 
 
 @st.composite
@@ -93,7 +94,9 @@ class GatewayProcess:
             limit = self.max_open_files
             resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
 
-    def start(self) -> None:
+    def start(self, timeout_s: float = 90.0) -> None:
+        """Start the process and return once its ``/healthz`` says ``ok`` (store open, every
+        route served); see :meth:`wait_started`."""
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed right after Popen dups it
         try:
             self.process = subprocess.Popen(
@@ -109,7 +112,38 @@ class GatewayProcess:
             log.close()
         # a bound, not a speed: a start-up on two cores busy with other gateways, PostgreSQL
         # and the test itself once took longer than 30 s
-        wait_port(self.api_port, timeout_s=90)
+        self.wait_started(timeout_s)
+
+    def wait_started(self, timeout_s: float) -> None:
+        """Poll ``/healthz`` until it says ``ok`` (the API answers ``starting`` while the store
+        opens). A process that exits first fails here at once with its exit code and the end of
+        its log: a gateway that refused its config used to look like one that never listened,
+        after the whole bound (the fleet test's 16-character token, refused since issue 14)."""
+        assert self.process is not None
+        deadline = time.monotonic() + timeout_s
+        seen = "nothing listens"
+        while time.monotonic() < deadline:
+            code = self.process.poll()
+            if code is not None:
+                raise AssertionError(
+                    f"{self.config_path}: the gateway exited with {code} while starting: "
+                    f"{self.log_tail()}"
+                )
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as response:
+                    seen = str(json.loads(response.read()).get("status"))
+            except (OSError, ValueError) as exc:
+                seen = f"{type(exc).__name__}: {exc}"
+            if seen == "ok":
+                return
+            time.sleep(0.05)
+        raise AssertionError(
+            f"{self.config_path}: not started after {timeout_s} s (/healthz: {seen}): "
+            f"{self.log_tail()}"
+        )
+
+    def log_tail(self, lines: int = 8) -> str:
+        return " | ".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def freeze(self) -> None:
         """SIGSTOP: the process stays where it is (mid-commit or not) until killed or thawed."""

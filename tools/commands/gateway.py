@@ -110,6 +110,8 @@ def run_gateway(args: argparse.Namespace) -> int:
         first: BaseException = group
         while isinstance(first, BaseExceptionGroup):
             first = first.exceptions[0]
+        if isinstance(first, GatewayError):  # the store did not open (it opens in the group)
+            raise CliError(str(first), exit_code=1) from None
         raise CliError(f"gateway failed: {type(first).__name__}: {first}", exit_code=1) from None
     return 0
 
