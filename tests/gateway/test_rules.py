@@ -58,6 +58,15 @@ def test_fill_rate_forecast_and_pickup() -> None:
     assert bins.fill_rate_per_h([[0, 5]]) is None and bins.fill_rate_per_h([[1, 5], [1, 6]]) is None
 
 
+def test_fill_rate_over_a_whole_day_is_the_days_rise() -> None:
+    # waste by day only: 07:00-23:00 at 5 %/h, nothing at night; hourly readings from 06:00 to
+    # 06:00 the next day rise 80 % in 24 h
+    day = [[h * H, 5.0 * min(16, max(0, h - 1))] for h in range(25)]
+    assert bins.fill_rate_per_h(day) == pytest.approx(80 / 24)
+    slope = bins.fill_rate_per_h(day[:-1])  # 23 h: the least-squares line, steeper than that
+    assert slope is not None and slope > 1.05 * 80 / 24
+
+
 def test_pickup_reported_by_the_node_counts_since_the_previous_status() -> None:
     cfg = BinsConfig(pickup_drop_percent=50)
     device = Device("01", kind="bin")
