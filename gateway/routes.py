@@ -62,22 +62,41 @@ class Stop:
     group: str | None = None
 
 
+_LATE = "__late__"  # stops that refill within a round: visited in the later half of the shift
+
+
 def route_stops(
     devices: Iterable[Device], bins: BinsConfig, cfg: RoutesConfig, now: float
 ) -> tuple[list[Stop], list[dict[str, Any]]]:
     """The bins to collect this round (full, or forecast full before the next round), and those
-    listed that cannot be routed (no position)."""
+    listed that cannot be routed (no position).
+
+    A stop's load is what the forecast says the bin will hold when the truck comes (its fill
+    plus its rate over the shift, at most one bin), so a truck is planned for the waste it will
+    carry, not for a threshold. A bin that would be full again before the next round even if
+    emptied now (its rate reaches the threshold within ``next_round_h``) cannot be kept below it
+    by one visit a day; it is marked for the later half of the shift (:data:`_LATE`), unless
+    its group has a time window of its own: waste comes by day, so a late visit takes the
+    morning's waste and leaves it the evening and the next morning to fill, where a visit at
+    first light leaves it a whole day and a night (tools/sim/README.md, the week)."""
+    by_eui = {d.dev_eui: d for d in devices}
+    shift_h = cfg.shift_s / 3600.0
     stops: list[Stop] = []
     unassigned: list[dict[str, Any]] = []
-    for row in collection_list(devices, bins, now, horizon_h=cfg.next_round_h):
+    for row in collection_list(by_eui.values(), bins, now, horizon_h=cfg.next_round_h):
         if row["latitude"] is None or row["longitude"] is None:
             unassigned.append(
                 {"dev_eui": row["dev_eui"], "name": row["name"], "reason": "no position"}
             )
             continue
         fill = float(row["fill_percent"])
-        # a forecast bin is emptied near its threshold, not at today's fill
-        expected = fill if row["reason"] == "full" else max(fill, float(row["threshold_percent"]))
+        rate = by_eui[row["dev_eui"]].derived.get("fill_rate_percent_per_h")
+        rate = float(rate) if isinstance(rate, int | float) and rate > 0 else 0.0
+        expected = max(fill, min(100.0, fill + rate * shift_h))
+        refills = rate * cfg.next_round_h >= float(row["threshold_percent"])
+        group = row["group"]
+        if refills and not (group and group in cfg.time_windows):
+            group = _LATE
         stops.append(
             Stop(
                 dev_eui=row["dev_eui"],
@@ -85,8 +104,8 @@ def route_stops(
                 latitude=float(row["latitude"]),
                 longitude=float(row["longitude"]),
                 fill_percent=fill,
-                load=max(1, math.ceil(min(100.0, expected))),
-                group=row["group"],
+                load=max(1, math.ceil(expected)),
+                group=group,
             )
         )
     return stops, unassigned
@@ -131,6 +150,8 @@ def _windows(stops: list[Stop], cfg: RoutesConfig) -> dict[str, tuple[int, int]]
                 key="time_windows",
             )
         out[group] = (int(window[0]), int(window[1]))
+    if any(s.group == _LATE for s in stops):
+        out[_LATE] = (round(cfg.shift_s / 2), round(cfg.shift_s))
     return out
 
 
@@ -304,9 +325,16 @@ def _solve(
     ).to_dict()
     legs: list[_Leg] = []
     for route in sorted(solution.get("routes", []), key=lambda r: int(r["vehicle"])):
-        visits = [(int(s["id"]), int(s["arrival"])) for s in route["steps"] if s["type"] == "job"]
+        # a truck early for a time window waits there: the bin is emptied at arrival + waiting
+        visits = [
+            (int(s["id"]), int(s["arrival"]) + int(s.get("waiting_time", 0)))
+            for s in route["steps"]
+            if s["type"] == "job"
+        ]
         last = route["steps"][-1]
-        end_s = int(last["arrival"]) + (int(last.get("service", 0)) if not close else 0)
+        end_s = int(last["arrival"])
+        if not close:  # an open chunk ends when its last bin is done
+            end_s += int(last.get("waiting_time", 0)) + int(last.get("service", 0))
         legs.append(_Leg(visits, end_s, int(route["pickup"][0]) if route.get("pickup") else 0))
     unassigned = [int(u["id"]) for u in solution.get("unassigned", [])]
     return legs, unassigned

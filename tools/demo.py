@@ -478,8 +478,12 @@ class Demo:
 
     @staticmethod
     async def _truck_round(gateway: GatewayProcess, world: World, state: CityState) -> None:
-        """Send the truck to the bins the gateway lists as full (GET /api/v1/collection) and to
-        those it knows are knocked over (GET /api/v1/devices?kind=bin, ``derived.tilt``)."""
+        """Send the truck to the bins the gateway lists as full (GET /api/v1/collection) in the
+        order of its planned round (GET /api/v1/collection/route), then to those it knows are
+        knocked over (GET /api/v1/devices?kind=bin, ``derived.tilt``). Only the full ones: the
+        route's forecast compares with the gateway's wall clock, while the demo's bins report in
+        simulated time. Without a route (the planner refused), nearest first: the list keeps
+        working without one."""
         try:
             listing = await gateway.request("GET", "/api/v1/collection")
             bins = await gateway.request("GET", "/api/v1/devices", params={"kind": "bin"})
@@ -492,11 +496,22 @@ class Demo:
             for d in bins.get("devices", [])
             if isinstance(d.get("derived"), dict) and d["derived"].get("tilt")
         ]
-        route = world.dispatch_truck(dict.fromkeys([*full, *tipped]))
+        planned: list[str] = []
+        if full:
+            try:
+                plan = await gateway.request("GET", "/api/v1/collection/route")
+                planned = [s["dev_eui"] for r in plan.get("routes", []) for s in r["stops"]]
+            except (GatewayProcessError, ValueError, KeyError, TypeError) as exc:
+                state.event(f"truck: no planned route ({exc}); nearest bin first")
+        wanted = set(full)
+        order = [eui for eui in planned if eui in wanted]
+        on_route = set(order)
+        order += [eui for eui in full if eui not in on_route]
+        route = world.dispatch_truck([*order, *tipped], in_order=bool(planned))
         if route:
             state.event(
                 f"truck: round to {len(full)} full and {len(tipped)} knocked-over bins "
-                "from the gateway's lists"
+                "from the gateway's lists" + (", in its planned order" if planned else "")
             )
 
     def _gateway_overrides(self) -> dict[str, dict[str, Any]]:
@@ -513,9 +528,13 @@ class Demo:
                 "presence_duration_s": 120,
                 "profiles": {"default": DEMO_PROFILE},
             },
-            # today's round on the dashboard (GET /api/v1/collection/route): one truck from the
-            # centre, where the simulated truck starts
-            "routes": {"depot_latitude": AARHUS_LATITUDE, "depot_longitude": AARHUS_LONGITUDE},
+            # the truck's round (GET /api/v1/collection/route), also on the dashboard: one truck
+            # from the centre, where the simulated truck starts; it goes out every simulated hour
+            "routes": {
+                "depot_latitude": AARHUS_LATITUDE,
+                "depot_longitude": AARHUS_LONGITUDE,
+                "next_round_h": 1.0,
+            },
             # two report intervals of slack: a node may wait out its duty cycle before reporting
             "availability": {
                 "bin_interval_s": max(1.0, 2 * opts.report_interval_s / opts.speed),

@@ -6,11 +6,12 @@ the gateway pushed), else ``[bins] full_threshold_percent``. Events fire on tran
 (``bin_full`` once per filling, ``bin_fire`` once per fire), so a bin reporting every 15 min does
 not flood the event stream.
 
-Fill rate: least-squares slope of the last ``forecast_samples`` (time, fill) points since the
-last pickup, in percent per hour; the forecast is when the line reaches the threshold. The time
-of a point (``now`` in these functions) is the uplink's ChirpStack ``time`` (the service falls
-back to its receive time only when the event has none), so a backlog delivered in a burst keeps
-the hours between its readings.
+Fill rate: from the last ``forecast_samples`` (time, fill) points since the last pickup, in
+percent per hour: their rise over the span when they cover a whole day (the daily rhythm of use
+then cancels out), else their least-squares slope (:func:`fill_rate_per_h`); the forecast is when
+the line reaches the threshold. The time of a point (``now`` in these functions) is the
+uplink's ChirpStack ``time`` (the service falls back to its receive time only when the event has
+none), so a backlog delivered in a burst keeps the hours between its readings.
 
 Tilt: a ``bin_alarm`` ``tilt`` carries the degrees from upright; the bin counts as tilted (and
 ``bin_tilt`` fires) when they reach ``[bins] tilt_threshold_deg``. A ``bin_status`` carries only
@@ -49,11 +50,24 @@ def threshold_for(device: Device, cfg: BinsConfig) -> float:
     return float(value) if isinstance(value, int | float) else cfg.full_threshold_percent
 
 
+_DAY_S = 86_400.0
+
+
 def fill_rate_per_h(samples: list[list[float]]) -> float | None:
-    """Least-squares slope (percent per hour) of ``[[t_s, fill], ...]``; None with < 2 points."""
+    """Fill rate (percent per hour) of ``[[t_s, fill], ...]``; None with < 2 points.
+
+    Samples spanning a whole day or more: the rise from the first to the last point over that
+    span. Waste comes by day and not at night, and a straight line fitted through a day of
+    such points is steeper than the day's rise (the flat night at both ends pulls it: about
+    +10 % for a bin filled evenly 07:00-23:00), which overstates the rate and empties bins
+    early; the rise over a whole day has no such bias. Shorter spans: the least-squares slope,
+    which is steadier against sensor noise over a few points."""
     n = len(samples)
     if n < 2:
         return None
+    span = samples[-1][0] - samples[0][0]
+    if span >= _DAY_S:
+        return (samples[-1][1] - samples[0][1]) / span * 3600.0
     st = sf = stt = stf = 0.0
     t0 = samples[0][0]  # centred: epoch seconds squared would lose every digit that matters
     for t_abs, f in samples:

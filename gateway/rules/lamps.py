@@ -10,13 +10,16 @@ reports a ``config_version`` different from the desired one, :func:`reconcile_pr
 ``lamp_profile`` command; the twin shows ``config_in_sync`` once the versions agree.
 
 Lighting ahead of traffic: a ``lamp_presence`` from one lamp plans a short ``lamp_override`` for
-its registry neighbours that are lamps (the next lamps along its street), unconfirmed, because a
-late light is useless; a newer override replaces an unsent older one (gateway.commands). A report
-from a lamp that is off (``dim_level`` 0: daylight by its profile) raises nobody.
+its registry neighbours that are lamps (the next lamps along its street) ahead of the road user
+(:func:`apply_lamp_presence`), unconfirmed, because a late light is useless; a newer override
+replaces an unsent older one (gateway.commands). A report from a lamp that is off (``dim_level``
+0: daylight by its profile), or no longer at its boost level (its road users have gone), raises
+nobody.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -66,22 +69,89 @@ def apply_lamp_status(
     return out
 
 
+def _boost_level(device: Device, cfg: LampsConfig) -> float:
+    """The level the lamp's own presence boost reaches: its profile's ``boost_level`` when the
+    gateway knows its profile, else the level the gateway raises lamps to."""
+    profile = profile_for(device, cfg)
+    level = profile.get("boost_level") if profile else None
+    return float(level) if isinstance(level, int | float) else float(cfg.presence_dim_level)
+
+
+def _d2(a: Device, b: Device) -> float | None:
+    """Squared local-plane distance in degrees of latitude (an order, not metres)."""
+    if a.latitude is None or a.longitude is None or b.latitude is None or b.longitude is None:
+        return None
+    kx = math.cos(math.radians(a.latitude))
+    return (a.latitude - b.latitude) ** 2 + ((a.longitude - b.longitude) * kx) ** 2
+
+
+def _ahead(device: Device, neighbours: list[Device], sources: list[Device]) -> list[Device]:
+    """The lamps to raise for a road user ``device`` has just seen.
+
+    Coming from a lamp that reported just before (``sources``): the nearest neighbour farther
+    from that lamp than ``device`` is, the next lamp on the way. Direction unknown: the two
+    nearest neighbours (one either side in mid-street; the next two into the street at its
+    end). Every neighbour when positions are missing. One lamp ahead is enough as the road user
+    goes: the next lamp's own report raises the one after it, and every downlink spends the
+    gateways' duty cycle (at RX2 DR0 about 15 s of a gateway's time each), which all the lamps
+    of a district share (tools/sim/README.md, the week)."""
+    near = {n.dev_eui: _d2(n, device) for n in neighbours}
+    if any(d is None for d in near.values()):
+        return neighbours
+    by_distance = sorted(neighbours, key=lambda n: (near[n.dev_eui], n.dev_eui))
+    if not sources:
+        return by_distance[:2]
+    for n in by_distance:
+        for src in sources:
+            far, here = _d2(n, src), _d2(device, src)
+            if far is not None and here is not None and far > here:
+                return [n]
+    return []
+
+
 def apply_lamp_presence(
     device: Device,
     fields: dict[str, Any],
     cfg: LampsConfig,
     lookup: Callable[[str], Device | None],
 ) -> Outcome:
+    """Light the road ahead of whoever ``device`` saw: a short override on its lamp neighbours.
+
+    Which neighbours: the next one ahead of the road user (:func:`_ahead`). A neighbour that
+    reported presence within ``presence_duration_s`` before this report (the report times are
+    ``last_seen``, set when the uplink arrived, gateway.rules.availability) most likely saw the
+    same road user coming, so the road user goes away from it; with no such report the nearest
+    two are raised, and every neighbour when positions are missing. Only this lamp's own state
+    changes here (the time of its report); its neighbours are read, never written (each device
+    is serialised on its own, gateway/store).
+
+    Nobody is raised when the report says nobody is there any more: a lamp at a level above 0
+    but below its boost level has seen nobody for its own hold time, so the report is a count
+    held back by the lamp's rate limit (lamp_node ``presence_report_min_s``) and its road
+    users have gone on, past the neighbours' own sensors. A lamp that is off (``dim_level`` 0)
+    is off because its profile says daylight (lamp_node boosts only while its schedule is
+    lit): the road needs no light ahead, and an override would switch the neighbours on by day.
+    """
     out = Outcome()
     raised = []
-    # A lamp that reports presence while it is off (dim_level 0) is off because its profile says
-    # daylight (lamp_node boosts only while its schedule is lit): the road needs no light ahead,
-    # and an override would switch the neighbours on by day.
-    reporter_off = fields.get("dim_level") == 0
-    for neighbour_eui in [] if reporter_off else device.neighbours:
+    now = device.last_seen
+    level = fields.get("dim_level")
+    reporter_off = level == 0
+    gone = isinstance(level, int | float) and 0 < level < _boost_level(device, cfg)
+    lamps: list[Device] = []
+    for neighbour_eui in [] if reporter_off or gone else device.neighbours:
         neighbour = lookup(neighbour_eui)
         if neighbour is None or neighbour.kind != "lamp" or neighbour.dev_eui == device.dev_eui:
             continue
+        lamps.append(neighbour)
+    sources = [
+        n
+        for n in lamps
+        if now is not None
+        and isinstance(at := n.derived.get("_presence_at"), int | float)
+        and 0 <= now - at <= cfg.presence_duration_s
+    ]
+    for neighbour in _ahead(device, lamps, sources):
         raised.append(neighbour.dev_eui)
         out.commands.append(
             PlannedCommand(
@@ -98,6 +168,8 @@ def apply_lamp_presence(
                 confirmed=False,
             )
         )
+    if now is not None and not reporter_off and not gone:
+        device.derived["_presence_at"] = now
     out.event(
         "lamp_presence",
         road_users=fields.get("road_users"),

@@ -83,6 +83,24 @@ def test_the_truck_empties_the_bins_of_its_round_nearest_first() -> None:
     assert [e.kind for e in world.events].count("pickup") == 2
 
 
+def test_the_truck_follows_a_planned_route_in_its_order() -> None:
+    world = World(start_time=0.0)
+    far = world.add_bin(
+        "02c17a0b00000001", "Mejlgade", 500.0, fill_percent=90.0, fill_rate_percent_per_h=0.0
+    )
+    near = world.add_bin(
+        "02c17a0b00000002", "Søndergade", 500.0, fill_percent=85.0, fill_rate_percent_per_h=0.0
+    )
+    world.truck.position = (near.latitude, near.longitude)
+    planned = [far.dev_eui, "02c17a0b000000ff", near.dev_eui, far.dev_eui]
+    route = world.dispatch_truck(planned, in_order=True)
+    assert route == [far.dev_eui, near.dev_eui]  # the plan's order, each bin once
+    world.advance(3600)
+    assert (near.pickups, far.pickups) == (1, 1)
+    pickups = [e.subject for e in world.events if e.kind == "pickup"]
+    assert pickups == [far.dev_eui, near.dev_eui]
+
+
 def test_a_road_user_is_seen_by_each_lamp_it_passes_once() -> None:
     world = World(start_time=0.0, traffic_scale=0.0)
     lamps = [world.add_lamp(f"02c17a0c0000000{i}", "Mejlgade", 100.0 + 60 * i) for i in range(3)]

@@ -248,10 +248,43 @@ def test_bins_forecast_full_before_the_next_round_are_collected_now() -> None:
     later = now + 3 * 3600
     stops, unrouted = route_stops([filling, slow, unplaced], bins, cfg(next_round_h=24), later)
     assert [s.dev_eui for s in stops] == [filling.dev_eui]
-    assert stops[0].load == 80  # emptied near its threshold, not at today's 68 %
+    # planned for what it will hold when the truck comes: 68 % + 6 %/h over an 8 h shift,
+    # at most one bin, not today's 68 %
+    assert stops[0].load == 100
     assert unrouted == [{"dev_eui": unplaced.dev_eui, "name": "unplaced", "reason": "no position"}]
     stops, _ = route_stops([filling, slow], bins, cfg(next_round_h=1), later)
     assert stops == []  # not full within the hour
+
+
+def test_load_is_the_forecast_fill_and_bins_that_refill_within_a_round_go_late() -> None:
+    bins = BinsConfig()
+    now = 1_772_446_542.0
+    steady = Device("02c17a0b00000011", kind="bin", name="steady", latitude=56.151, longitude=10.2)
+    fast = Device("02c17a0b00000012", kind="bin", name="fast", latitude=56.153, longitude=10.2)
+    windowed = Device(
+        "02c17a0b00000013", kind="bin", name="windowed", latitude=56.152, longitude=10.2
+    )
+    windowed.group = "market"
+    for hour in range(4):
+        apply_bin_status(steady, {"fill_percent": 70 + hour}, bins, now + 3600 * hour)  # 1 %/h
+        apply_bin_status(fast, {"fill_percent": 40 + 5 * hour}, bins, now + 3600 * hour)
+        apply_bin_status(windowed, {"fill_percent": 40 + 5 * hour}, bins, now + 3600 * hour)
+    later = now + 3 * 3600
+    config = cfg(next_round_h=24, shift_s=8 * 3600.0, time_windows={"market": [0, 3600]})
+    stops, _ = route_stops([steady, fast, windowed], bins, config, later)
+    by_name = {s.name: s for s in stops}
+    assert by_name["steady"].load == 73 + 8  # 73 % now, 1 %/h over the 8 h shift
+    assert not by_name["steady"].group  # 1 %/h x 24 h < 80 %: lasts a round when emptied
+    assert by_name["fast"].load == 55 + 5 * 8
+    # 5 %/h refills to 80 % within the 24 h to the next round even when emptied now: the later
+    # half of the shift, unless its group has a window of its own
+    assert by_name["fast"].group not in ("", "market")
+    assert by_name["windowed"].group == "market"
+    plan = plan_routes(stops, config)
+    arrival = {s["name"]: s["arrival_s"] for r in plan["routes"] for s in r["stops"]}
+    assert 4 * 3600 <= arrival["fast"] <= 8 * 3600
+    assert arrival["windowed"] <= 3600
+    assert plan["unassigned"] == []
 
 
 def test_gpx_has_every_stop_as_waypoint_route_point_and_the_track() -> None:

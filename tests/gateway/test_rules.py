@@ -58,6 +58,15 @@ def test_fill_rate_forecast_and_pickup() -> None:
     assert bins.fill_rate_per_h([[0, 5]]) is None and bins.fill_rate_per_h([[1, 5], [1, 6]]) is None
 
 
+def test_fill_rate_over_a_whole_day_is_the_days_rise() -> None:
+    # waste by day only: 07:00-23:00 at 5 %/h, nothing at night; hourly readings from 06:00 to
+    # 06:00 the next day rise 80 % in 24 h
+    day = [[h * H, 5.0 * min(16, max(0, h - 1))] for h in range(25)]
+    assert bins.fill_rate_per_h(day) == pytest.approx(80 / 24)
+    slope = bins.fill_rate_per_h(day[:-1])  # 23 h: the least-squares line, steeper than that
+    assert slope is not None and slope > 1.05 * 80 / 24
+
+
 def test_pickup_reported_by_the_node_counts_since_the_previous_status() -> None:
     cfg = BinsConfig(pickup_drop_percent=50)
     device = Device("01", kind="bin")
@@ -188,6 +197,66 @@ def test_presence_raises_only_neighbouring_lamps() -> None:
         registry["01"], {"road_users": 1, "dim_level": 100}, cfg, registry.get
     )
     assert [c.dev_eui for c in lit.commands] == ["02"]
+
+
+def _street_of_lamps(n: int) -> dict[str, Device]:
+    """``n`` lamps 30 m apart along a street running east, two neighbours either side."""
+    euis = [f"0{k}" for k in range(n)]
+    return {
+        eui: Device(
+            eui,
+            kind="lamp",
+            street="A",
+            latitude=56.15,
+            longitude=10.2 + k * 30 / 62_000,  # ~30 m at 56 deg N
+            neighbours=[euis[j] for j in range(max(0, k - 2), min(n, k + 3)) if j != k],
+        )
+        for k, eui in enumerate(euis)
+    }
+
+
+def _report(
+    street: dict[str, Device], eui: str, at: float, level: int = 100, cfg: LampsConfig | None = None
+) -> list[str]:
+    street[eui].last_seen = at  # set by availability.mark_seen before the rules run
+    out = lamps.apply_lamp_presence(
+        street[eui], {"road_users": 1, "dim_level": level}, cfg or LampsConfig(), street.get
+    )
+    return sorted(c.dev_eui for c in out.commands)
+
+
+def test_presence_raises_the_lamps_ahead_of_a_road_user_coming_from_a_neighbour() -> None:
+    street = _street_of_lamps(7)
+    assert _report(street, "03", 1000.0) == ["02", "04"]  # direction unknown: one either side
+    assert _report(_street_of_lamps(7), "00", 1000.0) == ["01", "02"]  # the street's end
+    # eastwards: 02 saw someone 20 s ago, so 03's road user goes on to 04
+    street = _street_of_lamps(7)
+    assert _report(street, "02", 1000.0) == ["01", "03"]
+    before = dict(street["04"].derived)
+    assert _report(street, "03", 1020.0) == ["04"]
+    assert _report(street, "04", 1041.0) == ["05"]
+    assert _report(street, "05", 1062.0) == ["06"]
+    assert _report(street, "06", 1083.0) == []  # the street's end: nothing ahead
+    assert street["04"].derived != before  # its own report time, written by its own report
+    # a neighbour's report older than presence_duration_s says nothing about this road user
+    street = _street_of_lamps(7)
+    _report(street, "02", 1000.0)
+    assert _report(street, "03", 1000.0 + 61) == ["02", "04"]
+    # without positions: every neighbour, as before
+    registry = {k: Device(k, kind="lamp", neighbours=[j for j in "abc" if j != k]) for k in "abc"}
+    registry["a"].last_seen = 5.0
+    out = lamps.apply_lamp_presence(registry["a"], {"dim_level": 100}, LampsConfig(), registry.get)
+    assert sorted(c.dev_eui for c in out.commands) == ["b", "c"]
+
+
+def test_presence_from_a_lamp_back_below_its_boost_raises_nobody() -> None:
+    # the lamp has seen nobody for its hold time: a count held back by its rate limit
+    street = _street_of_lamps(5)
+    assert _report(street, "02", 1000.0, level=20) == []
+    assert _report(street, "02", 1000.0, level=100) == ["01", "03"]
+    # the boost level is the lamp's profile's when the gateway knows it
+    cfg = LampsConfig(profiles={"default": {"config_version": 1, "boost_level": 60}})
+    assert _report(_street_of_lamps(5), "02", 1000.0, level=60, cfg=cfg) == ["01", "03"]
 
 
 def test_profile_by_lamp_then_group_then_default() -> None:

@@ -121,8 +121,9 @@ def road_plan_seconds(bins: int = 200, seed: int = SEED) -> float:
 def json_result(seed: int = SEED) -> dict[str, Any]:
     """The week under every strategy, as one JSON-able object."""
     waste_world = WasteWorld()
-    fixed, n_days = simulate_waste(waste_world, "fixed", seed)
-    smart, _ = simulate_waste(waste_world, "citypack", seed)
+    loads: dict[str, list[float]] = {"fixed": [], "citypack": []}
+    fixed, n_days = simulate_waste(waste_world, "fixed", seed, truck_loads=loads["fixed"])
+    smart, _ = simulate_waste(waste_world, "citypack", seed, truck_loads=loads["citypack"])
     light_world = LightWorld(days=DAYS)
     light = simulate_light(light_world, seed)
     full_on, static, citypack = light["full_on"], light["static"], light["citypack"]
@@ -141,6 +142,8 @@ def json_result(seed: int = SEED) -> dict[str, Any]:
             "citypack": smart.emptied_under_half,
         },
         "fixed_interval_days": n_days,
+        # what one truck really carried in one round, in full bins (capacity_bins in world)
+        "truck_load_max_bins": {k: round(max(v, default=0.0), 1) for k, v in loads.items()},
         "energy_kwh": {
             "full_on": round(full_on.energy_kwh, 2),
             "static": round(static.energy_kwh, 2),

@@ -28,6 +28,7 @@ import bisect
 import importlib
 import math
 import random
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -228,7 +229,7 @@ def _traffic(world: LightWorld, lamps: list[_Lamp], seed: int) -> list[_Passing]
 
 
 def _overrides(
-    world: LightWorld, lamps: list[_Lamp], rng: random.Random
+    world: LightWorld, lamps: list[_Lamp], profile_level_at: Callable[[float], int]
 ) -> list[list[tuple[float, float]]]:
     """Presence reports -> gateway rule -> class C overrides: ``[lamp] -> [(from, to)]``."""
     devices = {}
@@ -243,24 +244,26 @@ def _overrides(
                 lamps[i].dev_eui,
                 kind="lamp",
                 street=lamps[i].street,
+                latitude=lamps[i].latitude,
+                longitude=lamps[i].longitude,
                 neighbours=[lamps[j].dev_eui for j in near],
             )
     index = {lamp.dev_eui: i for i, lamp in enumerate(lamps)}
-    reports: list[tuple[float, int, int]] = []  # (time, lamp, dim level when sent)
+    reports: list[tuple[float, int]] = []  # (time, lamp)
     for i, lamp in enumerate(lamps):
         last: float | None = None
         pending: float | None = None
         for seen in lamp.detections:
             if pending is not None and seen >= pending:
-                reports.append((pending, i, _boost_level_at(lamp, pending)))
+                reports.append((pending, i))
                 last, pending = pending, None
             if last is None or seen - last >= world.presence_report_min_s:
-                reports.append((seen, i, _boost_level_at(lamp, seen)))
+                reports.append((seen, i))
                 last = seen
             elif pending is None:
                 pending = last + world.presence_report_min_s
         if pending is not None:
-            reports.append((pending, i, _boost_level_at(lamp, pending)))
+            reports.append((pending, i))
     reports.sort()
     up_s = time_on_air_s(
         EU868, 5, 13 + len(codec.encode("lamp_presence", {"road_users": 1, "dim_level": 100})[1])
@@ -276,10 +279,15 @@ def _overrides(
     free_at = [0.0] * len(AARHUS_GATEWAYS)
     queued_until: dict[int, float] = {}  # lamp -> when its queued override goes out
     out: list[list[tuple[float, float]]] = [[] for _ in lamps]
-    for at, i, level in reports:
-        fields = {"road_users": 1, "dim_level": level}
-        plan = apply_lamp_presence(devices[lamps[i].dev_eui], fields, world.lamps, devices.get)
+    for at, i in reports:
+        # the level the lamp reports: boosted by its own sensor or held by an override that
+        # reached it before now (overrides are planned in report order, so those are known)
+        level = _boost_level_at(lamp := lamps[i], at) or _override_level_at(out[i], at)
+        fields = {"road_users": 1, "dim_level": level or profile_level_at(at)}
+        reporter = devices[lamp.dev_eui]
         ready = at + up_s + world.network_s
+        reporter.last_seen = ready  # the gateway's receive time (gateway.rules.availability)
+        plan = apply_lamp_presence(reporter, fields, world.lamps, devices.get)
         for command in plan.commands:
             j = index[command.dev_eui]
             if queued_until.get(j, -1.0) > ready:
@@ -293,8 +301,18 @@ def _overrides(
     return out
 
 
+def _program_level(program: list[tuple[float, tuple[float, float, int]]], t: float) -> int:
+    i = bisect.bisect_right(program, (t, (math.inf, math.inf, 0))) - 1
+    return program[i][1][2] if i >= 0 else 0
+
+
+def _override_level_at(spans: list[tuple[float, float]], t: float) -> int:
+    """100 while one of a lamp's gateway overrides (``(applied, until)``) holds it at ``t``."""
+    return 100 if any(a <= t < b for a, b in spans[-8:]) else 0
+
+
 def _boost_level_at(lamp: _Lamp, t: float) -> int:
-    """The reporting lamp's level when it reports: boosted (it just saw someone) or off by day."""
+    """100 while the lamp is boosted by its own sensor at ``t`` (it just saw someone), else 0."""
     k = bisect.bisect_right(lamp.boosts, (t + 1.0, math.inf)) - 1
     return 100 if k >= 0 and lamp.boosts[k][0] - 1.0 <= t <= lamp.boosts[k][1] else 0
 
@@ -334,7 +352,8 @@ def simulate_light(world: LightWorld, seed: int) -> dict[str, LightOutcomes]:
                 for seen in lamp.detections:
                     if _level_at(segments, starts, seen) > 0:  # lamp_node boosts only when lit
                         lamp.boosts.append((seen + world.boost_fade_s, seen + hold))
-            overrides = _overrides(world, lamps, rng)
+            program = list(zip(starts, segments, strict=True))
+            overrides = _overrides(world, lamps, lambda t, p=program: _program_level(p, t))
             for i, lamp in enumerate(lamps):
                 boosts_by_lamp[i] = _merge(lamp.boosts + overrides[i])
                 for a, b in boosts_by_lamp[i]:

@@ -52,10 +52,11 @@ class WasteWorld:
     speed_kmh: float = 20.0
     detour_factor: float = 1.3
     shift_s: float = 8 * 3600.0
-    forecast_samples: int = 24  # a day of hourly samples: the forecast sees the daily cycle
-    # "full before the next round": the next round leaves in 24 h and may reach a bin up to a
-    # shift later, so the horizon is the interval plus the shift
-    next_round_h: float = 32.0
+    # citypack's settings, from the schedule above (tools/sim/README.md): a day of hourly
+    # readings, both ends included, so the rate spans the daily rhythm (gateway.rules.bins);
+    # "full before the next round": it leaves in 24 h and may reach a bin up to a shift later
+    forecast_samples: int = 25
+    next_round_h: float = 32.0  # the 24 h between rounds + the 8 h shift
     warmup_days: int = 3
     step_s: float = 900.0
 
@@ -120,7 +121,10 @@ def _routes_config(world: WasteWorld) -> RoutesConfig:
         detour_factor=world.detour_factor,
         shift_s=world.shift_s,
         next_round_h=world.next_round_h,
-        solver_timeout_s=1.0,
+        # a cap VROOM never reaches on these rounds (its own search ends first, in 1-4 s): a
+        # time limit that cuts the search makes the routes depend on the machine's load, and
+        # the same seed must give the same week
+        solver_timeout_s=120.0,
     )
 
 
@@ -138,11 +142,18 @@ def _districts(bins: list[_Bin], n: int, cfg: RoutesConfig) -> list[list[int]]:
 
 
 def simulate_waste(
-    world: WasteWorld, strategy: str, seed: int, *, per_bin: dict[str, float] | None = None
+    world: WasteWorld,
+    strategy: str,
+    seed: int,
+    *,
+    per_bin: dict[str, float] | None = None,
+    truck_loads: list[float] | None = None,
 ) -> tuple[WasteOutcomes, int]:
     """One week (after ``warmup_days`` not counted) under ``"fixed"`` or ``"citypack"``; returns
     the outcomes and N (the fixed interval, also for citypack: the same city). ``per_bin``, when
-    given, receives each bin's overflow hours (where the overflow comes from)."""
+    given, receives each bin's overflow hours (where the overflow comes from); ``truck_loads``
+    what each truck of each counted round really carried, in full bins (the planner's loads are
+    forecasts: this shows whether a truck would have been over ``capacity_bins``)."""
     if strategy not in ("fixed", "citypack"):
         raise ValueError(f"strategy {strategy!r}: 'fixed' or 'citypack'")
     bins, factors = _city(world, seed)
@@ -159,7 +170,8 @@ def simulate_waste(
     start = WEEK_START - world.warmup_days * _DAY
     counted_from = WEEK_START
     end = WEEK_START + 7 * _DAY
-    pending: list[tuple[float, int]] = []  # (when the truck reaches it, bin index)
+    pending: list[tuple[float, int, int]] = []  # (when the truck reaches it, bin, load slot)
+    carried: list[float] = []  # percent of one bin, per truck and round
     next_report = [start + b.phase_s for b in bins]
     t = start
     while t < end:
@@ -187,15 +199,19 @@ def simulate_waste(
             for route in plan["routes"]:
                 if t >= counted_from:
                     out.truck_km += route["km"]
+                    carried.append(0.0)
+                slot = len(carried) - 1 if t >= counted_from else -1
                 for stop in route["stops"]:
-                    pending.append((t + stop["arrival_s"], index[stop["dev_eui"]]))
+                    pending.append((t + stop["arrival_s"], index[stop["dev_eui"]], slot))
         # the truck empties what it reached by now
         keep = []
-        for when, i in pending:
+        for when, i, slot in pending:
             if when > t:
-                keep.append((when, i))
+                keep.append((when, i, slot))
                 continue
             b = bins[i]
+            if slot >= 0:
+                carried[slot] += b.fill
             if when >= counted_from:
                 out.stops += 1
                 out.emptied_under_half += b.fill < 50.0
@@ -231,4 +247,6 @@ def simulate_waste(
                     apply_bin_status(devices[i], fields, bins_cfg, at)
                     next_report[i] = at + world.report_interval_s
         t += world.step_s
+    if truck_loads is not None:
+        truck_loads.extend(load / 100.0 for load in carried)
     return out, n_days

@@ -468,12 +468,13 @@ class World:
         """Called by the simulated dimmer driver when the firmware sets a level."""
         self._lamp(dev_eui).dim_level = max(0, min(100, int(dim_level)))
 
-    def dispatch_truck(self, dev_euis: Iterable[str]) -> list[str]:
-        """Start a collection round over ``dev_euis`` (those that are bins), nearest first."""
-        wanted = [eui.lower() for eui in dev_euis if eui.lower() in self.bins]
-        route: list[str] = []
+    def dispatch_truck(self, dev_euis: Iterable[str], *, in_order: bool = False) -> list[str]:
+        """Start a collection round over ``dev_euis`` (those that are bins): in the order given
+        when ``in_order`` (a planned route, gateway/routes.py), else nearest first."""
+        wanted = list(dict.fromkeys(eui.lower() for eui in dev_euis if eui.lower() in self.bins))
+        route: list[str] = wanted if in_order else []
         here = self.truck.position
-        remaining = set(wanted)
+        remaining = set() if in_order else set(wanted)
         while remaining:  # nearest-neighbour tour: short and deterministic
             nxt = min(remaining, key=lambda e: (distance_m(here, self.position_of(e)), e))
             route.append(nxt)
