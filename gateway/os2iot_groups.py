@@ -250,3 +250,26 @@ class Os2iotGroups:
         if group is not None:  # OS2iot's record follows ChirpStack's counter (docstring)
             await self._put(group, self._spec(group, str(group.application)), group.members)
         return f_cnt
+
+    # -- what FUOTA campaigns ask of ChirpStack (gateway/fuota_campaign.py) --------------------
+    async def queue_length(self, group_id: str) -> int:
+        """Frames still waiting in the group's queue (``GET .../downlink-multicast``)."""
+        answer = await self._call(
+            "multicast queue", "GET", f"/multicast/{group_id}/downlink-multicast"
+        )
+        items = answer.get("deviceQueueItems") if isinstance(answer, dict) else None
+        return len(items) if isinstance(items, list) else 0
+
+    async def flush_queue(self, group_id: str) -> None:
+        raise ChirpStackApiError(
+            "OS2iot has no call that empties a multicast's queue: FUOTA campaigns need"
+            " ChirpStack's gRPC API ([chirpstack] api)",
+            code="FAILED_PRECONDITION",
+        )
+
+    async def device_root_key(self, dev_eui: str) -> bytes:
+        raise ChirpStackApiError(
+            "FUOTA campaigns need the devices' root keys from ChirpStack's gRPC API"
+            " ([chirpstack] api); OS2iot's API does not give them",
+            code="FAILED_PRECONDITION",
+        )
