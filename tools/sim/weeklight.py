@@ -25,6 +25,7 @@ Parameters and sources: tools/sim/README.md "Outcomes, and the week of city_outc
 from __future__ import annotations
 
 import bisect
+import functools
 import importlib
 import math
 import random
@@ -353,7 +354,7 @@ def simulate_light(world: LightWorld, seed: int) -> dict[str, LightOutcomes]:
                     if _level_at(segments, starts, seen) > 0:  # lamp_node boosts only when lit
                         lamp.boosts.append((seen + world.boost_fade_s, seen + hold))
             program = list(zip(starts, segments, strict=True))
-            overrides = _overrides(world, lamps, lambda t, p=program: _program_level(p, t))
+            overrides = _overrides(world, lamps, functools.partial(_program_level, program))
             for i, lamp in enumerate(lamps):
                 boosts_by_lamp[i] = _merge(lamp.boosts + overrides[i])
                 for a, b in boosts_by_lamp[i]:
