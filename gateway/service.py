@@ -228,6 +228,9 @@ class Gateway:
         self._lane = asyncio.Lock()
         self._flush_spawned = False
         self._opened = False
+        # run() is opening the store behind a listening API: it answers only its probes then
+        # (/healthz says "starting", gateway/api/health.py)
+        self.starting = False
         self._stopping = asyncio.Event()
         self.started = asyncio.Event()
         # receive -> committed seconds of each uplink, when a benchmark asks for raw samples
@@ -310,12 +313,6 @@ class Gateway:
     def ready(self) -> bool:
         return self.bridge.connected.is_set() and self.store_ok
 
-    @property
-    def opened(self) -> bool:
-        """The store is open and the fleet loaded; until then the API answers only its probes
-        (``/healthz`` says ``starting``, gateway/api/app.py)."""
-        return self._opened
-
     async def run(self) -> None:
         """Run until :meth:`stop`; commits and acknowledges what it processed before returning.
 
@@ -331,12 +328,14 @@ class Gateway:
         async with asyncio.TaskGroup() as group:
             server = None
             others: list[asyncio.Task[None]] = []
+            self.starting = not self._opened
             if api_socket is not None:
                 from gateway.api import start_api
 
                 server, task = await start_api(self, group, api_socket)
                 others.append(task)
             await self.open()  # raising here ends the API task too (the group cancels it)
+            self.starting = False
             mqtt = group.create_task(self.bridge.run(), name="mqtt")
             others.append(group.create_task(self.outbox.run(), name="publish"))
             if self.fleet is None:

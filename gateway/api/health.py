@@ -26,7 +26,7 @@ _PROBES = frozenset({"/healthz", "/readyz"})
 
 @router.get("/healthz")
 async def healthz(gateway: GatewayDep) -> dict[str, str]:
-    return {"status": "ok" if gateway.opened else "starting"}
+    return {"status": "starting" if gateway.starting else "ok"}
 
 
 @router.get("/readyz")
@@ -44,7 +44,7 @@ async def metrics(gateway: GatewayDep) -> Response:
 
 
 class Starting:
-    """ASGI middleware: until ``gateway.opened``, 503 ``starting`` (``Retry-After: 1``, RFC 9110
+    """ASGI middleware: while ``gateway.starting``, 503 ``starting`` (``Retry-After: 1``, RFC 9110
     §15.6.4, §10.2.3) for every HTTP path but the probes."""
 
     def __init__(self, app: ASGIApp, *, gateway: Gateway) -> None:
@@ -52,7 +52,7 @@ class Starting:
         self.gateway = gateway
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.gateway.opened or scope["type"] != "http" or scope.get("path") in _PROBES:
+        if not self.gateway.starting or scope["type"] != "http" or scope.get("path") in _PROBES:
             await self.app(scope, receive, send)
             return
         body = json.dumps(

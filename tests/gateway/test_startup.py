@@ -66,7 +66,7 @@ async def test_api_answers_starting_while_another_instance_migrates(
         response = await http.get("/api/v1/devices")
         assert response.status_code == 503 and response.json()["error"] == "starting"
         assert response.headers["retry-after"] == "1"
-        assert not gateway.opened and not gateway.started.is_set()
+        assert gateway.starting and not gateway.started.is_set()
         bare = await http.get("/api/v1/devices", headers={"Authorization": ""})
         assert bare.status_code == 401  # the token is still checked first
 
