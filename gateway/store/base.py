@@ -425,6 +425,14 @@ class Staged:
     dead: list[DeadLetter] = field(default_factory=list)
     events: list[EventRecord] = field(default_factory=list)
     commands: dict[str, CommandRecord] = field(default_factory=dict)
+    # (devEui, devAddr, fCnt) -> payload of the first staged uplink with it: the redelivery
+    # check looks here for every uplink it cannot prove new, so no scan of a batch of
+    # thousands (issue 17: at 100,000 devices most uplinks of a round are such)
+    frames: dict[tuple[str, str, int], bytes] = field(default_factory=dict)
+
+    def add_uplink(self, uplink: UplinkRecord) -> None:
+        self.uplinks.append(uplink)
+        self.frames.setdefault((uplink.dev_eui, uplink.dev_addr, uplink.f_cnt), uplink.data)
 
     def size(self) -> int:
         return (
@@ -448,4 +456,5 @@ class Staged:
             dead=self.dead + later.dead,
             events=self.events + later.events,
             commands={**self.commands, **later.commands},
+            frames={**later.frames, **self.frames},  # the earlier batch's first
         )
