@@ -33,6 +33,10 @@ Decisions:
 Concurrency: everything runs on one event loop; a message is processed holding the flush lock,
 so a flush from the API, a timer or the dispatcher never commits half a message even when the
 store's reads suspend (PostgreSQL), and its MQTT ack joins the batch only once it is processed.
+A store that writes on its own thread (SQLite, ``writes_off_loop``) commits without the flush
+lock: the batch (acks, events, staged rows) is taken under the lock, and the loop receives and
+processes the next one while the thread writes; one commit is in flight at a time, and a batch's
+acks leave only after its commit (issue 17).
 
 Several instances on one PostgreSQL store (gateway/README.md "Running several instances"): a
 message's device is claimed in the database before it is processed (per-device serialisation,

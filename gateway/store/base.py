@@ -443,6 +443,14 @@ class Staged:
     events: list[EventRecord] = field(default_factory=list)
     commands: dict[str, CommandRecord] = field(default_factory=dict)
     groups: GroupStage = field(default_factory=GroupStage)  # gateway/store/groups.py
+    # (devEui, devAddr, fCnt) -> payload of the first staged uplink with it: the redelivery
+    # check looks here for every uplink it cannot prove new, so no scan of a batch of
+    # thousands (issue 17: at 100,000 devices most uplinks of a round are such)
+    frames: dict[tuple[str, str, int], bytes] = field(default_factory=dict)
+
+    def add_uplink(self, uplink: UplinkRecord) -> None:
+        self.uplinks.append(uplink)
+        self.frames.setdefault((uplink.dev_eui, uplink.dev_addr, uplink.f_cnt), uplink.data)
 
     def size(self) -> int:
         return (
@@ -468,4 +476,5 @@ class Staged:
             events=self.events + later.events,
             commands={**self.commands, **later.commands},
             groups=self.groups.merged(later.groups),
+            frames={**later.frames, **self.frames},  # the earlier batch's first
         )

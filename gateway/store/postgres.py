@@ -437,9 +437,9 @@ class PostgresStore(PostgresReads):
 
     async def f_cnt_payload(self, dev_eui: str, dev_addr: str, f_cnt: int) -> bytes | None:
         for batch in (self._s, self._writing):
-            for uplink in batch.uplinks if batch is not None else ():
-                if (uplink.dev_eui, uplink.dev_addr, uplink.f_cnt) == (dev_eui, dev_addr, f_cnt):
-                    return uplink.data
+            staged = batch.frames.get((dev_eui, dev_addr, f_cnt)) if batch is not None else None
+            if staged is not None:
+                return staged
         row = await self._fetch(
             "SELECT data FROM uplinks WHERE dev_eui = %s AND f_cnt = %s AND dev_addr = %s"
             " ORDER BY id LIMIT 1",
@@ -448,7 +448,7 @@ class PostgresStore(PostgresReads):
         return None if row is None else bytes(row[0])
 
     def stage_uplink(self, uplink: UplinkRecord) -> None:
-        self._s.uplinks.append(uplink)
+        self._s.add_uplink(uplink)
 
     def stage_dead_letter(self, letter: DeadLetter) -> None:
         self._s.dead.append(letter)
