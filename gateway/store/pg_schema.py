@@ -147,4 +147,14 @@ MIGRATIONS: tuple[str, ...] = (
     END
     $$;
     """,
+    # v4: FUOTA campaigns (issue 18), as in SQLite's v5 (gateway/fuota_campaign.py)
+    """
+    CREATE TABLE fuota_campaigns (
+        id TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        doc TEXT NOT NULL,
+        bundle BYTEA NOT NULL
+    );
+    """,
 )

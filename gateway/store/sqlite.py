@@ -127,6 +127,17 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE devices ADD COLUMN last_f_cnt INTEGER;
     ALTER TABLE devices ADD COLUMN last_dev_addr TEXT;
     """,
+    # v5: FUOTA campaigns (issue 18), one JSON document each plus the bundle they send, so a
+    # campaign resumes after a restart (gateway/fuota_campaign.py)
+    """
+    CREATE TABLE fuota_campaigns (
+        id TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        doc TEXT NOT NULL,
+        bundle BLOB NOT NULL
+    );
+    """,
 )
 
 _COMMAND_COLUMNS = (
@@ -654,3 +665,28 @@ class SqliteStore:
                     break
                 await asyncio.sleep(0)
         return removed
+
+    async def save_campaign(
+        self, campaign_id: str, state: str, created_at: float, doc: str, bundle: bytes | None
+    ) -> None:
+        try:
+            if bundle is not None:
+                self.db.execute(
+                    "INSERT INTO fuota_campaigns (id, state, created_at, doc, bundle)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET state = excluded.state,"
+                    " doc = excluded.doc",
+                    (campaign_id, state, created_at, doc, bundle),
+                )
+            else:
+                self.db.execute(
+                    "UPDATE fuota_campaigns SET state = ?, doc = ? WHERE id = ?",
+                    (state, doc, campaign_id),
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot save campaign {campaign_id}: {exc}") from exc
+
+    async def load_campaigns(self) -> list[tuple[str, bytes]]:
+        rows = self.db.execute(
+            "SELECT doc, bundle FROM fuota_campaigns ORDER BY created_at"
+        ).fetchall()
+        return [(str(r[0]), bytes(r[1])) for r in rows]
