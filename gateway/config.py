@@ -226,7 +226,7 @@ class FuotaConfig:
     session_lead_s: float = 5.0  # the class C session starts this long after its setup
     answer_timeout_s: float = 30.0  # wait for one setup answer before asking again
     max_tries: int = 3  # setup requests per step before the device is failed
-    fragment_interval_s: float = 0.0  # gap between two fragment enqueues (0: all at once)
+    fragment_interval_s: float = 0.0  # gap between fragment enqueues; 0 = airtime / 10 % duty
     status_wait_s: float = 60.0  # how long answers to a multicast status request are awaited
     apply_timeout_s: float = 900.0  # a complete file's new version must be reported by then
     max_bundle_bytes: int = 65536  # the node's largest file (firmware/lib/fuota/agent.py)

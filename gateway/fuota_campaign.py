@@ -638,6 +638,16 @@ class CampaignEngine:
             bandwidth_hz=rate.bandwidth_hz,
         )
 
+    def _interval(self, payload_len: int) -> float:
+        """Seconds between two fragment enqueues. ChirpStack deletes a multicast queue item at
+        its TX ack, before the frame is on the air, and schedules the next one from the items
+        still queued (multicast margin), so fragments enqueued one by one could overlap on the
+        gateway's radio: each waits for the previous frame's time on air divided by the RX2
+        sub-band's 10 % duty cycle (ETSI EN 300 220, RP002 §2.1.3), unless configured."""
+        if self.config.fragment_interval_s:
+            return self.config.fragment_interval_s
+        return self._airtime(payload_len) / 0.1
+
     async def _send_fragments(self, campaign: Campaign, group_id: str) -> None:
         """Enqueue the fragments not enqueued yet (the count is saved as it goes)."""
         data = self._bundles[campaign.id]
@@ -654,51 +664,51 @@ class CampaignEngine:
             await self.mc.client.enqueue(group_id, fragmentation.FPORT, payload, expires)
             campaign.fragments_sent = n + 1
             campaign.airtime_s = round(campaign.airtime_s + self._airtime(len(payload)), 4)
-            if campaign.fragments_sent % 32 == 0:
-                await self._save(campaign)
-            if self.config.fragment_interval_s:
-                await asyncio.sleep(self.config.fragment_interval_s)
+            # saved after every enqueue: a restart sends at most this one fragment twice
+            await self._save(campaign)
+            await asyncio.sleep(self._interval(len(payload)))
         await self._save(campaign)
-        await self._drain(group_id, total)
+        await self._drain(group_id, total, campaign.frag_size + _FRAG_HEADER)
 
-    async def _drain(self, group_id: str, frames: int) -> None:
+    async def _drain(self, group_id: str, frames: int, size: int) -> None:
         """Wait until ChirpStack has sent the group's queue (bounded by the frames' airtime)."""
-        bound = 60.0 + frames * max(2.0 * self._airtime(250), 1.0)
+        bound = 60.0 + frames * max(2.0 * self._airtime(size), 1.0)
         async with asyncio.timeout(bound):
             while await self.mc.client.queue_length(group_id) > 0:  # noqa: ASYNC110 - remote
                 await asyncio.sleep(0.5)
 
     async def _status_round(self, campaign: Campaign, group_id: str) -> None:
+        """FragSessionStatusReq by multicast (TS005 §4.2, answers spread over 2^(BlockAckDelay
+        + 4) s), asked again up to ``max_tries`` times while a receiving device is silent. By
+        multicast, not unicast: during its session a class C node listens on the group's
+        frequency and data rate (TS004 §4.4), not where its unicast downlinks would come."""
         campaign.status_rounds += 1
         for d in self._live(campaign):
-            d.fragments_missing = None if d.state == "receiving" else d.fragments_missing
+            if d.state == "receiving":
+                d.fragments_missing = None
         request = fragmentation.FragSessionStatusReq(self.config.frag_index, participants=True)
-        expires = datetime.fromtimestamp(self.clock() + self.config.status_wait_s, UTC)
-        await self.mc.client.enqueue(group_id, fragmentation.FPORT, request.to_bytes(), expires)
-        campaign.airtime_s = round(campaign.airtime_s + self._airtime(2), 4)
-        await self._save(campaign)
-        deadline = time.monotonic() + self.config.status_wait_s
-        while time.monotonic() < deadline:
-            if all(
-                d.fragments_missing is not None
+
+        def silent() -> list[DeviceProgress]:
+            return [
+                d
                 for d in self._live(campaign)
-                if d.state == "receiving"
-            ):
+                if d.state == "receiving" and d.fragments_missing is None
+            ]
+
+        for _ in range(self.config.max_tries):
+            expires = datetime.fromtimestamp(self.clock() + self.config.status_wait_s, UTC)
+            await self.mc.client.enqueue(group_id, fragmentation.FPORT, request.to_bytes(), expires)
+            campaign.airtime_s = round(campaign.airtime_s + self._airtime(2), 4)
+            await self._save(campaign)
+            deadline = time.monotonic() + self.config.status_wait_s
+            while silent() and time.monotonic() < deadline:  # noqa: ASYNC110 - answers set it
+                await asyncio.sleep(0.5)
+            if not silent():
                 break
-            await asyncio.sleep(0.5)
-        silent = [
-            d
-            for d in self._live(campaign)
-            if d.state == "receiving" and d.fragments_missing is None
-        ]
-
-        async def ask(d: DeviceProgress) -> None:
-            await self._ask(
-                campaign, d, "status", fragmentation.FPORT, request.to_bytes(),
-                "FragSessionStatusReq",
-            )  # fmt: skip
-
-        await asyncio.gather(*(ask(d) for d in silent))
+        for d in silent():
+            self._fail(
+                d, f"no answer to FragSessionStatusReq after {self.config.max_tries} requests"
+            )
         await self._save(campaign)
 
     async def _wait_applied(self, campaign: Campaign) -> None:
