@@ -53,7 +53,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from gateway.config import FuotaConfig, read_secret
 from gateway.errors import CampaignRejected, ChirpStackApiError, GatewayError, UnknownGroup
 from gateway.multicast import MulticastManager
-from gateway.store.base import Store
+from gateway.store.base import Device, Store
 from protocol.errors import ProtocolError
 from protocol.fuota import bundle as fbundle
 from protocol.fuota import clocksync, fec, fragmentation, keys, mcsetup
@@ -143,6 +143,12 @@ class Campaign:
         return cls(**fields, devices=devices)
 
 
+def _running(device: Device) -> str | None:
+    """The version the device last reported in ``device_info`` (its twin)."""
+    version = device.reported.get("firmware_version")
+    return version if isinstance(version, str) else None
+
+
 def _eui(d: DeviceProgress) -> str:
     return d.dev_eui
 
@@ -180,12 +186,16 @@ class CampaignEngine:
         self._running = False
 
     # -- lifecycle -------------------------------------------------------------------------------
-    async def run(self) -> None:
-        """Load the stored campaigns, resume the unfinished ones, run until cancelled."""
+    async def load(self) -> None:
+        """Read the stored campaigns (the service calls this when it opens the store, before
+        MQTT, so a backlog delivered at start finds the campaigns its answers belong to)."""
         for doc, data in await self.store.load_campaigns():
             campaign = Campaign.from_json(json.loads(doc))
             self.campaigns[campaign.id] = campaign
             self._bundles[campaign.id] = data
+
+    async def run(self) -> None:
+        """Resume the unfinished campaigns, run until cancelled."""
         self._running = True
         try:
             for campaign in list(self.campaigns.values()):
@@ -276,7 +286,10 @@ class CampaignEngine:
             redundancy=max(1, -(-m * self.config.redundancy_percent // 100)),
             created_at=now,
             updated_at=now,
-            devices={d.dev_eui: DeviceProgress(d.dev_eui, updated_at=now) for d in members},
+            devices={
+                d.dev_eui: DeviceProgress(d.dev_eui, version=_running(d), updated_at=now)
+                for d in members
+            },
         )
         self.campaigns[campaign.id] = campaign
         self._bundles[campaign.id] = data
@@ -465,7 +478,17 @@ class CampaignEngine:
             self.log.error("fuota campaign failed", extra={"id": campaign.id, "error": str(exc)})
             await self._save(campaign)
 
+    def _check_twins(self, campaign: Campaign) -> None:
+        """Versions the twins hold (a ``device_info`` may have come while no campaign task
+        ran, e.g. in the backlog of a restart)."""
+        for eui, d in campaign.devices.items():
+            device = self.mc.devices.get(eui)
+            version = _running(device) if device is not None else None
+            if version is not None and version != d.version and d.state not in _DEVICE_FINAL:
+                self.on_version(eui, version)
+
     async def _drive_steps(self, campaign: Campaign) -> None:
+        self._check_twins(campaign)
         euis = sorted(campaign.devices)
         group_id, refused = await self.mc.ensure_group(campaign.group, euis)
         for eui, why in refused.items():
@@ -705,14 +728,26 @@ class CampaignEngine:
                 await asyncio.sleep(0.5)
             if not silent():
                 break
-        for d in silent():
-            self._fail(
-                d, f"no answer to FragSessionStatusReq after {self.config.max_tries} requests"
+        # still silent: its session may be over (a node whose clock moved, TS004 §4.4), and
+        # outside one a class C node hears unicast where its downlinks come
+        await asyncio.gather(
+            *(
+                self._ask(
+                    campaign,
+                    d,
+                    "status",
+                    fragmentation.FPORT,
+                    request.to_bytes(),
+                    "FragSessionStatusReq (multicast, then unicast)",
+                )
+                for d in silent()
             )
+        )
         await self._save(campaign)
 
     async def _wait_applied(self, campaign: Campaign) -> None:
         while True:
+            self._check_twins(campaign)
             now = self.clock()
             waiting = [d for d in campaign.devices.values() if d.state == "received"]
             if not waiting:
@@ -722,7 +757,7 @@ class CampaignEngine:
                     self._fail(
                         d,
                         f"the node received the whole file but still reports version "
-                        f"{d.version or '(none since)'}: it refused the bundle (signature, base "
+                        f"{d.version or '(none reported)'}: it refused the bundle (signature, base "
                         f"version {campaign.from_version} or storage)",
                     )
                     await self._save(campaign)

@@ -258,6 +258,8 @@ class Gateway:
             self.devices[device.dev_eui] = device
         self._auto_registered = sum(1 for d in self.devices.values() if not d.registered)
         await self.commands.load()
+        if self.fuota is not None:
+            await self.fuota.load()
         self._opened = True
         self.update_device_gauge()
         migrated_from = getattr(self.store, "migrated_from", None)

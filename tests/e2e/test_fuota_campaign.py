@@ -19,6 +19,7 @@ import hashlib
 import json
 import sqlite3
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,6 @@ from tools.sim.fuota import FuotaNodes
 from tools.sim.gatewayproc import GatewayProcess
 from tools.sim.world import World
 
-APPLICATION_ID = "8c1c5a3e-2f4b-4a57-9c1e-6b0d3f2a7e10"
 STREET = "Mejlgade"
 LAMPS = [f"02c17a0c000000d{i}" for i in range(1, 4)]
 CS_TOKEN = "chirpstack-test-token-0123456789"
@@ -68,6 +68,9 @@ class Rig:
 async def street_rig(
     workdir: Path, broker: Broker, trusted: Ed25519PrivateKey, fuota: dict[str, Any]
 ) -> AsyncIterator[Rig]:
+    # the session's broker is shared: an application of its own per test, so nothing one
+    # test's emulator or gateway left on the broker reaches another's
+    application_id = str(uuid.uuid4())
     epoch = evening_start(time.time())
     clock = ScaledClock(SPEED)
     world = World(seed=5, start_time=epoch, traffic_scale=0.0)
@@ -102,7 +105,7 @@ async def street_rig(
         },
     }
     gateway = GatewayProcess(
-        workdir / "gw", mqtt_url=broker.url, application_id=APPLICATION_ID, overrides=overrides
+        workdir / "gw", mqtt_url=broker.url, application_id=application_id, overrides=overrides
     )
     async with gateway:
         await gateway.register(registry_entries(world, files))
@@ -112,7 +115,7 @@ async def street_rig(
             clock=clock,
             epoch=epoch,
             mqtt_url=broker.url,
-            application_id=APPLICATION_ID,
+            application_id=application_id,
             report_interval_s=600,
             boot_spread_s=5.0,
             fuota=FuotaNodes(bytes.fromhex(public_key_hex(trusted)), workdir / "fs"),
@@ -183,8 +186,9 @@ async def test_a_bundle_the_lamps_do_not_trust_fails_with_the_reason(
         )
     assert done["state"] == "done"
     for device in done["devices"]:
-        assert device["state"] == "failed", device
-        assert device["fragments_missing"] == 0  # the whole file arrived ...
+        assert device["state"] == "failed", json.dumps(done, indent=1)
+        # the whole file arrived ...
+        assert device["fragments_missing"] == 0, json.dumps(done, indent=1)
         assert "refused the bundle" in device["error"] and device["version"] == "0.1.0"
         assert not device["applied"]
     for eui in LAMPS:  # ... and the running code did not change
@@ -219,6 +223,7 @@ async def test_a_campaign_resumes_after_the_gateway_is_killed(
         assert process is not None
         process.kill()  # no graceful stop: what the store holds is all there is
         await process.wait()
+        await rig.gateway.client.aclose()  # start() makes a new one
         stored = _stored(rig.gateway.database, campaign_id)
         # precondition by construction: the campaign was cut in the middle of its fragments
         planned = stored["nb_frag"] + stored["redundancy"]
@@ -230,7 +235,7 @@ async def test_a_campaign_resumes_after_the_gateway_is_killed(
         )
         frames = len(rig.fleet.backhaul.multicast_fcnts)
     assert done["state"] == "done", json.dumps(done, indent=1)
-    assert all(d["state"] == "applied" for d in done["devices"]), done["devices"]
+    assert all(d["state"] == "applied" for d in done["devices"]), json.dumps(done, indent=1)
     # resumed, not restarted: the setup was not asked again and no fragment went out twice
     # (one may: the one enqueued just before the kill and not yet saved)
     assert done["fragments_sent"] <= frames <= done["fragments_sent"] + done["status_rounds"] + 1
