@@ -13,11 +13,13 @@ Waits are bounded polls on the gateway's API, never sleeps that assume a speed.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import hashlib
 import json
 import sqlite3
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -137,6 +139,16 @@ async def _reported(rig: Rig, eui: str) -> bool:
     return bool(device.get("reported", {}).get("firmware_version") or device.get("last_seen"))
 
 
+async def _cli(*args: str) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tools.cli", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    async with asyncio.timeout(900):
+        out, _ = await process.communicate()
+    return int(process.returncode or 0), out.decode()
+
+
 async def _start(rig: Rig, data: bytes) -> dict[str, Any]:
     body = {"group": STREET, "bundle": base64.b64encode(data).decode()}
     response = await rig.gateway.client.post("/api/v1/fuota/campaigns", json=body)
@@ -155,12 +167,21 @@ async def test_a_campaign_with_fragment_loss_reaches_applied(
 ) -> None:
     key = Ed25519PrivateKey.generate()
     data = _bundle(key)
+    (tmp_path / "bundle.bin").write_bytes(data)
     async with street_rig(tmp_path, mosquitto_broker, key, {}) as rig:
-        started = await _start(rig, data)
-        assert started["state"] == "setup" and len(started["devices"]) == len(LAMPS)
-        done = await eventually(
-            lambda: _finished(rig, started["id"]), timeout_s=600, what="the campaign's end"
+        # started and followed with the CLI, as an operator would
+        api = ["--api", rig.gateway.api_url, "--token-file", str(rig.gateway.token_file)]
+        code, out = await _cli(
+            "fuota", "start", "--group", STREET, "--bundle", str(tmp_path / "bundle.bin"), *api
         )
+        assert code == 0, out
+        campaign_id = out.split()[1]
+        started = await rig.campaign(campaign_id)
+        assert len(started["devices"]) == len(LAMPS)
+        code, out = await _cli("fuota", "status", campaign_id, "--wait", *api)
+        assert code == 0, out
+        assert out.count(" applied ") == len(LAMPS) and "done:" in out
+        done = await rig.campaign(campaign_id)
         lost = rig.fleet.backhaul.multicast_lost
     assert lost > 0, "the air must lose fragments for this test to mean anything"
     assert done["state"] == "done", json.dumps(done, indent=1)
