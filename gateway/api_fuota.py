@@ -1,6 +1,6 @@
 """HTTP API of FUOTA campaigns (issue 18): logic in gateway/fuota_campaign.py.
 
-``POST /api/v1/fuota/campaigns`` with ``{"group", "bundle"}`` (the bundle ``citypack fuota
+``POST /api/v1/fuota/campaigns`` with ``{"group", "bundle", "kind"?}`` (the bundle ``citypack fuota
 bundle`` wrote, base64; bodies past ``[api] max_body_bytes`` get 413 from gateway/guard.py
 before they are read) answers 202 with the campaign; ``GET /api/v1/fuota/campaigns`` lists them
 (no per-device rows), ``GET /api/v1/fuota/campaigns/{id}`` has every device's state, and
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Path
 from fastapi.responses import JSONResponse
@@ -34,6 +34,9 @@ class CampaignIn(BaseModel):
 
     group: str = Field(min_length=1, max_length=200, description="registry group")
     bundle: str = Field(min_length=1, description="the signed bundle, base64")
+    kind: Literal["bin", "lamp"] | None = Field(
+        default=None, description="only the group's devices of this kind"
+    )
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
@@ -60,7 +63,7 @@ def fuota_router(gateway: Gateway) -> APIRouter:
         except (binascii.Error, ValueError):
             return _error(422, "bad_bundle", "bundle: expected base64")
         try:
-            campaign = await fe.create(body.group, data)
+            campaign = await fe.create(body.group, data, body.kind)
         except UnknownGroup as exc:
             return _error(404, "not_found", exc.message)
         except CampaignRejected as exc:

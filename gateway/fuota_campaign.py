@@ -256,13 +256,17 @@ class CampaignEngine:
         limit = REGIONS["EU868"].max_frm_payload(self.mc.config.dr) - _FRAG_HEADER
         return min(limit, 239)
 
-    async def create(self, group: str, data: bytes) -> Campaign:
+    async def create(self, group: str, data: bytes, kind: str | None = None) -> Campaign:
+        """A campaign to the registered devices of ``group`` (of ``kind`` when given: a
+        street holds bins and lamps, and a bundle is for one firmware)."""
         if not self._running:
             raise CampaignRejected("the campaign engine is not running", reason="not_running")
         parsed = self.check_bundle(data)
-        members = self.mc.members(group)
+        members = self.mc.members(group, kind)
         if not members:
-            raise UnknownGroup(f"no registered device has {self.mc.config.group_by} {group!r}")
+            raise UnknownGroup(
+                f"no registered {kind or 'device'} has {self.mc.config.group_by} {group!r}"
+            )
         busy = {eui for c in self._active() for eui in c.devices}
         taken = sorted(busy & {m.dev_eui for m in members})
         if taken:

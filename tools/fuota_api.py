@@ -60,8 +60,10 @@ class Client:
             reason = getattr(exc, "reason", exc)
             raise CliError(f"cannot reach the gateway at {self.api}: {reason}") from None
 
-    def start(self, group: str, bundle: bytes) -> dict[str, Any]:
+    def start(self, group: str, bundle: bytes, kind: str | None = None) -> dict[str, Any]:
         body = {"group": group, "bundle": base64.b64encode(bundle).decode("ascii")}
+        if kind is not None:
+            body["kind"] = kind
         return dict(self.call("POST", "/api/v1/fuota/campaigns", body))
 
     def get(self, campaign_id: str) -> dict[str, Any]:

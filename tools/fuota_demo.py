@@ -113,7 +113,11 @@ class FuotaDemo:
                 self.summary["state"] = "lamps did not report their version"
                 return
             await asyncio.sleep(2.0)
-        body = {"group": self.street, "bundle": base64.b64encode(self.bundle).decode()}
+        body = {
+            "group": self.street,
+            "bundle": base64.b64encode(self.bundle).decode(),
+            "kind": "lamp",
+        }
         started = time.monotonic()
         doc = await gateway.request("POST", "/api/v1/fuota/campaigns", json=body)
         say(
@@ -136,6 +140,7 @@ class FuotaDemo:
         counts = doc["counts"]
         self.summary.update(
             id=doc["id"],
+            devices=len(doc["devices"]),
             state=doc["state"],
             applied=counts.get("applied", 0),
             failed=counts.get("failed", 0),

@@ -119,6 +119,7 @@ async def test_bad_requests_are_refused_with_the_reason(rig: Rig) -> None:
         (_body("oak", _bundle(Ed25519PrivateKey.generate())), 422, "bad_signature"),
         (_body("oak", _bundle(rig.key, size=5000)), 422, "bundle_too_large"),
         (_body("pine", _bundle(rig.key)), 404, "not_found"),
+        ({**_body("oak", _bundle(rig.key)), "kind": "bin"}, 404, "not_found"),  # lamps only
     ]
     for body, status, code in cases:
         response = await post("/api/v1/fuota/campaigns", json=body)

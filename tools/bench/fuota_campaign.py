@@ -127,7 +127,7 @@ async def _campaign(directory: Path, broker_url: str, loss: float) -> dict[str, 
                 if time.monotonic() > deadline:
                     raise TimeoutError("the lamps did not all join")
                 await asyncio.sleep(1.0)
-            body = {"group": STREET, "bundle": base64.b64encode(data).decode()}
+            body = {"group": STREET, "bundle": base64.b64encode(data).decode(), "kind": "lamp"}
             started = time.monotonic()
             doc = await gateway.request("POST", "/api/v1/fuota/campaigns", json=body)
             while doc["state"] not in ("done", "failed", "cancelled"):

@@ -35,6 +35,7 @@ def register(sub: Any) -> None:
     _api_args(st)
     st.add_argument("--group", required=True, help="registry group (or street) to update")
     st.add_argument("--bundle", type=Path, required=True, help="bundle from `fuota bundle`")
+    st.add_argument("--kind", choices=["bin", "lamp"], help="only the group's devices of a kind")
     st.add_argument("--wait", action="store_true", help="follow the progress to the end")
     st.set_defaults(func=run_start)
     ss = fsub.add_parser("status", help="a campaign's progress and every device's state")
@@ -78,7 +79,7 @@ def run_start(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CliError(f"--bundle: cannot read {args.bundle}: {exc.strerror}") from None
     client = _client(args)
-    doc = client.start(args.group, data)
+    doc = client.start(args.group, data, args.kind)
     print(f"campaign {doc['id']} started: {len(doc['devices'])} devices, bundle {doc['version']}")
     if not args.wait:
         return 0
