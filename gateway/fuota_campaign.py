@@ -700,9 +700,14 @@ class CampaignEngine:
     async def _drain(self, group_id: str, frames: int, size: int) -> None:
         """Wait until ChirpStack has sent the group's queue (bounded by the frames' airtime)."""
         bound = 60.0 + frames * max(2.0 * self._airtime(size), 1.0)
-        async with asyncio.timeout(bound):
-            while await self.mc.client.queue_length(group_id) > 0:  # noqa: ASYNC110 - remote
-                await asyncio.sleep(0.5)
+        try:
+            async with asyncio.timeout(bound):
+                while await self.mc.client.queue_length(group_id) > 0:  # noqa: ASYNC110
+                    await asyncio.sleep(0.5)
+        except TimeoutError:  # the status request (queued behind) says what each device has
+            self.log.warning(
+                "fuota fragments still queued at ChirpStack", extra={"group_id": group_id}
+            )
 
     async def _status_round(self, campaign: Campaign, group_id: str) -> None:
         """FragSessionStatusReq by multicast (TS005 §4.2, answers spread over 2^(BlockAckDelay
