@@ -214,3 +214,41 @@ class ChirpStackGroups:
             api.EnqueueMulticastGroupQueueItemRequest(queue_item=item),
         )
         return int(response.f_cnt)
+
+    async def device_root_key(self, dev_eui: str) -> bytes:
+        """The key a FUOTA server derives a device's McRootKey from (TS004 §3.1.2): the
+        GenAppKey when ChirpStack holds one, else the LoRaWAN 1.0.x AppKey, which ChirpStack v4
+        keeps in ``nwk_key`` (``DeviceService.GetKeys``). Never logged."""
+        response = await self._call(
+            "DeviceService.GetKeys",
+            self._devices.GetKeys,
+            api.GetDeviceKeysRequest(dev_eui=dev_eui),
+        )
+        keys = response.device_keys
+        for text in (keys.gen_app_key, keys.nwk_key):
+            try:
+                key = bytes.fromhex(text)
+            except ValueError:
+                continue
+            if len(key) == 16 and any(key):
+                return key
+        raise ChirpStackApiError(
+            f"ChirpStack DeviceService.GetKeys at {self.target}: no AppKey for {dev_eui}",
+            code="FAILED_PRECONDITION",
+        )
+
+    async def queue_length(self, group_id: str) -> int:
+        """Items still waiting in the group's queue (``MulticastGroupService.ListQueue``)."""
+        response = await self._call(
+            "MulticastGroupService.ListQueue",
+            self._groups.ListQueue,
+            api.ListMulticastGroupQueueRequest(multicast_group_id=group_id),
+        )
+        return len(response.items)
+
+    async def flush_queue(self, group_id: str) -> None:
+        await self._call(
+            "MulticastGroupService.FlushQueue",
+            self._groups.FlushQueue,
+            api.FlushMulticastGroupQueueRequest(multicast_group_id=group_id),
+        )

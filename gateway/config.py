@@ -36,6 +36,7 @@ __all__ = [
     "CommandsConfig",
     "Config",
     "FleetConfig",
+    "FuotaConfig",
     "LampsConfig",
     "MqttConfig",
     "MulticastConfig",
@@ -212,6 +213,29 @@ class MulticastConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class FuotaConfig:
+    """FUOTA campaigns (gateway/fuota_campaign.py) over the ``[multicast]`` groups: TS003/TS004
+    setup by unicast, TS005 fragments by multicast. Times are the gateway's seconds."""
+
+    enabled: bool = False  # needs [multicast] enabled
+    mc_group_id: int = 0  # McGroupID the campaign's group takes on the nodes (TS004 §4.3, 0..3)
+    frag_index: int = 0  # the TS005 session index (0..3)
+    frag_size: int = 0  # bytes per fragment; 0 = what the group's data rate carries (minus 3)
+    redundancy_percent: int = 30  # coded fragments sent after the M uncoded ones, % of M
+    extra_rounds: int = 2  # status rounds that send more coded fragments while some are missing
+    block_ack_delay: int = 0  # TS005 §4.3: a status answer waits up to 2^(this+4) s
+    session_timeout: int = 14  # McClassCSessionReq TimeOut: the session lasts 2^this s
+    session_lead_s: float = 5.0  # the class C session starts this long after its setup
+    answer_timeout_s: float = 30.0  # wait for one setup answer before asking again
+    max_tries: int = 3  # setup requests per step before the device is failed
+    fragment_interval_s: float = 0.0  # gap between fragment enqueues; 0 = airtime / 10 % duty
+    status_wait_s: float = 60.0  # how long answers to a multicast status request are awaited
+    apply_timeout_s: float = 900.0  # a complete file's new version must be reported by then
+    max_bundle_bytes: int = 65536  # the node's largest file (firmware/lib/fuota/agent.py)
+    public_key_file: str = ""  # the fleet's Ed25519 public key (hex); "" = not checked here
+
+
+@dataclass(frozen=True, slots=True)
 class RoutesConfig:
     """Collection routes (gateway/routes.py). Checked when a route is asked for, not at start:
     a depot or road graph that does not fit stops the route, never the collection list."""
@@ -244,6 +268,7 @@ class Config:
     commands: CommandsConfig = field(default_factory=CommandsConfig)
     web: WebConfig = field(default_factory=WebConfig)
     multicast: MulticastConfig = field(default_factory=MulticastConfig)
+    fuota: FuotaConfig = field(default_factory=FuotaConfig)
     os2iot: Os2iotConfig = field(default_factory=Os2iotConfig)
     routes: RoutesConfig = field(default_factory=RoutesConfig)
     chirpstack: ChirpstackConfig = field(default_factory=ChirpstackConfig)
@@ -444,6 +469,7 @@ def _check(cfg: Config) -> None:
         raise ConfigError("chirpstack.api_timeout_s: must be positive")
     _check_os2iot(cfg.os2iot)
     _check_multicast(cfg)
+    _check_fuota(cfg)
 
 
 def _check_os2iot(o: Os2iotConfig) -> None:
@@ -504,6 +530,28 @@ def _check_multicast(cfg: Config) -> None:
         raise ConfigError("multicast.frequency_hz/dr: an EU868 frequency (Hz) and DR0..DR5")
     if mc.command_timeout_s <= 0:
         raise ConfigError("multicast.command_timeout_s: must be positive")
+
+
+def _check_fuota(cfg: Config) -> None:
+    f = cfg.fuota
+    if not f.enabled:
+        return
+    if not cfg.multicast.enabled:
+        raise ConfigError(
+            "fuota: needs [multicast] enabled (fragments go out by multicast)", key="fuota.enabled"
+        )
+    if not 0 <= f.mc_group_id <= 3 or not 0 <= f.frag_index <= 3:
+        raise ConfigError("fuota.mc_group_id and fuota.frag_index: 0..3")
+    if f.frag_size and not 1 <= f.frag_size <= 239:
+        raise ConfigError("fuota.frag_size: 1..239 bytes (0 = from the data rate)")
+    if not 0 <= f.block_ack_delay <= 7 or not 0 <= f.session_timeout <= 15:
+        raise ConfigError("fuota.block_ack_delay: 0..7, fuota.session_timeout: 0..15")
+    if f.redundancy_percent < 0 or f.extra_rounds < 0 or f.max_tries < 1:
+        raise ConfigError("fuota.redundancy_percent, extra_rounds >= 0, max_tries >= 1")
+    if min(f.answer_timeout_s, f.status_wait_s, f.apply_timeout_s) <= 0 or f.session_lead_s < 0:
+        raise ConfigError("fuota: timeouts must be positive")
+    if not 64 <= f.max_bundle_bytes <= 16383 * 239:
+        raise ConfigError("fuota.max_bundle_bytes: out of range")
 
 
 def _check_lamp_profile(name: str, profile: dict[str, Any]) -> None:

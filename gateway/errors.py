@@ -13,6 +13,7 @@ Outside data (MQTT payloads, HTTP bodies, config files) only ever raises these::
     │   └── StoreGone            its database went away under the running gateway (file
     │                            deleted or replaced, connection lost): reopen, stage again
     ├── RouteError           a collection route cannot be planned (config, road graph, bins)
+    ├── CampaignRejected     a FUOTA campaign that cannot start (bundle, group, signature)
     └── CommandError         a command that cannot be accepted
         ├── UnknownDevice        no such device in the registry
         ├── UnknownGroup         no registry group of that name (no member of the command's kind)
@@ -29,6 +30,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "CampaignRejected",
     "ChirpStackApiError",
     "CommandError",
     "CommandRejected",
@@ -93,6 +95,10 @@ class StoreGone(StoreError):
 
 class RouteError(GatewayError):
     """A collection route cannot be planned; the message names the key, bin or file at fault."""
+
+
+class CampaignRejected(GatewayError):
+    """A FUOTA campaign refused before it starts; ``reason`` is a short code for the API."""
 
 
 class CommandError(GatewayError):

@@ -79,6 +79,7 @@ from gateway.errors import (
     StoreError,
     StoreGone,
 )
+from gateway.fuota_campaign import CampaignEngine
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.multicast import MulticastManager
@@ -133,6 +134,9 @@ _BACKLOG = 32
 _STATE_MESSAGES = frozenset(
     {"bin_status", "lamp_status", "lamp_counters", "lamp_presence", "device_info"}
 )
+
+
+_FUOTA_PORTS = (200, 201, 202)  # TS004, TS005, TS003 (ARCHITECTURE.md "Firmware application ports")
 
 
 class Gateway:
@@ -215,6 +219,16 @@ class Gateway:
                 store=self.store,
                 commit=self.flush,
             )
+        self.fuota: CampaignEngine | None = None  # issue 18: FUOTA campaigns
+        if config.fuota.enabled and self.multicast is not None:
+            self.fuota = CampaignEngine(
+                config=config.fuota,
+                multicast=self.multicast,
+                store=self.store,
+                send_unicast=self.send_raw_downlink,
+                clock=clock,
+                logger=self.log,
+            )
         self.api_token = api_token
         self.api_port: int | None = None
         self.store_ok = False
@@ -276,6 +290,8 @@ class Gateway:
             self.devices[device.dev_eui] = device
         self._auto_registered = sum(1 for d in self.devices.values() if not d.registered)
         await self.commands.load()
+        if self.fuota is not None:
+            await self.fuota.load()
         self._opened = True
         self.update_device_gauge()
         migrated_from = getattr(self.store, "migrated_from", None)
@@ -362,6 +378,14 @@ class Gateway:
                         if self.fleet is None
                         else self.fleet.lead("os2iot", os2iot.run),
                         name="os2iot",
+                    )
+                )
+            if self.fuota is not None:  # campaigns: once per fleet, like os2iot
+                fuota = self.fuota
+                others.append(
+                    group.create_task(
+                        fuota.run() if self.fleet is None else self.fleet.lead("fuota", fuota.run),
+                        name="fuota",
                     )
                 )
             self.started.set()
@@ -901,6 +925,13 @@ class Gateway:
             self.store.stage_seen(key)  # no history row holds a MAC-only uplink
             self._m_processed.inc()
             return
+        if (
+            self.fuota is not None
+            and event.f_port in _FUOTA_PORTS
+            and self.fuota.on_uplink(device.dev_eui, event.f_port, event.data)
+        ):
+            self._m_processed.inc()  # TS003/TS004/TS005 answers (gateway/fuota_campaign.py)
+            return
         try:
             if len(event.data) > codec.MAX_PAYLOAD:
                 raise ProtocolError(f"payload of {len(event.data)} bytes > {codec.MAX_PAYLOAD}")
@@ -981,6 +1012,8 @@ class Gateway:
         device.reported["last_message"] = message
         version = fields.get("config_version")
         if message == "device_info":
+            if self.fuota is not None and isinstance(fields.get("firmware_version"), str):
+                self.fuota.on_version(device.dev_eui, fields["firmware_version"])
             kind = fields.get("kind")
             if device.kind == "unknown" and kind in ("bin", "lamp"):
                 device.kind = str(kind)
@@ -1305,6 +1338,24 @@ class Gateway:
             extra={"id": command.id, "dev_eui": dev_eui, "command": command.message},
         )
         await commit()  # the PUBACK on record: a restart does not publish it again
+
+    async def send_raw_downlink(self, dev_eui: str, f_port: int, data: bytes) -> None:
+        """A FUOTA setup downlink (ports 200-202), unconfirmed, straight to ChirpStack's queue:
+        outside the command queue as ChirpStack's FUOTA server enqueues it; the campaign engine
+        sends one at a time per device and waits for its answer (gateway/fuota_campaign.py)."""
+        device = self.devices.get(dev_eui)
+        application_id = (device.application_id if device else "") or (
+            self.config.mqtt.application_id
+        )
+        _, payload = cs.build_downlink(
+            dev_eui=dev_eui,
+            f_port=f_port,
+            data=data,
+            confirmed=False,
+            expires_at=self.clock() + 600.0,
+            marshaler=self.config.mqtt.marshaler,  # type: ignore[arg-type]
+        )
+        await self.bridge.publish_downlink(cs.command_topic(application_id, dev_eui), payload)
 
     async def _dispatch_os2iot(
         self, command: CommandRecord, commit: Callable[[], Awaitable[None]]

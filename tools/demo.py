@@ -83,6 +83,7 @@ class DemoOptions:
     incidents_per_h: float = 0.5
     gateway: dict[str, dict[str, Any]] = field(default_factory=dict)  # config overrides
     os2iot: bool = False  # the city as an OS2iot city runs it (tools/os2iot/demo.py)
+    fuota: bool = False  # a FUOTA campaign to one street's lamps (tools/fuota_demo.py)
 
 
 @dataclass
@@ -317,6 +318,13 @@ class Demo:
             os2iot = await stack.enter_async_context(Os2iotDemo(workdir, broker_url))
             overrides.update(os2iot.gateway_overrides())
             components["os2iot"] = f"emulator {os2iot.emulator.url} (ChirpStack emulator behind it)"
+        fuota = None
+        if opts.fuota:  # the emulator's gRPC address goes into [chirpstack] and [multicast]
+            from tools.fuota_demo import FuotaDemo
+
+            fuota = FuotaDemo(workdir, world, opts.speed)
+            overrides.update(fuota.gateway_overrides())
+            components["fuota"] = f"{len(fuota.lamps)} lamps of {fuota.street}"
         process = GatewayProcess(
             workdir,
             mqtt_url=broker_url,
@@ -352,6 +360,7 @@ class Demo:
                     report_interval_s=opts.report_interval_s,
                     on_node=self._node_callback(state),
                     **(os2iot.fleet_options(sorted(state.nodes)) if os2iot else {}),
+                    **(fuota.fleet_options() if fuota else {}),
                 )
             )
             if os2iot is not None:  # created through OS2iot, then pushed to the gateway
@@ -373,6 +382,27 @@ class Demo:
         self.say(f"ready in {time.monotonic() - started:.1f} s; Ctrl-C stops")
         self._starting = False
 
+        fuota_task: asyncio.Task[None] | None = None
+        if fuota is not None and fleet is not None:
+            campaign = fuota
+
+            async def update_street() -> None:
+                try:
+                    await campaign.run(process, state.event)
+                except GatewayProcessError as exc:
+                    campaign.summary["state"] = f"stopped: {exc}"
+                if opts.duration_s is None:  # the demo's story ends with the street updated
+                    self.stop.set()
+
+            fuota_task = asyncio.create_task(update_street(), name="demo-fuota")
+
+            async def stop_fuota() -> None:
+                if fuota_task is not None:
+                    fuota_task.cancel()
+                    await asyncio.gather(fuota_task, return_exceptions=True)
+
+            stack.push_async_callback(stop_fuota)
+            stack.callback(lambda: result.extra.update(fuota=campaign.summary))
         view = View(state, stream=self.stream)
         gateway: GatewayProcess | None = process  # None once it stopped on its own
         fires: dict[str, float] = {}  # bin on fire -> simulated time it goes out

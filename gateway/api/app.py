@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, FastAPI
 
-from gateway import api_groups, instances_api, route_api
+from gateway import api_fuota, api_groups, instances_api, route_api
 from gateway.api import bins, commands, devices, docs, events, health, stats
 from gateway.api.deps import V1_DEPENDENCIES
 from gateway.api.errors import install_handlers
@@ -58,6 +58,10 @@ def create_app(gateway: Gateway) -> FastAPI:
     # issue 18: group commands (multicast), a router made per gateway
     app.include_router(
         api_groups.group_router(gateway), prefix="/api/v1", dependencies=V1_DEPENDENCIES
+    )
+    # issue 18: FUOTA campaigns
+    app.include_router(
+        api_fuota.fuota_router(gateway), prefix="/api/v1", dependencies=V1_DEPENDENCIES
     )
     own_auth: tuple[str, ...] = ()
     if gateway.config.os2iot.ingest == "http_push":  # issue 19; its own auth: OS2iot's header

@@ -431,6 +431,17 @@ class Store(Protocol):
 
     async def prune(self, older_than: float, keys_older_than: float | None = None) -> int: ...
 
+    async def save_campaign(
+        self, campaign_id: str, state: str, created_at: float, doc: str, bundle: bytes | None
+    ) -> None:
+        """Write a FUOTA campaign's document now, outside the batch (gateway/fuota_campaign.py);
+        ``bundle`` is stored with the first save and kept (None: unchanged)."""
+        ...
+
+    async def load_campaigns(self) -> list[tuple[str, bytes]]:
+        """Every stored campaign as (document, bundle), oldest first."""
+        ...
+
 
 @dataclass(slots=True)
 class Staged:

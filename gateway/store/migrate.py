@@ -2,8 +2,8 @@
 --to postgresql://…`` (issue 16 item 4, gateway/README.md "Running several instances").
 
 Copies devices (registry and twin), uplink history, dedup keys, derived events, commands, group
-commands and their members, dead letters and the monotonic counters, table by table in chunks of
-:data:`CHUNK` rows, one transaction per chunk.
+commands and their members, FUOTA campaigns, dead letters and the monotonic counters, table by
+table in chunks of :data:`CHUNK` rows, one transaction per chunk.
 
 **Idempotent.** Every row is matched on what identifies it, not on the source's row ids:
 devices by devEUI, commands by their UUID, dedup keys by key, uplinks by (devEUI, fCnt,
@@ -63,6 +63,7 @@ TABLES: tuple[tuple[str, str, str], ...] = (
         "command, dev_eui, state, error, updated_at",
         "ON CONFLICT (command, dev_eui) DO NOTHING",
     ),
+    ("fuota_campaigns", "id, state, created_at, doc, bundle", "ON CONFLICT (id) DO NOTHING"),
     ("processed", "key, at", "ON CONFLICT (key) DO NOTHING"),
     (
         "uplinks",
@@ -109,7 +110,7 @@ def _check_source(url: str) -> None:
 
 def _chunks(db: sqlite3.Connection, table: str, columns: str) -> Iterator[list[tuple[Any, ...]]]:
     order = "key" if table == "processed" else ("dev_eui" if table == "devices" else "rowid")
-    if table in ("commands", "group_commands"):
+    if table in ("commands", "group_commands", "fuota_campaigns"):
         order = "created_at, id"
     elif table == "group_members":
         order = "command, dev_eui"

@@ -48,6 +48,31 @@ class PostgresReads:
         except (psycopg.Error, PoolTimeout) as exc:
             raise self._error("read failed", exc) from exc
 
+    async def save_campaign(
+        self, campaign_id: str, state: str, created_at: float, doc: str, bundle: bytes | None
+    ) -> None:
+        """A FUOTA campaign, written now in its own transaction (gateway/store/base.py)."""
+        try:
+            async with self.pool.connection() as conn:
+                if bundle is not None:
+                    await conn.execute(
+                        "INSERT INTO fuota_campaigns (id, state, created_at, doc, bundle)"
+                        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE"
+                        " SET state = excluded.state, doc = excluded.doc",
+                        (campaign_id, state, created_at, doc, bundle),
+                    )
+                else:
+                    await conn.execute(
+                        "UPDATE fuota_campaigns SET state = %s, doc = %s WHERE id = %s",
+                        (state, doc, campaign_id),
+                    )
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise self._error("campaign write failed", exc) from exc
+
+    async def load_campaigns(self) -> list[tuple[str, bytes]]:
+        rows = await self._rows("SELECT doc, bundle FROM fuota_campaigns ORDER BY created_at")
+        return [(str(r["doc"]), bytes(r["bundle"])) for r in rows]
+
     async def get_command(self, command_id: str) -> CommandRecord | None:
         for batch in (self._s, self._writing):
             staged = batch.commands.get(command_id) if batch is not None else None

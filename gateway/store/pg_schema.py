@@ -151,4 +151,14 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # v4: group commands and their members (gateway/store/groups.py)
     groups.MIGRATION,
+    # v5: FUOTA campaigns (issue 18), as in SQLite's v6 (gateway/fuota_campaign.py)
+    """
+    CREATE TABLE fuota_campaigns (
+        id TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        doc TEXT NOT NULL,
+        bundle BYTEA NOT NULL
+    );
+    """,
 )

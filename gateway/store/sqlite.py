@@ -140,6 +140,17 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # v5: group commands and their members (gateway/store/groups.py)
     groups.MIGRATION,
+    # v6: FUOTA campaigns (issue 18), one JSON document each plus the bundle they send, so a
+    # campaign resumes after a restart (gateway/fuota_campaign.py)
+    """
+    CREATE TABLE fuota_campaigns (
+        id TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        doc TEXT NOT NULL,
+        bundle BLOB NOT NULL
+    );
+    """,
 )
 
 _COMMAND_COLUMNS = (
@@ -796,3 +807,39 @@ class SqliteStore:
                     break
                 await asyncio.sleep(0)
         return removed
+
+    async def save_campaign(
+        self, campaign_id: str, state: str, created_at: float, doc: str, bundle: bytes | None
+    ) -> None:
+        # the writer's connection belongs to the writer thread: between two commits, there
+        async with self._commit_lock:
+            _, cancelled = await self._in_writer(
+                self._save_campaign, campaign_id, state, created_at, doc, bundle
+            )
+        if cancelled:
+            raise asyncio.CancelledError
+
+    def _save_campaign(
+        self, campaign_id: str, state: str, created_at: float, doc: str, bundle: bytes | None
+    ) -> None:
+        try:
+            if bundle is not None:
+                self.db.execute(
+                    "INSERT INTO fuota_campaigns (id, state, created_at, doc, bundle)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET state = excluded.state,"
+                    " doc = excluded.doc",
+                    (campaign_id, state, created_at, doc, bundle),
+                )
+            else:
+                self.db.execute(
+                    "UPDATE fuota_campaigns SET state = ?, doc = ? WHERE id = ?",
+                    (state, doc, campaign_id),
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot save campaign {campaign_id}: {exc}") from exc
+
+    async def load_campaigns(self) -> list[tuple[str, bytes]]:
+        rows = self.rdb.execute(
+            "SELECT doc, bundle FROM fuota_campaigns ORDER BY created_at"
+        ).fetchall()
+        return [(str(r[0]), bytes(r[1])) for r in rows]

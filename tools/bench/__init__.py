@@ -17,4 +17,5 @@ BENCHMARKS: tuple[str, ...] = (
     "city_outcomes",
     "registry_throughput",
     "fuota_firmware",
+    "fuota_campaign",
 )

@@ -243,6 +243,24 @@ REQUIRED: tuple[Required, ...] = (
     Required(
         18, "fuota_firmware", "32 KB bundle applied with 30 % fragment loss", 1, ">=", "30 % loss"
     ),
+    # issue 18: FUOTA campaigns through the gateway
+    Required(
+        18,
+        "fuota_campaign",
+        "30 lamps, 32 KB: share applied with 10 % fragment loss",
+        1,
+        ">=",
+        "street of 30 lamps, 10 % loss",
+    ),
+    Required(
+        18,
+        "fuota_campaign",
+        "30 lamps, 32 KB: share applied with 30 % fragment loss",
+        1,
+        ">=",
+        "street of 30 lamps, 30 % loss",
+    ),
+    Required(18, "fuota_campaign", "airtime ratio unicast/multicast", asked="airtime vs unicast"),
     # issue 21: what the city gets
     Required(21, "city_outcomes", "truck km citypack / fixed", 0.6, "<=", "truck km <= 0.6x"),
     Required(

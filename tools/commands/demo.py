@@ -64,6 +64,12 @@ def register(sub: Any) -> None:
         help="run it as an OS2iot city: devices created through an OS2iot emulator, uplinks "
         "pushed to the gateway by its data target, commands sent through its API",
     )
+    parser.add_argument(
+        "--fuota",
+        action="store_true",
+        help="update one street's lamps over the air (FUOTA campaign, 10 %% of multicast "
+        "frames lost); without --duration the demo ends when the campaign does",
+    )
     parser.set_defaults(func=run)
 
 
@@ -72,6 +78,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.bins + args.lamps == 0:
         raise CliError("a city needs at least one node: give --bins or --lamps above 0")
+    if args.fuota and args.os2iot:
+        raise CliError("--fuota and --os2iot cannot be combined (OS2iot has no FUOTA API)")
+    if args.fuota and args.lamps == 0:
+        raise CliError("--fuota needs lamps: give --lamps above 0")
     if args.workdir is not None and args.workdir.exists() and not args.workdir.is_dir():
         raise CliError(f"--workdir {args.workdir} exists and is not a directory")
     options = DemoOptions(
@@ -85,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         report_interval_s=int(args.report_interval),
         os2iot=args.os2iot,
+        fuota=args.fuota,
     )
     result = run_demo(options)
     if result.failure:

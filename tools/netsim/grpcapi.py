@@ -294,7 +294,10 @@ class MulticastGroupApi(api.MulticastGroupServiceServicer):  # type: ignore[misc
 
 
 class DeviceApi(api.DeviceServiceServicer):  # type: ignore[misc]
-    """``DeviceService.List`` only (the other calls answer UNIMPLEMENTED, the stub's default)."""
+    """``DeviceService.List`` and ``GetKeys`` (the other calls answer UNIMPLEMENTED, the stub's
+    default). ``GetKeys`` answers as ChirpStack v4 does for a LoRaWAN 1.0.x device: the AppKey in
+    ``nwk_key`` (its ``app_key`` is for 1.1 only); a FUOTA server derives the McRootKey from it
+    (TS004 §3.1.2, gateway/fuota_campaign.py)."""
 
     def __init__(self, server: NetworkServer, api_token: str | None) -> None:
         self.server = server
@@ -323,6 +326,18 @@ class DeviceApi(api.DeviceServiceServicer):  # type: ignore[misc]
             total_count=len(devices),
             result=[api.DeviceListItem(dev_eui=d.dev_eui, name=d.name, tags=d.tags) for d in page],
         )
+
+    async def GetKeys(self, request: Any, context: Any) -> Any:
+        await _guard(self._token, context)
+        wanted = str(request.dev_eui).lower()
+        for device in self.server.devices():
+            if device.dev_eui == wanted:
+                return api.GetDeviceKeysResponse(
+                    device_keys=api.DeviceKeys(
+                        dev_eui=device.dev_eui, nwk_key=device.app_key.to_bytes().hex()
+                    )
+                )
+        await _abort(context, MulticastNotFound(f"Object does not exist (dev_eui: {wanted})"))
 
 
 async def start_grpc(

@@ -156,6 +156,9 @@ class Fleet:
         powered_off: frozenset[str] = frozenset(),
         register_in_emulator: bool = True,
         fuota: FuotaNodes | None = None,
+        grpc: tuple[str, int] | None = None,
+        api_token: str | None = None,
+        multicast_loss: float = 0.0,
     ) -> None:
         self.world = world
         self.files = files
@@ -177,6 +180,10 @@ class Fleet:
         # OS2iot creates them in ChirpStack, tools/os2iot) before they are powered on
         self.register_in_emulator = register_in_emulator
         self.fuota = fuota  # tools.sim.fuota.FuotaNodes: these nodes run the FUOTA agent
+        # the emulator's gRPC API (MulticastGroupService, DeviceService) and its bearer token
+        self.grpc = grpc
+        self.api_token = api_token
+        self.multicast_loss = multicast_loss  # each member loses a multicast frame with this
         self.air = Air(self.coverage, world.position_of, on_frame=self._on_frame)
         self.air.resolve_dev_addr = self._node_for_dev_addr
         self._by_addr: dict[str, str] = {}
@@ -293,9 +300,22 @@ class Fleet:
         options.update(self.netsim_options)
         config = NetsimConfig(**options)
         self.netsim = await self._stack.enter_async_context(
-            Netsim(devices, broker_url=self.mqtt_url, config=config, capture_path=self.capture)
+            Netsim(
+                devices,
+                broker_url=self.mqtt_url,
+                config=config,
+                capture_path=self.capture,
+                grpc=self.grpc,
+                api_token=self.api_token,
+            )
         )
-        self.backhaul = EmulatorBackhaul(self.netsim.server, self.air, self.clock, sim_now)
+        self.backhaul = EmulatorBackhaul(
+            self.netsim.server,
+            self.air,
+            self.clock,
+            sim_now,
+            multicast_loss=self.multicast_loss,
+        )
 
     # -- nodes ---------------------------------------------------------------------------------
 

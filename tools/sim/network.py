@@ -26,6 +26,7 @@ import asyncio
 import base64
 import contextlib
 import logging
+import random
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -99,12 +100,28 @@ class _Matcher:
 class EmulatorBackhaul:
     """The in-process path between :class:`~tools.sim.air.Air` and a netsim ``NetworkServer``."""
 
-    def __init__(self, server: Any, air: Air, clock: HalClock, sim_now: Any) -> None:
+    def __init__(
+        self,
+        server: Any,
+        air: Air,
+        clock: HalClock,
+        sim_now: Any,
+        *,
+        multicast_loss: float = 0.0,
+        seed: int = 18,
+    ) -> None:
         self.server = server
         self.air = air
         self.clock = clock
         self._sim_now = sim_now  # () -> datetime, simulated
         self._matcher = _Matcher(air.resolve_dev_addr)
+        # a multicast frame (its DevAddr is a group's McAddr) reaches each member on its own,
+        # and each member loses it with this probability (issue 18: FUOTA under fragment loss)
+        self.multicast_loss = multicast_loss
+        self._rng = random.Random(seed)
+        self.multicast_frames = 0  # multicast frames put on the air (one per gateway sending)
+        self.multicast_fcnts: set[tuple[str, int]] = set()  # distinct frames: (McAddr, FCnt)
+        self.multicast_lost = 0  # (member, frame) pairs lost to multicast_loss
         for gateway_id in air.coverage.gateways:
             server.attach_gateway(gateway_id, self._downlink_from(gateway_id))
         air.backhaul = self
@@ -124,15 +141,43 @@ class EmulatorBackhaul:
             node = self._matcher.node_for(gateway_id, txpk, phy)
             now = self.clock.ticks_ms()
             t_ms = now if txpk.get("imme") else ticks_of_tmst(int(txpk["tmst"]), now)
-            if node is None:
-                self.air.coverage.stats.downlinks_missed += 1
-                return
             freq_hz = round(float(txpk["freq"]) * 1_000_000)
+            if node is None:
+                members = self._multicast_members(phy)
+                if members is None:
+                    self.air.coverage.stats.downlinks_missed += 1
+                    return
+                self.multicast_frames += 1
+                self.multicast_fcnts.add((phy[4:0:-1].hex(), int.from_bytes(phy[6:8], "little")))
+                for member in members:
+                    if self.multicast_loss and self._rng.random() < self.multicast_loss:
+                        self.multicast_lost += 1
+                        continue
+                    self.air.downlink(
+                        member, gateway_id, phy, freq_hz, str(txpk["datr"]), t_ms,
+                        float(txpk["powe"]),
+                    )  # fmt: skip
+                return
             self.air.downlink(
                 node, gateway_id, phy, freq_hz, str(txpk["datr"]), t_ms, float(txpk["powe"])
             )
 
         return on_downlink
+
+    def _multicast_members(self, phy: bytes) -> list[str] | None:
+        """The members of the multicast group whose McAddr the frame carries, if it is one."""
+        addr = _dev_addr_of(phy)
+        return None if addr is None else _members_of(self.server, addr)
+
+
+def _members_of(server: Any, addr: str) -> list[str] | None:
+    registry = getattr(server, "multicast", None)
+    if registry is None:
+        return None
+    for group in registry.groups():
+        if f"{group.mc_addr:08x}" == addr:
+            return sorted(group.devices)
+    return None
 
 
 def sim_datetime(epoch: float, clock: HalClock) -> Any:

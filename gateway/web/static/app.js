@@ -4,6 +4,7 @@ import { ApiError, api, token } from "./api.js";
 import { renderCommands } from "./commands.js";
 import { renderDevice } from "./device.js";
 import { renderDevices } from "./devices.js";
+import { renderFuota } from "./fuota.js";
 import { esc, isoParts, loadConfig, loadDevices, loadEvents, now, onStream, state } from "./model.js";
 import { renderOverview } from "./overview.js";
 import { openStream } from "./stream.js";
@@ -153,6 +154,7 @@ function route() {
   if (page === "device" && /^[0-9a-fA-F]{16}$/.test(arg || "")) cleanup = renderDevice(main, arg.toLowerCase());
   else if (page === "commands") cleanup = renderCommands(main);
   else if (page === "devices") cleanup = renderDevices(main);
+  else if (page === "fuota") cleanup = renderFuota(main, arg || "");
   else cleanup = renderOverview(main);
 }
 
