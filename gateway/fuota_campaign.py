@@ -70,6 +70,9 @@ _DEVICE_FINAL = ("applied", "failed", "cancelled")
 _PHY_OVERHEAD = 13  # MHDR 1 + FHDR 7 (no FOpts) + FPort 1 + MIC 4 (L2 §4)
 _FRAG_HEADER = 3  # DataFragment: CID + IndexAndN (TS005 §4.5)
 
+_CLOCK_SLACK_S = 60  # a node's TimeToStart later than ours by more: its clock is not ours
+_CLOCK_RETRIES = 2  # clock syncs again before such a device fails
+
 
 def gps_seconds(unix_s: float) -> int:
     return int(unix_s) - _GPS_EPOCH_UNIX + _LEAP_S
@@ -411,7 +414,13 @@ class CampaignEngine:
         d.updated_at = now
         if ans.not_enough_matrix_memory:
             d.state, d.error = "failed", "the node has not enough memory to decode (TS005 §4.2)"
-        elif ans.missing_frag == 0 and d.state not in (*_DEVICE_FINAL, "received"):
+        elif (
+            ans.missing_frag == 0
+            # MissingFrag counts gaps below the highest fragment heard (TS005 §4.2, as
+            # LoRaMac-node's FragDecoder): a node that heard nothing says 0 as well
+            and ans.nb_frag_received >= campaign.nb_frag
+            and d.state not in (*_DEVICE_FINAL, "received")
+        ):
             d.state, d.received_at = "received", now
 
     def on_version(self, dev_eui: str, version: str) -> None:
@@ -539,7 +548,7 @@ class CampaignEngine:
             extra={"id": campaign.id, "state": state, "counts": campaign.counts()},
         )
 
-    async def _setup(self, campaign: Campaign, d: DeviceProgress) -> None:
+    async def _setup(self, campaign: Campaign, d: DeviceProgress, attempt: int = 0) -> None:
         cfg = self.config
         gid = cfg.mc_group_id
         if not d.clock_synced:
@@ -645,6 +654,27 @@ class CampaignEngine:
                 ]
                 self._fail(d, "McClassCSessionAns refused: " + ", ".join(why))
                 await self._save(campaign)
+                return
+            # TimeToStart is the node's own view (TS004 §4.4): far later than ours means its
+            # clock never took the AppTimeAns (lost on the air, or stale after a DeviceTimeAns)
+            # and its session would open after the fragments: sync it again, then ask again
+            expected = max(campaign.session_time - gps_seconds(self.clock()), 0)
+            told = ans_c.time_to_start or 0
+            if told > expected + _CLOCK_SLACK_S:
+                if attempt >= _CLOCK_RETRIES:
+                    self._fail(
+                        d,
+                        f"the node's clock is off: its class C session would start in {told} s,"
+                        f" ours in {expected} s, after {attempt + 1} clock syncs",
+                    )
+                    await self._save(campaign)
+                    return
+                self.log.info(
+                    "fuota node clock off, syncing again",
+                    extra={"dev_eui": d.dev_eui, "told_s": told, "expected_s": expected},
+                )
+                d.clock_synced = False
+                await self._setup(campaign, d, attempt + 1)
                 return
             d.class_c_session = True
         d.state = "receiving"

@@ -180,7 +180,7 @@ async def test_a_campaign_with_fragment_loss_reaches_applied(
         assert len(started["devices"]) == len(LAMPS)
         code, out = await _cli("fuota", "status", campaign_id, "--wait", *api)
         assert code == 0, out
-        assert out.count(" applied ") == len(LAMPS) and "done:" in out
+        assert out.count(" applied ") == len(LAMPS) and "done:" in out, out
         done = await rig.campaign(campaign_id)
         lost = rig.fleet.backhaul.multicast_lost
     assert lost > 0, "the air must lose fragments for this test to mean anything"

@@ -83,6 +83,9 @@ class ClockSync:
         self._ref_ms = 0
         self._ref_ticks = self.clock.ticks_ms()
         self.synced = True
+        # an AppTimeAns still on its way corrects the DeviceTime its request carried, not this
+        # time: a new token makes it stale (TS003 §4.2), else the correction lands twice
+        self.token = (self.token + 1) & 0x0F
 
     def ticks_at(self, gps_s):
         """Clock ticks at GPS second ``gps_s`` (mod 2^32 arithmetic, as on the air)."""

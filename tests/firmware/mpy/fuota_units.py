@@ -163,6 +163,12 @@ cs.handle(bytes([0x03, 0x02]), ans)  # ForceDeviceResyncReq x2
 check("clocksync", cs.due(), "a forced resync is due at once")
 cs.request(bytearray())
 check("clocksync", cs.resync_left == 1 and not cs.due(), "the next one waits its gap")
+# DeviceTimeAns (L2 §5.9) sets the time while an AppTimeAns is on its way: that answer corrects
+# the DeviceTime of its request, so it must not land on top of the new time
+stale_token = cs.token
+cs.set_gps(1300000000)
+cs.handle(bytes([0x01]) + (1299999500).to_bytes(4, "little") + bytes([stale_token]), ans)
+check("clocksync", cs.gps() == 1300000000, "an answer to a request before set_gps is stale")
 
 # ---------------------------------------------------------------- a class A node in a session
 import asyncio  # noqa: E402
