@@ -27,6 +27,8 @@ import msgspec
 from gateway.rules import fill_history
 from gateway.store.groups import GroupHead, GroupMember, GroupStage
 
+_ROW_JSON = json.JSONEncoder(separators=(",", ":"), default=str)
+
 __all__ = [
     "ACTIVE_STATES",
     "COMMAND_STATES",
@@ -235,6 +237,26 @@ class UplinkRecord:
         doc = asdict(self)
         doc["data"] = self.data.hex()
         return doc
+
+    def row(self) -> tuple[Any, ...]:
+        """The ``uplinks`` row in both stores' column order (``fields`` as compact JSON)."""
+        return (
+            self.dev_eui,
+            self.received_at,
+            self.deduplication_id,
+            self.time,
+            self.dev_addr,
+            self.f_cnt,
+            self.f_port,
+            self.dr,
+            self.frequency,
+            self.rssi,
+            self.snr,
+            self.gateways,
+            self.message,
+            _ROW_JSON.encode(self.fields),
+            self.data,
+        )
 
 
 @dataclass(frozen=True, slots=True)

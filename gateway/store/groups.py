@@ -15,6 +15,7 @@ Expiry is not written: a member still ``queued`` after the command's ``expires_a
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,6 +87,12 @@ class GroupStage:
 
     def size(self) -> int:
         return len(self.heads) + len(self.members)
+
+    def add(self, head: GroupHead | None, members: Iterable[GroupMember] = ()) -> None:
+        if head is not None:
+            self.heads[head.id] = head
+        for member in members:
+            self.members[(member.command, member.dev_eui)] = member
 
     def merged(self, later: GroupStage) -> GroupStage:
         return GroupStage({**self.heads, **later.heads}, {**self.members, **later.members})

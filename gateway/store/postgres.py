@@ -462,12 +462,10 @@ class PostgresStore(PostgresReads):
     def stage_group_command(
         self, head: groups.GroupHead, members: Iterable[groups.GroupMember] = ()
     ) -> None:
-        self._s.groups.heads[head.id] = head
-        for member in members:
-            self.stage_group_member(member)
+        self._s.groups.add(head, members)
 
     def stage_group_member(self, member: groups.GroupMember) -> None:
-        self._s.groups.members[(member.command, member.dev_eui)] = member
+        self._s.groups.add(None, [member])
 
     async def group_commands(
         self,
@@ -636,25 +634,7 @@ class PostgresStore(PostgresReads):
         if batch.uplinks:
             async with cur.copy(f"COPY uplinks ({UPLINK_COLUMNS}) FROM STDIN") as copy:
                 for u in batch.uplinks:
-                    await copy.write_row(
-                        (
-                            u.dev_eui,
-                            u.received_at,
-                            u.deduplication_id,
-                            u.time,
-                            u.dev_addr,
-                            u.f_cnt,
-                            u.f_port,
-                            u.dr,
-                            u.frequency,
-                            u.rssi,
-                            u.snr,
-                            u.gateways,
-                            u.message,
-                            JSON.encode(u.fields),
-                            u.data,
-                        )
-                    )
+                    await copy.write_row(u.row())
             await self._count(cur, "uplinks_stored", len(batch.uplinks))
         if batch.dead:
             await cur.executemany(

@@ -396,12 +396,10 @@ class SqliteStore:
     def stage_group_command(
         self, head: groups.GroupHead, members: Iterable[groups.GroupMember] = ()
     ) -> None:
-        self._s.groups.heads[head.id] = head
-        for member in members:
-            self.stage_group_member(member)
+        self._s.groups.add(head, members)
 
     def stage_group_member(self, member: groups.GroupMember) -> None:
-        self._s.groups.members[(member.command, member.dev_eui)] = member
+        self._s.groups.add(None, [member])
 
     async def group_commands(
         self,
@@ -510,26 +508,7 @@ class SqliteStore:
         full, light = self._device_rows(batch)
         return {
             "seen": [(key,) for key in batch.seen],
-            "uplinks": [
-                (
-                    u.dev_eui,
-                    u.received_at,
-                    u.deduplication_id,
-                    u.time,
-                    u.dev_addr,
-                    u.f_cnt,
-                    u.f_port,
-                    u.dr,
-                    u.frequency,
-                    u.rssi,
-                    u.snr,
-                    u.gateways,
-                    u.message,
-                    _JSON.encode(u.fields),
-                    u.data,
-                )
-                for u in batch.uplinks
-            ],
+            "uplinks": [u.row() for u in batch.uplinks],
             "dead": [(d.received_at, d.topic, d.payload, d.reason, d.dev_eui) for d in batch.dead],
             "events": [(e.at, e.type, e.dev_eui, _JSON.encode(e.data)) for e in batch.events],
             "full": full,
