@@ -11,27 +11,15 @@ from __future__ import annotations
 import base64
 import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from tools.errors import CliError
+from tools.gateway_api import gateway_request, read_token
 
 __all__ = ["FINAL", "Client", "progress_line", "read_token"]
 
 FINAL = ("done", "failed", "cancelled")
-
-
-def read_token(path: Path) -> str:
-    try:
-        token = path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CliError(f"--token-file: cannot read {path}: {exc}") from None
-    if not token or any(c.isspace() for c in token):
-        raise CliError(f"--token-file: {path} must hold one token on one line")
-    return token
 
 
 class Client:
@@ -41,24 +29,9 @@ class Client:
         self.timeout_s = timeout_s
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        headers = {"Authorization": f"Bearer {self._token}"}
-        if data is not None:
-            headers["Content-Type"] = "application/json"
-        request = urllib.request.Request(self.api + path, data=data, headers=headers, method=method)
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                return json.loads(response.read().decode("utf-8", "replace"))
-        except urllib.error.HTTPError as exc:
-            raw = exc.read().decode("utf-8", "replace")
-            try:
-                message = json.loads(raw).get("message", raw)
-            except (ValueError, AttributeError):
-                message = raw[:200]
-            raise CliError(f"gateway answered {exc.code}: {message}") from None
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise CliError(f"cannot reach the gateway at {self.api}: {reason}") from None
+        return json.loads(
+            gateway_request(self.api, path, self._token, self.timeout_s, method=method, body=body)
+        )
 
     def start(self, group: str, bundle: bytes, kind: str | None = None) -> dict[str, Any]:
         body = {"group": group, "bundle": base64.b64encode(bundle).decode("ascii")}

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tools.errors import CliError
+from tools.gateway_api import gateway_request, read_token
 
 
 def register(sub: Any) -> None:
@@ -48,16 +49,6 @@ def register(sub: Any) -> None:
     route.set_defaults(func=run_route)
 
 
-def _token(path: Path) -> str:
-    try:
-        token = path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CliError(f"--token-file: cannot read {path}: {exc}") from None
-    if not token or any(c.isspace() for c in token):
-        raise CliError(f"--token-file: {path} must hold one token on one line")
-    return token
-
-
 def summary(plan: dict[str, Any]) -> str:
     lines = []
     for route in plan["routes"]:
@@ -80,26 +71,15 @@ def summary(plan: dict[str, Any]) -> str:
 
 
 def run_route(args: argparse.Namespace) -> int:
-    token = _token(args.token_file)
+    token = read_token(args.token_file)
     url = args.api.rstrip("/") + "/api/v1/collection/route"
     wanted = "gpx" if args.format == "gpx" else "json"
-    request = urllib.request.Request(
-        f"{url}?{urllib.parse.urlencode({'format': wanted})}",
-        headers={"Authorization": f"Bearer {token}"},
+    body = gateway_request(
+        args.api,
+        f"/api/v1/collection/route?{urllib.parse.urlencode({'format': wanted})}",
+        token,
+        args.timeout,
     )
-    try:
-        with urllib.request.urlopen(request, timeout=args.timeout) as response:
-            body = response.read().decode("utf-8", "replace")
-    except urllib.error.HTTPError as exc:
-        raw = exc.read().decode("utf-8", "replace")
-        try:
-            message = json.loads(raw).get("message", raw)
-        except (ValueError, AttributeError):
-            message = raw[:200]
-        raise CliError(f"gateway answered {exc.code}: {message}") from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise CliError(f"cannot reach the gateway at {args.api}: {reason}") from None
     if wanted == "gpx":
         text = body
     else:
