@@ -29,6 +29,41 @@ from gateway.store.groups import GroupHead, GroupMember, GroupStage
 
 _ROW_JSON = json.JSONEncoder(separators=(",", ":"), default=str)
 
+COMMAND_COLUMNS = (
+    "id",
+    "dev_eui",
+    "message",
+    "fields",
+    "command_id",
+    "f_port",
+    "data",
+    "confirmed",
+    "state",
+    "created_at",
+    "published_at",
+    "sent_at",
+    "acknowledged_at",
+    "applied_at",
+    "finished_at",
+    "expires_at",
+    "f_cnt_down",
+    "error",
+    "replaced_by",
+    "source",
+)
+
+
+def upsert_commands(mark: str) -> str:
+    """The commands upsert with ``mark`` as placeholder (``?`` SQLite, ``%s`` psycopg): a
+    command's row is written whole each time it changes."""
+    marks = ", ".join(mark for _ in COMMAND_COLUMNS)
+    updates = ", ".join(f"{c} = excluded.{c}" for c in COMMAND_COLUMNS[1:])
+    return (
+        f"INSERT INTO commands ({', '.join(COMMAND_COLUMNS)}) VALUES ({marks})"
+        f" ON CONFLICT (id) DO UPDATE SET {updates}"
+    )
+
+
 __all__ = [
     "ACTIVE_STATES",
     "COMMAND_STATES",
@@ -511,3 +546,37 @@ class Staged:
             groups=self.groups.merged(later.groups),
             frames={**later.frames, **self.frames},  # the earlier batch's first
         )
+
+
+class Staging:
+    """The staging half of both stores (gateway/store/sqlite.py, postgres.py): every write of
+    the processing goes into ``_s`` and leaves with the next :meth:`Store.commit`."""
+
+    _s: Staged
+
+    def stage_device(self, device: Device, twin_json: str | None = None) -> None:
+        self._s.devices[device.dev_eui] = (device, twin_json)
+
+    def stage_seen(self, key: str) -> None:
+        self._s.seen.add(key)
+
+    def stage_uplink(self, uplink: UplinkRecord) -> None:
+        self._s.add_uplink(uplink)
+
+    def stage_dead_letter(self, letter: DeadLetter) -> None:
+        self._s.dead.append(letter)
+
+    def stage_event(self, event: EventRecord) -> None:
+        self._s.events.append(event)
+
+    def stage_command(self, command: CommandRecord) -> None:
+        self._s.commands[command.id] = command
+
+    def stage_group_command(self, head: GroupHead, members: Iterable[GroupMember] = ()) -> None:
+        self._s.groups.add(head, members)
+
+    def stage_group_member(self, member: GroupMember) -> None:
+        self._s.groups.add(None, [member])
+
+    def staged(self) -> int:
+        return self._s.size()

@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 
 from gateway.store.base import (
+    COMMAND_COLUMNS,
     CommandRecord,
     Device,
     EventRecord,
@@ -31,28 +32,6 @@ __all__ = [
 ]
 
 JSON = json.JSONEncoder(separators=(",", ":"), default=str)
-COMMAND_COLUMNS = (
-    "id",
-    "dev_eui",
-    "message",
-    "fields",
-    "command_id",
-    "f_port",
-    "data",
-    "confirmed",
-    "state",
-    "created_at",
-    "published_at",
-    "sent_at",
-    "acknowledged_at",
-    "applied_at",
-    "finished_at",
-    "expires_at",
-    "f_cnt_down",
-    "error",
-    "replaced_by",
-    "source",
-)
 UPLINK_COLUMNS = (
     "dev_eui, received_at, deduplication_id, time, dev_addr, f_cnt, f_port, dr, frequency,"
     " rssi, snr, gateways, message, fields, data"

@@ -41,7 +41,6 @@ from __future__ import annotations
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -54,15 +53,13 @@ from gateway.store import groups
 from gateway.store.base import (
     ACTIVE_STATES,
     CommandRecord,
-    DeadLetter,
     Device,
-    EventRecord,
-    UplinkRecord,
+    Staging,
+    upsert_commands,
 )
 from gateway.store.pg_coordination import SESSION_SETTINGS
 from gateway.store.pg_reads import PostgresReads
 from gateway.store.pg_rows import (
-    COMMAND_COLUMNS,
     DEVICE_SELECT,
     JSON,
     UPLINK_COLUMNS,
@@ -119,7 +116,7 @@ def _one_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-class PostgresStore(PostgresReads):
+class PostgresStore(PostgresReads, Staging):
     """The shared store. ``url`` is a libpq URL, ``postgresql://user@host:port/db``."""
 
     shared = True  # several instances may use one database (gateway/service.py asks)
@@ -415,9 +412,6 @@ class PostgresStore(PostgresReads):
         except (psycopg.Error, PoolTimeout) as exc:
             raise self._error("cannot read devices", exc) from exc
 
-    def stage_device(self, device: Device, twin_json: str | None = None) -> None:
-        self._s.devices[device.dev_eui] = (device, twin_json)
-
     async def _fetch(self, query: str, params: tuple[Any, ...]) -> Any:
         conn = await self._batch()
         try:
@@ -432,9 +426,6 @@ class PostgresStore(PostgresReads):
             return True
         return await self._fetch("SELECT 1 FROM processed WHERE key = %s", (key,)) is not None
 
-    def stage_seen(self, key: str) -> None:
-        self._s.seen.add(key)
-
     async def f_cnt_payload(self, dev_eui: str, dev_addr: str, f_cnt: int) -> bytes | None:
         for batch in (self._s, self._writing):
             staged = batch.frames.get((dev_eui, dev_addr, f_cnt)) if batch is not None else None
@@ -446,26 +437,6 @@ class PostgresStore(PostgresReads):
             (dev_eui, f_cnt, dev_addr),
         )
         return None if row is None else bytes(row[0])
-
-    def stage_uplink(self, uplink: UplinkRecord) -> None:
-        self._s.add_uplink(uplink)
-
-    def stage_dead_letter(self, letter: DeadLetter) -> None:
-        self._s.dead.append(letter)
-
-    def stage_event(self, event: EventRecord) -> None:
-        self._s.events.append(event)
-
-    def stage_command(self, command: CommandRecord) -> None:
-        self._s.commands[command.id] = command
-
-    def stage_group_command(
-        self, head: groups.GroupHead, members: Iterable[groups.GroupMember] = ()
-    ) -> None:
-        self._s.groups.add(head, members)
-
-    def stage_group_member(self, member: groups.GroupMember) -> None:
-        self._s.groups.add(None, [member])
 
     async def group_commands(
         self,
@@ -483,9 +454,6 @@ class PostgresStore(PostgresReads):
             return []
         rows = await self._rows(groups.select_members("%s", len(heads)), [h.id for h in heads])
         return groups.assemble(heads, [groups.member_of(list(r.values())) for r in rows])
-
-    def staged(self) -> int:
-        return self._s.size()
 
     def discard(self) -> None:
         """Drop everything staged (after :class:`StoreConflict`); the transaction is rolled back
@@ -649,11 +617,8 @@ class PostgresStore(PostgresReads):
                 [(e.at, e.type, e.dev_eui, JSON.encode(e.data)) for e in batch.events],
             )
         if batch.commands:
-            marks = ", ".join("%s" for _ in COMMAND_COLUMNS)
-            updates = ", ".join(f"{c} = excluded.{c}" for c in COMMAND_COLUMNS[1:])
             await cur.executemany(
-                f"INSERT INTO commands ({', '.join(COMMAND_COLUMNS)}) VALUES ({marks})"
-                f" ON CONFLICT (id) DO UPDATE SET {updates}",
+                upsert_commands("%s"),
                 [command_row(c) for c in batch.commands.values()],
             )
         if batch.groups.heads:

@@ -24,7 +24,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,13 +33,15 @@ from gateway.errors import StoreError, StoreGone
 from gateway.store import groups
 from gateway.store.base import (
     ACTIVE_STATES,
+    COMMAND_COLUMNS,
     CommandRecord,
     DeadLetter,
     Device,
     EventRecord,
     Staged,
-    UplinkRecord,
+    Staging,
     device_from_row,
+    upsert_commands,
 )
 
 __all__ = ["MIGRATIONS", "SqliteStore"]
@@ -153,34 +155,12 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
-_COMMAND_COLUMNS = (
-    "id",
-    "dev_eui",
-    "message",
-    "fields",
-    "command_id",
-    "f_port",
-    "data",
-    "confirmed",
-    "state",
-    "created_at",
-    "published_at",
-    "sent_at",
-    "acknowledged_at",
-    "applied_at",
-    "finished_at",
-    "expires_at",
-    "f_cnt_down",
-    "error",
-    "replaced_by",
-    "source",
-)
 _JSON = json.JSONEncoder(separators=(",", ":"), default=str)
 _PRUNE_CHUNK = 5000
 _T = TypeVar("_T")
 
 
-class SqliteStore:
+class SqliteStore(Staging):
     """The embedded store. ``url`` is ``sqlite:///relative/path``, ``sqlite:////abs/path`` or
     ``sqlite:///:memory:``. One gateway process owns the file (``shared = False``)."""
 
@@ -357,17 +337,11 @@ class SqliteStore:
             out.append(device)
         return out
 
-    def stage_device(self, device: Device, twin_json: str | None = None) -> None:
-        self._s.devices[device.dev_eui] = (device, twin_json)
-
     async def seen(self, key: str) -> bool:
         if key in self._s.seen or (self._writing is not None and key in self._writing.seen):
             return True
         row = self.rdb.execute("SELECT 1 FROM processed WHERE key = ?", (key,)).fetchone()
         return row is not None
-
-    def stage_seen(self, key: str) -> None:
-        self._s.seen.add(key)
 
     async def f_cnt_payload(self, dev_eui: str, dev_addr: str, f_cnt: int) -> bytes | None:
         for batch in (self._s, self._writing):
@@ -380,26 +354,6 @@ class SqliteStore:
             (dev_eui, f_cnt, dev_addr),
         ).fetchone()
         return None if row is None else bytes(row[0])
-
-    def stage_uplink(self, uplink: UplinkRecord) -> None:
-        self._s.add_uplink(uplink)
-
-    def stage_dead_letter(self, letter: DeadLetter) -> None:
-        self._s.dead.append(letter)
-
-    def stage_event(self, event: EventRecord) -> None:
-        self._s.events.append(event)
-
-    def stage_command(self, command: CommandRecord) -> None:
-        self._s.commands[command.id] = command
-
-    def stage_group_command(
-        self, head: groups.GroupHead, members: Iterable[groups.GroupMember] = ()
-    ) -> None:
-        self._s.groups.add(head, members)
-
-    def stage_group_member(self, member: groups.GroupMember) -> None:
-        self._s.groups.add(None, [member])
 
     async def group_commands(
         self,
@@ -420,9 +374,6 @@ class SqliteStore:
             for r in self.rdb.execute(groups.select_members("?", len(heads)), [h.id for h in heads])
         ]
         return groups.assemble(heads, members)
-
-    def staged(self) -> int:
-        return self._s.size()
 
     def discard(self) -> None:
         self._registry_pending = {}
@@ -566,13 +517,7 @@ class SqliteStore:
                     rows["light"],
                 )
             if rows["commands"]:
-                placeholders = ", ".join("?" for _ in _COMMAND_COLUMNS)
-                updates = ", ".join(f"{c} = excluded.{c}" for c in _COMMAND_COLUMNS[1:])
-                db.executemany(
-                    f"INSERT INTO commands ({', '.join(_COMMAND_COLUMNS)}) VALUES ({placeholders})"
-                    f" ON CONFLICT (id) DO UPDATE SET {updates}",
-                    rows["commands"],
-                )
+                db.executemany(upsert_commands("?"), rows["commands"])
             if rows["group_heads"]:
                 db.executemany(groups.upsert_heads("?"), rows["group_heads"])
             if rows["group_members"]:
@@ -633,10 +578,10 @@ class SqliteStore:
 
     @staticmethod
     def _command_row(c: CommandRecord) -> tuple[Any, ...]:
-        values = {s: getattr(c, s) for s in _COMMAND_COLUMNS}
+        values = {s: getattr(c, s) for s in COMMAND_COLUMNS}
         values["fields"] = _JSON.encode(c.fields)
         values["confirmed"] = int(c.confirmed)
-        return tuple(values[s] for s in _COMMAND_COLUMNS)
+        return tuple(values[s] for s in COMMAND_COLUMNS)
 
     # --- reads -----------------------------------------------------------------------------------
 
