@@ -6,6 +6,10 @@ before they are read) answers 202 with the campaign; ``GET /api/v1/fuota/campaig
 (no per-device rows), ``GET /api/v1/fuota/campaigns/{id}`` has every device's state, and
 ``POST /api/v1/fuota/campaigns/{id}/cancel`` (or ``DELETE`` on the campaign) stops it. Errors are
 JSON ``{"error", "message"}`` like gateway/api/errors.py.
+
+Several instances: any of them answers every route from the store; a campaign created or
+cancelled through one that does not lead is run or stopped by the one that does within
+gateway/fuota_campaign.py ``POLL_S`` (its docstring).
 """
 
 from __future__ import annotations
@@ -78,6 +82,7 @@ def fuota_router(gateway: Gateway) -> APIRouter:
         fe = engine()
         if isinstance(fe, JSONResponse):
             return fe
+        await fe.refresh()  # another instance leads: the store has the campaigns
         return {"campaigns": [c.to_json(with_devices=False) for c in fe.all()]}
 
     @router.get("/fuota/campaigns/{campaign_id}")
@@ -85,6 +90,7 @@ def fuota_router(gateway: Gateway) -> APIRouter:
         fe = engine()
         if isinstance(fe, JSONResponse):
             return fe
+        await fe.refresh()
         campaign = fe.get(campaign_id)
         if campaign is None:
             return _error(404, "not_found", f"no campaign {campaign_id}")

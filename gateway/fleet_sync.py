@@ -11,7 +11,9 @@
   (and each second without one) the devices whose ``version`` moved are read again, with their
   active commands, and replace this instance's cached copies, so its API, dashboard and
   dispatcher see what the others did; events the others processed go to this instance's live
-  stream (not to MQTT: the instance that processed them published them).
+  stream (not to MQTT: the instance that processed them published them); a ``fuota_answer``
+  among them goes to this instance's campaign engine when it leads the ``fuota`` job
+  (gateway/fuota_campaign.py).
 - **Fleet view** (:meth:`FleetSync.instances`): every instance writes a heartbeat row every
   :data:`HEARTBEAT_S`; one whose last heartbeat is older than :data:`UP_WITHIN_S` counts as down,
   and one silent for :data:`FORGET_AFTER_S` is deleted by the next heartbeat of any instance (a
@@ -86,6 +88,16 @@ class FleetSync:
             return
         self._failures = 0
         self._xmin = xmin
+        fuota = self.gateway.fuota
+        if fuota is not None and fuota.leading:
+            for event in events:  # a node's answer another instance heard (fuota_campaign.py)
+                if event.type == "fuota_answer":
+                    try:
+                        data = bytes.fromhex(str(event.data.get("data", "")))
+                        f_port = int(event.data.get("f_port", 0))
+                    except (TypeError, ValueError):
+                        continue
+                    fuota.on_relayed(event.dev_eui, f_port, data)
         by_device: dict[str, list[Any]] = {}
         for command in commands:
             by_device.setdefault(command.dev_eui, []).append(command)

@@ -31,6 +31,23 @@ again, fragments already enqueued are not enqueued again.
 
 Keys: the McKey, AppKeys and McKEKeys stay in memory for the call that needs them; none is in
 the campaign document, a log line or the API.
+
+Several instances on one store (gateway/fleet_sync.py): campaigns are driven by the one instance
+holding the ``fuota`` job, but the shared subscription hands a node's answers to any instance,
+and a load balancer sends API calls anywhere. So, while this engine does not lead:
+
+- an answer it receives is not matched here: an AppTimeReq is answered at once (with this
+  instance's clock, TS003 §4.2: the correction must be computed when the request is heard, and
+  exactly once), and the uplink is relayed (:attr:`CampaignEngine.relay`: the service records a
+  ``fuota_answer`` event, which the change feed brings to the leading instance,
+  :meth:`CampaignEngine.on_relayed`); it never saves its copy of a campaign, which is stale;
+- the API reads campaigns from the store; a campaign created here is stored and picked up by the
+  leading instance's poll (:data:`POLL_S`); one cancelled here is stored ``cancelled``, which no
+  later save of the leader overwrites (gateway/store/base.py ``save_campaign``), and the leader's
+  poll stops it and flushes the group's queue.
+
+An instance that takes the job over reads every campaign from the store first (the one that
+led may have created, advanced or finished some since this one opened).
 """
 
 from __future__ import annotations
@@ -72,6 +89,14 @@ _FRAG_HEADER = 3  # DataFragment: CID + IndexAndN (TS005 §4.5)
 
 _CLOCK_SLACK_S = 60  # a node's TimeToStart later than ours by more: its clock is not ours
 _CLOCK_RETRIES = 2  # clock syncs again before such a device fails
+POLL_S = 2.0  # the leading instance looks for campaigns created or cancelled elsewhere
+
+
+_DECODERS: dict[int, Callable[[bytes], list[Command]]] = {
+    clocksync.FPORT: clocksync.decode_uplink,
+    mcsetup.FPORT: mcsetup.decode_uplink,
+    fragmentation.FPORT: fragmentation.decode_uplink,
+}
 
 
 def gps_seconds(unix_s: float) -> int:
@@ -187,25 +212,49 @@ class CampaignEngine:
         self._helpers: set[asyncio.Task[Any]] = set()
         self._waiters: dict[tuple[str, str], asyncio.Future[Command]] = {}
         self._running = False
+        # several instances share the store: set by the service, it records a node's answer
+        # for the leading instance while this one does not lead (module docstring)
+        self.relay: Callable[[str, int, bytes], None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def load(self) -> None:
         """Read the stored campaigns (the service calls this when it opens the store, before
         MQTT, so a backlog delivered at start finds the campaigns its answers belong to)."""
+        campaigns: dict[str, Campaign] = {}
         for doc, data in await self.store.load_campaigns():
             campaign = Campaign.from_json(json.loads(doc))
-            self.campaigns[campaign.id] = campaign
+            campaigns[campaign.id] = campaign
             self._bundles[campaign.id] = data
+        self.campaigns = campaigns
+
+    @property
+    def leading(self) -> bool:
+        """This engine drives the campaigns (one instance alone, or the ``fuota`` job's holder)."""
+        return self._running
+
+    def _follower(self) -> bool:
+        """Another instance may lead: this one's campaigns are copies, the store is the truth."""
+        return self.relay is not None and not self._running
+
+    async def refresh(self) -> None:
+        """The campaigns as stored, when another instance leads (for the API)."""
+        if self._follower():
+            await self.load()
 
     async def run(self) -> None:
         """Resume the unfinished campaigns, run until cancelled."""
         self._running = True
         try:
+            if self.relay is not None:
+                await self.load()  # the instance that led until now may have changed them
             for campaign in list(self.campaigns.values()):
                 if campaign.state not in _FINAL:
                     self.log.info("fuota campaign resumed", extra={"id": campaign.id})
                     self._start(campaign)
-            await asyncio.Event().wait()
+            while True:
+                await asyncio.sleep(POLL_S)
+                if self.relay is not None:
+                    await self._poll()
         finally:
             self._running = False
             tasks = [*self._tasks.values(), *self._helpers]
@@ -222,6 +271,28 @@ class CampaignEngine:
             self._tasks.pop(campaign_id, None)
 
         task.add_done_callback(forget)
+
+    async def _poll(self) -> None:
+        """Campaigns created or cancelled through another instance (module docstring)."""
+        try:
+            states = await self.store.campaign_states()
+            if any(cid not in self.campaigns for cid, _ in states):
+                for doc, data in await self.store.load_campaigns():
+                    new = Campaign.from_json(json.loads(doc))
+                    if new.id not in self.campaigns:
+                        self.campaigns[new.id] = new
+                        self._bundles[new.id] = data
+                        if new.state not in _FINAL:
+                            self.log.info("fuota campaign taken up", extra={"id": new.id})
+                            self._start(new)
+        except GatewayError as exc:
+            self.log.warning("fuota campaigns not read", extra={"error": str(exc)})
+            return
+        for cid, state in states:
+            known = self.campaigns.get(cid)
+            if state == "cancelled" and known is not None and known.state not in _FINAL:
+                self.log.info("fuota campaign cancelled elsewhere", extra={"id": cid})
+                await self.cancel(cid)
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
@@ -262,9 +333,10 @@ class CampaignEngine:
     async def create(self, group: str, data: bytes, kind: str | None = None) -> Campaign:
         """A campaign to the registered devices of ``group`` (of ``kind`` when given: a
         street holds bins and lamps, and a bundle is for one firmware)."""
-        if not self._running:
+        if not self._running and self.relay is None:
             raise CampaignRejected("the campaign engine is not running", reason="not_running")
         parsed = self.check_bundle(data)
+        await self.refresh()  # another instance's running campaigns make devices busy
         members = self.mc.members(group, kind)
         if not members:
             raise UnknownGroup(
@@ -307,7 +379,8 @@ class CampaignEngine:
             "fuota campaign created",
             extra={"id": campaign.id, "group": group, "devices": len(members), "m": m},
         )
-        self._start(campaign)
+        if self._running:
+            self._start(campaign)  # else the leading instance's poll takes it up
         return campaign
 
     def get(self, campaign_id: str) -> Campaign | None:
@@ -317,8 +390,19 @@ class CampaignEngine:
         return sorted(self.campaigns.values(), key=lambda c: c.created_at)
 
     async def cancel(self, campaign_id: str) -> Campaign | None:
+        await self.refresh()
         campaign = self.campaigns.get(campaign_id)
         if campaign is None or campaign.state in _FINAL:
+            return campaign
+        if self._follower():
+            # stored as cancelled, which stays; the leading instance's poll stops the campaign
+            # and flushes the group's queue
+            now = self.clock()
+            for d in campaign.devices.values():
+                if d.state not in _DEVICE_FINAL:
+                    d.state, d.updated_at = "cancelled", now
+            campaign.state, campaign.finished_at = "cancelled", now
+            await self._save(campaign, force=True)
             return campaign
         task = self._tasks.get(campaign_id)
         if task is not None:
@@ -347,7 +431,9 @@ class CampaignEngine:
                 return c, d
         return None
 
-    async def _save(self, campaign: Campaign) -> None:
+    async def _save(self, campaign: Campaign, *, force: bool = False) -> None:
+        if self._follower() and not force:
+            return  # a copy: the leading instance writes the campaign
         campaign.updated_at = self.clock()
         try:
             await self.store.save_campaign(
@@ -366,18 +452,38 @@ class CampaignEngine:
     def on_uplink(self, dev_eui: str, f_port: int, data: bytes) -> bool:
         """An uplink on fPort 200-202: decoded, answered, matched. False when it does not parse
         (the caller keeps it as a dead letter)."""
-        decoders = {
-            clocksync.FPORT: clocksync.decode_uplink,
-            mcsetup.FPORT: mcsetup.decode_uplink,
-            fragmentation.FPORT: fragmentation.decode_uplink,
-        }
         try:
-            commands = decoders[f_port](data)
+            commands = _DECODERS[f_port](data)
         except ProtocolError:
             return False
+        follower = self._follower()
+        for command in commands:
+            if isinstance(command, clocksync.AppTimeReq):
+                self._answer_time(dev_eui, command)  # here, once: the correction is ours now
+            if not follower:
+                self._on_command(dev_eui, command)
+        if follower and self.relay is not None:
+            self.relay(dev_eui, f_port, data)
+        return True
+
+    def on_relayed(self, dev_eui: str, f_port: int, data: bytes) -> None:
+        """A node's answer another instance received (its ``fuota_answer`` event, brought by
+        the change feed, gateway/fleet_sync.py): matched here; an AppTimeReq in it was answered
+        there already."""
+        if not self._running or f_port not in _DECODERS:
+            return
+        try:
+            commands = _DECODERS[f_port](data)
+        except ProtocolError:
+            return
         for command in commands:
             self._on_command(dev_eui, command)
-        return True
+
+    def _answer_time(self, dev_eui: str, command: clocksync.AppTimeReq) -> None:
+        correction = gps_seconds(self.clock()) - command.device_time
+        if command.ans_required or correction != 0:  # TS003 §4.2
+            answer = clocksync.AppTimeAns(correction, command.token_req).to_bytes()
+            self._spawn(self._send_quietly(dev_eui, clocksync.FPORT, answer))
 
     def _resolve(self, dev_eui: str, kind: str, command: Command) -> None:
         waiter = self._waiters.get((dev_eui, kind))
@@ -386,11 +492,7 @@ class CampaignEngine:
 
     def _on_command(self, dev_eui: str, command: Command) -> None:
         if isinstance(command, clocksync.AppTimeReq):
-            correction = gps_seconds(self.clock()) - command.device_time
-            if command.ans_required or correction != 0:  # TS003 §4.2
-                answer = clocksync.AppTimeAns(correction, command.token_req).to_bytes()
-                self._spawn(self._send_quietly(dev_eui, clocksync.FPORT, answer))
-            self._resolve(dev_eui, "time", command)
+            self._resolve(dev_eui, "time", command)  # answered in on_uplink
         elif isinstance(command, mcsetup.McGroupSetupAns):
             self._resolve(dev_eui, "mcsetup", command)
         elif isinstance(command, mcsetup.McClassCSessionAns):
@@ -425,6 +527,8 @@ class CampaignEngine:
 
     def on_version(self, dev_eui: str, version: str) -> None:
         """A ``device_info``: the version the device runs now."""
+        if self._follower():
+            return  # the leading instance reads it from the twin (_check_twins)
         found = self._campaign_of(dev_eui)
         if found is None:
             return

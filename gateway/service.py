@@ -269,6 +269,8 @@ class Gateway:
 
             assert isinstance(self.store, PostgresStore)
             self.fleet = FleetSync(self, self.store, logger=self.log)
+            if self.fuota is not None:  # answers heard here, matched where campaigns run
+                self.fuota.relay = self._relay_fuota
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -978,6 +980,14 @@ class Gateway:
         self._m_processed.inc()
         if self.commands.has_waiting(device.dev_eui):
             self.kick(device.dev_eui)
+
+    def _relay_fuota(self, dev_eui: str, f_port: int, data: bytes) -> None:
+        """A FUOTA answer heard while another instance leads the campaigns: a ``fuota_answer``
+        event, committed with this batch, that the leader's change feed hands to its engine
+        (gateway/fuota_campaign.py module docstring, gateway/fleet_sync.py)."""
+        device = self.devices.get(dev_eui)
+        if device is not None:
+            self._emit(device, "fuota_answer", {"f_port": f_port, "data": data.hex()})
 
     def _counter_reset(
         self, topic: str, raw: bytes, device: Device, event: cs.UplinkEvent, key: str

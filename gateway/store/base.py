@@ -67,6 +67,7 @@ def upsert_commands(mark: str) -> str:
 __all__ = [
     "ACTIVE_STATES",
     "COMMAND_STATES",
+    "NOT_CANCELLED",
     "TERMINAL_STATES",
     "CommandRecord",
     "DeadLetter",
@@ -492,12 +493,23 @@ class Store(Protocol):
         self, campaign_id: str, state: str, created_at: float, doc: str, bundle: bytes | None
     ) -> None:
         """Write a FUOTA campaign's document now, outside the batch (gateway/fuota_campaign.py);
-        ``bundle`` is stored with the first save and kept (None: unchanged)."""
+        ``bundle`` is stored with the first save and kept (None: unchanged). A campaign stored
+        as ``cancelled`` stays so: only another ``cancelled`` document replaces it (an operator
+        may cancel it through any instance while the leading one still saves its progress)."""
         ...
 
     async def load_campaigns(self) -> list[tuple[str, bytes]]:
         """Every stored campaign as (document, bundle), oldest first."""
         ...
+
+    async def campaign_states(self) -> list[tuple[str, str]]:
+        """Every stored campaign as (id, state), oldest first: what the leading instance polls
+        for campaigns created or cancelled through another one."""
+        ...
+
+
+# an upsert's condition that keeps a campaign stored as cancelled (save_campaign)
+NOT_CANCELLED = " WHERE fuota_campaigns.state <> 'cancelled' OR excluded.state = 'cancelled'"
 
 
 @dataclass(slots=True)

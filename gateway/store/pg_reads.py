@@ -16,7 +16,13 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from gateway.errors import StoreError
-from gateway.store.base import ACTIVE_STATES, CommandRecord, DeadLetter, EventRecord
+from gateway.store.base import (
+    ACTIVE_STATES,
+    NOT_CANCELLED,
+    CommandRecord,
+    DeadLetter,
+    EventRecord,
+)
 from gateway.store.pg_rows import Staged, column_names, command_of, event_of
 
 __all__ = ["PostgresReads"]
@@ -58,13 +64,14 @@ class PostgresReads:
                     await conn.execute(
                         "INSERT INTO fuota_campaigns (id, state, created_at, doc, bundle)"
                         " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE"
-                        " SET state = excluded.state, doc = excluded.doc",
+                        " SET state = excluded.state, doc = excluded.doc" + NOT_CANCELLED,
                         (campaign_id, state, created_at, doc, bundle),
                     )
                 else:
                     await conn.execute(
-                        "UPDATE fuota_campaigns SET state = %s, doc = %s WHERE id = %s",
-                        (state, doc, campaign_id),
+                        "UPDATE fuota_campaigns SET state = %s, doc = %s WHERE id = %s"
+                        " AND (fuota_campaigns.state <> 'cancelled' OR %s = 'cancelled')",
+                        (state, doc, campaign_id, state),
                     )
         except (psycopg.Error, PoolTimeout) as exc:
             raise self._error("campaign write failed", exc) from exc
@@ -72,6 +79,10 @@ class PostgresReads:
     async def load_campaigns(self) -> list[tuple[str, bytes]]:
         rows = await self._rows("SELECT doc, bundle FROM fuota_campaigns ORDER BY created_at")
         return [(str(r["doc"]), bytes(r["bundle"])) for r in rows]
+
+    async def campaign_states(self) -> list[tuple[str, str]]:
+        rows = await self._rows("SELECT id, state FROM fuota_campaigns ORDER BY created_at")
+        return [(str(r["id"]), str(r["state"])) for r in rows]
 
     async def get_command(self, command_id: str) -> CommandRecord | None:
         for batch in (self._s, self._writing):

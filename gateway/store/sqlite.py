@@ -34,6 +34,7 @@ from gateway.store import groups
 from gateway.store.base import (
     ACTIVE_STATES,
     COMMAND_COLUMNS,
+    NOT_CANCELLED,
     CommandRecord,
     DeadLetter,
     Device,
@@ -751,13 +752,14 @@ class SqliteStore(Staging):
                 self.db.execute(
                     "INSERT INTO fuota_campaigns (id, state, created_at, doc, bundle)"
                     " VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET state = excluded.state,"
-                    " doc = excluded.doc",
+                    " doc = excluded.doc" + NOT_CANCELLED,
                     (campaign_id, state, created_at, doc, bundle),
                 )
             else:
                 self.db.execute(
-                    "UPDATE fuota_campaigns SET state = ?, doc = ? WHERE id = ?",
-                    (state, doc, campaign_id),
+                    "UPDATE fuota_campaigns SET state = ?, doc = ? WHERE id = ?"
+                    " AND (fuota_campaigns.state <> 'cancelled' OR ? = 'cancelled')",
+                    (state, doc, campaign_id, state),
                 )
         except sqlite3.Error as exc:
             raise StoreError(f"cannot save campaign {campaign_id}: {exc}") from exc
@@ -767,3 +769,7 @@ class SqliteStore(Staging):
             "SELECT doc, bundle FROM fuota_campaigns ORDER BY created_at"
         ).fetchall()
         return [(str(r[0]), bytes(r[1])) for r in rows]
+
+    async def campaign_states(self) -> list[tuple[str, str]]:
+        rows = self.rdb.execute("SELECT id, state FROM fuota_campaigns ORDER BY created_at")
+        return [(str(r[0]), str(r[1])) for r in rows.fetchall()]

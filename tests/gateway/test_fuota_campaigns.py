@@ -232,5 +232,19 @@ async def test_campaigns_are_stored_in_both_stores(store_url: str) -> None:
         assert data == b"bundle-bytes"
         assert back.state == "fragments" and back.fragments_sent == 2
         assert back.devices["aa"].fragments_received == 1
+        assert await store.campaign_states() == [("c1", "fragments")]
+        # cancelled through another instance: the leader's next progress save must not undo it
+        # (gateway/fuota_campaign.py module docstring), by either write
+        campaign.state = "cancelled"
+        await store.save_campaign("c1", "cancelled", 1.0, json.dumps(campaign.to_json()), None)
+        campaign.state, campaign.fragments_sent = "status", 3
+        await store.save_campaign("c1", "status", 1.0, json.dumps(campaign.to_json()), None)
+        await store.save_campaign("c1", "status", 1.0, json.dumps(campaign.to_json()), b"b")
+        ((got, data),) = await store.load_campaigns()
+        assert Campaign.from_json(json.loads(got)).state == "cancelled"
+        assert await store.campaign_states() == [("c1", "cancelled")]
+        await store.save_campaign("c1", "cancelled", 1.0, json.dumps(campaign.to_json()), None)
+        ((got, _),) = await store.load_campaigns()
+        assert Campaign.from_json(json.loads(got)).fragments_sent == 3  # cancelled over cancelled
     finally:
         await store.close()
