@@ -40,11 +40,11 @@ export function renderFuota(main, campaignId) {
   const controller = new AbortController();
   async function load() {
     try {
-      const list = await api("/api/v1/fuota/campaigns", { signal: controller.signal });
+      const list = await api("/fuota/campaigns", { signal: controller.signal });
       rows.innerHTML = list.campaigns.map(campaignRow).join("");
       note.textContent = list.campaigns.length ? "" : "no campaign yet (citypack fuota start)";
       if (campaignId) {
-        const doc = await api(`/api/v1/fuota/campaigns/${encodeURIComponent(campaignId)}`, { signal: controller.signal });
+        const doc = await api(`/fuota/campaigns/${encodeURIComponent(campaignId)}`, { signal: controller.signal });
         devices.innerHTML = deviceRows(doc);
       }
     } catch (error) {
