@@ -20,8 +20,6 @@ import hashlib
 import json
 import sqlite3
 import sys
-import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,18 +30,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from protocol.fuota import bundle as fbundle
 from tests.e2e.city import eventually
-from tests.helpers.procs import Broker, free_port
+from tests.helpers.procs import Broker
 from tools.fuota import public_key_hex
-from tools.sim.city import registry_entries, write_city
-from tools.sim.clock import ScaledClock, evening_start
 from tools.sim.fleet import Fleet
-from tools.sim.fuota import FuotaNodes
+from tools.sim.fuota_street import FuotaStreet, fuota_street
 from tools.sim.gatewayproc import GatewayProcess
-from tools.sim.world import World
 
 STREET = "Mejlgade"
 LAMPS = [f"02c17a0c000000d{i}" for i in range(1, 4)]
-CS_TOKEN = "chirpstack-test-token-0123456789"
 LOSS = 0.10
 SPEED = 40.0
 
@@ -70,31 +64,13 @@ class Rig:
 async def street_rig(
     workdir: Path, broker: Broker, trusted: Ed25519PrivateKey, fuota: dict[str, Any]
 ) -> AsyncIterator[Rig]:
-    # the session's broker is shared: an application of its own per test, so nothing one
-    # test's emulator or gateway left on the broker reaches another's
-    application_id = str(uuid.uuid4())
-    epoch = evening_start(time.time())
-    clock = ScaledClock(SPEED)
-    world = World(seed=5, start_time=epoch, traffic_scale=0.0)
-    for index, eui in enumerate(LAMPS):
-        world.add_lamp(eui, STREET, 100.0 + 60.0 * index, name=f"lamp-f{index + 1}")
-    files = write_city(world, workdir / "city")
-    (workdir / "cs-token").write_text(CS_TOKEN + "\n")
-    (workdir / "mc-key").write_text("00112233445566778899aabbccddeeff\n")
-    grpc_port = free_port()
-    overrides: dict[str, dict[str, Any]] = {
-        "chirpstack": {
-            "api": f"127.0.0.1:{grpc_port}",
-            "api_token_file": str(workdir / "cs-token"),
-        },
-        "multicast": {
-            "enabled": True,
-            "key_file": str(workdir / "mc-key"),
-            "group_by": "street",
-            "dr": 5,
-        },
-        "fuota": {
-            "enabled": True,
+    async with fuota_street(
+        workdir,
+        mqtt_url=broker.url,  # the session's broker: the street has an application of its own
+        lamps=LAMPS,
+        street=STREET,
+        public_key_hex=public_key_hex(trusted),
+        fuota={
             "frag_size": 48,
             "redundancy_percent": 40,
             "answer_timeout_s": 20.0,
@@ -105,36 +81,20 @@ async def street_rig(
             "fragment_interval_s": 0.02,
             **fuota,
         },
-    }
-    gateway = GatewayProcess(
-        workdir / "gw", mqtt_url=broker.url, application_id=application_id, overrides=overrides
-    )
-    async with gateway:
-        await gateway.register(registry_entries(world, files))
-        fleet = Fleet(
-            world,
-            files,
-            clock=clock,
-            epoch=epoch,
-            mqtt_url=broker.url,
-            application_id=application_id,
-            report_interval_s=600,
-            boot_spread_s=5.0,
-            fuota=FuotaNodes(bytes.fromhex(public_key_hex(trusted)), workdir / "fs"),
-            grpc=("127.0.0.1", grpc_port),
-            api_token=CS_TOKEN,
-            multicast_loss=LOSS,
-        )
-        async with fleet:
-            rig = Rig(gateway, fleet, workdir)
-            for eui in LAMPS:  # every lamp joined and said which version it runs
-                await eventually(
-                    lambda e=eui: _reported(rig, e), timeout_s=120, what=f"{eui} device_info"
-                )
-            yield rig
+        loss=LOSS,
+        seed=5,
+        first_m=100.0,
+        spacing_m=60.0,
+        speed=SPEED,
+        report_interval_s=600,
+        boot_spread_s=5.0,
+        ready=_reported,
+        ready_within_s=120.0 * len(LAMPS),
+    ) as street:
+        yield Rig(street.gateway, street.fleet, workdir)
 
 
-async def _reported(rig: Rig, eui: str) -> bool:
+async def _reported(rig: FuotaStreet, eui: str) -> bool:
     device = await rig.api("GET", f"/api/v1/devices/{eui}")
     return bool(device.get("reported", {}).get("firmware_version") or device.get("last_seen"))
 

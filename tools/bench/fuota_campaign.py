@@ -23,7 +23,6 @@ import base64
 import hashlib
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -55,94 +54,49 @@ def _frame_airtime_s(payload: int) -> float:
 
 async def _campaign(directory: Path, broker_url: str, loss: float) -> dict[str, Any]:
     """One campaign at ``loss``; the gateway's campaign document, wall time and air counts."""
-    from tools.sim.broker import free_port
-    from tools.sim.city import registry_entries, write_city
-    from tools.sim.clock import ScaledClock, evening_start
-    from tools.sim.fleet import Fleet
-    from tools.sim.fuota import FuotaNodes
-    from tools.sim.gatewayproc import GatewayProcess
-    from tools.sim.world import World
+    from tools.sim.fuota_street import fuota_street
 
     key = Ed25519PrivateKey.generate()
     data = _bundle(key)
     m = -(-len(data) // FRAG_SIZE)
     percent = -(-100 * redundancy_for(m, loss) // m)
-    application_id = str(uuid.uuid4())
-    epoch = evening_start(time.time())
-    world = World(seed=18, start_time=epoch, traffic_scale=0.0)
-    for index in range(LAMPS):
-        world.add_lamp(f"02c17a0e0000{index:04x}", STREET, 20.0 + 15.0 * index)
-    files = write_city(world, directory / "city")
-    (directory / "cs-token").write_text("chirpstack-bench-token-0123456789\n")
-    (directory / "mc-key").write_text(uuid.uuid4().hex + "\n")
-    grpc_port = free_port()
-    overrides: dict[str, dict[str, Any]] = {
-        "chirpstack": {
-            "api": f"127.0.0.1:{grpc_port}",
-            "api_token_file": str(directory / "cs-token"),
-        },
-        "multicast": {
-            "enabled": True,
-            "key_file": str(directory / "mc-key"),
-            "group_by": "street",
-            "dr": 5,
-        },
-        "fuota": {
-            "enabled": True,
-            "redundancy_percent": percent,
-            "answer_timeout_s": 30.0,
-            "status_wait_s": 30.0,
-            "apply_timeout_s": 300.0,
-            "session_timeout": 15,
-            "fragment_interval_s": 0.02,  # ~0.8 s of the lamps' time: a DR5 frame is 0.4 s
-        },
+    fuota = {
+        "redundancy_percent": percent,
+        "answer_timeout_s": 30.0,
+        "status_wait_s": 30.0,
+        "apply_timeout_s": 300.0,
+        "session_timeout": 15,
+        "fragment_interval_s": 0.02,  # ~0.8 s of the lamps' time: a DR5 frame is 0.4 s
     }
-    gateway = GatewayProcess(
-        directory / "gw", mqtt_url=broker_url, application_id=application_id, overrides=overrides
-    )
-    async with gateway:
-        await gateway.register(registry_entries(world, files))
-        fleet = Fleet(
-            world,
-            files,
-            clock=ScaledClock(SPEED),
-            epoch=epoch,
-            mqtt_url=broker_url,
-            application_id=application_id,
-            report_interval_s=900,
-            boot_spread_s=30.0,
-            fuota=FuotaNodes(bytes.fromhex(public_key_hex(key)), directory / "fs"),
-            grpc=("127.0.0.1", grpc_port),
-            api_token="chirpstack-bench-token-0123456789",
-            multicast_loss=loss,
-        )
-        async with fleet:
-            deadline = time.monotonic() + _TIMEOUT_S
-            while True:  # every lamp joined and reported its version
-                devices = [
-                    await gateway.request("GET", f"/api/v1/devices/{eui}") for eui in world.lamps
-                ]
-                if all(d.get("reported", {}).get("firmware_version") for d in devices):
-                    break
-                if time.monotonic() > deadline:
-                    raise TimeoutError("the lamps did not all join")
-                await asyncio.sleep(1.0)
-            body = {"group": STREET, "bundle": base64.b64encode(data).decode(), "kind": "lamp"}
-            started = time.monotonic()
-            doc = await gateway.request("POST", "/api/v1/fuota/campaigns", json=body)
-            while doc["state"] not in ("done", "failed", "cancelled"):
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"campaign still {doc['state']}")
-                await asyncio.sleep(1.0)
-                doc = await gateway.request("GET", f"/api/v1/fuota/campaigns/{doc['id']}")
-            seconds = time.monotonic() - started
-            return {
-                "doc": doc,
-                "seconds": seconds,
-                "lost": fleet.backhaul.multicast_lost,
-                "m": m,
-                "percent": percent,
-            }
+    started_at = time.monotonic()
+    async with fuota_street(
+        directory,
+        mqtt_url=broker_url,
+        lamps=[f"02c17a0e0000{index:04x}" for index in range(LAMPS)],
+        street=STREET,
+        public_key_hex=public_key_hex(key),
+        fuota=fuota,
+        loss=loss,
+        seed=18,
+        speed=SPEED,
+        ready_within_s=_TIMEOUT_S,
+    ) as street:
+        deadline = started_at + _TIMEOUT_S
+        body = {"group": STREET, "bundle": base64.b64encode(data).decode(), "kind": "lamp"}
+        started = time.monotonic()
+        doc = await street.api("POST", "/api/v1/fuota/campaigns", json=body)
+        while doc["state"] not in ("done", "failed", "cancelled"):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"campaign still {doc['state']}")
+            await asyncio.sleep(1.0)
+            doc = await street.api("GET", f"/api/v1/fuota/campaigns/{doc['id']}")
+        return {
+            "doc": doc,
+            "seconds": time.monotonic() - started,
+            "lost": street.fleet.backhaul.multicast_lost,
+            "m": m,
+            "percent": percent,
+        }
 
 
 def run() -> list[Figure]:
