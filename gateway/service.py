@@ -129,6 +129,9 @@ _RETRY_MAX_S = 5.0  # longest wait between two commit attempts on a failing stor
 # messages already received and waiting that make a batch grow past its interval: a steady
 # 1,000/s leaves one or two waiting, a restart draining the broker's queue leaves hundreds
 _BACKLOG = 32
+# messages taken from the receive queue at once with several instances, their devices claimed
+# in one round trip (Gateway._claim_burst); a backlog after a restart makes bursts this long
+_BURST = 32
 
 # uplink messages whose fields are merged into the twin's reported state
 _STATE_MESSAGES = frozenset(
@@ -732,24 +735,72 @@ class Gateway:
             self._parked.append((message, generation))
             self._arm_retry()
             return
-        received = time.perf_counter()
-        topic = message.topic.value
-        payload = message.payload
-        if isinstance(payload, str):
-            raw = payload.encode()
-        elif isinstance(payload, bytes | bytearray):
-            raw = bytes(payload)
-        else:
-            raw = b"" if payload is None else str(payload).encode()
-        is_uplink = topic.endswith("/event/up")
+        burst = [message]
+        if self.fleet is not None:
+            # several instances: the messages already waiting are taken with this one, so their
+            # devices are claimed in one round trip (_claim_burst) instead of one each
+            room = min(_BURST, self.config.store.batch_max - len(self._acks))
+            burst += self.bridge.take_waiting(generation, room - 1)
+        received = time.perf_counter()  # the burst's: when the first of it was taken
         async with self._flush_lock:
-            if not await self._process_retrying(topic, raw, retained=message.retain):
-                return  # stopping with the store away: unacknowledged, the broker keeps it
-            if self._batch_started is None:
-                self._batch_started = received
-            # acked with the batch that holds its effects, never with an earlier one
-            self._acks.append((generation, message.mid, message.qos, received, is_uplink))
+            if self.fleet is not None:
+                await self._claim_burst(burst)
+            for each in burst:
+                topic = each.topic.value
+                payload = each.payload
+                if isinstance(payload, str):
+                    raw = payload.encode()
+                elif isinstance(payload, bytes | bytearray):
+                    raw = bytes(payload)
+                else:
+                    raw = b"" if payload is None else str(payload).encode()
+                if not await self._process_retrying(topic, raw, retained=each.retain):
+                    # stopping with the store away: unacknowledged, the broker keeps it and
+                    # what came after it (acks are in receive order)
+                    return
+                if self._batch_started is None:
+                    self._batch_started = received
+                # acked with the batch that holds its effects, never with an earlier one
+                is_uplink = topic.endswith("/event/up")
+                self._acks.append((generation, each.mid, each.qos, received, is_uplink))
         await self._maybe_flush()
+
+    async def _claim_burst(self, burst: list[aiomqtt.Message]) -> None:
+        """Claim, in one round trip, the devices the messages of ``burst`` will claim one by
+        one in :meth:`_claim_for` (their devEUIs are in the topics), and read again in one
+        more those another instance changed. Only a head start: a device held elsewhere is
+        left to :meth:`_claim_for` (commit, then wait for it alone), and a store error here
+        to :meth:`_process_retrying`. A burst of one costs what :meth:`_claim_for` would."""
+        assert self.fleet is not None
+        wanted: list[str] = []
+        for each in burst:
+            topic = each.topic.value
+            dev_eui = self.publisher.set_dev_eui(topic)
+            if dev_eui is None:
+                try:
+                    _, dev_eui, kind = cs.parse_topic(topic)
+                except InvalidEvent:
+                    continue  # a dead letter: nothing to claim
+                dev_eui = dev_eui.lower()
+                device = self.devices.get(dev_eui)
+                if kind == "up" and device is not None and device.kind == "lamp":
+                    wanted += [d for d in device.neighbours if d in self.devices]
+            elif dev_eui not in self.devices:
+                continue  # _on_set claims only a known device
+            wanted.append(dev_eui)
+        store = self.fleet.store
+        try:
+            changed, _ = await store.claim_devices(wanted)
+            if changed:
+                devices, commands = await store.load_devices_claimed(changed)
+        except StoreError:
+            return
+        if not changed:
+            return
+        for device in devices:
+            self.adopt_device(device, commands.pop(device.dev_eui, []))
+        for dev_eui, active in commands.items():  # no row: its commands alone
+            self.commands.replace_device(dev_eui, active)
 
     async def _process_retrying(self, topic: str, raw: bytes, *, retained: bool) -> bool:
         """:meth:`process`, again while the store cannot be read (a PostgreSQL restart): the
