@@ -247,6 +247,8 @@ class Gateway:
         # next batch while one commits; _lane keeps one commit in flight, in order
         self._off_loop = bool(getattr(self.store, "writes_off_loop", False))
         self._lane = asyncio.Lock()
+        self._lane_idle = asyncio.Event()  # clear while a commit taken by flush() is in flight
+        self._lane_idle.set()
         self._flush_spawned = False
         self._opened = False
         # run() is opening the store behind a listening API: it answers only its probes then
@@ -419,7 +421,14 @@ class Gateway:
                 taken = self._take_batch()
             if taken is None:
                 return  # a failed store's back-off: the retry timer comes back for it
-            await self._commit_taken(taken)
+            self._lane_idle.clear()
+            try:
+                refused = await self._commit_taken(taken)
+            finally:
+                self._lane_idle.set()
+            if refused is not None:
+                async with self._flush_lock:
+                    await self._abandon_batch(refused, len(taken.acks))
         due = self._flush_due()  # for what came in while this one committed
         if due and self.store_ok:
             self._spawn_flush()
@@ -435,10 +444,16 @@ class Gateway:
         task.add_done_callback(self._timer_tasks.discard)
 
     async def _flush_locked(self) -> None:
-        """:meth:`flush` with the flush lock held."""
+        """:meth:`flush` with the flush lock held. Off the loop, a commit in flight (taken
+        earlier, awaited without the flush lock) ends first: one commit at a time, acks in
+        receive order. It never waits for the flush lock before it ends (a refused one is
+        abandoned after), so waiting for it here cannot deadlock."""
+        await self._lane_idle.wait()
         taken = self._take_batch()
         if taken is not None:
-            await self._commit_taken(taken)
+            refused = await self._commit_taken(taken)
+            if refused is not None:
+                await self._abandon_batch(refused, len(taken.acks))
 
     def _take_batch(self) -> _Batch | None:
         """The batch to commit (its acks, events and devices, staged in the store); None while
@@ -468,9 +483,10 @@ class Gateway:
                     twins.append((device, twin))
         return _Batch(acks, events, dirty, availability, twins)
 
-    async def _commit_taken(self, batch: _Batch) -> None:
+    async def _commit_taken(self, batch: _Batch) -> str | None:
         """Commit ``batch``; then acknowledge its messages and publish its effects, or keep it
-        for the next attempt."""
+        for the next attempt. The reason when the store refused it (StoreConflict): the
+        caller drops it with :meth:`_abandon_batch`, holding the flush lock."""
         acks, events, dirty = batch.acks, batch.events, batch.dirty
         availability, twins = batch.availability, batch.twins
         try:
@@ -482,8 +498,7 @@ class Gateway:
             self.store_ok = True
             self._store_failures = 0
         except StoreConflict as exc:
-            await self._abandon_batch(str(exc), len(acks))
-            return
+            return str(exc)
         except StoreError as exc:
             if isinstance(exc, StoreGone):
                 self._store_lost = True
@@ -502,7 +517,7 @@ class Gateway:
             self._events = events + self._events
             self._dirty_state |= dirty
             self._dirty_availability |= availability
-            return
+            return None
         done = time.perf_counter()
         current = self.bridge.generation
         puback: list[int] = []  # QoS 1 on this connection: one write (Bridge.ack_many)
@@ -530,6 +545,7 @@ class Gateway:
                 self.publisher.availability(device)
         for event in events:
             self.publisher.event(event)
+        return None
 
     async def _abandon_batch(self, reason: str, messages: int) -> None:
         """The store refused the batch (another instance changed one of its devices, seen by

@@ -38,9 +38,11 @@ the URL that is logged (:func:`redacted_url`).
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections import deque
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -122,6 +124,9 @@ class PostgresStore(PostgresReads, Staging):
     """The shared store. ``url`` is a libpq URL, ``postgresql://user@host:port/db``."""
 
     shared = True  # several instances may use one database (gateway/service.py asks)
+    # the service may process the next batch while one commits (commit's docstring): the
+    # commit is awaited without the flush lock, as SQLite's writer thread is
+    writes_off_loop = True
 
     def __init__(self, url: str, *, password_file: str = "", pool_size: int = 8) -> None:
         if not url.startswith(("postgresql://", "postgres://")):
@@ -137,7 +142,9 @@ class PostgresStore(PostgresReads, Staging):
         self._s = Staged()  # what the next commit writes
         self._writing: Staged | None = None  # what the commit under way writes
         self._registry_written: dict[str, int] = {}
-        self._registry_pending: dict[str, int] = {}
+        # the devices the commit in flight holds or writes, and its end (commit)
+        self._committing: set[str] = set()
+        self._committed = asyncio.Event()
         self.migrated_from: int | None = None  # schema version found at open, when older
         self._own_xids: deque[int] = deque(maxlen=4096)  # our commits (the feed skips them)
         self._relayed: deque[int] = deque(maxlen=8192)  # event ids the feed returned already
@@ -267,6 +274,7 @@ class PostgresStore(PostgresReads, Staging):
         if self._pool is None:
             return
         try:
+            await self._after_commit()
             if self.staged():
                 await self.commit()
         finally:
@@ -321,6 +329,7 @@ class PostgresStore(PostgresReads, Staging):
         is allowed only with nothing else claimed (module docstring: no deadlock)."""
         if dev_eui in self._claimed:
             return False
+        await self._after_commit((dev_eui,))
         conn = await self._batch()
         key = (LOCK_NAMESPACE, dev_eui)
         try:
@@ -352,6 +361,7 @@ class PostgresStore(PostgresReads, Staging):
         need = [d for d in dict.fromkeys(dev_euis) if d not in self._claimed]
         if not need:
             return [], []
+        await self._after_commit(need)
         conn = await self._batch()
         try:
             # each citypack_claim call reads the version after its own lock (migration v3)
@@ -438,8 +448,10 @@ class PostgresStore(PostgresReads, Staging):
     def busy(self, dev_eui: str) -> bool:
         """Whether this instance's open batch holds or writes the device (the change feed
         leaves it alone: the claim's version check covers it)."""
-        return dev_eui in self._claimed or any(
-            b.touches(dev_eui) for b in (self._s, self._writing) if b is not None
+        return (
+            dev_eui in self._claimed
+            or dev_eui in self._committing
+            or any(b.touches(dev_eui) for b in (self._s, self._writing) if b is not None)
         )
 
     async def reload(
@@ -521,24 +533,39 @@ class PostgresStore(PostgresReads, Staging):
         """Drop everything staged (after :class:`StoreConflict`); the transaction is rolled back
         at the next use of the store."""
         self._s = Staged()
-        self._registry_pending = {}
 
     async def commit(self) -> None:
-        """Write everything staged in one transaction (the batch), then release its devices."""
+        """Write everything staged in one transaction (the batch), then release its devices.
+
+        The batch leaves with the connection that holds its claims: from the first line on,
+        claims, reads and staging belong to the next batch, on a transaction of its own, so
+        the service can process messages while this one commits (gateway/service.py
+        ``flush``). A device of this batch is claimed again only after it committed
+        (:meth:`_after_commit`): its advisory lock is this transaction's until then."""
+        await self._after_commit()  # one commit in flight at a time, in order
+        conn, self._tx = self._tx, None
+        claimed, self._claimed = self._claimed, set()
         if not self.staged():
-            if self._tx is not None:
-                await self._release_tx(rollback=True)  # reads and claims only
+            if conn is not None:
+                await self._put(conn, rollback=True)  # reads and claims only
             return
-        conn = await self._batch()
-        # what is staged while this commit awaits the database (the API, a timer) goes into
-        # the next batch, not lost with this one
+        # what is staged while this commit awaits the database (processing, the API, a
+        # timer) goes into the next batch, not lost with this one
         batch, self._s = self._s, Staged()
         self._writing = batch
         touched = set(batch.devices) | {c.dev_eui for c in batch.commands.values()}
+        self._committing = claimed | touched
+        done = self._committed = asyncio.Event()
         try:
+            if conn is None or conn.closed:
+                try:
+                    conn = await self.pool.getconn(timeout=5)
+                except PoolTimeout as exc:
+                    raise psycopg.OperationalError(str(exc)) from exc
+                claimed = set()  # locks of a lost connection are gone with it
             async with conn.cursor() as cur:
-                await self._claim_at_commit(cur, touched)
-                await self._write_devices(cur, batch, touched)
+                await self._claim_at_commit(cur, touched, claimed)
+                pending = await self._write_devices(cur, batch, touched)
                 await self._write_rest(cur, batch)
                 await cur.execute(  # tagged: this instance's own feed skips it
                     "SELECT pg_notify('citypack_changes', %s), pg_current_xact_id()::text::bigint",
@@ -546,15 +573,15 @@ class PostgresStore(PostgresReads, Staging):
                 )
                 row = await cur.fetchone()
             await conn.commit()
-        except StoreConflict:
+        except (StoreConflict, psycopg.Error) as exc:
             self._writing = None
             self._s = batch.merged(self._s)
-            await self._release_tx(rollback=True)
-            raise
-        except psycopg.Error as exc:
-            self._writing = None
-            self._s = batch.merged(self._s)
-            await self._release_tx(rollback=True)
+            self._committing = set()
+            done.set()
+            if conn is not None:
+                await self._put(conn, rollback=True)
+            if isinstance(exc, StoreConflict):
+                raise
             raise self._error("commit failed", exc) from exc
         self._writing = None
         if row is not None:
@@ -562,14 +589,34 @@ class PostgresStore(PostgresReads, Staging):
         for dev_eui in touched:
             if dev_eui in batch.devices or dev_eui in self._versions:
                 self._versions[dev_eui] = self._versions.get(dev_eui, 0) + 1
-        await self._release_tx(rollback=False)
-        self._registry_written.update(self._registry_pending)
-        self._registry_pending = {}
+        self._registry_written.update(pending)
+        self._committing = set()
+        done.set()
+        await self._put(conn, rollback=False)
 
-    async def _claim_at_commit(self, cur: psycopg.AsyncCursor[Any], touched: set[str]) -> None:
+    async def _after_commit(self, dev_euis: Iterable[str] | None = None) -> None:
+        """Wait for the commit in flight (when it holds one of ``dev_euis``; any when None)."""
+        while self._committing and (dev_euis is None or not self._committing.isdisjoint(dev_euis)):
+            await self._committed.wait()
+
+    async def _put(self, conn: AsyncConnection[Any], *, rollback: bool) -> None:
+        """Hand a batch connection back to the pool (rolled back first when asked)."""
+        if rollback and not conn.closed:
+            try:
+                await conn.rollback()
+            except psycopg.Error:
+                await conn.close()
+        if self._pool is not None:
+            await self._pool.putconn(conn)
+        elif not conn.closed:
+            await conn.close()
+
+    async def _claim_at_commit(
+        self, cur: psycopg.AsyncCursor[Any], touched: set[str], claimed: set[str]
+    ) -> None:
         """Devices staged without a claim (API and maintenance paths) are locked now; one held
         by another instance refuses the batch instead of waiting while holding others."""
-        need = sorted(touched - self._claimed)
+        need = sorted(touched - claimed)
         if not need:
             return
         await cur.execute(
@@ -580,11 +627,11 @@ class PostgresStore(PostgresReads, Staging):
         busy = [r[0] for r in await cur.fetchall()]
         if busy:
             raise StoreConflict(f"devices held by another instance: {', '.join(busy[:5])}")
-        self._claimed.update(need)
 
     async def _write_devices(
         self, cur: psycopg.AsyncCursor[Any], batch: Staged, touched: set[str]
-    ) -> None:
+    ) -> dict[str, int]:
+        """Write the batch's devices; the registry digests written (noted once committed)."""
         inserts: list[tuple[Any, ...]] = []
         full: list[tuple[Any, ...]] = []
         light: list[tuple[Any, ...]] = []
@@ -669,7 +716,7 @@ class PostgresStore(PostgresReads, Staging):
                 raise StoreConflict(
                     f"{len(rows) - max(cur.rowcount, 0)} device(s) changed by another instance"
                 )
-        self._registry_pending = pending
+        return pending
 
     async def _write_rest(self, cur: psycopg.AsyncCursor[Any], batch: Staged) -> None:
         now = time.time()
