@@ -10,8 +10,10 @@ loopback port and a database this bench creates (and drops) on the PostgreSQL at
    taken within each round (the machine is shared) and reported as the median of ``ROUNDS``
    with min and max.
 2. **Latency** receive → committed at a paced 1,000 uplinks/s on PostgreSQL, one instance in
-   this process (raw per-uplink samples, as gateway_throughput does for SQLite), once a round.
-   Goal p99 < 50 ms, on the median round.
+   this process (raw per-uplink samples, as gateway_throughput does for SQLite), once a round,
+   of devices already heard (each reported once first, at the same pace: that pass is
+   reported beside, as the latency of a device's first uplink). Goal p99 < 50 ms, on the
+   median round.
 3. **Failover**: two instances; the one holding the ``dispatch`` job is killed with SIGKILL and a
    command is posted to the other at once; the figure is the time from the kill to the command's
    ``command/down`` reaching ChirpStack's side. Goal ≤ 10 s.
@@ -217,7 +219,21 @@ def _throughput(directory: Path, broker: int, round_: int) -> tuple[float, float
     return single, both
 
 
-async def _latency(broker: int) -> tuple[float, float, int]:
+def _percentiles(samples: list[float]) -> tuple[float, float]:
+    """p50 and p99 of ``samples`` (seconds), in ms."""
+    ordered = sorted(samples)
+    p50 = ordered[len(ordered) // 2]
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return p50 * 1000, p99 * 1000
+
+
+async def _latency(broker: int) -> tuple[float, float, int, float]:
+    """p50, p99 and count of the measured uplinks, and p99 of the warm-up pass (ms).
+
+    Every device first reports once at the same pace (the warm-up: a device's first uplink
+    ever cannot be proven new by its frame counter, so the gateway reads the store twice for
+    it, the redelivery checks of gateway/service.py ``_on_up``); then ``LATENCY_S`` of
+    uplinks from devices already heard, as a running city sends them, are measured."""
     from gateway.config import parse_config
     from gateway.service import Gateway
 
@@ -243,20 +259,23 @@ async def _latency(broker: int) -> tuple[float, float, int]:
         gateway.latency_samples = []
         task = asyncio.create_task(gateway.run())
         await _wait(gateway.bridge.connected.is_set, "gateway connect", 10)
+        processed = gateway.metrics.uplinks.labels("processed")
+        await _publish(broker, events(app, DEVICES, DEVICES, first_f_cnt=9_000), rate=LATENCY_RATE)
+        await _wait(lambda: processed._value.get() >= DEVICES, "warm-up uplinks", 30)
+        await gateway.flush()
+        cold = gateway.latency_samples
+        gateway.latency_samples = []
         count = int(LATENCY_RATE * LATENCY_S)
         await _publish(broker, events(app, DEVICES, count, first_f_cnt=10_000), rate=LATENCY_RATE)
-        processed = gateway.metrics.uplinks.labels("processed")
-        await _wait(lambda: processed._value.get() >= count, "paced uplinks", 30)
+        await _wait(lambda: processed._value.get() >= DEVICES + count, "paced uplinks", 30)
         await gateway.flush()
         gateway.stop()
         await asyncio.wait_for(task, 20)
         await gateway.close()
     finally:
         database.drop()
-    samples = sorted(gateway.latency_samples)
-    p50 = samples[len(samples) // 2]
-    p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
-    return p50 * 1000, p99 * 1000, len(samples)
+    p50, p99 = _percentiles(gateway.latency_samples)
+    return p50, p99, len(gateway.latency_samples), _percentiles(cold)[1]
 
 
 async def _failover(directory: Path, broker: int) -> float:
@@ -327,15 +346,17 @@ def run() -> list[Figure]:
             ratios: list[float] = []
             p50s: list[float] = []
             p99s: list[float] = []
+            colds: list[float] = []
             samples = 0
             for round_ in range(ROUNDS):  # each round: its own baseline (one on SQLite)
                 one, two = _throughput(directory, port, round_)
                 singles.append(one)
                 pairs.append(two)
                 ratios.append(two / one)
-                p50, p99, samples = asyncio.run(_latency(port))
+                p50, p99, samples, cold = asyncio.run(_latency(port))
                 p50s.append(p50)
                 p99s.append(p99)
+                colds.append(cold)
             failover = asyncio.run(_failover(directory, port))
         finally:
             broker.terminate()
@@ -354,6 +375,9 @@ def run() -> list[Figure]:
                + _spread(p50s, "{:.1f}")),
         Figure(BENCH, "latency p99 receive->committed on PostgreSQL", median(p99s), "ms", 50.0,
                "<=", note=_spread(p99s, "{:.1f}")),
+        Figure(BENCH, "latency p99 of each device's first uplink on PostgreSQL", median(colds),
+               "ms", note=f"the warm-up pass, {DEVICES} devices never heard before, "
+               f"{LATENCY_RATE}/s; " + _spread(colds, "{:.1f}")),
         Figure(BENCH, "failover kill -9 of the dispatcher -> next command handed over", failover,
                "s", 10.0, "<=", note="two instances; the command posted to the survivor"),
         Figure(BENCH, "bench wall time", total, "s", note="bounded run"),
