@@ -58,6 +58,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -137,6 +138,31 @@ _BURST = 32
 _STATE_MESSAGES = frozenset(
     {"bin_status", "lamp_status", "lamp_counters", "lamp_presence", "device_info"}
 )
+
+
+# ChirpStack's JSON up event starts with its deduplicationId (field 1 of UplinkEvent, serialised
+# in field order); a UUID has no character JSON would escape
+_DEDUP_FIELD = b'{"deduplicationId":'
+_DEDUP_ID = re.compile(rb"[0-9a-fA-F-]{36}")
+
+
+def _uplink_key(payload: Any) -> str | None:
+    """The dedup key ``_on_up`` will use for an up event (``up:<deduplicationId>``), read
+    from the raw JSON without parsing it; None when not certain (another shape, protobuf,
+    the field twice), and then nothing is read ahead for it (Gateway._claim_burst)."""
+    if not isinstance(payload, bytes) or not payload.startswith(_DEDUP_FIELD):
+        return None
+    start = len(_DEDUP_FIELD)
+    while payload[start : start + 1] == b" ":  # json.dumps's ": " (ChirpStack writes none)
+        start += 1
+    if payload[start : start + 1] != b'"':
+        return None
+    match = _DEDUP_ID.match(payload, start + 1)
+    if match is None or payload[match.end() : match.end() + 1] != b'"':
+        return None
+    if payload.count(b'"deduplicationId"') != 1:
+        return None
+    return "up:" + match.group().decode()
 
 
 _FUOTA_PORTS = (200, 201, 202)  # TS004, TS005, TS003 (ARCHITECTURE.md "Firmware application ports")
@@ -789,6 +815,8 @@ class Gateway:
         to :meth:`_process_retrying`. A burst of one costs what :meth:`_claim_for` would."""
         assert self.fleet is not None
         wanted: list[str] = []
+        unheard: list[str] = []
+        keys: list[tuple[str, str]] = []
         for each in burst:
             topic = each.topic.value
             dev_eui = self.publisher.set_dev_eui(topic)
@@ -801,12 +829,19 @@ class Gateway:
                 device = self.devices.get(dev_eui)
                 if kind == "up" and device is not None and device.kind == "lamp":
                     wanted += [d for d in device.neighbours if d in self.devices]
+                if kind == "up" and (device is None or device.last_f_cnt is None):
+                    # never heard: its frame counter proves nothing, so _on_up asks the store
+                    # for its dedup key and its stored frame; both are read with the claim
+                    unheard.append(dev_eui)
+                    key = _uplink_key(each.payload)
+                    if key is not None:
+                        keys.append((dev_eui, key))
             elif dev_eui not in self.devices:
                 continue  # _on_set claims only a known device
             wanted.append(dev_eui)
         store = self.fleet.store
         try:
-            changed, _ = await store.claim_devices(wanted)
+            changed, _ = await store.claim_devices(wanted, unheard=unheard, keys=keys)
             if changed:
                 devices, commands = await store.load_devices_claimed(changed)
         except StoreError:

@@ -142,6 +142,10 @@ class PostgresStore(PostgresReads, Staging):
         self._s = Staged()  # what the next commit writes
         self._writing: Staged | None = None  # what the commit under way writes
         self._registry_written: dict[str, int] = {}
+        # known while their devices are claimed (claim_devices): dedup keys absent from
+        # `processed`, and devices with no uplink stored; both forgotten with the claims
+        self._unseen: set[str] = set()
+        self._no_history: set[str] = set()
         # the devices the commit in flight holds or writes, and its end (commit)
         self._committing: set[str] = set()
         self._committed = asyncio.Event()
@@ -302,7 +306,7 @@ class PostgresStore(PostgresReads, Staging):
         """The connection holding this batch's transaction (opened on first use)."""
         if self._tx is not None and not self._tx.closed:
             return self._tx
-        self._claimed.clear()  # locks of a lost connection are gone with it
+        self._forget_claims()  # locks of a lost connection are gone with it
         try:
             self._tx = await self.pool.getconn(timeout=5)
         except (psycopg.Error, PoolTimeout) as exc:
@@ -311,7 +315,7 @@ class PostgresStore(PostgresReads, Staging):
 
     async def _release_tx(self, *, rollback: bool) -> None:
         conn, self._tx = self._tx, None
-        self._claimed.clear()
+        self._forget_claims()
         if conn is None or self._pool is None:
             return
         if rollback and not conn.closed:
@@ -351,26 +355,62 @@ class PostgresStore(PostgresReads, Staging):
         self._claimed.add(dev_eui)
         return (version or None) != self._versions.get(dev_eui)
 
-    async def claim_devices(self, dev_euis: list[str]) -> tuple[list[str], list[str]]:
+    def _forget_claims(self) -> None:
+        """The claims ended (committed, rolled back, connection lost): so did what was known
+        under them."""
+        self._claimed.clear()
+        self._unseen.clear()
+        self._no_history.clear()
+
+    async def claim_devices(
+        self,
+        dev_euis: list[str],
+        *,
+        unheard: Iterable[str] = (),
+        keys: Iterable[tuple[str, str]] = (),
+    ) -> tuple[list[str], list[str]]:
         """:meth:`claim_device` for several devices in one round trip, never waiting:
         ``(changed, busy)``, the devices another instance changed since this store last read
         or wrote them (the caller reloads them, :meth:`load_devices_claimed`) and those another
         instance holds (left unclaimed: the caller's own :meth:`claim_device` of each, when its
         message comes, commits and waits as the module docstring says). Try-locks only, so
-        taking them in any order cannot deadlock."""
+        taking them in any order cannot deadlock.
+
+        In the same round trip, for the devices it claims: which of ``unheard`` have no uplink
+        stored and which dedup keys of ``keys`` (devEUI, key) are not in ``processed``, so
+        :meth:`f_cnt_payload` and :meth:`seen` answer those without a query of their own
+        while the claim lasts (a device's first uplink cannot be proven new by its frame
+        counter: the redelivery checks of gateway/service.py ``_on_up`` read both)."""
         need = [d for d in dict.fromkeys(dev_euis) if d not in self._claimed]
         if not need:
             return [], []
         await self._after_commit(need)
+        wanted = set(need)
+        unheard = sorted(wanted.intersection(unheard))
+        keys = [(d, k) for d, k in keys if d in wanted]
         conn = await self._batch()
         try:
-            # each citypack_claim call reads the version after its own lock (migration v3)
-            cur = await conn.execute(
-                "SELECT d, citypack_claim(%s, d) FROM unnest(%s::text[]) WITH ORDINALITY AS t(d, n)"
-                " ORDER BY n",
-                (LOCK_NAMESPACE, need),
-            )
-            rows = await cur.fetchall()
+            # one round trip (pipeline mode), and in order: each statement reads with its own
+            # snapshot, the history ones after the locks (PostgreSQL 15 manual §13.2.1)
+            async with conn.pipeline():
+                # each citypack_claim call reads the version after its own lock (migration v3)
+                claim = await conn.execute(
+                    "SELECT d, citypack_claim(%s, d) FROM unnest(%s::text[]) WITH ORDINALITY"
+                    " AS t(d, n) ORDER BY n",
+                    (LOCK_NAMESPACE, need),
+                )
+                history = known = None
+                if unheard:
+                    history = await conn.execute(
+                        "SELECT DISTINCT dev_eui FROM uplinks WHERE dev_eui = ANY(%s)", (unheard,)
+                    )
+                if keys:
+                    known = await conn.execute(
+                        "SELECT key FROM processed WHERE key = ANY(%s)", ([k for _, k in keys],)
+                    )
+            rows = await claim.fetchall()
+            with_history = {r[0] for r in await history.fetchall()} if history else set()
+            stored = {r[0] for r in await known.fetchall()} if known else set()
         except psycopg.Error as exc:
             await self._release_tx(rollback=True)
             raise self._error("claim failed", exc) from exc
@@ -383,6 +423,12 @@ class PostgresStore(PostgresReads, Staging):
             self._claimed.add(dev_eui)
             if (version or None) != self._versions.get(dev_eui):
                 changed.append(dev_eui)
+        # Only a device's own events write its uplinks and dedup keys (module docstring), and
+        # only while it is claimed: what was absent after the lock stays absent until the
+        # claim ends, except what this instance stages itself, which seen() and
+        # f_cnt_payload() look up first.
+        self._no_history.update(d for d in unheard if d in self._claimed and d not in with_history)
+        self._unseen.update(k for d, k in keys if d in self._claimed and k not in stored)
         return changed, busy
 
     async def load_devices_claimed(
@@ -498,6 +544,8 @@ class PostgresStore(PostgresReads, Staging):
     async def seen(self, key: str) -> bool:
         if key in self._s.seen or (self._writing is not None and key in self._writing.seen):
             return True
+        if key in self._unseen:
+            return False  # read with the claim of its device (claim_devices)
         return await self._fetch("SELECT 1 FROM processed WHERE key = %s", (key,)) is not None
 
     async def f_cnt_payload(self, dev_eui: str, dev_addr: str, f_cnt: int) -> bytes | None:
@@ -505,6 +553,8 @@ class PostgresStore(PostgresReads, Staging):
             staged = batch.frames.get((dev_eui, dev_addr, f_cnt)) if batch is not None else None
             if staged is not None:
                 return staged
+        if dev_eui in self._no_history:
+            return None  # read with its claim (claim_devices)
         row = await self._fetch(
             "SELECT data FROM uplinks WHERE dev_eui = %s AND f_cnt = %s AND dev_addr = %s"
             " ORDER BY id LIMIT 1",
@@ -545,6 +595,7 @@ class PostgresStore(PostgresReads, Staging):
         await self._after_commit()  # one commit in flight at a time, in order
         conn, self._tx = self._tx, None
         claimed, self._claimed = self._claimed, set()
+        self._forget_claims()
         if not self.staged():
             if conn is not None:
                 await self._put(conn, rollback=True)  # reads and claims only
