@@ -33,17 +33,20 @@ Decisions:
 Concurrency: everything runs on one event loop; a message is processed holding the flush lock,
 so a flush from the API, a timer or the dispatcher never commits half a message even when the
 store's reads suspend (PostgreSQL), and its MQTT ack joins the batch only once it is processed.
-A store that writes on its own thread (SQLite, ``writes_off_loop``) commits without the flush
+A store that commits without the loop waiting on it (``writes_off_loop``: SQLite's writer
+thread, PostgreSQL's batch transaction on a connection of its own) commits without the flush
 lock: the batch (acks, events, staged rows) is taken under the lock, and the loop receives and
-processes the next one while the thread writes; one commit is in flight at a time, and a batch's
+processes the next one while it commits; one commit is in flight at a time, and a batch's
 acks leave only after its commit (issue 17).
 
 Several instances on one PostgreSQL store (gateway/README.md "Running several instances"): a
 message's device is claimed in the database before it is processed (per-device serialisation,
-gateway/store/postgres.py) and read again when another instance changed it; dispatch and
-maintenance run on one instance at a time; the rest is in :mod:`gateway.fleet_sync`. A batch the
-store refuses (:class:`~gateway.errors.StoreConflict`) is dropped whole: the devices are read
-again and the MQTT session reconnects, so the broker sends its messages again.
+gateway/store/postgres.py) and read again when another instance changed it; the messages already
+waiting are taken with it and their devices claimed in one round trip
+(:meth:`Gateway._claim_burst`); dispatch and maintenance run on one instance at a time; the rest
+is in :mod:`gateway.fleet_sync`. A batch the store refuses
+(:class:`~gateway.errors.StoreConflict`) is dropped whole: the devices are read again and the
+MQTT session reconnects, so the broker sends its messages again.
 
 Tasks run in one ``asyncio.TaskGroup`` with names: ``mqtt`` (connection and receive loop),
 ``publish`` (outbox), ``dispatch`` (downlinks), ``maintenance`` (expiry, availability, retention)

@@ -6,8 +6,11 @@ URLs and environment (``PGPASSWORD``, ``.pgpass``) exactly as ``psql`` reads the
 ``executemany`` and ``COPY`` for batched writes, ``LISTEN``/``NOTIFY`` on an async connection.
 
 The unit of work is the same batch as SQLite's: one transaction per :meth:`PostgresStore.commit`
-(``executemany`` in pipeline mode, history through ``COPY``), the MQTT messages behind it
-acknowledged only after it commits (gateway/service.py).
+(one statement per kind of row, its columns as arrays through ``unnest``; history through
+``COPY``), the MQTT messages behind it acknowledged only after it commits (gateway/service.py).
+The transaction holding a batch's claims leaves with its commit, so the service processes the
+next batch, on a transaction of its own, while one commits (``writes_off_loop``); a claim of a
+device the commit in flight holds waits for it.
 
 **Exactly once across instances.** Dedup keys are the primary key of ``processed`` and go in
 with ``INSERT ... ON CONFLICT DO NOTHING``. Every key belongs to one device (``up:``, ``join:``,
@@ -43,11 +46,12 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Iterable
+from contextlib import nullcontext
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, AsyncPipeline
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from gateway.errors import DeviceBusy, StoreConflict, StoreError
@@ -392,7 +396,9 @@ class PostgresStore(PostgresReads, Staging):
         try:
             # one round trip (pipeline mode), and in order: each statement reads with its own
             # snapshot, the history ones after the locks (PostgreSQL 15 manual §13.2.1)
-            async with conn.pipeline():
+            # a libpq without pipeline mode (before 14): the same statements, one trip each
+            pipeline = conn.pipeline() if AsyncPipeline.is_supported() else nullcontext()
+            async with pipeline:
                 # each citypack_claim call reads the version after its own lock (migration v3)
                 claim = await conn.execute(
                     "SELECT d, citypack_claim(%s, d) FROM unnest(%s::text[]) WITH ORDINALITY"
