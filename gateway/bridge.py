@@ -272,6 +272,20 @@ class Bridge:
     def stop(self) -> None:
         self._stop.set()
 
+    def take_waiting(self, generation: int, limit: int) -> list[aiomqtt.Message]:
+        """Up to ``limit`` messages of connection ``generation`` already received and waiting
+        in the incoming queue, taken out of it in receive order (the handler processes them
+        itself, before it returns: gateway/service.py claims their devices in one round trip).
+        Empty where the queue is not reachable (gateway/mqtt_internals.py)."""
+        client = self.client
+        if client is None or generation != self.generation or limit <= 0:
+            return []
+        queue = internals.incoming_queue(client)
+        taken: list[aiomqtt.Message] = []
+        while queue is not None and len(taken) < limit and not queue.empty():
+            taken.append(queue.get_nowait())
+        return taken
+
     def pending_messages(self) -> int:
         client = self.client
         return len(client.messages) if client is not None else 0

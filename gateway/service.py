@@ -33,17 +33,20 @@ Decisions:
 Concurrency: everything runs on one event loop; a message is processed holding the flush lock,
 so a flush from the API, a timer or the dispatcher never commits half a message even when the
 store's reads suspend (PostgreSQL), and its MQTT ack joins the batch only once it is processed.
-A store that writes on its own thread (SQLite, ``writes_off_loop``) commits without the flush
+A store that commits without the loop waiting on it (``writes_off_loop``: SQLite's writer
+thread, PostgreSQL's batch transaction on a connection of its own) commits without the flush
 lock: the batch (acks, events, staged rows) is taken under the lock, and the loop receives and
-processes the next one while the thread writes; one commit is in flight at a time, and a batch's
+processes the next one while it commits; one commit is in flight at a time, and a batch's
 acks leave only after its commit (issue 17).
 
 Several instances on one PostgreSQL store (gateway/README.md "Running several instances"): a
 message's device is claimed in the database before it is processed (per-device serialisation,
-gateway/store/postgres.py) and read again when another instance changed it; dispatch and
-maintenance run on one instance at a time; the rest is in :mod:`gateway.fleet_sync`. A batch the
-store refuses (:class:`~gateway.errors.StoreConflict`) is dropped whole: the devices are read
-again and the MQTT session reconnects, so the broker sends its messages again.
+gateway/store/postgres.py) and read again when another instance changed it; the messages already
+waiting are taken with it and their devices claimed in one round trip
+(:meth:`Gateway._claim_burst`); dispatch and maintenance run on one instance at a time; the rest
+is in :mod:`gateway.fleet_sync`. A batch the store refuses
+(:class:`~gateway.errors.StoreConflict`) is dropped whole: the devices are read again and the
+MQTT session reconnects, so the broker sends its messages again.
 
 Tasks run in one ``asyncio.TaskGroup`` with names: ``mqtt`` (connection and receive loop),
 ``publish`` (outbox), ``dispatch`` (downlinks), ``maintenance`` (expiry, availability, retention)
@@ -58,6 +61,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -129,11 +133,39 @@ _RETRY_MAX_S = 5.0  # longest wait between two commit attempts on a failing stor
 # messages already received and waiting that make a batch grow past its interval: a steady
 # 1,000/s leaves one or two waiting, a restart draining the broker's queue leaves hundreds
 _BACKLOG = 32
+# messages taken from the receive queue at once with several instances, their devices claimed
+# in one round trip (Gateway._claim_burst); a backlog after a restart makes bursts this long
+_BURST = 32
 
 # uplink messages whose fields are merged into the twin's reported state
 _STATE_MESSAGES = frozenset(
     {"bin_status", "lamp_status", "lamp_counters", "lamp_presence", "device_info"}
 )
+
+
+# ChirpStack's JSON up event starts with its deduplicationId (field 1 of UplinkEvent, serialised
+# in field order); a UUID has no character JSON would escape
+_DEDUP_FIELD = b'{"deduplicationId":'
+_DEDUP_ID = re.compile(rb"[0-9a-fA-F-]{36}")
+
+
+def _uplink_key(payload: Any) -> str | None:
+    """The dedup key ``_on_up`` will use for an up event (``up:<deduplicationId>``), read
+    from the raw JSON without parsing it; None when not certain (another shape, protobuf,
+    the field twice), and then nothing is read ahead for it (Gateway._claim_burst)."""
+    if not isinstance(payload, bytes) or not payload.startswith(_DEDUP_FIELD):
+        return None
+    start = len(_DEDUP_FIELD)
+    while payload[start : start + 1] == b" ":  # json.dumps's ": " (ChirpStack writes none)
+        start += 1
+    if payload[start : start + 1] != b'"':
+        return None
+    match = _DEDUP_ID.match(payload, start + 1)
+    if match is None or payload[match.end() : match.end() + 1] != b'"':
+        return None
+    if payload.count(b'"deduplicationId"') != 1:
+        return None
+    return "up:" + match.group().decode()
 
 
 _FUOTA_PORTS = (200, 201, 202)  # TS004, TS005, TS003 (ARCHITECTURE.md "Firmware application ports")
@@ -244,6 +276,8 @@ class Gateway:
         # next batch while one commits; _lane keeps one commit in flight, in order
         self._off_loop = bool(getattr(self.store, "writes_off_loop", False))
         self._lane = asyncio.Lock()
+        self._lane_idle = asyncio.Event()  # clear while a commit taken by flush() is in flight
+        self._lane_idle.set()
         self._flush_spawned = False
         self._opened = False
         # run() is opening the store behind a listening API: it answers only its probes then
@@ -418,7 +452,14 @@ class Gateway:
                 taken = self._take_batch()
             if taken is None:
                 return  # a failed store's back-off: the retry timer comes back for it
-            await self._commit_taken(taken)
+            self._lane_idle.clear()
+            try:
+                refused = await self._commit_taken(taken)
+            finally:
+                self._lane_idle.set()
+            if refused is not None:
+                async with self._flush_lock:
+                    await self._abandon_batch(refused, len(taken.acks))
         due = self._flush_due()  # for what came in while this one committed
         if due and self.store_ok:
             self._spawn_flush()
@@ -434,10 +475,16 @@ class Gateway:
         task.add_done_callback(self._timer_tasks.discard)
 
     async def _flush_locked(self) -> None:
-        """:meth:`flush` with the flush lock held."""
+        """:meth:`flush` with the flush lock held. Off the loop, a commit in flight (taken
+        earlier, awaited without the flush lock) ends first: one commit at a time, acks in
+        receive order. It never waits for the flush lock before it ends (a refused one is
+        abandoned after), so waiting for it here cannot deadlock."""
+        await self._lane_idle.wait()
         taken = self._take_batch()
         if taken is not None:
-            await self._commit_taken(taken)
+            refused = await self._commit_taken(taken)
+            if refused is not None:
+                await self._abandon_batch(refused, len(taken.acks))
 
     def _take_batch(self) -> _Batch | None:
         """The batch to commit (its acks, events and devices, staged in the store); None while
@@ -467,9 +514,10 @@ class Gateway:
                     twins.append((device, twin))
         return _Batch(acks, events, dirty, availability, twins)
 
-    async def _commit_taken(self, batch: _Batch) -> None:
+    async def _commit_taken(self, batch: _Batch) -> str | None:
         """Commit ``batch``; then acknowledge its messages and publish its effects, or keep it
-        for the next attempt."""
+        for the next attempt. The reason when the store refused it (StoreConflict): the
+        caller drops it with :meth:`_abandon_batch`, holding the flush lock."""
         acks, events, dirty = batch.acks, batch.events, batch.dirty
         availability, twins = batch.availability, batch.twins
         try:
@@ -481,8 +529,7 @@ class Gateway:
             self.store_ok = True
             self._store_failures = 0
         except StoreConflict as exc:
-            await self._abandon_batch(str(exc), len(acks))
-            return
+            return str(exc)
         except StoreError as exc:
             if isinstance(exc, StoreGone):
                 self._store_lost = True
@@ -501,7 +548,7 @@ class Gateway:
             self._events = events + self._events
             self._dirty_state |= dirty
             self._dirty_availability |= availability
-            return
+            return None
         done = time.perf_counter()
         current = self.bridge.generation
         puback: list[int] = []  # QoS 1 on this connection: one write (Bridge.ack_many)
@@ -529,6 +576,7 @@ class Gateway:
                 self.publisher.availability(device)
         for event in events:
             self.publisher.event(event)
+        return None
 
     async def _abandon_batch(self, reason: str, messages: int) -> None:
         """The store refused the batch (another instance changed one of its devices, seen by
@@ -734,24 +782,81 @@ class Gateway:
             self._parked.append((message, generation))
             self._arm_retry()
             return
-        received = time.perf_counter()
-        topic = message.topic.value
-        payload = message.payload
-        if isinstance(payload, str):
-            raw = payload.encode()
-        elif isinstance(payload, bytes | bytearray):
-            raw = bytes(payload)
-        else:
-            raw = b"" if payload is None else str(payload).encode()
-        is_uplink = topic.endswith("/event/up")
+        burst = [message]
+        if self.fleet is not None:
+            # several instances: the messages already waiting are taken with this one, so their
+            # devices are claimed in one round trip (_claim_burst) instead of one each
+            room = min(_BURST, self.config.store.batch_max - len(self._acks))
+            burst += self.bridge.take_waiting(generation, room - 1)
+        received = time.perf_counter()  # the burst's: when the first of it was taken
         async with self._flush_lock:
-            if not await self._process_retrying(topic, raw, retained=message.retain):
-                return  # stopping with the store away: unacknowledged, the broker keeps it
-            if self._batch_started is None:
-                self._batch_started = received
-            # acked with the batch that holds its effects, never with an earlier one
-            self._acks.append((generation, message.mid, message.qos, received, is_uplink))
+            if self.fleet is not None:
+                await self._claim_burst(burst)
+            for each in burst:
+                topic = each.topic.value
+                payload = each.payload
+                if isinstance(payload, str):
+                    raw = payload.encode()
+                elif isinstance(payload, bytes | bytearray):
+                    raw = bytes(payload)
+                else:
+                    raw = b"" if payload is None else str(payload).encode()
+                if not await self._process_retrying(topic, raw, retained=each.retain):
+                    # stopping with the store away: unacknowledged, the broker keeps it and
+                    # what came after it (acks are in receive order)
+                    return
+                if self._batch_started is None:
+                    self._batch_started = received
+                # acked with the batch that holds its effects, never with an earlier one
+                is_uplink = topic.endswith("/event/up")
+                self._acks.append((generation, each.mid, each.qos, received, is_uplink))
         await self._maybe_flush()
+
+    async def _claim_burst(self, burst: list[aiomqtt.Message]) -> None:
+        """Claim, in one round trip, the devices the messages of ``burst`` will claim one by
+        one in :meth:`_claim_for` (their devEUIs are in the topics), and read again in one
+        more those another instance changed. Only a head start: a device held elsewhere is
+        left to :meth:`_claim_for` (commit, then wait for it alone), and a store error here
+        to :meth:`_process_retrying`. A burst of one costs what :meth:`_claim_for` would."""
+        assert self.fleet is not None
+        wanted: list[str] = []
+        unheard: list[str] = []
+        keys: list[tuple[str, str]] = []
+        for each in burst:
+            topic = each.topic.value
+            dev_eui = self.publisher.set_dev_eui(topic)
+            if dev_eui is None:
+                try:
+                    _, dev_eui, kind = cs.parse_topic(topic)
+                except InvalidEvent:
+                    continue  # a dead letter: nothing to claim
+                dev_eui = dev_eui.lower()
+                device = self.devices.get(dev_eui)
+                if kind == "up" and device is not None and device.kind == "lamp":
+                    wanted += [d for d in device.neighbours if d in self.devices]
+                if kind == "up" and (device is None or device.last_f_cnt is None):
+                    # never heard: its frame counter proves nothing, so _on_up asks the store
+                    # for its dedup key and its stored frame; both are read with the claim
+                    unheard.append(dev_eui)
+                    key = _uplink_key(each.payload)
+                    if key is not None:
+                        keys.append((dev_eui, key))
+            elif dev_eui not in self.devices:
+                continue  # _on_set claims only a known device
+            wanted.append(dev_eui)
+        store = self.fleet.store
+        try:
+            changed, _ = await store.claim_devices(wanted, unheard=unheard, keys=keys)
+            if changed:
+                devices, commands = await store.load_devices_claimed(changed)
+        except StoreError:
+            return
+        if not changed:
+            return
+        for device in devices:
+            self.adopt_device(device, commands.pop(device.dev_eui, []))
+        for dev_eui, active in commands.items():  # no row: its commands alone
+            self.commands.replace_device(dev_eui, active)
 
     async def _process_retrying(self, topic: str, raw: bytes, *, retained: bool) -> bool:
         """:meth:`process`, again while the store cannot be read (a PostgreSQL restart): the

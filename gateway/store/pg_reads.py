@@ -168,7 +168,14 @@ class PostgresReads:
         ]
 
     async def counts(self) -> dict[str, Any]:
-        counters = {r["name"]: r["value"] for r in await self._rows("SELECT * FROM counters")}
+        # a counter is the sum of its rows: ``name`` and its shards ``name@<n>`` (postgres.py)
+        counters = {
+            r["name"]: r["value"]
+            for r in await self._rows(
+                "SELECT split_part(name, '@', 1) AS name, sum(value) AS value FROM counters"
+                " GROUP BY 1"
+            )
+        }
         by_state = {
             r["state"]: int(r["n"])
             for r in await self._rows("SELECT state, count(*) AS n FROM commands GROUP BY state")

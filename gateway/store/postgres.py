@@ -6,8 +6,11 @@ URLs and environment (``PGPASSWORD``, ``.pgpass``) exactly as ``psql`` reads the
 ``executemany`` and ``COPY`` for batched writes, ``LISTEN``/``NOTIFY`` on an async connection.
 
 The unit of work is the same batch as SQLite's: one transaction per :meth:`PostgresStore.commit`
-(``executemany`` in pipeline mode, history through ``COPY``), the MQTT messages behind it
-acknowledged only after it commits (gateway/service.py).
+(one statement per kind of row, its columns as arrays through ``unnest``; history through
+``COPY``), the MQTT messages behind it acknowledged only after it commits (gateway/service.py).
+The transaction holding a batch's claims leaves with its commit, so the service processes the
+next batch, on a transaction of its own, while one commits (``writes_off_loop``); a claim of a
+device the commit in flight holds waits for it.
 
 **Exactly once across instances.** Dedup keys are the primary key of ``processed`` and go in
 with ``INSERT ... ON CONFLICT DO NOTHING``. Every key belongs to one device (``up:``, ``join:``,
@@ -38,14 +41,17 @@ the URL that is logged (:func:`redacted_url`).
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections import deque
+from collections.abc import Iterable
+from contextlib import nullcontext
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, AsyncPipeline
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from gateway.errors import DeviceBusy, StoreConflict, StoreError
@@ -74,6 +80,8 @@ from gateway.store.pg_schema import LOCK_NAMESPACE, MIGRATION_LOCK, MIGRATIONS
 __all__ = ["PostgresStore", "connect_kwargs", "redacted_url"]
 
 
+#: rows each counter is spread over (PostgresStore._count)
+COUNTER_SHARDS = 16
 #: how long a starting instance waits for another one's schema migration (:meth:`_migrate`)
 MIGRATION_WAIT_S = 120
 
@@ -120,6 +128,9 @@ class PostgresStore(PostgresReads, Staging):
     """The shared store. ``url`` is a libpq URL, ``postgresql://user@host:port/db``."""
 
     shared = True  # several instances may use one database (gateway/service.py asks)
+    # the service may process the next batch while one commits (commit's docstring): the
+    # commit is awaited without the flush lock, as SQLite's writer thread is
+    writes_off_loop = True
 
     def __init__(self, url: str, *, password_file: str = "", pool_size: int = 8) -> None:
         if not url.startswith(("postgresql://", "postgres://")):
@@ -135,7 +146,13 @@ class PostgresStore(PostgresReads, Staging):
         self._s = Staged()  # what the next commit writes
         self._writing: Staged | None = None  # what the commit under way writes
         self._registry_written: dict[str, int] = {}
-        self._registry_pending: dict[str, int] = {}
+        # known while their devices are claimed (claim_devices): dedup keys absent from
+        # `processed`, and devices with no uplink stored; both forgotten with the claims
+        self._unseen: set[str] = set()
+        self._no_history: set[str] = set()
+        # the devices the commit in flight holds or writes, and its end (commit)
+        self._committing: set[str] = set()
+        self._committed = asyncio.Event()
         self.migrated_from: int | None = None  # schema version found at open, when older
         self._own_xids: deque[int] = deque(maxlen=4096)  # our commits (the feed skips them)
         self._relayed: deque[int] = deque(maxlen=8192)  # event ids the feed returned already
@@ -265,6 +282,7 @@ class PostgresStore(PostgresReads, Staging):
         if self._pool is None:
             return
         try:
+            await self._after_commit()
             if self.staged():
                 await self.commit()
         finally:
@@ -292,7 +310,7 @@ class PostgresStore(PostgresReads, Staging):
         """The connection holding this batch's transaction (opened on first use)."""
         if self._tx is not None and not self._tx.closed:
             return self._tx
-        self._claimed.clear()  # locks of a lost connection are gone with it
+        self._forget_claims()  # locks of a lost connection are gone with it
         try:
             self._tx = await self.pool.getconn(timeout=5)
         except (psycopg.Error, PoolTimeout) as exc:
@@ -301,7 +319,7 @@ class PostgresStore(PostgresReads, Staging):
 
     async def _release_tx(self, *, rollback: bool) -> None:
         conn, self._tx = self._tx, None
-        self._claimed.clear()
+        self._forget_claims()
         if conn is None or self._pool is None:
             return
         if rollback and not conn.closed:
@@ -319,6 +337,7 @@ class PostgresStore(PostgresReads, Staging):
         is allowed only with nothing else claimed (module docstring: no deadlock)."""
         if dev_eui in self._claimed:
             return False
+        await self._after_commit((dev_eui,))
         conn = await self._batch()
         key = (LOCK_NAMESPACE, dev_eui)
         try:
@@ -339,6 +358,111 @@ class PostgresStore(PostgresReads, Staging):
             raise DeviceBusy(f"device {dev_eui} is held by another instance")
         self._claimed.add(dev_eui)
         return (version or None) != self._versions.get(dev_eui)
+
+    def _forget_claims(self) -> None:
+        """The claims ended (committed, rolled back, connection lost): so did what was known
+        under them."""
+        self._claimed.clear()
+        self._unseen.clear()
+        self._no_history.clear()
+
+    async def claim_devices(
+        self,
+        dev_euis: list[str],
+        *,
+        unheard: Iterable[str] = (),
+        keys: Iterable[tuple[str, str]] = (),
+    ) -> tuple[list[str], list[str]]:
+        """:meth:`claim_device` for several devices in one round trip, never waiting:
+        ``(changed, busy)``, the devices another instance changed since this store last read
+        or wrote them (the caller reloads them, :meth:`load_devices_claimed`) and those another
+        instance holds (left unclaimed: the caller's own :meth:`claim_device` of each, when its
+        message comes, commits and waits as the module docstring says). Try-locks only, so
+        taking them in any order cannot deadlock.
+
+        In the same round trip, for the devices it claims: which of ``unheard`` have no uplink
+        stored and which dedup keys of ``keys`` (devEUI, key) are not in ``processed``, so
+        :meth:`f_cnt_payload` and :meth:`seen` answer those without a query of their own
+        while the claim lasts (a device's first uplink cannot be proven new by its frame
+        counter: the redelivery checks of gateway/service.py ``_on_up`` read both)."""
+        need = [d for d in dict.fromkeys(dev_euis) if d not in self._claimed]
+        if not need:
+            return [], []
+        await self._after_commit(need)
+        wanted = set(need)
+        unheard = sorted(wanted.intersection(unheard))
+        keys = [(d, k) for d, k in keys if d in wanted]
+        conn = await self._batch()
+        try:
+            # one round trip (pipeline mode), and in order: each statement reads with its own
+            # snapshot, the history ones after the locks (PostgreSQL 15 manual §13.2.1)
+            # a libpq without pipeline mode (before 14): the same statements, one trip each
+            pipeline = conn.pipeline() if AsyncPipeline.is_supported() else nullcontext()
+            async with pipeline:
+                # each citypack_claim call reads the version after its own lock (migration v3)
+                claim = await conn.execute(
+                    "SELECT d, citypack_claim(%s, d) FROM unnest(%s::text[]) WITH ORDINALITY"
+                    " AS t(d, n) ORDER BY n",
+                    (LOCK_NAMESPACE, need),
+                )
+                history = known = None
+                if unheard:
+                    history = await conn.execute(
+                        "SELECT DISTINCT dev_eui FROM uplinks WHERE dev_eui = ANY(%s)", (unheard,)
+                    )
+                if keys:
+                    known = await conn.execute(
+                        "SELECT key FROM processed WHERE key = ANY(%s)", ([k for _, k in keys],)
+                    )
+            rows = await claim.fetchall()
+            with_history = {r[0] for r in await history.fetchall()} if history else set()
+            stored = {r[0] for r in await known.fetchall()} if known else set()
+        except psycopg.Error as exc:
+            await self._release_tx(rollback=True)
+            raise self._error("claim failed", exc) from exc
+        changed: list[str] = []
+        busy: list[str] = []
+        for dev_eui, version in rows:
+            if version < 0:
+                busy.append(dev_eui)
+                continue
+            self._claimed.add(dev_eui)
+            if (version or None) != self._versions.get(dev_eui):
+                changed.append(dev_eui)
+        # Only a device's own events write its uplinks and dedup keys (module docstring), and
+        # only while it is claimed: what was absent after the lock stays absent until the
+        # claim ends, except what this instance stages itself, which seen() and
+        # f_cnt_payload() look up first.
+        self._no_history.update(d for d in unheard if d in self._claimed and d not in with_history)
+        self._unseen.update(k for d, k in keys if d in self._claimed and k not in stored)
+        return changed, busy
+
+    async def load_devices_claimed(
+        self, dev_euis: list[str]
+    ) -> tuple[list[Device], dict[str, list[CommandRecord]]]:
+        """:meth:`load_device` for several devices (read in the batch transaction, versions
+        recorded): the stored ones, and the active commands of each by devEUI."""
+        conn = await self._batch()
+        try:
+            cur = await conn.execute(DEVICE_SELECT + " WHERE dev_eui = ANY(%s)", (dev_euis,))
+            rows = await cur.fetchall()
+            cur = await conn.execute(
+                "SELECT * FROM commands WHERE dev_eui = ANY(%s) AND state = ANY(%s)"
+                " ORDER BY created_at",
+                (dev_euis, list(ACTIVE_STATES)),
+            )
+            names = column_names(cur)
+            commands: dict[str, list[CommandRecord]] = {d: [] for d in dev_euis}
+            for r in await cur.fetchall():
+                command = command_of(dict(zip(names, r, strict=True)))
+                commands.setdefault(command.dev_eui, []).append(command)
+        except psycopg.Error as exc:
+            await self._release_tx(rollback=True)
+            raise self._error("read failed", exc) from exc
+        devices = [self._device(row) for row in rows]
+        for missing in set(dev_euis) - {d.dev_eui for d in devices}:
+            self._versions.pop(missing, None)
+        return devices, commands
 
     async def load_device(self, dev_eui: str) -> tuple[Device | None, list[CommandRecord]]:
         """The stored device and its active commands, read in the batch transaction."""
@@ -376,8 +500,10 @@ class PostgresStore(PostgresReads, Staging):
     def busy(self, dev_eui: str) -> bool:
         """Whether this instance's open batch holds or writes the device (the change feed
         leaves it alone: the claim's version check covers it)."""
-        return dev_eui in self._claimed or any(
-            b.touches(dev_eui) for b in (self._s, self._writing) if b is not None
+        return (
+            dev_eui in self._claimed
+            or dev_eui in self._committing
+            or any(b.touches(dev_eui) for b in (self._s, self._writing) if b is not None)
         )
 
     async def reload(
@@ -424,6 +550,8 @@ class PostgresStore(PostgresReads, Staging):
     async def seen(self, key: str) -> bool:
         if key in self._s.seen or (self._writing is not None and key in self._writing.seen):
             return True
+        if key in self._unseen:
+            return False  # read with the claim of its device (claim_devices)
         return await self._fetch("SELECT 1 FROM processed WHERE key = %s", (key,)) is not None
 
     async def f_cnt_payload(self, dev_eui: str, dev_addr: str, f_cnt: int) -> bytes | None:
@@ -431,6 +559,8 @@ class PostgresStore(PostgresReads, Staging):
             staged = batch.frames.get((dev_eui, dev_addr, f_cnt)) if batch is not None else None
             if staged is not None:
                 return staged
+        if dev_eui in self._no_history:
+            return None  # read with its claim (claim_devices)
         row = await self._fetch(
             "SELECT data FROM uplinks WHERE dev_eui = %s AND f_cnt = %s AND dev_addr = %s"
             " ORDER BY id LIMIT 1",
@@ -459,24 +589,40 @@ class PostgresStore(PostgresReads, Staging):
         """Drop everything staged (after :class:`StoreConflict`); the transaction is rolled back
         at the next use of the store."""
         self._s = Staged()
-        self._registry_pending = {}
 
     async def commit(self) -> None:
-        """Write everything staged in one transaction (the batch), then release its devices."""
+        """Write everything staged in one transaction (the batch), then release its devices.
+
+        The batch leaves with the connection that holds its claims: from the first line on,
+        claims, reads and staging belong to the next batch, on a transaction of its own, so
+        the service can process messages while this one commits (gateway/service.py
+        ``flush``). A device of this batch is claimed again only after it committed
+        (:meth:`_after_commit`): its advisory lock is this transaction's until then."""
+        await self._after_commit()  # one commit in flight at a time, in order
+        conn, self._tx = self._tx, None
+        claimed, self._claimed = self._claimed, set()
+        self._forget_claims()
         if not self.staged():
-            if self._tx is not None:
-                await self._release_tx(rollback=True)  # reads and claims only
+            if conn is not None:
+                await self._put(conn, rollback=True)  # reads and claims only
             return
-        conn = await self._batch()
-        # what is staged while this commit awaits the database (the API, a timer) goes into
-        # the next batch, not lost with this one
+        # what is staged while this commit awaits the database (processing, the API, a
+        # timer) goes into the next batch, not lost with this one
         batch, self._s = self._s, Staged()
         self._writing = batch
         touched = set(batch.devices) | {c.dev_eui for c in batch.commands.values()}
+        self._committing = claimed | touched
+        done = self._committed = asyncio.Event()
         try:
+            if conn is None or conn.closed:
+                try:
+                    conn = await self.pool.getconn(timeout=5)
+                except PoolTimeout as exc:
+                    raise psycopg.OperationalError(str(exc)) from exc
+                claimed = set()  # locks of a lost connection are gone with it
             async with conn.cursor() as cur:
-                await self._claim_at_commit(cur, touched)
-                await self._write_devices(cur, batch, touched)
+                await self._claim_at_commit(cur, touched, claimed)
+                pending = await self._write_devices(cur, batch, touched)
                 await self._write_rest(cur, batch)
                 await cur.execute(  # tagged: this instance's own feed skips it
                     "SELECT pg_notify('citypack_changes', %s), pg_current_xact_id()::text::bigint",
@@ -484,15 +630,15 @@ class PostgresStore(PostgresReads, Staging):
                 )
                 row = await cur.fetchone()
             await conn.commit()
-        except StoreConflict:
+        except (StoreConflict, psycopg.Error) as exc:
             self._writing = None
             self._s = batch.merged(self._s)
-            await self._release_tx(rollback=True)
-            raise
-        except psycopg.Error as exc:
-            self._writing = None
-            self._s = batch.merged(self._s)
-            await self._release_tx(rollback=True)
+            self._committing = set()
+            done.set()
+            if conn is not None:
+                await self._put(conn, rollback=True)
+            if isinstance(exc, StoreConflict):
+                raise
             raise self._error("commit failed", exc) from exc
         self._writing = None
         if row is not None:
@@ -500,14 +646,34 @@ class PostgresStore(PostgresReads, Staging):
         for dev_eui in touched:
             if dev_eui in batch.devices or dev_eui in self._versions:
                 self._versions[dev_eui] = self._versions.get(dev_eui, 0) + 1
-        await self._release_tx(rollback=False)
-        self._registry_written.update(self._registry_pending)
-        self._registry_pending = {}
+        self._registry_written.update(pending)
+        self._committing = set()
+        done.set()
+        await self._put(conn, rollback=False)
 
-    async def _claim_at_commit(self, cur: psycopg.AsyncCursor[Any], touched: set[str]) -> None:
+    async def _after_commit(self, dev_euis: Iterable[str] | None = None) -> None:
+        """Wait for the commit in flight (when it holds one of ``dev_euis``; any when None)."""
+        while self._committing and (dev_euis is None or not self._committing.isdisjoint(dev_euis)):
+            await self._committed.wait()
+
+    async def _put(self, conn: AsyncConnection[Any], *, rollback: bool) -> None:
+        """Hand a batch connection back to the pool (rolled back first when asked)."""
+        if rollback and not conn.closed:
+            try:
+                await conn.rollback()
+            except psycopg.Error:
+                await conn.close()
+        if self._pool is not None:
+            await self._pool.putconn(conn)
+        elif not conn.closed:
+            await conn.close()
+
+    async def _claim_at_commit(
+        self, cur: psycopg.AsyncCursor[Any], touched: set[str], claimed: set[str]
+    ) -> None:
         """Devices staged without a claim (API and maintenance paths) are locked now; one held
         by another instance refuses the batch instead of waiting while holding others."""
-        need = sorted(touched - self._claimed)
+        need = sorted(touched - claimed)
         if not need:
             return
         await cur.execute(
@@ -518,11 +684,11 @@ class PostgresStore(PostgresReads, Staging):
         busy = [r[0] for r in await cur.fetchall()]
         if busy:
             raise StoreConflict(f"devices held by another instance: {', '.join(busy[:5])}")
-        self._claimed.update(need)
 
     async def _write_devices(
         self, cur: psycopg.AsyncCursor[Any], batch: Staged, touched: set[str]
-    ) -> None:
+    ) -> dict[str, int]:
+        """Write the batch's devices; the registry digests written (noted once committed)."""
         inserts: list[tuple[Any, ...]] = []
         full: list[tuple[Any, ...]] = []
         light: list[tuple[Any, ...]] = []
@@ -561,43 +727,62 @@ class PostgresStore(PostgresReads, Staging):
                 full.append((*row, expected))
         versions = self._versions
         bumps = [(d, versions[d]) for d in touched if d not in batch.devices and d in versions]
-        bump = "version = version + 1, xid = pg_current_xact_id()"
+        bump = "version = d.version + 1, xid = pg_current_xact_id()"
+        # One statement per kind of row, its columns as arrays (unnest), not one statement per
+        # device (executemany): a statement costs the loop ~0.1 ms of libpq and psycopg work
+        # whatever its size, and a batch holds hundreds of devices. rowcount is what the
+        # statement changed: fewer than its rows means another instance got there first.
+        # Binary parameters (%b): a text array in text format escapes every element through
+        # a regular expression in Python, which for the twins' JSON cost more than it saved.
         for query, rows in (
             (
                 "INSERT INTO devices (kind, doc, twin, street, grp, updated_at, last_f_cnt,"
-                " last_dev_addr, dev_eui) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (dev_eui) DO NOTHING",
+                " last_dev_addr, dev_eui) SELECT * FROM unnest(%b::text[], %b::text[],"
+                " %b::text[], %b::text[], %b::text[], %b::float8[], %b::bigint[], %b::text[],"
+                " %b::text[]) ON CONFLICT (dev_eui) DO NOTHING",
                 inserts,
             ),
             (
-                "UPDATE devices SET kind = %s, doc = %s, twin = %s, street = %s, grp = %s,"
-                f" updated_at = %s, last_f_cnt = %s, last_dev_addr = %s, {bump}"
-                " WHERE dev_eui = %s AND version = %s",
+                "UPDATE devices AS d SET kind = v.kind, doc = v.doc, twin = v.twin,"
+                " street = v.street, grp = v.grp, updated_at = v.updated_at,"
+                f" last_f_cnt = v.f_cnt, last_dev_addr = v.dev_addr, {bump}"
+                " FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[],"
+                " %b::float8[], %b::bigint[], %b::text[], %b::text[], %b::bigint[])"
+                " AS v(kind, doc, twin, street, grp, updated_at, f_cnt, dev_addr, dev, version)"
+                " WHERE d.dev_eui = v.dev AND d.version = v.version",
                 full,
             ),
             (
-                "UPDATE devices SET kind = %s, twin = %s, last_f_cnt = %s, last_dev_addr = %s,"
-                f" {bump} WHERE dev_eui = %s AND version = %s",
+                "UPDATE devices AS d SET kind = v.kind, twin = v.twin, last_f_cnt = v.f_cnt,"
+                f" last_dev_addr = v.dev_addr, {bump} FROM unnest(%b::text[], %b::text[],"
+                " %b::bigint[], %b::text[], %b::text[], %b::bigint[])"
+                " AS v(kind, twin, f_cnt, dev_addr, dev, version)"
+                " WHERE d.dev_eui = v.dev AND d.version = v.version",
                 light,
             ),
-            (f"UPDATE devices SET {bump} WHERE dev_eui = %s AND version = %s", bumps),
+            (
+                f"UPDATE devices AS d SET {bump} FROM unnest(%b::text[], %b::bigint[])"
+                " AS v(dev, version) WHERE d.dev_eui = v.dev AND d.version = v.version",
+                bumps,
+            ),
         ):
             if not rows:
                 continue
-            await cur.executemany(query, rows)
-            if cur.rowcount != len(rows):  # psycopg >= 3.1: the sum over the batch
+            await cur.execute(query, [list(column) for column in zip(*rows, strict=True)])
+            if cur.rowcount != len(rows):
                 raise StoreConflict(
                     f"{len(rows) - max(cur.rowcount, 0)} device(s) changed by another instance"
                 )
-        self._registry_pending = pending
+        return pending
 
     async def _write_rest(self, cur: psycopg.AsyncCursor[Any], batch: Staged) -> None:
         now = time.time()
         if batch.seen:
             # a key another instance committed stays its; ours is then a no-op (module docstring)
-            await cur.executemany(
-                "INSERT INTO processed (key, at) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING",
-                [(key, now) for key in batch.seen],
+            await cur.execute(
+                "INSERT INTO processed (key, at) SELECT k, %s FROM unnest(%b::text[]) AS k"
+                " ON CONFLICT (key) DO NOTHING",
+                (now, list(batch.seen)),
             )
         if batch.uplinks:
             async with cur.copy(f"COPY uplinks ({UPLINK_COLUMNS}) FROM STDIN") as copy:
@@ -612,9 +797,16 @@ class PostgresStore(PostgresReads, Staging):
             )
             await self._count(cur, "dead_letters", len(batch.dead))
         if batch.events:
-            await cur.executemany(
-                "INSERT INTO events (at, type, dev_eui, data) VALUES (%s, %s, %s, %s)",
-                [(e.at, e.type, e.dev_eui, JSON.encode(e.data)) for e in batch.events],
+            events = batch.events  # one statement, as _write_devices does
+            await cur.execute(
+                "INSERT INTO events (at, type, dev_eui, data)"
+                " SELECT * FROM unnest(%b::float8[], %b::text[], %b::text[], %b::text[])",
+                (
+                    [e.at for e in events],
+                    [e.type for e in events],
+                    [e.dev_eui for e in events],
+                    [JSON.encode(e.data) for e in events],
+                ),
             )
         if batch.commands:
             await cur.executemany(
@@ -628,8 +820,12 @@ class PostgresStore(PostgresReads, Staging):
 
     @staticmethod
     async def _count(cur: psycopg.AsyncCursor[Any], name: str, value: int) -> None:
+        """Add ``value`` to counter ``name`` in one of :data:`COUNTER_SHARDS` rows
+        (``name@<n>``, by backend; pg_reads.py ``counts`` sums them): one row for every
+        instance would make each commit wait for the row lock of every other instance's
+        commit in flight, fsync included (PostgreSQL 15 manual §13.3.2)."""
         await cur.execute(
-            "INSERT INTO counters (name, value) VALUES (%s, %s)"
+            "INSERT INTO counters (name, value) VALUES (%s || '@' || pg_backend_pid() %% %s, %s)"
             " ON CONFLICT (name) DO UPDATE SET value = counters.value + excluded.value",
-            (name, value),
+            (name, COUNTER_SHARDS, value),
         )

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from gateway.errors import DeviceBusy, StoreConflict, StoreError
-from gateway.store import Device, EventRecord, PostgresStore, redacted_url
+from gateway.store import Device, EventRecord, PostgresStore, UplinkRecord, redacted_url
 from gateway.store.pg_coordination import Leadership, listen
 from gateway.store.pg_schema import MIGRATIONS
 from tests.gateway.harness import wait_for
@@ -70,6 +70,72 @@ async def test_device_is_serialised_between_instances(postgres_url: str) -> None
         await b.commit()
         assert await a.claim_device(dev.dev_eui)  # now a is the stale one
         await a.commit()
+    finally:
+        await a.close()
+        await b.close()
+
+
+def _uplink(dev: str, f_cnt: int, data: bytes) -> UplinkRecord:
+    return UplinkRecord(
+        dev_eui=dev,
+        received_at=1000.0,
+        deduplication_id=f"dd-{dev}-{f_cnt}",
+        time="2026-01-01T00:00:00Z",
+        dev_addr="0a0b0c0d",
+        f_cnt=f_cnt,
+        f_port=10,
+        dr=5,
+        frequency=868100000,
+        rssi=-80,
+        snr=7.5,
+        gateways=1,
+        message="bin_status",
+        fields={"fill_percent": 1},
+        data=data,
+    )
+
+
+async def test_burst_claim_reads_history_under_the_claim_only(postgres_url: str) -> None:
+    """claim_devices claims several devices in one round trip and, for the ones it claims,
+    reads which have no uplink stored and which dedup keys are absent; seen() and
+    f_cnt_payload() answer from that only while the claim lasts."""
+    a, b = await _pair(postgres_url)
+    heard, fresh, held = "00000000000000c1", "00000000000000c2", "00000000000000c3"
+    try:
+        for dev in (heard, fresh, held):
+            a.stage_device(Device(dev_eui=dev, kind="bin"))
+        a.stage_uplink(_uplink(heard, 7, b"\x01"))
+        a.stage_seen("up:k-heard")
+        await a.commit()
+        await b.load_devices()
+        assert not await a.claim_device(held)  # a holds this one
+
+        changed, busy = await b.claim_devices(
+            [heard, fresh, held],
+            unheard=[heard, fresh, held],
+            keys=[(heard, "up:k-heard"), (fresh, "up:k-fresh"), (held, "up:k-held")],
+        )
+        assert (changed, busy) == ([], [held])
+        assert await b.seen("up:k-heard")
+        assert not await b.seen("up:k-fresh")
+        assert await b.f_cnt_payload(heard, "0a0b0c0d", 7) == b"\x01"
+        assert await b.f_cnt_payload(fresh, "0a0b0c0d", 7) is None
+        # what a wrote for the device b could not claim is read, not taken as absent
+        a.stage_seen("up:k-held")
+        a.stage_uplink(_uplink(held, 3, b"\x03"))
+        a.stage_device(Device(dev_eui=held, kind="bin"))
+        await a.commit()
+        assert await b.seen("up:k-held")
+        assert await b.f_cnt_payload(held, "0a0b0c0d", 3) == b"\x03"
+        await b.commit()  # the claims end, and what was known under them
+
+        assert not await a.claim_device(fresh)
+        a.stage_seen("up:k-fresh")
+        a.stage_uplink(_uplink(fresh, 9, b"\x09"))
+        await a.commit()
+        assert await b.seen("up:k-fresh")
+        assert await b.f_cnt_payload(fresh, "0a0b0c0d", 9) == b"\x09"
+        await b.commit()
     finally:
         await a.close()
         await b.close()

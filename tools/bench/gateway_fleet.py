@@ -6,11 +6,18 @@ loopback port and a database this bench creates (and drops) on the PostgreSQL at
    bins are published at full speed to (a) one ``citypack gateway run`` process on SQLite and
    (b) two processes on one PostgreSQL sharing ``$share/<group>/`` (MQTT v5, own client ids);
    each figure is events / (first publish → all stored, read through the API). Goal: two on
-   PostgreSQL / one on SQLite ≥ 1.0 (the second instance must add capacity). Best of
-   ``ROUNDS`` for each, alternating, because the machine is shared.
+   PostgreSQL / one on SQLite ≥ 1.0 (the second instance must add capacity). The ratio is
+   taken within each round (the machine is shared) and reported as the median of ``ROUNDS``
+   with min and max.
 2. **Latency** receive → committed at a paced 1,000 uplinks/s on PostgreSQL, one instance in
-   this process (raw per-uplink samples, as gateway_throughput does for SQLite). Goal p99 < 50 ms.
-3. **Failover**: two instances; the one holding the ``dispatch`` job is killed with SIGKILL and a
+   this process (raw per-uplink samples, as gateway_throughput does for SQLite), once a round,
+   of devices already heard (each reported once first, at the same pace: that pass is
+   reported beside, as the latency of a device's first uplink). Goal p99 < 50 ms, on the
+   median round.
+3. **One instance on PostgreSQL against the bare loop** (issue 17: ≥ 0.5): ``BATCH`` events
+   queued at the broker are drained by gateway_throughput's bare loop (the gateway's receive
+   path, ``json.loads`` + base64) and by one gateway on PostgreSQL in this process, each round.
+4. **Failover**: two instances; the one holding the ``dispatch`` job is killed with SIGKILL and a
    command is posted to the other at once; the figure is the time from the kill to the command's
    ``command/down`` reaching ChirpStack's side. Goal ≤ 10 s.
 """
@@ -20,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,7 +52,7 @@ from tools.bench.report import Figure
 BENCH = "gateway_fleet"
 BATCH = 10_000
 DEVICES = 2_000
-ROUNDS = 2
+ROUNDS = 3  # min / median / max, each round against its own baseline
 LATENCY_RATE = 1_000
 LATENCY_S = 5.0
 DEADLINE_S = 120.0
@@ -214,7 +222,21 @@ def _throughput(directory: Path, broker: int, round_: int) -> tuple[float, float
     return single, both
 
 
-async def _latency(broker: int) -> tuple[float, float, int]:
+def _percentiles(samples: list[float]) -> tuple[float, float]:
+    """p50 and p99 of ``samples`` (seconds), in ms."""
+    ordered = sorted(samples)
+    p50 = ordered[len(ordered) // 2]
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return p50 * 1000, p99 * 1000
+
+
+async def _latency(broker: int) -> tuple[float, float, int, float]:
+    """p50, p99 and count of the measured uplinks, and p99 of the warm-up pass (ms).
+
+    Every device first reports once at the same pace (the warm-up: a device's first uplink
+    ever cannot be proven new by its frame counter, so the gateway reads the store twice for
+    it, the redelivery checks of gateway/service.py ``_on_up``); then ``LATENCY_S`` of
+    uplinks from devices already heard, as a running city sends them, are measured."""
     from gateway.config import parse_config
     from gateway.service import Gateway
 
@@ -240,20 +262,71 @@ async def _latency(broker: int) -> tuple[float, float, int]:
         gateway.latency_samples = []
         task = asyncio.create_task(gateway.run())
         await _wait(gateway.bridge.connected.is_set, "gateway connect", 10)
+        processed = gateway.metrics.uplinks.labels("processed")
+        await _publish(broker, events(app, DEVICES, DEVICES, first_f_cnt=9_000), rate=LATENCY_RATE)
+        await _wait(lambda: processed._value.get() >= DEVICES, "warm-up uplinks", 30)
+        await gateway.flush()
+        cold = gateway.latency_samples
+        gateway.latency_samples = []
         count = int(LATENCY_RATE * LATENCY_S)
         await _publish(broker, events(app, DEVICES, count, first_f_cnt=10_000), rate=LATENCY_RATE)
-        processed = gateway.metrics.uplinks.labels("processed")
-        await _wait(lambda: processed._value.get() >= count, "paced uplinks", 30)
+        await _wait(lambda: processed._value.get() >= DEVICES + count, "paced uplinks", 30)
         await gateway.flush()
         gateway.stop()
         await asyncio.wait_for(task, 20)
         await gateway.close()
     finally:
         database.drop()
-    samples = sorted(gateway.latency_samples)
-    p50 = samples[len(samples) // 2]
-    p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
-    return p50 * 1000, p99 * 1000, len(samples)
+    p50, p99 = _percentiles(gateway.latency_samples)
+    return p50, p99, len(gateway.latency_samples), _percentiles(cold)[1]
+
+
+async def _pg_and_bare(broker: int, round_: int) -> tuple[float, float]:
+    """The bare loop of gateway_throughput (the gateway's own receive path, ``json.loads`` +
+    base64, PUBACKs in batches) and one gateway on PostgreSQL in this process, each draining
+    the same ``BATCH`` events queued at the broker for its persistent session: msg/s of each."""
+    from gateway.config import parse_config
+    from gateway.service import Gateway
+    from tools.bench.gateway_throughput import _baseline, _subscribe_session
+
+    app = str(uuid.uuid4())
+    batch = events(app, DEVICES, BATCH, first_f_cnt=20_000 + round_ * 100)
+    bare = await _baseline(broker, app, batch)
+    database = _Database()
+    try:
+        await _register(database.url, DEVICES)
+        client_id = f"gw-{uuid.uuid4().hex[:8]}"
+        await _subscribe_session(broker, client_id, f"application/{app}/device/+/event/+")
+        await _publish(broker, batch)
+        config = parse_config(
+            {
+                "mqtt": {
+                    "url": f"mqtt://127.0.0.1:{broker}",
+                    "client_id": client_id,
+                    "application_id": app,
+                },
+                "store": {"url": database.url},
+                "api": {"enabled": False},
+                "publish": {"base_topic": f"bench{uuid.uuid4().hex[:6]}"},
+            },
+            environ={},
+        )
+        gateway = Gateway(config)
+        await gateway.open()
+        processed = gateway.metrics.uplinks.labels("processed")
+        task = asyncio.create_task(gateway.run())
+        await _wait(gateway.bridge.connected.is_set, "gateway connect", 20)
+        start = time.perf_counter()
+        await _wait(lambda: processed._value.get() >= len(batch), "gateway drain", DEADLINE_S)
+        await gateway.flush()
+        elapsed = time.perf_counter() - start
+        gateway.stop()
+        async with asyncio.timeout(20):
+            await task
+        await gateway.close()
+    finally:
+        database.drop()
+    return bare, len(batch) / elapsed
 
 
 async def _failover(directory: Path, broker: int) -> float:
@@ -306,34 +379,64 @@ async def _failover(directory: Path, broker: int) -> float:
         database.drop()
 
 
+def _spread(values: list[float], fmt: str = "{:.2f}") -> str:
+    return (
+        f"median of {len(values)} rounds; min {fmt.format(min(values))}, "
+        f"max {fmt.format(max(values))} (rounds {', '.join(fmt.format(v) for v in values)})"
+    )
+
+
 def run() -> list[Figure]:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="citypack-fleetbench-") as tmp:
         directory = Path(tmp)
         broker, port = _start_mosquitto(directory)
         try:
-            single = both = 0.0
-            rounds: list[float] = []
-            for round_ in range(ROUNDS):
+            singles: list[float] = []
+            pairs: list[float] = []
+            ratios: list[float] = []
+            p50s: list[float] = []
+            p99s: list[float] = []
+            colds: list[float] = []
+            bare_ratios: list[float] = []
+            samples = 0
+            for round_ in range(ROUNDS):  # each round: its own baseline (one on SQLite)
                 one, two = _throughput(directory, port, round_)
-                rounds.append(two / one)
-                single, both = max(single, one), max(both, two)
-            p50, p99, samples = asyncio.run(_latency(port))
+                singles.append(one)
+                pairs.append(two)
+                ratios.append(two / one)
+                p50, p99, samples, cold = asyncio.run(_latency(port))
+                p50s.append(p50)
+                p99s.append(p99)
+                colds.append(cold)
+                bare, alone = asyncio.run(_pg_and_bare(port, round_))
+                bare_ratios.append(alone / bare)
             failover = asyncio.run(_failover(directory, port))
         finally:
             broker.terminate()
             broker.wait(timeout=10)
     total = time.monotonic() - started
+    median = statistics.median
     return [
-        Figure(BENCH, "one instance on SQLite", single, "msg/s",
-               note=f"{BATCH} events published at full speed, best of {ROUNDS}"),
-        Figure(BENCH, "two instances on PostgreSQL", both, "msg/s",
-               note="shared subscription, one database"),
-        Figure(BENCH, "throughput ratio 2 on PostgreSQL / 1 on SQLite", both / single, "ratio",
-               1.0, ">=", note="best/best; per round: " + ", ".join(f"{r:.2f}" for r in rounds)),
-        Figure(BENCH, "latency p50 receive->committed on PostgreSQL", p50, "ms",
-               note=f"{LATENCY_RATE}/s for {LATENCY_S:.0f} s, {samples} uplinks"),
-        Figure(BENCH, "latency p99 receive->committed on PostgreSQL", p99, "ms", 50.0, "<="),
+        Figure(BENCH, "one instance on SQLite", median(singles), "msg/s",
+               note=f"{BATCH} events published at full speed; " + _spread(singles, "{:.0f}")),
+        Figure(BENCH, "two instances on PostgreSQL", median(pairs), "msg/s",
+               note="shared subscription, one database; " + _spread(pairs, "{:.0f}")),
+        Figure(BENCH, "throughput ratio 2 on PostgreSQL / 1 on SQLite", median(ratios), "ratio",
+               1.0, ">=", note="ratio within each round; " + _spread(ratios)),
+        Figure(BENCH, "latency p50 receive->committed on PostgreSQL", median(p50s), "ms",
+               note=f"{LATENCY_RATE}/s for {LATENCY_S:.0f} s, {samples} uplinks a round; "
+               + _spread(p50s, "{:.1f}")),
+        Figure(BENCH, "latency p99 receive->committed on PostgreSQL", median(p99s), "ms", 50.0,
+               "<=", note=_spread(p99s, "{:.1f}")),
+        Figure(BENCH, "latency p99 of each device's first uplink on PostgreSQL", median(colds),
+               "ms", note=f"the warm-up pass, {DEVICES} devices never heard before, "
+               f"{LATENCY_RATE}/s; " + _spread(colds, "{:.1f}")),
+        Figure(BENCH, f"throughput ratio one on PostgreSQL / bare loop, {DEVICES:,} devices",
+               median(bare_ratios), "ratio", 0.5, ">=",
+               note=f"{BATCH} events queued, then drained; the bare loop as in gateway_throughput "
+               "(issue 17 asks >= 0.5 at 100,000 devices); ratio within each round; "
+               + _spread(bare_ratios)),
         Figure(BENCH, "failover kill -9 of the dispatcher -> next command handed over", failover,
                "s", 10.0, "<=", note="two instances; the command posted to the survivor"),
         Figure(BENCH, "bench wall time", total, "s", note="bounded run"),
