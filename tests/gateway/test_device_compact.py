@@ -138,3 +138,34 @@ def test_a_read_on_another_thread_while_one_unpacks_gets_the_same_dict() -> None
         packed.unpack = real
     assert len(calls) == 1
     assert seen["first"] is seen["second"] is device.reported
+
+
+def test_a_fill_history_at_rest_is_smaller_and_comes_back_exactly() -> None:
+    from gateway.rules import fill_history
+
+    points = [[1772446542 + i * 900, (i * 3) % 90] for i in range(12)]
+    device = _bin()
+    device.derived["_samples"] = fill_history.pack(points)
+    twin = device.twin_json()
+    size = sys.getsizeof(device.derived["_samples"])
+    device.compact()
+    packed = _raw(device, "derived")
+    assert isinstance(packed, tuple)
+    (at_rest,) = [v for v in packed if isinstance(v, bytes)]
+    assert sys.getsizeof(at_rest) < size
+    assert device.derived["_samples"] == fill_history.pack(points)
+    assert device.twin_json() == twin
+
+
+def test_a_fill_history_that_would_not_come_back_exactly_stays_as_it_is() -> None:
+    for flat in ([1.5, 40.0], [1e10, 40.0], [-1.0, 40.0], [1.0, 1 / 3], [1.0]):
+        device = _bin()
+        device.derived["_samples"] = array("d", flat)
+        device.compact()
+        packed = _raw(device, "derived")
+        assert isinstance(packed, tuple) and not any(isinstance(v, bytes) for v in packed)
+        assert device.derived["_samples"] == array("d", flat)
+    device = _bin()
+    device.derived["_samples"] = [[1, 2]]  # as stored before packing (rules/fill_history.py)
+    device.compact()
+    assert device.derived["_samples"] == [[1, 2]]
