@@ -478,7 +478,8 @@ def _scale_figures(port: int, directory: Path, devices: int) -> list[Figure]:
             "MB",
             RSS_GOAL_MB if at_city else None,
             "<=" if at_city else "info",
-            note=f"{loaded:,} devices, each reported {WARM_REPORTS} times (fill history full)",
+            note=f"{loaded:,} devices, each reported {WARM_REPORTS} times (fill history full); "
+            "[api] enabled = false (the API adds its libraries: about 65 MB)",
         ),
         Figure(
             BENCH,

@@ -92,6 +92,67 @@ def _census(devices: int, top: int) -> list[str]:
     return lines
 
 
+def _allocators(devices: int) -> list[str]:
+    """What the two allocators hold against what is live in them: pymalloc (objects up to
+    512 B; ``sys._debugmallocstats``) and glibc malloc (larger blocks, C libraries such as
+    SQLite; ``mallinfo2``). The difference is free space RSS still counts (fragmentation)."""
+    import ctypes
+    import os
+    import re
+
+    lines = []
+    with tempfile.TemporaryFile(mode="w+") as capture:
+        saved = os.dup(2)
+        os.dup2(capture.fileno(), 2)
+        try:
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        capture.seek(0)
+        text = capture.read()
+
+    def number(label: str) -> int:
+        match = re.search(re.escape(label) + r"\s*=\s*([\d,]+)", text)
+        return int(match.group(1).replace(",", "")) if match else 0
+
+    arenas = number("# arenas allocated current") * (1 << 20)
+    used = number("# bytes in allocated blocks")
+    lines.append(
+        f"pymalloc: arenas {arenas / 1e6:.1f} MB, live blocks {used / 1e6:.1f} MB "
+        f"({used / devices:.0f} B/dev), free in arenas {(arenas - used) / 1e6:.1f} MB"
+    )
+
+    class Mallinfo2(ctypes.Structure):
+        _fields_ = [
+            (name, ctypes.c_size_t)
+            for name in (
+                "arena",
+                "ordblks",
+                "smblks",
+                "hblks",
+                "hblkhd",
+                "usmblks",
+                "fsmblks",
+                "uordblks",
+                "fordblks",
+                "keepcost",
+            )
+        ]
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = Mallinfo2
+        info = libc.mallinfo2()
+        lines.append(
+            f"glibc malloc: heap {info.arena / 1e6:.1f} MB (in use {info.uordblks / 1e6:.1f},"
+            f" free {info.fordblks / 1e6:.1f}), mmapped {info.hblkhd / 1e6:.1f} MB"
+        )
+    except (OSError, AttributeError):
+        lines.append("glibc malloc: mallinfo2 not available")
+    return lines
+
+
 def _trace_report(snapshot: Any, devices: int, frames: int, top: int) -> list[str]:
     import tracemalloc
 
@@ -146,6 +207,7 @@ def child(port: int, db: str, devices: int, trace: int, census: bool, top: int) 
             lines += _trace_report(tracemalloc.take_snapshot(), devices, trace, top)
         if census:
             lines += _census(devices, top)
+        lines += _allocators(devices)
         print("\n".join(lines), flush=True)
         gateway.stop()
         await asyncio.wait_for(task, 30)
