@@ -159,7 +159,7 @@ class Device:
     def registry_digest(self) -> int:
         """A cheap fingerprint of :meth:`registry_doc` (the store rewrites it only on change)."""
         # the slot as it is: no unpacking for a fingerprint (tuple() of a tuple is itself)
-        return hash((_REGISTRY_SCALARS(self), tuple(_PACKED[-1].slot.__get__(self))))
+        return hash((_REGISTRY_SCALARS(self), tuple(_NEIGHBOURS.slot.__get__(self))))
 
     def to_json(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -317,10 +317,11 @@ class _Packed:
 
 
 # the slot descriptors dataclass made for these fields, behind _Packed from here on
+_NEIGHBOURS = _Packed(Device.__dict__["neighbours"], _pack_list, list)
 _PACKED = (
     *(_Packed(Device.__dict__[n], _pack_dict, _unpack_dict) for n in ("reported", "desired")),
     _Packed(Device.__dict__["derived"], _pack_derived, _unpack_derived),
-    _Packed(Device.__dict__["neighbours"], _pack_list, list),
+    _NEIGHBOURS,
 )
 for _packed in _PACKED:
     setattr(Device, _packed.slot.__name__, _packed)
