@@ -209,6 +209,21 @@ _SHAPES_MAX = 4096  # distinct key sets shared; past it a packed dict keeps its 
 # and stored at the same time as the loop did would put back a copy without the loop's
 # change. Unpacking, packing and setting hold this lock; reading an unpacked one does not.
 _PACKING = threading.Lock()
+# Devices unpacked since the last batch, by whatever read them: the processing, and also the
+# API or the dashboard reading the whole fleet (a collection list reads every bin's derived),
+# which would otherwise keep 100,000 devices unpacked until each reports again.
+_UNPACKED: dict[int, Any] = {}
+
+
+def compact_unpacked() -> int:
+    """Pack every device unpacked since the last call (:meth:`Device.compact`, same
+    conditions: between messages); how many."""
+    with _PACKING:
+        devices = list(_UNPACKED.values())
+        _UNPACKED.clear()
+    for device in devices:
+        device.compact()
+    return len(devices)
 
 
 def _pack_dict(value: Any) -> Any:
@@ -309,6 +324,7 @@ class _Packed:
                 if type(value) is tuple:  # not unpacked by another thread meanwhile
                     value = self.unpack(value)
                     self.slot.__set__(device, value)
+                    _UNPACKED[id(device)] = device  # packed again at the next batch
         return value
 
     def __set__(self, device: Any, value: Any) -> None:
@@ -720,9 +736,11 @@ class Staging:
     def stage_device(self, device: Device, twin_json: str | None = None) -> None:
         self._s.devices[device.dev_eui] = (device, twin_json)
         if twin_json is not None:
-            # the service's batch, taken between messages: the device's dicts can be packed
-            # until its next message (Device.compact)
+            # the service's batch, taken between messages: the device's dicts, and those of
+            # any device read since the last batch, can be packed until their next read
+            # (Device.compact)
             device.compact()
+            compact_unpacked()
 
     def stage_seen(self, key: str) -> None:
         self._s.seen.add(key)

@@ -169,3 +169,18 @@ def test_a_fill_history_that_would_not_come_back_exactly_stays_as_it_is() -> Non
     device.derived["_samples"] = [[1, 2]]  # as stored before packing (rules/fill_history.py)
     device.compact()
     assert device.derived["_samples"] == [[1, 2]]
+
+
+def test_the_next_batch_packs_devices_a_reader_unpacked() -> None:
+    """The dashboard's collection list reads every bin's derived: those devices are packed
+    again at the next batch, not left unpacked until each reports."""
+    read, staged = _bin("a840410000000001"), _bin("a840410000000002")
+    read.compact()
+    staged.compact()
+    assert read.derived["full"] is False  # a reader (no change)
+    assert type(_raw(read, "derived")) is dict
+    store = SqliteStore("sqlite:///:memory:")
+    staged.reported["fill_percent"] = 50
+    store.stage_device(staged, staged.twin_json().decode())
+    assert type(_raw(read, "derived")) is tuple and type(_raw(staged, "reported")) is tuple
+    assert read.derived["full"] is False and staged.reported["fill_percent"] == 50
