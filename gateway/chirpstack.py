@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
@@ -114,11 +114,32 @@ class UplinkEvent(_Base):
 
     @property
     def best_rssi(self) -> int | None:
-        return max((r.rssi for r in self.rx_info), default=None)
+        return _shared_signal(_RSSI, max((r.rssi for r in self.rx_info), default=None))
 
     @property
     def best_snr(self) -> float | None:
-        return max((r.snr for r in self.rx_info), default=None)
+        return _shared_signal(_SNR, max((r.snr for r in self.rx_info), default=None))
+
+
+# RSSI comes in whole dBm and SNR in steps of 0.25 dB (SX130x): a few hundred values across a
+# city, yet each uplink's are new objects, and every device's twin keeps its last ones (52
+# bytes a device, issue 17). One object per value; bounded, past it a value is used as it
+# came. Zero as it came: -0.0 == 0.0 as a key, and they print differently.
+_RSSI: dict[int, int] = {}
+_SNR: dict[float, float] = {}
+_SIGNAL_MAX = 2048
+_Signal = TypeVar("_Signal", int, float)
+
+
+def _shared_signal(table: dict[_Signal, _Signal], value: _Signal | None) -> _Signal | None:
+    if not value:
+        return value
+    shared = table.get(value)
+    if shared is None:
+        if len(table) >= _SIGNAL_MAX:
+            return value
+        shared = table[value] = value
+    return shared
 
 
 @dataclass(frozen=True, slots=True)

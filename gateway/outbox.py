@@ -157,6 +157,10 @@ class Outbox:
                         self._states.move_to_end(topic, last=False)
                 return
             await asyncio.sleep(0)  # let paho's writer and the uplink path run
+        # drained: a new, empty table. A dict never shrinks as items are popped, so the one
+        # that took every device's first state or ``online`` (100,000 at city scale) would
+        # stay that size for good (issue 17: several MB, tools/bench/gateway_throughput_memory.py)
+        self._states = OrderedDict()
 
     def _take_qos1(self) -> tuple[str, bytes, bool] | None:
         if self._events:  # derived events first: alarms are what people wait for
@@ -164,6 +168,8 @@ class Outbox:
             return topic, payload, False
         if self._retained:
             topic, payload = self._retained.popitem(last=False)
+            if not self._retained:
+                self._retained = OrderedDict()  # drained: a new table (_write_states)
             return topic, payload, True
         return None
 

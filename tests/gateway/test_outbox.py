@@ -94,3 +94,34 @@ async def test_coalesces_bounds_and_drains() -> None:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_drained_tables_do_not_keep_their_peak_size() -> None:
+    """A dict never shrinks as items are popped: after every device's first state and
+    ``online`` went out, the tables are new ones (issue 17: MBs at 100,000 devices)."""
+    import sys
+
+    bridge = FakeBridge()
+    outbox = Outbox(
+        bridge,  # type: ignore[arg-type]
+        max_events=10,
+        metrics=Metrics(),
+        logger=logging.getLogger("test"),
+    )
+    empty = sys.getsizeof(outbox._states)
+    outbox.send_retained([(f"c/devices/{i}/state", b"{}") for i in range(5000)])
+    for i in range(5000):
+        outbox.send(f"c/devices/{i}/availability", b"online", 1, True)
+    assert sys.getsizeof(outbox._states) > 50 * empty  # the precondition: peak-sized tables
+    assert sys.getsizeof(outbox._retained) > 50 * empty
+    bridge.release.set()
+    task = asyncio.create_task(outbox.run())
+    try:
+        bridge.connected.set()
+        await asyncio.wait_for(outbox.drain(5.0), 10)
+        assert outbox.pending() == 0 and len(bridge.states) == 5000 and len(bridge.qos1) == 5000
+        assert sys.getsizeof(outbox._states) <= empty
+        assert sys.getsizeof(outbox._retained) <= empty
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

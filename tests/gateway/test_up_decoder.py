@@ -134,3 +134,17 @@ def test_bytes_and_document_routes_agree(monkeypatch: pytest.MonkeyPatch) -> Non
         if _exact(a) != _exact(b)
     ]
     assert not mismatches, mismatches[:3]
+
+
+def test_signal_values_are_one_object_each_across_events() -> None:
+    """Every device's twin keeps its last RSSI and SNR: equal values from different events
+    are one object (issue 17)."""
+    got = []
+    for dev in ("70b3d57ed0051a01", "70b3d57ed0051a02"):
+        doc = ev.up(ev.REFERENCE_APP, dev, f_cnt=1, f_port=10, data=b"\xa0", rssi=-117, snr=-7.25)
+        event = cs.parse_event(ev.topic(ev.REFERENCE_APP, dev, "up"), ev.dumps(doc))
+        assert isinstance(event, cs.UplinkEvent)
+        got.append((event.best_rssi, event.best_snr))
+    (rssi_1, snr_1), (rssi_2, snr_2) = got
+    assert (rssi_1, snr_1) == (-117, -7.25)
+    assert rssi_1 is rssi_2 and snr_1 is snr_2

@@ -1,0 +1,186 @@
+"""A device's dicts packed between messages (Device.compact, gateway/store/base.py, issue 17):
+what every reader sees does not change, and the packed form is smaller."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from array import array
+
+from gateway.store import SqliteStore
+from gateway.store.base import _PACKED, Device, device_from_row
+
+
+def _bin(eui: str = "a840410000000001", fill: int = 40) -> Device:
+    return Device(
+        dev_eui=eui,
+        kind="bin",
+        name="bin-1",
+        reported={"fill_percent": fill, "temperature_c": 15, "battery_percent": 80},
+        derived={"_samples": array("d", [1.0, 2.0]), "fill_percent": fill, "full": False},
+        neighbours=["a840410000000002"],
+        created_at=1.0,
+        updated_at=2.0,
+    )
+
+
+def _raw(device: Device, name: str) -> object:
+    """The slot as stored, without unpacking."""
+    (packed,) = [p for p in _PACKED if p.slot.__name__ == name]
+    return packed.slot.__get__(device)
+
+
+def test_compact_changes_nothing_a_reader_sees() -> None:
+    device = _bin()
+    twin, doc, digest = device.twin_json(), device.to_json(), device.registry_digest()
+    registry = device.registry_doc()
+    device.compact()
+    assert type(_raw(device, "reported")) is tuple and type(_raw(device, "neighbours")) is tuple
+    assert device.registry_digest() == digest
+    assert type(_raw(device, "neighbours")) is tuple  # the digest did not unpack it
+    assert device.twin_json() == twin
+    assert device.to_json() == doc
+    assert device.registry_doc() == registry
+    assert list(device.reported) == ["fill_percent", "temperature_c", "battery_percent"]
+    assert device == _bin()
+
+
+def test_a_change_after_a_read_stays_on_the_device() -> None:
+    device = _bin()
+    device.compact()
+    derived = device.derived  # unpacked once, kept
+    assert device.derived is derived
+    derived["full"] = True
+    device.reported.update({"fill_percent": 90, "tilt": False})
+    device.desired["bin_config"] = {"full_threshold_percent": 70}
+    device.neighbours.append("a840410000000003")
+    device.compact()
+    assert device.derived["full"] is True
+    assert device.reported == {
+        "fill_percent": 90,
+        "temperature_c": 15,
+        "battery_percent": 80,
+        "tilt": False,
+    }
+    assert device.desired == {"bin_config": {"full_threshold_percent": 70}}
+    assert device.neighbours == ["a840410000000002", "a840410000000003"]
+
+
+def test_packed_is_smaller_and_shares_keys_and_empties() -> None:
+    one, two = _bin("a840410000000001", 40), _bin("a840410000000002", 55)
+    one.desired, two.desired = {}, {}
+    size = sys.getsizeof(one.reported)
+    one.compact()
+    two.compact()
+    packed_one, packed_two = _raw(one, "reported"), _raw(two, "reported")
+    assert isinstance(packed_one, tuple) and isinstance(packed_two, tuple)
+    assert packed_one[-1] is packed_two[-1]  # one keys tuple for the shape
+    assert sys.getsizeof(packed_one) < size
+    assert _raw(one, "desired") is _raw(two, "desired")  # the one empty dict
+    assert two.reported["fill_percent"] == 55
+
+
+def test_loaded_devices_are_packed_and_the_service_batch_packs() -> None:
+    device = device_from_row(
+        "a840410000000001",
+        "bin",
+        {"name": "bin-1", "neighbours": [], "report_interval_s": 900},
+        {"reported": {"fill_percent": 40}, "derived": {}, "desired": {}},
+    )
+    assert type(_raw(device, "reported")) is tuple
+    assert _raw(device, "neighbours") == ()
+    other = device_from_row("a840410000000002", "bin", {"report_interval_s": 900}, None)
+    assert other.report_interval_s is device.report_interval_s  # one 900 for the fleet
+    store = SqliteStore("sqlite:///:memory:")
+    device.reported["fill_percent"] = 41
+    store.stage_device(device)  # not the service's batch: left as it is
+    assert type(_raw(device, "reported")) is dict
+    store.stage_device(device, device.twin_json().decode())
+    assert type(_raw(device, "reported")) is tuple
+    assert device.reported == {"fill_percent": 41}
+
+
+def test_a_read_on_another_thread_while_one_unpacks_gets_the_same_dict() -> None:
+    """The SQLite writer thread reads a device's twin while the loop may read it too. One
+    read is held inside the unpacking; a second read meanwhile must wait for it and get the
+    dict it made, not make its own (one of the two would be lost with its changes)."""
+    device = _bin()
+    device.compact()
+    (packed,) = [p for p in _PACKED if p.slot.__name__ == "reported"]
+    real = packed.unpack
+    calls: list[int] = []
+    inside, go = threading.Event(), threading.Event()
+
+    def held(value: tuple[object, ...]) -> object:
+        calls.append(1)
+        if len(calls) == 1:
+            inside.set()
+            go.wait(5)
+        return real(value)
+
+    seen: dict[str, object] = {}
+
+    def read(name: str) -> None:
+        seen[name] = device.reported
+
+    packed.unpack = held
+    try:
+        first = threading.Thread(target=read, args=("first",))
+        first.start()
+        assert inside.wait(5)  # the first read is unpacking now
+        second = threading.Thread(target=read, args=("second",))
+        second.start()
+        second.join(0.2)  # it waits for the first (or, unguarded, unpacks a second time)
+        go.set()
+        first.join(5)
+        second.join(5)
+    finally:
+        packed.unpack = real
+    assert len(calls) == 1
+    assert seen["first"] is seen["second"] is device.reported
+
+
+def test_a_fill_history_at_rest_is_smaller_and_comes_back_exactly() -> None:
+    from gateway.rules import fill_history
+
+    points = [[1772446542 + i * 900, (i * 3) % 90] for i in range(12)]
+    device = _bin()
+    device.derived["_samples"] = fill_history.pack(points)
+    twin = device.twin_json()
+    size = sys.getsizeof(device.derived["_samples"])
+    device.compact()
+    packed = _raw(device, "derived")
+    assert isinstance(packed, tuple)
+    (at_rest,) = [v for v in packed if isinstance(v, bytes)]
+    assert sys.getsizeof(at_rest) < size
+    assert device.derived["_samples"] == fill_history.pack(points)
+    assert device.twin_json() == twin
+
+
+def test_a_fill_history_that_would_not_come_back_exactly_stays_as_it_is() -> None:
+    for flat in ([1.5, 40.0], [1e10, 40.0], [-1.0, 40.0], [1.0, 1 / 3], [1.0]):
+        device = _bin()
+        device.derived["_samples"] = array("d", flat)
+        device.compact()
+        packed = _raw(device, "derived")
+        assert isinstance(packed, tuple) and not any(isinstance(v, bytes) for v in packed)
+        assert device.derived["_samples"] == array("d", flat)
+    device = _bin()
+    device.derived["_samples"] = [[1, 2]]  # as stored before packing (rules/fill_history.py)
+    device.compact()
+    assert device.derived["_samples"] == [[1, 2]]
+
+
+def test_the_next_batch_packs_devices_a_reader_unpacked() -> None:
+    """The dashboard's collection list reads every bin's derived: those devices are packed
+    again at the next batch, not left unpacked until each reports."""
+    read, staged = _bin("a840410000000001"), _bin("a840410000000002")
+    read.compact()
+    staged.compact()
+    assert read.derived["full"] is False  # a reader (no change)
+    assert type(_raw(read, "derived")) is dict
+    store = SqliteStore("sqlite:///:memory:")
+    staged.reported["fill_percent"] = 50
+    store.stage_device(staged, staged.twin_json().decode())
+    assert type(_raw(read, "derived")) is tuple and type(_raw(staged, "reported")) is tuple
+    assert read.derived["full"] is False and staged.reported["fill_percent"] == 50
