@@ -4,24 +4,40 @@ An ``APIRouter`` included under ``/api/v1`` with the token check by gateway/api/
 has the same bearer-token check and the same JSON error shape ``{"error", "message"}``. The plan
 is computed in a worker thread from a snapshot of the bins taken in the event loop, so a solve of
 a few seconds never stalls uplink processing. ``?format=gpx`` answers GPX 1.1.
+
+The planner's libraries (VROOM, networkx, numpy and pandas under them) take about 60 MB of a
+process's memory at import, more than the rest of the API: they are imported (in a worker
+thread) by the first route asked for, not when the gateway starts (issue 17: a city's 100,000
+devices must fit in 200 MB, and a gateway that never plans a route should not carry them).
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
 from gateway.errors import RouteError
-from gateway.roadgraph import load_road_graph
-from gateway.routes import plan_routes, route_gpx, route_stops
 
 if TYPE_CHECKING:
     from gateway.service import Gateway
 
 __all__ = ["router"]
+
+
+async def _planner() -> tuple[ModuleType, ModuleType]:
+    """gateway.routes and gateway.roadgraph, imported off the event loop the first time."""
+    routes, roadgraph = await asyncio.to_thread(
+        lambda: (
+            importlib.import_module("gateway.routes"),
+            importlib.import_module("gateway.roadgraph"),
+        )
+    )
+    return routes, roadgraph
 
 
 def router(gateway: Gateway) -> APIRouter:
@@ -30,13 +46,15 @@ def router(gateway: Gateway) -> APIRouter:
     @api.get("/collection/route", tags=["bins"])
     async def collection_route(format: Literal["json", "gpx"] = "json") -> Response:
         cfg = gateway.config.routes
-        stops, unrouted = route_stops(
+        routes, roadgraph = await _planner()
+        stops, unrouted = routes.route_stops(
             gateway.devices.values(), gateway.config.bins, cfg, gateway.clock()
         )
 
         def plan() -> dict[str, Any]:
-            graph = load_road_graph(cfg.road_graph) if cfg.road_graph else None
-            return plan_routes(stops, cfg, road_graph=graph)
+            graph = roadgraph.load_road_graph(cfg.road_graph) if cfg.road_graph else None
+            result: dict[str, Any] = routes.plan_routes(stops, cfg, road_graph=graph)
+            return result
 
         try:
             result = await asyncio.to_thread(plan)
@@ -46,7 +64,7 @@ def router(gateway: Gateway) -> APIRouter:
             )
         result["unassigned"] = unrouted + result["unassigned"]
         if format == "gpx":
-            return Response(route_gpx(result), media_type="application/gpx+xml")
+            return Response(routes.route_gpx(result), media_type="application/gpx+xml")
         return JSONResponse(result)
 
     return api
