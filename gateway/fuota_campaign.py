@@ -61,7 +61,7 @@ from protocol.fuota._command import Command
 from protocol.lorawan.airtime import lora_time_on_air_s
 from protocol.lorawan.region import REGIONS
 
-__all__ = ["Campaign", "CampaignEngine", "DeviceProgress", "gps_seconds"]
+__all__ = ["Campaign", "CampaignEngine", "DeviceProgress", "decode_uplink", "gps_seconds"]
 
 _GPS_EPOCH_UNIX = 315_964_800  # 1980-01-06T00:00:00Z
 _LEAP_S = 18  # GPS - UTC since 2017-01-01 (TS003 §4.2 counts GPS seconds)
@@ -157,6 +157,25 @@ def _eui(d: DeviceProgress) -> str:
 
 
 SendUnicast = Callable[[str, int, bytes], Awaitable[None]]
+
+
+def decode_uplink(f_port: int, data: bytes) -> list[Command] | None:
+    """The TS003/TS004/TS005 commands of an uplink on fPort 202/200/201; None when it does not
+    parse (or the port is none of them): the caller keeps it as a dead letter. Pure."""
+    decoder = _DECODERS.get(f_port)
+    if decoder is None:
+        return None
+    try:
+        return decoder(data)
+    except ProtocolError:
+        return None
+
+
+_DECODERS: dict[int, Callable[[bytes], list[Command]]] = {
+    clocksync.FPORT: clocksync.decode_uplink,
+    mcsetup.FPORT: mcsetup.decode_uplink,
+    fragmentation.FPORT: fragmentation.decode_uplink,
+}
 
 
 class CampaignEngine:
@@ -366,18 +385,17 @@ class CampaignEngine:
     def on_uplink(self, dev_eui: str, f_port: int, data: bytes) -> bool:
         """An uplink on fPort 200-202: decoded, answered, matched. False when it does not parse
         (the caller keeps it as a dead letter)."""
-        decoders = {
-            clocksync.FPORT: clocksync.decode_uplink,
-            mcsetup.FPORT: mcsetup.decode_uplink,
-            fragmentation.FPORT: fragmentation.decode_uplink,
-        }
-        try:
-            commands = decoders[f_port](data)
-        except ProtocolError:
+        commands = decode_uplink(f_port, data)
+        if commands is None:
             return False
+        self.on_commands(dev_eui, commands)
+        return True
+
+    def on_commands(self, dev_eui: str, commands: list[Command]) -> None:
+        """The commands of an uplink :func:`decode_uplink` parsed (the fleet core decodes it,
+        gateway/fleet.py): answered, matched."""
         for command in commands:
             self._on_command(dev_eui, command)
-        return True
 
     def _resolve(self, dev_eui: str, kind: str, command: Command) -> None:
         waiter = self._waiters.get((dev_eui, kind))
