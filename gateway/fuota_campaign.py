@@ -393,7 +393,7 @@ class CampaignEngine:
 
     def on_commands(self, dev_eui: str, commands: list[Command]) -> None:
         """The commands of an uplink :func:`decode_uplink` parsed (the fleet core decodes it,
-        gateway/fleet.py): answered, matched."""
+        gateway/fleet/core.py): answered, matched."""
         for command in commands:
             self._on_command(dev_eui, command)
 

@@ -8,7 +8,7 @@ its effects carried out (``_carry_out``: staged in the store, the cached devices
 commands submitted, events queued) → one commit per batch → MQTT PUBACK for the batch's messages
 → normalised topics published → commands dispatched to ``command/down``. The command manager
 (``txack``/``ack``/``log``, a join's requeue, which command a ``command_result`` answers) and
-the FUOTA and multicast hooks stay here (gateway/fleet.py says why).
+the FUOTA and multicast hooks stay here (gateway/fleet/__init__.py says why).
 
 Batching: a batch is committed when ``[store] batch_max`` messages are staged or when its first
 message is ``batch_interval_s`` old (a timer makes sure of it when no further message arrives);
@@ -204,7 +204,7 @@ class Gateway:
                 clock=clock,
                 logger=self.log,
             )
-        # the registry, exactly-once and the rules, without I/O (gateway/fleet.py)
+        # the registry, exactly-once and the rules, without I/O (gateway/fleet/)
         self.core = FleetCore(config, self.devices, fuota=self.fuota is not None)
         self.api_token = api_token
         self.api_port: int | None = None
@@ -792,7 +792,7 @@ class Gateway:
 
     async def _apply_event(self, topic: str, raw: bytes, event: cs.Event) -> None:
         """An uplink, join, status or location event: the store reads the core needs, the core
-        (gateway/fleet.py, no I/O), then its effects; the command and FUOTA parts stay here."""
+        (gateway/fleet/core.py, no I/O), then its effects; the command and FUOTA parts stay here."""
         core = self.core
         reads = core.reads(event)
         seen = bool(reads.key) and await self.store.seen(reads.key)
@@ -830,7 +830,7 @@ class Gateway:
             self.kick(device.dev_eui)
 
     def _carry_out(self, fx: Effects) -> None:
-        """Do what the core said (gateway/fleet.py): the only place its effects reach the
+        """Do what the core said (gateway/fleet/effects.py): the only place its effects reach the
         device map, the cached twins, the store's staged rows, the metrics and the events."""
         if fx.new_device is not None:
             self.devices[fx.new_device.dev_eui] = fx.new_device

@@ -264,7 +264,7 @@ def _report(
     street: dict[str, Device], eui: str, at: float, level: int = 100, cfg: LampsConfig | None = None
 ) -> list[str]:
     fields = {"road_users": 1, "dim_level": level}
-    # seen_at: the receive time, the device's last_seen (gateway/fleet.py RuleInput.received)
+    # seen_at: the receive time, the device's last_seen (gateway/fleet/table.py RuleInput.received)
     out = run(
         lamps.apply_lamp_presence, street[eui], fields, cfg or LampsConfig(), street.get, seen_at=at
     )

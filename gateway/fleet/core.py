@@ -1,98 +1,28 @@
-"""The synchronous fleet core: ``apply(event, known) -> Effects``, with no I/O (issue 16 item 1).
-
-ARCHITECTURE.md "Layout": the core holds the registry (the in-memory device map the service
-loads and keeps), the config, and the rule table; :mod:`gateway.service` keeps the I/O. For each
-ChirpStack event the service:
-
-1. asks :meth:`FleetCore.reads` which store reads the event needs (:class:`Reads`: whether its
-   dedup key is seen, the payload stored for its (devEui, devAddr, fCnt)), and makes them: only
-   for an uplink that is not *fresh* (an fCnt above the committed one in the same session), an
-   unknown device, a join or a status with a ``deduplicationId``;
-2. calls :meth:`FleetCore.apply` with the answers (:class:`Known`, with the receive time), which
-   never awaits and never writes anything: not the devices, not the store, not a metric;
-3. carries out the :class:`Effects` it returns: rows to stage (seen keys, the uplink's history
-   row, dead letters), derived events, planned commands, twin changes (applied to the cached
-   :class:`~gateway.store.Device`, :meth:`gateway.rules.TwinChange.apply`), the metrics outcome.
-
-Because apply never suspends, a store whose reads suspend (PostgreSQL) does not split the
-processing of a message, and exactly-once is testable without asyncio
-(tests/gateway/test_fleet_core.py).
-
-Rules are pure functions chosen from :data:`RULES`, keyed by message name; each returns an
-:class:`~gateway.rules.Outcome` whose events and commands count only while the device is in
-service (a decommissioned device keeps its history only, gateway/lifecycle.py) and whose twin
-change is kept either way.
-
-Decisions:
-
-- **Unknown devices are kept**, not dead-lettered: an uplink from a devEui that is not in the
-  registry auto-registers it as kind ``unknown`` (``registered: false``), stores its history and
-  raises a ``device_discovered`` event; a ``device_info`` uplink fills in its kind. Provisioning
-  lags the field in practice, and nothing from the air is dropped (invariant 2). Up to
-  ``[fleet] max_auto_registered`` of them: past it (or with ``auto_register`` off) an unknown
-  device's events are dead letters (``unknown_device_cap`` / ``unknown_device``), counted in
-  ``citypack_unknown_devices_rejected_total`` (20,000 made-up DevEUIs must not fill memory and
-  the broker's retained topics).
-- **fPort 0** (MAC-only) uplinks count as ``processed`` and refresh availability and signal
-  quality, but store no history and run no rules.
-- Undecodable payloads (bad CBOR, unknown fPort, out-of-range values, larger than
-  :data:`protocol.codec.MAX_PAYLOAD`) are dead letters: the raw MQTT
-  topic and payload with the reason, counted as ``undecodable``.
-
-What stays in the service, and why:
-
-- the command manager (gateway/commands.py): it owns the command queue, its ids and its store
-  rows, and ChirpStack's ``txack``/``ack``/``log`` events are its own. The core plans commands
-  (:attr:`Effects.commands`); the service submits them (one config push at a time) and
-  answers a join (:attr:`Effects.joined`: requeue, then ``device_joined``) and a
-  ``command_result`` (:attr:`Effects.command_result`: the multicast manager or the command
-  manager says which command it answers; the config version it carries then counts through
-  :meth:`FleetCore.result_answered`, unless the command was refused);
-- the FUOTA campaign engine and the multicast manager (gateway/fuota_campaign.py,
-  gateway/multicast.py): waiters, downlinks and store reads. The core decodes a FUOTA answer
-  (:func:`gateway.fuota_campaign.decode_uplink`, pure) and hands the commands over
-  (:attr:`Effects.fuota`), and a ``device_info``'s firmware version (:attr:`Effects.firmware`);
-- the device map and the auto-registered count are written by the service only (a new device
-  from :attr:`Effects.new_device`, :meth:`FleetCore.registered`).
-"""
+"""The fleet core (gateway/fleet/__init__.py): dedup, decoding, the registry's twins and the
+rules, from an event and the answers of its store reads to its effects; no I/O."""
 
 from __future__ import annotations
 
 import hashlib
 import sys
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from gateway import chirpstack as cs
 from gateway.commands import CONFIG_MESSAGES
 from gateway.config import Config
+from gateway.fleet.effects import NO_READS, Effects, Known, Reads
+from gateway.fleet.table import RULES, STATE_MESSAGES, VERSION_MESSAGES, RuleInput
 from gateway.fuota_campaign import decode_uplink as decode_fuota_uplink
-from gateway.rules import Outcome, PlannedCommand, TwinChange
+from gateway.rules import Outcome, PlannedCommand
 from gateway.rules import availability as availability_rules
-from gateway.rules import bins as bin_rules
 from gateway.rules import lamps as lamp_rules
-from gateway.store.base import DeadLetter, Device, EventRecord, UplinkRecord
+from gateway.store.base import Device, UplinkRecord
 from protocol import codec
 from protocol.errors import ProtocolError
-from protocol.fuota._command import Command
 
-__all__ = [
-    "RULES",
-    "Effects",
-    "FleetCore",
-    "Known",
-    "Reads",
-    "RuleInput",
-    "uplink_key",
-]
+__all__ = ["FleetCore", "uplink_key"]
 
-# uplink messages whose fields are merged into the twin's reported state
-STATE_MESSAGES = frozenset(
-    {"bin_status", "lamp_status", "lamp_counters", "lamp_presence", "device_info"}
-)
-# messages whose config_version is the node's reported config version
-VERSION_MESSAGES = frozenset({"bin_status", "lamp_status", "device_info", "command_result"})
 FUOTA_PORTS = (200, 201, 202)  # TS004, TS005, TS003 (ARCHITECTURE.md "Firmware application ports")
 
 
@@ -106,107 +36,6 @@ def uplink_key(event: cs.UplinkEvent) -> str:
     if event.deduplication_id:
         return f"up:{event.deduplication_id}"
     return f"up:{event.dev_eui}:{event.dev_addr}:{event.f_cnt}:{_digest(event.data)}"
-
-
-@dataclass(frozen=True, slots=True)
-class Reads:
-    """The store reads :meth:`FleetCore.apply` needs for an event, made by the service first:
-    ``key``: is this dedup key seen (committed or staged)? ``f_cnt``: the payload stored for
-    (devEui, devAddr, fCnt), asked only when the key is not seen."""
-
-    key: str = ""
-    f_cnt: tuple[str, str, int] | None = None
-
-
-_NO_READS = Reads()
-
-
-@dataclass(frozen=True, slots=True)
-class Known:
-    """The answers of :class:`Reads`, and the gateway's clock when the event is applied."""
-
-    now: float
-    seen: bool = False
-    stored: bytes | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RuleInput:
-    """What a rule of :data:`RULES` gets besides the device and the fields."""
-
-    config: Config
-    at: float  # the event's ChirpStack time (the receive time when it has none, issue 15.2)
-    received: float  # the gateway's receive time: the device's last_seen
-    lookup: Callable[[str], Device | None]  # other devices, read only (a lamp's neighbours)
-
-
-Rule = Callable[[Device, dict[str, Any], RuleInput], Outcome]
-
-
-def _bin_status(device: Device, fields: dict[str, Any], rin: RuleInput) -> Outcome:
-    return bin_rules.apply_bin_status(device, fields, rin.config.bins, rin.at)
-
-
-def _bin_alarm(device: Device, fields: dict[str, Any], rin: RuleInput) -> Outcome:
-    return bin_rules.apply_bin_alarm(device, fields, rin.config.bins, rin.at)
-
-
-def _lamp_status(device: Device, fields: dict[str, Any], rin: RuleInput) -> Outcome:
-    return lamp_rules.apply_lamp_status(device, fields, rin.config.lamps, rin.at)
-
-
-def _lamp_presence(device: Device, fields: dict[str, Any], rin: RuleInput) -> Outcome:
-    return lamp_rules.apply_lamp_presence(
-        device, fields, rin.config.lamps, rin.lookup, seen_at=rin.received
-    )
-
-
-RULES: Mapping[str, Rule] = {
-    "bin_status": _bin_status,
-    "bin_alarm": _bin_alarm,
-    "lamp_status": _lamp_status,
-    "lamp_presence": _lamp_presence,
-}
-
-
-@dataclass(slots=True)
-class Effects:
-    """What applying one event (or one availability check) should do; the service does it."""
-
-    now: float
-    outcome: str | None = None  # citypack_uplinks_total{outcome}: processed, duplicate, ...
-    rejected: str | None = None  # citypack_unknown_devices_rejected_total{reason}
-    device: Device | None = None  # the event's device (None: unknown, or not kept)
-    new_device: Device | None = None  # auto-registered: the service adds it to the map
-    changes: dict[str, tuple[Device, TwinChange]] = field(default_factory=dict)
-    dirty: set[str] = field(default_factory=set)  # twins to store and publish
-    availability: set[str] = field(default_factory=set)  # availability topics to publish
-    gauge: bool = False  # citypack_devices may have changed
-    seen: list[str] = field(default_factory=list)  # dedup keys to stage
-    uplink: UplinkRecord | None = None  # the history row to stage
-    dead_letters: list[DeadLetter] = field(default_factory=list)
-    events: list[EventRecord] = field(default_factory=list)  # derived events, in order
-    commands: list[PlannedCommand] = field(default_factory=list)  # after the events
-    message: str | None = None  # the decoded uplink's message (its rules ran)
-    joined: str | None = None  # a join's devAddr: the command manager requeues, then the event
-    command_result: dict[str, Any] | None = None  # fields of a command_result to answer
-    fuota: list[Command] | None = None  # TS003/TS004/TS005 commands for the campaign engine
-    firmware: str | None = None  # a device_info's firmware_version (FUOTA campaigns)
-
-    def change(self, device: Device) -> TwinChange:
-        """The twin change of ``device`` in these effects (made on first use)."""
-        found = self.changes.get(device.dev_eui)
-        if found is None:
-            found = self.changes[device.dev_eui] = (device, TwinChange())
-        return found[1]
-
-    def event(self, device: Device, type_: str, data: dict[str, Any]) -> None:
-        """A derived event of ``device`` (its twin is stored and published with it)."""
-        self.events.append(EventRecord(type=type_, dev_eui=device.dev_eui, at=self.now, data=data))
-        self.dirty.add(device.dev_eui)
-
-    def dead_letter(self, topic: str, raw: bytes, reason: str, dev_eui: str) -> None:
-        self.dead_letters.append(DeadLetter(self.now, topic, raw, reason, dev_eui))
 
 
 class FleetCore:
@@ -247,16 +76,16 @@ class FleetCore:
                 if not self._admits_unknown():
                     return Reads(uplink_key(event))
             elif self._fresh(device, event):
-                return _NO_READS
+                return NO_READS
             return Reads(uplink_key(event), (event.dev_eui, event.dev_addr, event.f_cnt))
         if isinstance(event, cs.JoinEvent):
             key = f"join:{event.deduplication_id}"
             if event.dev_eui not in self.devices and not self._admits_unknown():
                 return Reads(key)  # refused: its redelivery is told by the key
-            return Reads(key) if event.deduplication_id else _NO_READS
+            return Reads(key) if event.deduplication_id else NO_READS
         if isinstance(event, cs.StatusEvent) and event.deduplication_id:
             return Reads(f"status:{event.deduplication_id}")
-        return _NO_READS
+        return NO_READS
 
     @staticmethod
     def _fresh(device: Device, event: cs.UplinkEvent) -> bool:
