@@ -53,10 +53,6 @@ class TwinChange:
         self.desired.update(other.desired)
         self.derived.update(other.derived)
 
-    def value(self, device: Device, name: str) -> Any:
-        """``device``'s attribute ``name`` as it will be once this change is applied."""
-        return self.attrs[name] if name in self.attrs else getattr(device, name)
-
     def apply(self, device: Device) -> None:
         """Make the change on ``device`` (the service's cached copy; the only writer)."""
         for name, value in self.attrs.items():
