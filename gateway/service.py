@@ -109,6 +109,9 @@ class _Batch:
     twins: list[tuple[Device, bytes]]
 
 
+# the events whose effects the fleet core decides (gateway/fleet/); the rest are the command
+# manager's (txack, ack, log) or nothing to do (integration)
+_CORE_EVENTS = (cs.UplinkEvent, cs.JoinEvent, cs.StatusEvent, cs.LocationEvent)
 _RETRY_MAX_S = 5.0  # longest wait between two commit attempts on a failing store
 # messages already received and waiting that make a batch grow past its interval: a steady
 # 1,000/s leaves one or two waiting, a restart draining the broker's queue leaves hundreds
@@ -776,7 +779,7 @@ class Gateway:
         if counter is None:
             counter = self._m_events[event.event] = self.metrics.events.labels(event.event)
         counter.inc()
-        if isinstance(event, cs.UplinkEvent | cs.JoinEvent | cs.StatusEvent | cs.LocationEvent):
+        if isinstance(event, _CORE_EVENTS):
             await self._apply_event(topic, raw, event)
         elif isinstance(event, cs.TxAckEvent):
             self._command_changed(await self.commands.on_txack(event))

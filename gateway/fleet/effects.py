@@ -27,7 +27,7 @@ class Reads:
 NO_READS = Reads()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per event, and a frozen init costs twice as much
 class Known:
     """The answers of :class:`Reads`, and the gateway's clock when the event is applied."""
 

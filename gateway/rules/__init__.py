@@ -48,10 +48,14 @@ class TwinChange:
 
     def update(self, other: TwinChange) -> None:
         """Add ``other``'s changes (made later: they win)."""
-        self.attrs.update(other.attrs)
-        self.reported.update(other.reported)
-        self.desired.update(other.desired)
-        self.derived.update(other.derived)
+        if other.attrs:
+            self.attrs.update(other.attrs)
+        if other.reported:
+            self.reported.update(other.reported)
+        if other.desired:
+            self.desired.update(other.desired)
+        if other.derived:
+            self.derived.update(other.derived)
 
     def apply(self, device: Device) -> None:
         """Make the change on ``device`` (the service's cached copy; the only writer)."""
