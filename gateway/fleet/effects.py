@@ -4,7 +4,7 @@ service carries out."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from gateway.rules import PlannedCommand, TwinChange
@@ -36,29 +36,48 @@ class Known:
     stored: bytes | None = None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Effects:
-    """What applying one event (or one availability check) should do; the service does it."""
+    """What applying one event (or one availability check) should do; the service does it.
+
+    ``__init__`` is written out: a dataclass's default factories are one call each, and one
+    Effects is made per event (issue 17: the loop's per-event cost)."""
 
     now: float
-    outcome: str | None = None  # citypack_uplinks_total{outcome}: processed, duplicate, ...
-    rejected: str | None = None  # citypack_unknown_devices_rejected_total{reason}
-    device: Device | None = None  # the event's device (None: unknown, or not kept)
-    new_device: Device | None = None  # auto-registered: the service adds it to the map
-    changes: dict[str, tuple[Device, TwinChange]] = field(default_factory=dict)
-    dirty: set[str] = field(default_factory=set)  # twins to store and publish
-    availability: set[str] = field(default_factory=set)  # availability topics to publish
-    gauge: bool = False  # citypack_devices may have changed
-    seen: list[str] = field(default_factory=list)  # dedup keys to stage
-    uplink: UplinkRecord | None = None  # the history row to stage
-    dead_letters: list[DeadLetter] = field(default_factory=list)
-    events: list[EventRecord] = field(default_factory=list)  # derived events, in order
-    commands: list[PlannedCommand] = field(default_factory=list)  # after the events
-    message: str | None = None  # the decoded uplink's message (its rules ran)
-    joined: str | None = None  # a join's devAddr: the command manager requeues, then the event
-    command_result: dict[str, Any] | None = None  # fields of a command_result to answer
-    fuota: list[Command] | None = None  # TS003/TS004/TS005 commands for the campaign engine
-    firmware: str | None = None  # a device_info's firmware_version (FUOTA campaigns)
+    outcome: str | None  # citypack_uplinks_total{outcome}: processed, duplicate, ...
+    rejected: str | None  # citypack_unknown_devices_rejected_total{reason}
+    device: Device | None  # the event's device (None: unknown, or not kept)
+    new_device: Device | None  # auto-registered: the service adds it to the map
+    changes: dict[str, tuple[Device, TwinChange]]
+    dirty: set[str]  # twins to store and publish
+    availability: set[str]  # availability topics to publish
+    gauge: bool  # citypack_devices may have changed
+    seen: list[str]  # dedup keys to stage
+    uplink: UplinkRecord | None  # the history row to stage
+    dead_letters: list[DeadLetter]
+    events: list[EventRecord]  # derived events, in order
+    commands: list[PlannedCommand]  # after the events
+    message: str | None  # the decoded uplink's message (its rules ran)
+    joined: str | None  # a join's devAddr: the command manager requeues, then the event
+    command_result: dict[str, Any] | None  # fields of a command_result to answer
+    fuota: list[Command] | None  # TS003/TS004/TS005 commands for the campaign engine
+    firmware: str | None  # a device_info's firmware_version (FUOTA campaigns)
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+        self.outcome = self.rejected = self.message = self.joined = self.firmware = None
+        self.device = self.new_device = None
+        self.changes = {}
+        self.dirty = set()
+        self.availability = set()
+        self.gauge = False
+        self.seen = []
+        self.uplink = None
+        self.dead_letters = []
+        self.events = []
+        self.commands = []
+        self.command_result = None
+        self.fuota = None
 
     def change(self, device: Device) -> TwinChange:
         """The twin change of ``device`` in these effects (made on first use)."""

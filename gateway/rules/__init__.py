@@ -12,7 +12,7 @@ cached device (:meth:`TwinChange.apply`), stores and publishes them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -31,17 +31,26 @@ class PlannedCommand:
     confirmed: bool = False
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class TwinChange:
     """What should change in one device's twin: ``attrs`` are :class:`~gateway.store.Device`
     attributes set (``availability``, ``last_seen``, ``desired_version``...), the three dicts are
     merged key by key into ``reported``, ``desired`` and ``derived`` (rule state). Keys are only
-    ever set, never removed, as the rules did when they wrote the device themselves."""
+    ever set, never removed, as the rules did when they wrote the device themselves.
 
-    attrs: dict[str, Any] = field(default_factory=dict)
-    reported: dict[str, Any] = field(default_factory=dict)
-    desired: dict[str, Any] = field(default_factory=dict)
-    derived: dict[str, Any] = field(default_factory=dict)
+    ``__init__`` (here and in :class:`Outcome`) is written out: default factories are one call
+    each, and every uplink makes a few of these (issue 17: the loop's per-event cost)."""
+
+    attrs: dict[str, Any]
+    reported: dict[str, Any]
+    desired: dict[str, Any]
+    derived: dict[str, Any]
+
+    def __init__(self) -> None:
+        self.attrs = {}
+        self.reported = {}
+        self.desired = {}
+        self.derived = {}
 
     def __bool__(self) -> bool:
         return bool(self.attrs or self.reported or self.desired or self.derived)
@@ -69,14 +78,19 @@ class TwinChange:
             device.derived.update(self.derived)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Outcome:
     """What a rule derived for its device: events ``(type, data)``, commands (for it or for
     other devices, e.g. a presence boost of the neighbours) and the change of its own twin."""
 
-    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    commands: list[PlannedCommand] = field(default_factory=list)
-    twin: TwinChange = field(default_factory=TwinChange)
+    events: list[tuple[str, dict[str, Any]]]
+    commands: list[PlannedCommand]
+    twin: TwinChange
+
+    def __init__(self) -> None:
+        self.events = []
+        self.commands = []
+        self.twin = TwinChange()
 
     def event(self, type: str, **data: Any) -> None:
         self.events.append((type, data))
