@@ -78,7 +78,7 @@ from protocol.fuota._command import Command
 from protocol.lorawan.airtime import lora_time_on_air_s
 from protocol.lorawan.region import REGIONS
 
-__all__ = ["Campaign", "CampaignEngine", "DeviceProgress", "gps_seconds"]
+__all__ = ["Campaign", "CampaignEngine", "DeviceProgress", "decode_uplink", "gps_seconds"]
 
 _GPS_EPOCH_UNIX = 315_964_800  # 1980-01-06T00:00:00Z
 _LEAP_S = 18  # GPS - UTC since 2017-01-01 (TS003 §4.2 counts GPS seconds)
@@ -90,13 +90,6 @@ _FRAG_HEADER = 3  # DataFragment: CID + IndexAndN (TS005 §4.5)
 _CLOCK_SLACK_S = 60  # a node's TimeToStart later than ours by more: its clock is not ours
 _CLOCK_RETRIES = 2  # clock syncs again before such a device fails
 POLL_S = 2.0  # the leading instance looks for campaigns created or cancelled elsewhere
-
-
-_DECODERS: dict[int, Callable[[bytes], list[Command]]] = {
-    clocksync.FPORT: clocksync.decode_uplink,
-    mcsetup.FPORT: mcsetup.decode_uplink,
-    fragmentation.FPORT: fragmentation.decode_uplink,
-}
 
 
 def gps_seconds(unix_s: float) -> int:
@@ -182,6 +175,25 @@ def _eui(d: DeviceProgress) -> str:
 
 
 SendUnicast = Callable[[str, int, bytes], Awaitable[None]]
+
+
+def decode_uplink(f_port: int, data: bytes) -> list[Command] | None:
+    """The TS003/TS004/TS005 commands of an uplink on fPort 202/200/201; None when it does not
+    parse (or the port is none of them): the caller keeps it as a dead letter. Pure."""
+    decoder = _DECODERS.get(f_port)
+    if decoder is None:
+        return None
+    try:
+        return decoder(data)
+    except ProtocolError:
+        return None
+
+
+_DECODERS: dict[int, Callable[[bytes], list[Command]]] = {
+    clocksync.FPORT: clocksync.decode_uplink,
+    mcsetup.FPORT: mcsetup.decode_uplink,
+    fragmentation.FPORT: fragmentation.decode_uplink,
+}
 
 
 class CampaignEngine:
@@ -452,10 +464,16 @@ class CampaignEngine:
     def on_uplink(self, dev_eui: str, f_port: int, data: bytes) -> bool:
         """An uplink on fPort 200-202: decoded, answered, matched. False when it does not parse
         (the caller keeps it as a dead letter)."""
-        try:
-            commands = _DECODERS[f_port](data)
-        except ProtocolError:
+        commands = decode_uplink(f_port, data)
+        if commands is None:
             return False
+        self.on_commands(dev_eui, commands, f_port, data)
+        return True
+
+    def on_commands(self, dev_eui: str, commands: list[Command], f_port: int, data: bytes) -> None:
+        """The commands of an uplink :func:`decode_uplink` parsed from ``data`` (the fleet core
+        decodes it, gateway/fleet/core.py): answered, matched, or relayed to the instance that
+        leads the campaigns (module docstring)."""
         follower = self._follower()
         for command in commands:
             if isinstance(command, clocksync.AppTimeReq):
@@ -464,19 +482,14 @@ class CampaignEngine:
                 self._on_command(dev_eui, command)
         if follower and self.relay is not None:
             self.relay(dev_eui, f_port, data)
-        return True
 
     def on_relayed(self, dev_eui: str, f_port: int, data: bytes) -> None:
         """A node's answer another instance received (its ``fuota_answer`` event, brought by
         the change feed, gateway/fleet_sync.py): matched here; an AppTimeReq in it was answered
         there already."""
-        if not self._running or f_port not in _DECODERS:
+        if not self._running:
             return
-        try:
-            commands = _DECODERS[f_port](data)
-        except ProtocolError:
-            return
-        for command in commands:
+        for command in decode_uplink(f_port, data) or ():
             self._on_command(dev_eui, command)
 
     def _answer_time(self, dev_eui: str, command: clocksync.AppTimeReq) -> None:

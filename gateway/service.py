@@ -1,9 +1,14 @@
-"""The gateway service: lifecycle, event processing, batching, rules, commands, maintenance.
+"""The gateway service, the I/O around the fleet core: MQTT, batching, flush/ack, command
+dispatch, maintenance.
 
 Data path (ARCHITECTURE.md "Where a byte goes"): MQTT ``application/+/device/+/event/+`` →
-:func:`gateway.chirpstack.parse_event` → :func:`protocol.codec.decode` → twin, history and rules
-staged in the store → one commit per batch → MQTT PUBACK for the batch's messages → normalised
-topics published → commands dispatched to ``command/down``.
+:func:`gateway.chirpstack.parse_event` → the store reads the fleet core asks for → the core's
+``apply`` (:mod:`gateway.fleet`: dedup, decode, twin, history and rules, as effects, no I/O) →
+its effects carried out (``_carry_out``: staged in the store, the cached devices changed,
+commands submitted, events queued) → one commit per batch → MQTT PUBACK for the batch's messages
+→ normalised topics published → commands dispatched to ``command/down``. The command manager
+(``txack``/``ack``/``log``, a join's requeue, which command a ``command_result`` answers) and
+the FUOTA and multicast hooks stay here (gateway/fleet/__init__.py says why).
 
 Batching: a batch is committed when ``[store] batch_max`` messages are staged or when its first
 message is ``batch_interval_s`` old (a timer makes sure of it when no further message arrives);
@@ -14,21 +19,10 @@ the commit, the broker's in-flight window for the gateway's client (mosquitto
 ``max_inflight_messages``, 20 by default) divided by ``batch_interval_s`` bounds the throughput:
 raise it to a few hundred on a busy broker (gateway/README.md).
 
-Decisions:
-
-- **Unknown devices are kept**, not dead-lettered: an uplink from a devEui that is not in the
-  registry auto-registers it as kind ``unknown`` (``registered: false``), stores its history and
-  raises a ``device_discovered`` event; a ``device_info`` uplink fills in its kind. Provisioning
-  lags the field in practice, and nothing from the air is dropped (invariant 2). Up to
-  ``[fleet] max_auto_registered`` of them: past it (or with ``auto_register`` off) an unknown
-  device's events are dead letters (``unknown_device_cap`` / ``unknown_device``), counted in
-  ``citypack_unknown_devices_rejected_total`` (20,000 made-up DevEUIs must not fill memory and
-  the broker's retained topics).
-- **fPort 0** (MAC-only) uplinks count as ``processed`` and refresh availability and signal
-  quality, but store no history and run no rules.
-- Undecodable payloads (bad CBOR, unknown fPort, out-of-range values, larger than
-  :data:`protocol.codec.MAX_PAYLOAD`) and events that do not parse are dead letters: the raw MQTT
-  topic and payload with the reason, counted as ``undecodable`` / ``invalid_event``.
+What an event does (unknown devices, fPort 0, undecodable payloads, dedup) is decided in
+:mod:`gateway.fleet`. Events that do not parse (or are larger than ``[mqtt] max_event_bytes``)
+are dead letters from here: the raw MQTT topic and payload with the reason, counted as
+``invalid_event``.
 
 Concurrency: everything runs on one event loop; a message is processed holding the flush lock,
 so a flush from the API, a timer or the dispatcher never commits half a message even when the
@@ -58,11 +52,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import re
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -83,6 +75,7 @@ from gateway.errors import (
     StoreError,
     StoreGone,
 )
+from gateway.fleet import Effects, FleetCore, Known
 from gateway.fuota_campaign import CampaignEngine
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
@@ -91,10 +84,7 @@ from gateway.os2iot import Os2iotClient, Os2iotDownlinks
 from gateway.os2iot_groups import Os2iotGroups
 from gateway.outbox import Outbox
 from gateway.publish import Publisher
-from gateway.rules import Outcome, PlannedCommand
-from gateway.rules import availability as availability_rules
-from gateway.rules import bins as bin_rules
-from gateway.rules import lamps as lamp_rules
+from gateway.rules import PlannedCommand
 from gateway.setcommand import InvalidSet, parse_set
 from gateway.store import (
     CommandRecord,
@@ -102,17 +92,11 @@ from gateway.store import (
     Device,
     EventRecord,
     Store,
-    UplinkRecord,
     create_store,
 )
-from protocol import codec
 from protocol.errors import ProtocolError
 
 __all__ = ["Gateway"]
-
-
-def _digest(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=8).hexdigest()
 
 
 _JSON = json.JSONEncoder(separators=(",", ":"), default=str)
@@ -129,6 +113,9 @@ class _Batch:
     twins: list[tuple[Device, bytes]]
 
 
+# the events whose effects the fleet core decides (gateway/fleet/); the rest are the command
+# manager's (txack, ack, log) or nothing to do (integration)
+_CORE_EVENTS = (cs.UplinkEvent, cs.JoinEvent, cs.StatusEvent, cs.LocationEvent)
 _RETRY_MAX_S = 5.0  # longest wait between two commit attempts on a failing store
 # messages already received and waiting that make a batch grow past its interval: a steady
 # 1,000/s leaves one or two waiting, a restart draining the broker's queue leaves hundreds
@@ -136,12 +123,6 @@ _BACKLOG = 32
 # messages taken from the receive queue at once with several instances, their devices claimed
 # in one round trip (Gateway._claim_burst); a backlog after a restart makes bursts this long
 _BURST = 32
-
-# uplink messages whose fields are merged into the twin's reported state
-_STATE_MESSAGES = frozenset(
-    {"bin_status", "lamp_status", "lamp_counters", "lamp_presence", "device_info"}
-)
-
 
 # ChirpStack's JSON up event starts with its deduplicationId (field 1 of UplinkEvent, serialised
 # in field order); a UUID has no character JSON would escape
@@ -168,9 +149,6 @@ def _uplink_key(payload: Any) -> str | None:
     return "up:" + match.group().decode()
 
 
-_FUOTA_PORTS = (200, 201, 202)  # TS004, TS005, TS003 (ARCHITECTURE.md "Firmware application ports")
-
-
 class Gateway:
     """One gateway process. ``async with Gateway(config) as gw: await gw.run()``."""
 
@@ -187,8 +165,7 @@ class Gateway:
         self.log = logger or get_logger()
         self.clock = clock
         self.metrics = Metrics()
-        self._m_processed = self.metrics.uplinks.labels("processed")
-        self._m_duplicate = self.metrics.uplinks.labels("duplicate")
+        self._m_outcomes: dict[str, Any] = {}  # citypack_uplinks_total{outcome}, by outcome
         self._m_events: dict[str, Any] = {}
         self.store: Store = store or create_store(
             config.store.url,
@@ -261,6 +238,8 @@ class Gateway:
                 clock=clock,
                 logger=self.log,
             )
+        # the registry, exactly-once and the rules, without I/O (gateway/fleet/)
+        self.core = FleetCore(config, self.devices, fuota=self.fuota is not None)
         self.api_token = api_token
         self.api_port: int | None = None
         self.store_ok = False
@@ -291,7 +270,6 @@ class Gateway:
         self._flush_timer: asyncio.TimerHandle | None = None
         self._store_failures = 0
         self._timer_tasks: set[asyncio.Future[None]] = set()
-        self._auto_registered = 0  # devices heard but never registered ([fleet] caps them)
         self._store_lost = False  # a commit raised StoreGone: reopen before the next one
         self._parked: list[tuple[aiomqtt.Message, int]] = []  # received while it is lost
         self._retry_timer: asyncio.TimerHandle | None = None
@@ -324,7 +302,7 @@ class Gateway:
         self.store_ok = True
         for device in await self.store.load_devices():
             self.devices[device.dev_eui] = device
-        self._auto_registered = sum(1 for d in self.devices.values() if not d.registered)
+        self.core.recount()
         await self.commands.load()
         if self.fuota is not None:
             await self.fuota.load()
@@ -907,183 +885,58 @@ class Gateway:
         if counter is None:
             counter = self._m_events[event.event] = self.metrics.events.labels(event.event)
         counter.inc()
-        if isinstance(event, cs.UplinkEvent):
-            await self._on_up(topic, raw, event)
-        elif isinstance(event, cs.JoinEvent):
-            await self._on_join(topic, raw, event)
+        if isinstance(event, _CORE_EVENTS):
+            await self._apply_event(topic, raw, event)
         elif isinstance(event, cs.TxAckEvent):
             self._command_changed(await self.commands.on_txack(event))
         elif isinstance(event, cs.AckEvent):
             self._command_changed(await self.commands.on_ack(event))
         elif isinstance(event, cs.LogEvent):
             await self._on_log(event)
-        elif isinstance(event, cs.StatusEvent):
-            await self._on_status(event)
-        elif isinstance(event, cs.LocationEvent):
-            device = self.devices.get(event.dev_eui)
-            if device is not None and event.latitude is not None and device.latitude is None:
-                device.latitude, device.longitude = event.latitude, event.longitude
-                self._dirty_state.add(device.dev_eui)
         # IntegrationEvent: removed from ChirpStack in v4.15.0; counted, nothing to do
 
     def _dead_letter(self, topic: str, raw: bytes, reason: str, dev_eui: str) -> None:
         self.store.stage_dead_letter(DeadLetter(self.clock(), topic, raw, reason, dev_eui))
         self.log.warning("dead letter", extra={"topic": topic, "reason": reason[:200]})
 
-    def _device_for(self, info: cs.DeviceInfo, application_id: str) -> Device | None:
-        """The device of an event; an unknown one is auto-registered while ``[fleet]`` allows
-        (else None: the caller keeps the event as a dead letter, :meth:`_refuse_unknown`)."""
-        device = self.devices.get(info.dev_eui)
-        now = self.clock()
-        if device is None:
-            if (
-                not self.config.fleet.auto_register
-                or self._auto_registered >= self.config.fleet.max_auto_registered
-            ):
-                return None
-            self._auto_registered += 1
-            device = Device(
-                dev_eui=info.dev_eui,
-                kind="unknown",
-                name=info.device_name,
-                registered=False,
-                created_at=now,
-                updated_at=now,
-            )
-            self.devices[device.dev_eui] = device
-            self._emit(device, "device_discovered", {"device_name": info.device_name})
-            self.update_device_gauge()
-        # the same few strings for every device: one object each, not one per device (a new
-        # one comes with every event; issue 17: 100,000 devices)
-        app = info.application_id or application_id
-        if device.application_id != app:
-            device.application_id = sys.intern(app)
-        if device.device_class != info.device_class_enabled:
-            device.device_class = sys.intern(info.device_class_enabled)
-        return device
-
-    async def _refuse_unknown(self, topic: str, raw: bytes, dev_eui: str, key: str) -> None:
-        """An event of an unknown device that ``[fleet]`` does not let in: one dead letter
-        (a redelivery is a duplicate), counted in ``citypack_unknown_devices_rejected_total``."""
-        if await self.store.seen(key):
-            self._m_duplicate.inc()
-            return
-        self.store.stage_seen(key)
-        fleet = self.config.fleet
-        if fleet.auto_register:
-            reason = "unknown_device_cap"
-            detail = f"{self._auto_registered} devices auto-registered (fleet.max_auto_registered)"
-        else:
-            reason, detail = "unknown_device", "fleet.auto_register is off"
-        self.metrics.unknown_rejected.labels(reason).inc()
-        self.store.stage_dead_letter(
-            DeadLetter(self.clock(), topic, raw, f"{reason}: {detail}", dev_eui)
-        )
-
-    async def _on_up(self, topic: str, raw: bytes, event: cs.UplinkEvent) -> None:
-        found = self._device_for(event.device_info, event.topic_application_id)
-        dev_eui = event.device_info.dev_eui
-        key = (
-            f"up:{event.deduplication_id}"
-            if event.deduplication_id
-            # without an id, the payload tells a redelivery from a counter reset (below)
-            else f"up:{dev_eui}:{event.dev_addr}:{event.f_cnt}:{_digest(event.data)}"
-        )
-        if found is None:
-            await self._refuse_unknown(topic, raw, dev_eui, key)
-            return
-        device = found
-        # Fast path: the device's session (devAddr) and fCnt are committed in the same
-        # transaction as the dedup keys, so a higher fCnt in the same session was never seen.
-        fresh = (
-            device.last_dev_addr == event.dev_addr
-            and device.last_f_cnt is not None
-            and event.f_cnt > device.last_f_cnt
-        )
-        if not fresh:
-            if await self.store.seen(key):
-                self._m_duplicate.inc()  # the same deduplicationId: a redelivery
-                return
-            # a fresh uplink stored no key (below): its history row, (devEui, devAddr, fCnt)
-            # and payload, is what tells its redelivery, in any later session too
-            stored = await self.store.f_cnt_payload(device.dev_eui, event.dev_addr, event.f_cnt)
-            if stored is not None:
-                if stored == event.data:
-                    self._m_duplicate.inc()  # the same frame again (redelivered or another id)
-                    return
-                if device.last_dev_addr == event.dev_addr:
-                    self._counter_reset(topic, raw, device, event, key)
-                    return
-        now = self.clock()
-        was = device.availability
-        self._apply(device, availability_rules.mark_seen(device, now))
-        if device.availability != was:
-            self._dirty_availability.add(device.dev_eui)
-            self.update_device_gauge()
-        if device.last_dev_addr != event.dev_addr or (device.last_f_cnt or -1) < event.f_cnt:
-            device.last_f_cnt = event.f_cnt
-            device.last_dev_addr = event.dev_addr
-        rssi, snr = event.best_rssi, event.best_snr
-        device.last_dr = event.dr
-        device.last_rssi = rssi
-        device.last_snr = snr
-        self._dirty_state.add(device.dev_eui)
-        if event.f_port == 0:
-            self.store.stage_seen(key)  # no history row holds a MAC-only uplink
-            self._m_processed.inc()
-            return
-        if (
-            self.fuota is not None
-            and event.f_port in _FUOTA_PORTS
-            and self.fuota.on_uplink(device.dev_eui, event.f_port, event.data)
-        ):
-            self._m_processed.inc()  # TS003/TS004/TS005 answers (gateway/fuota_campaign.py)
-            return
-        try:
-            if len(event.data) > codec.MAX_PAYLOAD:
-                raise ProtocolError(f"payload of {len(event.data)} bytes > {codec.MAX_PAYLOAD}")
-            decoded = codec.decode(event.f_port, event.data, "up")
-        except ProtocolError as exc:
-            self.store.stage_seen(key)  # a dead letter, not history: the key tells redelivery
-            self.metrics.uplinks.labels("undecodable").inc()
-            self._dead_letter(
-                topic, raw, f"undecodable fPort {event.f_port}: {exc}", device.dev_eui
-            )
-            return
-        if not fresh:
-            # A fresh uplink needs no dedup key: its fCnt is above the committed one in the
-            # same session, and the history row staged next (same transaction) holds (devEui,
-            # devAddr, fCnt, payload), which the check above finds on a redelivery. One row
-            # fewer per uplink (issue 17).
-            self.store.stage_seen(key)
-        self.store.stage_uplink(
-            UplinkRecord(
-                dev_eui=device.dev_eui,
-                received_at=now,
-                deduplication_id=event.deduplication_id,
-                time=event.time,
-                dev_addr=event.dev_addr,
-                f_cnt=event.f_cnt,
-                f_port=event.f_port,
-                dr=event.dr,
-                frequency=event.frequency,
-                rssi=rssi,
-                snr=snr,
-                gateways=len(event.rx_info),
-                message=decoded.message,
-                fields=decoded.fields,
-                data=event.data,
-            )
-        )
-        # Rules reason in ChirpStack's time of reception, not ours: a backlog delivered after a
-        # restart arrives within a second but was measured hours apart (issue 15.2)
-        at = event.time_s
-        if decoded.message == "command_result" and self.multicast is not None:
+    async def _apply_event(self, topic: str, raw: bytes, event: cs.Event) -> None:
+        """An uplink, join, status or location event: the store reads the core needs, the core
+        (gateway/fleet/core.py, no I/O), then its effects; the command and FUOTA parts stay here."""
+        core = self.core
+        reads = core.reads(event)
+        seen = bool(reads.key) and await self.store.seen(reads.key)
+        stored = None
+        if reads.f_cnt is not None and not seen:
+            stored = await self.store.f_cnt_payload(*reads.f_cnt)
+        fx = core.apply(event, Known(self.clock(), seen, stored), topic=topic, raw=raw)
+        device = fx.device
+        if fx.command_result is not None and self.multicast is not None:
+            assert device is not None
             # a group command submitted by another instance or before a restart (multicast.py)
-            await self.multicast.ensure_known(device.dev_eui, decoded.fields)
-        self._apply_message(device, decoded.message, decoded.fields, now if at is None else at)
-        self._m_processed.inc()
-        if self.commands.has_waiting(device.dev_eui):
+            await self.multicast.ensure_known(device.dev_eui, fx.command_result)
+        self._carry_out(fx)
+        if device is None:
+            return
+        if fx.fuota is not None and self.fuota is not None:
+            assert isinstance(event, cs.UplinkEvent)  # only an uplink carries FUOTA answers
+            self.fuota.on_commands(device.dev_eui, fx.fuota, event.f_port, event.data)
+        if fx.firmware is not None and self.fuota is not None:
+            self.fuota.on_version(device.dev_eui, fx.firmware)
+        if fx.command_result is not None:
+            fields = fx.command_result
+            # a group command's member first (gateway/multicast.py: its ids avoid active ones)
+            grouped = self.multicast.on_result(device.dev_eui, fields) if self.multicast else None
+            command = (
+                None if grouped is not None else self.commands.on_result(device.dev_eui, fields)
+            )
+            self._command_changed(command)
+            state = None if command is None else command.state
+            self._carry_out(core.result_answered(device, fields, state, self.clock()))
+        if fx.joined is not None:
+            requeued = self.commands.on_join(device.dev_eui)
+            self._emit(device, "device_joined", {"dev_addr": fx.joined, "requeued": requeued})
+            self.kick(device.dev_eui)
+        if fx.message is not None and self.commands.has_waiting(device.dev_eui):
             self.kick(device.dev_eui)
 
     def _relay_fuota(self, dev_eui: str, f_port: int, data: bytes) -> None:
@@ -1094,101 +947,40 @@ class Gateway:
         if device is not None:
             self._emit(device, "fuota_answer", {"f_port": f_port, "data": data.hex()})
 
-    def _counter_reset(
-        self, topic: str, raw: bytes, device: Device, event: cs.UplinkEvent, key: str
-    ) -> None:
-        """An fCnt already stored for this devAddr, with another payload: the node's frame
-        counter went back (an ABP node that lost its counters; LoRaWAN L2 1.0.4 §4.3.1.5 says it
-        must not, ChirpStack lets it through with "skip fCnt check"). Not a duplicate: the new
-        data is kept as a dead letter with reason ``fcnt_reset`` and an ``fcnt_reset`` event
-        says so (issue 14)."""
-        self.store.stage_seen(key)
-        detail = {
-            "dev_addr": event.dev_addr,
-            "f_cnt": event.f_cnt,
-            "last_f_cnt": device.last_f_cnt,
-            "deduplication_id": event.deduplication_id,
-        }
-        self._dead_letter(
-            topic,
-            raw,
-            f"fcnt_reset: fCnt {event.f_cnt} of devAddr {event.dev_addr} was stored with another"
-            f" payload (last fCnt {device.last_f_cnt})",
-            device.dev_eui,
-        )
-        self._emit(device, "fcnt_reset", detail)
-
-    def _apply_message(
-        self, device: Device, message: str, fields: dict[str, Any], now: float
-    ) -> None:
-        """Apply a decoded uplink; ``now`` is the event's time (receive time when it has none)."""
-        if message in _STATE_MESSAGES:
-            device.reported.update(fields)
-        device.reported["last_message"] = message
-        version = fields.get("config_version")
-        if message == "device_info":
-            if self.fuota is not None and isinstance(fields.get("firmware_version"), str):
-                self.fuota.on_version(device.dev_eui, fields["firmware_version"])
-            kind = fields.get("kind")
-            if device.kind == "unknown" and kind in ("bin", "lamp"):
-                device.kind = str(kind)
-                self.update_device_gauge()
-        if message == "bin_status":
-            self._apply(device, bin_rules.apply_bin_status(device, fields, self.config.bins, now))
-        elif message == "bin_alarm":
-            self._apply(device, bin_rules.apply_bin_alarm(device, fields, self.config.bins, now))
-        elif message == "lamp_status":
-            self._apply(
-                device, lamp_rules.apply_lamp_status(device, fields, self.config.lamps, now)
-            )
-        elif message == "lamp_presence":
-            self._apply(
-                device,
-                lamp_rules.apply_lamp_presence(device, fields, self.config.lamps, self.devices.get),
-            )
-        elif message == "command_result":
-            # a group command's member first (gateway/multicast.py: its ids avoid active ones)
-            grouped = self.multicast.on_result(device.dev_eui, fields) if self.multicast else None
-            command = (
-                None if grouped is not None else self.commands.on_result(device.dev_eui, fields)
-            )
-            self._command_changed(command)
-            if command is not None and command.state != "applied":
-                version = None  # a refused config does not count as reported
-        if isinstance(version, int) and message in (
-            "bin_status",
-            "lamp_status",
-            "device_info",
-            "command_result",
-        ):
-            if device.reported_version != version:
-                device.reported_version = version
-                if device.desired_version == version:
-                    self._emit(device, "config_applied", {"config_version": version})
-            self._reconcile(device)
-
-    def _reconcile(self, device: Device) -> None:
-        """Push the desired config again while the reported version differs (invariant 4)."""
-        if device.kind == "lamp":
-            self._apply(
-                device,
-                lamp_rules.reconcile_profile(device, self.config.lamps, device.reported_version),
-            )
-            return
-        if device.desired_version is None or device.desired_version == device.reported_version:
-            return
-        for message in CONFIG_MESSAGES:
-            fields = device.desired.get(message)
-            if isinstance(fields, dict) and fields.get("config_version") == device.desired_version:
-                self._plan(PlannedCommand(device.dev_eui, message, dict(fields), confirmed=True))
-
-    def _apply(self, device: Device, outcome: Outcome) -> None:
-        if device.decommissioned_at is not None:
-            return  # history only: no alarms, no commands (gateway/lifecycle.py)
-        for type_, data in outcome.events:
-            self._emit(device, type_, data)
-        for planned in outcome.commands:
+    def _carry_out(self, fx: Effects) -> None:
+        """Do what the core said (gateway/fleet/effects.py): the only place its effects reach the
+        device map, the cached twins, the store's staged rows, the metrics and the events."""
+        if fx.new_device is not None:
+            self.devices[fx.new_device.dev_eui] = fx.new_device
+            self.core.registered(was_auto=True)
+        for device, change in fx.changes.values():
+            change.apply(device)
+        self._dirty_state |= fx.dirty
+        self._dirty_availability |= fx.availability
+        if fx.gauge:
+            self.update_device_gauge()
+        store = self.store
+        for key in fx.seen:
+            store.stage_seen(key)
+        for letter in fx.dead_letters:
+            store.stage_dead_letter(letter)
+            if fx.rejected is None:  # refused unknown devices are counted, not logged each
+                self.log.warning(
+                    "dead letter", extra={"topic": letter.topic, "reason": letter.reason[:200]}
+                )
+        if fx.uplink is not None:
+            store.stage_uplink(fx.uplink)
+        for record in fx.events:
+            self._emit_record(record)
+        for planned in fx.commands:
             self._plan(planned)
+        if fx.outcome is not None:
+            counter = self._m_outcomes.get(fx.outcome)
+            if counter is None:
+                counter = self._m_outcomes[fx.outcome] = self.metrics.uplinks.labels(fx.outcome)
+            counter.inc()
+        if fx.rejected is not None:
+            self.metrics.unknown_rejected.labels(fx.rejected).inc()
 
     def _plan(self, planned: PlannedCommand) -> None:
         target = self.devices.get(planned.dev_eui)
@@ -1212,11 +1004,15 @@ class Gateway:
         self._command_changed(command)
 
     def _emit(self, device: Device, type_: str, data: dict[str, Any]) -> None:
-        record = EventRecord(type=type_, dev_eui=device.dev_eui, at=self.clock(), data=data)
+        self._emit_record(
+            EventRecord(type=type_, dev_eui=device.dev_eui, at=self.clock(), data=data)
+        )
+
+    def _emit_record(self, record: EventRecord) -> None:
         self.store.stage_event(record)
         self._events.append(record)
-        self.metrics.derived_events.labels(type_).inc()
-        self._dirty_state.add(device.dev_eui)
+        self.metrics.derived_events.labels(record.type).inc()
+        self._dirty_state.add(record.dev_eui)
 
     def _command_changed(self, command: CommandRecord | None) -> None:
         if command is None:
@@ -1234,40 +1030,6 @@ class Gateway:
                 },
             )
         self.kick(command.dev_eui)
-
-    async def _on_join(self, topic: str, raw: bytes, event: cs.JoinEvent) -> None:
-        key = f"join:{event.deduplication_id}"
-        device = self._device_for(event.device_info, event.topic_application_id)
-        if device is None:
-            await self._refuse_unknown(topic, raw, event.device_info.dev_eui, key)
-            return
-        if event.deduplication_id and await self.store.seen(key):
-            return
-        if event.deduplication_id:
-            self.store.stage_seen(key)
-        device.last_dev_addr = event.dev_addr
-        device.last_f_cnt = None
-        requeued = self.commands.on_join(device.dev_eui)
-        self._emit(device, "device_joined", {"dev_addr": event.dev_addr, "requeued": requeued})
-        self.kick(device.dev_eui)
-
-    async def _on_status(self, event: cs.StatusEvent) -> None:
-        key = f"status:{event.deduplication_id}"
-        if event.deduplication_id and await self.store.seen(key):
-            return
-        if event.deduplication_id:
-            self.store.stage_seen(key)
-        device = self.devices.get(event.dev_eui)
-        if device is None:
-            return
-        device.reported["lorawan_margin_db"] = event.margin
-        device.reported["lorawan_battery_percent"] = (
-            None
-            if event.battery_level_unavailable or event.external_power_source
-            else event.battery_level
-        )
-        device.reported["external_power"] = event.external_power_source
-        self._dirty_state.add(device.dev_eui)
 
     async def _on_log(self, event: cs.LogEvent) -> None:
         command = await self.commands.on_log(event)
@@ -1544,14 +1306,7 @@ class Gateway:
         self.refresh_device_gauge()
 
     def _check_availability(self, devices: list[Device], now: float) -> None:
-        for device in devices:
-            if device.decommissioned_at is not None:
-                continue
-            outcome = availability_rules.check(device, self.config.availability, now)
-            if outcome.events:
-                self._dirty_availability.add(device.dev_eui)
-                self._apply(device, outcome)
-                self.update_device_gauge()
+        self._carry_out(self.core.check_availability(devices, now))
 
     def update_device_gauge(self) -> None:
         """Mark the ``citypack_devices`` gauge stale; it is recomputed when read (scrape, stats,
@@ -1582,7 +1337,7 @@ class Gateway:
             device = Device(dev_eui=dev_eui, created_at=now)
             self.devices[dev_eui] = device
         elif not device.registered:
-            self._auto_registered -= 1  # registered now: room for another unknown one
+            self.core.registered(was_auto=False)  # registered now: room for another unknown one
         for key, value in values.items():
             setattr(device, key, value)
         device.registered = True

@@ -9,6 +9,9 @@ the per-type default (``[availability] bin_interval_s`` / ``lamp_interval_s``), 
 Unlike the bin and lamp rules, which reason on the event's ChirpStack ``time``, ``last_seen`` is
 the gateway's receive time: :func:`check` compares it with the gateway's own clock, and
 ChirpStack's clock (or the simulated one of ``citypack demo``) need not agree with it.
+
+Both functions are pure: the availability change is in the returned outcome's ``twin.attrs``
+(``availability``, ``last_seen``), applied by the service (gateway/rules/__init__.py).
 """
 
 from __future__ import annotations
@@ -41,10 +44,9 @@ def timeout_s(device: Device, cfg: AvailabilityConfig) -> float:
 def mark_seen(device: Device, now: float) -> Outcome:
     """An uplink arrived: online again (event ``device_online`` only after being offline)."""
     out = Outcome()
-    previous = device.availability
-    device.last_seen = now
-    device.availability = "online"
-    if previous == "offline":
+    out.twin.attrs["last_seen"] = now
+    out.twin.attrs["availability"] = "online"
+    if device.availability == "offline":
         out.event("device_online", last_seen=now)
     return out
 
@@ -56,7 +58,7 @@ def check(device: Device, cfg: AvailabilityConfig, now: float) -> Outcome:
         return out
     limit = timeout_s(device, cfg)
     if now - device.last_seen > limit:
-        device.availability = "offline"
+        out.twin.attrs["availability"] = "offline"
         out.event(
             "device_offline",
             last_seen=device.last_seen,

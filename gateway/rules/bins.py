@@ -13,6 +13,9 @@ the line reaches the threshold. The time of a point (``now`` in these functions)
 uplink's ChirpStack ``time`` (the service falls back to its receive time only when the event has
 none), so a backlog delivered in a burst keeps the hours between its readings.
 
+The rules are pure (gateway/rules/__init__.py): they read ``device.derived`` and write the new
+rule state into the returned outcome's ``twin.derived``.
+
 Tilt: a ``bin_alarm`` ``tilt`` carries the degrees from upright; the bin counts as tilted (and
 ``bin_tilt`` fires) when they reach ``[bins] tilt_threshold_deg``. A ``bin_status`` carries only
 the node's own flag, which is taken as it is.
@@ -82,8 +85,8 @@ def fill_rate_per_h(samples: list[list[float]]) -> float | None:
     return (stf - st * sf / n) / var * 3600.0
 
 
-def _pickup(device: Device, out: Outcome, now: float, fill: Any, drop: float) -> None:
-    derived = device.derived
+def _pickup(out: Outcome, now: float, fill: Any, drop: float) -> None:
+    derived = out.twin.derived
     derived["_samples"] = history.pack([[round(now), fill]])
     derived["full"] = False
     derived["last_pickup_at"] = now
@@ -94,17 +97,17 @@ def apply_bin_status(
     device: Device, fields: dict[str, Any], cfg: BinsConfig, now: float
 ) -> Outcome:
     out = Outcome()
-    derived = device.derived
+    derived = out.twin.derived  # written here; read through out.derived(device, key)
     fill = fields.get("fill_percent", 0)
-    previous = derived.get("fill_percent")
-    samples = history.points(derived.get("_samples"))
+    previous = device.derived.get("fill_percent")
+    samples = history.points(device.derived.get("_samples"))
     drop = (previous - fill) if isinstance(previous, int | float) else 0.0
     # pickup_count counts the pickups the node saw since its previous bin_status (catalogue),
     # so any positive value is a pickup; it is not a lifetime counter to compare.
     pickups = fields.get("pickup_count")
     node_pickup = isinstance(pickups, int) and pickups > 0
     if drop >= cfg.pickup_drop_percent or (node_pickup and drop > 0):
-        _pickup(device, out, now, fill, drop)
+        _pickup(out, now, fill, drop)
         samples = [[round(now), fill]]
     else:
         samples.append([round(now), fill])  # whole seconds: smaller twin, same forecast
@@ -123,7 +126,7 @@ def apply_bin_status(
         derived["forecast_full_at"] = round(now + (threshold - fill) / rate * 3600.0)
     else:
         derived["forecast_full_at"] = None
-    if fill >= threshold and not derived.get("full"):
+    if fill >= threshold and not out.derived(device, "full"):  # False after a pickup above
         derived["full"] = True
         out.event("bin_full", fill_percent=fill, threshold_percent=threshold)
     elif fill < threshold:
@@ -132,15 +135,15 @@ def apply_bin_status(
     fire = bool(fields.get("fire")) or (
         isinstance(temperature, int | float) and temperature >= cfg.fire_threshold_c
     )
-    if fire and not derived.get("fire"):
+    if fire and not device.derived.get("fire"):
         out.event("bin_fire", temperature_c=temperature, source="status")
     derived["fire"] = fire
     tilt = bool(fields.get("tilt"))
-    if tilt and not derived.get("tilt"):
+    if tilt and not device.derived.get("tilt"):
         out.event("bin_tilt", source="status")
     derived["tilt"] = tilt
     fault = bool(fields.get("sensor_fault"))
-    if fault and not derived.get("sensor_fault"):
+    if fault and not device.derived.get("sensor_fault"):
         out.event("bin_sensor_fault")
     derived["sensor_fault"] = fault
     return out
@@ -148,22 +151,22 @@ def apply_bin_status(
 
 def apply_bin_alarm(device: Device, fields: dict[str, Any], cfg: BinsConfig, now: float) -> Outcome:
     out = Outcome()
-    derived = device.derived
+    derived = out.twin.derived
     alarm = fields.get("alarm")
     value = fields.get("value")
     fill = float(fields.get("fill_percent", 0))
     if alarm == "fire":
-        if not derived.get("fire"):  # once per fire, as from bin_status
+        if not device.derived.get("fire"):  # once per fire, as from bin_status
             out.event("bin_fire", temperature_c=value, source="alarm")
         derived["fire"] = True
     elif alarm == "tilt":
         tilted = isinstance(value, int | float) and value >= cfg.tilt_threshold_deg
-        if tilted and not derived.get("tilt"):
+        if tilted and not device.derived.get("tilt"):
             out.event("bin_tilt", tilt_deg=value, source="alarm")
         derived["tilt"] = tilted
     elif alarm == "pickup":
         drop = float(value) if isinstance(value, int | float) else 0.0
-        _pickup(device, out, now, fill, drop)
+        _pickup(out, now, fill, drop)
         derived["fill_percent"] = fill
     elif alarm == "sensor_fault":
         derived["sensor_fault"] = True

@@ -15,6 +15,9 @@ its registry neighbours that are lamps (the next lamps along its street) ahead o
 replaces an unsent older one (gateway.commands). A report from a lamp that is off (``dim_level``
 0: daylight by its profile), or no longer at its boost level (its road users have gone), raises
 nobody.
+
+The rules are pure (gateway/rules/__init__.py): they read the device and return its twin changes
+(``derived`` flags, the ``desired`` profile) in the outcome, never writing the device.
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ def apply_lamp_status(
     device: Device, fields: dict[str, Any], cfg: LampsConfig, now: float
 ) -> Outcome:
     out = Outcome()
-    derived = device.derived
+    derived = out.twin.derived
+    was = device.derived
     dim = fields.get("dim_level", 0)
     power = fields.get("active_power_w", 0)
     lit = isinstance(dim, int | float) and dim > 0
@@ -50,9 +54,9 @@ def apply_lamp_status(
     if lit and isinstance(power, int | float) and power < cfg.min_power_w:
         reasons.append("no_power")
     failed = bool(reasons)
-    if failed and not derived.get("lamp_failure"):
+    if failed and not was.get("lamp_failure"):
         out.event("lamp_failure", reasons=reasons, dim_level=dim, active_power_w=power)
-    elif not failed and derived.get("lamp_failure"):
+    elif not failed and was.get("lamp_failure"):
         out.event("lamp_recovered")
     derived["lamp_failure"] = failed
     derived["failure_reasons"] = reasons
@@ -63,7 +67,7 @@ def apply_lamp_status(
         and power >= cfg.min_power_w
         and fields.get("mode") != "override"
     )
-    if day_burner and not derived.get("day_burner"):
+    if day_burner and not was.get("day_burner"):
         out.event("lamp_day_burner", dim_level=dim, active_power_w=power)
     derived["day_burner"] = day_burner
     return out
@@ -114,12 +118,15 @@ def apply_lamp_presence(
     fields: dict[str, Any],
     cfg: LampsConfig,
     lookup: Callable[[str], Device | None],
+    *,
+    seen_at: float | None,
 ) -> Outcome:
     """Light the road ahead of whoever ``device`` saw: a short override on its lamp neighbours.
 
     Which neighbours: the next one ahead of the road user (:func:`_ahead`). A neighbour that
     reported presence within ``presence_duration_s`` before this report (the report times are
-    ``last_seen``, set when the uplink arrived, gateway.rules.availability) most likely saw the
+    ``seen_at``, the gateway's receive time that becomes the device's ``last_seen``,
+    gateway.rules.availability; kept in ``derived._presence_at``) most likely saw the
     same road user coming, so the road user goes away from it; with no such report the nearest
     two are raised, and every neighbour when positions are missing. Only this lamp's own state
     changes here (the time of its report); its neighbours are read, never written (each device
@@ -134,7 +141,7 @@ def apply_lamp_presence(
     """
     out = Outcome()
     raised = []
-    now = device.last_seen
+    now = seen_at
     level = fields.get("dim_level")
     reporter_off = level == 0
     gone = isinstance(level, int | float) and 0 < level < _boost_level(device, cfg)
@@ -169,7 +176,7 @@ def apply_lamp_presence(
             )
         )
     if now is not None and not reporter_off and not gone:
-        device.derived["_presence_at"] = now
+        out.twin.derived["_presence_at"] = now
     out.event(
         "lamp_presence",
         road_users=fields.get("road_users"),
@@ -199,8 +206,8 @@ def reconcile_profile(device: Device, cfg: LampsConfig, reported_version: int | 
     if not isinstance(version, int):
         return out
     if device.desired_version is None or "lamp_profile" not in device.desired:
-        device.desired["lamp_profile"] = profile
-        device.desired_version = version
+        out.twin.desired["lamp_profile"] = profile
+        out.twin.attrs["desired_version"] = version
     if version != reported_version:
         fields = {k: v for k, v in profile.items() if k != "command_id"}
         out.commands.append(PlannedCommand(device.dev_eui, "lamp_profile", fields, confirmed=True))

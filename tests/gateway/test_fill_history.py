@@ -33,7 +33,8 @@ def test_pack_points_and_plain_round_trip() -> None:
 def test_a_bin_keeps_a_packed_history_and_publishes_the_old_shape() -> None:
     device, cfg = _bin(), BinsConfig()
     for i in range(cfg.forecast_samples + 3):
-        bins.apply_bin_status(device, {"fill_percent": 3 * i}, cfg, T0 + 900 * i)
+        out = bins.apply_bin_status(device, {"fill_percent": 3 * i}, cfg, T0 + 900 * i)
+        out.twin.apply(device)  # the rule is pure: the service makes its change
     samples = device.derived["_samples"]
     assert isinstance(samples, array) and len(samples) == 2 * cfg.forecast_samples
     twin = json.loads(device.twin_json())
@@ -46,7 +47,8 @@ def test_a_bin_keeps_a_packed_history_and_publishes_the_old_shape() -> None:
 def test_a_stored_list_history_goes_on_packed() -> None:
     twin = {"derived": {"_samples": [[T0, 10], [T0 + 900, 13]], "fill_percent": 13}}
     device = device_from_row("a840410000000001", "bin", {"registered": True}, twin)
-    bins.apply_bin_status(device, {"fill_percent": 16}, BinsConfig(), T0 + 1800)
+    out = bins.apply_bin_status(device, {"fill_percent": 16}, BinsConfig(), T0 + 1800)
+    out.twin.apply(device)
     assert history.points(device.derived["_samples"]) == [
         [T0, 10],
         [T0 + 900, 13],

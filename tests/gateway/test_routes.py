@@ -25,6 +25,11 @@ DEPOT = (56.1500, 10.2000)
 STOP_KEYS = {"dev_eui", "name", "latitude", "longitude", "fill_percent", "arrival_s"}
 
 
+def _report(device: Device, fields: dict[str, Any], bins: BinsConfig, at: float) -> None:
+    """A bin's status through its rule, and the rule's twin change made as the service does."""
+    apply_bin_status(device, fields, bins, at).twin.apply(device)
+
+
 def cfg(**kw: Any) -> RoutesConfig:
     base: dict[str, Any] = {"depot_latitude": DEPOT[0], "depot_longitude": DEPOT[1]}
     base.update(kw)
@@ -242,9 +247,9 @@ def test_bins_forecast_full_before_the_next_round_are_collected_now() -> None:
     slow = Device("02c17a0b00000002", kind="bin", name="slow", latitude=56.152, longitude=10.2)
     unplaced = Device("02c17a0b00000003", kind="bin", name="unplaced")
     for hour in range(4):  # 50 -> 68 %: 6 %/h, reaches 80 % within 3 h
-        apply_bin_status(filling, {"fill_percent": 50 + 6 * hour}, bins, now + 3600 * hour)
-        apply_bin_status(slow, {"fill_percent": 10 + hour // 3}, bins, now + 3600 * hour)
-        apply_bin_status(unplaced, {"fill_percent": 95}, bins, now + 3600 * hour)
+        _report(filling, {"fill_percent": 50 + 6 * hour}, bins, now + 3600 * hour)
+        _report(slow, {"fill_percent": 10 + hour // 3}, bins, now + 3600 * hour)
+        _report(unplaced, {"fill_percent": 95}, bins, now + 3600 * hour)
     later = now + 3 * 3600
     stops, unrouted = route_stops([filling, slow, unplaced], bins, cfg(next_round_h=24), later)
     assert [s.dev_eui for s in stops] == [filling.dev_eui]
@@ -266,9 +271,9 @@ def test_load_is_the_forecast_fill_and_bins_that_refill_within_a_round_go_late()
     )
     windowed.group = "market"
     for hour in range(4):
-        apply_bin_status(steady, {"fill_percent": 70 + hour}, bins, now + 3600 * hour)  # 1 %/h
-        apply_bin_status(fast, {"fill_percent": 40 + 5 * hour}, bins, now + 3600 * hour)
-        apply_bin_status(windowed, {"fill_percent": 40 + 5 * hour}, bins, now + 3600 * hour)
+        _report(steady, {"fill_percent": 70 + hour}, bins, now + 3600 * hour)  # 1 %/h
+        _report(fast, {"fill_percent": 40 + 5 * hour}, bins, now + 3600 * hour)
+        _report(windowed, {"fill_percent": 40 + 5 * hour}, bins, now + 3600 * hour)
     later = now + 3 * 3600
     config = cfg(next_round_h=24, shift_s=8 * 3600.0, time_windows={"market": [0, 3600]})
     stops, _ = route_stops([steady, fast, windowed], bins, config, later)

@@ -1,14 +1,22 @@
-"""Rules without I/O: bins, lamps, availability."""
+"""Rules without I/O: bins, lamps, availability.
+
+The rules are pure (gateway/rules/__init__.py): every call here goes through :func:`run`, which
+checks that the rule left the device as it was and then makes the returned twin change on it,
+as the service does (gateway/service.py ``_carry_out``), so a sequence of reports sees the state
+the previous ones left."""
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from gateway.config import AvailabilityConfig, BinsConfig, LampsConfig
-from gateway.rules import availability, bins, lamps
+from gateway.rules import Outcome, availability, bins, lamps
 from gateway.store.base import Device
 
 H = 3600.0
@@ -29,29 +37,39 @@ def status(fill: int, **extra: object) -> dict[str, object]:
     }
 
 
-def types(outcome: object) -> list[str]:
-    return [t for t, _ in outcome.events]  # type: ignore[attr-defined]
+def types(outcome: Outcome) -> list[str]:
+    return [t for t, _ in outcome.events]
+
+
+def run(rule: Callable[..., Outcome], device: Device, *args: Any, **kwargs: Any) -> Outcome:
+    """``rule(device, *args)``; the device must come back untouched, then the outcome's twin
+    change is made on it (the service's part)."""
+    before = copy.deepcopy(device)
+    out = rule(device, *args, **kwargs)
+    assert device == before, f"{rule.__name__} changed the device in place"
+    out.twin.apply(device)
+    return out
 
 
 def test_full_fires_once_per_filling_at_the_bins_own_threshold() -> None:
     cfg = BinsConfig()
     device = Device("01", kind="bin")
     device.desired["bin_config"] = {"full_threshold_percent": 60}
-    assert types(bins.apply_bin_status(device, status(55), cfg, 0)) == []
-    assert types(bins.apply_bin_status(device, status(61), cfg, H)) == ["bin_full"]
-    assert types(bins.apply_bin_status(device, status(70), cfg, 2 * H)) == []
+    assert types(run(bins.apply_bin_status, device, status(55), cfg, 0)) == []
+    assert types(run(bins.apply_bin_status, device, status(61), cfg, H)) == ["bin_full"]
+    assert types(run(bins.apply_bin_status, device, status(70), cfg, 2 * H)) == []
     other = Device("02", kind="bin")
-    assert types(bins.apply_bin_status(other, status(61), cfg, 0)) == []  # default 80
+    assert types(run(bins.apply_bin_status, other, status(61), cfg, 0)) == []  # default 80
 
 
 def test_fill_rate_forecast_and_pickup() -> None:
     cfg = BinsConfig(full_threshold_percent=80, pickup_drop_percent=30)
     device = Device("01", kind="bin")
     for hour, fill in enumerate((10, 20, 30, 40)):
-        bins.apply_bin_status(device, status(fill), cfg, hour * H)
+        run(bins.apply_bin_status, device, status(fill), cfg, hour * H)
     assert device.derived["fill_rate_percent_per_h"] == pytest.approx(10.0)
     assert device.derived["forecast_full_at"] == pytest.approx(3 * H + 4 * H)
-    out = bins.apply_bin_status(device, status(3), cfg, 4 * H)
+    out = run(bins.apply_bin_status, device, status(3), cfg, 4 * H)
     assert types(out) == ["bin_pickup"]
     assert out.events[0][1]["drop_percent"] == 37
     assert device.derived["fill_rate_percent_per_h"] is None  # one sample since the pickup
@@ -70,15 +88,15 @@ def test_fill_rate_over_a_whole_day_is_the_days_rise() -> None:
 def test_pickup_reported_by_the_node_counts_since_the_previous_status() -> None:
     cfg = BinsConfig(pickup_drop_percent=50)
     device = Device("01", kind="bin")
-    bins.apply_bin_status(device, status(40, pickup_count=0), cfg, 0)
+    run(bins.apply_bin_status, device, status(40, pickup_count=0), cfg, 0)
     # a 30 % drop is under the gateway's own threshold, but the node saw the truck
-    out = bins.apply_bin_status(device, status(10, pickup_count=1), cfg, H)
+    out = run(bins.apply_bin_status, device, status(10, pickup_count=1), cfg, H)
     assert types(out) == ["bin_pickup"]
     # the next report carries 0 again (pickups since the previous status): no second pickup
-    assert types(bins.apply_bin_status(device, status(12, pickup_count=0), cfg, 2 * H)) == []
+    assert types(run(bins.apply_bin_status, device, status(12, pickup_count=0), cfg, 2 * H)) == []
     # a second pickup in a row reports 1 again and is a pickup again
-    bins.apply_bin_status(device, status(45, pickup_count=0), cfg, 3 * H)
-    assert types(bins.apply_bin_status(device, status(5, pickup_count=1), cfg, 4 * H)) == [
+    run(bins.apply_bin_status, device, status(45, pickup_count=0), cfg, 3 * H)
+    assert types(run(bins.apply_bin_status, device, status(5, pickup_count=1), cfg, 4 * H)) == [
         "bin_pickup"
     ]
 
@@ -86,15 +104,17 @@ def test_pickup_reported_by_the_node_counts_since_the_previous_status() -> None:
 def test_fire_and_tilt_on_transition_and_from_alarms() -> None:
     cfg = BinsConfig(fire_threshold_c=70)
     device = Device("01", kind="bin")
-    assert types(bins.apply_bin_status(device, status(10, temperature_c=75), cfg, 0)) == [
+    assert types(run(bins.apply_bin_status, device, status(10, temperature_c=75), cfg, 0)) == [
         "bin_fire"
     ]
-    assert types(bins.apply_bin_status(device, status(10, temperature_c=80), cfg, 1)) == []
-    assert types(bins.apply_bin_status(device, status(10, tilt=True), cfg, 2)) == ["bin_tilt"]
-    alarm = bins.apply_bin_alarm(device, {"alarm": "fire", "value": 90, "fill_percent": 10}, cfg, 3)
+    assert types(run(bins.apply_bin_status, device, status(10, temperature_c=80), cfg, 1)) == []
+    assert types(run(bins.apply_bin_status, device, status(10, tilt=True), cfg, 2)) == ["bin_tilt"]
+    alarm = run(
+        bins.apply_bin_alarm, device, {"alarm": "fire", "value": 90, "fill_percent": 10}, cfg, 3
+    )
     assert types(alarm) == ["bin_fire"] and alarm.events[0][1]["temperature_c"] == 90
-    pickup = bins.apply_bin_alarm(
-        device, {"alarm": "pickup", "value": 70, "fill_percent": 2}, cfg, 4
+    pickup = run(
+        bins.apply_bin_alarm, device, {"alarm": "pickup", "value": 70, "fill_percent": 2}, cfg, 4
     )
     assert types(pickup) == ["bin_pickup"] and device.derived["fill_percent"] == 2
 
@@ -102,23 +122,23 @@ def test_fire_and_tilt_on_transition_and_from_alarms() -> None:
 def test_fire_alarm_once_per_fire_and_tilt_alarm_against_the_threshold() -> None:
     cfg = BinsConfig(fire_threshold_c=70, tilt_threshold_deg=60)
     device = Device("01", kind="bin")
-    assert types(bins.apply_bin_status(device, status(10, temperature_c=75), cfg, 0)) == [
+    assert types(run(bins.apply_bin_status, device, status(10, temperature_c=75), cfg, 0)) == [
         "bin_fire"
     ]
     fire = {"alarm": "fire", "value": 90, "fill_percent": 10}
-    assert types(bins.apply_bin_alarm(device, fire, cfg, 1)) == []  # the same fire
-    assert types(bins.apply_bin_alarm(device, fire, cfg, 2)) == []
+    assert types(run(bins.apply_bin_alarm, device, fire, cfg, 1)) == []  # the same fire
+    assert types(run(bins.apply_bin_alarm, device, fire, cfg, 2)) == []
     assert device.derived["fire"] is True
-    bins.apply_bin_status(device, status(10, temperature_c=20), cfg, 3)  # out
-    assert types(bins.apply_bin_alarm(device, fire, cfg, 4)) == ["bin_fire"]  # a new one
+    run(bins.apply_bin_status, device, status(10, temperature_c=20), cfg, 3)  # out
+    assert types(run(bins.apply_bin_alarm, device, fire, cfg, 4)) == ["bin_fire"]  # a new one
     tilt = {"alarm": "tilt", "value": 50, "fill_percent": 10}
-    assert types(bins.apply_bin_alarm(device, tilt, cfg, 5)) == []  # below 60 degrees
+    assert types(run(bins.apply_bin_alarm, device, tilt, cfg, 5)) == []  # below 60 degrees
     assert device.derived["tilt"] is False
     tilt["value"] = 60
-    assert types(bins.apply_bin_alarm(device, tilt, cfg, 6)) == ["bin_tilt"]
+    assert types(run(bins.apply_bin_alarm, device, tilt, cfg, 6)) == ["bin_tilt"]
     assert device.derived["tilt"] is True
     tilt["value"] = 90
-    assert types(bins.apply_bin_alarm(device, tilt, cfg, 7)) == []  # still tilted
+    assert types(run(bins.apply_bin_alarm, device, tilt, cfg, 7)) == []  # still tilted
 
 
 def test_collection_list_and_formats() -> None:
@@ -127,11 +147,11 @@ def test_collection_list_and_formats() -> None:
     soon = Device("0b", kind="bin", name="Soon")
     later = Device("0c", kind="bin")
     lamp = Device("0d", kind="lamp")
-    bins.apply_bin_status(full, status(95), cfg, 0)
+    run(bins.apply_bin_status, full, status(95), cfg, 0)
     for hour, fill in enumerate((50, 60)):
-        bins.apply_bin_status(soon, status(fill), cfg, hour * H)  # 10 %/h -> full in 2 h
+        run(bins.apply_bin_status, soon, status(fill), cfg, hour * H)  # 10 %/h -> full in 2 h
     for day, fill in enumerate((10, 11)):
-        bins.apply_bin_status(later, status(fill), cfg, day * 86400)
+        run(bins.apply_bin_status, later, status(fill), cfg, day * 86400)
     rows = bins.collection_list([lamp, later, soon, full], cfg, 1 * H)
     assert [(r["dev_eui"], r["reason"]) for r in rows] == [("0a", "full"), ("0b", "forecast")]
     assert [r["dev_eui"] for r in bins.collection_list([soon], cfg, H, horizon_h=1)] == []
@@ -154,21 +174,29 @@ def test_collection_list_and_formats() -> None:
 def test_lamp_failure_day_burner_and_recovery() -> None:
     cfg = LampsConfig(min_power_w=3, day_start_hour_utc=10, day_end_hour_utc=14)
     lamp = Device("01", kind="lamp")
-    out = lamps.apply_lamp_status(lamp, {"dim_level": 80, "active_power_w": 0}, cfg, NIGHT)
+    out = run(lamps.apply_lamp_status, lamp, {"dim_level": 80, "active_power_w": 0}, cfg, NIGHT)
     assert types(out) == ["lamp_failure"] and out.events[0][1]["reasons"] == ["no_power"]
-    out = lamps.apply_lamp_status(
-        lamp, {"dim_level": 80, "active_power_w": 0, "relay_failure": True}, cfg, NIGHT
+    out = run(
+        lamps.apply_lamp_status,
+        lamp,
+        {"dim_level": 80, "active_power_w": 0, "relay_failure": True},
+        cfg,
+        NIGHT,
     )
     assert types(out) == []
-    out = lamps.apply_lamp_status(lamp, {"dim_level": 80, "active_power_w": 40}, cfg, NIGHT)
+    out = run(lamps.apply_lamp_status, lamp, {"dim_level": 80, "active_power_w": 40}, cfg, NIGHT)
     assert types(out) == ["lamp_recovered"]
-    out = lamps.apply_lamp_status(lamp, {"dim_level": 80, "active_power_w": 40}, cfg, NOON)
+    out = run(lamps.apply_lamp_status, lamp, {"dim_level": 80, "active_power_w": 40}, cfg, NOON)
     assert types(out) == ["lamp_day_burner"]
-    out = lamps.apply_lamp_status(lamp, {"dim_level": 0, "active_power_w": 0}, cfg, NOON)
+    out = run(lamps.apply_lamp_status, lamp, {"dim_level": 0, "active_power_w": 0}, cfg, NOON)
     assert types(out) == [] and lamp.derived["day_burner"] is False
     flagged = Device("02", kind="lamp")
-    out = lamps.apply_lamp_status(
-        flagged, {"dim_level": 0, "active_power_w": 0, "day_burner": True}, cfg, NIGHT
+    out = run(
+        lamps.apply_lamp_status,
+        flagged,
+        {"dim_level": 0, "active_power_w": 0, "day_burner": True},
+        cfg,
+        NIGHT,
     )
     assert types(out) == ["lamp_day_burner"]
 
@@ -180,7 +208,14 @@ def test_presence_raises_only_neighbouring_lamps() -> None:
         "02": Device("02", kind="lamp"),
         "03": Device("03", kind="bin"),
     }
-    out = lamps.apply_lamp_presence(registry["01"], {"road_users": 1}, cfg, registry.get)
+    out = run(
+        lamps.apply_lamp_presence,
+        registry["01"],
+        {"road_users": 1},
+        cfg,
+        registry.get,
+        seen_at=None,
+    )
     assert [
         (c.dev_eui, c.message, c.fields["dim_level"], c.fields["duration_s"], c.confirmed)
         for c in out.commands
@@ -189,12 +224,22 @@ def test_presence_raises_only_neighbouring_lamps() -> None:
     assert out.commands[0].fields["resume_schedule"] is False
     assert out.events[0] == ("lamp_presence", {"road_users": 1, "street": "A", "raised": ["02"]})
     # seen by a lamp that is off (daylight by its profile): no neighbour is switched on by day
-    by_day = lamps.apply_lamp_presence(
-        registry["01"], {"road_users": 1, "dim_level": 0}, cfg, registry.get
+    by_day = run(
+        lamps.apply_lamp_presence,
+        registry["01"],
+        {"road_users": 1, "dim_level": 0},
+        cfg,
+        registry.get,
+        seen_at=None,
     )
     assert by_day.commands == [] and by_day.events[0][1]["raised"] == []
-    lit = lamps.apply_lamp_presence(
-        registry["01"], {"road_users": 1, "dim_level": 100}, cfg, registry.get
+    lit = run(
+        lamps.apply_lamp_presence,
+        registry["01"],
+        {"road_users": 1, "dim_level": 100},
+        cfg,
+        registry.get,
+        seen_at=None,
     )
     assert [c.dev_eui for c in lit.commands] == ["02"]
 
@@ -218,10 +263,13 @@ def _street_of_lamps(n: int) -> dict[str, Device]:
 def _report(
     street: dict[str, Device], eui: str, at: float, level: int = 100, cfg: LampsConfig | None = None
 ) -> list[str]:
-    street[eui].last_seen = at  # set by availability.mark_seen before the rules run
-    out = lamps.apply_lamp_presence(
-        street[eui], {"road_users": 1, "dim_level": level}, cfg or LampsConfig(), street.get
+    fields = {"road_users": 1, "dim_level": level}
+    # seen_at: the receive time, the device's last_seen (gateway/fleet/table.py RuleInput.received)
+    out = run(
+        lamps.apply_lamp_presence, street[eui], fields, cfg or LampsConfig(), street.get, seen_at=at
     )
+    if level in (20, 100):  # back below the default boost: no road user, no report time kept
+        assert out.twin.derived.get("_presence_at") == (at if level == 100 else None)
     return sorted(c.dev_eui for c in out.commands)
 
 
@@ -244,8 +292,14 @@ def test_presence_raises_the_lamps_ahead_of_a_road_user_coming_from_a_neighbour(
     assert _report(street, "03", 1000.0 + 61) == ["02", "04"]
     # without positions: every neighbour, as before
     registry = {k: Device(k, kind="lamp", neighbours=[j for j in "abc" if j != k]) for k in "abc"}
-    registry["a"].last_seen = 5.0
-    out = lamps.apply_lamp_presence(registry["a"], {"dim_level": 100}, LampsConfig(), registry.get)
+    out = run(
+        lamps.apply_lamp_presence,
+        registry["a"],
+        {"dim_level": 100},
+        LampsConfig(),
+        registry.get,
+        seen_at=5.0,
+    )
     assert sorted(c.dev_eui for c in out.commands) == ["b", "c"]
 
 
@@ -266,14 +320,17 @@ def test_profile_by_lamp_then_group_then_default() -> None:
     lamp = Device("01", kind="lamp", group="harbour")
     assert lamps.profile_for(lamp, cfg) == harbour
     assert lamps.profile_for(Device("02", kind="lamp", group="x"), cfg) == default
-    out = lamps.reconcile_profile(lamp, cfg, reported_version=1)
+    out = run(lamps.reconcile_profile, lamp, cfg, reported_version=1)
     assert [(c.message, c.fields["config_version"]) for c in out.commands] == [("lamp_profile", 2)]
+    assert out.twin.attrs == {"desired_version": 2} and out.twin.desired == {
+        "lamp_profile": harbour
+    }
     assert lamp.desired_version == 2
-    assert lamps.reconcile_profile(lamp, cfg, reported_version=2).commands == []
+    assert run(lamps.reconcile_profile, lamp, cfg, reported_version=2).commands == []
     own = {"config_version": 7, "base_level": 5, "boost_level": 50}
     lamp.desired["lamp_profile"] = own
     assert lamps.profile_for(lamp, cfg) == own
-    assert lamps.reconcile_profile(Device("03", kind="lamp"), LampsConfig(), 0).commands == []
+    assert run(lamps.reconcile_profile, Device("03", kind="lamp"), LampsConfig(), 0).commands == []
 
 
 def test_availability_interval_sources_and_transitions() -> None:
@@ -289,9 +346,11 @@ def test_availability_interval_sources_and_transitions() -> None:
     registered = Device("a", kind="bin", report_interval_s=10)
     assert availability.timeout_s(registered, cfg) == 20
     device = Device("b", kind="lamp")
-    assert types(availability.mark_seen(device, 0)) == []
-    assert types(availability.check(device, cfg, 100)) == []
-    assert types(availability.check(device, cfg, 101)) == ["device_offline"]
-    assert types(availability.check(device, cfg, 500)) == []
-    assert types(availability.mark_seen(device, 600)) == ["device_online"]
+    assert types(run(availability.mark_seen, device, 0)) == []
+    assert types(run(availability.check, device, cfg, 100)) == []
+    assert types(run(availability.check, device, cfg, 101)) == ["device_offline"]
+    assert types(run(availability.check, device, cfg, 500)) == []
+    back = run(availability.mark_seen, device, 600)
+    assert types(back) == ["device_online"]
+    assert back.twin.attrs == {"last_seen": 600, "availability": "online"}
     assert device.availability == "online"

@@ -288,7 +288,8 @@ def _overrides(
         reporter = devices[lamp.dev_eui]
         ready = at + up_s + world.network_s
         reporter.last_seen = ready  # the gateway's receive time (gateway.rules.availability)
-        plan = apply_lamp_presence(reporter, fields, world.lamps, devices.get)
+        plan = apply_lamp_presence(reporter, fields, world.lamps, devices.get, seen_at=ready)
+        plan.twin.apply(reporter)  # what the service does with a rule's twin change
         for command in plan.commands:
             j = index[command.dev_eui]
             if queued_until.get(j, -1.0) > ready:

@@ -244,7 +244,8 @@ def simulate_waste(
                     if b.pickups_since_report:
                         fields["pickup_count"] = b.pickups_since_report
                         b.pickups_since_report = 0
-                    apply_bin_status(devices[i], fields, bins_cfg, at)
+                    # the rule is pure: its twin change made as the service does
+                    apply_bin_status(devices[i], fields, bins_cfg, at).twin.apply(devices[i])
                     next_report[i] = at + world.report_interval_s
         t += world.step_s
     if truck_loads is not None:

@@ -1,0 +1,347 @@
+"""The fleet core without asyncio, without a broker, without a store (issue 16 item 1).
+
+:class:`Shell` plays the service's part (gateway/service.py ``_apply_event``/``_carry_out``) on
+plain dicts: it answers the core's reads from what it committed so far and carries out the
+effects. Every apply is checked to leave the devices as they were: the only writer is the shell.
+The events are parsed by the real ChirpStack parser from ChirpStack-shaped documents.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+from collections import Counter
+from typing import Any
+
+from gateway import chirpstack as cs
+from gateway.config import Config, parse_config
+from gateway.fleet import RULES, Effects, FleetCore, Known
+from gateway.rules import PlannedCommand
+from gateway.store.base import DeadLetter, Device, EventRecord, UplinkRecord
+from protocol import codec
+from tests.gateway import events as ev
+
+APP = "0b8e3c2a-7d61-4f0e-9b8e-5c1d2a3f4e5d"
+BIN = "a84041000181f0c1"
+T0 = 1_772_446_542.0
+
+
+def make_config(**sections: Any) -> Config:
+    doc: dict[str, Any] = {"mqtt": {"url": "mqtt://127.0.0.1:1883", "application_id": APP}}
+    doc.update(sections)
+    return parse_config(doc, environ={})
+
+
+class Shell:
+    """The service's part on dicts: reads answered, effects carried out, nothing else."""
+
+    def __init__(self, config: Config | None = None) -> None:
+        self.devices: dict[str, Device] = {}
+        self.core = FleetCore(config or make_config(), self.devices)
+        self.now = T0
+        self.seen: set[str] = set()
+        self.history: dict[tuple[str, str, int], bytes] = {}  # the uplinks table's key
+        self.rows: list[UplinkRecord] = []
+        self.dead: list[DeadLetter] = []
+        self.events: list[EventRecord] = []
+        self.commands: list[PlannedCommand] = []
+        self.outcomes: Counter[str] = Counter()
+        self.rejected: Counter[str] = Counter()
+
+    def register(self, dev_eui: str, **values: Any) -> Device:
+        device = Device(dev_eui, registered=True, **values)
+        self.devices[dev_eui] = device
+        return device
+
+    def send(self, doc: dict[str, Any], dev_eui: str, kind: str = "up") -> Effects:
+        topic = ev.topic(APP, dev_eui, kind)
+        raw = json.dumps(doc).encode()
+        event = cs.parse_event(topic, raw)
+        reads = self.core.reads(event)
+        seen = bool(reads.key) and reads.key in self.seen
+        stored = self.history.get(reads.f_cnt) if reads.f_cnt and not seen else None
+        before = copy.deepcopy(self.devices)
+        fx = self.core.apply(event, Known(self.now, seen, stored), topic=topic, raw=raw)
+        assert self.devices == before, "apply changed the devices itself"
+        self.carry_out(fx)
+        self.now += 1.0
+        return fx
+
+    def carry_out(self, fx: Effects) -> None:
+        if fx.new_device is not None:
+            self.devices[fx.new_device.dev_eui] = fx.new_device
+            self.core.registered(was_auto=True)
+        for device, change in fx.changes.values():
+            change.apply(device)
+        self.seen.update(fx.seen)
+        if fx.uplink is not None:
+            row = fx.uplink
+            key = (row.dev_eui, row.dev_addr, row.f_cnt)
+            assert key not in self.history, f"{key} stored twice"  # UNIQUE in both stores
+            self.history[key] = row.data
+            self.rows.append(row)
+        self.dead.extend(fx.dead_letters)
+        self.events.extend(fx.events)
+        self.commands.extend(fx.commands)
+        if fx.outcome is not None:
+            self.outcomes[fx.outcome] += 1
+        if fx.rejected is not None:
+            self.rejected[fx.rejected] += 1
+
+    def types(self, dev_eui: str | None = None) -> list[str]:
+        return [e.type for e in self.events if dev_eui is None or e.dev_eui == dev_eui]
+
+
+def bin_up(
+    f_cnt: int, fill: int, *, dedup: str | None = None, dev_eui: str = BIN, **extra: Any
+) -> dict[str, Any]:
+    fields = {"fill_percent": fill, "temperature_c": 12, "battery_percent": 90, **extra}
+    f_port, data = codec.encode("bin_status", fields)
+    return ev.up(APP, dev_eui, f_cnt=f_cnt, f_port=f_port, data=data, dedup=dedup)
+
+
+# --- exactly-once ------------------------------------------------------------------------------
+
+
+def test_every_distinct_uplink_is_applied_once_whatever_the_redeliveries() -> None:
+    shell = Shell()
+    shell.register(BIN, kind="bin")
+    docs = [bin_up(f_cnt, fill=f_cnt) for f_cnt in range(1, 41)]
+    rng = random.Random(16)
+    stream: list[dict[str, Any]] = []
+    redeliveries = 0
+    for doc in docs:
+        stream.append(doc)
+        if rng.random() < 0.5:  # the broker sends it again: the same deduplicationId
+            stream.append(doc)
+            redeliveries += 1
+        if rng.random() < 0.3:  # another network server path: another id, the same frame
+            stream.append({**doc, "deduplicationId": f"other-{doc['fCnt']}"})
+            redeliveries += 1
+    # some redeliveries come late, after later frames (a reconnect's backlog)
+    late = rng.sample(docs, 10)
+    stream.extend(late)
+    redeliveries += len(late)
+    for doc in stream:
+        shell.send(doc, BIN)
+    assert shell.outcomes == {"processed": 40, "duplicate": redeliveries}
+    assert sorted(r.f_cnt for r in shell.rows) == list(range(1, 41))
+    assert shell.devices[BIN].last_f_cnt == 40
+    assert shell.devices[BIN].derived["fill_percent"] == 40
+    assert shell.dead == []
+
+
+def test_a_fresh_uplink_needs_no_read_and_stores_no_key() -> None:
+    shell = Shell()
+    shell.register(BIN, kind="bin")
+    first = bin_up(1, fill=10)
+    assert shell.core.reads(cs.parse_event(ev.topic(APP, BIN, "up"), ev.dumps(first))).key
+    fx = shell.send(first, BIN)
+    assert fx.seen == [f"up:{first['deduplicationId']}"]  # not fresh: no fCnt known yet
+    second = bin_up(2, fill=11)
+    reads = shell.core.reads(cs.parse_event(ev.topic(APP, BIN, "up"), ev.dumps(second)))
+    assert reads.key == "" and reads.f_cnt is None
+    fx = shell.send(second, BIN)
+    assert fx.outcome == "processed" and fx.seen == []  # the history row tells its redelivery
+    assert shell.send(second, BIN).outcome == "duplicate"
+
+
+def test_out_of_order_frames_are_each_applied_once_and_the_counter_keeps_the_highest() -> None:
+    shell = Shell()
+    shell.register(BIN, kind="bin")
+    for f_cnt in (5, 3, 4, 9, 7):
+        assert shell.send(bin_up(f_cnt, fill=f_cnt), BIN).outcome == "processed"
+    assert shell.devices[BIN].last_f_cnt == 9
+    for f_cnt in (3, 9, 7):  # the same frames again under new ids
+        assert shell.send(bin_up(f_cnt, fill=f_cnt), BIN).outcome == "duplicate"
+    assert sorted(r.f_cnt for r in shell.rows) == [3, 4, 5, 7, 9]
+
+
+def test_a_counter_reset_is_a_dead_letter_and_an_event_not_a_duplicate() -> None:
+    shell = Shell()
+    shell.register(BIN, kind="bin")
+    for f_cnt in range(1, 6):
+        shell.send(bin_up(f_cnt, fill=f_cnt), BIN)
+    reset = bin_up(2, fill=77)  # fCnt 2 again on the same devAddr, other data
+    fx = shell.send(reset, BIN)
+    assert fx.outcome is None and fx.uplink is None
+    assert [d.reason.split(":")[0] for d in shell.dead] == ["fcnt_reset"]
+    assert shell.dead[0].dev_eui == BIN and shell.dead[0].payload == ev.dumps(reset)
+    (event,) = [e for e in shell.events if e.type == "fcnt_reset"]
+    assert event.data == {
+        "dev_addr": "01f3a2c4",
+        "f_cnt": 2,
+        "last_f_cnt": 5,
+        "deduplication_id": reset["deduplicationId"],
+    }
+    assert shell.send(reset, BIN).outcome == "duplicate"  # its redelivery: the key was kept
+    assert len(shell.dead) == 1
+    assert shell.devices[BIN].derived["fill_percent"] == 5  # the reset's data changed nothing
+
+
+def test_without_a_deduplication_id_the_payload_tells_redelivery_from_reset() -> None:
+    shell = Shell()
+    shell.register(BIN, kind="bin")
+    first = {**bin_up(1, fill=10), "deduplicationId": ""}
+    assert shell.send(first, BIN).outcome == "processed"
+    assert shell.send(first, BIN).outcome == "duplicate"
+    assert shell.send({**bin_up(1, fill=20), "deduplicationId": ""}, BIN).outcome is None
+    assert [d.reason.split(":")[0] for d in shell.dead] == ["fcnt_reset"]
+
+
+def test_unknown_devices_are_registered_up_to_the_cap_then_dead_letters() -> None:
+    shell = Shell(make_config(fleet={"max_auto_registered": 2}))
+    shell.register(BIN, kind="bin")
+    strangers = [f"a84041000181e{i:03x}" for i in range(4)]
+    for eui in strangers:
+        shell.send(bin_up(1, fill=10, dev_eui=eui), eui)
+    assert [e for e in strangers if e in shell.devices] == strangers[:2]
+    assert all(not shell.devices[e].registered for e in strangers[:2])
+    assert shell.types() == ["device_discovered", "device_discovered"]
+    assert shell.rejected == {"unknown_device_cap": 2}
+    assert [(d.dev_eui, d.reason.split(":")[0]) for d in shell.dead] == [
+        (strangers[2], "unknown_device_cap"),
+        (strangers[3], "unknown_device_cap"),
+    ]
+    refused = bin_up(2, fill=11, dev_eui=strangers[2])
+    shell.send(refused, strangers[2])
+    assert shell.send(refused, strangers[2]).outcome == "duplicate"  # one dead letter each
+    assert len(shell.dead) == 3
+    # the registry's devices are not held back by the cap
+    assert shell.send(bin_up(1, fill=10), BIN).outcome == "processed"
+    # an operator registers one of them: room for another unknown one
+    shell.devices[strangers[0]].registered = True
+    shell.core.registered(was_auto=False)
+    shell.send(bin_up(3, fill=12, dev_eui=strangers[3]), strangers[3])
+    assert strangers[3] in shell.devices
+
+
+def test_a_join_is_applied_once_and_opens_a_new_session() -> None:
+    shell = Shell()
+    device = shell.register(BIN, kind="bin")
+    for f_cnt in range(1, 4):
+        shell.send(bin_up(f_cnt, fill=f_cnt), BIN)
+    join = {**ev.join(APP, BIN), "devAddr": "02aabbcc"}
+    fx = shell.send(join, BIN, "join")
+    assert fx.joined == "02aabbcc" and fx.seen == [f"join:{join['deduplicationId']}"]
+    assert device.last_dev_addr == "02aabbcc" and device.last_f_cnt is None
+    assert shell.send(join, BIN, "join").joined is None  # its redelivery
+    # the node counts from 1 again in the new session: neither a duplicate nor a reset
+    again = {**bin_up(1, fill=30), "devAddr": "02aabbcc"}
+    assert shell.send(again, BIN).outcome == "processed"
+    assert shell.send(again, BIN).outcome == "duplicate"
+    assert device.last_f_cnt == 1 and shell.dead == []
+
+
+# --- rules from the table ------------------------------------------------------------------------
+
+
+def test_the_rule_table_is_keyed_by_message() -> None:
+    assert set(RULES) == {"bin_status", "bin_alarm", "lamp_status", "lamp_presence"}
+
+
+def test_bin_full_and_fire_once_and_pickup() -> None:
+    shell = Shell(make_config(bins={"full_threshold_percent": 80, "fire_threshold_c": 70}))
+    shell.register(BIN, kind="bin")
+    for f_cnt, fill in enumerate((50, 85, 90, 95), start=1):
+        shell.send(bin_up(f_cnt, fill=fill), BIN)
+    assert shell.types().count("bin_full") == 1
+    shell.send(bin_up(5, fill=95, temperature_c=75), BIN)
+    shell.send(bin_up(6, fill=95, temperature_c=80), BIN)
+    f_port, data = codec.encode("bin_alarm", {"alarm": "fire", "value": 90, "fill_percent": 95})
+    shell.send(ev.up(APP, BIN, f_cnt=7, f_port=f_port, data=data), BIN)
+    assert shell.types().count("bin_fire") == 1
+    fx = shell.send(bin_up(8, fill=5, temperature_c=20), BIN)  # the truck came
+    assert [e.type for e in fx.events] == ["bin_pickup"]
+    assert fx.events[0].data["drop_percent"] == 90
+    derived = shell.devices[BIN].derived
+    assert derived["full"] is False and derived["fire"] is False
+    at = cs.parse_event(ev.topic(APP, BIN, "up"), ev.dumps(bin_up(1, fill=1))).time_s
+    assert derived["last_pickup_at"] == at  # ChirpStack's time of the report (issue 15.2)
+    # a new filling is full again, once
+    for f_cnt in (9, 10):
+        shell.send(bin_up(f_cnt, fill=88), BIN)
+    assert shell.types().count("bin_full") == 2
+
+
+def test_a_presence_boosts_the_lamp_ahead_and_changes_only_the_reporter() -> None:
+    shell = Shell(make_config(lamps={"presence_dim_level": 90, "presence_duration_s": 45}))
+    euis = [f"a84041000181d0b{k}" for k in range(1, 5)]  # 30 m apart along a street
+    for k, eui in enumerate(euis):
+        shell.register(
+            eui,
+            kind="lamp",
+            street="A",
+            latitude=56.15,
+            longitude=10.2 + k * 30 / 62_000,
+            neighbours=[e for e in euis if e != eui],
+        )
+    f_port, data = codec.encode("lamp_presence", {"road_users": 1, "dim_level": 100})
+    before = copy.deepcopy(shell.devices[euis[2]])
+    fx = shell.send(ev.up(APP, euis[1], f_cnt=1, f_port=f_port, data=data), euis[1])
+    assert sorted((c.dev_eui, c.message, c.fields["dim_level"]) for c in fx.commands) == [
+        (euis[0], "lamp_override", 90),
+        (euis[2], "lamp_override", 90),
+    ]  # direction unknown: the nearest one either side
+    assert [e.type for e in fx.events] == ["lamp_presence"]
+    assert sorted(fx.events[0].data["raised"]) == [euis[0], euis[2]]
+    assert set(fx.changes) == {euis[1]}  # the neighbours are read, never written
+    assert shell.devices[euis[1]].derived["_presence_at"] == fx.now  # the receive time
+    assert shell.devices[euis[2]] == before
+    # the road user goes on: the lamp ahead reports next and raises only the one after it
+    shell.now = fx.now + 10
+    fx = shell.send(ev.up(APP, euis[2], f_cnt=1, f_port=f_port, data=data), euis[2])
+    assert [c.dev_eui for c in fx.commands] == [euis[3]]
+
+
+def test_a_decommissioned_device_keeps_history_but_raises_nothing() -> None:
+    shell = Shell()
+    shell.register(BIN, kind="bin", decommissioned_at=T0 - 100)
+    fx = shell.send(bin_up(1, fill=95), BIN)
+    assert fx.outcome == "processed" and fx.uplink is not None
+    assert fx.events == [] and fx.commands == []
+    assert shell.devices[BIN].derived["full"] is True  # the twin goes on
+
+
+def test_a_lamp_reporting_an_old_config_gets_its_profile_planned_after_the_events() -> None:
+    profile = {
+        "config_version": 3,
+        "base_level": 20,
+        "boost_level": 100,
+        "hold_time_s": 60,
+        "steps": [{"anchor": "sunset", "offset_min": 0, "dim_level": 80}],
+    }
+    shell = Shell(make_config(lamps={"profiles": {"default": profile}}))
+    lamp = "a84041000181d0c1"
+    shell.register(lamp, kind="lamp")
+    fields = {"dim_level": 80, "active_power_w": 0, "config_version": 2}
+    f_port, data = codec.encode("lamp_status", fields)
+    fx = shell.send(ev.up(APP, lamp, f_cnt=1, f_port=f_port, data=data), lamp)
+    assert [e.type for e in fx.events] == ["lamp_failure"]
+    assert [(c.message, c.fields["config_version"]) for c in fx.commands] == [("lamp_profile", 3)]
+    device = shell.devices[lamp]
+    assert device.reported_version == 2 and device.desired_version == 3
+    assert device.desired["lamp_profile"] == profile
+    # the lamp applied it (and is off now): config_applied, nothing planned
+    f_port, data = codec.encode("lamp_status", {**fields, "dim_level": 0, "config_version": 3})
+    fx = shell.send(ev.up(APP, lamp, f_cnt=2, f_port=f_port, data=data), lamp)
+    assert [e.type for e in fx.events] == ["lamp_recovered", "config_applied"]
+    assert fx.commands == []
+
+
+def test_availability_goes_offline_once_and_online_with_the_next_uplink() -> None:
+    shell = Shell(make_config(availability={"bin_interval_s": 100, "factor": 2}))
+    shell.register(BIN, kind="bin")
+    shell.send(bin_up(1, fill=10), BIN)
+    device = shell.devices[BIN]
+    assert device.availability == "online"
+    before = copy.deepcopy(device)
+    fx = shell.core.check_availability([device], T0 + 250)
+    assert device == before and fx.availability == {BIN}
+    shell.carry_out(fx)
+    assert device.availability == "offline" and shell.types() == ["device_offline"]
+    assert shell.core.check_availability([device], T0 + 500).events == []
+    shell.now = T0 + 600
+    fx = shell.send(bin_up(2, fill=11), BIN)
+    assert fx.availability == {BIN} and [e.type for e in fx.events] == ["device_online"]
