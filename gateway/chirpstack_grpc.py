@@ -15,10 +15,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import grpc
-from chirpstack_api import api, common
-
 from gateway.errors import ChirpStackApiError
+from gateway.lazy import lazy_import
+
+# executed at the first call, not at import (gateway/lazy.py: ~35 MB a gateway without
+# [chirpstack] api never needs)
+grpc = lazy_import("grpc")
+api = lazy_import("chirpstack_api.api")
+common = lazy_import("chirpstack_api.common")
 
 __all__ = ["ChirpStackGroups", "GroupSpec"]
 

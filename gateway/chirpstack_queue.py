@@ -17,11 +17,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import grpc
-from chirpstack_api import api
-
 from gateway.config import ChirpstackConfig, read_secret
 from gateway.errors import GatewayError
+from gateway.lazy import lazy_import
+
+grpc = lazy_import("grpc")  # at the first call (gateway/lazy.py)
+api = lazy_import("chirpstack_api.api")
 
 __all__ = ["ChirpStackQueue", "QueueError"]
 
