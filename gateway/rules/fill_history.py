@@ -1,11 +1,14 @@
 """A bin's fill history, the (time, fill) points its fill-rate forecast fits (rules/bins.py),
-kept compact: one flat ``array('d')`` ``[t0, f0, t1, f1, ...]``.
+kept compact.
 
 Why: every bin keeps ``[bins] forecast_samples`` points (12 by default). As a list of two-item
 lists of Python ints that is about 1.4 kB per bin (a list object per point, an int object per
-timestamp); as one array of doubles it is 256 bytes, for 100,000 bins 115 MB less (issue 17,
-measured with tracemalloc after every bin reported 12 times). Doubles hold epoch seconds and
-percentages exactly.
+timestamp); as one :class:`Packed` bytes object, the times as 32-bit whole seconds and then the
+fills as 32-bit floats, it is 129 bytes for 12 points (issue 17: at 100,000 bins, measured with
+tools/bench/gateway_throughput_memory.py). Times are whole seconds (the rules round them) and
+catalogue fills whole percent, so both are exact; a history that would not come back exactly
+(a fill of 1/3, a time past 2106) is kept as a flat ``array('d')`` ``[t0, f0, t1, f1, ...]``,
+which holds epoch seconds and percentages exactly.
 
 On the wire and in the store the history stays what it was, ``[[t, fill], ...]`` with whole
 seconds (:func:`plain`, used by the twin's JSON encoder); a stored list is read back as it is
@@ -18,11 +21,29 @@ from array import array
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-__all__ = ["pack", "plain", "points"]
+__all__ = ["Packed", "pack", "plain", "points"]
+
+_EXACT = array("I").itemsize == 4 and array("f").itemsize == 4  # else: arrays of doubles
 
 
-def pack(pairs: Iterable[Sequence[float]]) -> array[float]:
-    """``[[t, fill], ...]`` as one flat array."""
+class Packed(bytes):
+    """A history as 32-bit whole-second times then 32-bit float fills (module docstring)."""
+
+    __slots__ = ()
+
+
+def pack(pairs: Iterable[Sequence[float]]) -> Packed | array[float]:
+    """``[[t, fill], ...]`` in its compact form."""
+    pairs = list(pairs)
+    if _EXACT:
+        try:
+            times = array("I", [int(t) for t, _ in pairs])  # OverflowError past 32 bits
+            fills = array("f", [f for _, f in pairs])
+        except (OverflowError, TypeError, ValueError):
+            pass
+        else:  # only what comes back exactly (module docstring)
+            if all(t == p[0] and f == p[1] for t, f, p in zip(times, fills, pairs, strict=True)):
+                return Packed(times.tobytes() + fills.tobytes())
     flat = array("d")
     for t, fill in pairs:
         flat.append(t)
@@ -33,6 +54,12 @@ def pack(pairs: Iterable[Sequence[float]]) -> array[float]:
 def points(value: Any) -> list[list[float]]:
     """The ``[[t, fill], ...]`` points of a packed history or of a stored list (anything else:
     none)."""
+    if type(value) is Packed:
+        half = len(value) // 2
+        times, fills = array("I"), array("f")
+        times.frombytes(value[:half])
+        fills.frombytes(value[half:])
+        return [[t, f] for t, f in zip(times, fills, strict=True)]
     if isinstance(value, array):
         return [[value[i], value[i + 1]] for i in range(0, len(value) - 1, 2)]
     if isinstance(value, list):
@@ -40,7 +67,7 @@ def points(value: Any) -> list[list[float]]:
     return []
 
 
-def plain(value: array[float]) -> list[list[int | float]]:
+def plain(value: Packed | array[float]) -> list[list[int | float]]:
     """A packed history for JSON, as it was written before packing: whole-second times, and
     fills as integers where they are whole (the catalogue's ``fill_percent`` is one)."""
-    return [[int(t), int(f) if f.is_integer() else f] for t, f in points(value)]
+    return [[int(t), int(f) if float(f).is_integer() else f] for t, f in points(value)]

@@ -141,8 +141,8 @@ class Device:
         (issue 17, measured by tools/bench/gateway_throughput_memory.py); at 100,000 devices
         that is tens of MB. The next read of the attribute unpacks it into a dict (a list for
         ``neighbours``) again, in the same order, so the twin and every reader see what they
-        saw before (:class:`_Packed`). A bin's fill history in ``derived`` is kept in a
-        smaller form too (:class:`_HistoryAtRest`), and comes back as the same array.
+        saw before (:class:`_Packed`). A bin's fill history in ``derived`` is compact as the
+        rules keep it (gateway/rules/fill_history.py).
 
         Only where no one holds one of these containers to change it later: a change made
         through a reference taken before this call would go to the one packed away, not to
@@ -150,6 +150,7 @@ class Device:
         encoded twin) when it takes a batch under its flush lock, between messages; rules and
         commands take the dicts and change them within one synchronous call."""
         with _PACKING:
+            _UNPACKED.pop(id(self), None)  # packed now: compact_unpacked need not again
             for packed in _PACKED:
                 packed.slot.__set__(self, packed.pack(packed.slot.__get__(self)))
 
@@ -243,64 +244,6 @@ def _unpack_dict(value: tuple[Any, ...]) -> dict[str, Any]:
     return dict(zip(value[-1], value, strict=False))
 
 
-class _HistoryAtRest(bytes):
-    """A bin's fill history (``derived["_samples"]``, gateway/rules/fill_history.py: a flat
-    ``array('d')`` of [t0, f0, t1, f1, ...]) while its device is packed: the times as 32-bit
-    whole seconds, then the fills as 32-bit floats. 12 points: 129 bytes in one object
-    instead of 280 in two (an array and its buffer), 13 MB at 100,000 bins (issue 17). Only
-    a history that comes back exactly is stored so (:func:`_history_at_rest`); the rules
-    never see this form, unpacking gives them the array back."""
-
-    __slots__ = ()
-
-
-_HISTORY_KEY = "_samples"
-_TIMES, _FILLS = array("I"), array("f")
-_EXACT = _TIMES.itemsize == 4 and _FILLS.itemsize == 4  # else histories stay as they are
-
-
-def _history_at_rest(history: array[float]) -> _HistoryAtRest | None:
-    if history.typecode != "d" or len(history) % 2 or not _EXACT:
-        return None
-    times, fills = history[0::2], history[1::2]
-    if not all(t.is_integer() and 0 <= t < 4294967296 for t in times):
-        return None
-    narrow = array("f", fills)
-    if array("d", narrow) != fills:  # not exactly a 32-bit float (a fill of 1/3...)
-        return None
-    return _HistoryAtRest(array("I", map(int, times)).tobytes() + narrow.tobytes())
-
-
-def _history_from_rest(data: _HistoryAtRest) -> array[float]:
-    half = len(data) // 2
-    times, fills = array("I"), array("f")
-    times.frombytes(data[:half])
-    fills.frombytes(data[half:])
-    points: list[float] = [0.0] * (2 * len(times))
-    points[0::2] = times
-    points[1::2] = fills
-    return array("d", points)
-
-
-def _pack_derived(value: Any) -> Any:
-    """:func:`_pack_dict`, with the fill history in its compact form."""
-    packed = _pack_dict(value)
-    if type(value) is dict and type(history := value.get(_HISTORY_KEY)) is array:
-        at_rest = _history_at_rest(history)
-        if at_rest is not None:
-            index = packed[-1].index(_HISTORY_KEY)
-            packed = (*packed[:index], at_rest, *packed[index + 1 :])
-    return packed
-
-
-def _unpack_derived(value: tuple[Any, ...]) -> dict[str, Any]:
-    derived = _unpack_dict(value)
-    history = derived.get(_HISTORY_KEY)
-    if type(history) is _HistoryAtRest:
-        derived[_HISTORY_KEY] = _history_from_rest(history)
-    return derived
-
-
 def _pack_list(value: Any) -> Any:
     return tuple(value) if type(value) is list else value  # () is one object: the empty one
 
@@ -337,7 +280,7 @@ class _Packed:
 _NEIGHBOURS = _Packed(Device.__dict__["neighbours"], _pack_list, list)
 _PACKED = (
     *(_Packed(Device.__dict__[n], _pack_dict, _unpack_dict) for n in ("reported", "desired")),
-    _Packed(Device.__dict__["derived"], _pack_derived, _unpack_derived),
+    _Packed(Device.__dict__["derived"], _pack_dict, _unpack_dict),
     _NEIGHBOURS,
 )
 for _packed in _PACKED:
@@ -346,7 +289,7 @@ for _packed in _PACKED:
 
 def _json_value(value: Any) -> Any:
     """What JSON cannot hold as it is: a packed fill history as its points, else ``str``."""
-    if isinstance(value, array):
+    if isinstance(value, array | fill_history.Packed):
         return fill_history.plain(value)
     return str(value)
 

@@ -3,6 +3,7 @@ what every reader sees does not change, and the packed form is smaller."""
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 from array import array
@@ -140,30 +141,28 @@ def test_a_read_on_another_thread_while_one_unpacks_gets_the_same_dict() -> None
     assert seen["first"] is seen["second"] is device.reported
 
 
-def test_a_fill_history_at_rest_is_smaller_and_comes_back_exactly() -> None:
+def test_a_fill_history_is_kept_compact_and_packing_leaves_it_alone() -> None:
     from gateway.rules import fill_history
 
     points = [[1772446542 + i * 900, (i * 3) % 90] for i in range(12)]
     device = _bin()
-    device.derived["_samples"] = fill_history.pack(points)
+    history = device.derived["_samples"] = fill_history.pack(points)
+    assert isinstance(history, fill_history.Packed) and len(history) == 12 * 8
+    assert sys.getsizeof(history) < sys.getsizeof(array("d", [0.0] * 24))
     twin = device.twin_json()
-    size = sys.getsizeof(device.derived["_samples"])
     device.compact()
     packed = _raw(device, "derived")
-    assert isinstance(packed, tuple)
-    (at_rest,) = [v for v in packed if isinstance(v, bytes)]
-    assert sys.getsizeof(at_rest) < size
-    assert device.derived["_samples"] == fill_history.pack(points)
+    assert isinstance(packed, tuple) and any(v is history for v in packed)  # not converted
+    assert device.derived["_samples"] is history
     assert device.twin_json() == twin
+    assert json.loads(twin)["derived"]["_samples"] == points
 
 
-def test_a_fill_history_that_would_not_come_back_exactly_stays_as_it_is() -> None:
+def test_histories_in_other_forms_go_through_packing_unchanged() -> None:
     for flat in ([1.5, 40.0], [1e10, 40.0], [-1.0, 40.0], [1.0, 1 / 3], [1.0]):
         device = _bin()
         device.derived["_samples"] = array("d", flat)
         device.compact()
-        packed = _raw(device, "derived")
-        assert isinstance(packed, tuple) and not any(isinstance(v, bytes) for v in packed)
         assert device.derived["_samples"] == array("d", flat)
     device = _bin()
     device.derived["_samples"] = [[1, 2]]  # as stored before packing (rules/fill_history.py)

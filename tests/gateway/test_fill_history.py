@@ -21,13 +21,19 @@ def _bin() -> Device:
 def test_pack_points_and_plain_round_trip() -> None:
     pairs = [[T0, 10], [T0 + 900, 13], [T0 + 1800, 16.5]]
     packed = history.pack(pairs)
-    assert isinstance(packed, array) and len(packed) == 6
+    assert isinstance(packed, history.Packed) and len(packed) == 24  # 3 x (4 + 4) bytes
     assert history.points(packed) == pairs
     assert history.plain(packed) == [[T0, 10], [T0 + 900, 13], [T0 + 1800, 16.5]]
     assert all(type(p[0]) is int for p in history.plain(packed))
     assert type(history.plain(packed)[0][1]) is int  # whole fills stay integers in JSON
     assert history.points([[1, 2], "junk", [3]]) == [[1, 2]]  # a stored list, as read back
     assert history.points(None) == []
+    # what would not come back exactly stays doubles: a fill of 1/3, a fractional or negative
+    # time, a time past 32 bits
+    for odd in ([[T0, 1 / 3]], [[T0 + 0.5, 10]], [[-1, 10]], [[2**32, 10]]):
+        kept = history.pack(odd)
+        assert isinstance(kept, array) and history.points(kept) == odd
+        assert history.plain(kept)[0][1] == (int(odd[0][1]) if odd[0][1] == 10 else 1 / 3)
 
 
 def test_a_bin_keeps_a_packed_history_and_publishes_the_old_shape() -> None:
@@ -36,7 +42,8 @@ def test_a_bin_keeps_a_packed_history_and_publishes_the_old_shape() -> None:
         out = bins.apply_bin_status(device, {"fill_percent": 3 * i}, cfg, T0 + 900 * i)
         out.twin.apply(device)  # the rule is pure: the service makes its change
     samples = device.derived["_samples"]
-    assert isinstance(samples, array) and len(samples) == 2 * cfg.forecast_samples
+    assert isinstance(samples, history.Packed)
+    assert len(history.points(samples)) == cfg.forecast_samples
     twin = json.loads(device.twin_json())
     expected = [[T0 + 900 * i, 3 * i] for i in range(3, cfg.forecast_samples + 3)]
     assert twin["derived"]["_samples"] == expected
