@@ -104,18 +104,26 @@ async def test_100k_device_drain_leaves_every_last_state_on_the_broker(tmp_path:
                 peak = max(peak, rss_kb(gw.process.pid))
                 await asyncio.sleep(0.5)
             assert await asyncio.to_thread(drained)
-            text = await asyncio.to_thread(metrics)
-            dropped = _metric(text, 'citypack_publish_dropped_total{kind="event"}')
-            derived = sum(
-                float(v)
-                for v in re.findall(r"^citypack_derived_events_total\{.*\} (\S+)$", text, re.M)
-            )
-            assert derived >= COUNT  # at least one device_discovered per device
-            for _ in range(600):  # every event published or counted as dropped
+
+            def counts() -> tuple[float, float]:
+                """(events dropped, events derived), read together: the outbox may still be
+                publishing, and dropping, after every uplink is processed, so both are read
+                again each time rather than once (the drop counter read once went stale)."""
+                text = metrics()
+                derived = sum(
+                    float(v)
+                    for v in re.findall(r"^citypack_derived_events_total\{.*\} (\S+)$", text, re.M)
+                )
+                return _metric(text, 'citypack_publish_dropped_total{kind="event"}'), derived
+
+            for _ in range(600):  # bounded: every event published or counted as dropped
+                dropped, derived = await asyncio.to_thread(counts)
                 if events_seen + dropped >= derived:
                     break
                 await asyncio.sleep(0.5)
             await asyncio.sleep(1.0)  # anything published twice would show up now
+            dropped, derived = await asyncio.to_thread(counts)
+            assert derived >= COUNT  # at least one device_discovered per device
             counter.cancel()
             await asyncio.gather(counter, return_exceptions=True)
         assert events_seen + dropped == derived, (events_seen, dropped, derived)
