@@ -237,27 +237,14 @@ async def _latency(broker: int) -> tuple[float, float, int, float]:
     ever cannot be proven new by its frame counter, so the gateway reads the store twice for
     it, the redelivery checks of gateway/service.py ``_on_up``); then ``LATENCY_S`` of
     uplinks from devices already heard, as a running city sends them, are measured."""
-    from gateway.config import parse_config
     from gateway.service import Gateway
+    from tools.bench.gateway_throughput import _config
 
     database = _Database()
     try:
         await _register(database.url, DEVICES)
         app = str(uuid.uuid4())
-        config = parse_config(
-            {
-                "mqtt": {
-                    "url": f"mqtt://127.0.0.1:{broker}",
-                    "client_id": f"lat-{uuid.uuid4().hex[:8]}",
-                    "application_id": app,
-                },
-                "store": {"url": database.url},
-                "api": {"enabled": False},
-                "publish": {"base_topic": f"bench{uuid.uuid4().hex[:6]}"},
-            },
-            environ={},
-        )
-        gateway = Gateway(config)
+        gateway = Gateway(_config(broker, app, database.url, f"lat-{uuid.uuid4().hex[:8]}"))
         await gateway.open()
         gateway.latency_samples = []
         task = asyncio.create_task(gateway.run())
@@ -285,9 +272,8 @@ async def _pg_and_bare(broker: int, round_: int) -> tuple[float, float]:
     """The bare loop of gateway_throughput (the gateway's own receive path, ``json.loads`` +
     base64, PUBACKs in batches) and one gateway on PostgreSQL in this process, each draining
     the same ``BATCH`` events queued at the broker for its persistent session: msg/s of each."""
-    from gateway.config import parse_config
     from gateway.service import Gateway
-    from tools.bench.gateway_throughput import _baseline, _subscribe_session
+    from tools.bench.gateway_throughput import _baseline, _config, _subscribe_session
 
     app = str(uuid.uuid4())
     batch = events(app, DEVICES, BATCH, first_f_cnt=20_000 + round_ * 100)
@@ -298,20 +284,7 @@ async def _pg_and_bare(broker: int, round_: int) -> tuple[float, float]:
         client_id = f"gw-{uuid.uuid4().hex[:8]}"
         await _subscribe_session(broker, client_id, f"application/{app}/device/+/event/+")
         await _publish(broker, batch)
-        config = parse_config(
-            {
-                "mqtt": {
-                    "url": f"mqtt://127.0.0.1:{broker}",
-                    "client_id": client_id,
-                    "application_id": app,
-                },
-                "store": {"url": database.url},
-                "api": {"enabled": False},
-                "publish": {"base_topic": f"bench{uuid.uuid4().hex[:6]}"},
-            },
-            environ={},
-        )
-        gateway = Gateway(config)
+        gateway = Gateway(_config(broker, app, database.url, client_id))
         await gateway.open()
         processed = gateway.metrics.uplinks.labels("processed")
         task = asyncio.create_task(gateway.run())

@@ -193,9 +193,10 @@ async def _subscribe_session(port: int, client_id: str, topic: str) -> None:
         await client.subscribe(topic, qos=1)
 
 
-def _config(port: int, app: str, db: Path, client_id: str, *, api: bool = False) -> Any:
-    """The gateway's config; ``api``: the HTTP API on (as a city runs it), on a free loopback
-    port, else off (the throughput and latency runs measure the MQTT path alone)."""
+def _config(port: int, app: str, db: Path | str, client_id: str, *, api: bool = False) -> Any:
+    """The gateway's config; ``db``: a SQLite file, or a store URL as it is (PostgreSQL,
+    tools/bench/gateway_fleet.py); ``api``: the HTTP API on (as a city runs it), on a free
+    loopback port, else off (the throughput and latency runs measure the MQTT path alone)."""
     from gateway.config import parse_config
 
     return parse_config(
@@ -205,7 +206,7 @@ def _config(port: int, app: str, db: Path, client_id: str, *, api: bool = False)
                 "client_id": client_id,
                 "application_id": app,
             },
-            "store": {"url": f"sqlite:///{db}"},
+            "store": {"url": f"sqlite:///{db}" if isinstance(db, Path) else db},
             "api": {"enabled": True, "listen": "127.0.0.1:0"} if api else {"enabled": False},
             "publish": {"base_topic": f"bench{uuid.uuid4().hex[:6]}"},
         },
