@@ -91,11 +91,16 @@ class FleetCore:
     def _fresh(device: Device, event: cs.UplinkEvent) -> bool:
         # The device's session (devAddr) and fCnt are committed in the same transaction as the
         # dedup keys, so a higher fCnt in the same session was never seen: no read needed.
-        return (
-            device.last_dev_addr == event.dev_addr
-            and device.last_f_cnt is not None
-            and event.f_cnt > device.last_f_cnt
-        )
+        # A device with no session at all was never heard: every uplink and join it had
+        # committed would have set one (a join sets its devAddr), so nothing of it is stored
+        # yet and its first uplink needs no read either (issue 17: at 100,000 devices after a
+        # mass registration every uplink was such a first one, and two reads each). Several
+        # instances: the device is claimed and read back from the store first (service.py
+        # _claim_burst), so "never heard" there is as of the other instances' commits too.
+        last = device.last_f_cnt
+        if last is None:
+            return not device.last_dev_addr
+        return device.last_dev_addr == event.dev_addr and event.f_cnt > last
 
     # --- apply ----------------------------------------------------------------------------------
 

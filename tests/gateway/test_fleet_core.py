@@ -135,16 +135,35 @@ def test_every_distinct_uplink_is_applied_once_whatever_the_redeliveries() -> No
 def test_a_fresh_uplink_needs_no_read_and_stores_no_key() -> None:
     shell = Shell()
     shell.register(BIN, kind="bin")
+
+    def reads(doc: dict[str, Any]) -> Any:
+        return shell.core.reads(cs.parse_event(ev.topic(APP, BIN, "up"), ev.dumps(doc)))
+
+    # never heard (no session at all): nothing of it can be stored yet, no read
     first = bin_up(1, fill=10)
-    assert shell.core.reads(cs.parse_event(ev.topic(APP, BIN, "up"), ev.dumps(first))).key
+    assert reads(first).key == "" and reads(first).f_cnt is None
     fx = shell.send(first, BIN)
-    assert fx.seen == [f"up:{first['deduplicationId']}"]  # not fresh: no fCnt known yet
-    second = bin_up(2, fill=11)
-    reads = shell.core.reads(cs.parse_event(ev.topic(APP, BIN, "up"), ev.dumps(second)))
-    assert reads.key == "" and reads.f_cnt is None
-    fx = shell.send(second, BIN)
     assert fx.outcome == "processed" and fx.seen == []  # the history row tells its redelivery
+    assert reads(first).key  # heard now: fCnt 1 again is not above the committed one
+    assert shell.send(first, BIN).outcome == "duplicate"
+    assert shell.send({**first, "deduplicationId": "another"}, BIN).outcome == "duplicate"
+    second = bin_up(2, fill=11)
+    assert reads(second).key == "" and reads(second).f_cnt is None
+    fx = shell.send(second, BIN)
+    assert fx.outcome == "processed" and fx.seen == []
     assert shell.send(second, BIN).outcome == "duplicate"
+    assert [r.f_cnt for r in shell.rows] == [1, 2]
+
+
+def test_after_a_join_the_first_uplink_is_read_for() -> None:
+    # a join opens a session (devAddr) without an fCnt: an uplink of that session may have been
+    # committed before the join was (another instance, a backlog), so it is checked
+    shell = Shell()
+    shell.register(BIN, kind="bin")
+    shell.send({**ev.join(APP, BIN), "devAddr": "02aabbcc"}, BIN, "join")
+    up = {**bin_up(1, fill=30), "devAddr": "02aabbcc"}
+    reads = shell.core.reads(cs.parse_event(ev.topic(APP, BIN, "up"), ev.dumps(up)))
+    assert reads.key and reads.f_cnt == (BIN, "02aabbcc", 1)
 
 
 def test_out_of_order_frames_are_each_applied_once_and_the_counter_keeps_the_highest() -> None:
