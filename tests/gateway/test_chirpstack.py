@@ -234,3 +234,30 @@ def test_downlink_protobuf() -> None:
     message = integration.DownlinkCommand.FromString(payload)
     assert (message.id, message.dev_eui, message.f_port, message.data) == (qid, DEV, 10, b"\x01")
     assert message.confirmed and message.expires_at.seconds == 1772447400
+
+
+def test_the_cached_time_parse_gives_the_full_parse_s_float_or_defers_to_it() -> None:
+    import random
+
+    from gateway import chirpstack
+
+    rng = random.Random(15)
+    cases = [
+        "2026-12-06T10:15:42.120384512Z",
+        "2026-12-06T10:15:42Z",
+        "2026-02-30T10:15:42.123456Z",  # no such day
+        "2026-12-06T10:15:60.000000Z",
+        "2026-12-06 10:15:42.120384512Z",
+        "2026-12-06T10:15:42.12Z",
+        "2026-12-06T10:15:42.1234567+01:00",
+        "1969-12-31T23:59:59.999999Z",
+        "2026-12-06T10:15:4\u00b2.1234567Z",  # a superscript digit
+    ]
+    for _ in range(3000):
+        frac = rng.choice(["", "." + "".join(rng.choices("0123456789", k=rng.randint(1, 9)))])
+        cases.append(
+            f"{rng.randint(1960, 2200):04d}-{rng.randint(0, 13):02d}-{rng.randint(0, 32):02d}T"
+            f"{rng.randint(0, 25):02d}:{rng.randint(0, 60):02d}:{rng.randint(0, 61):02d}{frac}Z"
+        )
+    for text in cases:
+        assert chirpstack.rfc3339_timestamp(text) == chirpstack._rfc3339_full(text), text
