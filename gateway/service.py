@@ -64,6 +64,7 @@ from typing import Any
 import aiomqtt
 
 from gateway import chirpstack as cs
+from gateway import heap
 from gateway.bridge import Bridge
 from gateway.commands import CONFIG_MESSAGES, CommandManager
 from gateway.config import Config, read_secret
@@ -306,6 +307,7 @@ class Gateway:
         await self.commands.load()
         if self.fuota is not None:
             await self.fuota.load()
+        heap.settle(len(self.devices))  # the registry out of full GC passes (gateway/heap.py)
         self._opened = True
         self.update_device_gauge()
         migrated_from = getattr(self.store, "migrated_from", None)
@@ -1285,6 +1287,9 @@ class Gateway:
                     removed = 0
                 if removed:
                     self.log.info("retention", extra={"removed": removed})
+                took = heap.settle(len(self.devices))  # hourly too (gateway/heap.py)
+                if took is not None:
+                    self.log.info("heap settled", extra={"seconds": round(took, 3)})
             await self.flush()
 
     def tick(self) -> None:
