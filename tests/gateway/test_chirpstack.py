@@ -252,12 +252,17 @@ def test_the_cached_time_parse_gives_the_full_parse_s_float_or_defers_to_it() ->
         "2026-12-06T10:15:42.1234567+01:00",
         "1969-12-31T23:59:59.999999Z",
         "2026-12-06T10:15:4\u00b2.1234567Z",  # a superscript digit
+        "2026-03-02T10:15:42.120384+00:00",  # ChirpStack's own (pbjson)
+        "2026-03-02T10:15:42.120+00:00",
+        "2026-03-02T10:15:42.+00:00",
+        "2026-03-02T10:15:42.120384512+00:00",
     ]
     for _ in range(3000):
         frac = rng.choice(["", "." + "".join(rng.choices("0123456789", k=rng.randint(1, 9)))])
         cases.append(
             f"{rng.randint(1960, 2200):04d}-{rng.randint(0, 13):02d}-{rng.randint(0, 32):02d}T"
-            f"{rng.randint(0, 25):02d}:{rng.randint(0, 60):02d}:{rng.randint(0, 61):02d}{frac}Z"
+            f"{rng.randint(0, 25):02d}:{rng.randint(0, 60):02d}:{rng.randint(0, 61):02d}{frac}"
+            + rng.choice(["Z", "+00:00", "+01:00", "z", ""])
         )
     for text in cases:
         assert chirpstack.rfc3339_timestamp(text) == chirpstack._rfc3339_full(text), text
