@@ -9,9 +9,9 @@ as the process, so they are moved to the permanent generation after they are loa
 are kept out of collections). Full passes then walk only what was made since.
 
 What is frozen is still freed by reference counting when dropped; only garbage *cycles* among
-frozen objects would wait. So the heap is settled again (unfreeze, one full pass, freeze) at most
-once an hour from the maintenance task (``gateway/service.py``), which bounds that wait to an
-hour and costs one pass an hour instead of one every few seconds under load.
+frozen objects would wait. So the heap is settled again (unfreeze, one full pass, freeze) once
+an hour (``EVERY_S``) from the maintenance task (``gateway/service.py``), which bounds that wait
+to an hour and costs one pass an hour instead of one every few seconds under load.
 
 Below ``MIN_DEVICES`` a full pass is short and nothing is done (the test suite opens hundreds of
 small gateways in one process).
@@ -22,9 +22,10 @@ from __future__ import annotations
 import gc
 import time
 
-__all__ = ["MIN_DEVICES", "settle"]
+__all__ = ["EVERY_S", "MIN_DEVICES", "settle"]
 
 MIN_DEVICES = 10_000
+EVERY_S = 3600.0  # the maintenance task settles again this often
 
 
 def settle(devices: int) -> float | None:

@@ -1270,6 +1270,7 @@ class Gateway:
             self.config.availability.check_interval_s,
         )
         last_prune = 0.0
+        settled = time.monotonic()
         while True:
             await asyncio.sleep(interval)
             await self.tick_async()
@@ -1287,7 +1288,9 @@ class Gateway:
                     removed = 0
                 if removed:
                     self.log.info("retention", extra={"removed": removed})
-                took = heap.settle(len(self.devices))  # hourly too (gateway/heap.py)
+            if time.monotonic() - settled >= heap.EVERY_S:  # open() settled it first
+                settled = time.monotonic()
+                took = heap.settle(len(self.devices))
                 if took is not None:
                     self.log.info("heap settled", extra={"seconds": round(took, 3)})
             await self.flush()
