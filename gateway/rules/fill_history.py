@@ -40,16 +40,15 @@ def pack(pairs: Iterable[Sequence[float]]) -> Packed | array[float]:
     if _EXACT:
         # the usual history, whole seconds and whole percent, in one struct call (a 12-point
         # pack went from 14 to about 4 µs; it runs once per bin report, issue 17)
-        times = [p[0] for p in pairs]
-        fills = [p[1] for p in pairs]
-        if all(type(t) is int for t in times) and all(
-            type(f) is int and -_F32_INT <= f <= _F32_INT for f in fills
+        whole_t = [p[0] for p in pairs]
+        whole_f = [p[1] for p in pairs]
+        if all(type(t) is int for t in whole_t) and all(
+            type(f) is int and -_F32_INT <= f <= _F32_INT for f in whole_f
         ):
             try:
-                return Packed(struct.pack(f"={len(pairs)}I{len(pairs)}f", *times, *fills))
+                return Packed(struct.pack(f"={len(pairs)}I{len(pairs)}f", *whole_t, *whole_f))
             except struct.error:
                 pass  # a time before 1970 or past 2106: the checked path below
-
         try:
             times = array("I", [int(t) for t, _ in pairs])  # OverflowError past 32 bits
             fills = array("f", [f for _, f in pairs])
