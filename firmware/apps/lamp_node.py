@@ -124,13 +124,15 @@ class LampNode:
         self._reset_runtime()
 
     def _reset_runtime(self):
+        # MicroPython keeps an instance's attributes in one table, reallocated larger when it is
+        # full (37, 47, 59 slots): the app has 46, so it never needs the 59-slot table (472 B in
+        # one piece on an ESP32, 944 B on the 64-bit unix port) nor leaves the 47-slot one behind
         self.cfg = Settings(self.nvs, "lamp_cfg", self._cfg_defaults)
         self.counters = Settings(self.nvs, "lamp_ctr", COUNTER_DEFAULTS)
         if self.meter is not None:
             self.meter.rebase(self.counters["energy_wh"])
         self._switch_base = self.counters["switch_ons"] - self.dimmer.switch_ons
-        self.override = None  # (level, until ticks or None)
-        self.override_fade_ms = 0
+        self.override = None  # (level, until ticks or None, fade ms)
         self.boost_until = None
         self.mode = "off"
         self.failures = {}
@@ -145,12 +147,10 @@ class LampNode:
         self._on_ms = 0
         self._last_tick = self.clock.ticks_ms()
         self._last_save = self._last_tick
-        self.wake = self.node.wake  # commands and presence both wake the control loop
         self.net_wake = self.clock.alarm()
         self.stop = self.clock.alarm()
         self.reboot_after_send = False
-        self.status_now = False
-        self.status_confirmed = False
+        self.status_due = None  # a lamp_status to send now: None, or whether confirmed
 
     # -- time -----------------------------------------------------------------------------------
     def set_time(self, unix_s):
@@ -188,7 +188,7 @@ class LampNode:
         """(level, mode, ms until something changes by itself or None)."""
         waits = []
         if self.override is not None:
-            level, until = self.override
+            level, until, _fade = self.override
             if until is None:
                 return level, "override", None
             left = -self._since(until)
@@ -236,7 +236,7 @@ class LampNode:
     async def _presence_bridge(self):
         while True:
             await self.presence.flag.wait()  # set by the pin IRQ
-            self.wake.fire()
+            self.node.wake.fire()
 
     async def _control(self):
         while True:
@@ -265,11 +265,12 @@ class LampNode:
                 waits.append(self.presence_report_min_s * 1000 - self._since(self.last_presence_ms))
             waits.append(3_600_000)
             timeout = min(waits)
-            await self.wake.wait(timeout if timeout > 0 else 0)
+            await self.node.wake.wait(timeout if timeout > 0 else 0)
 
     def _fade_for(self, level, mode):
-        if mode == "override":
-            return self.override_fade_ms
+        o = self.override
+        if mode == "override" and o is not None:  # "override" comes only with one (target)
+            return o[2]
         if mode == "presence_boost":
             return self.boost_fade_ms
         if self.mode == "presence_boost":
@@ -400,8 +401,7 @@ class LampNode:
                 return "applied"
             duration = fields.get("duration_s", 0)
             until = self._later(duration * 1000) if duration else None
-            self.override = (fields["dim_level"], until)
-            self.override_fade_ms = fields.get("fade_s", 0) * 1000
+            self.override = (fields["dim_level"], until, fields.get("fade_s", 0) * 1000)
         elif name == "lamp_profile":
             steps = []
             for s in fields.get("steps", []):
@@ -433,8 +433,7 @@ class LampNode:
         self.net_wake.fire()
 
     def _queue_status(self, confirmed=False):
-        self.status_now = True
-        self.status_confirmed = confirmed or self.status_confirmed
+        self.status_due = confirmed or bool(self.status_due)
         self.net_wake.fire()
 
     def status_fields(self):
@@ -464,19 +463,24 @@ class LampNode:
 
     async def _network(self, reason):
         node = self.node
+        # class C before the join: the MAC keeps the class through the join or ABP activation
+        # and listens as soon as the session exists, as before; its class C code and state are
+        # loaded now, while the heap is young, not after the join has fragmented it (under
+        # `bench firmware_apps` the lazy import after the join failed for want of 944 contiguous
+        # bytes with 28 KB free, and the network task died with it)
+        set_class = getattr(node.link, "set_class", None)
+        if set_class is not None:
+            set_class("C")
         backoff_s = 60
         while not await node.join():
             await self.clock.sleep_ms(backoff_s * 1000)  # no network: the profile runs on
             backoff_s = min(backoff_s * 2, 3600)
-        set_class = getattr(node.link, "set_class", None)
-        if set_class is not None:
-            set_class("C")
         await node.device_info(reason, self.cfg["config_version"])
         if self.time_base is None:
             t = await node.device_time()
             if t:
                 self.set_time(t)
-                self.wake.fire()
+                self.node.wake.fire()
         next_status = self.clock.ticks_ms()
         next_counters = self._later(self.counters_interval_s * 1000)
         while True:
@@ -487,10 +491,9 @@ class LampNode:
             if self.reboot_after_send:
                 self.stop.fire()
                 return
-            if self.status_now or self._since(next_status) >= 0:
-                confirmed = self.status_confirmed
-                self.status_now = False
-                self.status_confirmed = False
+            if self.status_due is not None or self._since(next_status) >= 0:
+                confirmed = bool(self.status_due)
+                self.status_due = None
                 fields = self.status_fields()
                 self.road_users = 0
                 if self.supply is None or self.supply.value() == 1:
@@ -500,7 +503,7 @@ class LampNode:
                     t = await node.device_time()
                     if t:
                         self.set_time(t)
-                        self.wake.fire()
+                        self.node.wake.fire()
                 next_status = self._later(self.cfg["report_interval_s"] * 1000)
                 continue
             if self._since(next_counters) >= 0:

@@ -19,6 +19,7 @@ CHECKS = [
     "us915_sub_band_and_chmask",
     "duty_cycle",
     "class_c_through_duty_cycle",
+    "class_c_before_activation",
     "join_nonce_replay",
     "abp_reboots",
     "fopts_whole_answers",

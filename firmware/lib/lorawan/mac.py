@@ -207,10 +207,12 @@ class Mac:
         s.dev_addr = dev_addr
         s.nwk_s_key = bytes(nwk_s_key)
         s.app_s_key = bytes(app_s_key)
-        s.flags |= FLAG_JOINED | FLAG_ABP
+        # a class set before the activation holds, as through a join (join.py)
+        s.flags |= FLAG_JOINED | FLAG_ABP | (self.state.flags & FLAG_CLASS_C)
         self.state = s
         self._keys = Keys(s.nwk_s_key, s.app_s_key)
         self._save_nvs()
+        self._start_class_c()
 
     def set_class(self, cls):
         """Switch to class "A" or "C" (class C listens on RX2 between uplinks, L2 §6)."""

@@ -3,8 +3,8 @@
 Checks (each reports its own failures): ADR back-off (L2 1.0.4 §4.3.1.1), confirmed uplink
 retransmission with the same FCnt (§4.3.1.2, NbTrans), US915 sub-band join and LinkADRReq
 ChMaskCntl (RP002 §5.2.5), the EU868 duty cycle refusing a send with ``retry_after_ms``,
-JoinNonce replay rejection and DevNonce increments (§6.2.5-§6.2.6), and FCnt after a cold boot
-(+N) or a deep sleep (exact) for ABP.
+JoinNonce replay rejection and DevNonce increments (§6.2.5-§6.2.6), FCnt after a cold boot
+(+N) or a deep sleep (exact) for ABP, and class C chosen before an OTAA join or ABP activation.
 
 Usage: ``behaviours.py``. Prints one JSON object ``{check: [failures]}``; exits 1 on any.
 """
@@ -233,6 +233,42 @@ def check_class_c_through_duty_cycle(fail):
         fail.append("the uplink after the wait must acknowledge the confirmed downlink")
 
 
+def check_class_c_before_activation(fail):
+    """Class C chosen before there is a session (the lamp app does so at start-up) holds through
+    an OTAA join and an ABP activation, and the node listens as soon as the session exists."""
+    for how in ("otaa", "abp"):
+        clock = VirtualClock()
+        net = TestNet(clock, APP_KEY)
+        net.answer_data = False
+        radio = SimRadio(clock, net, "c")
+        mac = Mac(radio, clock, DictStore(), DictStore(), dev_eui=EUI, join_eui=bytes(8),
+                  app_key=APP_KEY)  # fmt: skip
+        heard = []
+        mac.on_downlink = lambda fport, payload, heard=heard: heard.append((fport, bytes(payload)))
+
+        async def run(mac=mac, radio=radio, net=net, clock=clock, how=how):
+            mac.set_class("C")
+            if how == "otaa":
+                if (await mac.join(max_attempts=1)).status != "joined":
+                    return
+            else:
+                abp(net, mac)
+            await clock.sleep_ms(5000)  # no uplink: only class C can hear what comes now
+            s = mac.state
+            sf, bw = mac.region.DR_TABLE[s.rx2_dr]
+            buf = bytearray(frame.BUF_SIZE)
+            n = frame.build_data(buf, frame.UNCONFIRMED_DOWN, s.dev_addr, 0, 0, b"", 0, 7,
+                                 b"lamp", 4, net.sessions[s.dev_addr][0])  # fmt: skip
+            radio.deliver(bytes(buf[frame.B0 : frame.B0 + n]), s.rx2_freq,
+                          "SF%dBW%d" % (sf, bw), clock.ticks_ms())  # fmt: skip
+            await clock.sleep_ms(3000)
+
+        clock.run(run())
+        if mac.device_class != "C" or heard != [(7, b"lamp")]:
+            fail.append("%s: class %s, heard %r" % (how, mac.device_class, heard))
+        mac.set_class("A")  # stops the listener
+
+
 def check_join_nonces(fail):
     clock = VirtualClock()
     net = TestNet(clock, APP_KEY)
@@ -385,6 +421,7 @@ CHECKS = (
     ("us915_sub_band_and_chmask", check_us915),
     ("duty_cycle", check_duty_cycle),
     ("class_c_through_duty_cycle", check_class_c_through_duty_cycle),
+    ("class_c_before_activation", check_class_c_before_activation),
     ("join_nonce_replay", check_join_nonces),
     ("abp_reboots", check_abp_reboots),
     ("fopts_whole_answers", check_fopts_whole_answers),
