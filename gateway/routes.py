@@ -65,6 +65,20 @@ class Stop:
 _LATE = "__late__"  # stops that refill within a round: visited in the later half of the shift
 
 
+def _reached_h(window: Any, late: bool, shift_h: float) -> float:
+    """Hours after the trucks leave by which a stop is expected to be reached, for its load:
+    the end of its time window (its group's; the shift's end for :data:`_LATE`), else the
+    middle of the shift. A bin with no window may be reached at any time in the shift, and a
+    truck's load is the sum over many bins, early and late: planning every bin for the end of
+    the shift overstated a round's waste by about a fifth and sent a second truck, and its two
+    depot legs, where one had room (tools/sim/README.md, the week)."""
+    if late:
+        return shift_h
+    if isinstance(window, list) and len(window) == 2 and isinstance(window[1], int | float):
+        return min(shift_h, float(window[1]) / 3600.0)
+    return shift_h / 2
+
+
 def route_stops(
     devices: Iterable[Device], bins: BinsConfig, cfg: RoutesConfig, now: float
 ) -> tuple[list[Stop], list[dict[str, Any]]]:
@@ -72,13 +86,14 @@ def route_stops(
     listed that cannot be routed (no position).
 
     A stop's load is what the forecast says the bin will hold when the truck comes (its fill
-    plus its rate over the shift, at most one bin), so a truck is planned for the waste it will
-    carry, not for a threshold. A bin that would be full again before the next round even if
-    emptied now (its rate reaches the threshold within ``next_round_h``) cannot be kept below it
-    by one visit a day; it is marked for the later half of the shift (:data:`_LATE`), unless
-    its group has a time window of its own: waste comes by day, so a late visit takes the
-    morning's waste and leaves it the evening and the next morning to fill, where a visit at
-    first light leaves it a whole day and a night (tools/sim/README.md, the week)."""
+    plus its rate until the truck is expected, :func:`_reached_h`; at most one bin), so a truck
+    is planned for the waste it will carry, not for a threshold. A bin that would be full again
+    before the next round even if emptied now (its rate reaches the threshold within
+    ``next_round_h``) cannot be kept below it by one visit a day; it is marked for the later
+    half of the shift (:data:`_LATE`), unless its group has a time window of its own: waste
+    comes by day, so a late visit takes the morning's waste and leaves it the evening and the
+    next morning to fill, where a visit at first light leaves it a whole day and a night
+    (tools/sim/README.md, the week)."""
     by_eui = {d.dev_eui: d for d in devices}
     shift_h = cfg.shift_s / 3600.0
     stops: list[Stop] = []
@@ -92,11 +107,12 @@ def route_stops(
         fill = float(row["fill_percent"])
         rate = by_eui[row["dev_eui"]].derived.get("fill_rate_percent_per_h")
         rate = float(rate) if isinstance(rate, int | float) and rate > 0 else 0.0
-        expected = max(fill, min(100.0, fill + rate * shift_h))
         refills = rate * cfg.next_round_h >= float(row["threshold_percent"])
         group = row["group"]
-        if refills and not (group and group in cfg.time_windows):
+        window = cfg.time_windows.get(group) if group else None
+        if refills and window is None:
             group = _LATE
+        expected = max(fill, min(100.0, fill + rate * _reached_h(window, group == _LATE, shift_h)))
         stops.append(
             Stop(
                 dev_eui=row["dev_eui"],

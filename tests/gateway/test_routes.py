@@ -253,8 +253,8 @@ def test_bins_forecast_full_before_the_next_round_are_collected_now() -> None:
     later = now + 3 * 3600
     stops, unrouted = route_stops([filling, slow, unplaced], bins, cfg(next_round_h=24), later)
     assert [s.dev_eui for s in stops] == [filling.dev_eui]
-    # planned for what it will hold when the truck comes: 68 % + 6 %/h over an 8 h shift,
-    # at most one bin, not today's 68 %
+    # planned for what it will hold when the truck comes: 6 %/h refills it within the round, so
+    # it goes late and 68 % + 6 %/h to the end of the 8 h shift, at most one bin, not 68 %
     assert stops[0].load == 100
     assert unrouted == [{"dev_eui": unplaced.dev_eui, "name": "unplaced", "reason": "no position"}]
     stops, _ = route_stops([filling, slow], bins, cfg(next_round_h=1), later)
@@ -278,9 +278,10 @@ def test_load_is_the_forecast_fill_and_bins_that_refill_within_a_round_go_late()
     config = cfg(next_round_h=24, shift_s=8 * 3600.0, time_windows={"market": [0, 3600]})
     stops, _ = route_stops([steady, fast, windowed], bins, config, later)
     by_name = {s.name: s for s in stops}
-    assert by_name["steady"].load == 73 + 8  # 73 % now, 1 %/h over the 8 h shift
+    assert by_name["steady"].load == 73 + 4  # 73 % now, 1 %/h until the middle of the shift
     assert not by_name["steady"].group  # 1 %/h x 24 h < 80 %: lasts a round when emptied
-    assert by_name["fast"].load == 55 + 5 * 8
+    assert by_name["fast"].load == 55 + 5 * 8  # late: reached by the end of the shift
+    assert by_name["windowed"].load == 55 + 5 * 1  # by the end of its group's window (1 h)
     # 5 %/h refills to 80 % within the 24 h to the next round even when emptied now: the later
     # half of the shift, unless its group has a window of its own
     assert by_name["fast"].group not in ("", "market")
