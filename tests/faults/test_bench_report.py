@@ -80,3 +80,12 @@ def test_prefix_names_match_run_parameters() -> None:
     fig = Figure(req.bench, req.name[:-1] + "1000", 200.0, "bytes", 256.0, "<=")
     check = check_required([fig], {req.bench: BenchRun(req.bench, "ok", 1)}, (req,))[0]
     assert check.figure == fig and check.meets is True
+
+
+def test_each_bench_has_a_time_limit_and_the_long_ones_theirs() -> None:
+    from tools.bench import DEFAULT_TIME_LIMIT_S, TIME_LIMITS_S, time_limit_s
+
+    assert set(TIME_LIMITS_S) <= set(BENCHMARKS), "a time limit for a bench that is not listed"
+    assert time_limit_s("payload_size") == DEFAULT_TIME_LIMIT_S
+    # its 100,000-device scale alone took 643 s: the default cut the whole bench off
+    assert time_limit_s("gateway_throughput") > 1.5 * DEFAULT_TIME_LIMIT_S
