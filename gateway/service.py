@@ -814,9 +814,13 @@ class Gateway:
                 device = self.devices.get(dev_eui)
                 if kind == "up" and device is not None and device.kind == "lamp":
                     wanted += [d for d in device.neighbours if d in self.devices]
-                if kind == "up" and (device is None or device.last_f_cnt is None):
-                    # never heard: its frame counter proves nothing, so _on_up asks the store
-                    # for its dedup key and its stored frame; both are read with the claim
+                if kind == "up" and (
+                    device is None or (device.last_f_cnt is None and device.last_dev_addr)
+                ):
+                    # joined but no uplink yet: its frame counter proves nothing, so _on_up
+                    # asks the store for its dedup key and its stored frame; both are read with
+                    # the claim. A device never heard at all needs neither (FleetCore._fresh)
+                    # unless the claim finds another instance heard it: then _on_up reads
                     unheard.append(dev_eui)
                     key = _uplink_key(each.payload)
                     if key is not None:
