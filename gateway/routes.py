@@ -74,9 +74,23 @@ def _reached_h(window: Any, late: bool, shift_h: float) -> float:
     depot legs, where one had room (tools/sim/README.md, the week)."""
     if late:
         return shift_h
-    if isinstance(window, list) and len(window) == 2 and isinstance(window[1], int | float):
-        return min(shift_h, float(window[1]) / 3600.0)
-    return shift_h / 2
+    checked = _window(window)
+    if checked is not None:
+        return min(shift_h, float(checked[1]) / 3600.0)
+    return shift_h / 2  # none, or one plan_routes refuses (_windows)
+
+
+def _window(window: Any) -> tuple[float, float] | None:
+    """A group's ``[from_s, to_s]`` as it is, or None when it is not one (seconds after the
+    trucks leave, from <= to)."""
+    if (
+        isinstance(window, list)
+        and len(window) == 2
+        and all(isinstance(x, int | float) and not isinstance(x, bool) for x in window)
+        and 0 <= window[0] <= window[1]
+    ):
+        return window[0], window[1]
+    return None
 
 
 def route_stops(
@@ -153,19 +167,14 @@ def _check(stops: list[Stop], cfg: RoutesConfig) -> None:
 def _windows(stops: list[Stop], cfg: RoutesConfig) -> dict[str, tuple[int, int]]:
     out: dict[str, tuple[int, int]] = {}
     for group, window in cfg.time_windows.items():
-        ok = (
-            isinstance(window, list)
-            and len(window) == 2
-            and all(isinstance(x, int | float) and not isinstance(x, bool) for x in window)
-            and 0 <= window[0] <= window[1]
-        )
-        if not ok:
+        checked = _window(window)
+        if checked is None:
             raise RouteError(
                 f"routes.time_windows.{group}: expected [from_s, to_s] seconds after the trucks "
                 f"leave, from <= to, got {window!r}",
                 key="time_windows",
             )
-        out[group] = (int(window[0]), int(window[1]))
+        out[group] = (int(checked[0]), int(checked[1]))
     if any(s.group == _LATE for s in stops):
         out[_LATE] = (round(cfg.shift_s / 2), round(cfg.shift_s))
     return out
