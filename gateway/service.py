@@ -77,6 +77,7 @@ from gateway.errors import (
     StoreGone,
 )
 from gateway.fleet import Effects, FleetCore, Known
+from gateway.fleet.core import never_heard
 from gateway.fuota_campaign import CampaignEngine
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
@@ -815,12 +816,12 @@ class Gateway:
                 if kind == "up" and device is not None and device.kind == "lamp":
                     wanted += [d for d in device.neighbours if d in self.devices]
                 if kind == "up" and (
-                    device is None or (device.last_f_cnt is None and device.last_dev_addr)
+                    device is None or (device.last_f_cnt is None and not never_heard(device))
                 ):
                     # joined but no uplink yet: its frame counter proves nothing, so _on_up
                     # asks the store for its dedup key and its stored frame; both are read with
-                    # the claim. A device never heard at all needs neither (FleetCore._fresh)
-                    # unless the claim finds another instance heard it: then _on_up reads
+                    # the claim. A device never heard needs neither unless the claim finds
+                    # another instance heard it: then _on_up reads
                     unheard.append(dev_eui)
                     key = _uplink_key(each.payload)
                     if key is not None:

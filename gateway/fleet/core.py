@@ -21,13 +21,23 @@ from gateway.store.base import Device, UplinkRecord
 from protocol import codec
 from protocol.errors import ProtocolError
 
-__all__ = ["FleetCore", "uplink_key"]
+__all__ = ["FleetCore", "never_heard", "uplink_key"]
 
 FUOTA_PORTS = (200, 201, 202)  # TS004, TS005, TS003 (ARCHITECTURE.md "Firmware application ports")
 
 
 def _digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=8).hexdigest()
+
+
+def never_heard(device: Device) -> bool:
+    """No session at all (no devAddr, no fCnt): every uplink and join of it ever committed would
+    have set one (a join sets its devAddr), so nothing of it is stored yet and its first uplink
+    needs no dedup read (issue 17: at 100,000 devices after a mass registration every uplink was
+    such a first one, and two reads each). Several instances: the device is claimed and read
+    back from the store first (service.py ``_claim_burst``), so this holds as of the other
+    instances' commits too."""
+    return device.last_f_cnt is None and not device.last_dev_addr
 
 
 def uplink_key(event: cs.UplinkEvent) -> str:
@@ -91,15 +101,9 @@ class FleetCore:
     def _fresh(device: Device, event: cs.UplinkEvent) -> bool:
         # The device's session (devAddr) and fCnt are committed in the same transaction as the
         # dedup keys, so a higher fCnt in the same session was never seen: no read needed.
-        # A device with no session at all was never heard: every uplink and join it had
-        # committed would have set one (a join sets its devAddr), so nothing of it is stored
-        # yet and its first uplink needs no read either (issue 17: at 100,000 devices after a
-        # mass registration every uplink was such a first one, and two reads each). Several
-        # instances: the device is claimed and read back from the store first (service.py
-        # _claim_burst), so "never heard" there is as of the other instances' commits too.
         last = device.last_f_cnt
         if last is None:
-            return not device.last_dev_addr
+            return never_heard(device)
         return device.last_dev_addr == event.dev_addr and event.f_cnt > last
 
     # --- apply ----------------------------------------------------------------------------------
