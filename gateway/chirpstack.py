@@ -415,14 +415,15 @@ def _rfc3339_fast(text: str) -> float | None:
         micro = int((digits + "00000")[:6])
     else:
         micro = 0
-    minute = _MINUTES.get(text[:16])
+    key = text[:16]
+    minute = _MINUTES.get(key)
     if minute is None:
-        parsed = _rfc3339_full(text[:16] + ":00Z") if text[10] == "T" else None
+        parsed = _rfc3339_full(key + ":00Z") if text[10] == "T" else None
         if parsed is None:
             return None
         if len(_MINUTES) >= 4096:
             _MINUTES.clear()
-        minute = _MINUTES[text[:16]] = int(parsed)
+        minute = _MINUTES[key] = int(parsed)
     return ((minute + int(second)) * 1_000_000 + micro) / 1_000_000
 
 
