@@ -78,7 +78,7 @@ class MqttConfig:
 class StoreConfig:
     url: str = "sqlite:///citypack-gateway.db"
     batch_max: int = 500  # commit after this many messages ...
-    batch_interval_s: float = 0.02  # ... or this long after the first uncommitted one
+    batch_interval_s: float = 0.01  # ... or this long after the first uncommitted one
     retention_days: float = 90.0  # uplink history, events and dead letters older than this go
     synchronous: str = "normal"  # sqlite PRAGMA synchronous: normal | full
     password_file: str = ""  # postgresql: the password (else libpq's PGPASSWORD or ~/.pgpass)

@@ -13,7 +13,7 @@ the FUOTA and multicast hooks stay here (gateway/fleet/__init__.py says why).
 Batching: a batch is committed when ``[store] batch_max`` messages are staged or when its first
 message is ``batch_interval_s`` old (a timer makes sure of it when no further message arrives);
 while a backlog waits it grows to ``batch_max`` (at most 5 intervals).
-A quiet gateway adds at most ``batch_interval_s`` (20 ms by default) of latency; one catching up
+A quiet gateway adds at most ``batch_interval_s`` (10 ms by default) of latency; one catching up
 amortises a transaction over hundreds of messages. Because messages are acknowledged only after
 the commit, the broker's in-flight window for the gateway's client (mosquitto
 ``max_inflight_messages``, 20 by default) divided by ``batch_interval_s`` bounds the throughput:

@@ -99,3 +99,31 @@ def test_receive_window_keys_checked_against_the_region() -> None:
         parse_config({"mqtt": url, "commands": {"rx2_dr": 15}}, environ={})
     with pytest.raises(ConfigError, match=r"commands\.rx1_dr_offset"):
         parse_config({"mqtt": url, "commands": {"rx1_dr_offset": 6}}, environ={})
+
+
+def test_readme_defaults_are_the_config_defaults() -> None:
+    """Each number or boolean the README's key table gives as a default (gateway/README.md §3,
+    ``key`` (value)) is the one a config without that key gets: an operator reads the table,
+    not the dataclasses, so a default changed in one place only is caught here."""
+    import dataclasses
+    import re
+
+    from gateway.config import Config
+
+    readme = (Path(__file__).resolve().parents[2] / "gateway" / "README.md").read_text()
+    defaults = parse_config({"mqtt": {"url": "mqtt://h"}}, environ={})
+    sections = {f.name for f in dataclasses.fields(Config)}
+    compared = 0
+    for section, keys in re.findall(r"^\| `\[(\w+)\]` \| (.*) \|$", readme, re.MULTILINE):
+        if section not in sections:
+            continue
+        values = getattr(defaults, section)
+        for key, text in re.findall(r"`(\w+)` \((-?[0-9][0-9.]*|true|false)[;:,)= ]", keys):
+            if not hasattr(values, key):
+                continue
+            expected = {"true": True, "false": False}.get(text, None)
+            if expected is None:
+                expected = float(text)
+            assert getattr(values, key) == expected, f"[{section}] {key}: README says {text}"
+            compared += 1
+    assert compared >= 40  # the table was found and read, not skipped
