@@ -20,7 +20,6 @@ import json
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -54,8 +53,13 @@ _EUI = re.compile(r"^[0-9a-fA-F]{16}$")
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 
 
-@dataclass(frozen=True, slots=True)
-class DeviceInfo:
+class _Value(msgspec.Struct, frozen=True):
+    """What the parser hands on: immutable values, built in C. The event types were frozen
+    dataclasses, whose ``__init__`` sets each field through ``object.__setattr__``: 8-10 µs of
+    a 36 µs parse for an uplink with its device info and one gateway (issue 17)."""
+
+
+class DeviceInfo(_Value, frozen=True):
     dev_eui: str
     tenant_id: str = ""
     tenant_name: str = ""
@@ -65,11 +69,10 @@ class DeviceInfo:
     device_profile_name: str = ""
     device_name: str = ""
     device_class_enabled: str = "CLASS_A"
-    tags: Mapping[str, str] = field(default_factory=dict)
+    tags: Mapping[str, str] = msgspec.field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class RxInfo:
+class RxInfo(_Value, frozen=True):
     gateway_id: str
     rssi: int = 0
     snr: float = 0.0
@@ -78,8 +81,7 @@ class RxInfo:
     longitude: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class _Base:
+class _Base(_Value, frozen=True):
     event: str
     topic_application_id: str
     device_info: DeviceInfo
@@ -95,8 +97,7 @@ class _Base:
         return rfc3339_timestamp(self.time)
 
 
-@dataclass(frozen=True, slots=True)
-class UplinkEvent(_Base):
+class UplinkEvent(_Base, frozen=True):
     deduplication_id: str
     dev_addr: str
     adr: bool
@@ -142,23 +143,20 @@ def _shared_signal(table: dict[_Signal, _Signal], value: _Signal | None) -> _Sig
     return shared
 
 
-@dataclass(frozen=True, slots=True)
-class JoinEvent(_Base):
+class JoinEvent(_Base, frozen=True):
     deduplication_id: str
     dev_addr: str
     region_config_id: str
 
 
-@dataclass(frozen=True, slots=True)
-class AckEvent(_Base):
+class AckEvent(_Base, frozen=True):
     deduplication_id: str
     queue_item_id: str
     acknowledged: bool
     f_cnt_down: int
 
 
-@dataclass(frozen=True, slots=True)
-class TxAckEvent(_Base):
+class TxAckEvent(_Base, frozen=True):
     downlink_id: int
     queue_item_id: str
     f_cnt_down: int
@@ -167,8 +165,7 @@ class TxAckEvent(_Base):
     power: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class StatusEvent(_Base):
+class StatusEvent(_Base, frozen=True):
     deduplication_id: str
     margin: int
     external_power_source: bool
@@ -176,8 +173,7 @@ class StatusEvent(_Base):
     battery_level: float
 
 
-@dataclass(frozen=True, slots=True)
-class LogEvent(_Base):
+class LogEvent(_Base, frozen=True):
     level: str
     code: str
     description: str
@@ -188,16 +184,14 @@ class LogEvent(_Base):
         return self.context.get("queue_item_id", "")
 
 
-@dataclass(frozen=True, slots=True)
-class LocationEvent(_Base):
+class LocationEvent(_Base, frozen=True):
     deduplication_id: str
     latitude: float | None
     longitude: float | None
     altitude: float | None
 
 
-@dataclass(frozen=True, slots=True)
-class IntegrationEvent(_Base):
+class IntegrationEvent(_Base, frozen=True):
     """Removed in ChirpStack v4.15.0 (reference §1); parsed only so old servers do no harm."""
 
     integration_name: str

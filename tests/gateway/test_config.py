@@ -121,7 +121,7 @@ def test_readme_defaults_are_the_config_defaults() -> None:
         for key, text in re.findall(r"`(\w+)` \((-?[0-9][0-9.]*|true|false)[;:,)= ]", keys):
             if not hasattr(values, key):
                 continue
-            expected = {"true": True, "false": False}.get(text, None)
+            expected: float | bool | None = {"true": True, "false": False}.get(text)
             if expected is None:
                 expected = float(text)
             assert getattr(values, key) == expected, f"[{section}] {key}: README says {text}"
