@@ -82,6 +82,26 @@ def test_snake_case_keys_are_accepted() -> None:
     assert (event.f_cnt, event.f_port, event.dev_eui) == (3, 1, DEV)
 
 
+def test_events_are_immutable_values() -> None:
+    """Parsed events are values (gateway/chirpstack.py ``_Value``): equal when their fields
+    are, and nothing downstream can change one that another part of the fleet core holds."""
+    topic = ev.topic(APP, DEV, "up")
+    raw = ev.dumps(ev.up(APP, DEV, f_cnt=7, f_port=10, data=b"\x01", gateways=2))
+    first, second = parse_event(topic, raw), parse_event(topic, raw)
+    assert isinstance(first, UplinkEvent) and first == second and first is not second
+    assert first.rx_info[0] == second.rx_info[0] and first.device_info == second.device_info
+    for value, name in (
+        (first, "f_cnt"),
+        (first.device_info, "dev_eui"),
+        (first.rx_info[0], "rssi"),
+    ):
+        with pytest.raises(AttributeError):
+            setattr(value, name, 0)
+    assert first != parse_event(
+        topic, ev.dumps(ev.up(APP, DEV, f_cnt=8, f_port=10, data=b"\x01", gateways=2))
+    )
+
+
 def test_every_event_type() -> None:
     qid = str(uuid.uuid4())
     docs = {
