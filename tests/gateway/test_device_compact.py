@@ -147,7 +147,7 @@ def test_a_fill_history_is_kept_compact_and_packing_leaves_it_alone() -> None:
     points = [[1772446542 + i * 900, (i * 3) % 90] for i in range(12)]
     device = _bin()
     history = device.derived["_samples"] = fill_history.pack(points)
-    assert isinstance(history, fill_history.Packed) and len(history) == 12 * 8
+    assert isinstance(history, fill_history.Packed) and len(history) == 12 * (4 + 1)
     assert sys.getsizeof(history) < sys.getsizeof(array("d", [0.0] * 24))
     twin = device.twin_json()
     device.compact()
