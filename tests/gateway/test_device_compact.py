@@ -183,3 +183,15 @@ def test_the_next_batch_packs_devices_a_reader_unpacked() -> None:
     store.stage_device(staged, staged.twin_json().decode())
     assert type(_raw(read, "derived")) is tuple and type(_raw(staged, "reported")) is tuple
     assert read.derived["full"] is False and staged.reported["fill_percent"] == 50
+
+
+def test_the_registry_digest_is_a_small_int_and_still_sees_a_change() -> None:
+    """The store keeps one digest a device: 60 bits, an int of at most 32 bytes instead of the
+    full hash's 36 (a 48-byte object in CPython's size classes; base.py ``_DIGEST_MASK``)."""
+    devices = [Device(dev_eui=f"a8404100{i:08x}", kind="bin", name=f"bin-{i}") for i in range(500)]
+    digests = [d.registry_digest() for d in devices]
+    assert all(0 <= d < 1 << 60 and sys.getsizeof(d) <= 32 for d in digests)
+    assert len(set(digests)) == len(digests)
+    device = devices[0]
+    device.street = "Vestergade"
+    assert device.registry_digest() != digests[0]
