@@ -55,11 +55,7 @@ def pack(pairs: Iterable[Sequence[float]]) -> Packed | array[float]:
         # pack went from 14 to about 4 µs; it runs once per bin report, issue 17)
         whole_t = [p[0] for p in pairs]
         whole_f = [p[1] for p in pairs]
-        if (
-            pairs
-            and all(type(t) is int for t in whole_t)
-            and all(type(f) is int for f in whole_f)
-        ):
+        if pairs and all(type(t) is int for t in whole_t) and all(type(f) is int for f in whole_f):
             low, high = min(whole_f), max(whole_f)
             count = len(pairs)
             try:

@@ -105,9 +105,8 @@ def test_whole_percent_fills_take_a_byte_each_and_come_back_the_same() -> None:
     # a bin's twin carries the same points either way
     device = _bin()
     for i, fill in enumerate([10, 20, 30]):
-        bins.apply_bin_status(device, {"fill_percent": fill}, BinsConfig(), T0 + 900 * i).twin.apply(
-            device
-        )
+        out = bins.apply_bin_status(device, {"fill_percent": fill}, BinsConfig(), T0 + 900 * i)
+        out.twin.apply(device)
     assert type(device.derived["_samples"]) is history.PackedBytes
     assert json.loads(device.twin_json())["derived"]["_samples"] == [
         [T0, 10],
