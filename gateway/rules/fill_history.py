@@ -85,10 +85,10 @@ def points(value: Any) -> list[list[float]]:
     none)."""
     if type(value) is PackedBytes:
         split = len(value) // 5 * 4  # 4 bytes of time and 1 of fill a point
-        times, fills = array("I"), array("B")
+        times, percents = array("I"), array("B")
         times.frombytes(value[:split])
-        fills.frombytes(value[split:])
-        return [[t, f] for t, f in zip(times, fills, strict=True)]
+        percents.frombytes(value[split:])
+        return [[t, f] for t, f in zip(times, percents, strict=True)]
     if type(value) is Packed:
         half = len(value) // 2
         times, fills = array("I"), array("f")
