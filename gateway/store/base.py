@@ -161,7 +161,8 @@ class Device:
     def registry_digest(self) -> int:
         """A cheap fingerprint of :meth:`registry_doc` (the store rewrites it only on change)."""
         # the slot as it is: no unpacking for a fingerprint (tuple() of a tuple is itself)
-        return hash((_REGISTRY_SCALARS(self), tuple(_NEIGHBOURS.slot.__get__(self))))
+        digest = hash((_REGISTRY_SCALARS(self), tuple(_NEIGHBOURS.slot.__get__(self))))
+        return digest & _DIGEST_MASK
 
     def to_json(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -319,6 +320,11 @@ _REGISTRY_FIELDS = (
 )
 
 
+# 60 of the hash's 64 bits: an int of two 30-bit digits, a 32-byte object where the full hash
+# takes three digits and 48 bytes (CPython's small-object size classes); the store keeps one a
+# device, 1.5 MB less at 100,000 (issue 17). A changed registry goes unwritten only when 60
+# bits collide.
+_DIGEST_MASK = (1 << 60) - 1
 _REGISTRY_SCALARS = operator.attrgetter(*(n for n in _REGISTRY_FIELDS if n != "neighbours"))
 
 

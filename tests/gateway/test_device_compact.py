@@ -147,7 +147,7 @@ def test_a_fill_history_is_kept_compact_and_packing_leaves_it_alone() -> None:
     points = [[1772446542 + i * 900, (i * 3) % 90] for i in range(12)]
     device = _bin()
     history = device.derived["_samples"] = fill_history.pack(points)
-    assert isinstance(history, fill_history.Packed) and len(history) == 12 * 8
+    assert isinstance(history, fill_history.Packed) and len(history) == 12 * (4 + 1)
     assert sys.getsizeof(history) < sys.getsizeof(array("d", [0.0] * 24))
     twin = device.twin_json()
     device.compact()
@@ -183,3 +183,15 @@ def test_the_next_batch_packs_devices_a_reader_unpacked() -> None:
     store.stage_device(staged, staged.twin_json().decode())
     assert type(_raw(read, "derived")) is tuple and type(_raw(staged, "reported")) is tuple
     assert read.derived["full"] is False and staged.reported["fill_percent"] == 50
+
+
+def test_the_registry_digest_is_a_small_int_and_still_sees_a_change() -> None:
+    """The store keeps one digest a device: 60 bits, an int of at most 32 bytes instead of the
+    full hash's 36 (a 48-byte object in CPython's size classes; base.py ``_DIGEST_MASK``)."""
+    devices = [Device(dev_eui=f"a8404100{i:08x}", kind="bin", name=f"bin-{i}") for i in range(500)]
+    digests = [d.registry_digest() for d in devices]
+    assert all(0 <= d < 1 << 60 and sys.getsizeof(d) <= 32 for d in digests)
+    assert len(set(digests)) == len(digests)
+    device = devices[0]
+    device.street = "Vestergade"
+    assert device.registry_digest() != digests[0]

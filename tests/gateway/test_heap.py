@@ -54,3 +54,41 @@ def test_a_large_fleet_is_frozen_after_one_full_pass() -> None:
     heap.settle(heap.MIN_DEVICES)
     assert dead() is None
     assert gc.get_freeze_count() >= frozen - 10
+
+
+def test_a_settle_trims_the_c_heap(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(heap, "_TRIM", lambda pad: calls.append(pad) or 1)
+    heap.settle(heap.MIN_DEVICES)
+    assert calls == [0]  # malloc_trim(0): every arena, no padding kept
+    heap.settle(heap.MIN_DEVICES - 1)  # a small fleet: nothing at all
+    assert calls == [0]
+
+
+def test_trim_is_glibcs_malloc_trim_here_and_a_no_op_elsewhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import os
+
+    try:
+        on_glibc = os.confstr("CS_GNU_LIBC_VERSION") is not None
+    except (AttributeError, ValueError, OSError):
+        on_glibc = False
+    if on_glibc:
+        assert heap._glibc_trim() is not None
+        heap.trim()  # returns whether pages went back; either is fine
+    # another C library (musl has no such confstr name, macOS neither, Windows no confstr)
+    for answer in (ValueError("unrecognized configuration name"), None, "musl 1.2"):
+
+        def confstr(name: str, answer: object = answer) -> object:
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+
+        monkeypatch.setattr(os, "confstr", confstr)
+        assert heap._glibc_trim() is None
+    monkeypatch.delattr(os, "confstr")
+    assert heap._glibc_trim() is None
+    monkeypatch.setattr(heap, "_TRIM", None)
+    assert heap.trim() is False
+    assert heap.settle(heap.MIN_DEVICES) is not None  # settles all the same
