@@ -26,6 +26,11 @@ from gateway.store.base import Device, EventRecord
 
 __all__ = ["Publisher", "SendFn", "SendRetainedFn"]
 
+# one payload object per availability state: a fleet's first uplinks put every device's
+# ``online`` in the outbox at once (100,000 at city scale), each an object of its own before
+# (issue 17: the transient that fragments the heap, gateway/README.md section 8)
+_AVAILABILITY = {state: state.encode() for state in ("online", "offline", "unknown")}
+
 SendFn = Callable[[str, bytes, int, bool], None]
 # publishes a batch of (topic, payload) retained at QoS 0 (the bridge writes them at once)
 SendRetainedFn = Callable[[list[tuple[str, bytes]]], None]
@@ -153,7 +158,9 @@ class Publisher:
                 listener.device(device)
 
     def availability(self, device: Device) -> None:
-        self._send(self.availability_topic(device.dev_eui), device.availability.encode(), 1, True)
+        state = device.availability
+        payload = _AVAILABILITY.get(state) or state.encode()
+        self._send(self.availability_topic(device.dev_eui), payload, 1, True)
         for listener in self._listeners:
             listener.device(device)
 

@@ -131,3 +131,23 @@ def test_publisher_states_sends_what_state_sends() -> None:
     assert fallback == one_by_one and len(one_by_one) == 3
     assert batched == [[(topic, payload) for topic, payload, qos, retain in one_by_one]]
     assert all(qos == 0 and retain for _, _, qos, retain in one_by_one)
+
+
+def test_availability_payloads_are_shared() -> None:
+    """Every device's ``online`` is one object: a fleet's first uplinks queue one a device at
+    once (gateway/publish.py ``_AVAILABILITY``), and the payload and its topic are all that
+    waits; a state outside the known ones is still sent as it is."""
+    from gateway.config import PublishConfig
+    from gateway.publish import Publisher
+    from gateway.store import Device
+
+    sent: list[tuple[str, bytes, int, bool]] = []
+    publisher = Publisher(PublishConfig(), lambda *m: sent.append(m))
+    devices = [Device(dev_eui=f"a84041000181c{i:03x}", availability="online") for i in range(3)]
+    odd = Device(dev_eui="a84041000181cfff", availability="sleeping")
+    for device in [*devices, odd]:
+        publisher.availability(device)
+    assert [payload for _, payload, _, _ in sent] == [b"online"] * 3 + [b"sleeping"]
+    assert sent[0][1] is sent[1][1] is sent[2][1]
+    assert all(qos == 1 and retain for _, _, qos, retain in sent)
+    assert sent[0][0] == f"citypack/devices/{devices[0].dev_eui}/availability"
