@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 from tools.errors import CliError
 from tools.sim.broker import EmbeddedBroker
 from tools.sim.city import registry_entries, write_city
-from tools.sim.clock import ScaledClock, SimTime, evening_start
+from tools.sim.clock import WALL_LEAD_S, ScaledClock, SimTime, evening_start
 from tools.sim.gatewayproc import GatewayProcess, GatewayProcessError
 from tools.sim.outcomes import WorldAccounting
 from tools.sim.view import CityState, NodeRow, View, reconciliation
@@ -193,7 +193,8 @@ class Demo:
 
     async def _run_logged(self, workdir: Path, started: float) -> DemoResult:
         opts = self.options
-        epoch = evening_start(time.time())
+        # a FUOTA campaign's lamps keep behind the gateway's clock (tools/sim/clock.py)
+        epoch = evening_start(time.time(), before_s=WALL_LEAD_S if opts.fuota else 0.0)
         clock = ScaledClock(opts.speed)
         self._sim_origin = (epoch, time.time())  # the dashboard shows this simulated clock too
         sim = SimTime(clock, epoch)

@@ -222,3 +222,26 @@ async def test_the_scaled_clock_runs_simulated_time_faster() -> None:
     assert await alarm.wait(1000) is False  # timed out (1 ms real)
     alarm.fire()
     assert await alarm.wait(None) is True
+
+
+def test_evening_start_is_never_ahead_of_the_wall_clock() -> None:
+    """Every ten minutes over two days (6-7 December 2026, sunset 14:38 UTC in Aarhus): the
+    start is 20 minutes after a sunset and never after ``now``; with ``before_s`` a world 40
+    times faster stays behind the wall clock for a whole test's bound (300 s), the precondition
+    of the FUOTA end-to-end tests (tools/sim/clock.py says why)."""
+    from tools.sim.clock import WALL_LEAD_S
+    from tools.sim.world import AARHUS_LATITUDE, AARHUS_LONGITUDE, sun_times
+
+    day = 1796515200.0  # 2026-12-06 00:00 UTC
+    for step in range(0, 2 * 86400, 600):
+        now = day + step
+        start = evening_start(now)
+        assert start <= now
+        sunset = start - 20 * 60
+        assert sun_times(sunset, AARHUS_LATITUDE, AARHUS_LONGITUDE)[1] == pytest.approx(
+            sunset, abs=1.0
+        )
+        assert now - start < 86400 + 3600  # the most recent evening, not an older one
+        lead = evening_start(now, before_s=WALL_LEAD_S)
+        assert lead <= now - WALL_LEAD_S
+        assert lead + 40 * 300 < now + 300

@@ -96,15 +96,29 @@ class SimTime:
         return self.epoch + self.clock.ticks_ms() / 1000.0
 
 
-def evening_start(now: float, *, after_sunset_s: float = 20 * 60) -> float:
-    """The simulated start time: shortly after the most recent Aarhus sunset before ``now``.
+WALL_LEAD_S = 86400.0  # how far an accelerated world starts behind the wall clock (FUOTA)
+
+
+def evening_start(now: float, *, after_sunset_s: float = 20 * 60, before_s: float = 0.0) -> float:
+    """The simulated start time: shortly after the most recent Aarhus sunset, never after
+    ``now - before_s``.
 
     Lamps are lit and the evening traffic is out, so a new user sees lamps follow road users
     within seconds whatever the hour they start the demo.
+
+    ``before_s`` (:data:`WALL_LEAD_S`) is for worlds whose lamps talk FUOTA to a gateway on the
+    wall clock (tools/sim/fuota_street.py, tools/demo.py ``--fuota``): their clocks must stay on
+    one side of the gateway's for the whole run. Started at the latest sunset, a world running
+    40 times faster met the wall clock within seconds of the campaign's setup for the hour after
+    each sunset (and ran ahead of it in the 20 minutes after), and the lamps then missed the
+    setup's answers: the FUOTA end-to-end tests failed between 14:49 and 15:12 UTC on 6
+    December and passed before and after. A day behind, such a world keeps behind the wall
+    clock for 36 minutes of wall time at 40 times, longer than any campaign of the tests.
     """
     from tools.sim.world import AARHUS_LATITUDE, AARHUS_LONGITUDE, sun_times
 
-    _, sunset = sun_times(now, AARHUS_LATITUDE, AARHUS_LONGITUDE)
-    if sunset > now:
-        _, sunset = sun_times(now - 86400.0, AARHUS_LATITUDE, AARHUS_LONGITUDE)
+    latest = now - before_s
+    _, sunset = sun_times(latest, AARHUS_LATITUDE, AARHUS_LONGITUDE)
+    if sunset + after_sunset_s > latest:  # not yet evening there: the day before's
+        _, sunset = sun_times(latest - 86400.0, AARHUS_LATITUDE, AARHUS_LONGITUDE)
     return float(int(sunset + after_sunset_s))

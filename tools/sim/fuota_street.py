@@ -31,7 +31,7 @@ from typing import Any
 
 from tools.sim.broker import free_port
 from tools.sim.city import registry_entries, write_city
-from tools.sim.clock import ScaledClock, evening_start
+from tools.sim.clock import WALL_LEAD_S, ScaledClock, evening_start
 from tools.sim.fleet import Fleet
 from tools.sim.fuota import FuotaNodes
 from tools.sim.gatewayproc import GatewayProcess
@@ -75,7 +75,7 @@ async def fuota_street(
     """The street, its gateway and its lamps; ``ready(street, dev_eui)`` says when a lamp is up
     (default: the gateway has its ``firmware_version``)."""
     application_id = str(uuid.uuid4())  # a shared broker: nothing of another run reaches this one
-    epoch = evening_start(time.time())
+    epoch = evening_start(time.time(), before_s=WALL_LEAD_S)  # tools/sim/clock.py says why
     world = World(seed=seed, start_time=epoch, traffic_scale=0.0)
     for index, eui in enumerate(lamps):
         world.add_lamp(eui, street, first_m + spacing_m * index, name=f"lamp-f{index + 1}")
