@@ -324,6 +324,7 @@ class Demo:
             from tools.fuota_demo import FuotaDemo
 
             fuota = FuotaDemo(workdir, world, opts.speed)
+            stack.callback(fuota.close)
             overrides.update(fuota.gateway_overrides())
             components["fuota"] = f"{len(fuota.lamps)} lamps of {fuota.street}"
         process = GatewayProcess(

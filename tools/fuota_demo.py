@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from protocol.fuota import bundle as fb
 from tools.fuota import public_key_hex
-from tools.sim.broker import free_port
+from tools.sim.broker import ReservedPort
 from tools.sim.fuota import FuotaNodes
 from tools.sim.gatewayproc import GatewayProcess, GatewayProcessError
 from tools.sim.world import World
@@ -46,7 +46,8 @@ class FuotaDemo:
         lamps_by_street = Counter(lamp.street for lamp in world.lamps.values())
         self.street = lamps_by_street.most_common(1)[0][0] if lamps_by_street else ""
         self.lamps = sorted(e for e, lamp in world.lamps.items() if lamp.street == self.street)
-        self.grpc_port = free_port()
+        self._reserved = ReservedPort()  # held until close(): tools/sim/broker.py says why
+        self.grpc_port = self._reserved.port
         self._cs_token = uuid.uuid4().hex
         self.summary: dict[str, Any] = {
             "street": self.street,
@@ -60,6 +61,10 @@ class FuotaDemo:
             "loss": LOSS,
             "bundle_bytes": len(self.bundle),
         }
+
+    def close(self) -> None:
+        """Let the emulator's gRPC port go (call when the demo stops)."""
+        self._reserved.close()
 
     def gateway_overrides(self) -> dict[str, dict[str, Any]]:
         token_file = self.workdir / "chirpstack-token"

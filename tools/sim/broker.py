@@ -20,6 +20,29 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class ReservedPort:
+    """A free loopback port held until the server that will listen on it has started.
+
+    ``free_port()`` closes its socket, so between picking a port and a server binding it another
+    process can take it: a concurrent ``bind``, or a ``connect`` whose ephemeral port is picked
+    from the same range (seen once, as gRPC's "Failed to bind to address", when a rig's gateway
+    config named a port that the emulator bound only after the gateway had started). This socket
+    stays bound without listening, with ``SO_REUSEPORT``: the kernel gives the port to no other
+    socket of another owner or without that option, and never as an ephemeral port; a gRPC
+    server (which sets ``SO_REUSEPORT`` on Linux) can still bind and listen on it, and since
+    this socket does not listen, no connection is ever handed to it. Close it once the server
+    is up (or keep it until the server stops)."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        self._sock.bind((host, 0))
+        self.port = int(self._sock.getsockname()[1])
+
+    def close(self) -> None:
+        self._sock.close()
+
+
 class EmbeddedBroker:
     """``async with EmbeddedBroker() as broker: broker.url`` — an MQTT 3.1.1 broker in this loop."""
 

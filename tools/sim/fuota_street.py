@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tools.sim.broker import free_port
+from tools.sim.broker import ReservedPort
 from tools.sim.city import registry_entries, write_city
 from tools.sim.clock import WALL_LEAD_S, ScaledClock, evening_start
 from tools.sim.fleet import Fleet
@@ -82,7 +82,8 @@ async def fuota_street(
     files = write_city(world, workdir / "city")
     (workdir / "cs-token").write_text(CS_TOKEN + "\n")
     (workdir / "mc-key").write_text(uuid.uuid4().hex + "\n")
-    grpc_port = free_port()
+    reserved = ReservedPort()  # the gateway is told the port before the emulator binds it
+    grpc_port = reserved.port
     overrides: dict[str, dict[str, Any]] = {
         "chirpstack": {
             "api": f"127.0.0.1:{grpc_port}",
@@ -99,7 +100,9 @@ async def fuota_street(
     gateway = GatewayProcess(
         workdir / "gw", mqtt_url=mqtt_url, application_id=application_id, overrides=overrides
     )
-    async with gateway:
+    async with contextlib.AsyncExitStack() as stack:
+        stack.callback(reserved.close)
+        await stack.enter_async_context(gateway)
         await gateway.register(registry_entries(world, files))
         fleet = Fleet(
             world,
