@@ -67,3 +67,13 @@ def test_bench_json_is_only_for_a_bench_with_a_json_result(
     assert (
         "--json prints one bench that has a JSON result: city_outcomes" in capsys.readouterr().err
     )
+
+
+def test_lighting_ahead_is_held_back_by_the_rx2_duty_cycle() -> None:
+    # the same day of road users and detections; only the class C downlinks' data rate differs:
+    # at DR0 a gateway sends ~243 overrides an hour within 10 % of the air, at DR3 ~1,749
+    slow = simulate_light(LightWorld(days=1, traffic_scale=0.5), seed=1)["citypack"]
+    fast = simulate_light(LightWorld(days=1, traffic_scale=0.5, rx2_dr=3), seed=1)["citypack"]
+    assert slow.users_reached == fast.users_reached > 0
+    assert fast.users_lit_ahead > slow.users_lit_ahead
+    assert fast.energy_kwh > slow.energy_kwh  # the overrides that got through cost light

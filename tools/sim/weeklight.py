@@ -103,6 +103,7 @@ class LightWorld:
     presence_report_min_s: float = 120.0  # lamp_node presence_report_min_s
     network_s: float = 0.25  # ChirpStack de-duplication and the gateway's batch before a command
     duty_cycle: float = 0.10  # ERC 70-03 h1.7: 869.4-869.65 MHz, 10 %
+    rx2_dr: int = EU868.rx2_data_rate  # class C downlinks: RP002-1.0.4's EU868 RX2 default (DR0)
     neighbours_each_side: int = 2  # tools/sim/city.py registers two lamps either side
     lamps: LampsConfig = field(default_factory=LampsConfig)  # the gateway's [lamps] defaults
 
@@ -273,7 +274,7 @@ def _overrides(
     example["command_id"] = 1  # the gateway numbers every command (gateway/commands.py)
     down_s = time_on_air_s(
         EU868,
-        EU868.rx2_data_rate,
+        world.rx2_dr,
         13 + len(codec.encode("lamp_override", example)[1]),
         uplink=False,
     )
