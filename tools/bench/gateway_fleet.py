@@ -5,10 +5,12 @@ loopback port and a database this bench creates (and drops) on the PostgreSQL at
 1. **Throughput ratio.** The same ``BATCH`` ChirpStack ``up`` events for ``DEVICES`` registered
    bins are published at full speed to (a) one ``citypack gateway run`` process on SQLite and
    (b) two processes on one PostgreSQL sharing ``$share/<group>/`` (MQTT v5, own client ids);
-   each figure is events / (first publish → all stored, read through the API). Goal: two on
-   PostgreSQL / one on SQLite ≥ 1.0 (the second instance must add capacity). The ratio is
-   taken within each round (the machine is shared) and reported as the median of ``ROUNDS``
-   with min and max.
+   each figure is events / (first publish → all stored, counted in the database every 50 ms,
+   see ``_Stored``). Goal: two on PostgreSQL / one on SQLite ≥ 1.0 (the second instance must
+   add capacity). The ratio is taken within each round (the machine is shared) and reported as
+   the median of ``ROUNDS`` with min and max. Beside it, the CPU per uplink of every part
+   (gateways, PostgreSQL, mosquitto, the bench) and how many of the machine's cores were busy
+   (tools/bench/cpu.py): whether the ratio was bound by CPU or by something else.
 2. **Latency** receive → committed at a paced 1,000 uplinks/s on PostgreSQL, one instance in
    this process (raw per-uplink samples, as gateway_throughput does for SQLite), once a round,
    of devices already heard (each reported once first, at the same pace: that pass is
@@ -39,6 +41,7 @@ from typing import Any
 import aiomqtt
 import httpx
 
+from tools.bench.cpu import CpuWindow, Usage, postgres_cpu_s, process_cpu_s
 from tools.bench.gateway_throughput import (
     _dev,
     _free_port,
@@ -114,6 +117,8 @@ class _Instance:
                  group: str = "") -> None:  # fmt: skip
         directory.mkdir(parents=True, exist_ok=True)
         self.port = _free_port()
+        self.store = store
+        self.on_postgres = store.startswith("postgresql")
         self.client_id = f"bench-{name}-{uuid.uuid4().hex[:6]}"
         token = directory / "token"
         token.write_text(TOKEN + "\n")
@@ -147,9 +152,6 @@ class _Instance:
         except httpx.HTTPError:
             return False
 
-    def stored(self) -> int:
-        return int(self.api.get("/api/v1/stats").json()["uplinks_stored"])
-
     def leads(self, job: str) -> bool:
         try:
             return job in self.api.get("/api/v1/instances").json()["leading"]
@@ -173,33 +175,88 @@ class _Instance:
         self.log.close()
 
 
-def _wait_sync(predicate: Any, what: str, limit_s: float) -> None:
+class _Stored:
+    """Uplinks committed to a store, counted in its database by this process.
+
+    Not through the gateway's API: ``/api/v1/stats`` commits the open batch and walks every
+    device; polled every 20 ms during a drain (as this bench did), it took 40 % of the measured
+    instance's event loop (py-spy, one instance with a shared subscription, 30,000 events) and
+    cut its batches short. A reader here costs the gateway nothing on SQLite (WAL: readers do
+    not block the writer) and PostgreSQL one ``count(*)`` per poll, counted in the bench's CPU
+    figures as PostgreSQL's."""
+
+    def __init__(self, url: str) -> None:
+        self._pg: Any = None
+        if url.startswith("sqlite:///"):
+            import sqlite3
+
+            path = url.removeprefix("sqlite:///")
+            self._sqlite = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        else:
+            import psycopg
+
+            self._pg = psycopg.connect(url, autocommit=True)
+
+    def count(self) -> int:
+        sql = "SELECT count(*) FROM uplinks"
+        db = self._pg if self._pg is not None else self._sqlite
+        row = db.execute(sql).fetchone()
+        return int(row[0])
+
+    def close(self) -> None:
+        (self._pg if self._pg is not None else self._sqlite).close()
+
+
+def _wait_sync(predicate: Any, what: str, limit_s: float, every_s: float = 0.02) -> None:
     deadline = time.monotonic() + limit_s
     while not predicate():
         if time.monotonic() > deadline:
             raise RuntimeError(f"timed out: {what}")
-        time.sleep(0.02)
+        time.sleep(every_s)
 
 
-def _drain(instances: list[_Instance], broker: int, app: str) -> float:
-    """Publish BATCH events at full speed; events/s until every one is stored."""
+def _drain(
+    instances: list[_Instance], broker: int, app: str, mosquitto_pid: int
+) -> tuple[float, Usage]:
+    """Publish BATCH events at full speed; events/s until every one is stored, and who used
+    the CPU meanwhile (tools/bench/cpu.py)."""
     for instance in instances:
         _wait_sync(instance.ready, "instance ready", 60)
-    base = instances[0].stored()
+    stored = _Stored(instances[0].store)
+    base = stored.count()
     batch = events(app, DEVICES, BATCH)
-    start = time.perf_counter()
-    asyncio.run(_publish(broker, batch))
-    _wait_sync(lambda: instances[0].stored() >= base + BATCH, "every uplink stored", DEADLINE_S)
-    return BATCH / (time.perf_counter() - start)
+    parts = {
+        "gateways" if len(instances) > 1 else "gateway": lambda: sum(
+            process_cpu_s(i.process.pid) for i in instances
+        ),
+        "mosquitto": lambda: process_cpu_s(mosquitto_pid),
+        "bench (publisher, polls)": time.process_time,
+    }
+    if any(i.on_postgres for i in instances):
+        parts["PostgreSQL"] = postgres_cpu_s
+    with CpuWindow(parts) as window:
+        start = time.perf_counter()
+        asyncio.run(_publish(broker, batch))
+        try:
+            _wait_sync(
+                lambda: stored.count() >= base + BATCH, "every uplink stored", DEADLINE_S, 0.05
+            )
+        finally:
+            stored.close()
+        rate = BATCH / (time.perf_counter() - start)
+    assert window.usage is not None
+    return rate, window.usage
 
 
-def _throughput(directory: Path, broker: int, round_: int) -> tuple[float, float]:
+def _throughput(
+    directory: Path, broker: int, round_: int, mosquitto_pid: int
+) -> tuple[tuple[float, Usage], tuple[float, Usage]]:
     app = str(uuid.uuid4())
     db = f"sqlite:///{directory / f'one{round_}.db'}"
     asyncio.run(_register(db, DEVICES))
     one = _Instance(directory / f"one{round_}", "one", broker=broker, store=db, app=app)
     try:
-        single = _drain([one], broker, app)
+        single = _drain([one], broker, app, mosquitto_pid)
     finally:
         one.stop()
     database = _Database()
@@ -213,7 +270,7 @@ def _throughput(directory: Path, broker: int, round_: int) -> tuple[float, float
             for n in ("a", "b")
         ]  # fmt: skip
         try:
-            both = _drain(pair, broker, app)
+            both = _drain(pair, broker, app, mosquitto_pid)
         finally:
             for instance in pair:
                 instance.stop()
@@ -268,16 +325,19 @@ async def _latency(broker: int) -> tuple[float, float, int, float]:
     return p50, p99, len(gateway.latency_samples), _percentiles(cold)[1]
 
 
-async def _pg_and_bare(broker: int, round_: int) -> tuple[float, float]:
+async def _pg_and_bare(
+    broker: int, round_: int, mosquitto_pid: int
+) -> tuple[tuple[float, Usage], tuple[float, Usage]]:
     """The bare loop of gateway_throughput (the gateway's own receive path, ``json.loads`` +
     base64, PUBACKs in batches) and one gateway on PostgreSQL in this process, each draining
-    the same ``BATCH`` events queued at the broker for its persistent session: msg/s of each."""
+    the same ``BATCH`` events queued at the broker for its persistent session: msg/s of each,
+    and the CPU each drain used."""
     from gateway.service import Gateway
     from tools.bench.gateway_throughput import _baseline, _config, _subscribe_session
 
     app = str(uuid.uuid4())
     batch = events(app, DEVICES, BATCH, first_f_cnt=20_000 + round_ * 100)
-    bare = await _baseline(broker, app, batch)
+    bare = await _baseline(broker, app, batch, mosquitto_pid)
     database = _Database()
     try:
         await _register(database.url, DEVICES)
@@ -289,17 +349,24 @@ async def _pg_and_bare(broker: int, round_: int) -> tuple[float, float]:
         processed = gateway.metrics.uplinks.labels("processed")
         task = asyncio.create_task(gateway.run())
         await _wait(gateway.bridge.connected.is_set, "gateway connect", 20)
-        start = time.perf_counter()
-        await _wait(lambda: processed._value.get() >= len(batch), "gateway drain", DEADLINE_S)
-        await gateway.flush()
-        elapsed = time.perf_counter() - start
+        parts = {
+            "loop": time.process_time,
+            "mosquitto": lambda: process_cpu_s(mosquitto_pid),
+            "PostgreSQL": postgres_cpu_s,
+        }
+        with CpuWindow(parts) as window:
+            start = time.perf_counter()
+            await _wait(lambda: processed._value.get() >= len(batch), "gateway drain", DEADLINE_S)
+            await gateway.flush()
+            elapsed = time.perf_counter() - start
         gateway.stop()
         async with asyncio.timeout(20):
             await task
         await gateway.close()
     finally:
         database.drop()
-    return bare, len(batch) / elapsed
+    assert window.usage is not None
+    return bare, (len(batch) / elapsed, window.usage)
 
 
 async def _failover(directory: Path, broker: int) -> float:
@@ -359,6 +426,26 @@ def _spread(values: list[float], fmt: str = "{:.2f}") -> str:
     )
 
 
+def _median_cpu(usages: list[Usage]) -> float:
+    """Every process on the machine, CPU µs per uplink, in the median round."""
+    return statistics.median(u.busy_s / BATCH * 1e6 for u in usages)
+
+
+def _middle(usages: list[Usage]) -> Usage:
+    """The median round by the machine's CPU."""
+    return sorted(usages, key=lambda u: u.busy_s)[len(usages) // 2]
+
+
+def _cpu_note(usages: list[Usage]) -> str:
+    """The median round's parts (by machine CPU per uplink), and the cores busy each round."""
+    middle = _middle(usages)
+    cores = ", ".join(f"{u.busy_s / u.wall_s:.2f}" for u in usages)
+    return (
+        f"during the drain of {BATCH} events (tools/bench/cpu.py), median round: "
+        f"{middle.describe(BATCH)}; cores busy by round: {cores}"
+    )
+
+
 def run() -> list[Figure]:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="citypack-fleetbench-") as tmp:
@@ -372,18 +459,28 @@ def run() -> list[Figure]:
             p99s: list[float] = []
             colds: list[float] = []
             bare_ratios: list[float] = []
+            cpu_one: list[Usage] = []
+            cpu_two: list[Usage] = []
+            cpu_bare: list[Usage] = []
+            cpu_alone: list[Usage] = []
             samples = 0
             for round_ in range(ROUNDS):  # each round: its own baseline (one on SQLite)
-                one, two = _throughput(directory, port, round_)
+                (one, one_cpu), (two, two_cpu) = _throughput(directory, port, round_, broker.pid)
                 singles.append(one)
                 pairs.append(two)
+                cpu_one.append(one_cpu)
+                cpu_two.append(two_cpu)
                 ratios.append(two / one)
                 p50, p99, samples, cold = asyncio.run(_latency(port))
                 p50s.append(p50)
                 p99s.append(p99)
                 colds.append(cold)
-                bare, alone = asyncio.run(_pg_and_bare(port, round_))
+                (bare, bare_cpu), (alone, alone_cpu) = asyncio.run(
+                    _pg_and_bare(port, round_, broker.pid)
+                )
                 bare_ratios.append(alone / bare)
+                cpu_bare.append(bare_cpu)
+                cpu_alone.append(alone_cpu)
             failover = asyncio.run(_failover(directory, port))
         finally:
             broker.terminate()
@@ -397,6 +494,10 @@ def run() -> list[Figure]:
                note="shared subscription, one database; " + _spread(pairs, "{:.0f}")),
         Figure(BENCH, "throughput ratio 2 on PostgreSQL / 1 on SQLite", median(ratios), "ratio",
                1.0, ">=", note="ratio within each round; " + _spread(ratios)),
+        Figure(BENCH, "machine CPU per uplink, one on SQLite", _median_cpu(cpu_one), "µs",
+               note=_cpu_note(cpu_one)),
+        Figure(BENCH, "machine CPU per uplink, two on PostgreSQL", _median_cpu(cpu_two), "µs",
+               note=_cpu_note(cpu_two)),
         Figure(BENCH, "latency p50 receive->committed on PostgreSQL", median(p50s), "ms",
                note=f"{LATENCY_RATE}/s for {LATENCY_S:.0f} s, {samples} uplinks a round; "
                + _spread(p50s, "{:.1f}")),
@@ -410,6 +511,11 @@ def run() -> list[Figure]:
                note=f"{BATCH} events queued, then drained; the bare loop as in gateway_throughput "
                "(issue 17 asks >= 0.5 at 100,000 devices); ratio within each round; "
                + _spread(bare_ratios)),
+        Figure(BENCH, "CPU per uplink, one gateway on PostgreSQL and its database",
+               statistics.median((u.parts["loop"] + u.parts["PostgreSQL"]) / BATCH * 1e6
+                                 for u in cpu_alone), "µs",
+               note=f"the drain above, median round: {_middle(cpu_alone).describe(BATCH)}; "
+               f"the bare loop's: {_middle(cpu_bare).describe(BATCH)}"),
         Figure(BENCH, "failover kill -9 of the dispatcher -> next command handed over", failover,
                "s", 10.0, "<=", note="two instances; the command posted to the survivor"),
         Figure(BENCH, "bench wall time", total, "s", note="bounded run"),

@@ -40,11 +40,13 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
 
+from tools.bench.cpu import CpuWindow, Usage, process_cpu_s
 from tools.bench.report import Figure
 
 BENCH = "gateway_throughput"
@@ -252,7 +254,15 @@ async def _wait(predicate: Any, what: str, limit_s: float) -> None:
         await asyncio.sleep(0.005)
 
 
-async def _baseline(port: int, app: str, batch: list[tuple[str, bytes]]) -> float:
+def _cpu_parts(mosquitto_pid: int) -> dict[str, Callable[[], float]]:
+    """What a drain's CPU is split into (tools/bench/cpu.py): this process (the loop under
+    test, with its threads) and the broker feeding it."""
+    return {"loop": time.process_time, "mosquitto": lambda: process_cpu_s(mosquitto_pid)}
+
+
+async def _baseline(
+    port: int, app: str, batch: list[tuple[str, bytes]], mosquitto_pid: int
+) -> tuple[float, Usage]:
     """The gateway's receive path (its Bridge) with only json.loads + base64 behind it."""
     import logging
 
@@ -297,15 +307,19 @@ async def _baseline(port: int, app: str, batch: list[tuple[str, bytes]]) -> floa
     )
     task = asyncio.create_task(bridge.run())
     await _wait(bridge.connected.is_set, "baseline connect", 10)
-    start = time.perf_counter()
-    await asyncio.wait_for(done.wait(), DEADLINE_S / 2)
-    elapsed = time.perf_counter() - start
+    with CpuWindow(_cpu_parts(mosquitto_pid)) as window:
+        start = time.perf_counter()
+        await asyncio.wait_for(done.wait(), DEADLINE_S / 2)
+        elapsed = time.perf_counter() - start
     bridge.stop()
     await asyncio.wait_for(task, 20)
-    return len(batch) / elapsed
+    assert window.usage is not None
+    return len(batch) / elapsed, window.usage
 
 
-async def _gateway(port: int, app: str, batch: list[tuple[str, bytes]], db: Path) -> float:
+async def _gateway(
+    port: int, app: str, batch: list[tuple[str, bytes]], db: Path, mosquitto_pid: int
+) -> tuple[float, Usage]:
     from gateway.service import Gateway
 
     client_id = f"gw-{uuid.uuid4().hex[:8]}"
@@ -316,14 +330,16 @@ async def _gateway(port: int, app: str, batch: list[tuple[str, bytes]], db: Path
     processed = gateway.metrics.uplinks.labels("processed")
     task = asyncio.create_task(gateway.run())
     await _wait(gateway.bridge.connected.is_set, "gateway connect", 20)
-    start = time.perf_counter()
-    await _wait(lambda: processed._value.get() >= len(batch), "gateway drain", DEADLINE_S / 2)
-    await gateway.flush()
-    elapsed = time.perf_counter() - start
+    with CpuWindow(_cpu_parts(mosquitto_pid)) as window:
+        start = time.perf_counter()
+        await _wait(lambda: processed._value.get() >= len(batch), "gateway drain", DEADLINE_S / 2)
+        await gateway.flush()
+        elapsed = time.perf_counter() - start
     gateway.stop()
     await asyncio.wait_for(task, 20)
     await gateway.close()
-    return len(batch) / elapsed
+    assert window.usage is not None
+    return len(batch) / elapsed, window.usage
 
 
 async def _latency(port: int, app: str, devices: int, db: Path) -> tuple[float, float, int]:
@@ -423,20 +439,45 @@ def _memory(port: int, db: Path, devices: int) -> tuple[float, int]:
     return float(doc["rss_mb"]), int(doc["devices"])
 
 
-def _scale_figures(port: int, directory: Path, devices: int) -> list[Figure]:
+def _cpu_note(full: list[Usage], base: list[Usage]) -> str:
+    """The gateway's and the bare loop's CPU per uplink by round, and the cores they kept busy:
+    a process whose CPU per second of drain is near 1.0 was bound by its one event loop."""
+
+    def rounds(usages: list[Usage], part: str) -> str:
+        return ", ".join(f"{u.parts[part] / BATCH * 1e6:.0f}" for u in usages)
+
+    def loads(usages: list[Usage]) -> str:
+        return ", ".join(f"{u.parts['loop'] / u.wall_s:.2f}" for u in usages)
+
+    return (
+        "median; this process (threads included) during the drain, by round: "
+        f"{rounds(full, 'loop')} µs against the bare loop's {rounds(base, 'loop')} µs; "
+        f"mosquitto {rounds(full, 'mosquitto')} µs (bare: {rounds(base, 'mosquitto')}); "
+        f"CPU s per s of drain, gateway {loads(full)}, bare {loads(base)}; "
+        "machine cores busy, gateway "
+        + ", ".join(f"{u.busy_s / u.wall_s:.2f}" for u in full)
+        + " (tools/bench/cpu.py)"
+    )
+
+
+def _scale_figures(port: int, directory: Path, devices: int, mosquitto_pid: int) -> list[Figure]:
     label = f"{devices:,} devices"
     registry = directory / f"registry-{devices}.db"
     asyncio.run(_register(registry, devices))
     ratios: list[float] = []
     base_rates: list[float] = []
     gateway_rates: list[float] = []
+    base_cpus: list[Usage] = []
+    full_cpus: list[Usage] = []
     for round_ in range(ROUNDS):
         app = str(uuid.uuid4())
         batch = events(app, devices, BATCH, first_f_cnt=1 + round_ * 1000)
-        base = asyncio.run(_baseline(port, app, batch))
+        base, base_cpu = asyncio.run(_baseline(port, app, batch, mosquitto_pid))
         db = directory / f"tp-{devices}-{round_}.db"
         shutil.copyfile(registry, db)
-        full = asyncio.run(_gateway(port, app, batch, db))
+        full, full_cpu = asyncio.run(_gateway(port, app, batch, db, mosquitto_pid))
+        base_cpus.append(base_cpu)
+        full_cpus.append(full_cpu)
         db.unlink()
         ratios.append(full / base)
         base_rates.append(base)
@@ -479,6 +520,13 @@ def _scale_figures(port: int, directory: Path, devices: int) -> list[Figure]:
         ),
         Figure(
             BENCH,
+            f"CPU per uplink, gateway process, {label}",
+            statistics.median(u.parts["loop"] / BATCH * 1e6 for u in full_cpus),
+            "µs",
+            note=_cpu_note(full_cpus, base_cpus),
+        ),
+        Figure(
+            BENCH,
             f"latency p50 receive->committed, {label}",
             p50,
             "ms",
@@ -516,7 +564,7 @@ def run() -> list[Figure]:
         broker, port = _start_mosquitto(directory)
         try:
             for devices in SCALES:
-                figures += _scale_figures(port, directory, devices)
+                figures += _scale_figures(port, directory, devices, broker.pid)
         finally:
             broker.terminate()
             broker.wait(timeout=10)
