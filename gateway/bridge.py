@@ -69,17 +69,19 @@ __all__ = ["Bridge", "MessageHandler"]
 _PUBACK = struct.Struct("!BBH")
 
 
-def _publish_qos0_retained(topic: str, payload: bytes) -> bytes:
-    """One MQTT 3.1.1 PUBLISH packet, QoS 0, retain (§3.3: no packet identifier at QoS 0)."""
+def _publish_qos0_retained(topic: str, payload: bytes, *, mqtt5: bool = False) -> bytes:
+    """One PUBLISH packet, QoS 0, retain. MQTT 3.1.1 §3.3: topic name, no packet identifier at
+    QoS 0, payload; MQTT 5.0 §3.3.2.3 adds the property length after the topic (0: none)."""
     name = topic.encode()
-    length = 2 + len(name) + len(payload)
+    properties = b"\x00" if mqtt5 else b""
+    length = 2 + len(name) + len(properties) + len(payload)
     header = bytearray(b"\x31")  # PUBLISH, DUP 0, QoS 0, RETAIN 1
     while True:  # §2.2.3 remaining length: 7 bits per byte, high bit = more
         byte, length = length & 0x7F, length >> 7
         header.append(byte | 0x80 if length else byte)
         if not length:
             break
-    return b"".join((header, len(name).to_bytes(2, "big"), name, payload))
+    return b"".join((header, len(name).to_bytes(2, "big"), name, properties, payload))
 
 
 MessageHandler = Callable[[aiomqtt.Message, int], Awaitable[None]]
@@ -139,6 +141,7 @@ class Bridge:
             "protocol": aiomqtt.ProtocolVersion.V311,
         }
         if cfg.shared_group:  # shared subscriptions are MQTT v5 (§4.8.2); see the docstring
+            internals.lean_publish_properties()  # each PUBLISH's MQTT 5 properties, cheaper
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = 0xFFFFFFFF
             session = {
@@ -314,7 +317,9 @@ class Bridge:
             for mid in mids:
                 paho_client.ack(mid, 1)
             return
-        # MQTT 3.1.1 §3.4: PUBACK is 0x40, remaining length 2, the packet identifier
+        # MQTT 3.1.1 §3.4: PUBACK is 0x40, remaining length 2, the packet identifier; the same
+        # 4 bytes in MQTT 5 (§3.4.2.1: a Success PUBACK without properties may omit the reason
+        # code and the property length), as paho itself sends it on both
         queue(paho.PUBACK, b"".join([_PUBACK.pack(0x40, 2, mid) for mid in mids]), 0, 1)
 
     def send_retained_qos0(self, messages: list[tuple[str, bytes]]) -> bool:
@@ -329,7 +334,10 @@ class Bridge:
             for topic, payload in messages:
                 paho_client.publish(topic, payload, 0, True)  # QoS 0: no packet identifier
             return True
-        chunk = b"".join([_publish_qos0_retained(topic, payload) for topic, payload in messages])
+        mqtt5 = paho_client.protocol == paho.MQTTv5
+        chunk = b"".join(
+            [_publish_qos0_retained(topic, payload, mqtt5=mqtt5) for topic, payload in messages]
+        )
         # queued with qos 1 in paho's bookkeeping only: its QoS 0 PUBLISH path expects one
         # message per packet (a MessageInfo to complete); these need none, like a PUBACK
         queue(paho.PUBLISH, chunk, 0, 1)

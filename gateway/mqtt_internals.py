@@ -2,9 +2,11 @@
 
 Why at all: the lean receive path (gateway/bridge.py) takes what paho has already put in
 aiomqtt's queue without a task per message, PUBACKs a batch with one socket write and writes a
-chunk of retained QoS 0 twins as one write. aiomqtt 2.x has no public handle on its paho client
-(needed for ``manual_ack_set``/``ack``, MQTT 3.1.1 §4.4 acks after commit), nor on its incoming
-queue; paho 2.x writes each queued packet with its own ``send()``.
+chunk of retained QoS 0 twins as one write; and on MQTT 5 (several instances) paho's decoding of
+each PUBLISH's properties is made cheaper (:func:`lean_publish_properties`). aiomqtt 2.x has no
+public handle on its paho client (needed for ``manual_ack_set``/``ack``, MQTT 3.1.1 §4.4 acks
+after commit), nor on its incoming queue; paho 2.x writes each queued packet with its own
+``send()``.
 
 Every accessor is checked against the versions it was written for (:data:`TESTED`); outside
 them :func:`supported` is False and the bridge uses only public calls (paho's per-message
@@ -18,14 +20,17 @@ import asyncio
 import functools
 from collections.abc import Callable
 from importlib import metadata
-from typing import Any
+from typing import Any, ClassVar
 
 import aiomqtt
 import paho.mqtt.client as paho
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 __all__ = [
     "TESTED",
     "incoming_queue",
+    "lean_publish_properties",
     "packet_writer",
     "paho_client",
     "supported",
@@ -76,9 +81,61 @@ def incoming_queue(client: aiomqtt.Client) -> asyncio.Queue[aiomqtt.Message] | N
 
 def packet_writer(client: paho.Client) -> Callable[[int, bytes, int, int], Any] | None:
     """paho's packet queue (``Client._packet_queue(command, packet, mid, qos)``) for writing
-    several MQTT 3.1.1 packets with one ``send()``; None when not supported or not MQTT 3.1.1
-    (the packets built by hand in gateway/bridge.py are 3.1.1 ones)."""
-    if not supported() or getattr(client, "_protocol", None) != paho.MQTTv311:
+    several packets with one ``send()``; None when not supported, or on a protocol other than
+    MQTT 3.1.1 and 5 (gateway/bridge.py builds PUBACK and QoS 0 PUBLISH packets for those two)."""
+    if not supported() or client.protocol not in (paho.MQTTv311, paho.MQTTv5):
         return None
     queue = getattr(client, "_packet_queue", None)
     return queue if callable(queue) else None
+
+
+class _PublishProperties(Properties):
+    """paho's ``Properties`` with its three constant tables built once, not per instance.
+
+    ``Properties.__init__`` builds the property names, identifiers and types (about 60 entries)
+    for every instance, and ``clear()`` (which ``unpack`` calls first) walks every name to
+    delete the ones set. The tables are never written after ``__init__`` (paho 2.1-2.2
+    ``properties.py``), so one copy serves every instance; ``clear`` deletes what the instance
+    holds besides the tables, which is exactly the properties set on it."""
+
+    _TABLES: ClassVar[dict[str, Any]] = {
+        name: value
+        for name, value in vars(Properties(PacketTypes.PUBLISH)).items()  # type: ignore[no-untyped-call]
+        if name in ("types", "names", "properties")
+    }
+
+    def __init__(self, packetType: int) -> None:  # paho's parameter name
+        state = self.__dict__
+        state.update(self._TABLES)
+        state["packetType"] = packetType
+
+    def clear(self) -> None:
+        state = self.__dict__
+        for name in [n for n in state if n not in _PRIVATE]:
+            del state[name]
+
+
+_PRIVATE = frozenset(("packetType", "types", "names", "properties"))
+
+
+@functools.cache
+def lean_publish_properties() -> bool:
+    """Have paho decode a received MQTT 5 PUBLISH's properties with :class:`_PublishProperties`.
+
+    paho 2.2's ``_packet.decode_publish`` builds a ``Properties`` for every MQTT 5 PUBLISH; with
+    a shared subscription (several instances) that was 16 % of a gateway's event loop (py-spy,
+    30,000 events, paho's own ``Properties.__init__``). Swapped in paho's ``_packet`` module
+    only, on the tested versions, once per process; True when it is in place. The objects are
+    ``Properties`` instances with the same attributes: tests/gateway/test_mqtt_internals.py
+    decodes PUBLISH packets carrying every PUBLISH property both ways and compares."""
+    if not supported():
+        return False
+    try:
+        from paho.mqtt import _packet
+    except ImportError:  # paho 2.1 decodes in client.py: left as it is
+        return False
+    current = getattr(_packet, "Properties", None)
+    if current is not Properties:
+        return current is _PublishProperties
+    setattr(_packet, "Properties", _PublishProperties)  # noqa: B010 - not exported: mypy
+    return True

@@ -1,6 +1,7 @@
 """The bridge's batched writes against a real mosquitto: a batch's PUBACKs and its retained QoS 0
 twins leave as one write each (gateway/bridge.py), and the broker must see exactly the packets
-paho would have sent one by one (MQTT 3.1.1 §3.3 PUBLISH, §3.4 PUBACK)."""
+paho would have sent one by one (MQTT 3.1.1 §3.3 PUBLISH, §3.4 PUBACK), on MQTT 3.1.1 and on the
+MQTT 5 session several instances use (``[mqtt] shared_group``; MQTT 5.0 §3.3, §3.4)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import uuid
 from pathlib import Path
 
 import aiomqtt
+import paho.mqtt.client as paho
 import pytest
 
+from gateway import mqtt_internals as internals
 from gateway.bridge import _publish_qos0_retained
 from protocol import codec
 from tests.gateway import events as ev
@@ -36,11 +39,30 @@ def test_publish_packet_framing_and_remaining_length() -> None:
         assert rest[7:] == b"x" * size
 
 
+def test_mqtt5_publish_packet_has_an_empty_property_length() -> None:
+    # MQTT 5.0 §3.3.2.3: the variable header ends with the property length (0: no properties)
+    packet = _publish_qos0_retained("a/b", b"xyz", mqtt5=True)
+    assert packet == b"\x31\x09\x00\x03a/b\x00xyz"
+    assert _publish_qos0_retained("a/b", b"xyz") == b"\x31\x08\x00\x03a/bxyz"
+
+
+# one instance on MQTT 3.1.1, and one of several: a shared subscription over MQTT 5
+PROTOCOLS = [
+    pytest.param({}, id="mqtt311"),
+    pytest.param({"shared_group": "batched"}, id="mqtt5-shared"),
+]
+
+
+@pytest.mark.parametrize("mqtt", PROTOCOLS)
 @pytest.mark.usefixtures("each_store")  # on SQLite and PostgreSQL
 async def test_batched_twins_arrive_retained_and_exact(
-    mosquitto_broker: Broker, tmp_path: Path
+    mosquitto_broker: Broker, tmp_path: Path, mqtt: dict[str, str]
 ) -> None:
-    async with running_gateway(mosquitto_broker, tmp_path) as gw:
+    async with running_gateway(mosquitto_broker, tmp_path, mqtt=mqtt) as gw:
+        assert gw.gateway.bridge.client is not None
+        inner = internals.paho_client(gw.gateway.bridge.client)
+        assert inner.protocol == (paho.MQTTv5 if mqtt else paho.MQTTv311)
+        assert internals.packet_writer(inner) is not None  # the one-write path, on both
         sizes = [1, 127, 128, 16_383, 16_384, 300_000]
         messages = [(f"{gw.base}/raw/{i}", bytes([i % 251]) * size) for i, size in enumerate(sizes)]
         gw.gateway.bridge.send_retained_qos0(messages)
@@ -53,11 +75,12 @@ async def test_batched_twins_arrive_retained_and_exact(
 
 
 @pytest.mark.usefixtures("each_store")  # on SQLite and PostgreSQL
+@pytest.mark.parametrize("mqtt", PROTOCOLS)
 async def test_batch_of_devices_states_retained_and_every_uplink_acked(
-    mosquitto_broker: Broker, tmp_path: Path
+    mosquitto_broker: Broker, tmp_path: Path, mqtt: dict[str, str]
 ) -> None:
     devices = [f"a84041000181c{i:03x}" for i in range(40)]
-    async with running_gateway(mosquitto_broker, tmp_path) as gw:
+    async with running_gateway(mosquitto_broker, tmp_path, mqtt=mqtt) as gw:
         config, clock, app, base = gw.config, gw.clock, gw.app, gw.base
         async with mqtt_client(mosquitto_broker) as (client, _):
             for f_cnt in (1, 2):
