@@ -266,6 +266,14 @@ async def test_leadership_is_taken_over_when_the_holder_dies(postgres_url: str) 
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+async def _end(task: asyncio.Task[None], *stores: PostgresStore) -> None:
+    """Stop a listener task and close the stores of a notification test."""
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    for store in stores:
+        await store.close()
+
+
 async def test_notifications_wake_the_listener(postgres_url: str) -> None:
     store, own = await _pair(postgres_url)  # another instance's store, and this one's
     calls = asyncio.Queue[None]()
@@ -292,10 +300,7 @@ async def test_notifications_wake_the_listener(postgres_url: str) -> None:
             # be left over now
             assert calls.empty()
         finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            await store.close()
-            await own.close()
+            await _end(task, store, own)
 
 
 async def test_notifications_within_the_gap_make_one_call(postgres_url: str) -> None:
@@ -332,10 +337,7 @@ async def test_notifications_within_the_gap_make_one_call(postgres_url: str) -> 
         # call would be left over now
         assert calls.empty()
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await store.close()
-        await own.close()
+        await _end(task, store, own)
 
 
 async def test_start_up_errors_are_one_line_without_password(
