@@ -1,7 +1,8 @@
-"""SQLite commits on the store's writer thread (gateway/store/sqlite.py, issue 17): while one
-commit is under way the gateway goes on processing messages, and a message's PUBACK still waits
-for the commit that holds it (invariant 3). The writer is held by construction (an event the
-test releases), not by timing."""
+"""SQLite commits on the store's writer thread when each commit is an fsync
+(``synchronous = "full"``; gateway/store/sqlite.py, issue 17): while one commit is under way the
+gateway goes on processing messages, and a message's PUBACK still waits for the commit that
+holds it (invariant 3). The writer is held by construction (an event the test releases), not by
+timing. With "normal" (the default) the commit runs on the loop."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ async def test_processing_goes_on_during_a_commit_and_acks_wait_for_it(tmp_path:
     config = parse_config(
         {
             "mqtt": {"url": "mqtt://127.0.0.1:1", "application_id": APP},
-            "store": {"url": f"sqlite:///{tmp_path / 'gw.db'}"},
+            "store": {"url": f"sqlite:///{tmp_path / 'gw.db'}", "synchronous": "full"},
             "api": {"enabled": False},
         },
         environ={},
@@ -82,4 +83,38 @@ async def test_processing_goes_on_during_a_commit_and_acks_wait_for_it(tmp_path:
         assert len(await store.uplinks(DEV, limit=10)) == 2
     finally:
         release.set()
+        await gateway.close()
+
+
+async def test_with_normal_sync_the_commit_runs_on_the_loop(tmp_path: Path) -> None:
+    config = parse_config(
+        {
+            "mqtt": {"url": "mqtt://127.0.0.1:1", "application_id": APP},
+            "store": {"url": f"sqlite:///{tmp_path / 'gw.db'}"},
+            "api": {"enabled": False},
+        },
+        environ={},
+    )
+    gateway = Gateway(config)
+    await gateway.open()
+    store = gateway.store
+    assert isinstance(store, SqliteStore) and not store.writes_off_loop
+    threads: list[int] = []
+    write = store._write
+
+    def on_which_thread(*args: Any) -> Any:
+        threads.append(threading.get_ident())
+        return write(*args)
+
+    store._write = on_which_thread  # type: ignore[method-assign]
+    acked: list[int] = []
+    try:
+        gateway.bridge.generation = 1
+        gateway.bridge.ack_many = lambda generation, mids: acked.extend(mids)  # type: ignore[method-assign]
+        await gateway._on_message(_message(1, mid=101), 1)
+        await gateway.flush()
+        assert threads == [threading.get_ident()]  # the loop's own thread
+        assert acked == [101]  # acknowledged after its commit
+        assert len(await store.uplinks(DEV, limit=10)) == 1
+    finally:
         await gateway.close()
