@@ -84,7 +84,7 @@ from gateway.metrics import Metrics
 from gateway.multicast import MulticastManager
 from gateway.os2iot import Os2iotClient, Os2iotDownlinks
 from gateway.os2iot_groups import Os2iotGroups
-from gateway.outbox import Outbox
+from gateway.outbox import STATES_BACKLOG, Outbox
 from gateway.publish import Publisher
 from gateway.rules import PlannedCommand
 from gateway.setcommand import InvalidSet, parse_set
@@ -418,7 +418,12 @@ class Gateway:
     # --- batching --------------------------------------------------------------------------------
 
     async def flush(self) -> None:
-        """Commit the batch, then acknowledge its MQTT messages and publish its effects."""
+        """Commit the batch, then acknowledge its MQTT messages and publish its effects; then
+        let the published states catch up (:meth:`Outbox.wait_states_below`)."""
+        await self._flush()
+        await self.outbox.wait_states_below(STATES_BACKLOG)
+
+    async def _flush(self) -> None:
         if not self._off_loop:
             async with self._flush_lock:
                 await self._flush_locked()

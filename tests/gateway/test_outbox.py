@@ -125,3 +125,30 @@ async def test_drained_tables_do_not_keep_their_peak_size() -> None:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_flush_waits_for_the_states_to_catch_up_while_connected() -> None:
+    bridge = FakeBridge()
+    outbox = Outbox(
+        bridge,  # type: ignore[arg-type]
+        max_events=10,
+        metrics=Metrics(),
+        logger=logging.getLogger("test"),
+    )
+    outbox.send_retained([(f"c/devices/{i}/state", b"{}") for i in range(3000)])
+    # disconnected: nothing can drain, so nothing waits (the states stay for the reconnect)
+    await asyncio.wait_for(outbox.wait_states_below(100, timeout_s=30.0), 1.0)
+    assert outbox.pending() == 3000
+    bridge.connected.set()
+    # connected, and no drain task yet: the wait ends at its timeout, not before
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await outbox.wait_states_below(100, timeout_s=0.2)
+    assert loop.time() - started >= 0.2 and outbox.pending() == 3000
+    task = asyncio.create_task(outbox.run())
+    try:  # with the drain running, it returns once at most the limit waits
+        await asyncio.wait_for(outbox.wait_states_below(100, timeout_s=30.0), 10)
+        assert len(outbox._states) <= 100 and len(bridge.states) >= 2900
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
