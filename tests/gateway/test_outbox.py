@@ -45,6 +45,15 @@ class FakeBridge:
             self.out -= 1
 
 
+def _outbox(bridge: FakeBridge) -> Outbox:
+    return Outbox(
+        bridge,  # type: ignore[arg-type]
+        max_events=10,
+        metrics=Metrics(),
+        logger=logging.getLogger("test"),
+    )
+
+
 def _value(metrics: Metrics, counter: str, kind: str) -> float:
     return float(getattr(metrics, counter).labels(kind)._value.get())
 
@@ -102,12 +111,7 @@ async def test_drained_tables_do_not_keep_their_peak_size() -> None:
     import sys
 
     bridge = FakeBridge()
-    outbox = Outbox(
-        bridge,  # type: ignore[arg-type]
-        max_events=10,
-        metrics=Metrics(),
-        logger=logging.getLogger("test"),
-    )
+    outbox = _outbox(bridge)
     empty = sys.getsizeof(outbox._states)
     outbox.send_retained([(f"c/devices/{i}/state", b"{}") for i in range(5000)])
     for i in range(5000):
@@ -129,12 +133,7 @@ async def test_drained_tables_do_not_keep_their_peak_size() -> None:
 
 async def test_a_flush_waits_for_the_states_to_catch_up_while_connected() -> None:
     bridge = FakeBridge()
-    outbox = Outbox(
-        bridge,  # type: ignore[arg-type]
-        max_events=10,
-        metrics=Metrics(),
-        logger=logging.getLogger("test"),
-    )
+    outbox = _outbox(bridge)
     outbox.send_retained([(f"c/devices/{i}/state", b"{}") for i in range(3000)])
     # disconnected: nothing can drain, so nothing waits (the states stay for the reconnect)
     await asyncio.wait_for(outbox.wait_states_below(100, timeout_s=30.0), 1.0)
