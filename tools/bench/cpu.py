@@ -70,13 +70,12 @@ def postgres_cpu_s() -> float:
     return total
 
 
-def _machine() -> tuple[float, float, float]:
-    """(busy, steal, total) CPU seconds of the whole machine since boot, all cores."""
+def _machine() -> tuple[float, float]:
+    """(busy, steal) CPU seconds of the whole machine since boot, all cores."""
     first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
     values = [int(v) for v in first[1:9]]  # user nice system idle iowait irq softirq steal
-    user, nice, system, idle, iowait, irq, softirq, steal = values
-    busy = user + nice + system + irq + softirq
-    return busy / _TICK, steal / _TICK, (busy + idle + iowait + steal) / _TICK
+    user, nice, system, _idle, _iowait, irq, softirq, steal = values
+    return (user + nice + system + irq + softirq) / _TICK, steal / _TICK
 
 
 @dataclass
@@ -89,6 +88,11 @@ class Usage:
     steal_s: float
     cores: int = field(default_factory=lambda: os.cpu_count() or 1)
 
+    @property
+    def busy_cores(self) -> float:
+        """How many cores the whole machine kept busy on average during the window."""
+        return self.busy_s / self.wall_s
+
     def per_item_us(self, items: int) -> dict[str, float]:
         return {name: seconds / items * 1e6 for name, seconds in self.parts.items()}
 
@@ -97,7 +101,7 @@ class Usage:
         each = ", ".join(f"{name} {us:.0f} µs" for name, us in self.per_item_us(items).items())
         return (
             f"CPU per {what}: {each}; machine {self.busy_s / items * 1e6:.0f} µs; "
-            f"{self.busy_s / self.wall_s:.2f} of {self.cores} cores busy, "
+            f"{self.busy_cores:.2f} of {self.cores} cores busy, "
             f"{self.steal_s / self.wall_s:.2f} stolen by the hypervisor"
         )
 
@@ -111,7 +115,7 @@ class CpuWindow:
     def __init__(self, parts: dict[str, Callable[[], float]]) -> None:
         self._parts = parts
         self._start: dict[str, float] = {}
-        self._machine = (0.0, 0.0, 0.0)
+        self._machine = (0.0, 0.0)
         self._wall = 0.0
         self.usage: Usage | None = None
 
@@ -123,7 +127,7 @@ class CpuWindow:
 
     def __exit__(self, *exc: object) -> None:
         wall = time.perf_counter() - self._wall
-        busy, steal, _ = _machine()
+        busy, steal = _machine()
         self.usage = Usage(
             wall_s=wall,
             parts={name: read() - self._start[name] for name, read in self._parts.items()},

@@ -118,7 +118,6 @@ class _Instance:
         directory.mkdir(parents=True, exist_ok=True)
         self.port = _free_port()
         self.store = store
-        self.on_postgres = store.startswith("postgresql")
         self.client_id = f"bench-{name}-{uuid.uuid4().hex[:6]}"
         token = directory / "token"
         token.write_text(TOKEN + "\n")
@@ -232,7 +231,7 @@ def _drain(
         "mosquitto": lambda: process_cpu_s(mosquitto_pid),
         "bench (publisher, polls)": time.process_time,
     }
-    if any(i.on_postgres for i in instances):
+    if any(i.store.startswith("postgresql") for i in instances):
         parts["PostgreSQL"] = postgres_cpu_s
     with CpuWindow(parts) as window:
         start = time.perf_counter()
@@ -333,7 +332,12 @@ async def _pg_and_bare(
     the same ``BATCH`` events queued at the broker for its persistent session: msg/s of each,
     and the CPU each drain used."""
     from gateway.service import Gateway
-    from tools.bench.gateway_throughput import _baseline, _config, _subscribe_session
+    from tools.bench.gateway_throughput import (
+        _baseline,
+        _config,
+        _cpu_parts,
+        _subscribe_session,
+    )
 
     app = str(uuid.uuid4())
     batch = events(app, DEVICES, BATCH, first_f_cnt=20_000 + round_ * 100)
@@ -349,11 +353,7 @@ async def _pg_and_bare(
         processed = gateway.metrics.uplinks.labels("processed")
         task = asyncio.create_task(gateway.run())
         await _wait(gateway.bridge.connected.is_set, "gateway connect", 20)
-        parts = {
-            "loop": time.process_time,
-            "mosquitto": lambda: process_cpu_s(mosquitto_pid),
-            "PostgreSQL": postgres_cpu_s,
-        }
+        parts = {**_cpu_parts(mosquitto_pid), "PostgreSQL": postgres_cpu_s}
         with CpuWindow(parts) as window:
             start = time.perf_counter()
             await _wait(lambda: processed._value.get() >= len(batch), "gateway drain", DEADLINE_S)
@@ -439,7 +439,7 @@ def _middle(usages: list[Usage]) -> Usage:
 def _cpu_note(usages: list[Usage]) -> str:
     """The median round's parts (by machine CPU per uplink), and the cores busy each round."""
     middle = _middle(usages)
-    cores = ", ".join(f"{u.busy_s / u.wall_s:.2f}" for u in usages)
+    cores = ", ".join(f"{u.busy_cores:.2f}" for u in usages)
     return (
         f"during the drain of {BATCH} events (tools/bench/cpu.py), median round: "
         f"{middle.describe(BATCH)}; cores busy by round: {cores}"

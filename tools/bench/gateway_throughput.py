@@ -455,7 +455,7 @@ def _cpu_note(full: list[Usage], base: list[Usage]) -> str:
         f"mosquitto {rounds(full, 'mosquitto')} µs (bare: {rounds(base, 'mosquitto')}); "
         f"CPU s per s of drain, gateway {loads(full)}, bare {loads(base)}; "
         "machine cores busy, gateway "
-        + ", ".join(f"{u.busy_s / u.wall_s:.2f}" for u in full)
+        + ", ".join(f"{u.busy_cores:.2f}" for u in full)
         + " (tools/bench/cpu.py)"
     )
 
