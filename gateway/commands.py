@@ -171,6 +171,19 @@ class CommandManager:
                 self._add(current)
         self._republish |= {i for i in republish if i in self.active}
 
+    def refresh(self, commands: list[CommandRecord]) -> None:
+        """Every active command as the store has it now (:meth:`replace_device` for every
+        device). When this instance takes over the dispatch job (gateway/service.py
+        ``_lead_dispatch``): the instance that held it may have committed a handover after
+        the last change this instance read, and :meth:`recheck_handovers` must see it, or a
+        command the dead instance marked handed over and never published would wait for a
+        PUBACK that never comes while the device's newer commands queue behind it."""
+        by_device: dict[str, list[CommandRecord]] = {}
+        for command in commands:
+            by_device.setdefault(command.dev_eui, []).append(command)
+        for dev_eui in set(self._by_device) | set(by_device):
+            self.replace_device(dev_eui, by_device.get(dev_eui, []))
+
     def has_waiting(self, dev_eui: str) -> bool:
         """Whether the device has a command not yet handed to ChirpStack."""
         return any(

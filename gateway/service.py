@@ -1151,8 +1151,12 @@ class Gateway:
 
     async def _lead_dispatch(self) -> None:
         """The dispatcher on the instance that holds the ``dispatch`` job: first whatever waits
-        (another instance may have died holding it, maybe mid-publish)."""
+        (another instance may have died holding it, maybe mid-publish). The active commands
+        are read again first: this instance's copies are as fresh as its change feed, which
+        may not have read the previous holder's last commit (gateway/commands.py ``refresh``)."""
         async with self._flush_lock:
+            await self._flush_locked()  # our own staged changes are in the store first
+            self.commands.refresh(await self.store.active_commands())
             await self.commands.recheck_handovers()
             await self._flush_locked()  # the reads' transaction ends; nothing is held
         for dev_eui in self.commands.devices_waiting():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -258,3 +259,73 @@ async def test_database_outage_readyz_no_ack_and_resume(
     finally:
         await gw.stop()
         await proxy.close()
+
+
+async def test_takeover_publishes_a_handover_its_feed_never_read(
+    mosquitto_broker: Broker, tmp_path: Path, postgres_url: str
+) -> None:
+    """The dispatching instance commits a command as handed over and dies before publishing
+    it; the instance taking the job over has not read that commit (its change feed lags). It
+    must still publish the command again, same id: before the fix its stale copy said "not
+    handed over", the claim then read "handed over" and it waited for a PUBACK that never
+    comes, with the device's newer commands stuck behind it (tests/faults/test_fleet_failover.py
+    saw this once)."""
+    import psycopg
+
+    from gateway.store.pg_coordination import JOB_NAMESPACE, job_key
+
+    app, base = str(uuid.uuid4()), f"cp{uuid.uuid4().hex[:8]}"
+    # the dispatching instance is this test's session: it holds the job until it "dies"
+    leader = await psycopg.AsyncConnection.connect(postgres_url, autocommit=True)
+    try:
+        await leader.execute(
+            "SELECT pg_advisory_lock(%s, %s)", (JOB_NAMESPACE, job_key("dispatch"))
+        )
+        config = make_config(
+            mosquitto_broker,
+            tmp_path / "y.db",
+            app=app,
+            base=base,
+            mqtt={"shared_group": f"g{uuid.uuid4().hex[:6]}"},
+            store={"url": postgres_url},
+        )
+        y = await start(config, Clock(), app, base)
+    except BaseException:
+        await leader.close()
+        raise
+    try:
+        assert "dispatch" not in y.gateway.fleet.leading()  # type: ignore[union-attr]
+        assert (await y.http.put(f"/api/v1/devices/{BINS[0]}", json={"kind": "bin"})).is_success
+        answer = await y.http.post(
+            f"/api/v1/devices/{BINS[0]}/commands",
+            json={"message": "reboot", "fields": {}, "confirmed": False},
+        )
+        assert answer.status_code == 202, answer.text
+        command_id = answer.json()["id"]
+        held = y.gateway.commands.active[command_id]
+        await wait_for(lambda: y.gateway.store.get_command(command_id), "the command committed")
+        # y's change feed stops: nothing the leader commits from now on reaches y's copies
+        feeds = [t for t in asyncio.all_tasks() if t.get_name() == "feed"]
+        assert len(feeds) == 1
+        feeds[0].cancel()
+        await asyncio.gather(feeds[0], return_exceptions=True)
+        # the leader's commit of the handover, as gateway/store/postgres.py writes one (the
+        # command's row, and its device's version moved), and then it dies before the publish
+        await leader.execute(
+            "UPDATE commands SET published_at = %s WHERE id = %s", (time.time(), command_id)
+        )
+        await leader.execute(
+            "UPDATE devices SET version = version + 1, xid = pg_current_xact_id()"
+            " WHERE dev_eui = %s",
+            (BINS[0],),
+        )
+        assert held.published_at is None  # y's copy is stale, by construction
+        down = f"application/{app}/device/{BINS[0]}/command/down"
+        async with mqtt_client(mosquitto_broker, down) as (_, got):
+            await leader.close()  # its session ends: the job is free
+            await wait_for(lambda: len(got) >= 1, "the handover published again", 20)
+            assert [json.loads(p)["id"] for _, p in got] == [command_id]
+    finally:
+        if not leader.closed:
+            await leader.close()
+        await y.stop()
