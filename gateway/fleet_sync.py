@@ -8,7 +8,8 @@
   neighbour boosts) are planned while an uplink is processed, which happens once per uplink
   across the fleet (dedup keys in the database), and handed to ChirpStack by the dispatcher.
 - **Change feed** (:meth:`FleetSync.feed`): on every ``NOTIFY`` of another instance's commit
-  (and each second without one) the devices whose ``version`` moved are read again, with their
+  (and each second without one; at most every :data:`FEED_GAP_S`, the notifications of the
+  gap answered by one read) the devices whose ``version`` moved are read again, with their
   active commands, and replace this instance's cached copies, so its API, dashboard and
   dispatcher see what the others did; events the others processed go to this instance's live
   stream (not to MQTT: the instance that processed them published them); a ``fuota_answer``
@@ -38,9 +39,12 @@ from gateway.store.postgres import PostgresStore, connect_kwargs
 if TYPE_CHECKING:
     from gateway.service import Gateway
 
-__all__ = ["FORGET_AFTER_S", "HEARTBEAT_S", "UP_WITHIN_S", "FleetSync"]
+__all__ = ["FEED_GAP_S", "FORGET_AFTER_S", "HEARTBEAT_S", "UP_WITHIN_S", "FleetSync"]
 
 HEARTBEAT_S = 2.0
+# the change feed reads at most this often: another instance commits a batch every few ms while
+# it drains a backlog, and each read re-reads the devices that batch changed
+FEED_GAP_S = 0.1
 UP_WITHIN_S = 10.0
 FORGET_AFTER_S = 86_400.0
 
@@ -72,7 +76,7 @@ class FleetSync:
     async def feed(self) -> None:
         store = self.store
         await listen(store.url, self.kwargs, self.on_changes, logger=self.log,
-                     own_tag=store.notify_tag)  # fmt: skip
+                     own_tag=store.notify_tag, min_gap_s=FEED_GAP_S)  # fmt: skip
 
     async def on_changes(self) -> None:
         store = self.store

@@ -150,9 +150,13 @@ async def listen(
     logger: logging.Logger,
     poll_s: float = 1.0,
     own_tag: str | None = None,
+    min_gap_s: float = 0.0,
 ) -> None:
     """Forever: call ``callback`` on every ``citypack_changes`` notification whose payload is
-    not ``own_tag`` and every ``poll_s`` without one; reconnect after a lost connection."""
+    not ``own_tag`` and every ``poll_s`` without one; reconnect after a lost connection.
+
+    At most one call per ``min_gap_s``: notifications that come during the gap are answered
+    by one call after it (each call reads everything committed since the last one)."""
     loop = asyncio.get_running_loop()
     while True:
         try:
@@ -163,18 +167,22 @@ async def listen(
             continue
         try:
             await conn.execute(f"LISTEN {CHANNEL}")  # type: ignore[arg-type]
-            await callback()  # whatever was committed before the LISTEN
-            due = loop.time() + poll_s
-            while True:
-                heard = False
-                # stop_after, not break: the generator holds the connection's lock until it
-                # ends; it may still yield several notifications that arrived together
-                wait_s = max(due - loop.time(), 0.0)
-                async for notify in conn.notifies(timeout=wait_s, stop_after=1):
-                    heard = heard or notify.payload != own_tag
+            due = loop.time()
+            pending = True  # the first call: whatever was committed before the LISTEN
+            while True:  # pending: notified during the last gap, so call again at once
+                heard, pending = pending, False
+                if not heard:
+                    # stop_after, not break: the generator holds the connection's lock until
+                    # it ends; it may still yield several notifications that arrived together
+                    wait_s = max(due - loop.time(), 0.0)
+                    async for notify in conn.notifies(timeout=wait_s, stop_after=1):
+                        heard = heard or notify.payload != own_tag
                 if heard or loop.time() >= due:
                     await callback()
                     due = loop.time() + poll_s
+                    if min_gap_s > 0:  # every notification of the gap, answered by one call
+                        async for notify in conn.notifies(timeout=min_gap_s):
+                            pending = pending or notify.payload != own_tag
         except psycopg.Error as exc:
             logger.warning("change feed connection lost", extra={"error": str(exc)[:200]})
         finally:

@@ -303,6 +303,43 @@ async def test_notifications_wake_the_listener(postgres_url: str) -> None:
             await _end(task, store, own)
 
 
+async def test_notifications_within_the_gap_make_one_call(postgres_url: str) -> None:
+    store, own = await _pair(postgres_url)  # another instance's store, and this one's
+    calls = asyncio.Queue[float]()
+    loop = asyncio.get_running_loop()
+
+    async def callback() -> None:
+        calls.put_nowait(loop.time())
+
+    task = asyncio.create_task(
+        listen(
+            postgres_url,
+            {},
+            callback,
+            logger=LOG,
+            poll_s=30.0,
+            own_tag=own.notify_tag,
+            min_gap_s=4.0,
+        )
+    )
+    try:
+        first = await asyncio.wait_for(calls.get(), 10)  # the first call, right after LISTEN
+        for key in ("up:g1", "up:g2"):  # two commits of another instance, well inside the gap
+            store.stage_seen(key)
+            await store.commit()
+        assert loop.time() - first < 3.0  # the precondition: they were inside the 4 s gap
+        second = await asyncio.wait_for(calls.get(), 10)
+        assert second - first >= 4.0  # answered after the gap, not at each NOTIFY
+        store.stage_seen("up:g3")
+        await store.commit()
+        await asyncio.wait_for(calls.get(), 10)  # poll_s is 30 s: this was up:g3's NOTIFY
+        # notifications arrive in commit order: had the two made more than one call, a
+        # call would be left over now
+        assert calls.empty()
+    finally:
+        await _end(task, store, own)
+
+
 async def test_start_up_errors_are_one_line_without_password(
     postgres_url: str, tmp_path: Path
 ) -> None:
