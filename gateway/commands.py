@@ -154,6 +154,9 @@ class CommandManager:
     def active_devices(self) -> list[str]:
         return list(self._by_device)
 
+    def has_active(self, dev_eui: str) -> bool:
+        return dev_eui in self._by_device
+
     def replace_device(self, dev_eui: str, commands: list[CommandRecord]) -> None:
         """The device's active commands as the store has them now (another gateway instance
         changed them: gateway/store/postgres.py). A command already held is updated in place,

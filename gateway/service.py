@@ -1129,6 +1129,13 @@ class Gateway:
             finally:
                 await self._flush_locked()
 
+    async def catch_up(self) -> None:
+        """Several instances: read the devices another instance changed that this one's copies
+        do not have yet (gateway/fleet_sync.py), before an API answer or the maintenance reads
+        them. One instance: nothing to do."""
+        if self.fleet is not None:
+            await self.fleet.catch_up()
+
     def kick(self, dev_eui: str) -> None:
         self._kicked.add(dev_eui)
         self._kick.set()
@@ -1287,6 +1294,7 @@ class Gateway:
         settled = time.monotonic()
         while True:
             await asyncio.sleep(interval)
+            await self.catch_up()  # availability reads last_seen of every device
             await self.tick_async()
             now = self.clock()
             if now - last_prune > 3600:

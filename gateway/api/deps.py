@@ -25,6 +25,7 @@ __all__ = [
     "DevEui",
     "GatewayDep",
     "chirpstack_queue",
+    "current",
     "device_or_404",
     "gateway_of",
     "require_token",
@@ -67,8 +68,15 @@ async def require_token(request: Request) -> None:
         raise ApiError(401, "unauthorized", "missing or wrong bearer token")
 
 
-# what every /api/v1 router depends on: the token check, and the scheme in the schema
-V1_DEPENDENCIES = [Depends(require_token), Security(BEARER)]
+async def current(request: Request) -> None:
+    """Several instances: the devices another instance changed are read before the answer
+    (gateway/fleet_sync.py "lagging"), so any instance answers with the shared fleet."""
+    await gateway_of(request).catch_up()
+
+
+# what every /api/v1 router depends on: the token check, the scheme in the schema, and the
+# devices other instances changed read first (after the token: no work for a stranger)
+V1_DEPENDENCIES = [Depends(require_token), Security(BEARER), Depends(current)]
 
 
 def device_or_404(gateway: Gateway, dev_eui: str) -> Device:

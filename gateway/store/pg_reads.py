@@ -99,6 +99,15 @@ class PostgresReads:
         )
         return [command_of(r) for r in rows]
 
+    async def with_active_commands(self, dev_euis: list[str]) -> set[str]:
+        """Which of ``dev_euis`` have an active command (the change feed reads those at once:
+        gateway/fleet_sync.py). Through ``commands_by_state``: active commands are few."""
+        rows = await self._rows(
+            "SELECT DISTINCT dev_eui FROM commands WHERE state = ANY(%s) AND dev_eui = ANY(%s)",
+            (list(ACTIVE_STATES), dev_euis),
+        )
+        return {str(r["dev_eui"]) for r in rows}
+
     async def recent_commands(
         self, *, states: tuple[str, ...] | None = None, dev_eui: str | None = None, limit: int
     ) -> list[CommandRecord]:

@@ -329,3 +329,50 @@ async def test_takeover_publishes_a_handover_its_feed_never_read(
         if not leader.closed:
             await leader.close()
         await y.stop()
+
+
+async def test_a_device_changed_elsewhere_is_read_when_asked_for(
+    mosquitto_broker: Broker, tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The change feed reads a device another instance changed when something here needs it
+    (gateway/fleet_sync.py "lagging"): an API request, the maintenance; a device with an active
+    command at once, for the dispatcher. The periodic catch-up is pushed out of the test's
+    reach, so what is read when is by construction."""
+    from gateway import fleet_sync
+
+    monkeypatch.setattr(fleet_sync, "CATCH_UP_S", 3600.0)
+    a, b, _, _ = await _pair(mosquitto_broker, tmp_path, postgres_url)
+    try:
+        for dev in BINS[:2]:
+            body = {"kind": "bin", "street": "Havnegade"}
+            assert (await a.http.put(f"/api/v1/devices/{dev}", json=body)).is_success
+        fleet = b.gateway.fleet
+        assert fleet is not None
+        await wait_for(lambda: all(d in b.gateway.devices for d in BINS[:2]), "b knows both")
+
+        # a registry change on a: b's feed sees it, and leaves it until asked
+        body = {"kind": "bin", "street": "Åboulevarden"}
+        assert (await a.http.put(f"/api/v1/devices/{BINS[0]}", json=body)).is_success
+        await wait_for(lambda: fleet.lagging() == 1, "b's feed sees the change")
+        assert b.gateway.devices[BINS[0]].street == "Havnegade"
+        doc = (await b.http.get(f"/api/v1/devices/{BINS[0]}")).json()
+        assert doc["street"] == "Åboulevarden"  # read for the answer
+        assert fleet.lagging() == 0
+        assert b.gateway.devices[BINS[0]].street == "Åboulevarden"
+
+        # a command planned on a: b reads it at once, without being asked
+        answer = await a.http.post(
+            f"/api/v1/devices/{BINS[1]}/commands",
+            json={"message": "reboot", "fields": {}, "confirmed": False},
+        )
+        assert answer.status_code == 202, answer.text
+        command_id = answer.json()["id"]
+        await wait_for(
+            lambda: any(c.id == command_id for c in b.gateway.commands.for_device(BINS[1])),
+            "b reads the device with its command",
+        )
+        assert fleet.lagging() == 0
+    finally:
+        for running in (a, b):
+            if not running.task.done():
+                await running.stop()
