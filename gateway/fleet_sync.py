@@ -40,7 +40,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from gateway.errors import StoreError
-from gateway.store.base import CommandRecord, Device
+from gateway.store.base import CommandRecord, Device, EventRecord
 from gateway.store.pg_coordination import Leadership, listen
 from gateway.store.postgres import PostgresStore, connect_kwargs
 
@@ -52,6 +52,7 @@ __all__ = [
     "FEED_GAP_S",
     "FORGET_AFTER_S",
     "HEARTBEAT_S",
+    "READ_CHUNK",
     "UP_WITHIN_S",
     "FleetSync",
 ]
@@ -63,6 +64,7 @@ FEED_GAP_S = 0.1
 # a lagging device (module docstring) is read at the latest this long after it lagged (plus
 # the feed's one-second poll) when nothing asked for it sooner
 CATCH_UP_S = 2.0
+READ_CHUNK = 2000  # devices read and taken at once (FleetSync._read)
 UP_WITHIN_S = 10.0
 FORGET_AFTER_S = 86_400.0
 
@@ -103,6 +105,12 @@ class FleetSync:
         store = self.store
         try:
             xmin, versions, events = await store.changes(self._xmin)
+        except StoreError as exc:
+            self._failed(exc)
+            return
+        # the events first: changes() returns each once, whatever happens to the reads below
+        self._relay(events)
+        try:
             changed_here = {d: v for d, v in versions if (store.version_of(d) or 0) < v}
             known = self.gateway.devices
             held = self.gateway.commands.has_active
@@ -118,18 +126,26 @@ class FleetSync:
                     self._lagging[dev_eui] = changed_here[dev_eui]
             if self._lagging and time.monotonic() >= self._lag_due:
                 stale |= set(self._lagging)
-            lagging = {d: v for d, v in self._lagging.items() if d in stale}
-            loaded, commands = await store.reload(sorted(stale)) if stale else ([], [])
+            await self._read(sorted(stale))
         except StoreError as exc:
-            self._failures += 1
-            if self._failures in (1, 10) or self._failures % 100 == 0:
-                self.log.warning("change feed read failed", extra={"error": str(exc)})
+            self._failed(exc)
             return
         self._failures = 0
         self._xmin = xmin
+
+    def _failed(self, exc: StoreError) -> None:
+        self._failures += 1
+        if self._failures in (1, 10) or self._failures % 100 == 0:
+            self.log.warning("change feed read failed", extra={"error": str(exc)})
+
+    def _relay(self, events: list[EventRecord]) -> None:
+        """Events other instances committed: to this instance's live stream, and a node's
+        answer to its campaign engine when it leads the ``fuota`` job (fuota_campaign.py)."""
+        if not events:
+            return
         fuota = self.gateway.fuota
         if fuota is not None and fuota.leading:
-            for event in events:  # a node's answer another instance heard (fuota_campaign.py)
+            for event in events:
                 if event.type == "fuota_answer":
                     try:
                         data = bytes.fromhex(str(event.data.get("data", "")))
@@ -137,24 +153,29 @@ class FleetSync:
                     except (TypeError, ValueError):
                         continue
                     fuota.on_relayed(event.dev_eui, f_port, data)
-        changed = await self._adopt(loaded, commands, lagging)
-        if events or changed:
-            self.gateway.publisher.heard_elsewhere(events, changed)
+        self.gateway.publisher.heard_elsewhere(events, ())
 
     async def catch_up(self) -> None:
         """Read the lagging devices now (module docstring): before an API answer or the
         maintenance reads this instance's copies. A store error leaves them lagging."""
         if not self._lagging:
             return
-        lagging = dict(self._lagging)
         try:
-            loaded, commands = await self.store.reload(sorted(lagging))
+            await self._read(sorted(self._lagging))
         except StoreError as exc:
             self.log.debug("catching up failed", extra={"error": str(exc)})
-            return
-        changed = await self._adopt(loaded, commands, lagging)
-        if changed:
-            self.gateway.publisher.heard_elsewhere((), changed)
+
+    async def _read(self, stale: list[str]) -> None:
+        """Read ``stale`` (with their active commands) and take them as this instance's copies,
+        :data:`READ_CHUNK` at a time: the flush lock is held while a chunk is taken, and a
+        catch-up after a busy hour of another instance's can name most of the fleet."""
+        for first in range(0, len(stale), READ_CHUNK):
+            chunk = stale[first : first + READ_CHUNK]
+            lagging = {d: self._lagging[d] for d in chunk if d in self._lagging}
+            loaded, commands = await self.store.reload(chunk)
+            changed = await self._adopt(loaded, commands, lagging)
+            if changed:
+                self.gateway.publisher.heard_elsewhere((), changed)
 
     def lagging(self) -> int:
         """How many devices another instance changed that this one has not read yet."""

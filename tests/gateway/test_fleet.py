@@ -341,6 +341,7 @@ async def test_a_device_changed_elsewhere_is_read_when_asked_for(
     from gateway import fleet_sync
 
     monkeypatch.setattr(fleet_sync, "CATCH_UP_S", 3600.0)
+    monkeypatch.setattr(fleet_sync, "READ_CHUNK", 1)  # a catch-up of two reads two chunks
     a, b, _, _ = await _pair(mosquitto_broker, tmp_path, postgres_url)
     try:
         for dev in BINS[:2]:
@@ -350,15 +351,16 @@ async def test_a_device_changed_elsewhere_is_read_when_asked_for(
         assert fleet is not None
         await wait_for(lambda: all(d in b.gateway.devices for d in BINS[:2]), "b knows both")
 
-        # a registry change on a: b's feed sees it, and leaves it until asked
-        body = {"kind": "bin", "street": "Åboulevarden"}
-        assert (await a.http.put(f"/api/v1/devices/{BINS[0]}", json=body)).is_success
-        await wait_for(lambda: fleet.lagging() == 1, "b's feed sees the change")
-        assert b.gateway.devices[BINS[0]].street == "Havnegade"
+        # registry changes on a: b's feed sees them, and leaves them until asked
+        for dev in BINS[:2]:
+            body = {"kind": "bin", "street": "Åboulevarden"}
+            assert (await a.http.put(f"/api/v1/devices/{dev}", json=body)).is_success
+        await wait_for(lambda: fleet.lagging() == 2, "b's feed sees the changes")
+        assert {b.gateway.devices[d].street for d in BINS[:2]} == {"Havnegade"}
         doc = (await b.http.get(f"/api/v1/devices/{BINS[0]}")).json()
         assert doc["street"] == "Åboulevarden"  # read for the answer
         assert fleet.lagging() == 0
-        assert b.gateway.devices[BINS[0]].street == "Åboulevarden"
+        assert {b.gateway.devices[d].street for d in BINS[:2]} == {"Åboulevarden"}
 
         # a command planned on a: b reads it at once, without being asked
         answer = await a.http.post(
@@ -372,6 +374,55 @@ async def test_a_device_changed_elsewhere_is_read_when_asked_for(
             "b reads the device with its command",
         )
         assert fleet.lagging() == 0
+    finally:
+        for running in (a, b):
+            if not running.task.done():
+                await running.stop()
+
+
+async def test_events_from_elsewhere_reach_the_live_stream_when_the_device_read_fails(
+    mosquitto_broker: Broker, tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The change feed returns each event of another instance once; a device read failing
+    right after it (in the same call: CATCH_UP_S is 0) must not lose them for this instance's
+    live stream (gateway/fleet_sync.py)."""
+    from gateway import fleet_sync
+    from gateway.errors import StoreError
+
+    monkeypatch.setattr(fleet_sync, "CATCH_UP_S", 0.0)
+    a, b, app, _ = await _pair(mosquitto_broker, tmp_path, postgres_url)
+    heard = _Heard()
+    b.gateway.publisher.add_listener(heard)
+    lamp = LAMPS[0]
+    try:
+        body = {"kind": "lamp", "street": "Havnegade"}
+        assert (await a.http.put(f"/api/v1/devices/{lamp}", json=body)).is_success
+        await wait_for(lambda: lamp in b.gateway.devices, "b knows the lamp")
+        reads = 0
+
+        async def failing(dev_euis: list[str]) -> Any:
+            nonlocal reads
+            reads += 1
+            raise StoreError("connection refused (the test's)")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(b.gateway.store, "reload", failing)
+            # processed by a itself (not through the shared subscription, which may pick b)
+            _, data = codec.encode("lamp_presence", {"road_users": 1, "dim_level": 100})
+            doc = ev.up(app, lamp, f_cnt=1, f_port=22, data=data)
+            async with a.gateway.flush_lock:
+                await a.gateway.process(ev.topic(app, lamp, "up"), ev.dumps(doc))
+            await a.gateway.flush()
+
+            def presences() -> int:
+                return sum(1 for e in heard.events if e.type == "lamp_presence")
+
+            await wait_for(lambda: reads > 0 and presences() == 1, "heard, though the read failed")
+        # the database answers again: the lamp is read after all, its event not heard twice
+        await wait_for(
+            lambda: b.gateway.devices[lamp].last_f_cnt == 1, "b reads the lamp after all"
+        )
+        assert presences() == 1
     finally:
         for running in (a, b):
             if not running.task.done():
