@@ -111,19 +111,18 @@ class FleetSync:
         # the events first: changes() returns each once, whatever happens to the reads below
         self._relay(events)
         try:
-            changed_here = {d: v for d, v in versions if (store.version_of(d) or 0) < v}
             known = self.gateway.devices
             held = self.gateway.commands.has_active
-            quiet = [d for d in changed_here if d in known and not held(d)]
-            now = set(changed_here).difference(quiet)
-            if quiet:
-                now |= await store.with_active_commands(quiet)
-            stale = now | self._deferred
+            stale = set(self._deferred)
             if not self._lagging:
                 self._lag_due = time.monotonic() + CATCH_UP_S
-            for dev_eui in quiet:
-                if dev_eui not in now:
-                    self._lagging[dev_eui] = changed_here[dev_eui]
+            for dev_eui, version, active in versions:
+                if (store.version_of(dev_eui) or 0) >= version:
+                    continue
+                if active or held(dev_eui) or dev_eui not in known:
+                    stale.add(dev_eui)  # the dispatcher needs it, or the registry lacks it
+                else:
+                    self._lagging[dev_eui] = version
             if self._lagging and time.monotonic() >= self._lag_due:
                 stale |= set(self._lagging)
             await self._read(sorted(stale))

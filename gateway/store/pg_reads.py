@@ -99,15 +99,6 @@ class PostgresReads:
         )
         return [command_of(r) for r in rows]
 
-    async def with_active_commands(self, dev_euis: list[str]) -> set[str]:
-        """Which of ``dev_euis`` have an active command (the change feed reads those at once:
-        gateway/fleet_sync.py). Through ``commands_by_state``: active commands are few."""
-        rows = await self._rows(
-            "SELECT DISTINCT dev_eui FROM commands WHERE state = ANY(%s) AND dev_eui = ANY(%s)",
-            (list(ACTIVE_STATES), dev_euis),
-        )
-        return {str(r["dev_eui"]) for r in rows}
-
     async def recent_commands(
         self, *, states: tuple[str, ...] | None = None, dev_eui: str | None = None, limit: int
     ) -> list[CommandRecord]:
@@ -197,10 +188,12 @@ class PostgresReads:
 
     async def changes(
         self, xmin: int | None
-    ) -> tuple[int, list[tuple[str, int]], list[EventRecord]]:
-        """Devices (devEUI, version) and events written by transactions ``>= xmin`` (all when
-        None: events then none), and the ``xmin`` to pass next time (pg_schema.py docstring).
-        Events are those of other instances, each returned once."""
+    ) -> tuple[int, list[tuple[str, int, bool]], list[EventRecord]]:
+        """Devices (devEUI, version, whether it has an active command) and events written by
+        transactions ``>= xmin`` (all when None: events then none), and the ``xmin`` to pass
+        next time (pg_schema.py docstring). Events are those of other instances, each returned
+        once. The active commands are found through ``commands_by_state`` (they are few), not
+        per device through its whole command history."""
         try:
             async with self.pool.connection() as conn:
                 await conn.set_isolation_level(psycopg.IsolationLevel.REPEATABLE_READ)
@@ -213,10 +206,11 @@ class PostgresReads:
                         nxt = int(row[0]) if row else 0
                         since = 0 if xmin is None else xmin
                         cur = await conn.execute(
-                            "SELECT dev_eui, version FROM devices WHERE xid >= %s::text::xid8",
-                            (str(since),),
+                            "SELECT dev_eui, version, dev_eui IN (SELECT dev_eui FROM commands"
+                            " WHERE state = ANY(%s)) FROM devices WHERE xid >= %s::text::xid8",
+                            (list(ACTIVE_STATES), str(since)),
                         )
-                        devices = [(r[0], int(r[1])) for r in await cur.fetchall()]
+                        devices = [(r[0], int(r[1]), bool(r[2])) for r in await cur.fetchall()]
                         events: list[EventRecord] = []
                         if xmin is not None:
                             cur = await conn.execute(

@@ -12,7 +12,14 @@ import psycopg
 import pytest
 
 from gateway.errors import DeviceBusy, StoreConflict, StoreError
-from gateway.store import Device, EventRecord, PostgresStore, UplinkRecord, redacted_url
+from gateway.store import (
+    CommandRecord,
+    Device,
+    EventRecord,
+    PostgresStore,
+    UplinkRecord,
+    redacted_url,
+)
 from gateway.store.pg_coordination import Leadership, listen
 from gateway.store.pg_schema import MIGRATIONS
 from tests.gateway.harness import wait_for
@@ -200,6 +207,20 @@ async def test_batch_survives_a_lost_connection_when_nobody_else_wrote(postgres_
         await a.close()
 
 
+def _command(dev_eui: str, command_id: str, state: str) -> CommandRecord:
+    return CommandRecord(
+        id=command_id,
+        dev_eui=dev_eui,
+        message="reboot",
+        fields={"command_id": 1},
+        command_id=1,
+        f_port=40,
+        data=b"\x01",
+        confirmed=False,
+        state=state,
+    )
+
+
 async def test_change_feed_sees_other_instances_writes(postgres_url: str) -> None:
     a, b = await _pair(postgres_url)
     try:
@@ -214,11 +235,18 @@ async def test_change_feed_sees_other_instances_writes(postgres_url: str) -> Non
         a.stage_event(EventRecord("bin_full", dev.dev_eui, 1.0, {"fill_percent": 90}))
         await a.commit()
         nxt, devices, events = await b.changes(xmin)
-        assert devices == [(dev.dev_eui, 1)]
+        assert devices == [(dev.dev_eui, 1, False)]
         assert [(e.type, e.data) for e in events] == [("bin_full", {"fill_percent": 90})]
         _, devices, events = await b.changes(nxt)
-        assert devices == [(dev.dev_eui, 1)] and events == []
+        assert devices == [(dev.dev_eui, 1, False)] and events == []
         await older.close()
+        # a device with an active command says so (the feed reads it at once: fleet_sync.py)
+        a.stage_command(_command(dev.dev_eui, "c-active", "queued"))
+        a.stage_command(_command("00000000000000b6", "c-done", "applied"))
+        a.stage_device(Device(dev_eui="00000000000000b6", kind="bin"))
+        await a.commit()
+        _, devices, _ = await b.changes(nxt)
+        assert sorted(devices) == [(dev.dev_eui, 2, True), ("00000000000000b6", 1, False)]
         # no assertion that the device is not read again now: the snapshot's xmin is the whole
         # server's, and on a shared server another database's open transaction holds it back
     finally:
