@@ -98,7 +98,10 @@ async def test_two_instances_share_the_stream_and_the_fleet(
             async def stored() -> int:
                 return int((await b.http.get("/api/v1/stats")).json()["uplinks_stored"])
 
-            await wait_for(lambda: _eq(stored, len(stream)), "every uplink stored", 30)
+            try:
+                await wait_for(lambda: _eq(stored, len(stream)), "every uplink stored", 30)
+            except AssertionError:
+                raise AssertionError(await _stalled(a, b, stored, len(stream))) from None
             await wait_for(
                 lambda: (
                     a.counter("processed")
@@ -191,6 +194,27 @@ async def test_two_instances_share_the_stream_and_the_fleet(
         for running in (a, b):
             if not running.task.done():
                 await running.stop()
+
+
+async def _stalled(a: Running, b: Running, stored: Any, expected: int) -> str:
+    """What a stalled stream looks like: the counts on each side and where every task of this
+    loop (both instances run in it) is waiting, for a failure to say why it happened."""
+    counts = {
+        name: {o: r.counter(o) for o in ("processed", "duplicate", "invalid_event")}
+        for name, r in (("a", a), ("b", b))
+    }
+    tasks = []
+    for task in asyncio.all_tasks():
+        if task.get_name().startswith(("publish-qos1-", "pool-")):  # idle workers, many
+            continue
+        frames = task.get_stack(limit=6)
+        where = " <- ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in reversed(frames))
+        tasks.append(f"{task.get_name()}: {where}")
+    return (
+        f"stored {await stored()} of {expected}; {counts}; flush locks held: "
+        f"a={a.gateway.flush_lock.locked()} b={b.gateway.flush_lock.locked()}; tasks: "
+        + "; ".join(sorted(tasks))
+    )
 
 
 async def _eq(value: Any, expected: int) -> bool:
