@@ -170,6 +170,13 @@ class Publisher:
         for listener in self._listeners:
             listener.event(event)
 
+    def watched(self) -> bool:
+        """Whether a listener wants device changes now: one with a ``watching`` attribute (the
+        dashboard's stream hub: while a page is open) says so, any other always does. With
+        several instances, another instance's device changes are then read at once, not when
+        needed (gateway/fleet_sync.py)."""
+        return any(getattr(listener, "watching", True) for listener in self._listeners)
+
     def heard_elsewhere(
         self, events: Sequence[EventRecord] = (), devices: Sequence[Device] = ()
     ) -> None:

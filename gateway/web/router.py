@@ -83,6 +83,12 @@ class StreamHub:
     def subscribers(self) -> int:
         return len(self._subscribers)
 
+    @property
+    def watching(self) -> bool:
+        """A page is open: device changes other instances made are read at once for it
+        (gateway/publish.py ``watched``)."""
+        return bool(self._subscribers)
+
     def event(self, record: EventRecord) -> None:
         self.events_seen += 1
         for sub in self._subscribers:

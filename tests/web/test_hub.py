@@ -120,3 +120,25 @@ def test_tile_url_must_be_an_xyz_template() -> None:
             {"mqtt": {"url": "mqtt://h"}, "web": {"tile_url": "https://t.example.org/tiles.png"}},
             environ={},
         )
+
+
+def test_the_publisher_is_watched_while_a_page_is_open() -> None:
+    """With several instances, the change feed reads another instance's device changes at
+    once only while someone watches (gateway/fleet_sync.py): the hub says so while a stream
+    is open; a listener that does not say (a test's, a future one) always counts."""
+    gateway = FakeGateway()
+    assert not gateway.publisher.watched()  # no listener
+    hub = router.hub_for(gateway)  # type: ignore[arg-type]
+    assert not gateway.publisher.watched()  # a hub, but no page open
+    sub = hub.subscribe()
+    assert gateway.publisher.watched()
+    hub.unsubscribe(sub)
+    assert not gateway.publisher.watched()
+
+    class Plain:
+        def event(self, record: EventRecord) -> None: ...
+
+        def device(self, device: Device) -> None: ...
+
+    gateway.publisher.add_listener(Plain())
+    assert gateway.publisher.watched()
