@@ -154,12 +154,15 @@ async def test_registration_push_ingest_and_commands_through_os2iot(
                 json={"message": "lamp_override", "fields": {"dim_level": 70, "duration_s": 0}},
             )
 
+            final: dict[str, Any] = {}
+
             async def applied() -> str | None:
                 got = await gateway.request("GET", f"/api/v1/commands/{command['id']}")
+                final.update(got)  # a failure says why (its error) and when
                 return got["state"] if got["state"] in ("applied", "failed", "expired") else None
 
             state = await eventually(applied, timeout_s=90, what="the override applied")
-            assert state == "applied"
+            assert state == "applied", final
             assert os2iot.state.faults.downlink_errors == 0  # both 500s were met and retried
             # it went through OS2iot's API (a row there), not through command/down
             rows = [d for d in os2iot.state.downlinks if d.port == 120]
