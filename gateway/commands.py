@@ -49,12 +49,20 @@ from protocol import catalogue, codec
 from protocol.errors import ProtocolError
 from protocol.lorawan.region import REGIONS
 
-__all__ = ["CONFIG_MESSAGES", "CommandManager", "max_payload"]
+__all__ = ["CONFIG_MESSAGES", "CommandManager", "by_device", "max_payload"]
 
 CONFIG_MESSAGES = ("lamp_profile", "bin_config", "device_config")
 _RANK = {"queued": 0, "sent": 1, "acknowledged": 2, "applied": 3}
 _PUBACK = "puback:"  # idempotency key recorded once the broker acknowledged a command's publish
 _NACKED_PER_DEVICE = 8  # nacked commands a late command_result may still turn into applied
+
+
+def by_device(commands: list[CommandRecord]) -> dict[str, list[CommandRecord]]:
+    """``commands`` by devEUI, each device's in the order given."""
+    grouped: dict[str, list[CommandRecord]] = {}
+    for command in commands:
+        grouped.setdefault(command.dev_eui, []).append(command)
+    return grouped
 
 
 def max_payload(
@@ -151,9 +159,6 @@ class CommandManager:
             if not commands:
                 del self._by_device[command.dev_eui]
 
-    def active_devices(self) -> list[str]:
-        return list(self._by_device)
-
     def has_active(self, dev_eui: str) -> bool:
         return dev_eui in self._by_device
 
@@ -174,18 +179,18 @@ class CommandManager:
                 self._add(current)
         self._republish |= {i for i in republish if i in self.active}
 
-    def refresh(self, commands: list[CommandRecord]) -> None:
+    def refresh(self, commands: list[CommandRecord]) -> dict[str, list[CommandRecord]]:
         """Every active command as the store has it now (:meth:`replace_device` for every
-        device). When this instance takes over the dispatch job (gateway/service.py
-        ``_lead_dispatch``): the instance that held it may have committed a handover after
-        the last change this instance read, and :meth:`recheck_handovers` must see it, or a
-        command the dead instance marked handed over and never published would wait for a
-        PUBACK that never comes while the device's newer commands queue behind it."""
-        by_device: dict[str, list[CommandRecord]] = {}
-        for command in commands:
-            by_device.setdefault(command.dev_eui, []).append(command)
-        for dev_eui in set(self._by_device) | set(by_device):
-            self.replace_device(dev_eui, by_device.get(dev_eui, []))
+        device); returns them by devEUI. After a refused batch (gateway/service.py), and when
+        this instance takes over the dispatch job (``_lead_dispatch``): the instance that held
+        it may have committed a handover after the last change this instance read, and
+        :meth:`recheck_handovers` must see it, or a command the dead instance marked handed
+        over and never published would wait for a PUBACK that never comes while the device's
+        newer commands queue behind it."""
+        grouped = by_device(commands)
+        for dev_eui in set(self._by_device) | set(grouped):
+            self.replace_device(dev_eui, grouped.get(dev_eui, []))
+        return grouped
 
     def has_waiting(self, dev_eui: str) -> bool:
         """Whether the device has a command not yet handed to ChirpStack."""

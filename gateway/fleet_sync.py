@@ -40,6 +40,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from gateway.commands import by_device
 from gateway.errors import StoreError
 from gateway.store.base import CommandRecord, Device, EventRecord
 from gateway.store.pg_coordination import Leadership, listen
@@ -191,9 +192,7 @@ class FleetSync:
         """Take the devices read as this instance's copies (those ``lagging`` named are no
         longer lagging at the versions read); the cached devices that changed."""
         store = self.store
-        by_device: dict[str, list[CommandRecord]] = {}
-        for command in commands:
-            by_device.setdefault(command.dev_eui, []).append(command)
+        grouped = by_device(commands)
         changed = []
         async with self.gateway.flush_lock:  # no commit of ours is half-way through
             for dev_eui, version in lagging.items():
@@ -209,7 +208,7 @@ class FleetSync:
                 self._deferred.discard(dev_eui)
                 if (store.version_of(dev_eui) or 0) >= version:
                     continue
-                cached = self.gateway.adopt_device(device, by_device.get(dev_eui, []))
+                cached = self.gateway.adopt_device(device, grouped.get(dev_eui, []))
                 store.note_version(cached, version)
                 changed.append(cached)
         return changed

@@ -582,11 +582,7 @@ class Gateway:
         for dev_eui in list(self.devices):
             if dev_eui not in stored:
                 del self.devices[dev_eui]  # created by the dropped batch
-        commands: dict[str, list[CommandRecord]] = {}
-        for command in await self.store.active_commands():
-            commands.setdefault(command.dev_eui, []).append(command)
-        for dev_eui in set(self.commands.active_devices()) | set(commands):
-            self.commands.replace_device(dev_eui, commands.get(dev_eui, []))
+        commands = self.commands.refresh(await self.store.active_commands())
         for device in stored.values():
             self.adopt_device(device, commands.get(device.dev_eui, []))
         self.bridge.reconnect()
