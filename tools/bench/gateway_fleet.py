@@ -2,18 +2,31 @@
 loopback port and a database this bench creates (and drops) on the PostgreSQL at
 ``CITYPACK_BENCH_PG`` (default ``postgresql://postgres@127.0.0.1:5432/postgres``).
 
-1. **Throughput ratio.** The same ``BATCH`` ChirpStack ``up`` events for ``DEVICES`` registered
-   bins are published at full speed to (a) one ``citypack gateway run`` process on SQLite and
-   (b) two processes on one PostgreSQL sharing ``$share/<group>/`` (MQTT v5, own client ids);
-   each figure is events / (first publish → all stored, counted in the database every 50 ms,
-   see ``_Stored``). Goal: two on PostgreSQL / one on SQLite ≥ 1.0 (the second instance must
-   add capacity). The ratio is taken within each round (the machine is shared) and reported as
-   the median of ``ROUNDS`` with min and max. Each instance reads the devices the other one
-   changed when it needs them or within about 3 s (gateway/fleet_sync.py "lagging"): a
-   drain this short pays for about one such read of each device, and the last one, after
-   every uplink is stored, is outside the figure. Beside it, the CPU per uplink of every part
-   (gateways, PostgreSQL, mosquitto, the bench) and how many of the machine's cores were busy
-   (tools/bench/cpu.py): whether the ratio was bound by CPU or by something else.
+1. **Throughput ratio.** The same stream of ChirpStack ``up`` events for ``STREAM_DEVICES``
+   registered bins goes to (a) one ``citypack gateway run`` process on SQLite and (b) two
+   processes on one PostgreSQL sharing ``$share/<group>/`` (MQTT v5, own client ids), in
+   three parts:
+   - **warm-up** (not measured): every device reports ``WARM_REPORTS`` times, so its fill
+     history is full ([bins] forecast_samples) and every instance has met every device, as
+     in a running city;
+   - **the figure with the goal**: ``BATCH`` events, one per device, queued at the broker while
+     the instances are stopped (SIGSTOP), then drained: events / (SIGCONT → all stored,
+     counted in the database every 50 ms, see ``_Stored``). Queued, as gateway_throughput and
+     part 3 measure, because a publisher running in the window takes ~40 µs of CPU per event
+     from the same two cores, which costs only the side that needs both (the pair);
+   - ``BATCH`` more published at full speed while the instances run, reported beside without
+     a goal.
+   Each lap of one report per device is in its own random order (``_stream``): the broker
+   hands a shared subscription's messages out in turn, so devices in a fixed order would each
+   stay with one instance, and no instance would ever process a device the other one changed
+   last, which in a city is every other uplink. Goal: two on PostgreSQL / one on SQLite ≥ 1.0
+   (the second instance must add capacity). The ratio is taken within each round (the machine
+   is shared) and reported as the median of ``ROUNDS`` with min and max. Beside it, the CPU
+   per uplink of every part (gateways, PostgreSQL, mosquitto, the bench) and how many of the
+   machine's cores were busy (tools/bench/cpu.py): whether the ratio was bound by CPU or by
+   something else. Each instance reads the devices the other one changed when it needs them
+   or within about 3 s (gateway/fleet_sync.py "lagging"); with one report per device a
+   drain, that is one read of each device the other instance changed.
 2. **Latency** receive → committed at a paced 1,000 uplinks/s on PostgreSQL, one instance in
    this process (raw per-uplink samples, as gateway_throughput does for SQLite), once a round,
    of devices already heard (each reported once first, at the same pace: that pass is
@@ -31,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import statistics
 import subprocess
@@ -38,6 +52,7 @@ import sys
 import tempfile
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +61,7 @@ import httpx
 
 from tools.bench.cpu import CpuWindow, Usage, postgres_cpu_s, process_cpu_s
 from tools.bench.gateway_throughput import (
+    WARM_REPORTS,
     _dev,
     _free_port,
     _publish,
@@ -58,6 +74,10 @@ from tools.bench.report import Figure
 BENCH = "gateway_fleet"
 BATCH = 10_000
 DEVICES = 2_000
+# the throughput part's devices: each reports once in a measured drain, as a city's do (one
+# uplink every few minutes), never twice within the few seconds a drain lasts
+STREAM_DEVICES = 10_000
+PUBLISH_CHUNK = 20_000  # events one publisher connection queues (paho refuses more at once)
 ROUNDS = 3  # min / median / max, each round against its own baseline
 LATENCY_RATE = 1_000
 LATENCY_S = 5.0
@@ -209,6 +229,21 @@ class _Stored:
         (self._pg if self._pg is not None else self._sqlite).close()
 
 
+def _stream(app: str, count: int, first_f_cnt: int) -> list[tuple[str, bytes]]:
+    """``count`` up events in laps of one report per device, each lap in its own random order
+    (seeded): devices report independently, so which instance of a shared subscription gets a
+    device's next uplink is not fixed. The broker hands the group's messages out in turn, so
+    with devices always in the same order and an even number of them, every device would
+    stay with one instance and the instances would never take over each other's devices."""
+    stream = events(app, STREAM_DEVICES, count, first_f_cnt)
+    rng = random.Random(first_f_cnt)
+    for lap in range(0, count, STREAM_DEVICES):
+        part = stream[lap : lap + STREAM_DEVICES]
+        rng.shuffle(part)
+        stream[lap : lap + STREAM_DEVICES] = part
+    return stream
+
+
 def _wait_sync(predicate: Any, what: str, limit_s: float, every_s: float = 0.02) -> None:
     deadline = time.monotonic() + limit_s
     while not predicate():
@@ -218,52 +253,107 @@ def _wait_sync(predicate: Any, what: str, limit_s: float, every_s: float = 0.02)
 
 
 def _drain(
-    instances: list[_Instance], broker: int, app: str, mosquitto_pid: int
+    instances: list[_Instance],
+    broker: int,
+    app: str,
+    mosquitto_pid: int,
+    *,
+    queued: bool,
+    first_f_cnt: int = 1,
+    count: int = BATCH,
 ) -> tuple[float, Usage]:
-    """Publish BATCH events at full speed; events/s until every one is stored, and who used
-    the CPU meanwhile (tools/bench/cpu.py)."""
+    """BATCH events; events/s until every one is stored, and who used the CPU meanwhile
+    (tools/bench/cpu.py).
+
+    ``queued``: the events are published while every instance is stopped (SIGSTOP), so the
+    broker holds them (its sessions, and the instances' socket buffers), and the figure runs
+    from SIGCONT to the last one stored: the drain of a backlog, as gateway_throughput and
+    part 3 measure, with no publisher in the window. Otherwise they are published at full
+    speed while the instances run, and the window holds this process's publisher too."""
     for instance in instances:
         _wait_sync(instance.ready, "instance ready", 60)
     stored = _Stored(instances[0].store)
     base = stored.count()
-    batch = events(app, DEVICES, BATCH)
+    batch = _stream(app, count, first_f_cnt)
     parts = {
         "gateways" if len(instances) > 1 else "gateway": lambda: sum(
             process_cpu_s(i.process.pid) for i in instances
         ),
         "mosquitto": lambda: process_cpu_s(mosquitto_pid),
-        "bench (publisher, polls)": time.process_time,
+        "bench (publisher, polls)" if not queued else "bench (polls)": time.process_time,
     }
     if any(i.store.startswith("postgresql") for i in instances):
         parts["PostgreSQL"] = postgres_cpu_s
-    with CpuWindow(parts) as window:
-        start = time.perf_counter()
-        asyncio.run(_publish(broker, batch))
-        try:
+    stopped: list[_Instance] = []
+    try:
+        if queued:
+            for instance in instances:
+                instance.process.send_signal(signal.SIGSTOP)
+                stopped.append(instance)
+            # the last PUBACK comes after the broker routed every event to a session
+            for first in range(0, len(batch), PUBLISH_CHUNK):
+                asyncio.run(_publish(broker, batch[first : first + PUBLISH_CHUNK]))
+        with CpuWindow(parts) as window:
+            start = time.perf_counter()
+            while stopped:
+                stopped.pop().process.send_signal(signal.SIGCONT)
+            if not queued:
+                asyncio.run(_publish(broker, batch))
             _wait_sync(
-                lambda: stored.count() >= base + BATCH, "every uplink stored", DEADLINE_S, 0.05
+                lambda: stored.count() >= base + count, "every uplink stored", DEADLINE_S, 0.05
             )
-        finally:
-            stored.close()
-        rate = BATCH / (time.perf_counter() - start)
+            _caught_up(instances)
+            rate = count / (time.perf_counter() - start)
+    finally:
+        for instance in stopped:
+            instance.process.send_signal(signal.SIGCONT)
+        stored.close()
     assert window.usage is not None
     return rate, window.usage
 
 
+def _caught_up(instances: list[_Instance]) -> None:
+    """Every instance has read the devices the others changed: an ``/api/v1`` request, which
+    reads them first (gateway/api/deps.py ``current``), to each at once. Without it a drain
+    shorter than the catch-up delay (gateway/fleet_sync.py ``CATCH_UP_S``) would leave most
+    of those reads after its window, work every running instance does for each uplink
+    another one processed. A device the change feed has not seen yet (its last ~0.1 s,
+    ``FEED_GAP_S``) is still read after the window."""
+    with ThreadPoolExecutor(len(instances)) as pool:
+        for answer in pool.map(lambda i: i.api.get("/api/v1/instances"), instances):
+            answer.raise_for_status()
+
+
+Drains = tuple[tuple[float, Usage], tuple[float, Usage]]  # queued, then published live
+
+
+def _drains(instances: list[_Instance], broker: int, app: str, mosquitto_pid: int) -> Drains:
+    """Every device reports ``WARM_REPORTS`` times first (not measured: a running city's
+    devices have their fill history full, and the instances have read one another's
+    devices), then a queued drain (the figure with the goal), then one published live."""
+    warm = STREAM_DEVICES * WARM_REPORTS
+    _drain(instances, broker, app, mosquitto_pid, queued=True, count=warm)
+    f_cnt = 1 + WARM_REPORTS
+    queued = _drain(instances, broker, app, mosquitto_pid, queued=True, first_f_cnt=f_cnt)
+    f_cnt += -(-BATCH // STREAM_DEVICES)  # the frame counters after the queued drain's
+    live = _drain(instances, broker, app, mosquitto_pid, queued=False, first_f_cnt=f_cnt)
+    return queued, live
+
+
 def _throughput(
     directory: Path, broker: int, round_: int, mosquitto_pid: int
-) -> tuple[tuple[float, Usage], tuple[float, Usage]]:
+) -> tuple[Drains, Drains]:
     app = str(uuid.uuid4())
     db = f"sqlite:///{directory / f'one{round_}.db'}"
-    asyncio.run(_register(db, DEVICES))
+    asyncio.run(_register(db, STREAM_DEVICES))
     one = _Instance(directory / f"one{round_}", "one", broker=broker, store=db, app=app)
     try:
-        single = _drain([one], broker, app, mosquitto_pid)
+        single = _drains([one], broker, app, mosquitto_pid)
     finally:
         one.stop()
     database = _Database()
     try:
-        asyncio.run(_register(database.url, DEVICES))
+        asyncio.run(_register(database.url, STREAM_DEVICES))
         app = str(uuid.uuid4())
         group = f"bench{uuid.uuid4().hex[:6]}"
         pair = [
@@ -272,7 +362,7 @@ def _throughput(
             for n in ("a", "b")
         ]  # fmt: skip
         try:
-            both = _drain(pair, broker, app, mosquitto_pid)
+            both = _drains(pair, broker, app, mosquitto_pid)
         finally:
             for instance in pair:
                 instance.stop()
@@ -464,11 +554,19 @@ def run() -> list[Figure]:
             bare_ratios: list[float] = []
             cpu_one: list[Usage] = []
             cpu_two: list[Usage] = []
+            live_ratios: list[float] = []
+            live_one: list[Usage] = []
+            live_two: list[Usage] = []
             cpu_bare: list[Usage] = []
             cpu_alone: list[Usage] = []
             samples = 0
             for round_ in range(ROUNDS):  # each round: its own baseline (one on SQLite)
-                (one, one_cpu), (two, two_cpu) = _throughput(directory, port, round_, broker.pid)
+                single, pair = _throughput(directory, port, round_, broker.pid)
+                (one, one_cpu), (one_live, one_live_cpu) = single
+                (two, two_cpu), (two_live, two_live_cpu) = pair
+                live_ratios.append(two_live / one_live)
+                live_one.append(one_live_cpu)
+                live_two.append(two_live_cpu)
                 singles.append(one)
                 pairs.append(two)
                 cpu_one.append(one_cpu)
@@ -492,7 +590,9 @@ def run() -> list[Figure]:
     median = statistics.median
     return [
         Figure(BENCH, "one instance on SQLite", median(singles), "msg/s",
-               note=f"{BATCH} events published at full speed; " + _spread(singles, "{:.0f}")),
+               note=f"{STREAM_DEVICES:,} devices, each reported {WARM_REPORTS} times first;"
+               f" then {BATCH} events, one per device in random order, queued at the broker"
+               " while the instance was stopped, then drained; " + _spread(singles, "{:.0f}")),
         Figure(BENCH, "two instances on PostgreSQL", median(pairs), "msg/s",
                note="shared subscription, one database; devices the other instance changed"
                     " read when needed or within ~3 s (gateway/fleet_sync.py); "
@@ -503,6 +603,15 @@ def run() -> list[Figure]:
                note=_cpu_note(cpu_one)),
         Figure(BENCH, "machine CPU per uplink, two on PostgreSQL", _median_cpu(cpu_two), "µs",
                note=_cpu_note(cpu_two)),
+        Figure(BENCH, "throughput ratio 2 on PostgreSQL / 1 on SQLite, published live",
+               median(live_ratios), "ratio",
+               note=f"{BATCH} more events published at full speed by this process while the"
+               " instances run (their devices warm), so the bench's publisher shares the"
+               " machine's cores with the instances under test; " + _spread(live_ratios)),
+        Figure(BENCH, "machine CPU per uplink, one on SQLite, published live",
+               _median_cpu(live_one), "µs", note=_cpu_note(live_one)),
+        Figure(BENCH, "machine CPU per uplink, two on PostgreSQL, published live",
+               _median_cpu(live_two), "µs", note=_cpu_note(live_two)),
         Figure(BENCH, "latency p50 receive->committed on PostgreSQL", median(p50s), "ms",
                note=f"{LATENCY_RATE}/s for {LATENCY_S:.0f} s, {samples} uplinks a round; "
                + _spread(p50s, "{:.1f}")),
