@@ -648,8 +648,7 @@ class Gateway:
         if cached is None:
             self.devices[device.dev_eui] = cached = device
         else:
-            for name in Device.__slots__:  # type: ignore[attr-defined]
-                setattr(cached, name, getattr(device, name))
+            cached.take(device)
         self.commands.replace_device(device.dev_eui, commands)
         if self.commands.has_waiting(device.dev_eui):
             self.kick(device.dev_eui)

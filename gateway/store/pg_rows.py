@@ -16,6 +16,7 @@ from gateway.store.base import (
     EventRecord,
     Staged,
     device_from_row,
+    json_loads,
 )
 
 __all__ = [
@@ -40,8 +41,8 @@ DEVICE_SELECT = "SELECT dev_eui, kind, doc, twin, last_f_cnt, last_dev_addr, ver
 
 
 def device_of(row: Any) -> Device:
-    registry = json.loads(row[2])
-    twin = json.loads(row[3]) if row[3] else None
+    registry = json_loads(row[2])
+    twin = json_loads(row[3]) if row[3] else None
     return device_from_row(row[0], row[1], registry, twin, (row[4], row[5]))
 
 
@@ -63,5 +64,5 @@ def command_row(c: CommandRecord) -> tuple[Any, ...]:
 
 def event_of(r: dict[str, Any]) -> EventRecord:
     return EventRecord(
-        type=r["type"], dev_eui=r["dev_eui"], at=r["at"], data=json.loads(r["data"]), id=r["id"]
+        type=r["type"], dev_eui=r["dev_eui"], at=r["at"], data=json_loads(r["data"]), id=r["id"]
     )

@@ -43,6 +43,7 @@ from gateway.store.base import (
     Staged,
     Staging,
     device_from_row,
+    json_loads,
     upsert_commands,
 )
 
@@ -342,8 +343,8 @@ class SqliteStore(Staging):
         out = []
         query = "SELECT dev_eui, kind, doc, twin, last_f_cnt, last_dev_addr FROM devices"
         for row in self.rdb.execute(query):
-            registry = json.loads(row[2])
-            twin = json.loads(row[3]) if row[3] else None
+            registry = json_loads(row[2])
+            twin = json_loads(row[3]) if row[3] else None
             device = device_from_row(row[0], row[1], registry, twin, (row[4], row[5]))
             self._registry_written[device.dev_eui] = device.registry_digest()
             out.append(device)
@@ -411,8 +412,8 @@ class SqliteStore(Staging):
         ]
         if row is None:
             return None, commands
-        registry = json.loads(row[2])
-        twin = json.loads(row[3]) if row[3] else None
+        registry = json_loads(row[2])
+        twin = json_loads(row[3]) if row[3] else None
         device = device_from_row(row[0], row[1], registry, twin, (row[4], row[5]))
         self._registry_written[device.dev_eui] = device.registry_digest()
         return device, commands
@@ -677,7 +678,7 @@ class SqliteStore(Staging):
                 type=r["type"],
                 dev_eui=r["dev_eui"],
                 at=r["at"],
-                data=json.loads(r["data"]),
+                data=json_loads(r["data"]),
                 id=r["id"],
             )
             for r in self.rdb.execute(query, params)

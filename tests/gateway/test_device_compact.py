@@ -195,3 +195,56 @@ def test_the_registry_digest_is_a_small_int_and_still_sees_a_change() -> None:
     device = devices[0]
     device.street = "Vestergade"
     assert device.registry_digest() != digests[0]
+
+
+def test_take_copies_every_field_and_keeps_the_packed_ones_packed() -> None:
+    """The change feed's copy of a device another instance changed replaces the cached one in
+    place (gateway/service.py ``adopt_device``): equal afterwards, still packed, and the
+    dropped copy is not kept for the next batch's packing."""
+    from gateway.store import base
+
+    cached = _bin(fill=40)
+    cached.compact()
+    read = device_from_row(
+        "a840410000000001",
+        "bin",
+        json.loads(json.dumps(_bin(fill=70).registry_doc())),
+        json.loads(_bin(fill=70).twin_json()),
+        (12, "01f30001"),
+    )
+    expected = device_from_row(
+        "a840410000000001",
+        "bin",
+        json.loads(json.dumps(_bin(fill=70).registry_doc())),
+        json.loads(_bin(fill=70).twin_json()),
+        (12, "01f30001"),
+    )
+    assert read.reported["fill_percent"] == 70  # a read unpacks: the copy is now registered
+    assert id(read) in base._UNPACKED
+    read.compact()
+    base.compact_unpacked()
+    _ = read.derived  # unpacked again, as a caller may have left it
+    cached.take(read)
+    assert id(read) not in base._UNPACKED
+    assert type(_raw(cached, "reported")) is tuple  # taken as the copy held it
+    assert cached == expected
+    assert cached.twin_json() == expected.twin_json()
+    assert cached.last_f_cnt == 12 and cached.last_dev_addr == "01f30001"
+
+
+def test_json_loads_reads_what_the_standard_library_reads() -> None:
+    """Stored documents are read with msgspec, and what it refuses with ``json.loads``: the
+    same result either way (gateway/store/base.py ``json_loads``)."""
+    from gateway.store.base import json_loads
+
+    for text in (
+        '{"a":1,"b":[1.5,-0.0,null,true],"c":{"d":"é"}}',
+        '{"latitude":NaN,"x":Infinity}',  # the registry's json encoder writes NaN
+        "1e400",  # out of msgspec's range
+        '"\\ud800"',  # a lone surrogate
+        "123456789012345678901234567890",
+        '{"a":1,"a":2}',
+    ):
+        theirs = repr(json.loads(text))
+        assert repr(json_loads(text)) == theirs, text
+        assert repr(json_loads(text.encode())) == theirs, text
