@@ -127,7 +127,7 @@ class FleetSync:
                 else:
                     self._lagging[dev_eui] = version
             if self._lagging and time.monotonic() >= self._lag_due:
-                stale |= set(self._lagging)
+                stale.update(self._still_lagging())
             await self._read(sorted(stale))
         except StoreError as exc:
             self._failed(exc)
@@ -163,7 +163,7 @@ class FleetSync:
         if not self._lagging:
             return
         try:
-            await self._read(sorted(self._lagging))
+            await self._read(self._still_lagging())
         except StoreError as exc:
             self.log.debug("catching up failed", extra={"error": str(exc)})
 
@@ -178,6 +178,18 @@ class FleetSync:
             changed = await self._adopt(loaded, commands, lagging)
             if changed:
                 self.gateway.publisher.heard_elsewhere((), changed)
+
+    def _still_lagging(self) -> list[str]:
+        """The lagging devices, less those this instance has had since at their lagging
+        version or later (dropped unread): a claim reads a device another instance changed
+        (gateway/store/postgres.py ``claim_devices``), and processing it commits a newer one.
+        Under load most of the devices one instance lags behind on, the next uplinks bring to
+        it; reading them again was a second read of each."""
+        version_of = self.store.version_of
+        for dev_eui, version in list(self._lagging.items()):
+            if (version_of(dev_eui) or 0) >= version:
+                del self._lagging[dev_eui]
+        return sorted(self._lagging)
 
     def lagging(self) -> int:
         """How many devices another instance changed that this one has not read yet."""

@@ -386,6 +386,34 @@ async def test_a_device_changed_elsewhere_is_read_when_asked_for(
         assert fleet.lagging() == 0
         assert {b.gateway.devices[d].street for d in BINS[:2]} == {"Åboulevarden"}
 
+        # changed on a again; b then claims one of them (as its next uplink would: the claim
+        # reads it again), and the catch-up reads only the other one
+        for dev in BINS[:2]:
+            body = {"kind": "bin", "street": "Mejlgade"}
+            assert (await a.http.put(f"/api/v1/devices/{dev}", json=body)).is_success
+        await wait_for(lambda: fleet.lagging() == 2, "b's feed sees the changes")
+        store = b.gateway.store
+        async with b.gateway.flush_lock:
+            changed, busy = await store.claim_devices([BINS[0]])
+            assert (changed, busy) == ([BINS[0]], [])
+            devices, commands = await store.load_devices_claimed(changed)
+            for device in devices:
+                b.gateway.adopt_device(device, commands.get(device.dev_eui, []))
+            await store.commit()
+        assert b.gateway.devices[BINS[0]].street == "Mejlgade"
+        reads: list[list[str]] = []
+        reload = store.reload
+
+        async def counted(dev_euis: list[str]) -> Any:
+            reads.append(list(dev_euis))
+            return await reload(dev_euis)
+
+        monkeypatch.setattr(store, "reload", counted)
+        assert (await b.http.get(f"/api/v1/devices/{BINS[1]}")).json()["street"] == "Mejlgade"
+        assert reads == [[BINS[1]]]  # BINS[0], had since at that version, is not read again
+        assert fleet.lagging() == 0
+        monkeypatch.setattr(store, "reload", reload)
+
         # a command planned on a: b reads it at once, without being asked
         answer = await a.http.post(
             f"/api/v1/devices/{BINS[1]}/commands",
