@@ -11,7 +11,8 @@ loopback port and a database this bench creates (and drops) on the PostgreSQL at
      in a running city;
    - **the figure with the goal**: ``BATCH`` events, one per device, queued at the broker while
      the instances are stopped (SIGSTOP), then drained: events / (SIGCONT → all stored,
-     counted in the database every 50 ms, see ``_Stored``). Queued, as gateway_throughput and
+     counted in the database every 50 ms, see ``_Stored``, and every instance caught up with
+     the others' changes, ``_caught_up``). Queued, as gateway_throughput and
      part 3 measure, because a publisher running in the window takes ~40 µs of CPU per event
      from the same two cores, which costs only the side that needs both (the pair);
    - ``BATCH`` more published at full speed while the instances run, reported beside without
@@ -273,9 +274,10 @@ def _drain(
 
     ``queued``: the events are published while every instance is stopped (SIGSTOP), so the
     broker holds them (its sessions, and the instances' socket buffers), and the figure runs
-    from SIGCONT to the last one stored: the drain of a backlog, as gateway_throughput and
-    part 3 measure, with no publisher in the window. Otherwise they are published at full
-    speed while the instances run, and the window holds this process's publisher too."""
+    from SIGCONT to the last one stored and every instance caught up (``_caught_up``): the
+    drain of a backlog, as gateway_throughput and part 3 measure, with no publisher in the
+    window. Otherwise they are published at full speed while the instances run, and the
+    window holds this process's publisher too."""
     for instance in instances:
         _wait_sync(instance.ready, "instance ready", 60)
     stored = _Stored(instances[0].store)
