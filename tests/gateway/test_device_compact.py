@@ -203,22 +203,16 @@ def test_take_copies_every_field_and_keeps_the_packed_ones_packed() -> None:
     dropped copy is not kept for the next batch's packing."""
     from gateway.store import base
 
+    def stored() -> Device:  # the device as another instance committed it, read back
+        newer = _bin(fill=70)
+        registry = json.loads(json.dumps(newer.registry_doc()))
+        return device_from_row(
+            newer.dev_eui, "bin", registry, json.loads(newer.twin_json()), (12, "01f30001")
+        )
+
     cached = _bin(fill=40)
     cached.compact()
-    read = device_from_row(
-        "a840410000000001",
-        "bin",
-        json.loads(json.dumps(_bin(fill=70).registry_doc())),
-        json.loads(_bin(fill=70).twin_json()),
-        (12, "01f30001"),
-    )
-    expected = device_from_row(
-        "a840410000000001",
-        "bin",
-        json.loads(json.dumps(_bin(fill=70).registry_doc())),
-        json.loads(_bin(fill=70).twin_json()),
-        (12, "01f30001"),
-    )
+    read, expected = stored(), stored()
     assert read.reported["fill_percent"] == 70  # a read unpacks: the copy is now registered
     assert id(read) in base._UNPACKED
     read.compact()
