@@ -41,17 +41,23 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from gateway import chirpstack as cs
 from gateway.config import Os2iotConfig, read_secret
 from gateway.errors import InvalidEvent
+from gateway.lazy import lazy_import
 from gateway.store.base import TERMINAL_STATES, CommandRecord
 
 if TYPE_CHECKING:
+    import httpx
+
     from gateway.service import Gateway
+else:
+    # at the first OS2iot client (gateway/lazy.py): httpx and what it imports (its command line's
+    # click, rich and pygments among them) are ~3 MB of a gateway that has no [os2iot] (issue 17)
+    httpx = lazy_import("httpx")
 
 __all__ = ["Os2iotClient", "Os2iotDownlinks", "Os2iotError", "ingest_router"]
 

@@ -41,32 +41,98 @@ built). Golden vectors: ``protocol/vectors/lorawan.json``.
 
 from __future__ import annotations
 
-from protocol.lorawan.airtime import lora_time_on_air_s, time_on_air_s
-from protocol.lorawan.crypto import aes_cmac
-from protocol.lorawan.data import DataFrame
-from protocol.lorawan.fcnt import MAX_FCNT_GAP, reconstruct_fcnt
-from protocol.lorawan.fhdr import FHDR, FCtrl
-from protocol.lorawan.join import (
-    CFList,
-    CFListChannelMask,
-    CFListFrequencies,
-    DLSettings,
-    EncryptedJoinAccept,
-    JoinAccept,
-    JoinRequest,
-)
-from protocol.lorawan.keys import EUI64, AESKey, DevAddr, NetID, SessionKeys, derive_session_keys
-from protocol.lorawan.maccommands import (
-    MACCommand,
-    MACCommandError,
-    UnknownMACCommand,
-    UnknownMACCommandError,
-    encode_mac_commands,
-    parse_mac_commands,
-)
-from protocol.lorawan.mhdr import MHDR, MType
-from protocol.lorawan.phy import Frame, PHYPayload
-from protocol.lorawan.region import EU868, REGIONS, US915, Region
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from protocol.lorawan.airtime import lora_time_on_air_s, time_on_air_s
+    from protocol.lorawan.crypto import aes_cmac
+    from protocol.lorawan.data import DataFrame
+    from protocol.lorawan.fcnt import MAX_FCNT_GAP, reconstruct_fcnt
+    from protocol.lorawan.fhdr import FHDR, FCtrl
+    from protocol.lorawan.join import (
+        CFList,
+        CFListChannelMask,
+        CFListFrequencies,
+        DLSettings,
+        EncryptedJoinAccept,
+        JoinAccept,
+        JoinRequest,
+    )
+    from protocol.lorawan.keys import (
+        EUI64,
+        AESKey,
+        DevAddr,
+        NetID,
+        SessionKeys,
+        derive_session_keys,
+    )
+    from protocol.lorawan.maccommands import (
+        MACCommand,
+        MACCommandError,
+        UnknownMACCommand,
+        UnknownMACCommandError,
+        encode_mac_commands,
+        parse_mac_commands,
+    )
+    from protocol.lorawan.mhdr import MHDR, MType
+    from protocol.lorawan.phy import Frame, PHYPayload
+    from protocol.lorawan.region import EU868, REGIONS, US915, Region
+
+# The names below load their module when first used (PEP 562), not with the package: the frame
+# modules need construct (8 MB of a process's RSS with what it imports), and the gateway uses
+# only regions, airtime and crypto (issue 17: 100,000 devices in 200 MB).
+_HOME = {  # each name of __all__: the module it lives in (loaded when first asked for)
+    "lora_time_on_air_s": "airtime",
+    "time_on_air_s": "airtime",
+    "aes_cmac": "crypto",
+    "DataFrame": "data",
+    "MAX_FCNT_GAP": "fcnt",
+    "reconstruct_fcnt": "fcnt",
+    "FCtrl": "fhdr",
+    "FHDR": "fhdr",
+    "CFList": "join",
+    "CFListChannelMask": "join",
+    "CFListFrequencies": "join",
+    "DLSettings": "join",
+    "EncryptedJoinAccept": "join",
+    "JoinAccept": "join",
+    "JoinRequest": "join",
+    "AESKey": "keys",
+    "DevAddr": "keys",
+    "EUI64": "keys",
+    "NetID": "keys",
+    "SessionKeys": "keys",
+    "derive_session_keys": "keys",
+    "MACCommand": "maccommands",
+    "MACCommandError": "maccommands",
+    "UnknownMACCommand": "maccommands",
+    "UnknownMACCommandError": "maccommands",
+    "encode_mac_commands": "maccommands",
+    "parse_mac_commands": "maccommands",
+    "MHDR": "mhdr",
+    "MType": "mhdr",
+    "Frame": "phy",
+    "PHYPayload": "phy",
+    "EU868": "region",
+    "REGIONS": "region",
+    "Region": "region",
+    "US915": "region",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value  # found by the next lookup without this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "EU868",
