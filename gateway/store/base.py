@@ -407,6 +407,13 @@ def device_from_row(
     return device
 
 
+def device_of(row: Any) -> Device:
+    """:func:`device_from_row` of a ``devices`` row as both stores select it: devEUI, kind,
+    registry JSON, twin JSON (or none), last fCnt, last devAddr (more columns may follow)."""
+    twin = json_loads(row[3]) if row[3] else None
+    return device_from_row(row[0], row[1], json_loads(row[2]), twin, (row[4], row[5]))
+
+
 _SLOT_NAMES = frozenset(Device.__slots__)  # type: ignore[attr-defined]
 # registry texts that many devices share (a city's application, its streets and boards)
 _SHARED_TEXTS = ("application_id", "device_class", "street", "group", "board", "availability")

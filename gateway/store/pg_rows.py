@@ -12,10 +12,9 @@ import psycopg
 from gateway.store.base import (
     COMMAND_COLUMNS,
     CommandRecord,
-    Device,
     EventRecord,
     Staged,
-    device_from_row,
+    device_of,
     json_loads,
 )
 
@@ -38,12 +37,6 @@ UPLINK_COLUMNS = (
     " rssi, snr, gateways, message, fields, data"
 )
 DEVICE_SELECT = "SELECT dev_eui, kind, doc, twin, last_f_cnt, last_dev_addr, version FROM devices"
-
-
-def device_of(row: Any) -> Device:
-    registry = json_loads(row[2])
-    twin = json_loads(row[3]) if row[3] else None
-    return device_from_row(row[0], row[1], registry, twin, (row[4], row[5]))
 
 
 def column_names(cur: psycopg.AsyncCursor[Any]) -> list[str]:

@@ -42,7 +42,7 @@ from gateway.store.base import (
     EventRecord,
     Staged,
     Staging,
-    device_from_row,
+    device_of,
     json_loads,
     upsert_commands,
 )
@@ -343,9 +343,7 @@ class SqliteStore(Staging):
         out = []
         query = "SELECT dev_eui, kind, doc, twin, last_f_cnt, last_dev_addr FROM devices"
         for row in self.rdb.execute(query):
-            registry = json_loads(row[2])
-            twin = json_loads(row[3]) if row[3] else None
-            device = device_from_row(row[0], row[1], registry, twin, (row[4], row[5]))
+            device = device_of(row)
             self._registry_written[device.dev_eui] = device.registry_digest()
             out.append(device)
         return out
@@ -412,9 +410,7 @@ class SqliteStore(Staging):
         ]
         if row is None:
             return None, commands
-        registry = json_loads(row[2])
-        twin = json_loads(row[3]) if row[3] else None
-        device = device_from_row(row[0], row[1], registry, twin, (row[4], row[5]))
+        device = device_of(row)
         self._registry_written[device.dev_eui] = device.registry_digest()
         return device, commands
 
