@@ -298,15 +298,13 @@ def _drain(
             for instance in instances:
                 instance.process.send_signal(signal.SIGSTOP)
                 stopped.append(instance)
-            # the last PUBACK comes after the broker routed every event to a session
-            for first in range(0, len(batch), PUBLISH_CHUNK):
-                asyncio.run(_publish(broker, batch[first : first + PUBLISH_CHUNK]))
+            _publish_all(broker, batch)
         with CpuWindow(parts) as window:
             start = time.perf_counter()
             while stopped:
                 stopped.pop().process.send_signal(signal.SIGCONT)
             if not queued:
-                asyncio.run(_publish(broker, batch))
+                _publish_all(broker, batch)
             _wait_sync(
                 lambda: stored.count() >= base + count, "every uplink stored", DEADLINE_S, 0.05
             )
@@ -318,6 +316,13 @@ def _drain(
         stored.close()
     assert window.usage is not None
     return rate, window.usage
+
+
+def _publish_all(broker: int, batch: list[tuple[str, bytes]]) -> None:
+    """``batch`` published at full speed, ``PUBLISH_CHUNK`` events a connection; each chunk's
+    last PUBACK comes after the broker routed every event of it to a session."""
+    for first in range(0, len(batch), PUBLISH_CHUNK):
+        asyncio.run(_publish(broker, batch[first : first + PUBLISH_CHUNK]))
 
 
 def _caught_up(instances: list[_Instance]) -> None:
