@@ -19,7 +19,7 @@ class Metrics:
         self.uplinks = Counter(
             "citypack_uplinks",
             "ChirpStack events received on the up topic (and any event that does not parse), "
-            "by outcome",
+            "by outcome, counted when the batch holding them commits",
             ["outcome"],
             registry=self.registry,
         )

@@ -113,6 +113,7 @@ class _Batch:
     dirty: set[str]
     availability: set[str]
     twins: list[tuple[Device, bytes]]
+    outcomes: dict[str, int]  # citypack_uplinks_total{outcome} to count once it commits
 
 
 # the events whose effects the fleet core decides (gateway/fleet/); the rest are the command
@@ -250,6 +251,9 @@ class Gateway:
         self._dirty_state: set[str] = set()
         self._dirty_availability: set[str] = set()
         self._events: list[EventRecord] = []
+        # outcomes of the messages in the batch, counted when it commits: a refused batch is
+        # dropped and its messages come again, and must not be counted twice
+        self._outcomes: dict[str, int] = {}
         self._kicked: set[str] = set()
         self._kick = asyncio.Event()
         self._flush_lock = asyncio.Lock()
@@ -486,6 +490,7 @@ class Gateway:
         events, self._events = self._events, []
         dirty, self._dirty_state = self._dirty_state, set()
         availability, self._dirty_availability = self._dirty_availability, set()
+        outcomes, self._outcomes = self._outcomes, {}
         self._batch_started = None
         if self._flush_timer is not None:
             self._flush_timer.cancel()
@@ -498,7 +503,7 @@ class Gateway:
                 self.store.stage_device(device, twin.decode())
                 if device.decommissioned_at is None:  # its retained topics were cleared
                     twins.append((device, twin))
-        return _Batch(acks, events, dirty, availability, twins)
+        return _Batch(acks, events, dirty, availability, twins, outcomes)
 
     async def _commit_taken(self, batch: _Batch) -> str | None:
         """Commit ``batch``; then acknowledge its messages and publish its effects, or keep it
@@ -532,6 +537,8 @@ class Gateway:
             # keep the batch: nothing is acknowledged, everything is retried
             self._acks = acks + self._acks
             self._events = events + self._events
+            for outcome, count in batch.outcomes.items():
+                self._count(outcome, count)
             self._dirty_state |= dirty
             self._dirty_availability |= availability
             return None
@@ -550,6 +557,11 @@ class Gateway:
                 if samples is not None:
                     samples.append(done - received)
         self.bridge.ack_many(current, puback)
+        for outcome, count in batch.outcomes.items():
+            counter = self._m_outcomes.get(outcome)
+            if counter is None:
+                counter = self._m_outcomes[outcome] = self.metrics.uplinks.labels(outcome)
+            counter.inc(count)
         if self._parked:
             task = asyncio.ensure_future(self._unpark())
             self._timer_tasks.add(task)
@@ -576,6 +588,7 @@ class Gateway:
         self.store.discard()
         self._events.clear()
         self._acks.clear()
+        self._outcomes.clear()
         self._dirty_state.clear()
         self._dirty_availability.clear()
         stored = {d.dev_eui: d for d in await self.store.load_devices()}
@@ -877,13 +890,13 @@ class Gateway:
             return
         limit = self.config.mqtt.max_event_bytes
         if len(raw) > limit:
-            self.metrics.uplinks.labels("invalid_event").inc()
+            self._count("invalid_event")
             self._dead_letter(topic, raw[:limit], f"event of {len(raw)} bytes > {limit}", "")
             return
         try:
             event = cs.parse_event(topic, raw, marshaler=self.config.mqtt.marshaler)  # type: ignore[arg-type]
         except InvalidEvent as exc:
-            self.metrics.uplinks.labels("invalid_event").inc()
+            self._count("invalid_event")
             self._dead_letter(topic, raw, f"invalid event: {exc}", getattr(exc, "dev_eui", ""))
             return
         if self.fleet is not None:
@@ -982,12 +995,14 @@ class Gateway:
         for planned in fx.commands:
             self._plan(planned)
         if fx.outcome is not None:
-            counter = self._m_outcomes.get(fx.outcome)
-            if counter is None:
-                counter = self._m_outcomes[fx.outcome] = self.metrics.uplinks.labels(fx.outcome)
-            counter.inc()
+            self._count(fx.outcome)
         if fx.rejected is not None:
             self.metrics.unknown_rejected.labels(fx.rejected).inc()
+
+    def _count(self, outcome: str, count: int = 1) -> None:
+        """Count a message's outcome with its batch (citypack_uplinks_total, at commit)."""
+        outcomes = self._outcomes
+        outcomes[outcome] = outcomes.get(outcome, 0) + count
 
     def _plan(self, planned: PlannedCommand) -> None:
         target = self.devices.get(planned.dev_eui)

@@ -479,3 +479,62 @@ async def test_events_from_elsewhere_reach_the_live_stream_when_the_device_read_
         for running in (a, b):
             if not running.task.done():
                 await running.stop()
+
+
+async def test_a_refused_batch_is_counted_once(
+    mosquitto_broker: Broker, tmp_path: Path, postgres_url: str
+) -> None:
+    """A batch the store refuses (StoreConflict) is dropped and its messages come again from the
+    broker: citypack_uplinks_total counts each message once, when its batch commits, not once
+    per attempt. Each instance's first commit holding uplinks is refused, inside the real
+    commit's transaction (the check for devices held elsewhere), so a refusal happens by
+    construction."""
+    from gateway.errors import StoreConflict
+
+    a, b, app, _ = await _pair(mosquitto_broker, tmp_path, postgres_url)
+    refused: list[int] = []
+    try:
+        for dev in BINS:
+            assert (await a.http.put(f"/api/v1/devices/{dev}", json={"kind": "bin"})).is_success
+        await wait_for(lambda: all(d in b.gateway.devices for d in BINS), "b knows the bins")
+        for running in (a, b):
+            store: Any = running.gateway.store
+            real = store._claim_at_commit
+
+            async def refuse_once(
+                cur: Any, touched: Any, claimed: Any, *, s: Any = store, real: Any = real
+            ) -> None:
+                if s not in refused and s._writing is not None and s._writing.uplinks:
+                    refused.append(s)
+                    raise StoreConflict("refused by the test")
+                await real(cur, touched, claimed)
+
+            store._claim_at_commit = refuse_once
+        stream = []
+        for f_cnt in range(1, 6):
+            for dev in BINS:
+                _, data = codec.encode(
+                    "bin_status",
+                    {"fill_percent": 10 * f_cnt, "temperature_c": 9, "battery_percent": 80},
+                )
+                stream.append((dev, ev.up(app, dev, f_cnt=f_cnt, f_port=10, data=data)))
+        async with mqtt_client(mosquitto_broker) as (client, _):
+            for dev, doc in stream:
+                await client.publish(ev.topic(app, dev, "up"), ev.dumps(doc), qos=1)
+
+        async def stored() -> int:
+            return int((await b.http.get("/api/v1/stats")).json()["uplinks_stored"])
+
+        await wait_for(lambda: _eq(stored, len(stream)), "every uplink stored", 30)
+        assert refused, "no batch was refused"
+        await wait_for(
+            lambda: a.counter("processed") + b.counter("processed") >= len(stream),
+            "every uplink counted",
+            30,
+        )
+        await asyncio.sleep(0.5)  # a count past the stream would show by now
+        assert a.counter("processed") + b.counter("processed") == len(stream)
+        assert a.counter("duplicate") + b.counter("duplicate") == 0
+    finally:
+        await a.stop()
+        await b.stop()

@@ -709,9 +709,13 @@ async def test_crash_before_commit_loses_nothing(mosquitto_broker: Broker, tmp_p
     slow = config.replace("store", batch_max=10_000, batch_interval_s=3600.0)
     first = await start(slow, clock, app, base)
     async with mqtt_client(mosquitto_broker) as (client, _):
-        for i in range(40):
-            await send_up(client, first, BIN, i + 1, bin_status(i))
-        await wait_for(lambda: first.counter("processed") == 40, "processed, not committed")
+        for i in range(41):
+            sent = await send_up(client, first, BIN, i + 1, bin_status(i))
+        # processed in order, so all 41 are staged once the last one is (the frame counter
+        # check reads the batch); citypack_uplinks_total counts them only when they commit
+        store, dev_addr = first.gateway.store, sent["devAddr"]
+        await wait_for(lambda: store.f_cnt_payload(BIN, dev_addr, 41), "processed, not committed")
+        assert first.counter("processed") == 0
     assert await first.gateway.store.uplinks(BIN, limit=100) == []  # nothing committed yet
     # crash: no flush, no close, no PUBACK
     first.task.cancel()
@@ -726,9 +730,9 @@ async def test_crash_before_commit_loses_nothing(mosquitto_broker: Broker, tmp_p
         async def stored() -> int:
             return int((await stats(second))["uplinks_stored"])
 
-        await wait_for(lambda: _eq(stored, 40), "redelivered uplinks stored")
+        await wait_for(lambda: _eq(stored, 41), "redelivered uplinks stored")
         history = (await second.http.get(f"/api/v1/devices/{BIN}/uplinks?limit=100")).json()
-        assert sorted(u["f_cnt"] for u in history["uplinks"]) == list(range(1, 41))
+        assert sorted(u["f_cnt"] for u in history["uplinks"]) == list(range(1, 42))
     finally:
         await second.stop()
 
