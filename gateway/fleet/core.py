@@ -204,13 +204,18 @@ class FleetCore:
         if seen.twin.attrs["availability"] != device.availability:
             fx.availability.add(device.dev_eui)
             fx.gauge = True
-        if device.last_dev_addr != event.dev_addr or (device.last_f_cnt or -1) < event.f_cnt:
+        rssi, snr = event.best_rssi, event.best_snr
+        # Late: a frame of this session older than one already applied. ChirpStack publishes a
+        # device's uplinks in fCnt order, but instances sharing the stream (or a reconnect's
+        # backlog) can apply them out of it: the older frame goes into the history, and the
+        # state (reported fields, rules, config version, radio figures) stays the newer one's.
+        late = device.last_dev_addr == event.dev_addr and (device.last_f_cnt or -1) > event.f_cnt
+        if not late:
             change.attrs["last_f_cnt"] = event.f_cnt
             change.attrs["last_dev_addr"] = event.dev_addr
-        rssi, snr = event.best_rssi, event.best_snr
-        change.attrs["last_dr"] = event.dr
-        change.attrs["last_rssi"] = rssi
-        change.attrs["last_snr"] = snr
+            change.attrs["last_dr"] = event.dr
+            change.attrs["last_rssi"] = rssi
+            change.attrs["last_snr"] = snr
         fx.dirty.add(device.dev_eui)
         if event.f_port == 0:
             fx.seen.append(key)  # no history row holds a MAC-only uplink
@@ -257,7 +262,8 @@ class FleetCore:
         # Rules reason in ChirpStack's time of reception, not ours: a backlog delivered after a
         # restart arrives within a second but was measured hours apart (issue 15.2)
         at = event.time_s
-        self._message(fx, device, decoded.message, decoded.fields, now if at is None else at)
+        if not (late and decoded.message in STATE_MESSAGES):  # an alarm or a result still counts
+            self._message(fx, device, decoded.message, decoded.fields, now if at is None else at)
         fx.message = decoded.message
         fx.outcome = "processed"
 

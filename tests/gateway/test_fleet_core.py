@@ -175,6 +175,34 @@ def test_out_of_order_frames_are_each_applied_once_and_the_counter_keeps_the_hig
     for f_cnt in (3, 9, 7):  # the same frames again under new ids
         assert shell.send(bin_up(f_cnt, fill=f_cnt), BIN).outcome == "duplicate"
     assert sorted(r.f_cnt for r in shell.rows) == [3, 4, 5, 7, 9]
+    # the state is the newest frame's: an older one applied after it is history only
+    assert shell.devices[BIN].derived["fill_percent"] == 9
+    assert shell.devices[BIN].reported["fill_percent"] == 9
+
+
+def test_a_late_frame_changes_no_state_and_raises_nothing() -> None:
+    """Two instances sharing the stream (or a backlog after a reconnect) can apply a device's
+    frames out of fCnt order. The newer frame's state stands: a fuller reading sent before an
+    emptying does not make the emptied bin full again, nor an old config version plan a push;
+    the older frame is kept in the history, and an alarm in it still raises its event."""
+    shell = Shell()
+    shell.register(BIN, kind="bin", desired_version=7)
+    shell.send(bin_up(10, fill=70, config_version=7), BIN)
+    shell.send(bin_up(12, fill=3, pickup_count=1, config_version=7), BIN)  # emptied
+    assert shell.types(BIN) == ["config_applied", "bin_pickup"]
+    fx = shell.send(bin_up(11, fill=95, config_version=6), BIN)  # sent before the emptying
+    assert fx.outcome == "processed" and fx.commands == [] and fx.events == []
+    device = shell.devices[BIN]
+    assert device.derived["fill_percent"] == 3 and device.derived["full"] is False
+    assert device.reported["fill_percent"] == 3 and device.last_f_cnt == 12
+    assert device.reported_version == 7
+    assert sorted(r.f_cnt for r in shell.rows) == [10, 11, 12]
+    f_port, data = codec.encode("bin_alarm", {"alarm": "fire", "value": 71, "fill_percent": 90})
+    alarm = ev.up(APP, BIN, f_cnt=9, f_port=f_port, data=data)
+    assert shell.send(alarm, BIN).outcome == "processed"
+    assert shell.types(BIN) == ["config_applied", "bin_pickup", "bin_fire"]
+    assert shell.send(bin_up(13, fill=5), BIN).outcome == "processed"  # in order again
+    assert shell.devices[BIN].derived["fill_percent"] == 5
 
 
 def test_a_counter_reset_is_a_dead_letter_and_an_event_not_a_duplicate() -> None:
