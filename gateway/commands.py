@@ -276,7 +276,7 @@ class CommandManager:
         self.store.stage_device(device)
         self._add(command)
         self.store.stage_command(command)
-        self.metrics.downlinks.labels("queued").inc()
+        self.metrics.pending.inc(self.metrics.downlinks.labels("queued"))
         return command
 
     def _allocate_id(self, device: Device) -> int:
@@ -410,7 +410,7 @@ class CommandManager:
             self._remove(command)
         command.state = state
         self.store.stage_command(command)
-        self.metrics.downlinks.labels(state).inc()
+        self.metrics.pending.inc(self.metrics.downlinks.labels(state))
         return True
 
     def _finish(self, command: CommandRecord, state: str, now: float, error: str) -> None:
@@ -421,7 +421,7 @@ class CommandManager:
         command.finished_at = now
         self._remove(command)
         self.store.stage_command(command)
-        self.metrics.downlinks.labels(state).inc()
+        self.metrics.pending.inc(self.metrics.downlinks.labels(state))
 
     async def _find(self, queue_item_id: str) -> CommandRecord | None:
         if not queue_item_id:
@@ -503,7 +503,7 @@ class CommandManager:
         command.error = ""
         command.applied_at = command.finished_at = now
         self.store.stage_command(command)
-        self.metrics.downlinks.labels("applied").inc()
+        self.metrics.pending.inc(self.metrics.downlinks.labels("applied"))
         return command
 
     def on_join(self, dev_eui: str) -> int:

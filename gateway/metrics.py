@@ -6,9 +6,11 @@ and benchmarks can run several gateways in one process.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-__all__ = ["UPLINK_OUTCOMES", "Metrics"]
+__all__ = ["UPLINK_OUTCOMES", "Metrics", "Tally"]
 
 UPLINK_OUTCOMES = ("processed", "duplicate", "undecodable", "invalid_event")
 
@@ -88,5 +90,44 @@ class Metrics:
             "citypack_mqtt_connected", "1 while connected to the broker", registry=self.registry
         )
 
+        # what a batch's messages counted, added when it commits (gateway/service.py)
+        self.pending = Tally()
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class Tally:
+    """Counter increments held with the batch that caused them and added when it commits. A
+    batch the store refuses is dropped and its messages are processed again (gateway/service.py
+    ``_abandon_batch``): counted when processed, each would count once per attempt. Keys are
+    a counter's children (``counter.labels(...)``)."""
+
+    __slots__ = ("_n",)
+
+    def __init__(self) -> None:
+        self._n: dict[Any, int] = {}
+
+    def inc(self, child: Any, amount: int = 1) -> None:
+        n = self._n
+        n[child] = n.get(child, 0) + amount
+
+    def take(self) -> dict[Any, int]:
+        """What is held so far, for the batch being committed; the tally starts again."""
+        taken, self._n = self._n, {}
+        return taken
+
+    def put_back(self, taken: dict[Any, int]) -> None:
+        """A commit that failed keeps its batch for the next attempt, with its counts."""
+        for child, amount in taken.items():
+            self.inc(child, amount)
+
+    def clear(self) -> None:
+        """The batch was dropped: what it counted comes again with its messages."""
+        self._n.clear()
+
+    @staticmethod
+    def settle(taken: dict[Any, int]) -> None:
+        """The batch committed: count it."""
+        for child, amount in taken.items():
+            child.inc(amount)

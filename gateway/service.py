@@ -59,7 +59,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import aiomqtt
 
@@ -113,12 +113,15 @@ class _Batch:
     dirty: set[str]
     availability: set[str]
     twins: list[tuple[Device, bytes]]
-    outcomes: dict[str, int]  # citypack_uplinks_total{outcome} to count once it commits
+    counts: dict[Any, int]  # counter increments to add once it commits (gateway/metrics.py Tally)
 
 
 # the events whose effects the fleet core decides (gateway/fleet/); the rest are the command
 # manager's (txack, ack, log) or nothing to do (integration)
 _CORE_EVENTS = (cs.UplinkEvent, cs.JoinEvent, cs.StatusEvent, cs.LocationEvent)
+_T = TypeVar("_T")
+# times an API change is made again when the store refused its batch (Gateway._committed_on)
+API_ATTEMPTS = 3
 _RETRY_MAX_S = 5.0  # longest wait between two commit attempts on a failing store
 # messages already received and waiting that make a batch grow past its interval: a steady
 # 1,000/s leaves one or two waiting, a restart draining the broker's queue leaves hundreds
@@ -251,9 +254,7 @@ class Gateway:
         self._dirty_state: set[str] = set()
         self._dirty_availability: set[str] = set()
         self._events: list[EventRecord] = []
-        # outcomes of the messages in the batch, counted when it commits: a refused batch is
-        # dropped and its messages come again, and must not be counted twice
-        self._outcomes: dict[str, int] = {}
+        self._tally = self.metrics.pending  # counted when the batch commits
         self._kicked: set[str] = set()
         self._kick = asyncio.Event()
         self._flush_lock = asyncio.Lock()
@@ -464,17 +465,20 @@ class Gateway:
         self._timer_tasks.add(task)
         task.add_done_callback(self._timer_tasks.discard)
 
-    async def _flush_locked(self) -> None:
-        """:meth:`flush` with the flush lock held. Off the loop, a commit in flight (taken
-        earlier, awaited without the flush lock) ends first: one commit at a time, acks in
-        receive order. It never waits for the flush lock before it ends (a refused one is
-        abandoned after), so waiting for it here cannot deadlock."""
+    async def _flush_locked(self) -> bool:
+        """:meth:`flush` with the flush lock held; False when the store refused the batch
+        (dropped: :meth:`_abandon_batch`). Off the loop, a commit in flight (taken earlier,
+        awaited without the flush lock) ends first: one commit at a time, acks in receive
+        order. It never waits for the flush lock before it ends (a refused one is abandoned
+        after), so waiting for it here cannot deadlock."""
         await self._lane_idle.wait()
         taken = self._take_batch()
         if taken is not None:
             refused = await self._commit_taken(taken)
             if refused is not None:
                 await self._abandon_batch(refused, len(taken.acks))
+                return False
+        return True
 
     def _take_batch(self) -> _Batch | None:
         """The batch to commit (its acks, events and devices, staged in the store); None while
@@ -490,7 +494,7 @@ class Gateway:
         events, self._events = self._events, []
         dirty, self._dirty_state = self._dirty_state, set()
         availability, self._dirty_availability = self._dirty_availability, set()
-        outcomes, self._outcomes = self._outcomes, {}
+        counts = self._tally.take()
         self._batch_started = None
         if self._flush_timer is not None:
             self._flush_timer.cancel()
@@ -503,7 +507,7 @@ class Gateway:
                 self.store.stage_device(device, twin.decode())
                 if device.decommissioned_at is None:  # its retained topics were cleared
                     twins.append((device, twin))
-        return _Batch(acks, events, dirty, availability, twins, outcomes)
+        return _Batch(acks, events, dirty, availability, twins, counts)
 
     async def _commit_taken(self, batch: _Batch) -> str | None:
         """Commit ``batch``; then acknowledge its messages and publish its effects, or keep it
@@ -537,8 +541,7 @@ class Gateway:
             # keep the batch: nothing is acknowledged, everything is retried
             self._acks = acks + self._acks
             self._events = events + self._events
-            for outcome, count in batch.outcomes.items():
-                self._count(outcome, count)
+            self._tally.put_back(batch.counts)
             self._dirty_state |= dirty
             self._dirty_availability |= availability
             return None
@@ -557,11 +560,7 @@ class Gateway:
                 if samples is not None:
                     samples.append(done - received)
         self.bridge.ack_many(current, puback)
-        for outcome, count in batch.outcomes.items():
-            counter = self._m_outcomes.get(outcome)
-            if counter is None:
-                counter = self._m_outcomes[outcome] = self.metrics.uplinks.labels(outcome)
-            counter.inc(count)
+        self._tally.settle(batch.counts)
         if self._parked:
             task = asyncio.ensure_future(self._unpark())
             self._timer_tasks.add(task)
@@ -588,7 +587,7 @@ class Gateway:
         self.store.discard()
         self._events.clear()
         self._acks.clear()
-        self._outcomes.clear()
+        self._tally.clear()
         self._dirty_state.clear()
         self._dirty_availability.clear()
         stored = {d.dev_eui: d for d in await self.store.load_devices()}
@@ -598,6 +597,8 @@ class Gateway:
         commands = self.commands.refresh(await self.store.active_commands())
         for device in stored.values():
             self.adopt_device(device, commands.get(device.dev_eui, []))
+        self.core.recount()  # devices the dropped batch auto-registered are gone again
+        self.update_device_gauge()
         self.bridge.reconnect()
 
     async def _claim_for(self, event: cs.Event) -> None:
@@ -997,12 +998,14 @@ class Gateway:
         if fx.outcome is not None:
             self._count(fx.outcome)
         if fx.rejected is not None:
-            self.metrics.unknown_rejected.labels(fx.rejected).inc()
+            self._tally.inc(self.metrics.unknown_rejected.labels(fx.rejected))
 
-    def _count(self, outcome: str, count: int = 1) -> None:
+    def _count(self, outcome: str) -> None:
         """Count a message's outcome with its batch (citypack_uplinks_total, at commit)."""
-        outcomes = self._outcomes
-        outcomes[outcome] = outcomes.get(outcome, 0) + count
+        counter = self._m_outcomes.get(outcome)
+        if counter is None:
+            counter = self._m_outcomes[outcome] = self.metrics.uplinks.labels(outcome)
+        self._tally.inc(counter)
 
     def _plan(self, planned: PlannedCommand) -> None:
         target = self.devices.get(planned.dev_eui)
@@ -1033,7 +1036,7 @@ class Gateway:
     def _emit_record(self, record: EventRecord) -> None:
         self.store.stage_event(record)
         self._events.append(record)
-        self.metrics.derived_events.labels(record.type).inc()
+        self._tally.inc(self.metrics.derived_events.labels(record.type))
         self._dirty_state.add(record.dev_eui)
 
     def _command_changed(self, command: CommandRecord | None) -> None:
@@ -1119,25 +1122,35 @@ class Gateway:
         store (the API calls this)."""
         if self.fleet is None:
             return self.submit_command(dev_eui, message, fields, confirmed=confirmed, source=source)
-        async with self._flush_lock:
-            await self.claim(dev_eui.lower())
-            try:
-                return self.submit_command(
-                    dev_eui, message, fields, confirmed=confirmed, source=source
-                )
-            finally:
-                await self._flush_locked()  # committed (and the device released) at once
+        return await self._committed_on(
+            dev_eui,
+            lambda: self.submit_command(
+                dev_eui, message, fields, confirmed=confirmed, source=source
+            ),
+        )
 
     async def upsert_device_async(self, dev_eui: str, values: dict[str, Any]) -> Device:
         """:meth:`upsert_device` with the device claimed first when instances share the store."""
         if self.fleet is None:
             return self.upsert_device(dev_eui, values)
-        async with self._flush_lock:
-            await self.claim(dev_eui.lower())
-            try:
-                return self.upsert_device(dev_eui, values)
-            finally:
-                await self._flush_locked()
+        return await self._committed_on(dev_eui, lambda: self.upsert_device(dev_eui, values))
+
+    async def _committed_on(self, dev_eui: str, change: Callable[[], _T]) -> _T:
+        """Several instances: ``change()`` made with ``dev_eui`` claimed, committed (and the
+        device released) at once, before the API answers. A batch the store refuses is dropped
+        whole (:meth:`_abandon_batch`: another instance held one of its other devices), and
+        this change with it: it is made again on the copies read back, so no answer stands for
+        a change that was dropped. :class:`StoreConflict` (503) after ``API_ATTEMPTS``."""
+        for _ in range(API_ATTEMPTS):
+            async with self._flush_lock:
+                await self.claim(dev_eui.lower())
+                try:
+                    result = change()
+                finally:
+                    committed = await self._flush_locked()
+            if committed:
+                return result
+        raise StoreConflict(f"the store refused this change {API_ATTEMPTS} times; try again")
 
     async def catch_up(self) -> None:
         """Several instances: read the devices another instance changed that this one's copies
@@ -1268,7 +1281,7 @@ class Gateway:
         await self.bridge.publish_downlink(cs.command_topic(application_id, dev_eui), payload)
 
     async def _dispatch_os2iot(
-        self, command: CommandRecord, commit: Callable[[], Awaitable[None]]
+        self, command: CommandRecord, commit: Callable[[], Awaitable[object]]
     ) -> None:
         """As for MQTT: handed over (and committed) before OS2iot is called. OS2iot enqueues in
         ChirpStack before it answers 201, and its 500 means nothing was enqueued, so a refusal

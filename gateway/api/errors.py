@@ -1,7 +1,8 @@
 """The API's one error shape: ``{"error": <code>, "message": <text>}`` with an HTTP status.
 
 Routers raise :class:`ApiError`; :func:`install_handlers` turns it, request validation errors,
-Starlette's HTTP errors and anything unexpected into that shape.
+Starlette's HTTP errors, a store that cannot take a change now (503, ``store_unavailable``,
+``Retry-After``) and anything unexpected into that shape.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gateway.errors import StoreConflict, StoreError
 from gateway.logs import get_logger
 
 __all__ = ["ApiError", "error_response", "install_handlers"]
@@ -44,6 +46,18 @@ def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return error_response(exc.status_code, "http_error", str(exc.detail))
+
+    @app.exception_handler(StoreError)
+    async def _store(request: Request, exc: StoreError) -> JSONResponse:
+        # the database is away, or refused the change again and again (gateway/service.py
+        # _committed_on): nothing was answered as done, the client may send it again
+        gateway = getattr(request.app.state, "gateway", None)
+        log = gateway.log if gateway is not None else get_logger()
+        log.warning("api: store unavailable", extra={"path": request.url.path, "error": str(exc)})
+        message = str(exc) if isinstance(exc, StoreConflict) else "the store is unavailable"
+        response = error_response(503, "store_unavailable", f"{message}; try again")
+        response.headers["Retry-After"] = "1"
+        return response
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:
