@@ -12,7 +12,7 @@ from gateway import chirpstack as cs
 from gateway.commands import CONFIG_MESSAGES
 from gateway.config import Config
 from gateway.fleet.effects import NO_READS, Effects, Known, Reads
-from gateway.fleet.table import RULES, STATE_MESSAGES, VERSION_MESSAGES, RuleInput
+from gateway.fleet.table import ORDERED_RULES, RULES, STATE_MESSAGES, VERSION_MESSAGES, RuleInput
 from gateway.fuota_campaign import decode_uplink as decode_fuota_uplink
 from gateway.rules import Outcome, PlannedCommand
 from gateway.rules import availability as availability_rules
@@ -208,7 +208,8 @@ class FleetCore:
         # Late: a frame of this session older than one already applied. ChirpStack publishes a
         # device's uplinks in fCnt order, but instances sharing the stream (or a reconnect's
         # backlog) can apply them out of it: the older frame goes into the history, and the
-        # state (reported fields, rules, config version, radio figures) stays the newer one's.
+        # state (reported fields, rule state, config version, radio figures) stays the newer
+        # one's (_message).
         late = device.last_dev_addr == event.dev_addr and (device.last_f_cnt or -1) > event.f_cnt
         if not late:
             change.attrs["last_f_cnt"] = event.f_cnt
@@ -262,9 +263,9 @@ class FleetCore:
         # Rules reason in ChirpStack's time of reception, not ours: a backlog delivered after a
         # restart arrives within a second but was measured hours apart (issue 15.2)
         at = event.time_s
-        if not (late and decoded.message in STATE_MESSAGES):  # an alarm or a result still counts
-            self._message(fx, device, decoded.message, decoded.fields, now if at is None else at)
-        fx.message = decoded.message
+        message, fields = decoded.message, decoded.fields
+        self._message(fx, device, message, fields, now if at is None else at, late=late)
+        fx.message = message
         fx.outcome = "processed"
 
     def _counter_reset(
@@ -301,9 +302,28 @@ class FleetCore:
         )
 
     def _message(
-        self, fx: Effects, device: Device, message: str, fields: dict[str, Any], at: float
+        self,
+        fx: Effects,
+        device: Device,
+        message: str,
+        fields: dict[str, Any],
+        at: float,
+        *,
+        late: bool = False,
     ) -> None:
-        """A decoded uplink: reported state, kind, the message's rule, the config version."""
+        """A decoded uplink: reported state, kind, the message's rule, the config version.
+
+        A ``late`` frame (older than one applied) changes none of the state: what it records
+        (a presence and its boosts, an alarm, a command's result) still counts; a rule that
+        weighs a reading against the one before (:data:`ORDERED_RULES`) does not run."""
+        if late:
+            rule = None if message in ORDERED_RULES else RULES.get(message)
+            if rule is not None:
+                rin = RuleInput(self.config, at, fx.now, self.devices.get)
+                self._outcome(fx, device, rule(device, fields, rin))
+            if message == "command_result":
+                fx.command_result = fields
+            return
         change = fx.change(device)
         if message in STATE_MESSAGES:
             change.reported.update(fields)

@@ -13,7 +13,7 @@ from gateway.rules import bins as bin_rules
 from gateway.rules import lamps as lamp_rules
 from gateway.store.base import Device
 
-__all__ = ["RULES", "STATE_MESSAGES", "VERSION_MESSAGES", "Rule", "RuleInput"]
+__all__ = ["ORDERED_RULES", "RULES", "STATE_MESSAGES", "VERSION_MESSAGES", "Rule", "RuleInput"]
 
 # uplink messages whose fields are merged into the twin's reported state
 STATE_MESSAGES = frozenset(
@@ -21,6 +21,9 @@ STATE_MESSAGES = frozenset(
 )
 # messages whose config_version is the node's reported config version
 VERSION_MESSAGES = frozenset({"bin_status", "lamp_status", "device_info", "command_result"})
+# rules that weigh a reading against the one before (the fill history, fault transitions): a
+# late frame, older than one already applied, does not run them (gateway/fleet/core.py)
+ORDERED_RULES = frozenset({"bin_status", "lamp_status"})
 
 
 @dataclass(slots=True)  # not frozen: one per uplink, and a frozen init costs twice as much

@@ -133,18 +133,16 @@ async def test_two_instances_share_the_stream_and_the_fleet(
         for running in (a, b):
             doc = (await running.http.get(f"/api/v1/devices/{BINS[0]}")).json()
             assert doc["reported"]["fill_percent"] == 15
-        # one presence uplink applied: one lamp_presence event and one boost per neighbour,
-        # fleet-wide. A lamp's older frame applied after a newer one (the two instances raced)
-        # is history only (gateway/fleet/core.py "late"); its newest frame is never late.
+        # one presence uplink: one lamp_presence event and one boost per neighbour, fleet-wide
+        # (a late one too: what a lamp saw counts in any order, gateway/fleet/core.py)
         presences = await store.events(type="lamp_presence", dev_eui=None, since=None, limit=100)
-        per_lamp = Counter(e.dev_eui for e in presences)
-        assert set(per_lamp) == set(LAMPS) and max(per_lamp.values()) <= 3
+        assert len(presences) == 3 * len(LAMPS)
         boosts = [
             e
             for e in await store.events(type="command_queued", dev_eui=None, since=None, limit=500)
             if e.data["message"] == "lamp_override"
         ]
-        assert len(boosts) == len(presences) * (len(LAMPS) - 1)
+        assert len(boosts) == 3 * len(LAMPS) * (len(LAMPS) - 1)
 
         # each live stream hears every presence: from its own instance as it publishes it, from
         # the other through the change feed, so each is heard twice in all, once on each side
@@ -158,7 +156,7 @@ async def test_two_instances_share_the_stream_and_the_fleet(
 
         await wait_for(lambda: len(heard_presences()) == 2 * len(presences), "live streams")
         counts = Counter(heard_presences())
-        assert counts == Counter({f"{side}:{d}": n for side in (0, 1) for d, n in per_lamp.items()})
+        assert counts == Counter({f"{side}:{d}": 3 for side in (0, 1) for d in LAMPS})
         # a command submitted on one instance goes to ChirpStack once, from the dispatcher
         down = f"application/{app}/device/{BINS[1]}/command/down"
         async with mqtt_client(mosquitto_broker, down) as (client, got):

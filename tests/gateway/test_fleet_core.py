@@ -205,6 +205,30 @@ def test_a_late_frame_changes_no_state_and_raises_nothing() -> None:
     assert shell.devices[BIN].derived["fill_percent"] == 5
 
 
+def test_a_late_presence_still_lights_ahead_and_a_late_status_raises_no_fault() -> None:
+    """What a lamp saw counts in any order (its presence event and the boosts it plans); the
+    reported fields stay the newest frame's, and a lamp_status older than one applied starts
+    no fault transition."""
+    shell = Shell()
+    lamps = ["a84041000181d0c1", "a84041000181d0c2"]
+    for lamp in lamps:
+        shell.register(lamp, kind="lamp", neighbours=[d for d in lamps if d != lamp])
+
+    def lamp_up(message: str, f_cnt: int, **fields: Any) -> dict[str, Any]:
+        f_port, data = codec.encode(message, fields)
+        return ev.up(APP, lamps[0], f_cnt=f_cnt, f_port=f_port, data=data)
+
+    shell.send(lamp_up("lamp_presence", 5, road_users=2, dim_level=100), lamps[0])
+    fx = shell.send(lamp_up("lamp_presence", 4, road_users=7, dim_level=100), lamps[0])
+    assert [e.type for e in fx.events] == ["lamp_presence"]
+    assert [c.dev_eui for c in fx.commands] == [lamps[1]]
+    assert shell.devices[lamps[0]].reported["road_users"] == 2
+    status = {"dim_level": 100, "active_power_w": 0, "mode": "schedule"}
+    fx = shell.send(lamp_up("lamp_status", 3, **status), lamps[0])  # no power: a failure, late
+    assert fx.events == [] and "lamp_failure" not in shell.devices[lamps[0]].derived
+    assert sorted(r.f_cnt for r in shell.rows) == [3, 4, 5]
+
+
 def test_a_counter_reset_is_a_dead_letter_and_an_event_not_a_duplicate() -> None:
     shell = Shell()
     shell.register(BIN, kind="bin")
