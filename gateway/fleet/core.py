@@ -316,27 +316,20 @@ class FleetCore:
         A ``late`` frame (older than one applied) changes none of the state: what it records
         (a presence and its boosts, an alarm, a command's result) still counts; a rule that
         weighs a reading against the one before (:data:`ORDERED_RULES`) does not run."""
-        if late:
-            rule = None if message in ORDERED_RULES else RULES.get(message)
-            if rule is not None:
-                rin = RuleInput(self.config, at, fx.now, self.devices.get)
-                self._outcome(fx, device, rule(device, fields, rin))
-            if message == "command_result":
-                fx.command_result = fields
-            return
-        change = fx.change(device)
-        if message in STATE_MESSAGES:
-            change.reported.update(fields)
-        change.reported["last_message"] = message
         kind = device.kind
-        if message == "device_info":
-            if self.fuota and isinstance(fields.get("firmware_version"), str):
-                fx.firmware = fields["firmware_version"]
-            reported_kind = fields.get("kind")
-            if kind == "unknown" and reported_kind in ("bin", "lamp"):
-                kind = change.attrs["kind"] = str(reported_kind)
-                fx.gauge = True
-        rule = RULES.get(message)
+        if not late:
+            change = fx.change(device)
+            if message in STATE_MESSAGES:
+                change.reported.update(fields)
+            change.reported["last_message"] = message
+            if message == "device_info":
+                if self.fuota and isinstance(fields.get("firmware_version"), str):
+                    fx.firmware = fields["firmware_version"]
+                reported_kind = fields.get("kind")
+                if kind == "unknown" and reported_kind in ("bin", "lamp"):
+                    kind = change.attrs["kind"] = str(reported_kind)
+                    fx.gauge = True
+        rule = None if late and message in ORDERED_RULES else RULES.get(message)
         if rule is not None:
             rin = RuleInput(self.config, at, fx.now, self.devices.get)
             self._outcome(fx, device, rule(device, fields, rin))
@@ -346,7 +339,7 @@ class FleetCore:
             fx.command_result = fields
             return
         version = fields.get("config_version")
-        if isinstance(version, int) and message in VERSION_MESSAGES:
+        if not late and isinstance(version, int) and message in VERSION_MESSAGES:
             self._version(fx, device, kind, version)
 
     def result_answered(
