@@ -1150,7 +1150,7 @@ class Gateway:
                     committed = await self._flush_locked()
             if committed:
                 return result
-        raise StoreConflict(f"the store refused this change {API_ATTEMPTS} times; try again")
+        raise StoreConflict(f"the store refused this change {API_ATTEMPTS} times")
 
     async def catch_up(self) -> None:
         """Several instances: read the devices another instance changed that this one's copies

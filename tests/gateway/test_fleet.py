@@ -593,7 +593,10 @@ async def test_an_api_change_in_a_refused_batch_is_made_again(
             json={"message": "reboot", "fields": {}, "confirmed": False},
         )
         assert answer.status_code == 503, answer.text
-        assert answer.json()["error"] == "store_unavailable"
+        assert answer.json() == {
+            "error": "store_unavailable",
+            "message": f"the store refused this change {API_ATTEMPTS} times; try again",
+        }
         assert answer.headers["retry-after"] == "1"
         assert len(refused) == API_ATTEMPTS
         assert [c.id for c in await b.gateway.store.active_commands()] == [command_id]
