@@ -264,6 +264,8 @@ class Gateway:
         self._lane = asyncio.Lock()
         self._lane_idle = asyncio.Event()  # clear while a commit taken by flush() is in flight
         self._lane_idle.set()
+        # a batch flush() took that the store refused, until it is dropped (_abandon_refused)
+        self._refused: tuple[str, int] | None = None
         self._flush_spawned = False
         self._opened = False
         # run() is opening the store behind a listening API: it answers only its probes then
@@ -446,11 +448,13 @@ class Gateway:
             self._lane_idle.clear()
             try:
                 refused = await self._commit_taken(taken)
+                if refused is not None:
+                    self._refused = (refused, len(taken.acks))
             finally:
                 self._lane_idle.set()
             if refused is not None:
                 async with self._flush_lock:
-                    await self._abandon_batch(refused, len(taken.acks))
+                    await self._abandon_refused()
         due = self._flush_due()  # for what came in while this one committed
         if due and self.store_ok:
             self._spawn_flush()
@@ -466,12 +470,14 @@ class Gateway:
         task.add_done_callback(self._timer_tasks.discard)
 
     async def _flush_locked(self) -> bool:
-        """:meth:`flush` with the flush lock held; False when the store refused the batch
-        (dropped: :meth:`_abandon_batch`). Off the loop, a commit in flight (taken earlier,
-        awaited without the flush lock) ends first: one commit at a time, acks in receive
-        order. It never waits for the flush lock before it ends (a refused one is abandoned
-        after), so waiting for it here cannot deadlock."""
+        """:meth:`flush` with the flush lock held; False when the store refused the batch,
+        this one or one :meth:`flush` took (dropped: :meth:`_abandon_batch`). Off the loop, a
+        commit in flight (taken earlier, awaited without the flush lock) ends first: one commit
+        at a time, acks in receive order. It never waits for the flush lock before it ends (a
+        refused one is dropped after), so waiting for it here cannot deadlock."""
         await self._lane_idle.wait()
+        if await self._abandon_refused():
+            return False
         taken = self._take_batch()
         if taken is not None:
             refused = await self._commit_taken(taken)
@@ -574,6 +580,20 @@ class Gateway:
         for event in events:
             self.publisher.event(event)
         return None
+
+    async def _abandon_refused(self) -> bool:
+        """Drop the batch :meth:`flush` took and the store refused, if that is not done yet;
+        with the flush lock held. The store put the refused writes back with what was staged
+        since (gateway/store/postgres.py ``commit``), so whoever takes the flush lock first
+        after the refusal drops them: a flush that ran between would commit the refused
+        batch's rows without its acknowledgements, events and counts (its messages then come
+        back as duplicates and their events are never published). True when it dropped one:
+        what the caller staged since went with it."""
+        refused, self._refused = self._refused, None
+        if refused is None:
+            return False
+        await self._abandon_batch(*refused)
+        return True
 
     async def _abandon_batch(self, reason: str, messages: int) -> None:
         """The store refused the batch (another instance changed one of its devices, seen by

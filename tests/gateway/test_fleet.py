@@ -606,6 +606,56 @@ async def test_an_api_change_in_a_refused_batch_is_made_again(
         await b.stop()
 
 
+async def test_no_commit_between_a_refusal_and_its_drop(
+    mosquitto_broker: Broker, tmp_path: Path, postgres_url: str
+) -> None:
+    """The store puts a refused batch's writes back with what was staged since; the flush that
+    took it waits for the flush lock to drop them. An API change holding the lock then and
+    waiting for that commit to end must not commit the refused writes with its own (they
+    would be stored without their batch's acknowledgements and events): it drops them and
+    makes its change again. Constructed: the refusal waits until the change waits."""
+    from gateway.errors import StoreConflict
+
+    a, b, _, _ = await _pair(mosquitto_broker, tmp_path, postgres_url)
+    gw = a.gateway
+    store: Any = gw.store
+    real = type(store)._claim_at_commit.__get__(store)
+    entered, release = asyncio.Event(), asyncio.Event()
+    refused: list[str] = []
+
+    async def refuse(cur: Any, touched: Any, claimed: Any) -> None:
+        batch = store._writing
+        if not refused and batch is not None and BINS[3] in batch.devices:
+            refused.append(BINS[3])
+            entered.set()
+            await release.wait()
+            raise StoreConflict("refused by the test")
+        await real(cur, touched, claimed)
+
+    try:
+        for dev in BINS[3:5]:
+            assert (await a.http.put(f"/api/v1/devices/{dev}", json={"kind": "bin"})).is_success
+        store._claim_at_commit = refuse
+        gw.upsert_device(BINS[3], {"name": "refused"})
+        flushing = asyncio.ensure_future(gw.flush())
+        await asyncio.wait_for(entered.wait(), 10)
+        changing = asyncio.ensure_future(
+            gw._committed_on(BINS[4], lambda: gw.upsert_device(BINS[4], {"name": "kept"}))
+        )
+        # made, so it now waits for the refused commit to end (no await in between)
+        await wait_for(lambda: gw.devices[BINS[4]].name == "kept", "the change made", 10)
+        release.set()
+        await asyncio.wait_for(asyncio.gather(flushing, changing), 10)
+        first, _ = await b.gateway.store.load_device(BINS[3])
+        second, _ = await b.gateway.store.load_device(BINS[4])
+        assert first is not None and first.name != "refused"
+        assert second is not None and second.name == "kept"
+        assert gw.devices[BINS[3]].name != "refused"  # read back after the drop
+    finally:
+        await a.stop()
+        await b.stop()
+
+
 async def test_a_refused_batch_leaves_no_auto_registration_behind(
     mosquitto_broker: Broker, tmp_path: Path, postgres_url: str
 ) -> None:
