@@ -37,33 +37,32 @@ async def cancel_command(
     *,
     queue: ChirpStackQueue | None = None,
     by: str = "api",
-) -> None:
-    """Cancel ``command`` (staged; the caller flushes) or raise :class:`NotCancellable`.
+) -> CommandRecord:
+    """Cancel ``command`` and commit it (:meth:`Gateway.change_committed`: with several
+    instances its device is claimed first and the command read as the store has it), or raise
+    :class:`NotCancellable`. Returns the cancelled command.
 
     Once published, only ``queue`` (ChirpStack's gRPC API, ``[chirpstack] api``) can take it
-    back, and only while ChirpStack has not started sending it."""
-    if command.state != "queued":
-        raise NotCancellable(
-            f"command {command.id} is already {command.state}",
-            command_id=command.id,
-            state=command.state,
-        )
-    if gateway.commands.cancel(command, f"cancelled by {by}"):
-        gateway.command_changed(command)
-        return
+    back, and only while ChirpStack has not started sending it. That call is made outside the
+    commit (it waits on ChirpStack); only the local change is made again when the store
+    refuses its batch."""
+    dev_eui, command_id = command.dev_eui, command.id
+    cancelled = await _cancel_committed(gateway, command, f"cancelled by {by}")
+    if cancelled is not None:
+        return cancelled
     if queue is None:
         raise NotCancellable(
-            f"command {command.id} is already in ChirpStack's queue; ChirpStack's MQTT "
+            f"command {command_id} is already in ChirpStack's queue; ChirpStack's MQTT "
             "integration cannot take it back (it will be sent, or expire at its expiresAt); "
             "with [chirpstack] api set the gateway removes it through ChirpStack's gRPC API",
-            command_id=command.id,
-            state=command.state,
+            command_id=command_id,
+            state="queued",
         )
     try:
-        outcome = await queue.remove(command.dev_eui, command.id)
+        outcome = await queue.remove(dev_eui, command_id)
     except QueueError as exc:
         raise NotCancellable(
-            f"command {command.id}: {exc.message}", command_id=command.id, state=command.state
+            f"command {command_id}: {exc.message}", command_id=command_id, state="queued"
         ) from exc
     if outcome != "removed":
         why = {
@@ -71,12 +70,56 @@ async def cancel_command(
             "pending": "ChirpStack is sending it",
             "shared": "ChirpStack's queue for this device holds other items too (not flushed)",
         }[outcome]
+        raise NotCancellable(f"command {command_id}: {why}", command_id=command_id, state="queued")
+    reason = f"cancelled by {by}; removed from ChirpStack's queue"
+    cancelled = await _cancel_committed(gateway, command, reason, taken_back=True)
+    if cancelled is None:  # not reached: taken_back cancels any queued command
         raise NotCancellable(
-            f"command {command.id}: {why}", command_id=command.id, state=command.state
+            f"command {command_id} could not be cancelled", command_id=command_id, state="queued"
         )
-    gateway.commands.cancel(command, f"cancelled by {by}; removed from ChirpStack's queue",
-                            taken_back=True)  # fmt: skip
+    return cancelled
+
+
+async def _cancel_committed(
+    gateway: Gateway, command: CommandRecord, reason: str, *, taken_back: bool = False
+) -> CommandRecord | None:
+    """:func:`_cancel_here`, committed: the cancelled record, or None (ChirpStack holds it)."""
+    try:
+        return await gateway.change_committed(
+            command.dev_eui,
+            lambda: _cancel_here(gateway, command, reason, taken_back=taken_back),
+        )
+    except _Finished:
+        stored = await gateway.store.get_command(command.id)
+        state = stored.state if stored is not None else "finished"
+        raise NotCancellable(
+            f"command {command.id} is already {state}", command_id=command.id, state=state
+        ) from None
+
+
+class _Finished(Exception):
+    """The command finished after the API read it (see :func:`_cancel_here`)."""
+
+
+def _cancel_here(
+    gateway: Gateway, asked: CommandRecord, reason: str, *, taken_back: bool = False
+) -> CommandRecord | None:
+    """Cancel the command as this instance has it now (read again when its device was claimed,
+    or after a refused batch): the record, or None when it was handed to ChirpStack and only
+    ``taken_back`` cancels it. :class:`NotCancellable` when it is no longer ``queued``."""
+    command = gateway.commands.active.get(asked.id) or asked
+    if command.state != "queued":
+        raise NotCancellable(
+            f"command {asked.id} is already {command.state}",
+            command_id=asked.id,
+            state=command.state,
+        )
+    if command.id not in gateway.commands.active:
+        raise _Finished  # since the API read it (another instance): the store says how
+    if not gateway.commands.cancel(command, reason, taken_back=taken_back):
+        return None
     gateway.command_changed(command)
+    return command
 
 
 def decommission(gateway: Gateway, device: Device) -> list[CommandRecord]:

@@ -1155,6 +1155,18 @@ class Gateway:
             return self.upsert_device(dev_eui, values)
         return await self._committed_on(dev_eui, lambda: self.upsert_device(dev_eui, values))
 
+    async def change_committed(self, dev_eui: str, change: Callable[[], _T]) -> _T:
+        """``change()`` (which stages changes to ``dev_eui`` and its commands) made and
+        committed before the API answers: with several instances through :meth:`_committed_on`
+        (claimed first, made again when the store refuses its batch); one instance: made, then
+        flushed. ``change`` reads the device and its commands from this instance's maps, as a
+        claim or a refused batch may have read them again."""
+        if self.fleet is None:
+            result = change()
+            await self.flush()
+            return result
+        return await self._committed_on(dev_eui, change)
+
     async def _committed_on(self, dev_eui: str, change: Callable[[], _T]) -> _T:
         """Several instances: ``change()`` made with ``dev_eui`` claimed, committed (and the
         device released) at once, before the API answers. A batch the store refuses is dropped

@@ -94,11 +94,12 @@ async def cancel_command(
     if command is None:
         raise ApiError(404, "not_found", f"no command {command_id}")
     try:
-        await lifecycle.cancel_command(gateway, command, queue=chirpstack_queue(request))
+        cancelled = await lifecycle.cancel_command(
+            gateway, command, queue=chirpstack_queue(request)
+        )
     except NotCancellable as exc:
         raise ApiError(409, "not_cancellable", exc.message) from exc
-    await gateway.flush()
-    return command.to_json()
+    return cancelled.to_json()
 
 
 @router.get("/commands/{command_id}")

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from gateway import lifecycle
 from gateway.api.deps import EUI, V1_DEPENDENCIES, DevEui, GatewayDep, device_or_404
+from gateway.store.base import CommandRecord, Device
 
 __all__ = ["BATCH_MAX", "DeviceIn", "router"]
 
@@ -152,9 +153,13 @@ async def put_device(gateway: GatewayDep, dev_eui: DevEui, body: DeviceIn) -> di
 async def delete_device(gateway: GatewayDep, dev_eui: DevEui) -> dict[str, Any]:
     """Decommission (gateway/lifecycle.py): history kept, commands cancelled where they still
     can be, no alarms or availability checks, retained MQTT topics cleared. Idempotent."""
-    device = device_or_404(gateway, dev_eui)
-    cancelled = lifecycle.decommission(gateway, device)
-    await gateway.flush()
+    device_or_404(gateway, dev_eui)
+
+    def decommission() -> tuple[Device, list[CommandRecord]]:
+        device = device_or_404(gateway, dev_eui)  # as a claim or a refused batch read it
+        return device, lifecycle.decommission(gateway, device)
+
+    device, cancelled = await gateway.change_committed(dev_eui.lower(), decommission)
     gateway.publisher.clear(device)
     return {**device.to_json(), "cancelled_commands": [c.id for c in cancelled]}
 

@@ -606,6 +606,96 @@ async def test_an_api_change_in_a_refused_batch_is_made_again(
         await b.stop()
 
 
+async def _one_held_one_waiting(a: Running, b: Running, dev_eui: str) -> tuple[str, str]:
+    """A bin with two commands: the first handed to ChirpStack (it holds it, no txack), the
+    second waiting behind it in the gateway, so it can still be cancelled without ChirpStack."""
+    assert (await a.http.put(f"/api/v1/devices/{dev_eui}", json={"kind": "bin"})).is_success
+    ids = []
+    for version in (2, 3):
+        answer = await a.http.post(
+            f"/api/v1/devices/{dev_eui}/commands",
+            json={"message": "bin_config", "fields": {"config_version": version}},
+        )
+        assert answer.status_code == 202, answer.text
+        ids.append(answer.json()["id"])
+
+        async def published(command_id: str = ids[0]) -> bool:
+            command = await b.gateway.store.get_command(command_id)
+            return command is not None and command.published_at is not None
+
+        await wait_for(published, "the first command handed to ChirpStack", 30)
+    return ids[0], ids[1]
+
+
+async def test_a_cancel_in_a_refused_batch_is_made_again(
+    mosquitto_broker: Broker, tmp_path: Path, postgres_url: str
+) -> None:
+    """``POST /commands/{id}/cancel`` whose batch the store refuses: the cancel is made again
+    (gateway/lifecycle.py through ``Gateway.change_committed``) before the API answers 200, so
+    the store holds the command cancelled, and the other instance reads it so."""
+    a, b, _, _ = await _pair(mosquitto_broker, tmp_path, postgres_url)
+    refused: list[Any] = []
+    try:
+        held, waiting = await _one_held_one_waiting(a, b, BINS[1])
+        _refuse(
+            a,
+            refused,
+            lambda batch: any(
+                c.id == waiting and c.state == "cancelled" for c in batch.commands.values()
+            ),
+        )
+        answer = await a.http.post(f"/api/v1/commands/{waiting}/cancel")
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["state"] == "cancelled"
+        assert refused == [a.gateway.store]
+        stored = await b.gateway.store.get_command(waiting)
+        print("DEBUG1", stored.state, stored.error, a.gateway.commands.active.get(waiting))
+        await asyncio.sleep(1)
+        stored = await b.gateway.store.get_command(waiting)
+        print("DEBUG2", stored.state, stored.error, a.gateway.commands.active.get(waiting))
+        assert stored is not None and stored.state == "cancelled"
+        assert stored.error == "cancelled by api"
+        assert [c.id for c in await b.gateway.store.active_commands()] == [held]
+        again = await b.http.post(f"/api/v1/commands/{waiting}/cancel")
+        assert again.status_code == 409 and "already cancelled" in again.json()["message"]
+        assert a.gateway.metrics.downlinks.labels("cancelled")._value.get() == 1
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+async def test_a_decommission_in_a_refused_batch_is_made_again(
+    mosquitto_broker: Broker, tmp_path: Path, postgres_url: str
+) -> None:
+    """``DELETE /devices/{eui}`` whose batch the store refuses: the decommission is made again on
+    the device as read back, its waiting command cancelled, before the API answers 200."""
+    a, b, _, _ = await _pair(mosquitto_broker, tmp_path, postgres_url)
+    refused: list[Any] = []
+    try:
+        held, waiting = await _one_held_one_waiting(a, b, BINS[2])
+        _refuse(
+            a,
+            refused,
+            lambda batch: any(d.decommissioned_at is not None for d, _ in batch.devices.values()),
+        )
+        answer = await a.http.delete(f"/api/v1/devices/{BINS[2]}")
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["cancelled_commands"] == [waiting]
+        assert refused == [a.gateway.store]
+        device, active = await b.gateway.store.load_device(BINS[2])
+        assert device is not None and device.decommissioned_at is not None
+        assert [c.id for c in active] == [held]
+        stored = await b.gateway.store.get_command(waiting)
+        assert stored is not None and stored.state == "cancelled"
+        events = await b.http.get(
+            "/api/v1/events", params={"type": "device_decommissioned", "dev_eui": BINS[2]}
+        )
+        assert len(events.json()["events"]) == 1, events.text
+    finally:
+        await a.stop()
+        await b.stop()
+
+
 async def test_no_commit_between_a_refusal_and_its_drop(
     mosquitto_broker: Broker, tmp_path: Path, postgres_url: str
 ) -> None:
@@ -640,7 +730,7 @@ async def test_no_commit_between_a_refusal_and_its_drop(
         flushing = asyncio.ensure_future(gw.flush())
         await asyncio.wait_for(entered.wait(), 10)
         changing = asyncio.ensure_future(
-            gw._committed_on(BINS[4], lambda: gw.upsert_device(BINS[4], {"name": "kept"}))
+            gw.change_committed(BINS[4], lambda: gw.upsert_device(BINS[4], {"name": "kept"}))
         )
         # made, so it now waits for the refused commit to end (no await in between)
         await wait_for(lambda: gw.devices[BINS[4]].name == "kept", "the change made", 10)
