@@ -389,8 +389,8 @@ def ingest_router(gateway: Gateway) -> APIRouter:
             reason = "" if is_up else "not a ChirpStack up event"
         except InvalidEvent as exc:
             reason = str(exc)
-        await gateway.process(topic, raw)  # a body that is not an up event: a dead letter
-        await gateway.flush()
+        # committed before the answer (a body that is not an up event: a dead letter)
+        await gateway.process_committed(topic, raw)
         if not gateway.store_ok:
             return JSONResponse(
                 {"error": "not_committed", "message": "the store cannot commit now"},

@@ -266,6 +266,7 @@ class Gateway:
         self._lane_idle.set()
         # a batch flush() took that the store refused, until it is dropped (_abandon_refused)
         self._refused: tuple[str, int] | None = None
+        self.refused_batches = 0  # batches the store refused and this instance dropped
         self._flush_spawned = False
         self._opened = False
         # run() is opening the store behind a listening API: it answers only its probes then
@@ -604,6 +605,7 @@ class Gateway:
             "batch refused by the store; redelivering",
             extra={"error": reason, "messages": messages},
         )
+        self.refused_batches += 1
         self.store.discard()
         self._events.clear()
         self._acks.clear()
@@ -899,6 +901,20 @@ class Gateway:
                 return False
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
+
+    async def process_committed(self, topic: str, raw: bytes) -> None:
+        """Process one event that came outside MQTT (OS2iot's HTTP push, gateway/os2iot.py) and
+        commit it before the caller answers. Nothing sends it again: when the store refused a
+        batch meanwhile (several instances; it may have held this event) it is processed
+        again, and the dedup key in the store keeps it once. :class:`StoreConflict` (503)
+        after ``API_ATTEMPTS``. A store that cannot commit leaves ``store_ok`` False."""
+        for _ in range(API_ATTEMPTS):
+            refused = self.refused_batches
+            await self.process(topic, raw)
+            await self.flush()
+            if self.refused_batches == refused:
+                return
+        raise StoreConflict(f"the store refused this event {API_ATTEMPTS} times")
 
     async def process(self, topic: str, raw: bytes, *, retained: bool = False) -> None:
         """Process one MQTT message (staged; :meth:`flush` commits)."""

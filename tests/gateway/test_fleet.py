@@ -746,6 +746,60 @@ async def test_no_commit_between_a_refusal_and_its_drop(
         await b.stop()
 
 
+async def test_a_pushed_uplink_in_a_refused_batch_is_stored_before_the_answer(
+    mosquitto_broker: Broker, tmp_path: Path, postgres_url: str
+) -> None:
+    """OS2iot's HTTP push (gateway/os2iot.py) has no broker to send an uplink again: when the
+    store refuses the batch holding it, the gateway processes it again before it answers 200
+    (stored once); refused every time, 503 ``store_unavailable`` and the data target's retry
+    stores it once."""
+    from gateway.service import API_ATTEMPTS
+
+    secret = tmp_path / "push.auth"
+    secret.write_text("Bearer push-test\n")
+    secret.chmod(0o600)
+    os2iot = {
+        "url": "http://127.0.0.1:9/api/v1",  # never called: no downlinks through OS2iot
+        "ingest": "http_push",
+        "push_authorization_file": str(secret),
+        "downlinks": False,
+    }
+    (a,), app, _ = await _instances(mosquitto_broker, tmp_path, postgres_url, ("a",), os2iot=os2iot)
+    refused: list[Any] = []
+    push = {"authorization": "Bearer push-test"}
+
+    def uplink(f_cnt: int) -> bytes:
+        _, data = codec.encode(
+            "bin_status", {"fill_percent": 10 + f_cnt, "temperature_c": 9, "battery_percent": 80}
+        )
+        return ev.dumps(ev.up(app, BINS[5], f_cnt=f_cnt, f_port=10, data=data))
+
+    async def stored() -> list[int]:
+        rows = (await a.http.get(f"/api/v1/devices/{BINS[5]}/uplinks")).json()["uplinks"]
+        return sorted(int(r["f_cnt"]) for r in rows)
+
+    try:
+        assert (await a.http.put(f"/api/v1/devices/{BINS[5]}", json={"kind": "bin"})).is_success
+        _refuse(a, refused, lambda batch: bool(batch.uplinks))
+        answer = await a.http.post("/api/v1/ingest/os2iot", content=uplink(1), headers=push)
+        assert answer.status_code == 200, answer.text
+        assert refused == [a.gateway.store]
+        assert await stored() == [1]
+
+        refused.clear()
+        _refuse(a, refused, lambda batch: bool(batch.uplinks), times=API_ATTEMPTS)
+        answer = await a.http.post("/api/v1/ingest/os2iot", content=uplink(2), headers=push)
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["error"] == "store_unavailable"
+        assert len(refused) == API_ATTEMPTS and await stored() == [1]
+        again = await a.http.post("/api/v1/ingest/os2iot", content=uplink(2), headers=push)
+        assert again.status_code == 200, again.text
+        assert await stored() == [1, 2]
+        assert a.counter("processed") == 2
+    finally:
+        await a.stop()
+
+
 async def test_a_refused_batch_leaves_no_auto_registration_behind(
     mosquitto_broker: Broker, tmp_path: Path, postgres_url: str
 ) -> None:
