@@ -186,7 +186,7 @@ class MulticastManager:
         logger: logging.Logger | None = None,
         client: ChirpStackGroups | Os2iotGroups | None = None,
         store: Store | None = None,
-        commit: Callable[[], Awaitable[None]] | None = None,
+        commit: Callable[[Callable[[], None]], Awaitable[None]] | None = None,
     ) -> None:
         self.config = config
         self.application_id = config.application_id or application_id
@@ -203,8 +203,8 @@ class MulticastManager:
         self.commands: dict[str, GroupCommand] = {}
         self._by_member: dict[tuple[str, int], GroupCommand] = {}
         self._lock = asyncio.Lock()
-        # the store keeps every group command (gateway/store/groups.py); ``commit`` makes one
-        # durable before it is enqueued
+        # the store keeps every group command (gateway/store/groups.py); ``commit(stage)``
+        # stages one and makes it durable before it is enqueued
         self.store = store
         self._commit = commit
 
@@ -373,9 +373,7 @@ class MulticastManager:
             # come back before that answer does (OS2iot's enqueue is two HTTP calls); in the
             # store first, so that another instance receiving a result finds it
             self._remember(command)
-            self._stage(command, members=True)
-            if self._commit is not None:
-                await self._commit()
+            await self._save(command, members=True)
             try:
                 f_cnt = await self.client.enqueue(
                     group_id, f_port, data, datetime.fromtimestamp(expires_at, UTC)
@@ -385,14 +383,10 @@ class MulticastManager:
                 for member in command.members.values():
                     if member.state == _WAITING:
                         member.state, member.error = "failed", f"not enqueued: {exc}"[:200]
-                self._stage(command, members=True)
-                if self._commit is not None:
-                    await self._commit()
+                await self._save(command, members=True)
                 raise
             command.f_cnt = f_cnt
-            self._stage(command, members=False)
-            if self._commit is not None:
-                await self._commit()
+            await self._save(command, members=False)
             for device in members:  # the unicast allocator starts past this id
                 device.next_command_id = (command_id + 1) % 256
                 self._stage_device(device)
@@ -401,6 +395,15 @@ class MulticastManager:
             extra={"group": group, "message": message, "members": len(euis), "f_cnt": f_cnt},
         )
         return command
+
+    async def _save(self, command: GroupCommand, *, members: bool) -> None:
+        """Stage ``command`` and, with ``commit``, make it durable now: ``commit`` stages it
+        again when the store refused the batch holding it (gateway/service.py
+        ``flush_staged``: several instances)."""
+        if self._commit is None:
+            self._stage(command, members=members)
+        else:
+            await self._commit(lambda: self._stage(command, members=members))
 
     def _remember(self, command: GroupCommand) -> None:
         self.commands[command.id] = command

@@ -232,7 +232,7 @@ class Gateway:
                 # an OS2iot city: its multicasts, through its API (gateway/os2iot_groups.py)
                 client=Os2iotGroups(self.os2iot.client) if self.os2iot is not None else None,
                 store=self.store,
-                commit=self.flush,
+                commit=self.flush_staged,
             )
         self.fuota: CampaignEngine | None = None  # issue 18: FUOTA campaigns
         if config.fuota.enabled and self.multicast is not None:
@@ -902,19 +902,34 @@ class Gateway:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
 
+    async def flush_staged(self, stage: Callable[[], None]) -> None:
+        """``stage()`` (which stages writes that change no device) committed before this
+        returns. The multicast manager's group commands go through here
+        (gateway/multicast.py)."""
+
+        async def make() -> None:
+            stage()
+
+        await self._made_committed(make, "change")
+
     async def process_committed(self, topic: str, raw: bytes) -> None:
         """Process one event that came outside MQTT (OS2iot's HTTP push, gateway/os2iot.py) and
-        commit it before the caller answers. Nothing sends it again: when the store refused a
-        batch meanwhile (several instances; it may have held this event) it is processed
-        again, and the dedup key in the store keeps it once. :class:`StoreConflict` (503)
-        after ``API_ATTEMPTS``. A store that cannot commit leaves ``store_ok`` False."""
+        commit it before the caller answers: nothing sends it again. A store that cannot
+        commit leaves ``store_ok`` False."""
+        await self._made_committed(lambda: self.process(topic, raw), "event")
+
+    async def _made_committed(self, make: Callable[[], Awaitable[None]], what: str) -> None:
+        """``make()`` then a flush, again when the store refused a batch meanwhile (several
+        instances; the batch may have held what ``make`` staged, and was dropped whole): the
+        dedup key keeps an event once, a staged row is written over. :class:`StoreConflict`
+        (503) after ``API_ATTEMPTS``."""
         for _ in range(API_ATTEMPTS):
             refused = self.refused_batches
-            await self.process(topic, raw)
+            await make()
             await self.flush()
             if self.refused_batches == refused:
                 return
-        raise StoreConflict(f"the store refused this event {API_ATTEMPTS} times")
+        raise StoreConflict(f"the store refused this {what} {API_ATTEMPTS} times")
 
     async def process(self, topic: str, raw: bytes, *, retained: bool = False) -> None:
         """Process one MQTT message (staged; :meth:`flush` commits)."""

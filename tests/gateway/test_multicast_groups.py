@@ -3,7 +3,7 @@ follows the registry group, refused members fail, silent members expire, keys st
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -202,6 +202,10 @@ async def test_a_new_process_matches_results_from_the_store(rig: Rig, tmp_path: 
     store = SqliteStore(f"sqlite:///{tmp_path / 'groups.db'}")
     await store.open()
 
+    async def commit(stage: Callable[[], None]) -> None:
+        stage()
+        await store.commit()
+
     def manager(client: ChirpStackGroups) -> MulticastManager:
         return MulticastManager(
             config=MulticastConfig(enabled=True, key_file=str(tmp_path / "key")),
@@ -213,7 +217,7 @@ async def test_a_new_process_matches_results_from_the_store(rig: Rig, tmp_path: 
             clock=rig.clock,
             client=client,
             store=store,
-            commit=store.commit,
+            commit=commit,
         )
 
     target = rig.manager.client.target
