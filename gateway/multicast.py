@@ -505,6 +505,18 @@ class MulticastManager:
                 if member.state == _WAITING:
                     self._by_member.setdefault((eui, command.command_id), command)
 
+    async def reload(self) -> None:
+        """The active group commands as the store has them (after a batch the store refused,
+        gateway/service.py ``_abandon_batch``): a member's result applied in the dropped batch
+        waits for its result again, which the broker sends again with the batch."""
+        if self.store is None:
+            return
+        self.commands.clear()
+        self._by_member.clear()
+        found = await self.store.group_commands(active_at=self.clock(), limit=_KEEP)
+        for head, rows in reversed(found):  # oldest first, as _remember keeps them
+            self._remember(self._from_rows(head, rows))
+
     async def read(self, command_id: str) -> GroupCommand | None:
         """A group command as the store has it (any instance's results), else from memory."""
         if self.store is None:

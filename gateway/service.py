@@ -620,6 +620,8 @@ class Gateway:
         for device in stored.values():
             self.adopt_device(device, commands.get(device.dev_eui, []))
         self.core.recount()  # devices the dropped batch auto-registered are gone again
+        if self.multicast is not None:
+            await self.multicast.reload()  # member results the dropped batch applied
         self.update_device_gauge()
         self.bridge.reconnect()
 

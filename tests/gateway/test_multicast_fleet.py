@@ -12,7 +12,9 @@ import pytest
 
 from gateway.errors import StoreConflict
 from gateway.service import Gateway
+from protocol import codec
 from protocol.lorawan.keys import AESKey
+from tests.gateway import events as ev
 from tests.gateway.test_fuota_fleet import APP, EUIS, TOKEN, _config
 from tools.netsim.config import NetsimConfig
 from tools.netsim.devices import Device as NetsimDevice
@@ -20,6 +22,22 @@ from tools.netsim.grpcapi import start_grpc
 from tools.netsim.server import NetworkServer
 
 pytestmark = [pytest.mark.postgres]
+
+
+def _refuse_groups(gw: Gateway, refused: list[str], when: Any) -> None:
+    """The store refuses its first commit whose group writes ``when`` picks, inside the real
+    commit's transaction (the check for devices held by another instance)."""
+    store: Any = gw.store
+    real = type(store)._claim_at_commit.__get__(store)
+
+    async def refuse(cur: Any, touched: Any, claimed: Any) -> None:
+        batch = store._writing
+        if not refused and batch is not None and when(batch.groups):
+            refused.append("groups")
+            raise StoreConflict("refused by the test")
+        await real(cur, touched, claimed)
+
+    store._claim_at_commit = refuse
 
 
 async def test_a_group_command_in_a_refused_batch_is_stored(
@@ -42,20 +60,8 @@ async def test_a_group_command_in_a_refused_batch_is_stored(
                 gw.upsert_device(eui, {"kind": "lamp", "group": "oak"})
             await gw.flush()
             assert gw.multicast is not None
-            # the store refuses the first commit holding the group command, inside the real
-            # commit's transaction (the check for devices held by another instance)
-            store: Any = gw.store
-            real = type(store)._claim_at_commit.__get__(store)
             refused: list[str] = []
-
-            async def refuse(cur: Any, touched: Any, claimed: Any) -> None:
-                batch = store._writing
-                if not refused and batch is not None and batch.groups.size():
-                    refused.append("groups")
-                    raise StoreConflict("refused by the test")
-                await real(cur, touched, claimed)
-
-            store._claim_at_commit = refuse
+            _refuse_groups(gw, refused, lambda groups: groups.size())
             enqueued: list[str] = []
             real_enqueue = ns.enqueue_multicast
 
@@ -70,6 +76,52 @@ async def test_a_group_command_in_a_refused_batch_is_stored(
             assert read is not None, "the group command was dropped with the refused batch"
             assert read.f_cnt == command.f_cnt and sorted(read.members) == sorted(EUIS)
             assert len(enqueued) == 1  # handed to ChirpStack once
+        finally:
+            await gw.close()
+            await server.stop(grace=None)
+
+
+async def test_a_member_result_in_a_refused_batch_is_recorded_when_it_comes_back(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """A lamp's ``command_result`` for a group command, in a batch the store refuses: the
+    manager read the command back from the store, so the result the broker sends again is
+    matched and recorded (it was held as applied in memory, and the store kept it queued)."""
+    (tmp_path / "cs").write_text("cs-token\n")
+    (tmp_path / "mc").write_text("000102030405060708090a0b0c0d0e0f\n")
+    (tmp_path / "pub").write_text("00" * 32 + "\n")
+    ns = NetworkServer(
+        [NetsimDevice(e, "70b3d57ed00000ff", AESKey(bytes(range(16))), "C", f"l{i}") for i, e in
+         enumerate(EUIS)],
+        NetsimConfig(application_id=APP),
+    )  # fmt: skip
+    async with ns:
+        server, port = await start_grpc(ns, "127.0.0.1", 0, "cs-token")
+        gw = Gateway(_config(tmp_path, "a", postgres_url, port), api_token=TOKEN)
+        try:
+            await gw.open()
+            for eui in EUIS:
+                gw.upsert_device(eui, {"kind": "lamp", "group": "oak"})
+            await gw.flush()
+            assert gw.multicast is not None
+            command = await gw.multicast.submit("oak", "lamp_override", {"dim_level": 10})
+            f_port, data = codec.encode(
+                "command_result",
+                {"command_id": command.command_id, "outcome": "applied", "config_version": 0},
+            )
+            up = ev.up(APP, EUIS[0], f_cnt=1, f_port=f_port, data=data)
+            topic, raw = ev.topic(APP, EUIS[0], "up"), ev.dumps(up)
+            refused: list[str] = []
+            _refuse_groups(gw, refused, lambda groups: groups.members)
+            await gw.process(topic, raw)
+            await gw.flush()
+            assert refused == ["groups"] and gw.refused_batches == 1
+            await gw.process(topic, raw)  # the broker sends the dropped batch's message again
+            await gw.flush()
+            read = await gw.multicast.read(command.id)
+            assert read is not None
+            assert read.members[EUIS[0]].state == "applied"
+            assert read.members[EUIS[1]].state == "queued"
         finally:
             await gw.close()
             await server.stop(grace=None)
