@@ -62,6 +62,19 @@ def _config(tmp: Path, name: str, url: str, grpc: int) -> Any:
     )
 
 
+def network_server(tmp: Path, public_key: str) -> NetworkServer:
+    """The ChirpStack emulator with the class C lamps ``EUIS``, and the secrets ``_config``
+    names written into ``tmp``."""
+    (tmp / "cs").write_text("cs-token\n")
+    (tmp / "mc").write_text("000102030405060708090a0b0c0d0e0f\n")
+    (tmp / "pub").write_text(public_key + "\n")
+    return NetworkServer(
+        [NetsimDevice(e, "70b3d57ed00000ff", AESKey(bytes(range(16))), "C", f"l{i}") for i, e in
+         enumerate(EUIS)],
+        NetsimConfig(application_id=APP),
+    )  # fmt: skip
+
+
 async def _until(check: Callable[[], bool | Awaitable[bool]], what: str, within: float) -> None:
     try:
         async with asyncio.timeout(within):
@@ -78,17 +91,10 @@ async def test_answers_and_api_calls_through_an_instance_that_does_not_lead(
     tmp_path: Path, postgres_url: str
 ) -> None:
     key = Ed25519PrivateKey.generate()
-    (tmp_path / "cs").write_text("cs-token\n")
-    (tmp_path / "mc").write_text("000102030405060708090a0b0c0d0e0f\n")
-    (tmp_path / "pub").write_text(public_key_hex(key) + "\n")
+    ns = network_server(tmp_path, public_key_hex(key))
     bundle = fbundle.build(
         "0.2.0", "0.1.0", [fbundle.Module("apps/x.mpy", b"M\x06" + bytes(400))], [], key.sign
     )
-    ns = NetworkServer(
-        [NetsimDevice(e, "70b3d57ed00000ff", AESKey(bytes(range(16))), "C", f"l{i}") for i, e in
-         enumerate(EUIS)],
-        NetsimConfig(application_id=APP),
-    )  # fmt: skip
     async with ns:
         server, port = await start_grpc(ns, "127.0.0.1", 0, "cs-token")
         a = Gateway(_config(tmp_path, "a", postgres_url, port), api_token=TOKEN)
