@@ -14,7 +14,7 @@ from gateway.config import Config
 from gateway.fleet.effects import NO_READS, Effects, Known, Reads
 from gateway.fleet.table import ORDERED_RULES, RULES, STATE_MESSAGES, VERSION_MESSAGES, RuleInput
 from gateway.fuota_campaign import decode_uplink as decode_fuota_uplink
-from gateway.rules import Outcome, PlannedCommand
+from gateway.rules import Outcome, PlannedCommand, fill_history
 from gateway.rules import availability as availability_rules
 from gateway.rules import lamps as lamp_rules
 from gateway.store.base import Device, UplinkRecord
@@ -211,6 +211,8 @@ class FleetCore:
         # state (reported fields, rule state, config version, radio figures) stays the newer
         # one's (_message).
         late = device.last_dev_addr == event.dev_addr and (device.last_f_cnt or -1) > event.f_cnt
+        if not late and device.last_dev_addr not in ("", event.dev_addr):
+            late = _before_newest_reading(device, event.time_s)
         if not late:
             change.attrs["last_f_cnt"] = event.f_cnt
             change.attrs["last_dev_addr"] = event.dev_addr
@@ -441,3 +443,17 @@ class FleetCore:
                 self._outcome(fx, device, outcome)
                 fx.gauge = True
         return fx
+
+
+def _before_newest_reading(device: Device, at: float | None) -> bool:
+    """Whether a frame of another session than the last applied one (another devAddr: its
+    fCnt says nothing) was received by ChirpStack before the newest reading the rules hold: a
+    bin's fill history keeps ChirpStack's time of each ``bin_status`` (gateway/rules/bins.py).
+    A node that rejoined between two frames, the older one held in a killed instance's broker
+    session until it returns, would otherwise have a reading sent before an emptying applied
+    after it, and the emptied bin full again. A device with no such history (a lamp) has its
+    other session's frames applied as they come."""
+    if at is None:
+        return False
+    samples = fill_history.points(device.derived.get("_samples"))
+    return bool(samples) and round(at) < samples[-1][0]

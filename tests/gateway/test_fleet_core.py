@@ -205,6 +205,36 @@ def test_a_late_frame_changes_no_state_and_raises_nothing() -> None:
     assert shell.devices[BIN].derived["fill_percent"] == 5
 
 
+def test_a_late_frame_of_the_session_before_a_rejoin_changes_no_state() -> None:
+    """A bin rejoined (new devAddr, fCnt from 0) after an emptying; a fuller reading of its
+    earlier session comes after (held in a killed instance's broker session): ChirpStack
+    received it before the newest reading in the bin's history, so it is history only, and
+    the session stays the new one. One of the earlier session received after that reading
+    is applied (a node's frames of an old session, replayed late, are the newest it sent)."""
+    shell = Shell()
+    shell.register(BIN, kind="bin")
+
+    def at(up: dict[str, Any], time: str, dev_addr: str) -> dict[str, Any]:
+        return {**up, "time": f"2026-03-02T{time}+00:00", "devAddr": dev_addr}
+
+    shell.send(at(bin_up(10, fill=70), "10:00:00", "01f3a2c4"), BIN)
+    shell.send(at(bin_up(12, fill=3, pickup_count=1), "12:00:00", "01f3a2c4"), BIN)
+    shell.send({**ev.join(APP, BIN), "devAddr": "0209b7e1"}, BIN, "join")
+    fx = shell.send(at(bin_up(11, fill=95), "11:00:00", "01f3a2c4"), BIN)  # before the emptying
+    assert fx.outcome == "processed" and fx.events == []
+    device = shell.devices[BIN]
+    assert device.derived["fill_percent"] == 3 and device.derived["full"] is False
+    assert device.last_dev_addr == "0209b7e1" and device.last_f_cnt is None
+    assert sorted(r.f_cnt for r in shell.rows) == [10, 11, 12]
+    fx = shell.send(at(bin_up(1, fill=5), "13:00:00", "0209b7e1"), BIN)  # the new session
+    assert device.derived["fill_percent"] == 5 and device.last_f_cnt == 1
+    shell.send(at(bin_up(13, fill=9), "12:30:00", "01f3a2c4"), BIN)  # older than 13:00: late
+    assert device.derived["fill_percent"] == 5 and device.last_dev_addr == "0209b7e1"
+    shell.send(at(bin_up(14, fill=96), "14:00:00", "01f3a2c4"), BIN)  # newest: applied
+    assert device.derived["fill_percent"] == 96 and device.last_dev_addr == "01f3a2c4"
+    assert [e for e in shell.types(BIN) if e == "bin_full"] == ["bin_full"]
+
+
 def test_a_late_presence_still_lights_ahead_and_a_late_status_raises_no_fault() -> None:
     """What a lamp saw counts in any order (its presence event and the boosts it plans); the
     reported fields stay the newest frame's, and a lamp_status older than one applied starts
