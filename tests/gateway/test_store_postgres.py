@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 
 import psycopg
@@ -205,6 +206,33 @@ async def test_batch_survives_a_lost_connection_when_nobody_else_wrote(postgres_
         await a.commit()
     finally:
         await a.close()
+
+
+async def test_a_pool_connection_closed_while_idle_is_not_handed_out(postgres_url: str) -> None:
+    """Every idle pool connection's backend terminated (as a PostgreSQL restart ends them): the
+    next read gets a working connection, not an error (gateway/store/postgres.py
+    ``_check_idle``). The backends are gone before the read, so each socket has the server's
+    goodbye to read."""
+    store = PostgresStore(postgres_url)
+    await store.open()
+    try:
+        dev = Device(dev_eui="00000000000000b5", kind="bin")
+        store.stage_device(dev)
+        await store.commit()
+        database = psycopg.conninfo.conninfo_to_dict(postgres_url)["dbname"]
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            others = "datname = %s AND pid <> pg_backend_pid()"
+            admin.execute(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE {others}",
+                          (database,))  # fmt: skip
+            deadline = time.monotonic() + 10
+            while admin.execute(f"SELECT count(*) FROM pg_stat_activity WHERE {others}",
+                                (database,)).fetchone() != (0,):  # fmt: skip
+                assert time.monotonic() < deadline, "the backends did not end"
+                await asyncio.sleep(0.02)
+        for _ in range(3):  # more reads than the pool had idle connections
+            assert [d.dev_eui for d in await store.load_devices()] == [dev.dev_eui]
+    finally:
+        await store.close()
 
 
 def _command(dev_eui: str, command_id: str, state: str) -> CommandRecord:
