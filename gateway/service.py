@@ -1358,7 +1358,9 @@ class Gateway:
         handed_before = command.published_at is not None
         self.commands.mark_published(command)
         await commit()
-        if not self.store_ok:
+        # not committed, or the store refused the batch and the command was read again (as
+        # stored: not handed over), as for MQTT (_dispatch_device)
+        if not self.store_ok or command.published_at is None:
             self.commands.unmark_published(command)
             self._kicked.add(command.dev_eui)
             return

@@ -191,8 +191,10 @@ async def street(
     lamps: int = LAMPS,
     api_token: str = "bench-token",
     os2iot_key: str | None = None,
+    store_url: str | None = None,
 ) -> AsyncIterator[Street]:
-    """Emulator + gateway + lamps, joined and heard once; the group's members registered.
+    """Emulator + gateway + lamps, joined and heard once; the group's members registered. The
+    gateway's store is a SQLite file in ``directory`` unless ``store_url`` names one.
 
     With ``os2iot_key`` the street is an OS2iot city's (docs/os2iot.md): the OS2iot emulator
     (:mod:`tools.os2iot`) sits in front of the ChirpStack emulator, the lamps are created through
@@ -225,8 +227,9 @@ async def street(
             )
             results = emulator.state.create_many([_os2iot_item(d) for d in devices])
             assert all("data" in r for r in results), results
+        store = store_url or f"sqlite:///{directory / f'gw-{app}.db'}"
         async with _street(
-            directory, broker_url, app, devices, netsim, emulator, api_token, capture_path
+            directory, broker_url, app, devices, netsim, emulator, api_token, capture_path, store
         ) as rig:
             yield rig
 
@@ -256,11 +259,12 @@ async def _street(
     emulator: Os2iotEmulator | None,
     api_token: str,
     capture_path: Path,
+    store_url: str,
 ) -> AsyncIterator[Street]:
     assert netsim.grpc_address is not None
     sections: dict[str, Any] = {
         "mqtt": {"url": broker_url, "client_id": f"gw-{app[:8]}", "application_id": app},
-        "store": {"url": f"sqlite:///{directory / f'gw-{app}.db'}"},
+        "store": {"url": store_url},
         "api": {"enabled": True, "listen": "127.0.0.1:0"},
         "publish": {"base_topic": f"cp{app[:8]}"},
         "chirpstack": {
