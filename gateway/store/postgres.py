@@ -842,6 +842,9 @@ async def _check_idle(conn: AsyncConnection[Any]) -> None:
     instance's CPU under load (py-spy, two instances, issue 16), and PostgreSQL's for each."""
     if conn.closed:
         raise psycopg.OperationalError("the connection is closed")
-    readable, _, _ = select.select([conn.fileno()], [], [], 0)
-    if readable:
+    # poll, not select: with thousands of API connections (the service raises its file limit,
+    # tools/commands/gateway.py) a pool connection's descriptor can be past select's 1024
+    waiting = select.poll()
+    waiting.register(conn.fileno(), select.POLLIN)
+    if waiting.poll(0):
         await AsyncConnectionPool.check_connection(conn)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import resource
 import time
 from pathlib import Path
 
@@ -233,6 +235,29 @@ async def test_a_pool_connection_closed_while_idle_is_not_handed_out(postgres_ur
             assert [d.dev_eui for d in await store.load_devices()] == [dev.dev_eui]
     finally:
         await store.close()
+
+
+async def test_a_pool_connection_past_descriptor_1024_is_handed_out(postgres_url: str) -> None:
+    """The service raises its file limit for thousands of API connections, so the pool's
+    connections can get descriptors past 1024, where ``select()`` refuses them: the check
+    before a hand-out (``_check_idle``) must still pass them. Constructed: 1,100 descriptors
+    are taken before the store opens."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        pytest.skip(f"the file limit ({soft}) keeps every descriptor below 1024")
+    read_end, write_end = os.pipe()
+    taken = [os.dup(read_end) for _ in range(1100)]
+    store = PostgresStore(postgres_url)
+    try:
+        await store.open()
+        dev = Device(dev_eui="00000000000000b6", kind="bin")
+        store.stage_device(dev)
+        await store.commit()
+        assert [d.dev_eui for d in await store.load_devices()] == [dev.dev_eui]
+    finally:
+        await store.close()
+        for fd in (*taken, read_end, write_end):
+            os.close(fd)
 
 
 def _command(dev_eui: str, command_id: str, state: str) -> CommandRecord:
