@@ -5,10 +5,12 @@ the change feed, leadership of once-per-fleet jobs, notifications, start-up erro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import resource
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import psycopg
@@ -183,13 +185,22 @@ async def test_stale_write_is_refused_whole(postgres_url: str) -> None:
         await b.close()
 
 
-async def test_batch_survives_a_lost_connection_when_nobody_else_wrote(postgres_url: str) -> None:
-    a = PostgresStore(postgres_url)
-    await a.open()
+@contextlib.asynccontextmanager
+async def _with_one_bin(url: str, dev_eui: str) -> AsyncIterator[tuple[PostgresStore, Device]]:
+    """An open store that has committed one bin; closed on the way out."""
+    store = PostgresStore(url)
+    await store.open()
     try:
-        dev = Device(dev_eui="00000000000000b4", kind="bin")
-        a.stage_device(dev)
-        await a.commit()
+        dev = Device(dev_eui=dev_eui, kind="bin")
+        store.stage_device(dev)
+        await store.commit()
+        yield store, dev
+    finally:
+        await store.close()
+
+
+async def test_batch_survives_a_lost_connection_when_nobody_else_wrote(postgres_url: str) -> None:
+    async with _with_one_bin(postgres_url, "00000000000000b4") as (a, dev):
         assert not await a.claim_device(dev.dev_eui)
         assert a._tx is not None
         pid = a._tx.info.backend_pid
@@ -206,8 +217,6 @@ async def test_batch_survives_a_lost_connection_when_nobody_else_wrote(postgres_
         loaded, _ = await a.load_device(dev.dev_eui)
         assert loaded is not None and loaded.reported == {"fill_percent": 70}
         await a.commit()
-    finally:
-        await a.close()
 
 
 async def test_a_pool_connection_closed_while_idle_is_not_handed_out(postgres_url: str) -> None:
@@ -215,12 +224,7 @@ async def test_a_pool_connection_closed_while_idle_is_not_handed_out(postgres_ur
     next read gets a working connection, not an error (gateway/store/postgres.py
     ``_check_idle``). The backends are gone before the read, so each socket has the server's
     goodbye to read."""
-    store = PostgresStore(postgres_url)
-    await store.open()
-    try:
-        dev = Device(dev_eui="00000000000000b5", kind="bin")
-        store.stage_device(dev)
-        await store.commit()
+    async with _with_one_bin(postgres_url, "00000000000000b5") as (store, dev):
         database = psycopg.conninfo.conninfo_to_dict(postgres_url)["dbname"]
         with psycopg.connect(postgres_url, autocommit=True) as admin:
             others = "datname = %s AND pid <> pg_backend_pid()"
@@ -233,8 +237,6 @@ async def test_a_pool_connection_closed_while_idle_is_not_handed_out(postgres_ur
                 await asyncio.sleep(0.02)
         for _ in range(3):  # more reads than the pool had idle connections
             assert [d.dev_eui for d in await store.load_devices()] == [dev.dev_eui]
-    finally:
-        await store.close()
 
 
 async def test_a_pool_connection_past_descriptor_1024_is_handed_out(postgres_url: str) -> None:
@@ -247,15 +249,10 @@ async def test_a_pool_connection_past_descriptor_1024_is_handed_out(postgres_url
         pytest.skip(f"the file limit ({soft}) keeps every descriptor below 1024")
     read_end, write_end = os.pipe()
     taken = [os.dup(read_end) for _ in range(1100)]
-    store = PostgresStore(postgres_url)
     try:
-        await store.open()
-        dev = Device(dev_eui="00000000000000b6", kind="bin")
-        store.stage_device(dev)
-        await store.commit()
-        assert [d.dev_eui for d in await store.load_devices()] == [dev.dev_eui]
+        async with _with_one_bin(postgres_url, "00000000000000b6") as (store, dev):
+            assert [d.dev_eui for d in await store.load_devices()] == [dev.dev_eui]
     finally:
-        await store.close()
         for fd in (*taken, read_end, write_end):
             os.close(fd)
 
