@@ -150,3 +150,34 @@ async def mqtt_client(
 
 def json_of(got: list[tuple[str, bytes]], topic: str) -> list[Any]:
     return [json.loads(p) for t, p in got if t == topic]
+
+
+def refuse_commits(
+    gateway: Gateway,
+    refused: list[Any],
+    when: Callable[[Any], Any],
+    *,
+    times: int = 1,
+    hold: Callable[[], Any] | None = None,
+) -> None:
+    """The gateway's PostgreSQL store refuses (StoreConflict) its next ``times`` commits whose
+    batch ``when`` picks, inside the real commit's transaction: at the check for devices held
+    by another instance (gateway/store/postgres.py ``_claim_at_commit``), as a device held
+    elsewhere would. Each refusal appends the store to ``refused`` (one list may serve several
+    stores). ``hold``, when given, is awaited just before a refusal, so a test can order
+    something between the commit and its refusal."""
+    from gateway.errors import StoreConflict
+
+    store: Any = gateway.store
+    real = type(store)._claim_at_commit.__get__(store)  # the store's own, not an earlier wrap
+
+    async def refuse(cur: Any, touched: Any, claimed: Any) -> None:
+        batch = store._writing
+        if refused.count(store) < times and batch is not None and when(batch):
+            refused.append(store)
+            if hold is not None:
+                await hold()
+            raise StoreConflict("refused by the test")
+        await real(cur, touched, claimed)
+
+    store._claim_at_commit = refuse

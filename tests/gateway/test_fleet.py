@@ -20,7 +20,15 @@ import pytest
 from gateway.store import Device, EventRecord
 from protocol import codec
 from tests.gateway import events as ev
-from tests.gateway.harness import Clock, Running, make_config, mqtt_client, start, wait_for
+from tests.gateway.harness import (
+    Clock,
+    Running,
+    make_config,
+    mqtt_client,
+    refuse_commits,
+    start,
+    wait_for,
+)
 from tests.helpers.procs import Broker
 
 pytestmark = [pytest.mark.broker, pytest.mark.postgres]
@@ -506,7 +514,7 @@ async def test_a_refused_batch_is_counted_once(
             assert (await a.http.put(f"/api/v1/devices/{dev}", json={"kind": "bin"})).is_success
         await wait_for(lambda: all(d in b.gateway.devices for d in BINS), "b knows the bins")
         for running in (a, b):
-            _refuse(running, refused, lambda batch: bool(batch.uplinks))
+            refuse_commits(running.gateway, refused, lambda batch: bool(batch.uplinks))
         stream = []
         for f_cnt in range(1, 6):
             for dev in BINS:
@@ -538,25 +546,6 @@ async def test_a_refused_batch_is_counted_once(
         await b.stop()
 
 
-def _refuse(running: Running, refused: list[Any], when: Any, times: int = 1) -> None:
-    """The store of ``running`` refuses (StoreConflict) its next ``times`` commits whose batch
-    ``when`` picks, inside the real commit's transaction (the check for devices held by another
-    instance, gateway/store/postgres.py), as a device held elsewhere would."""
-    from gateway.errors import StoreConflict
-
-    store: Any = running.gateway.store
-    real = type(store)._claim_at_commit.__get__(store)  # the store's own, not an earlier wrap
-
-    async def refuse(cur: Any, touched: Any, claimed: Any) -> None:
-        batch = store._writing
-        if refused.count(store) < times and batch is not None and when(batch):
-            refused.append(store)
-            raise StoreConflict("refused by the test")
-        await real(cur, touched, claimed)
-
-    store._claim_at_commit = refuse
-
-
 async def test_an_api_change_in_a_refused_batch_is_made_again(
     mosquitto_broker: Broker, tmp_path: Path, postgres_url: str
 ) -> None:
@@ -570,7 +559,7 @@ async def test_an_api_change_in_a_refused_batch_is_made_again(
     refused: list[Any] = []
     try:
         assert (await a.http.put(f"/api/v1/devices/{BINS[0]}", json={"kind": "bin"})).is_success
-        _refuse(a, refused, lambda batch: bool(batch.commands))
+        refuse_commits(a.gateway, refused, lambda batch: bool(batch.commands))
         answer = await a.http.post(
             f"/api/v1/devices/{BINS[0]}/commands",
             json={"message": "reboot", "fields": {}, "confirmed": False},
@@ -582,8 +571,8 @@ async def test_an_api_change_in_a_refused_batch_is_made_again(
         assert [c.id for c in stored] == [command_id]
 
         refused.clear()  # the dispatcher's commits of the first command are let through
-        _refuse(
-            a,
+        refuse_commits(
+            a.gateway,
             refused,
             lambda batch: any(c.id != command_id for c in batch.commands.values()),
             times=API_ATTEMPTS,
@@ -637,8 +626,8 @@ async def test_a_cancel_in_a_refused_batch_is_made_again(
     refused: list[Any] = []
     try:
         held, waiting = await _one_held_one_waiting(a, b, BINS[1])
-        _refuse(
-            a,
+        refuse_commits(
+            a.gateway,
             refused,
             lambda batch: any(
                 c.id == waiting and c.state == "cancelled" for c in batch.commands.values()
@@ -673,8 +662,8 @@ async def test_a_decommission_in_a_refused_batch_is_made_again(
     refused: list[Any] = []
     try:
         held, waiting = await _one_held_one_waiting(a, b, BINS[2])
-        _refuse(
-            a,
+        refuse_commits(
+            a.gateway,
             refused,
             lambda batch: any(d.decommissioned_at is not None for d, _ in batch.devices.values()),
         )
@@ -704,28 +693,19 @@ async def test_no_commit_between_a_refusal_and_its_drop(
     waiting for that commit to end must not commit the refused writes with its own (they
     would be stored without their batch's acknowledgements and events): it drops them and
     makes its change again. Constructed: the refusal waits until the change waits."""
-    from gateway.errors import StoreConflict
-
     a, b, _, _ = await _pair(mosquitto_broker, tmp_path, postgres_url)
     gw = a.gateway
-    store: Any = gw.store
-    real = type(store)._claim_at_commit.__get__(store)
     entered, release = asyncio.Event(), asyncio.Event()
-    refused: list[str] = []
+    refused: list[Any] = []
 
-    async def refuse(cur: Any, touched: Any, claimed: Any) -> None:
-        batch = store._writing
-        if not refused and batch is not None and BINS[3] in batch.devices:
-            refused.append(BINS[3])
-            entered.set()
-            await release.wait()
-            raise StoreConflict("refused by the test")
-        await real(cur, touched, claimed)
+    async def hold() -> None:
+        entered.set()
+        await release.wait()
 
     try:
         for dev in BINS[3:5]:
             assert (await a.http.put(f"/api/v1/devices/{dev}", json={"kind": "bin"})).is_success
-        store._claim_at_commit = refuse
+        refuse_commits(gw, refused, lambda batch: BINS[3] in batch.devices, hold=hold)
         gw.upsert_device(BINS[3], {"name": "refused"})
         flushing = asyncio.ensure_future(gw.flush())
         await asyncio.wait_for(entered.wait(), 10)
@@ -780,14 +760,14 @@ async def test_a_pushed_uplink_in_a_refused_batch_is_stored_before_the_answer(
 
     try:
         assert (await a.http.put(f"/api/v1/devices/{BINS[5]}", json={"kind": "bin"})).is_success
-        _refuse(a, refused, lambda batch: bool(batch.uplinks))
+        refuse_commits(a.gateway, refused, lambda batch: bool(batch.uplinks))
         answer = await a.http.post("/api/v1/ingest/os2iot", content=uplink(1), headers=push)
         assert answer.status_code == 200, answer.text
         assert refused == [a.gateway.store]
         assert await stored() == [1]
 
         refused.clear()
-        _refuse(a, refused, lambda batch: bool(batch.uplinks), times=API_ATTEMPTS)
+        refuse_commits(a.gateway, refused, lambda batch: bool(batch.uplinks), times=API_ATTEMPTS)
         answer = await a.http.post("/api/v1/ingest/os2iot", content=uplink(2), headers=push)
         assert answer.status_code == 503, answer.text
         assert answer.json()["error"] == "store_unavailable"
@@ -812,7 +792,7 @@ async def test_a_refused_batch_leaves_no_auto_registration_behind(
     refused: list[Any] = []
     unknown = ["b0b0000000000001", "b0b0000000000002"]
     try:
-        _refuse(a, refused, lambda batch: bool(batch.uplinks))
+        refuse_commits(a.gateway, refused, lambda batch: bool(batch.uplinks))
 
         async def stored() -> int:
             return int((await a.http.get("/api/v1/stats")).json()["uplinks_stored"])

@@ -26,11 +26,10 @@ from typing import Any
 import pytest
 
 from gateway.config import parse_config
-from gateway.errors import StoreConflict
 from gateway.service import Gateway
 from protocol import codec
 from tests.gateway import events as ev
-from tests.gateway.harness import wait_for
+from tests.gateway.harness import refuse_commits, wait_for
 from tests.gateway.test_fuota_fleet import APP, EUIS, TOKEN, network_server
 from tests.gateway.test_fuota_fleet import _config as _lamp_config
 from tests.helpers.procs import Broker
@@ -172,29 +171,13 @@ async def _lamps(tmp_path: Path, postgres_url: str) -> AsyncIterator[tuple[Gatew
             await server.stop(grace=None)
 
 
-def _refuse_groups(gw: Gateway, refused: list[str], when: Any) -> None:
-    """The store refuses its first commit whose group writes ``when`` picks, inside the real
-    commit's transaction (the check for devices held by another instance)."""
-    store: Any = gw.store
-    real = type(store)._claim_at_commit.__get__(store)
-
-    async def refuse(cur: Any, touched: Any, claimed: Any) -> None:
-        batch = store._writing
-        if not refused and batch is not None and when(batch.groups):
-            refused.append("groups")
-            raise StoreConflict("refused by the test")
-        await real(cur, touched, claimed)
-
-    store._claim_at_commit = refuse
-
-
 async def test_a_group_command_in_a_refused_batch_is_stored(
     tmp_path: Path, postgres_url: str
 ) -> None:
     async with _lamps(tmp_path, postgres_url) as (gw, ns):
         assert gw.multicast is not None
-        refused: list[str] = []
-        _refuse_groups(gw, refused, lambda groups: groups.size())
+        refused: list[Any] = []
+        refuse_commits(gw, refused, lambda batch: batch.groups.size())
         enqueued: list[str] = []
         real_enqueue = ns.enqueue_multicast
 
@@ -204,7 +187,7 @@ async def test_a_group_command_in_a_refused_batch_is_stored(
 
         ns.enqueue_multicast = enqueue  # type: ignore[method-assign]
         command = await gw.multicast.submit("oak", "lamp_override", {"dim_level": 10})
-        assert refused == ["groups"] and gw.refused_batches == 1
+        assert refused == [gw.store] and gw.refused_batches == 1
         read = await gw.multicast.read(command.id)
         assert read is not None, "the group command was dropped with the refused batch"
         assert read.f_cnt == command.f_cnt and sorted(read.members) == sorted(EUIS)
@@ -226,11 +209,11 @@ async def test_a_member_result_in_a_refused_batch_is_recorded_when_it_comes_back
         )
         up = ev.up(APP, EUIS[0], f_cnt=1, f_port=f_port, data=data)
         topic, raw = ev.topic(APP, EUIS[0], "up"), ev.dumps(up)
-        refused: list[str] = []
-        _refuse_groups(gw, refused, lambda groups: groups.members)
+        refused: list[Any] = []
+        refuse_commits(gw, refused, lambda batch: batch.groups.members)
         await gw.process(topic, raw)
         await gw.flush()
-        assert refused == ["groups"] and gw.refused_batches == 1
+        assert refused == [gw.store] and gw.refused_batches == 1
         await gw.process(topic, raw)  # the broker sends the dropped batch's message again
         await gw.flush()
         read = await gw.multicast.read(command.id)

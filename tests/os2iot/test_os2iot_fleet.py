@@ -13,9 +13,8 @@ from typing import Any
 
 import pytest
 
-from gateway.errors import StoreConflict
 from gateway.store.base import CommandRecord
-from tests.gateway.harness import wait_for
+from tests.gateway.harness import refuse_commits, wait_for
 from tests.helpers.procs import Broker
 from tools.bench.group_override import street
 
@@ -33,19 +32,13 @@ async def test_a_refused_hand_over_is_not_sent_through_os2iot(
         gw = rig.gateway
         assert gw.fleet is not None and gw.os2iot is not None
         lamp = rig.lamps[0].dev_eui
-        store: Any = gw.store
-        real_check = type(store)._claim_at_commit.__get__(store)
-        refused: list[str] = []
+        refused: list[Any] = []
 
-        async def refuse(cur: Any, touched: Any, claimed: Any) -> None:
-            batch = store._writing
-            handed = [c for c in (batch.commands.values() if batch else ()) if c.published_at]
-            if not refused and any(c.dev_eui == lamp and c.state == "queued" for c in handed):
-                refused.append(lamp)  # the first hand-over's commit
-                raise StoreConflict("refused by the test")
-            await real_check(cur, touched, claimed)
+        def hand_over(batch: Any) -> bool:  # the first hand-over's commit
+            handed = [c for c in batch.commands.values() if c.published_at]
+            return any(c.dev_eui == lamp and c.state == "queued" for c in handed)
 
-        store._claim_at_commit = refuse
+        refuse_commits(gw, refused, hand_over)
         # invariant 4 at every call: OS2iot gets only a command stored as handed over
         seen: list[tuple[str, bool]] = []
         real_dispatch = gw.os2iot.dispatch
@@ -60,7 +53,7 @@ async def test_a_refused_hand_over_is_not_sent_through_os2iot(
             lamp, "lamp_override", {"dim_level": 30, "duration_s": 60}
         )
         await wait_for(lambda: seen, "the command handed to OS2iot", 30)
-        assert refused == [lamp]
+        assert refused == [gw.store]
         assert seen == [(command.id, True)]
 
         async def stored_handed_over() -> bool:
