@@ -78,6 +78,13 @@ class StoreConflict(StoreError):
     caller drops the batch, reloads those devices and lets the broker redeliver."""
 
 
+class NotCommitted(StoreError):
+    """An API change was made, but the commit that held it failed (the store fell over between
+    the last good commit and this one): it stays staged and is committed when the store
+    commits again, unless the process stops first. Its message says so (503
+    ``store_unavailable``): the client checks before sending it again."""
+
+
 class DeviceBusy(StoreError):
     """Another instance holds the device right now (``pg_try_advisory_xact_lock`` refused); the
     caller commits its own batch and then waits for the device (``claim_device(wait=True)``)."""

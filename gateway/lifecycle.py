@@ -88,6 +88,8 @@ async def _cancel_committed(
         return await gateway.change_committed(
             command.dev_eui,
             lambda: _cancel_here(gateway, command, reason, taken_back=taken_back),
+            # taken back from ChirpStack's queue already: recorded even while the store fails
+            refuse_failing=not taken_back,
         )
     except _Finished:
         stored = await gateway.store.get_command(command.id)

@@ -50,6 +50,7 @@ from gateway.errors import (
     CommandRejected,
     ConfigError,
     PayloadTooLarge,
+    StoreError,
     UnknownGroup,
 )
 from gateway.os2iot_groups import Os2iotGroups
@@ -373,7 +374,12 @@ class MulticastManager:
             # come back before that answer does (OS2iot's enqueue is two HTTP calls); in the
             # store first, so that another instance receiving a result finds it
             self._remember(command)
-            await self._save(command, members=True)
+            try:
+                await self._save(command, members=True)
+            except StoreError:  # not kept: never enqueued, and no longer tracked (503)
+                self._forget(command)
+                self.commands.pop(command.id, None)
+                raise
             try:
                 f_cnt = await self.client.enqueue(
                     group_id, f_port, data, datetime.fromtimestamp(expires_at, UTC)

@@ -72,6 +72,7 @@ from gateway.errors import (
     CommandError,
     DeviceBusy,
     InvalidEvent,
+    NotCommitted,
     StoreConflict,
     StoreError,
     StoreGone,
@@ -912,7 +913,10 @@ class Gateway:
         async def make() -> None:
             stage()
 
+        await self._flush()  # a store that has just failed is known before anything is staged
+        self.refuse_while_failing()
         await self._made_committed(make, "change")
+        self.require_committed()
 
     async def process_committed(self, topic: str, raw: bytes) -> None:
         """Process one event that came outside MQTT (OS2iot's HTTP push, gateway/os2iot.py) and
@@ -1171,36 +1175,71 @@ class Gateway:
         confirmed: bool | None = None,
         source: str = "api",
     ) -> CommandRecord:
-        """:meth:`submit_command` with the device claimed first when instances share the
-        store (the API calls this)."""
-        if self.fleet is None:
-            return self.submit_command(dev_eui, message, fields, confirmed=confirmed, source=source)
-        return await self._committed_on(
+        """:meth:`submit_command` committed before the API answers (:meth:`change_committed`;
+        with several instances the device is claimed first)."""
+        return await self.change_committed(
             dev_eui,
             lambda: self.submit_command(
                 dev_eui, message, fields, confirmed=confirmed, source=source
             ),
         )
 
-    async def upsert_device_async(self, dev_eui: str, values: dict[str, Any]) -> Device:
-        """:meth:`upsert_device` with the device claimed first when instances share the store."""
-        if self.fleet is None:
+    async def upsert_device_async(
+        self, dev_eui: str, values: dict[str, Any], *, batched: bool = False
+    ) -> Device:
+        """:meth:`upsert_device` committed before the API answers (:meth:`change_committed`).
+        ``batched`` (a bulk import, one instance): only staged; the caller flushes once for all
+        of them and calls :meth:`require_committed`."""
+        if batched and self.fleet is None:
+            self.refuse_while_failing()
             return self.upsert_device(dev_eui, values)
-        return await self._committed_on(dev_eui, lambda: self.upsert_device(dev_eui, values))
+        return await self.change_committed(dev_eui, lambda: self.upsert_device(dev_eui, values))
 
-    async def change_committed(self, dev_eui: str, change: Callable[[], _T]) -> _T:
+    def refuse_while_failing(self) -> None:
+        """An API change is refused before it is made while the store cannot commit (the last
+        commit failed: a full disk, a database that is away): 503 ``store_unavailable``.
+        Made and staged, it would be committed later behind a 503, when the client may have
+        sent it again."""
+        if not self.store_ok:
+            raise StoreError("the store cannot commit now")
+
+    def require_committed(self, what: str = "change") -> None:
+        """After the flush that was to commit an API change: :class:`NotCommitted` when that
+        commit failed (the store fell over between the last good commit and this one). The
+        change stays staged and is committed when the store commits again."""
+        if not self.store_ok:
+            raise NotCommitted(
+                f"this {what} is not committed: the store failed as it was committed; it is "
+                "kept and committed when the store recovers, unless this gateway stops first. "
+                "Check whether it is there before sending it again"
+            )
+
+    async def change_committed(
+        self, dev_eui: str, change: Callable[[], _T], *, refuse_failing: bool = True
+    ) -> _T:
         """``change()`` (which stages changes to ``dev_eui`` and its commands) made and
         committed before the API answers: with several instances through :meth:`_committed_on`
         (claimed first, made again when the store refuses its batch); one instance: made, then
         flushed. ``change`` reads the device and its commands from this instance's maps, as a
-        claim or a refused batch may have read them again."""
+        claim or a refused batch may have read them again. While the store fails it is not
+        made (:meth:`refuse_while_failing`), unless ``refuse_failing`` is False: a change that
+        records what already happened elsewhere (a command ChirpStack's queue gave back) is
+        kept whatever the store does, and committed when it can be."""
         if self.fleet is None:
+            # what waits is committed first, so a store that has just failed is known before
+            # the change is made (refuse_while_failing), not after it is staged
+            await self._flush()
+            if refuse_failing:
+                self.refuse_while_failing()
             result = change()
             await self.flush()
+            self.require_committed()
             return result
-        return await self._committed_on(dev_eui, change)
+        return await self._committed_on(dev_eui, change, refuse_failing=refuse_failing)
 
-    async def _committed_on(self, dev_eui: str, change: Callable[[], _T]) -> _T:
+    async def _committed_on(
+        self, dev_eui: str, change: Callable[[], _T], *, refuse_failing: bool = True
+    ) -> _T:
         """Several instances: ``change()`` made with ``dev_eui`` claimed, committed (and the
         device released) at once, before the API answers. A batch the store refuses is dropped
         whole (:meth:`_abandon_batch`: another instance held one of its other devices), and
@@ -1210,10 +1249,13 @@ class Gateway:
             async with self._flush_lock:
                 await self.claim(dev_eui.lower())
                 try:
+                    if refuse_failing:
+                        self.refuse_while_failing()  # the flush below releases the claim
                     result = change()
                 finally:
                     committed = await self._flush_locked()
             if committed:
+                self.require_committed()
                 return result
         raise StoreConflict(f"the store refused this change {API_ATTEMPTS} times")
 

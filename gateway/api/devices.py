@@ -84,6 +84,8 @@ async def put_devices(gateway: GatewayDep, body: DeviceBatchIn) -> dict[str, Any
     ``{"dev_eui", "error"}]}`` in the order given; an entry that is already as given is not
     rewritten."""
     results: list[dict[str, Any]] = []
+    await gateway.flush()  # a store that has just failed is known before anything is staged
+    gateway.refuse_while_failing()
     for index, entry in enumerate(body.devices):
         entry = dict(entry)
         dev_eui = entry.pop("dev_eui", None)
@@ -103,9 +105,11 @@ async def put_devices(gateway: GatewayDep, body: DeviceBatchIn) -> dict[str, Any
             results.append({"dev_eui": dev_eui, "outcome": "unchanged"})
             continue
         values["decommissioned_at"] = None
-        await gateway.upsert_device_async(dev_eui, values)  # claimed first with several instances
+        # one instance: staged, committed once below; several: claimed and committed each
+        await gateway.upsert_device_async(dev_eui, values, batched=True)
         results.append({"dev_eui": dev_eui, "outcome": "created" if known is None else "updated"})
     await gateway.flush()
+    gateway.require_committed("import")
     return {"results": results}
 
 

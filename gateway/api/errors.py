@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gateway.errors import StoreConflict, StoreError
+from gateway.errors import NotCommitted, StoreConflict, StoreError
 from gateway.logs import get_logger
 
 __all__ = ["ApiError", "error_response", "install_handlers"]
@@ -49,13 +49,19 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StoreError)
     async def _store(request: Request, exc: StoreError) -> JSONResponse:
-        # the database is away, or refused the change again and again (gateway/service.py
-        # _committed_on): nothing was answered as done, the client may send it again
+        # the database is away or full, or refused the change again and again
+        # (gateway/service.py _committed_on): nothing was answered as done. The client may
+        # send it again, except after NotCommitted, whose message says what to check first
         gateway = getattr(request.app.state, "gateway", None)
         log = gateway.log if gateway is not None else get_logger()
         log.warning("api: store unavailable", extra={"path": request.url.path, "error": str(exc)})
-        message = str(exc) if isinstance(exc, StoreConflict) else "the store is unavailable"
-        response = error_response(503, "store_unavailable", f"{message}; try again")
+        if isinstance(exc, NotCommitted):
+            message = str(exc)
+        elif isinstance(exc, StoreConflict):
+            message = f"{exc}; try again"
+        else:
+            message = "the store is unavailable; try again"
+        response = error_response(503, "store_unavailable", message)
         response.headers["Retry-After"] = "1"
         return response
 

@@ -4,8 +4,7 @@ EXCLUSIVE`` while uplinks keep coming. The gateway reports unready (``/readyz`` 
 window bounds what it holds), says in its log that commits fail, and once the lock is released
 recovers: ready again, every uplink stored exactly once.
 
-Disk full is not simulated: the gateway's own connection would need ``max_page_count`` set, and a
-tiny filesystem needs a mount (root); the error path is the same ``sqlite3.Error`` on commit.
+A full disk is tests/faults/test_store_full.py.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import tracemalloc
 import urllib.request
@@ -86,6 +87,10 @@ class GatewayProcess:
     process: subprocess.Popen[bytes] | None = None
     # RLIMIT_NOFILE for the child, soft and hard (as a service started without LimitNOFILE)
     max_open_files: int | None = None
+    # log through a pipe this process copies to ``log_path`` (as journald takes a service's
+    # output), so a limit on the child's file sizes leaves its log whole (test_store_full.py)
+    log_pipe: bool = False
+    _copier: threading.Thread | None = None
 
     def _limits(self) -> None:
         import resource
@@ -102,17 +107,26 @@ class GatewayProcess:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "tools.cli", "gateway", "run", "--config",
                  str(self.config_path)],
-                stdout=log,
-                stderr=log,
+                stdout=subprocess.PIPE if self.log_pipe else log,
+                stderr=subprocess.STDOUT if self.log_pipe else log,
                 cwd=ROOT,
                 env={k: v for k, v in os.environ.items() if not k.startswith("CITYPACK_")},
                 preexec_fn=self._limits if self.max_open_files is not None else None,
             )  # fmt: skip
         finally:
             log.close()
+        if self.log_pipe:
+            self._copier = threading.Thread(target=self._copy_log, daemon=True)
+            self._copier.start()
         # a bound, not a speed: a start-up on two cores busy with other gateways, PostgreSQL
         # and the test itself once took longer than 30 s
         self.wait_started(timeout_s)
+
+    def _copy_log(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        with self.process.stdout as pipe, open(self.log_path, "ab", buffering=0) as log:
+            for line in pipe:
+                log.write(line)
 
     def wait_started(self, timeout_s: float) -> None:
         """Poll ``/healthz`` until it says ``ok`` (the API answers ``starting`` while the store
@@ -155,6 +169,7 @@ class GatewayProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(timeout=10)
+        self._join_log()
 
     def terminate(self) -> int | None:
         if self.process is None:
@@ -166,7 +181,12 @@ class GatewayProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
+        self._join_log()
         return self.process.returncode
+
+    def _join_log(self) -> None:
+        if self._copier is not None:
+            self._copier.join(timeout=10)  # the pipe ends with the process: all of it copied
 
     @property
     def url(self) -> str:
@@ -194,8 +214,10 @@ def gateway_config(
     extra: str = "",
     maintenance_s: float = 3600.0,
     mqtt_extra: str = "",
+    store_url: str | None = None,
 ) -> GatewayProcess:
-    """Write a config and token file for a gateway subprocess on a free API port."""
+    """Write a config and token file for a gateway subprocess on a free API port (its store
+    ``gateway.db`` in ``directory`` unless ``store_url`` names another)."""
     port = free_port()
     token_file = directory / "token"
     token_file.write_text(token + "\n")
@@ -208,7 +230,7 @@ def gateway_config(
         f'application_id = "{application_id}"\n'
         "reconnect_min_s = 0.1\n"
         "reconnect_max_s = 1.0\n" + mqtt_extra + "[store]\n"
-        f'url = "sqlite:///{directory / "gateway.db"}"\n'
+        f'url = "{store_url or "sqlite:///" + str(directory / "gateway.db")}"\n'
         "[api]\n"
         f'listen = "127.0.0.1:{port}"\n'
         f'token_file = "{token_file}"\n'

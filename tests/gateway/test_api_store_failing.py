@@ -1,0 +1,121 @@
+"""API changes against a store that cannot commit (tests/faults/test_store_full.py is the same
+from the outside, with a full disk). Before, ``POST /devices/{eui}/commands`` answered 202 for a
+command whose commit had failed: held in memory only, lost if the gateway stopped before the
+disk had room again, and sent to the node later behind no acknowledgement at all.
+
+Two cases, each made true inside the real SQLite commit (the store's ``_write`` raises what
+SQLite raises on a full disk, ``database or disk is full``, before its transaction begins):
+
+- the store fails *while* committing the change (the last commit before it was good): 503
+  ``store_unavailable`` whose message says the change is not committed but kept; it is
+  committed once the store has room, once;
+- the store is already failing: 503 ``store_unavailable`` before anything is made, and nothing
+  of the change is committed later.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.errors import StoreError
+from tests.gateway.harness import Running, running_gateway, wait_for
+from tests.helpers.procs import Broker
+
+pytestmark = [pytest.mark.broker, pytest.mark.timeout(120)]
+
+BIN = "a84041000181f0d1"
+OTHER = "a84041000181f0d2"
+
+
+class _Disk:
+    """``full`` while True: every commit fails as on a full disk; ``once``: the next one."""
+
+    def __init__(self, gw: Running) -> None:
+        self.full = False
+        self.once = False
+        self.failed = 0
+        store: Any = gw.gateway.store
+        real = type(store)._write.__get__(store)
+
+        def write(db: sqlite3.Connection, rows: dict[str, list[Any]]) -> None:
+            if self.full or self.once:
+                self.once = False
+                self.failed += 1
+                raise StoreError("commit failed: database or disk is full")
+            real(db, rows)
+
+        store._write = write
+
+
+def _stored_commands(db: Path) -> list[tuple[str, str]]:
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        rows = con.execute("SELECT dev_eui, fields FROM commands WHERE message = 'bin_config'")
+        return sorted((dev, fields) for dev, fields in rows)
+    finally:
+        con.close()
+
+
+def _stored_devices(db: Path) -> set[str]:
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return {row[0] for row in con.execute("SELECT dev_eui FROM devices")}
+    finally:
+        con.close()
+
+
+async def test_a_change_whose_commit_fails_is_not_answered_as_done(
+    mosquitto_broker: Broker, tmp_path: Path
+) -> None:
+    db = tmp_path / "gateway.db"
+    async with running_gateway(mosquitto_broker, tmp_path) as gw:
+        assert (await gw.http.put(f"/api/v1/devices/{BIN}", json={"kind": "bin"})).is_success
+        disk = _Disk(gw)
+
+        # the store fails as the command is committed
+        disk.once = True
+        body = {"message": "bin_config", "fields": {"config_version": 7}}
+        answer = await gw.http.post(f"/api/v1/devices/{BIN}/commands", json=body)
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["error"] == "store_unavailable"
+        assert "not committed" in answer.json()["message"]
+        assert "kept" in answer.json()["message"]
+        assert answer.headers["retry-after"] == "1"
+        assert disk.failed == 1
+        assert _stored_commands(db) == []
+        # kept, as the answer said: committed once the store commits again (the retry timer)
+        await wait_for(lambda: len(_stored_commands(db)) == 1, "the kept command committed")
+        assert gw.gateway.store_ok
+
+        # the store fails and stays failing: a device change first finds it failing
+        disk.full = True
+        answer = await gw.http.put(f"/api/v1/devices/{OTHER}", json={"kind": "bin"})
+        assert answer.status_code == 503, answer.text
+        assert "not committed" in answer.json()["message"]
+        assert not gw.gateway.store_ok
+        active = len(gw.gateway.commands.for_device(BIN))
+        body = {"message": "bin_config", "fields": {"config_version": 8}}
+        answer = await gw.http.post(f"/api/v1/devices/{BIN}/commands", json=body)
+        assert answer.status_code == 503, answer.text
+        assert answer.json() == {
+            "error": "store_unavailable",
+            "message": "the store is unavailable; try again",
+        }
+        # refused before it was made: nothing in memory that a later commit would write
+        assert len(gw.gateway.commands.for_device(BIN)) == active
+        many = {"devices": [{"dev_eui": "a84041000181f0d3", "kind": "bin"}]}
+        answer = await gw.http.put("/api/v1/devices", json=many)
+        assert answer.status_code == 503, answer.text
+        assert "a84041000181f0d3" not in gw.gateway.devices
+
+        disk.full = False
+        await wait_for(lambda: gw.gateway.store_ok, "the store commits again", 15)
+        await gw.gateway.flush()
+        commands = _stored_commands(db)
+        assert len(commands) == 1 and json.loads(commands[0][1])["config_version"] == 7
+        assert OTHER in _stored_devices(db)  # the kept device change
