@@ -23,6 +23,9 @@ from protocol.errors import ProtocolError
 
 __all__ = ["FleetCore", "never_heard", "uplink_key"]
 
+# rule state of a device that keeps no fill history ("_": not in the API, gateway/store/base.py):
+# the ChirpStack receive time, whole seconds, of its newest applied frame (_before_newest_reading)
+RECEIVED = "_received"
 FUOTA_PORTS = (200, 201, 202)  # TS004, TS005, TS003 (ARCHITECTURE.md "Firmware application ports")
 
 
@@ -219,6 +222,9 @@ class FleetCore:
             change.attrs["last_dr"] = event.dr
             change.attrs["last_rssi"] = rssi
             change.attrs["last_snr"] = snr
+            if device.kind != "bin" and event.time_s is not None:
+                # a bin's fill history holds this time already (_before_newest_reading)
+                change.derived[RECEIVED] = round(event.time_s)
         fx.dirty.add(device.dev_eui)
         if event.f_port == 0:
             fx.seen.append(key)  # no history row holds a MAC-only uplink
@@ -447,13 +453,18 @@ class FleetCore:
 
 def _before_newest_reading(device: Device, at: float | None) -> bool:
     """Whether a frame of another session than the last applied one (another devAddr: its
-    fCnt says nothing) was received by ChirpStack before the newest reading the rules hold: a
-    bin's fill history keeps ChirpStack's time of each ``bin_status`` (gateway/rules/bins.py).
-    A node that rejoined between two frames, the older one held in a killed instance's broker
-    session until it returns, would otherwise have a reading sent before an emptying applied
-    after it, and the emptied bin full again. A device with no such history (a lamp) has its
-    other session's frames applied as they come."""
+    fCnt says nothing) was received by ChirpStack before the newest frame applied: a bin's
+    fill history keeps ChirpStack's time of each ``bin_status`` (gateway/rules/bins.py), any
+    other device the time of its newest applied frame (:data:`RECEIVED`). A node that
+    rejoined between two frames, the older one held in a killed instance's broker session
+    until it returns, would otherwise have a reading sent before an emptying applied after
+    it (the emptied bin full again), or a lamp's status from before its rejoin taken as its
+    state and session. A device with neither (heard only before this was kept, or events
+    without ChirpStack's ``time``) has its other session's frames applied as they come."""
     if at is None:
         return False
     samples = fill_history.points(device.derived.get("_samples"))
-    return bool(samples) and round(at) < samples[-1][0]
+    if samples:
+        return round(at) < samples[-1][0]
+    newest = device.derived.get(RECEIVED)
+    return isinstance(newest, int) and round(at) < newest

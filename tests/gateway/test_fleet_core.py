@@ -235,6 +235,44 @@ def test_a_late_frame_of_the_session_before_a_rejoin_changes_no_state() -> None:
     assert [e for e in shell.types(BIN) if e == "bin_full"] == ["bin_full"]
 
 
+def test_a_lamps_frame_from_before_a_rejoin_changes_no_state() -> None:
+    """The lamp's counterpart of the test above: a lamp keeps no fill history, so the time of
+    its newest applied frame decides. A status of its earlier session that ChirpStack received
+    before the lamp's newest frame (held in a killed instance's broker session until after the
+    rejoin) is history only: its session, dim level and failure state stay the newest ones.
+    A frame of the earlier session received after the newest is applied."""
+    shell = Shell()
+    lamp = "a84041000181d0c3"
+    shell.register(lamp, kind="lamp")
+
+    def lamp_up(f_cnt: int, time: str, dev_addr: str, **fields: Any) -> dict[str, Any]:
+        f_port, data = codec.encode("lamp_status", fields)
+        doc = ev.up(APP, lamp, f_cnt=f_cnt, f_port=f_port, data=data)
+        return {**doc, "time": f"2026-03-02T{time}+00:00", "devAddr": dev_addr}
+
+    lit = {"dim_level": 50, "active_power_w": 31, "mode": "schedule"}
+    dark = {"dim_level": 50, "active_power_w": 0, "mode": "schedule"}  # no power: a failure
+    shell.send(lamp_up(7, "10:00:00", "01f3a2c4", **lit), lamp)
+    shell.send({**ev.join(APP, lamp), "devAddr": "0209b7e1"}, lamp, "join")
+    shell.send(lamp_up(1, "12:00:00", "0209b7e1", **{**lit, "dim_level": 80}), lamp)
+    device = shell.devices[lamp]
+    assert device.derived["_received"] == round(ev_time("12:00:00"))
+    fx = shell.send(lamp_up(8, "11:00:00", "01f3a2c4", **dark), lamp)  # before the newest
+    assert fx.outcome == "processed" and fx.events == []
+    assert device.last_dev_addr == "0209b7e1" and device.last_f_cnt == 1
+    assert device.reported["dim_level"] == 80 and device.derived["lamp_failure"] is False
+    assert sorted(r.f_cnt for r in shell.rows) == [1, 7, 8]  # kept as history
+    assert "_received" not in device.to_json()["derived"]  # rule state: not in the API
+    shell.send(lamp_up(9, "13:00:00", "01f3a2c4", **{**lit, "dim_level": 30}), lamp)  # newest
+    assert device.last_dev_addr == "01f3a2c4" and device.reported["dim_level"] == 30
+
+
+def ev_time(clock: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(f"2026-03-02T{clock}+00:00").timestamp()
+
+
 def test_a_late_presence_still_lights_ahead_and_a_late_status_raises_no_fault() -> None:
     """What a lamp saw counts in any order (its presence event and the boosts it plans); the
     reported fields stay the newest frame's, and a lamp_status older than one applied starts
