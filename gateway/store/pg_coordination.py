@@ -58,8 +58,13 @@ def job_key(job: str) -> int:
 
 async def _connect(url: str, kwargs: dict[str, Any]) -> AsyncConnection[Any]:
     conn = await AsyncConnection.connect(url, autocommit=True, **kwargs)
-    for statement in SESSION_SETTINGS:
-        await conn.execute(statement)  # type: ignore[arg-type]
+    try:
+        for statement in SESSION_SETTINGS:
+            await conn.execute(statement)  # type: ignore[arg-type]
+    except BaseException:  # a lost session, or a stop (cancelled): the caller never gets it
+        with contextlib.suppress(psycopg.Error):
+            await conn.close()
+        raise
     return conn
 
 

@@ -344,6 +344,50 @@ async def test_leadership_is_taken_over_when_the_holder_dies(postgres_url: str) 
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+@pytest.mark.parametrize("where", ["leadership", "listen"])
+async def test_a_stop_while_a_session_is_set_up_closes_its_connection(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """A gateway stopped while a leadership or change-feed session is being set up (connected,
+    its session settings not yet applied) closed nothing: the connection was left to the
+    garbage collector, whose ResourceWarning surfaced in whichever test ran then. By
+    construction: the set-up waits in the database (pg_sleep) until the test has seen the
+    session and cancelled the task; then the session must be gone."""
+    from gateway.store import pg_coordination
+
+    monkeypatch.setattr(
+        pg_coordination,
+        "SESSION_SETTINGS",
+        (*pg_coordination.SESSION_SETTINGS, "SELECT pg_sleep(30)"),
+    )
+    database = postgres_url.rsplit("/", 1)[1]
+
+    def sessions(query: str) -> int:
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            row = admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND query = %s"
+                " AND pid <> pg_backend_pid()",
+                (database, query),
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    async def idle() -> None:
+        return None
+
+    if where == "leadership":
+        task = asyncio.create_task(
+            Leadership(postgres_url, {}, "dispatch", logger=LOG, retry_s=0.1).run(idle)
+        )
+    else:
+        task = asyncio.create_task(listen(postgres_url, {}, idle, logger=LOG))
+    try:
+        await wait_for(lambda: sessions("SELECT pg_sleep(30)") == 1, "the set-up waiting")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    await wait_for(lambda: sessions("SELECT pg_sleep(30)") == 0, "the session closed")
+
+
 async def _end(task: asyncio.Task[None], *stores: PostgresStore) -> None:
     """Stop a listener task and close the stores of a notification test."""
     task.cancel()
