@@ -62,6 +62,12 @@ else:
 __all__ = ["Os2iotClient", "Os2iotDownlinks", "Os2iotError", "ingest_router"]
 
 INGEST_PATH = "/api/v1/ingest/os2iot"
+# Pushed uplinks held in memory while the store cannot commit (answered 503 ``not_committed``,
+# committed once it can: OS2iot never pushes one again). MQTT's input is bounded by the broker's
+# in-flight window; a push has none, so past this many a push is refused unprocessed and the
+# memory a long outage takes stays bounded (about 2-3 KB each held: ~25 MB, ~90 s of a
+# 100,000-device city's uplinks).
+HELD_PUSHES_MAX = 10_000
 _CLOCK_SKEW_S = 5.0  # OS2iot's createdAt vs our hand-over time (two machines' clocks)
 
 
@@ -357,6 +363,8 @@ def ingest_router(gateway: Gateway) -> APIRouter:
     config = gateway.config.os2iot
     expected = read_secret(config.push_authorization_file).encode()
     last_refusal_log = [0.0]
+    held = [0]  # pushes answered not_committed since the store last committed (HELD_PUSHES_MAX)
+    last_held_log = [0.0]
 
     @router.post(
         INGEST_PATH,
@@ -389,11 +397,35 @@ def ingest_router(gateway: Gateway) -> APIRouter:
             reason = "" if is_up else "not a ChirpStack up event"
         except InvalidEvent as exc:
             reason = str(exc)
+        if gateway.store_ok:
+            held[0] = 0  # what was held is committed
+        elif held[0] >= HELD_PUSHES_MAX:
+            now = time.monotonic()
+            if now - last_held_log[0] >= 60.0:  # once a minute, not once per request
+                last_held_log[0] = now
+                gateway.log.warning(
+                    "os2iot push refused unprocessed: the store cannot commit and "
+                    f"{HELD_PUSHES_MAX} pushed uplinks wait for it",
+                    extra={"held": held[0]},
+                )
+            return JSONResponse(
+                {
+                    "error": "not_committed",
+                    "message": f"the store cannot commit now and {HELD_PUSHES_MAX} pushed "
+                    "uplinks wait for it; this one is not kept",
+                },
+                status_code=503,
+            )
         # committed before the answer (a body that is not an up event: a dead letter)
         await gateway.process_committed(topic, raw)
         if not gateway.store_ok:
+            held[0] += 1
             return JSONResponse(
-                {"error": "not_committed", "message": "the store cannot commit now"},
+                {
+                    "error": "not_committed",
+                    "message": "the store cannot commit now; kept in memory and committed when "
+                    "it can, unless the gateway stops first",
+                },
                 status_code=503,
             )
         if reason:  # kept as a dead letter; the data target's log shows the refusal

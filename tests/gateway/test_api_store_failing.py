@@ -11,6 +11,11 @@ SQLite raises on a full disk, ``database or disk is full``, before its transacti
   committed once the store has room, once;
 - the store is already failing: 503 ``store_unavailable`` before anything is made, and nothing
   of the change is committed later.
+
+And OS2iot's HTTP push against a failing store: a push has no broker to hold it (and OS2iot
+never pushes one again), so the gateway holds what it can in memory, committed once the store
+can, and past ``HELD_PUSHES_MAX`` refuses a push unprocessed: memory stays bounded however long
+the outage.
 """
 
 from __future__ import annotations
@@ -22,7 +27,10 @@ from typing import Any
 
 import pytest
 
+from gateway import os2iot
 from gateway.errors import StoreError
+from protocol import codec
+from tests.gateway import events as ev
 from tests.gateway.harness import Running, running_gateway, wait_for
 from tests.helpers.procs import Broker
 
@@ -119,3 +127,48 @@ async def test_a_change_whose_commit_fails_is_not_answered_as_done(
         commands = _stored_commands(db)
         assert len(commands) == 1 and json.loads(commands[0][1])["config_version"] == 7
         assert OTHER in _stored_devices(db)  # the kept device change
+
+
+async def test_pushed_uplinks_are_held_for_a_failing_store_up_to_a_bound(
+    mosquitto_broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(os2iot, "HELD_PUSHES_MAX", 5)
+    secret = tmp_path / "push.auth"
+    secret.write_text("Bearer push-test\n")
+    secret.chmod(0o600)
+    config = {
+        "url": "http://127.0.0.1:9/api/v1",  # never called: no downlinks through OS2iot
+        "ingest": "http_push",
+        "push_authorization_file": str(secret),
+        "downlinks": False,
+    }
+    push = {"authorization": "Bearer push-test"}
+    async with running_gateway(mosquitto_broker, tmp_path, os2iot=config) as gw:
+        assert (await gw.http.put(f"/api/v1/devices/{BIN}", json={"kind": "bin"})).is_success
+
+        def uplink(f_cnt: int) -> bytes:
+            fields = {"fill_percent": f_cnt, "temperature_c": 9, "battery_percent": 80}
+            _, data = codec.encode("bin_status", fields)
+            return ev.dumps(ev.up(gw.app, BIN, f_cnt=f_cnt, f_port=10, data=data))
+
+        async def stored() -> list[int]:
+            rows = (await gw.http.get(f"/api/v1/devices/{BIN}/uplinks")).json()["uplinks"]
+            return sorted(int(r["f_cnt"]) for r in rows)
+
+        disk = _Disk(gw)
+        disk.full = True
+        answers = [
+            await gw.http.post("/api/v1/ingest/os2iot", content=uplink(n), headers=push)
+            for n in range(1, 9)
+        ]
+        assert [a.status_code for a in answers] == [503] * 8
+        assert {a.json()["error"] for a in answers} == {"not_committed"}
+        assert all("kept in memory" in a.json()["message"] for a in answers[:5])
+        assert all("not kept" in a.json()["message"] for a in answers[5:])
+        disk.full = False
+        await wait_for(lambda: gw.gateway.store_ok, "the store commits again", 15)
+        await gw.gateway.flush()
+        assert await stored() == [1, 2, 3, 4, 5]  # the held ones, once; the rest never taken
+        answer = await gw.http.post("/api/v1/ingest/os2iot", content=uplink(9), headers=push)
+        assert answer.status_code == 200, answer.text  # held count reset: taken again
+        assert await stored() == [1, 2, 3, 4, 5, 9]
