@@ -65,8 +65,9 @@ INGEST_PATH = "/api/v1/ingest/os2iot"
 # Pushed uplinks held in memory while the store cannot commit (answered 503 ``not_committed``,
 # committed once it can: OS2iot never pushes one again). MQTT's input is bounded by the broker's
 # in-flight window; a push has none, so past this many a push is refused unprocessed and the
-# memory a long outage takes stays bounded (about 2-3 KB each held: ~25 MB, ~90 s of a
-# 100,000-device city's uplinks).
+# memory a long outage takes stays bounded: 2.8-2.9 KB of RSS each held (measured with 3,950
+# full-size ChirpStack events of 1,021 B from distinct devices), so ~28 MB, ~90 s of a
+# 100,000-device city's uplinks.
 HELD_PUSHES_MAX = 10_000
 _CLOCK_SKEW_S = 5.0  # OS2iot's createdAt vs our hand-over time (two machines' clocks)
 
