@@ -11,29 +11,21 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-import aiomqtt
-import httpx
 import pytest
 
 from tests.helpers import procs
-from tests.helpers.faults import gateway_config, stored_dedup_ids, uplink_stream, wait_until
+from tests.helpers.faults import (
+    gateway_config,
+    publish_uplinks,
+    readyz,
+    stored_dedup_ids,
+    uplink_stream,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(240)]
 
 DEVICES = [f"a8404100019{i:05x}" for i in range(10)]
-
-
-async def _publish(broker: procs.Broker, items: list[tuple[str, bytes, str]]) -> None:
-    async with aiomqtt.Client(
-        broker.host, broker.port, identifier=f"cs-{uuid.uuid4().hex[:8]}"
-    ) as chirpstack:
-        for topic, payload, _ in items:
-            await chirpstack.publish(topic, payload, qos=1)
-
-
-def _ready(url: str) -> tuple[int, dict[str, object]]:
-    response = httpx.get(f"{url}/readyz", timeout=10)
-    return response.status_code, response.json()
 
 
 async def _restart_run(tmp_path: Path, total: int, outages: int, outage_s: float) -> None:
@@ -53,11 +45,12 @@ async def _restart_run(tmp_path: Path, total: int, outages: int, outage_s: float
     seen_outage: list[dict[str, object]] = []
     try:
         gw.start()
-        await asyncio.to_thread(wait_until, lambda: _ready(gw.url)[0] == 200, "ready")
+        await asyncio.to_thread(wait_until, lambda: readyz(gw.url)[0] == 200, "ready")
         for round_ in range(outages + 1):
             start, end = round_ * chunk, total if round_ == outages else (round_ + 1) * chunk
             if round_ == 0:
-                await _publish(broker, stream[start:end])  # later rounds: right after restart
+                # later rounds: right after the restart
+                await publish_uplinks(broker, stream[start:end])
             if round_ == outages:
                 break
             # mid-stream: the gateway is working on what was published (stream[:end]); a fast
@@ -71,18 +64,18 @@ async def _restart_run(tmp_path: Path, total: int, outages: int, outage_s: float
             broker.stop()  # SIGTERM: mosquitto saves its persistence file
             _, body = await asyncio.to_thread(
                 wait_until,
-                lambda: (r := _ready(gw.url))[0] == 503 and r,
+                lambda: (r := readyz(gw.url))[0] == 503 and r,
                 "readyz reporting the outage",
             )
             assert body["mqtt"] is False and body["ready"] is False and body["store"] is True
             seen_outage.append(body)
             await asyncio.sleep(outage_s)
-            assert _ready(gw.url)[0] == 503  # still down while the broker is
+            assert readyz(gw.url)[0] == 503  # still down while the broker is
             broker = procs.start_mosquitto(port, persistence=True, directory=directory)
             # ChirpStack is back first: what it publishes now waits in the gateway's session
             next_end = total if round_ + 1 == outages else (round_ + 2) * chunk
-            await _publish(broker, stream[end:next_end])
-            await asyncio.to_thread(wait_until, lambda: _ready(gw.url)[0] == 200, "ready again", 30)
+            await publish_uplinks(broker, stream[end:next_end])
+            await asyncio.to_thread(wait_until, lambda: readyz(gw.url)[0] == 200, "ready again", 30)
         await asyncio.to_thread(
             wait_until, lambda: len(stored_dedup_ids(db)) >= total, "every uplink", 90
         )

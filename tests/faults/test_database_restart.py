@@ -27,7 +27,7 @@ import httpx
 import pytest
 
 from tests.helpers import postgres, procs
-from tests.helpers.faults import gateway_config, uplink_stream, wait_until
+from tests.helpers.faults import gateway_config, readyz, uplink_stream, wait_until
 
 pytestmark = [pytest.mark.broker, pytest.mark.postgres, pytest.mark.timeout(240)]
 
@@ -64,10 +64,6 @@ def _api(url: str, token: str) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
 
 
-def _ready(url: str) -> bool:
-    return httpx.get(f"{url}/readyz", timeout=30).status_code == 200
-
-
 async def test_every_connection_ended_mid_stream_loses_nothing(tmp_path: Path) -> None:
     if procs.find_program("mosquitto") is None:
         pytest.skip("mosquitto is not installed")
@@ -88,7 +84,7 @@ async def test_every_connection_ended_mid_stream_loses_nothing(tmp_path: Path) -
         try:
             gw.start()
             assert gw.process is not None
-            await asyncio.to_thread(wait_until, lambda: _ready(gw.url), "ready", 60)
+            await asyncio.to_thread(wait_until, lambda: readyz(gw.url)[0] == 200, "ready", 60)
             async with _api(gw.url, gw.token) as api:
                 for dev in DEVICES:
                     response = await api.put(f"/api/v1/devices/{dev}", json={"kind": "bin"})
@@ -116,7 +112,9 @@ async def test_every_connection_ended_mid_stream_loses_nothing(tmp_path: Path) -
                     await asyncio.to_thread(
                         wait_until, lambda d=done: len(_stored(store)) >= d, "the round stored", 90
                     )
-                    await asyncio.to_thread(wait_until, lambda: _ready(gw.url), "ready", 60)
+                    await asyncio.to_thread(
+                        wait_until, lambda: readyz(gw.url)[0] == 200, "ready", 60
+                    )
                 # every round ended the pool, the leaderships and the LISTEN connection
                 assert all(n >= 3 for n in ended), ended
 

@@ -32,12 +32,18 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import aiomqtt
 import httpx
 import pytest
 
 from tests.helpers import postgres, procs
-from tests.helpers.faults import gateway_config, stored_dedup_ids, uplink_stream, wait_until
+from tests.helpers.faults import (
+    gateway_config,
+    publish_uplinks,
+    readyz,
+    stored_dedup_ids,
+    uplink_stream,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(240)]
 
@@ -45,19 +51,6 @@ DEVICES = [f"a840410001c{i:05x}" for i in range(10)]
 BEFORE = 100
 DURING = 500
 AFTER = 100
-
-
-def _ready(url: str) -> tuple[int, dict[str, object]]:
-    response = httpx.get(f"{url}/readyz", timeout=30)
-    return response.status_code, response.json()
-
-
-async def _publish(broker: procs.Broker, items: list[tuple[str, bytes, str]]) -> None:
-    async with aiomqtt.Client(
-        broker.host, broker.port, identifier=f"cs-{uuid.uuid4().hex[:8]}"
-    ) as chirpstack:
-        for topic, payload, _ in items:
-            await chirpstack.publish(topic, payload, qos=1)
 
 
 def _sqlite_commands(db: Path) -> list[tuple[str, int]]:
@@ -195,15 +188,15 @@ async def test_a_full_store_loses_nothing_and_accepts_nothing_it_cannot_keep(
             gw.start()
             assert gw.process is not None
             store.pid = gw.process.pid
-            await _wait(lambda: _ready(gw.url)[0] == 200, "ready")
+            await _wait(lambda: readyz(gw.url)[0] == 200, "ready")
             await asyncio.to_thread(_register, gw.url, gw.token)
-            await _publish(broker, stream[:BEFORE])
+            await publish_uplinks(broker, stream[:BEFORE])
             await _wait(lambda: len(store.stored()) == BEFORE, "the first part stored")
 
             with store.full():
-                publisher = asyncio.create_task(_publish(broker, stream[BEFORE:-AFTER]))
+                publisher = asyncio.create_task(publish_uplinks(broker, stream[BEFORE:-AFTER]))
                 _, body = await _wait(
-                    lambda: (r := _ready(gw.url))[0] == 503 and r, "readyz reporting the store"
+                    lambda: (r := readyz(gw.url))[0] == 503 and r, "readyz reporting the store"
                 )  # type: ignore[misc]
                 assert body == {"ready": False, "mqtt": True, "store": False}
                 await publisher  # the broker took every one; the gateway holds its window
@@ -214,10 +207,10 @@ async def test_a_full_store_loses_nothing_and_accepts_nothing_it_cannot_keep(
                 assert gw.process.poll() is None  # still up
                 assert len(store.stored()) == BEFORE  # nothing got onto the full disk
 
-            await _wait(lambda: _ready(gw.url)[0] == 200, "ready again")
+            await _wait(lambda: readyz(gw.url)[0] == 200, "ready again")
             accepted = await asyncio.to_thread(_command, gw.url, gw.token, DEVICES[1], 8)
             assert accepted.status_code == 202, accepted.text
-            await _publish(broker, stream[-AFTER:])
+            await publish_uplinks(broker, stream[-AFTER:])
             await _wait(lambda: len(store.stored()) >= len(stream), "every uplink", 90)
             assert gw.terminate() == 0
             stored = store.stored()

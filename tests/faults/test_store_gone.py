@@ -19,21 +19,22 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-import aiomqtt
 import httpx
 import pytest
 
 from tests.helpers import procs
-from tests.helpers.faults import gateway_config, stored_dedup_ids, uplink_stream, wait_until
+from tests.helpers.faults import (
+    gateway_config,
+    publish_uplinks,
+    readyz,
+    stored_dedup_ids,
+    uplink_stream,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(240)]
 
 DEVICES = [f"a840410001b{i:05x}" for i in range(10)]
-
-
-def _ready(url: str) -> tuple[int, dict[str, object]]:
-    response = httpx.get(f"{url}/readyz", timeout=30)
-    return response.status_code, response.json()
 
 
 def _stored(db: Path) -> list[str]:
@@ -51,14 +52,6 @@ def _registered(db: Path) -> set[str]:
         con.close()
 
 
-async def _publish(broker: procs.Broker, items: list[tuple[str, bytes, str]]) -> None:
-    async with aiomqtt.Client(
-        broker.host, broker.port, identifier=f"cs-{uuid.uuid4().hex[:8]}"
-    ) as chirpstack:
-        for topic, payload, _ in items:
-            await chirpstack.publish(topic, payload, qos=1)
-
-
 async def test_database_deleted_mid_stream(tmp_path: Path) -> None:
     if procs.find_program("mosquitto") is None:
         pytest.skip("mosquitto is not installed")
@@ -73,27 +66,27 @@ async def test_database_deleted_mid_stream(tmp_path: Path) -> None:
     stream = uplink_stream(app, DEVICES, 2 * half)
     try:
         gw.start()
-        await asyncio.to_thread(wait_until, lambda: _ready(gw.url)[0] == 200, "ready")
+        await asyncio.to_thread(wait_until, lambda: readyz(gw.url)[0] == 200, "ready")
         async with httpx.AsyncClient(
             base_url=gw.url, headers={"Authorization": f"Bearer {gw.token}"}, timeout=20
         ) as api:
             for dev in DEVICES:
                 answer = await api.put(f"/api/v1/devices/{dev}", json={"kind": "bin"})
                 assert answer.status_code == 200
-        await _publish(broker, stream[:half])
+        await publish_uplinks(broker, stream[:half])
         await asyncio.to_thread(wait_until, lambda: len(_stored(db)) == half, "the first half")
         first = set(_stored(db))
 
         for name in ("gateway.db", "gateway.db-wal", "gateway.db-shm"):
             (tmp_path / name).unlink(missing_ok=True)
-        status, body = _ready(gw.url)
+        status, body = readyz(gw.url)
         assert (status, body["store"]) == (503, False)  # noticed before anything is lost
 
-        await _publish(broker, stream[half:])
+        await publish_uplinks(broker, stream[half:])
         await asyncio.to_thread(
             wait_until, lambda: len(_stored(db)) >= half, "the second half in a new file", 90
         )
-        await asyncio.to_thread(wait_until, lambda: _ready(gw.url)[0] == 200, "ready again")
+        await asyncio.to_thread(wait_until, lambda: readyz(gw.url)[0] == 200, "ready again")
         assert gw.terminate() == 0
         second = _stored(db)
         assert [d for d, n in Counter(second).items() if n > 1] == []  # none twice

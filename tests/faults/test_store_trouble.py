@@ -16,13 +16,13 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-import aiomqtt
-import httpx
 import pytest
 
 from tests.helpers import procs
 from tests.helpers.faults import (
     gateway_config,
+    publish_uplinks,
+    readyz,
     rss_kb,
     stored_dedup_ids,
     uplink_stream,
@@ -43,19 +43,6 @@ print("released", flush=True)
 """
 
 
-def _ready(url: str) -> tuple[int, dict[str, object]]:
-    response = httpx.get(f"{url}/readyz", timeout=30)
-    return response.status_code, response.json()
-
-
-async def _publish(broker: procs.Broker, items: list[tuple[str, bytes, str]]) -> None:
-    async with aiomqtt.Client(
-        broker.host, broker.port, identifier=f"cs-{uuid.uuid4().hex[:8]}"
-    ) as chirpstack:
-        for topic, payload, _ in items:
-            await chirpstack.publish(topic, payload, qos=1)
-
-
 async def _locked_run(tmp_path: Path, before: int, during: int, locked_s: float) -> None:
     if procs.find_program("mosquitto") is None:
         pytest.skip("mosquitto is not installed")
@@ -74,8 +61,8 @@ async def _locked_run(tmp_path: Path, before: int, during: int, locked_s: float)
     locker: subprocess.Popen[str] | None = None
     try:
         gw.start()
-        await asyncio.to_thread(wait_until, lambda: _ready(gw.url)[0] == 200, "ready")
-        await _publish(broker, stream[:before])
+        await asyncio.to_thread(wait_until, lambda: readyz(gw.url)[0] == 200, "ready")
+        await publish_uplinks(broker, stream[:before])
         await asyncio.to_thread(wait_until, lambda: len(stored_dedup_ids(db)) == before, "before")
         assert gw.process is not None
         rss_before = rss_kb(gw.process.pid)
@@ -88,10 +75,10 @@ async def _locked_run(tmp_path: Path, before: int, during: int, locked_s: float)
         )
         assert locker.stdout is not None and locker.stdin is not None
         assert locker.stdout.readline().strip() == "locked"
-        publisher = asyncio.create_task(_publish(broker, stream[before:]))
+        publisher = asyncio.create_task(publish_uplinks(broker, stream[before:]))
         _, body = await asyncio.to_thread(
             wait_until,
-            lambda: (r := _ready(gw.url))[0] == 503 and r,
+            lambda: (r := readyz(gw.url))[0] == 503 and r,
             "readyz reporting the store",
             60,
         )
@@ -99,14 +86,14 @@ async def _locked_run(tmp_path: Path, before: int, during: int, locked_s: float)
         await asyncio.sleep(locked_s)
         await publisher  # the broker took every one; the gateway holds its in-flight window
         rss_locked = rss_kb(gw.process.pid)
-        assert _ready(gw.url)[0] == 503
+        assert readyz(gw.url)[0] == 503
         assert gw.process.poll() is None  # still up
         assert len(stored_dedup_ids(db)) == before  # nothing got through the lock
 
         locker.stdin.write("\n")
         locker.stdin.flush()
         assert locker.stdout.readline().strip() == "released"
-        await asyncio.to_thread(wait_until, lambda: _ready(gw.url)[0] == 200, "ready again", 60)
+        await asyncio.to_thread(wait_until, lambda: readyz(gw.url)[0] == 200, "ready again", 60)
         await asyncio.to_thread(
             wait_until, lambda: len(stored_dedup_ids(db)) >= before + during, "every uplink", 90
         )

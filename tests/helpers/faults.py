@@ -286,6 +286,28 @@ def uplink_stream(app: str, devices: list[str], count: int, *, start_f_cnt: int 
     return out
 
 
+async def publish_uplinks(broker: Any, items: list[tuple[str, bytes, str]]) -> None:
+    """ChirpStack's side: ``items`` (from :func:`uplink_stream`) published at QoS 1, in order,
+    on one connection to ``broker`` (a :class:`tests.helpers.procs.Broker`)."""
+    import uuid
+
+    import aiomqtt
+
+    async with aiomqtt.Client(
+        broker.host, broker.port, identifier=f"cs-{uuid.uuid4().hex[:8]}"
+    ) as chirpstack:
+        for topic, payload, _ in items:
+            await chirpstack.publish(topic, payload, qos=1)
+
+
+def readyz(url: str) -> tuple[int, dict[str, Any]]:
+    """A gateway process's ``/readyz``: its status code and body."""
+    import httpx
+
+    response = httpx.get(f"{url}/readyz", timeout=30)
+    return response.status_code, response.json()
+
+
 def stored_dedup_ids(db: Path) -> list[str]:
     """Every stored uplink's deduplicationId (read-only connection; WAL lets it read)."""
     import sqlite3
