@@ -89,6 +89,18 @@ class Metrics:
         self.mqtt_connected = Gauge(
             "citypack_mqtt_connected", "1 while connected to the broker", registry=self.registry
         )
+        # a full disk or a database that is away shows here before anyone asks /readyz
+        self.store_ok = Gauge(
+            "citypack_store_ok",
+            "1 while the store commits; 0 from a failed commit or read until one succeeds",
+            registry=self.registry,
+        )
+        self.store_failures = Counter(
+            "citypack_store_failures",
+            "store commits and reads that failed (the batch is kept and retried; nothing is "
+            "acknowledged meanwhile)",
+            registry=self.registry,
+        )
 
         # what a batch's messages counted, added when it commits (gateway/service.py)
         self.pending = Tally()

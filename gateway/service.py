@@ -249,7 +249,7 @@ class Gateway:
         self.core = FleetCore(config, self.devices, fuota=self.fuota is not None)
         self.api_token = api_token
         self.api_port: int | None = None
-        self.store_ok = False
+        self._store_ok = False
         self._acks: list[tuple[int, int, int, float, bool]] = []
         self._batch_started: float | None = None
         self._dirty_state: set[str] = set()
@@ -305,6 +305,16 @@ class Gateway:
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close()
+
+    @property
+    def store_ok(self) -> bool:
+        """Whether the last commit (or read) succeeded: ``/readyz`` and ``citypack_store_ok``."""
+        return self._store_ok
+
+    @store_ok.setter
+    def store_ok(self, value: bool) -> None:
+        self._store_ok = value
+        self.metrics.store_ok.set(1 if value else 0)
 
     async def open(self) -> None:
         if self._opened:
@@ -537,6 +547,7 @@ class Gateway:
             if isinstance(exc, StoreGone):
                 self._store_lost = True
             self._store_failures += 1
+            self.metrics.store_failures.inc()
             backoff = min(_RETRY_MAX_S, 0.5 * 2 ** min(self._store_failures, 4))
             self._retry_at = time.monotonic() + backoff
             self._arm_retry(backoff)
@@ -896,6 +907,7 @@ class Gateway:
                     self.log.error("store unreachable; retrying", extra={"error": str(exc)})
                 self.store_ok = False
                 self._store_failures += 1
+                self.metrics.store_failures.inc()
             except Exception as exc:  # invariant 2: the gateway never stops on bad input
                 self.log.exception("processing failed", extra={"topic": topic})
                 self._dead_letter(topic, raw, f"internal error: {type(exc).__name__}: {exc}", "")

@@ -60,6 +60,14 @@ class _Disk:
         store._write = write
 
 
+async def _metric(gw: Running, name: str) -> float:
+    """One sample of the gateway's ``/metrics``, as Prometheus scrapes it."""
+    text = (await gw.http.get("/metrics")).text
+    values = [float(line.split()[1]) for line in text.splitlines() if line.split(" ")[0] == name]
+    assert len(values) == 1, (name, values)
+    return values[0]
+
+
 def _stored_commands(db: Path) -> list[tuple[str, str]]:
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
@@ -96,6 +104,7 @@ async def test_a_change_whose_commit_fails_is_not_answered_as_done(
         assert answer.headers["retry-after"] == "1"
         assert disk.failed == 1
         assert _stored_commands(db) == []
+        assert await _metric(gw, "citypack_store_failures_total") >= 1
         # kept, as the answer said: committed once the store commits again (the retry timer)
         await wait_for(lambda: len(_stored_commands(db)) == 1, "the kept command committed")
         assert gw.gateway.store_ok
@@ -106,6 +115,7 @@ async def test_a_change_whose_commit_fails_is_not_answered_as_done(
         assert answer.status_code == 503, answer.text
         assert "not committed" in answer.json()["message"]
         assert not gw.gateway.store_ok
+        assert await _metric(gw, "citypack_store_ok") == 0  # what an operator's alert reads
         active = len(gw.gateway.commands.for_device(BIN))
         body = {"message": "bin_config", "fields": {"config_version": 8}}
         answer = await gw.http.post(f"/api/v1/devices/{BIN}/commands", json=body)
@@ -124,6 +134,7 @@ async def test_a_change_whose_commit_fails_is_not_answered_as_done(
         disk.full = False
         await wait_for(lambda: gw.gateway.store_ok, "the store commits again", 15)
         await gw.gateway.flush()
+        assert await _metric(gw, "citypack_store_ok") == 1
         commands = _stored_commands(db)
         assert len(commands) == 1 and json.loads(commands[0][1])["config_version"] == 7
         assert OTHER in _stored_devices(db)  # the kept device change
