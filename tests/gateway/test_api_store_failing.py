@@ -183,3 +183,45 @@ async def test_pushed_uplinks_are_held_for_a_failing_store_up_to_a_bound(
         answer = await gw.http.post("/api/v1/ingest/os2iot", content=uplink(9), headers=push)
         assert answer.status_code == 200, answer.text  # held count reset: taken again
         assert await stored() == [1, 2, 3, 4, 5, 9]
+
+
+@pytest.mark.postgres
+async def test_a_command_whose_postgres_commit_fails_says_so_and_is_kept_once(
+    mosquitto_broker: Broker, tmp_path: Path, postgres_url: str
+) -> None:
+    """The first case above on PostgreSQL, where the API's change is claimed and committed on
+    its own (gateway/service.py ``_committed_on``): the commit fails inside its transaction
+    with SQLSTATE 53100 ``disk_full`` (PostgreSQL 15 manual, appendix A), raised where the
+    batch's rows are written. 503 says it is kept, and it is committed once afterwards."""
+    import psycopg
+
+    async with running_gateway(mosquitto_broker, tmp_path, store={"url": postgres_url}) as gw:
+        assert (await gw.http.put(f"/api/v1/devices/{BIN}", json={"kind": "bin"})).is_success
+        store: Any = gw.gateway.store
+        real = type(store)._write_rest.__get__(store)
+        failed: list[int] = []
+
+        async def write_rest(cur: Any, batch: Any) -> None:
+            if batch.commands and not failed:
+                failed.append(len(batch.commands))
+                raise psycopg.errors.DiskFull("could not extend file: No space left on device")
+            await real(cur, batch)
+
+        store._write_rest = write_rest
+        body = {"message": "bin_config", "fields": {"config_version": 7}}
+        answer = await gw.http.post(f"/api/v1/devices/{BIN}/commands", json=body)
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["error"] == "store_unavailable"
+        assert "not committed" in answer.json()["message"], answer.text
+        assert failed == [1]
+
+        def stored() -> list[int]:
+            with psycopg.connect(postgres_url, autocommit=True) as conn:
+                rows = conn.execute(
+                    "SELECT fields FROM commands WHERE message = 'bin_config'"
+                ).fetchall()
+            return [json.loads(fields)["config_version"] for (fields,) in rows]
+
+        await wait_for(lambda: stored() == [7], "the kept command committed", 15)
+        await wait_for(lambda: gw.gateway.store_ok, "the store commits again", 15)
+        assert stored() == [7]
