@@ -49,6 +49,7 @@ from gateway.errors import (
     ChirpStackApiError,
     CommandRejected,
     ConfigError,
+    NotCommitted,
     PayloadTooLarge,
     StoreError,
     UnknownGroup,
@@ -376,9 +377,15 @@ class MulticastManager:
             self._remember(command)
             try:
                 await self._save(command, members=True)
-            except StoreError:  # not kept: never enqueued, and no longer tracked (503)
+            except StoreError as exc:  # never enqueued, and no longer tracked (503)
                 self._forget(command)
                 self.commands.pop(command.id, None)
+                if isinstance(exc, NotCommitted):  # its rows stay staged: written as failed
+                    for member in command.members.values():
+                        if member.state == _WAITING:
+                            member.state = "failed"
+                            member.error = "not enqueued: the store could not commit it"
+                    self._stage(command, members=True)
                 raise
             try:
                 f_cnt = await self.client.enqueue(

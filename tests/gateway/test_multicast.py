@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from gateway.config import parse_config
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, StoreError
 from protocol import codec
 from protocol.lorawan.data import DataFrame
 from tests.gateway.harness import wait_for
@@ -155,6 +155,51 @@ async def test_group_command_errors(rig: tuple[Street, Any]) -> None:
         headers={"Authorization": "Bearer wrong"},
     )
     assert anonymous.status_code == 401
+
+
+async def test_a_group_command_the_store_cannot_keep_goes_nowhere(
+    rig: tuple[Street, Any],
+) -> None:
+    """A full disk (the store's write raises what SQLite raises then, inside the real commit):
+    a group command is refused (503 ``store_unavailable``) before its frame is enqueued, so
+    nothing goes on the air. When its own commit was the first to fail, its rows were staged
+    already: they are written as failed ("not enqueued") once the store has room, never left
+    queued; when the store was failing already, nothing of it is written at all."""
+    street_, http = rig
+    store: Any = street_.gateway.store
+    real = type(store)._write.__get__(store)
+    disk = {"full": False, "once": False}
+
+    def write(db: Any, rows: Any) -> None:
+        if disk["full"] or disk["once"]:
+            disk["once"] = False
+            raise StoreError("commit failed: database or disk is full")
+        real(db, rows)
+
+    store._write = write
+    body = {"message": "lamp_override", "fields": {"dim_level": 20, "duration_s": 600}}
+    disk["once"] = True
+    answer = await http.post(f"/api/v1/groups/{GROUP}/commands", json=body)
+    assert answer.status_code == 503, answer.text
+    assert "not committed" in answer.json()["message"]
+    disk["full"] = True
+    answer = await http.post(f"/api/v1/groups/{GROUP}/commands", json=body)
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["message"] == "the store is unavailable; try again"
+    assert multicast_lines(street_) == []  # nothing went on the air
+    disk["full"] = False
+    await wait_for(lambda: street_.gateway.store_ok, "the store commits again", 15)
+    await street_.gateway.flush()
+    commands = (await http.get(f"/api/v1/groups/{GROUP}/commands")).json()["commands"]
+    assert len(commands) == 1, commands  # the first, as failed; the second not at all
+    assert commands[0]["counts"] == {"queued": 0, "applied": 0, "failed": 30, "expired": 0}
+    assert {m["error"] for m in commands[0]["members"]} == {
+        "not enqueued: the store could not commit it"
+    }
+    street_.give_group_key(GROUP)
+    answer = await http.post(f"/api/v1/groups/{GROUP}/commands", json=body)
+    assert answer.status_code == 202, answer.text  # and the next one goes out as usual
+    await wait_for(lambda: len(multicast_lines(street_)) == 1, "the frame on the air")
 
 
 def test_multicast_config_section(tmp_path: Path) -> None:
