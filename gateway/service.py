@@ -925,8 +925,7 @@ class Gateway:
         async def make() -> None:
             stage()
 
-        await self._flush()  # a store that has just failed is known before anything is staged
-        self.refuse_while_failing()
+        await self.refuse_unless_committing()
         await self._made_committed(make, "change")
         self.require_committed()
 
@@ -1200,10 +1199,10 @@ class Gateway:
         self, dev_eui: str, values: dict[str, Any], *, batched: bool = False
     ) -> Device:
         """:meth:`upsert_device` committed before the API answers (:meth:`change_committed`).
-        ``batched`` (a bulk import, one instance): only staged; the caller flushes once for all
-        of them and calls :meth:`require_committed`."""
-        if batched and self.fleet is None:
-            self.refuse_while_failing()
+        ``batched`` (a bulk import, one instance): only staged; the caller calls
+        :meth:`refuse_unless_committing` before the first, flushes once for all of them and
+        calls :meth:`require_committed`."""
+        if batched and self.fleet is None:  # the caller refused first (refuse_unless_committing)
             return self.upsert_device(dev_eui, values)
         return await self.change_committed(dev_eui, lambda: self.upsert_device(dev_eui, values))
 
@@ -1214,6 +1213,12 @@ class Gateway:
         sent it again."""
         if not self.store_ok:
             raise StoreError("the store cannot commit now")
+
+    async def refuse_unless_committing(self) -> None:
+        """:meth:`refuse_while_failing` after committing what waits, so a store that has just
+        failed is known before a change is made, not after it is staged."""
+        await self._flush()
+        self.refuse_while_failing()
 
     def require_committed(self, what: str = "change") -> None:
         """After the flush that was to commit an API change: :class:`NotCommitted` when that
@@ -1238,11 +1243,8 @@ class Gateway:
         records what already happened elsewhere (a command ChirpStack's queue gave back) is
         kept whatever the store does, and committed when it can be."""
         if self.fleet is None:
-            # what waits is committed first, so a store that has just failed is known before
-            # the change is made (refuse_while_failing), not after it is staged
-            await self._flush()
             if refuse_failing:
-                self.refuse_while_failing()
+                await self.refuse_unless_committing()
             result = change()
             await self.flush()
             self.require_committed()

@@ -84,8 +84,7 @@ async def put_devices(gateway: GatewayDep, body: DeviceBatchIn) -> dict[str, Any
     ``{"dev_eui", "error"}]}`` in the order given; an entry that is already as given is not
     rewritten."""
     results: list[dict[str, Any]] = []
-    await gateway.flush()  # a store that has just failed is known before anything is staged
-    gateway.refuse_while_failing()
+    await gateway.refuse_unless_committing()
     for index, entry in enumerate(body.devices):
         entry = dict(entry)
         dev_eui = entry.pop("dev_eui", None)

@@ -15,19 +15,23 @@ once, by the ``dispatch`` job's new holder); the log says what happened.
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import httpx
 import pytest
 
 from tests.helpers import postgres, procs
-from tests.helpers.faults import gateway_config, readyz, uplink_stream, wait_until
+from tests.helpers.faults import (
+    chirpstack_client,
+    gateway_config,
+    readyz,
+    uplink_stream,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.broker, pytest.mark.postgres, pytest.mark.timeout(240)]
 
@@ -102,17 +106,7 @@ async def test_every_connection_ended_mid_stream_loses_nothing(tmp_path: Path) -
                 for dev in DEVICES:
                     response = await api.put(f"/api/v1/devices/{dev}", json={"kind": "bin"})
                     assert response.is_success, response.text
-            async with aiomqtt.Client(
-                broker.host, broker.port, identifier=f"cs-{uuid.uuid4().hex[:8]}"
-            ) as chirpstack:
-                await chirpstack.subscribe(f"application/{app}/device/+/command/down", qos=1)
-
-                async def collect() -> None:
-                    async for message in chirpstack.messages:
-                        assert isinstance(message.payload, bytes)
-                        downlinks.append(json.loads(message.payload))
-
-                collector = asyncio.create_task(collect())
+            async with chirpstack_client(broker, app, downlinks) as chirpstack:
                 # the first round meets every kind of session: both jobs led, the feed listening
                 await asyncio.to_thread(
                     wait_until,
@@ -149,7 +143,6 @@ async def test_every_connection_ended_mid_stream_loses_nothing(tmp_path: Path) -
                     wait_until, lambda: len(downlinks) >= 1, "the command at ChirpStack", 60
                 )
                 await asyncio.sleep(1.0)  # a second hand-over would show now
-                collector.cancel()
             assert gw.terminate() == 0
             stored = _stored(store)
             assert [d for d, n in Counter(stored).items() if n > 1] == []

@@ -13,17 +13,21 @@ persistent session (gateway/bridge.py), and processing is idempotent on deduplic
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections import Counter
 from pathlib import Path
 
-import aiomqtt
 import httpx
 import pytest
 
 from tests.helpers import procs
-from tests.helpers.faults import gateway_config, stored_dedup_ids, uplink_stream, wait_until
+from tests.helpers.faults import (
+    chirpstack_client,
+    gateway_config,
+    stored_dedup_ids,
+    uplink_stream,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(240)]
 
@@ -51,17 +55,7 @@ async def _crash_run(tmp_path: Path, total: int, kills: int) -> None:
         with _api(gw.url, gw.token) as api:
             for dev in DEVICES:
                 assert api.put(f"/api/v1/devices/{dev}", json={"kind": "bin"}).status_code == 200
-        async with aiomqtt.Client(
-            broker.host, broker.port, identifier=f"cs-{uuid.uuid4().hex[:8]}"
-        ) as chirpstack:
-            await chirpstack.subscribe(f"application/{app}/device/+/command/down", qos=1)
-
-            async def collect() -> None:
-                async for message in chirpstack.messages:
-                    assert isinstance(message.payload, bytes)
-                    downlinks.append(json.loads(message.payload))
-
-            collector = asyncio.create_task(collect())
+        async with chirpstack_client(broker, app, downlinks) as chirpstack:
             chunk = total // (kills + 1)
             sent = 0
             for round_ in range(kills + 1):
@@ -104,8 +98,6 @@ async def _crash_run(tmp_path: Path, total: int, kills: int) -> None:
                 wait_until, lambda: len(stored_dedup_ids(db)) >= total, "every uplink", 90
             )
             await asyncio.sleep(1.0)  # anything redelivered late would show up now
-            collector.cancel()
-            await asyncio.gather(collector, return_exceptions=True)
         assert gw.terminate() == 0
         assert len(at_kill) == kills and all(stored < end for stored, end in at_kill)
         stored = stored_dedup_ids(db)

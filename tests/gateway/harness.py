@@ -16,6 +16,7 @@ import aiomqtt
 import httpx
 
 from gateway.config import Config, parse_config
+from gateway.errors import StoreError
 from gateway.service import Gateway
 from tests.helpers.procs import Broker
 
@@ -150,6 +151,44 @@ async def mqtt_client(
 
 def json_of(got: list[tuple[str, bytes]], topic: str) -> list[Any]:
     return [json.loads(p) for t, p in got if t == topic]
+
+
+def os2iot_push(directory: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """An ``[os2iot]`` section that takes uplinks by HTTP push only (no downlinks through
+    OS2iot, so its URL is never called), its push secret written to ``directory``; and the
+    headers a data target sends with each push."""
+    secret = directory / "push.auth"
+    secret.write_text("Bearer push-test\n")
+    secret.chmod(0o600)
+    section = {
+        "url": "http://127.0.0.1:9/api/v1",  # never called: no downlinks through OS2iot
+        "ingest": "http_push",
+        "push_authorization_file": str(secret),
+        "downlinks": False,
+    }
+    return section, {"authorization": "Bearer push-test"}
+
+
+class FullDisk:
+    """The gateway's SQLite store fails its commits as on a full disk: its ``_write`` raises
+    what SQLite's ``database or disk is full`` becomes, before the transaction begins.
+    ``full`` while True: every commit; ``once``: the next one. ``failed`` counts them."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.full = False
+        self.once = False
+        self.failed = 0
+        store: Any = gateway.store
+        real = type(store)._write.__get__(store)  # the store's own, not an earlier wrap
+
+        def write(db: Any, rows: dict[str, list[Any]]) -> None:
+            if self.full or self.once:
+                self.once = False
+                self.failed += 1
+                raise StoreError("commit failed: database or disk is full")
+            real(db, rows)
+
+        store._write = write
 
 
 def refuse_commits(

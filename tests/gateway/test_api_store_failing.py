@@ -28,36 +28,15 @@ from typing import Any
 import pytest
 
 from gateway import os2iot
-from gateway.errors import StoreError
 from protocol import codec
 from tests.gateway import events as ev
-from tests.gateway.harness import Running, running_gateway, wait_for
+from tests.gateway.harness import FullDisk, Running, os2iot_push, running_gateway, wait_for
 from tests.helpers.procs import Broker
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(120)]
 
 BIN = "a84041000181f0d1"
 OTHER = "a84041000181f0d2"
-
-
-class _Disk:
-    """``full`` while True: every commit fails as on a full disk; ``once``: the next one."""
-
-    def __init__(self, gw: Running) -> None:
-        self.full = False
-        self.once = False
-        self.failed = 0
-        store: Any = gw.gateway.store
-        real = type(store)._write.__get__(store)
-
-        def write(db: sqlite3.Connection, rows: dict[str, list[Any]]) -> None:
-            if self.full or self.once:
-                self.once = False
-                self.failed += 1
-                raise StoreError("commit failed: database or disk is full")
-            real(db, rows)
-
-        store._write = write
 
 
 async def _metric(gw: Running, name: str) -> float:
@@ -91,7 +70,7 @@ async def test_a_change_whose_commit_fails_is_not_answered_as_done(
     db = tmp_path / "gateway.db"
     async with running_gateway(mosquitto_broker, tmp_path) as gw:
         assert (await gw.http.put(f"/api/v1/devices/{BIN}", json={"kind": "bin"})).is_success
-        disk = _Disk(gw)
+        disk = FullDisk(gw.gateway)
 
         # the store fails as the command is committed
         disk.once = True
@@ -144,16 +123,7 @@ async def test_pushed_uplinks_are_held_for_a_failing_store_up_to_a_bound(
     mosquitto_broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(os2iot, "HELD_PUSHES_MAX", 5)
-    secret = tmp_path / "push.auth"
-    secret.write_text("Bearer push-test\n")
-    secret.chmod(0o600)
-    config = {
-        "url": "http://127.0.0.1:9/api/v1",  # never called: no downlinks through OS2iot
-        "ingest": "http_push",
-        "push_authorization_file": str(secret),
-        "downlinks": False,
-    }
-    push = {"authorization": "Bearer push-test"}
+    config, push = os2iot_push(tmp_path)
     async with running_gateway(mosquitto_broker, tmp_path, os2iot=config) as gw:
         assert (await gw.http.put(f"/api/v1/devices/{BIN}", json={"kind": "bin"})).is_success
 
@@ -166,7 +136,7 @@ async def test_pushed_uplinks_are_held_for_a_failing_store_up_to_a_bound(
             rows = (await gw.http.get(f"/api/v1/devices/{BIN}/uplinks")).json()["uplinks"]
             return sorted(int(r["f_cnt"]) for r in rows)
 
-        disk = _Disk(gw)
+        disk = FullDisk(gw.gateway)
         disk.full = True
         answers = [
             await gw.http.post("/api/v1/ingest/os2iot", content=uplink(n), headers=push)

@@ -25,6 +25,7 @@ from tests.gateway.harness import (
     Running,
     make_config,
     mqtt_client,
+    os2iot_push,
     refuse_commits,
     start,
     wait_for,
@@ -735,18 +736,9 @@ async def test_a_pushed_uplink_in_a_refused_batch_is_stored_before_the_answer(
     stores it once."""
     from gateway.service import API_ATTEMPTS
 
-    secret = tmp_path / "push.auth"
-    secret.write_text("Bearer push-test\n")
-    secret.chmod(0o600)
-    os2iot = {
-        "url": "http://127.0.0.1:9/api/v1",  # never called: no downlinks through OS2iot
-        "ingest": "http_push",
-        "push_authorization_file": str(secret),
-        "downlinks": False,
-    }
+    os2iot, push = os2iot_push(tmp_path)
     (a,), app, _ = await _instances(mosquitto_broker, tmp_path, postgres_url, ("a",), os2iot=os2iot)
     refused: list[Any] = []
-    push = {"authorization": "Bearer push-test"}
 
     def uplink(f_cnt: int) -> bytes:
         _, data = codec.encode(

@@ -12,10 +12,10 @@ import httpx
 import pytest
 
 from gateway.config import parse_config
-from gateway.errors import ConfigError, StoreError
+from gateway.errors import ConfigError
 from protocol import codec
 from protocol.lorawan.data import DataFrame
-from tests.gateway.harness import wait_for
+from tests.gateway.harness import FullDisk, wait_for
 from tests.helpers.procs import Broker
 from tools.bench.group_override import GROUP, Street, street
 from tools.bench.street_lamps import McSession
@@ -166,28 +166,18 @@ async def test_a_group_command_the_store_cannot_keep_goes_nowhere(
     already: they are written as failed ("not enqueued") once the store has room, never left
     queued; when the store was failing already, nothing of it is written at all."""
     street_, http = rig
-    store: Any = street_.gateway.store
-    real = type(store)._write.__get__(store)
-    disk = {"full": False, "once": False}
-
-    def write(db: Any, rows: Any) -> None:
-        if disk["full"] or disk["once"]:
-            disk["once"] = False
-            raise StoreError("commit failed: database or disk is full")
-        real(db, rows)
-
-    store._write = write
+    disk = FullDisk(street_.gateway)
     body = {"message": "lamp_override", "fields": {"dim_level": 20, "duration_s": 600}}
-    disk["once"] = True
+    disk.once = True
     answer = await http.post(f"/api/v1/groups/{GROUP}/commands", json=body)
     assert answer.status_code == 503, answer.text
     assert "not committed" in answer.json()["message"]
-    disk["full"] = True
+    disk.full = True
     answer = await http.post(f"/api/v1/groups/{GROUP}/commands", json=body)
     assert answer.status_code == 503, answer.text
     assert answer.json()["message"] == "the store is unavailable; try again"
     assert multicast_lines(street_) == []  # nothing went on the air
-    disk["full"] = False
+    disk.full = False
     await wait_for(lambda: street_.gateway.store_ok, "the store commits again", 15)
     await street_.gateway.flush()
     commands = (await http.get(f"/api/v1/groups/{GROUP}/commands")).json()["commands"]

@@ -21,7 +21,8 @@ import threading
 import time
 import tracemalloc
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -298,6 +299,36 @@ async def publish_uplinks(broker: Any, items: list[tuple[str, bytes, str]]) -> N
     ) as chirpstack:
         for topic, payload, _ in items:
             await chirpstack.publish(topic, payload, qos=1)
+
+
+@asynccontextmanager
+async def chirpstack_client(
+    broker: Any, app: str, downlinks: list[dict[str, Any]]
+) -> AsyncIterator[Any]:
+    """ChirpStack's side of MQTT while the block runs: an aiomqtt client on ``broker`` (to
+    publish uplinks with), and every ``command/down`` of application ``app`` the gateway hands
+    to ChirpStack's queue appended to ``downlinks`` (its JSON)."""
+    import asyncio
+    import uuid
+
+    import aiomqtt
+
+    async with aiomqtt.Client(
+        broker.host, broker.port, identifier=f"cs-{uuid.uuid4().hex[:8]}"
+    ) as chirpstack:
+        await chirpstack.subscribe(f"application/{app}/device/+/command/down", qos=1)
+
+        async def collect() -> None:
+            async for message in chirpstack.messages:
+                assert isinstance(message.payload, bytes)
+                downlinks.append(json.loads(message.payload))
+
+        collector = asyncio.create_task(collect())
+        try:
+            yield chirpstack
+        finally:
+            collector.cancel()
+            await asyncio.gather(collector, return_exceptions=True)
 
 
 def readyz(url: str) -> tuple[int, dict[str, Any]]:
