@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers import procs
+from tests.helpers import postgres, procs
 
 
 @pytest.fixture(scope="session")
@@ -17,6 +17,14 @@ def mosquitto_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[procs
     broker = procs.start_mosquitto(directory=tmp_path_factory.mktemp("mosquitto"))
     yield broker
     broker.stop()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test, dropped after it (skips or, under CI=true,
+    fails without a PostgreSQL: tests/helpers/postgres.py)."""
+    with postgres.database() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -10,13 +10,6 @@ import pytest
 from tests.helpers import postgres
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test (skips or, under CI=true, fails without one)."""
-    with postgres.database() as url:
-        yield url
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A store URL of each backend: a SQLite file in tmp_path, or a fresh PostgreSQL database."""

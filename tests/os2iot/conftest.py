@@ -125,12 +125,3 @@ def os2iot_thread(mosquitto_broker: procs.Broker) -> Iterator[Running]:
     finally:
         stop.set()
         thread.join(30)
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test (as tests/gateway/conftest.py's)."""
-    from tests.helpers import postgres
-
-    with postgres.database() as url:
-        yield url
