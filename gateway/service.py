@@ -313,8 +313,9 @@ class Gateway:
 
     @store_ok.setter
     def store_ok(self, value: bool) -> None:
-        self._store_ok = value
-        self.metrics.store_ok.set(1 if value else 0)
+        if value != self._store_ok:  # set at every commit: the gauge only when it changes
+            self._store_ok = value
+            self.metrics.store_ok.set(1 if value else 0)
 
     async def open(self) -> None:
         if self._opened:
