@@ -41,12 +41,16 @@ async def test_a_refused_hand_over_is_not_sent_through_os2iot(
         refuse_commits(gw, refused, hand_over)
         # invariant 4 at every call: OS2iot gets only a command stored as handed over
         seen: list[tuple[str, bool]] = []
+        answered: list[str] = []  # calls OS2iot has answered (its emulator recorded them)
         real_dispatch = gw.os2iot.dispatch
 
         async def dispatch(command: CommandRecord, *, look_first: bool = False) -> bool:
             stored = await gw.store.get_command(command.id)
             seen.append((command.id, stored is not None and stored.published_at is not None))
-            return await real_dispatch(command, look_first=look_first)
+            try:
+                return await real_dispatch(command, look_first=look_first)
+            finally:
+                answered.append(command.id)
 
         gw.os2iot.dispatch = dispatch  # type: ignore[method-assign]
         command = await gw.submit_command_async(
@@ -61,6 +65,10 @@ async def test_a_refused_hand_over_is_not_sent_through_os2iot(
             return stored is not None and stored.published_at is not None
 
         await wait_for(stored_handed_over, "the hand-over stored", 10)
+        # the call seen above has reached OS2iot: the hand-over is stored before the call is
+        # made, so without this wait the emulator's record could still be on its way
+        await wait_for(lambda: answered, "OS2iot's answer", 10)
+        assert seen == [(command.id, True)]
         assert rig.os2iot is not None
         downlinks = [d for d in rig.os2iot.state.downlinks if d.port == command.f_port]
         assert len(downlinks) == 1
