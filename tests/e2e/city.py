@@ -115,9 +115,16 @@ def build_world(epoch: float) -> World:
 
 @contextlib.asynccontextmanager
 async def sim_city(
-    workdir: Path, broker_url: str, *, speed: float = 100.0, report_interval_s: int = 120
+    workdir: Path,
+    broker_url: str,
+    *,
+    speed: float = 100.0,
+    report_interval_s: int = 120,
+    epoch: float | None = None,
 ) -> Any:
-    epoch = evening_start(time.time())
+    """The city running: ``epoch`` is where its accelerated clock starts (shortly after the
+    latest sunset, tools/sim/clock.py ``evening_start``, when None)."""
+    epoch = evening_start(time.time()) if epoch is None else epoch
     clock = ScaledClock(speed)
     world = build_world(epoch)
     files = write_city(world, workdir / "city")

@@ -369,6 +369,42 @@ async def test_expired_item_is_dropped_with_a_log(harness: Harness) -> None:
     assert (await harness.event("txack")).queue_item_id == fresh
 
 
+async def test_expiry_is_on_the_clock_of_whoever_set_it() -> None:
+    """``expiry_now`` (the fleet simulator's wall clock, the gateway's) decides expiry, not the
+    accelerated ``now`` the emulator stamps its events with: a world running ahead of the wall
+    clock must not expire what the gateway meant to last (tools/sim/fleet.py)."""
+    wall = datetime.now(UTC)
+    config = fast_config(now=lambda: wall + timedelta(hours=3), expiry_now=lambda: wall)
+    ns = NetworkServer([CLASS_A], config)
+    harness = Harness(ns)
+    ns.add_event_sink(harness.sink)
+    harness.gateway(GW1)
+    async with ns:
+        node = FakeNode.for_device(CLASS_A)
+        await harness.join(node)
+        soon = (wall + timedelta(seconds=60)).isoformat()
+        gone = (wall - timedelta(seconds=1)).isoformat()
+        topic = command_topic(CLASS_A.dev_eui)
+        dropped = ns.handle_command(
+            topic,
+            json.dumps(
+                {"devEui": CLASS_A.dev_eui, "fPort": 3, "data": "AQ==", "expiresAt": gone}
+            ).encode(),
+        )
+        kept = ns.handle_command(
+            topic,
+            json.dumps(
+                {"devEui": CLASS_A.dev_eui, "fPort": 3, "data": "Ag==", "expiresAt": soon}
+            ).encode(),
+        )
+        ns.receive_uplink(GW1, air(node.uplink(b"u", fport=2)))
+        log = await harness.event("log")
+        assert log_code(log) == "EXPIRED" and log.context["queue_item_id"] == dropped
+        txpk, _ = await harness.downlink(GW1)
+        assert node.downlink(phy_of(txpk), 0).payload == b"\x02"
+        assert (await harness.event("txack")).queue_item_id == kept
+
+
 async def test_enqueue_flush_queue_keeps_pending(harness: Harness) -> None:
     node = FakeNode.for_device(CLASS_A)
     await harness.join(node)

@@ -45,7 +45,7 @@ def compose_data_downlink(
     discarded on the way (expired, too large) for their ``log`` events."""
     session = state.session
     assert session is not None
-    item, discarded = next_item(state, max_payload, config.now())
+    item, discarded = next_item(state, max_payload, config.expiry_clock())
     more = item is not None and sum(1 for i in state.queue if not i.is_pending) > 1
     commands: list[bytes] = []
     link_adr = None

@@ -54,3 +54,11 @@ class NetsimConfig:
     flush_queue_on_activate: bool = True
     seed: int | None = None
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    # what a queue item's ``expiresAt`` is compared with: ChirpStack's wall clock, the clock of
+    # whoever set it; None is ``now``. The fleet simulator runs ``now`` faster than real time
+    # while the gateway it talks to (a child process) stamps expiries in real time
+    # (tools/sim/fleet.py)
+    expiry_now: Callable[[], datetime] | None = None
+
+    def expiry_clock(self) -> datetime:
+        return (self.expiry_now or self.now)()

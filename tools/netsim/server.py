@@ -487,7 +487,7 @@ class NetworkServer:
             if self._compose(state, step.via, [window], False, False, class_c=True):
                 state.scheduler_run_after = now + self.config.class_c_lock_s
                 next_wake = min(next_wake or state.scheduler_run_after, state.scheduler_run_after)
-        due, next_at = self.multicast.due(now, self.config.now())
+        due, next_at = self.multicast.due(now, self.config.expiry_clock())
         for mc_item in due:
             group = self.multicast.get(mc_item.group_id)
             self.transmitter.send(

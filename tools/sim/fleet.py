@@ -25,6 +25,7 @@ import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -60,6 +61,10 @@ _EMULATOR_MODULES = (("tools.netsim.runner", "the network emulator"),)
 
 OnNode = Callable[[str, str, str], None]
 _MAX_DUTY_WAIT_MS = 180_000  # an SF12 frame's 1 % off-time is about 150 s (RP002 §2)
+
+
+def _wall_now() -> datetime:
+    return datetime.now(UTC)
 
 
 def firmware_path() -> None:
@@ -295,6 +300,12 @@ class Fleet:
             "now": sim_now,
             "seed": 1,
         }
+        if not self.virtual:
+            # the gateway (a child process on the wall clock) stamps each command's expiresAt
+            # in real time: compared with the accelerated clock, a lighting-ahead override
+            # (60 s, gateway/rules/lamps.py) would expire as soon as the world passed the wall
+            # clock, which it does within minutes of an evening start (tools/sim/clock.py)
+            options["expiry_now"] = _wall_now
         if self.application_id:
             options["application_id"] = self.application_id
         options.update(self.netsim_options)
