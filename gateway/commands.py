@@ -209,8 +209,10 @@ class CommandManager:
         *,
         confirmed: bool | None = None,
         source: str = "api",
+        expires_in_s: float | None = None,
     ) -> CommandRecord:
-        """Validate, encode and queue a command; raises :class:`CommandError` subclasses."""
+        """Validate, encode and queue a command; raises :class:`CommandError` subclasses. It
+        expires ``expires_in_s`` from now (``[commands] timeout_s`` when None)."""
         if device is None:
             raise UnknownDevice("no such device", dev_eui="")
         try:
@@ -259,7 +261,7 @@ class CommandManager:
             data=data,
             confirmed=self.config.confirmed if confirmed is None else confirmed,
             created_at=now,
-            expires_at=now + self.config.timeout_s,
+            expires_at=now + (self.config.timeout_s if expires_in_s is None else expires_in_s),
             source=source,
         )
         for older in self.for_device(device.dev_eui):
@@ -530,3 +532,14 @@ class CommandManager:
                 self._finish(command, "expired", now, "timed out before the device applied it")
                 expired.append(command)
         return expired
+
+    def expire_unsent(self, command: CommandRecord) -> bool:
+        """Expire ``command`` if its time is up and it was never handed to ChirpStack (which
+        would only drop it, log EXPIRED: reference chirpstack.md §3); whether it did."""
+        now = self.clock()
+        if command.published_at is not None or command.expires_at is None:
+            return False
+        if command.expires_at > now or command.state in TERMINAL_STATES:
+            return False
+        self._finish(command, "expired", now, "timed out before it could be sent")
+        return True

@@ -1086,7 +1086,12 @@ class Gateway:
             return  # one config push at a time; the result (or expiry) decides the next
         try:
             command = self.commands.submit(
-                target, planned.message, planned.fields, confirmed=planned.confirmed, source="rule"
+                target,
+                planned.message,
+                planned.fields,
+                confirmed=planned.confirmed,
+                source="rule",
+                expires_in_s=planned.expires_in_s,
             )
         except CommandError as exc:
             self.log.warning(
@@ -1328,7 +1333,16 @@ class Gateway:
         # several instances: _dispatch_one holds the flush lock (and the device) already
         commit = self._flush_locked if self.fleet is not None else self.flush
         command = self.commands.next_to_send(dev_eui)
+        expired = False
+        while command is not None and self.commands.expire_unsent(command):
+            # worth sending no more (a rule's lighting-ahead override that waited past its
+            # hold, gateway/rules/lamps.py): not handed to ChirpStack, the next one goes
+            self._command_changed(command)
+            expired = True
+            command = self.commands.next_to_send(dev_eui)
         if command is None:
+            if expired:
+                await commit()
             return
         if self.commands.is_republish(command) and not self.bridge.backlog_drained():
             # the first copy's fate may be in the broker's backlog (ChirpStack may have sent or

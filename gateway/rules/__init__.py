@@ -23,12 +23,15 @@ __all__ = ["Outcome", "PlannedCommand", "TwinChange"]
 
 @dataclass(frozen=True, slots=True)
 class PlannedCommand:
-    """A command a rule wants sent: the service queues it like an API command."""
+    """A command a rule wants sent: the service queues it like an API command. ``expires_in_s``:
+    how long it is worth sending (its ``expires_at``, which ChirpStack's queue honours as
+    ``expiresAt``); None is ``[commands] timeout_s``, as for an API command."""
 
     dev_eui: str
     message: str
     fields: dict[str, Any]
     confirmed: bool = False
+    expires_in_s: float | None = None
 
 
 @dataclass(slots=True, init=False)

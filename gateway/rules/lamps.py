@@ -173,6 +173,10 @@ def apply_lamp_presence(
                     "resume_schedule": False,
                 },
                 confirmed=False,
+                # light for a road user seen now: sent later than the hold it asks for, it
+                # lights a lamp nobody it was planned for is near, and takes a class C slot
+                # (duty cycle) from an override that is still in time (tools/sim/README.md)
+                expires_in_s=float(cfg.presence_duration_s),
             )
         )
     if now is not None and not reporter_off and not gone:

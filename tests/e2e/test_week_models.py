@@ -4,6 +4,7 @@ small and fast: each count checked against what the model's own parameters make 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 
@@ -77,3 +78,27 @@ def test_lighting_ahead_is_held_back_by_the_rx2_duty_cycle() -> None:
     assert slow.users_reached == fast.users_reached > 0
     assert fast.users_lit_ahead > slow.users_lit_ahead
     assert fast.energy_kwh > slow.energy_kwh  # the overrides that got through cost light
+
+
+def test_an_override_that_waits_past_its_hold_is_dropped_unsent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the same day at DR0, where the duty cycle keeps overrides waiting: as the gateway plans
+    # them (expiring with their hold, gateway/rules/lamps.py), and as if they never expired
+    from tools.sim import weeklight
+
+    world = LightWorld(days=1)
+    expiring = simulate_light(world, seed=1)["citypack"]
+    rule = weeklight.apply_lamp_presence
+
+    def never_expiring(*args: Any, **kwargs: Any) -> Any:
+        plan = rule(*args, **kwargs)
+        assert all(c.expires_in_s == world.lamps.presence_duration_s for c in plan.commands)
+        plan.commands[:] = [dataclasses.replace(c, expires_in_s=None) for c in plan.commands]
+        return plan
+
+    monkeypatch.setattr(weeklight, "apply_lamp_presence", never_expiring)
+    kept = simulate_light(world, seed=1)["citypack"]
+    assert kept.users_reached == expiring.users_reached > 0
+    # the late ones lit lamps for road users who had gone on
+    assert expiring.energy_kwh < kept.energy_kwh

@@ -117,6 +117,29 @@ async def test_command_ids_wrap_and_skip_active(manager: CommandManager) -> None
     assert codec.decode(command.f_port, command.data, "down").fields["command_id"] == 254
 
 
+async def test_a_command_with_its_own_lifetime_expires_unsent(manager: CommandManager) -> None:
+    """``submit(expires_in_s=)`` (a rule's lighting-ahead override) instead of
+    ``[commands] timeout_s``; ``expire_unsent`` expires it only while it was never handed to
+    ChirpStack and its time is up."""
+    lamp = Device("01", kind="lamp", last_dr=5)
+    short = manager.submit(lamp, "lamp_override", {"dim_level": 100}, expires_in_s=20)
+    assert short.expires_at == manager.clock() + 20
+    default = manager.submit(Device("02", kind="lamp", last_dr=5), "reboot", {})
+    assert default.expires_at == manager.clock() + 100  # the fixture's timeout_s
+    assert not manager.expire_unsent(short)  # in time
+    manager.clock.now += 20  # type: ignore[attr-defined]
+    handed = manager.submit(Device("03", kind="lamp", last_dr=5), "reboot", {}, expires_in_s=5)
+    hand_over(manager, handed)
+    manager.clock.now += 5  # type: ignore[attr-defined]
+    assert manager.expire_unsent(short)
+    assert (short.state, short.error) == ("expired", "timed out before it could be sent")
+    assert short.id not in manager.active and manager.next_to_send("01") is None
+    assert not manager.expire_unsent(short)  # once
+    # handed over: ChirpStack's queue has it with its expiresAt, and its word decides
+    assert not manager.expire_unsent(handed) and handed.state == "queued"
+    assert not manager.expire_unsent(default)
+
+
 async def test_transitions_replacement_and_expiry(manager: CommandManager) -> None:
     lamp = Device("01", kind="lamp", last_dr=5)
     first = manager.submit(lamp, "lamp_override", {"dim_level": 1}, confirmed=True)

@@ -222,6 +222,8 @@ def test_presence_raises_only_neighbouring_lamps() -> None:
     ] == [("02", "lamp_override", 90, 45, False)]
     # the override must hold its level: resume_schedule=True would end it at once (catalogue)
     assert out.commands[0].fields["resume_schedule"] is False
+    # and is worth sending for its hold only: light for a road user who has gone on is waste
+    assert out.commands[0].expires_in_s == 45
     assert out.events[0] == ("lamp_presence", {"road_users": 1, "street": "A", "raised": ["02"]})
     # seen by a lamp that is off (daylight by its profile): no neighbour is switched on by day
     by_day = run(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -618,6 +619,71 @@ async def test_lamp_rules_presence_profile_failure(
             )
             await wait_for(lambda: profile_cmd.state == "applied", "profile applied")
         assert gw.gateway.devices[LAMP1].to_json()["config_in_sync"] is True
+
+
+async def test_a_lighting_ahead_override_expires_with_its_hold_and_is_not_sent_late(
+    mosquitto_broker: Broker, tmp_path: Path
+) -> None:
+    """A rule's ``lamp_override`` (light ahead of a road user) is worth its hold
+    (``[lamps] presence_duration_s``) and no more: its downlink carries that ``expiresAt``
+    for ChirpStack's queue, and one that waited longer behind the lamp's other command is
+    expired, never handed over (gateway/rules/lamps.py, gateway/commands.py)."""
+    clock = Clock(1_772_400_000.0)  # 21:20 UTC: night
+    async with running_gateway(
+        mosquitto_broker, tmp_path, clock=clock, lamps={"presence_duration_s": 45}
+    ) as gw:
+        await register(gw, LAMP1, kind="lamp", street="Havnegade", neighbours=[LAMP2])
+        await register(gw, LAMP2, kind="lamp", street="Havnegade", neighbours=[LAMP1])
+        downs = f"application/{gw.app}/device/+/command/down"
+        async with mqtt_client(mosquitto_broker, downs) as (client, got):
+            for eui in (LAMP1, LAMP2):
+                await send_up(client, gw, eui, 1, lamp_status())
+            await wait_for(lambda: gw.counter("processed") == 2, "lamps heard")
+            # in time: LAMP1 sees someone, LAMP2's override goes out with its expiry
+            await send_up(
+                client, gw, LAMP1, 2, payload("lamp_presence", {"road_users": 1, "dim_level": 100})
+            )
+            await wait_for(lambda: any(LAMP2 in t for t, _ in got), "override to LAMP2")
+            first = next(c for c in gw.gateway.commands.for_device(LAMP2))
+            assert first.source == "rule" and first.expires_at == first.created_at + 45
+            sent = json.loads(next(p for t, p in got if LAMP2 in t))
+            assert sent["id"] == first.id
+            expected = datetime.fromtimestamp(first.created_at + 45, UTC)
+            assert datetime.fromisoformat(sent["expiresAt"]) == expected
+            # an API command for LAMP1 sits in ChirpStack's queue (no txack yet) ...
+            api = await gw.http.post(
+                f"/api/v1/devices/{LAMP1}/commands",
+                json={
+                    "message": "lamp_override",
+                    "fields": {"dim_level": 40, "duration_s": 600},
+                    "confirmed": False,  # out of ChirpStack's queue at its txack
+                },
+            )
+            assert api.status_code == 202, api.text
+            api_id = api.json()["id"]
+            await wait_for(lambda: any(api_id.encode() in p for _, p in got), "API command out")
+            # ... so the override planned for LAMP1 by LAMP2's report waits behind it
+            await send_up(
+                client, gw, LAMP2, 2, payload("lamp_presence", {"road_users": 1, "dim_level": 100})
+            )
+            await wait_for(
+                lambda: any(c.source == "rule" for c in gw.gateway.commands.for_device(LAMP1)),
+                "override planned for LAMP1",
+            )
+            late = next(c for c in gw.gateway.commands.for_device(LAMP1) if c.source == "rule")
+            assert late.published_at is None
+            # longer than its hold: the road user has gone on (the harness runs maintenance
+            # hourly, so only the dispatch at the txack below can expire it)
+            clock.advance(46)
+            await client.publish(
+                ev.topic(gw.app, LAMP1, "txack"), ev.dumps(ev.txack(gw.app, LAMP1, api_id)), qos=1
+            )
+            await wait_for(lambda: late.state == "expired", "late override expired")
+            assert late.error == "timed out before it could be sent"
+            await gw.gateway.flush()
+        assert not any(late.id.encode() in p for _, p in got)  # never handed to ChirpStack
+        stored = await gw.gateway.store.get_command(late.id)
+        assert stored is not None and stored.state == "expired"
 
 
 async def test_restart_mid_stream_loses_nothing_and_repeats_nothing(

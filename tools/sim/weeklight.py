@@ -15,7 +15,9 @@ profile; lamps stand every ``spacing_m``. What decides the light is real project
   time on air (protocol.lorawan.airtime, EU868 RX2 at DR0 as RP002 sets it), each LoRa gateway
   sending one downlink at a time within the 10 % duty cycle of the 869.4–869.65 MHz sub-band
   (ERC Recommendation 70-03, annex 1, band h1.7); a newer override for a lamp whose previous one
-  is still queued replaces it (gateway/commands.py).
+  is still queued replaces it (gateway/commands.py), and one whose turn comes after its
+  ``expiresAt`` (the override's own hold, gateway/rules/lamps.py) is dropped unsent, as
+  ChirpStack drops an expired queue item.
 
 Counted for each strategy: lamp energy (kWh, the world's LED driver power model), and for every
 road user reaching a lamp in the dark whether it was at boost level then ("lit ahead").
@@ -297,6 +299,8 @@ def _overrides(
                 continue  # replaces the one still queued: that one carries these fields
             g = lamps[j].gateway
             send = max(ready, free_at[g])
+            if command.expires_in_s is not None and send >= ready + command.expires_in_s:
+                continue  # expired waiting for the gateway: ChirpStack drops it (log EXPIRED)
             free_at[g] = send + down_s / world.duty_cycle
             queued_until[j] = send
             applied = send + down_s + float(command.fields["fade_s"])
