@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -105,6 +106,20 @@ class Harness:
             self.ns.receive_uplink(gw, air(phy))
         txpk, _ = await self.downlink((gateways or (GW1,))[0])
         node.join_accept(phy_of(txpk))
+
+
+@contextlib.asynccontextmanager
+async def joined_class_a(config: NetsimConfig) -> AsyncIterator[tuple[Harness, FakeNode]]:
+    """An emulator with ``config`` (for a test that needs its own), one gateway (GW1) and the
+    class A node joined through it."""
+    ns = NetworkServer([CLASS_A], config)
+    harness = Harness(ns)
+    ns.add_event_sink(harness.sink)
+    harness.gateway(GW1)
+    async with ns:
+        node = FakeNode.for_device(CLASS_A)
+        await harness.join(node)
+        yield harness, node
 
 
 @pytest.fixture

@@ -20,10 +20,9 @@ from chirpstack_api import integration
 from google.protobuf import json_format
 
 from protocol.lorawan.maccommands import DevStatusAns, DevStatusReq
-from tests.netsim.conftest import CLASS_A, CLASS_C, GW1, Harness, fast_config
+from tests.netsim.conftest import CLASS_A, CLASS_C, GW1, Harness, fast_config, joined_class_a
 from tests.netsim.fakenode import FakeNode, air, phy_of
 from tools.netsim.events import EVENT_MESSAGES, chirpstack_json, rfc3339
-from tools.netsim.server import NetworkServer
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -206,13 +205,8 @@ async def test_join_up_txack_ack_conform(harness: Harness) -> None:
 
 
 async def test_status_event_conforms() -> None:
-    ns = NetworkServer([CLASS_A], fast_config(dev_status_every=1))
-    harness = Harness(ns)
-    ns.add_event_sink(harness.sink)
-    harness.gateway(GW1)
-    async with ns:
-        node = FakeNode.for_device(CLASS_A)
-        await harness.join(node)
+    async with joined_class_a(fast_config(dev_status_every=1)) as (harness, node):
+        ns = harness.ns
         ns.receive_uplink(GW1, air(node.uplink(b"\x01", fport=2)))
         txpk, _ = await harness.downlink(GW1)
         down = node.downlink(phy_of(txpk), 0)

@@ -24,7 +24,15 @@ from protocol.lorawan.maccommands import (
     LinkCheckAns,
     LinkCheckReq,
 )
-from tests.netsim.conftest import CLASS_A, CLASS_C, GW1, GW2, Harness, fast_config
+from tests.netsim.conftest import (
+    CLASS_A,
+    CLASS_C,
+    GW1,
+    GW2,
+    Harness,
+    fast_config,
+    joined_class_a,
+)
 from tests.netsim.fakenode import FakeNode, air, phy_of
 from tools.netsim.server import NetworkServer
 
@@ -375,13 +383,8 @@ async def test_expiry_is_on_the_clock_of_whoever_set_it() -> None:
     clock must not expire what the gateway meant to last (tools/sim/fleet.py)."""
     wall = datetime.now(UTC)
     config = fast_config(now=lambda: wall + timedelta(hours=3), expiry_now=lambda: wall)
-    ns = NetworkServer([CLASS_A], config)
-    harness = Harness(ns)
-    ns.add_event_sink(harness.sink)
-    harness.gateway(GW1)
-    async with ns:
-        node = FakeNode.for_device(CLASS_A)
-        await harness.join(node)
+    async with joined_class_a(config) as (harness, node):
+        ns = harness.ns
         soon = (wall + timedelta(seconds=60)).isoformat()
         gone = (wall - timedelta(seconds=1)).isoformat()
         topic = command_topic(CLASS_A.dev_eui)
@@ -434,13 +437,7 @@ async def test_link_check_and_device_time(harness: Harness) -> None:
 
 
 async def test_adr_raises_the_data_rate() -> None:
-    ns = NetworkServer([CLASS_A], fast_config())
-    harness = Harness(ns)
-    ns.add_event_sink(harness.sink)
-    harness.gateway(GW1)
-    async with ns:
-        node = FakeNode.for_device(CLASS_A)
-        await harness.join(node)
+    async with joined_class_a(fast_config()) as (harness, node):
         # SF12 with 10 dB SNR: margin 10 - (-20) - 10 = 20 dB → 6 steps: DR0 → DR5, then power.
         harness.ns.receive_uplink(
             GW1, air(node.uplink(b"u", fport=2, adr=True), datr="SF12BW125", lsnr=10.0)
@@ -514,15 +511,9 @@ def test_random_frames_never_raise(frames: list[bytes]) -> None:
 async def test_status_battery_mapping(
     battery: int, external: bool, unavailable: bool, level: float
 ) -> None:
-    ns = NetworkServer([CLASS_A], fast_config(dev_status_every=1))
-    harness = Harness(ns)
-    ns.add_event_sink(harness.sink)
-    harness.gateway(GW1)
-    async with ns:
-        node = FakeNode.for_device(CLASS_A)
-        await harness.join(node)
+    async with joined_class_a(fast_config(dev_status_every=1)) as (harness, node):
         answer = DevStatusAns(battery=battery, margin=-3).to_bytes()
-        ns.receive_uplink(GW1, air(node.uplink(b"", fport=None, fopts=answer)))
+        harness.ns.receive_uplink(GW1, air(node.uplink(b"", fport=None, fopts=answer)))
         status = await harness.event("status")
     assert (status.external_power_source, status.battery_level_unavailable) == (
         external,
