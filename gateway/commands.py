@@ -535,7 +535,7 @@ class CommandManager:
 
     def expire_unsent(self, command: CommandRecord) -> bool:
         """Expire ``command`` if its time is up and it was never handed to ChirpStack (which
-        would only drop it, log EXPIRED: reference chirpstack.md §3); whether it did."""
+        would only drop it with a ``log`` EXPIRED, gateway/README.md §1); whether it did."""
         now = self.clock()
         if command.published_at is not None or command.expires_at is None:
             return False
