@@ -24,14 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import random
 import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import httpx
 import psycopg
 import pytest
@@ -39,7 +37,7 @@ import pytest
 from protocol import codec
 from tests.gateway import events as ev
 from tests.helpers import postgres, procs
-from tests.helpers.faults import GatewayProcess, wait_until
+from tests.helpers.faults import GatewayProcess, chirpstack_client, wait_until
 
 pytestmark = [pytest.mark.broker, pytest.mark.postgres, pytest.mark.timeout(300)]
 
@@ -119,39 +117,33 @@ async def _run(tmp_path: Path, rounds: int, per_round: int) -> None:
                         lambda a=api: len(a.get("/api/v1/devices").json()["devices"]) == 18,
                         "registry on every instance",
                     )
-            async with aiomqtt.Client(
-                broker.host, broker.port, identifier=f"cs-{uuid.uuid4().hex[:8]}"
-            ) as chirpstack:
-                await chirpstack.subscribe(f"application/{app}/device/+/command/down", qos=1)
 
-                async def chirpstack_side() -> None:
-                    async for message in chirpstack.messages:
-                        assert isinstance(message.payload, bytes)
-                        doc = json.loads(message.payload)
-                        downlinks.append(doc)
-                        dev = doc["devEui"]
-                        fields = codec.decode(doc["fPort"], base64.b64decode(doc["data"]), "down")
-                        txack = ev.txack(app, dev, doc["id"])
-                        answers.put_nowait((ev.topic(app, dev, "txack"), ev.dumps(txack)))
-                        if doc["confirmed"]:
-                            ack = ev.ack(app, dev, doc["id"])
-                            answers.put_nowait((ev.topic(app, dev, "ack"), ev.dumps(ack)))
-                        version = fields.fields.get("config_version")
-                        if isinstance(version, int):  # the node applies the config ...
-                            fleet.config_version[dev] = version
-                        result = {  # ... and says so, with the version it now runs
-                            "command_id": fields.fields["command_id"],
-                            "outcome": "applied",
-                            "config_version": fleet.config_version[dev],
-                        }
-                        answers.put_nowait(fleet.uplink(dev, "command_result", result))
+            def chirpstack_side(doc: dict[str, Any]) -> None:
+                dev = doc["devEui"]
+                fields = codec.decode(doc["fPort"], base64.b64decode(doc["data"]), "down")
+                txack = ev.txack(app, dev, doc["id"])
+                answers.put_nowait((ev.topic(app, dev, "txack"), ev.dumps(txack)))
+                if doc["confirmed"]:
+                    ack = ev.ack(app, dev, doc["id"])
+                    answers.put_nowait((ev.topic(app, dev, "ack"), ev.dumps(ack)))
+                version = fields.fields.get("config_version")
+                if isinstance(version, int):  # the node applies the config ...
+                    fleet.config_version[dev] = version
+                result = {  # ... and says so, with the version it now runs
+                    "command_id": fields.fields["command_id"],
+                    "outcome": "applied",
+                    "config_version": fleet.config_version[dev],
+                }
+                answers.put_nowait(fleet.uplink(dev, "command_result", result))
+
+            async with chirpstack_client(broker, app, downlinks, chirpstack_side) as chirpstack:
 
                 async def answer() -> None:
                     while True:
                         topic, payload = await answers.get()
                         await chirpstack.publish(topic, payload, qos=1)
 
-                helpers = [asyncio.create_task(chirpstack_side()), asyncio.create_task(answer())]
+                helpers = [asyncio.create_task(answer())]
                 try:
                     later: list[tuple[str, bytes]] = []  # duplicates, published a round later
                     for round_ in range(rounds):

@@ -303,11 +303,16 @@ async def publish_uplinks(broker: Any, items: list[tuple[str, bytes, str]]) -> N
 
 @asynccontextmanager
 async def chirpstack_client(
-    broker: Any, app: str, downlinks: list[dict[str, Any]]
+    broker: Any,
+    app: str,
+    downlinks: list[dict[str, Any]],
+    on_downlink: Callable[[dict[str, Any]], None] | None = None,
 ) -> AsyncIterator[Any]:
     """ChirpStack's side of MQTT while the block runs: an aiomqtt client on ``broker`` (to
     publish uplinks with), and every ``command/down`` of application ``app`` the gateway hands
-    to ChirpStack's queue appended to ``downlinks`` (its JSON)."""
+    to ChirpStack's queue appended to ``downlinks`` (its JSON), then given to ``on_downlink``
+    (ChirpStack's and the node's answers to it, for a test that plays them). If that side
+    stopped early (a downlink it could not read, ``on_downlink`` raising), the block fails."""
     import asyncio
     import uuid
 
@@ -321,14 +326,19 @@ async def chirpstack_client(
         async def collect() -> None:
             async for message in chirpstack.messages:
                 assert isinstance(message.payload, bytes)
-                downlinks.append(json.loads(message.payload))
+                doc = json.loads(message.payload)
+                downlinks.append(doc)
+                if on_downlink is not None:
+                    on_downlink(doc)
 
         collector = asyncio.create_task(collect())
         try:
             yield chirpstack
         finally:
             collector.cancel()
-            await asyncio.gather(collector, return_exceptions=True)
+            (ended,) = await asyncio.gather(collector, return_exceptions=True)
+            if isinstance(ended, Exception):  # not the cancel: it stopped early
+                raise AssertionError("ChirpStack's side stopped early") from ended
 
 
 def readyz(url: str) -> tuple[int, dict[str, Any]]:
