@@ -25,6 +25,12 @@ class CommandError(NetsimError):
     """A downlink command that ChirpStack would refuse (it only logs a warning)."""
 
 
+def wall_clock() -> datetime:
+    """ChirpStack's clock: real UTC time (the default ``now``; the fleet simulator's
+    ``expiry_now``, tools/sim/fleet.py)."""
+    return datetime.now(UTC)
+
+
 @dataclass
 class NetsimConfig:
     """Settings; defaults are ChirpStack v4's (``chirpstack.toml`` and device-profile defaults)."""
@@ -53,7 +59,7 @@ class NetsimConfig:
     dev_status_every: int = 50  # DevStatusReq on the first uplink after join, then every N
     flush_queue_on_activate: bool = True
     seed: int | None = None
-    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    now: Callable[[], datetime] = field(default=wall_clock)
     # what a queue item's ``expiresAt`` is compared with: ChirpStack's wall clock, the clock of
     # whoever set it; None is ``now``. The fleet simulator runs ``now`` faster than real time
     # while the gateway it talks to (a child process) stamps expiries in real time

@@ -25,7 +25,6 @@ import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -61,10 +60,6 @@ _EMULATOR_MODULES = (("tools.netsim.runner", "the network emulator"),)
 
 OnNode = Callable[[str, str, str], None]
 _MAX_DUTY_WAIT_MS = 180_000  # an SF12 frame's 1 % off-time is about 150 s (RP002 §2)
-
-
-def _wall_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def firmware_path() -> None:
@@ -263,6 +258,7 @@ class Fleet:
         await self._stack.aclose()
 
     async def _start_emulator(self, sim_now: Any) -> None:
+        from tools.netsim.config import wall_clock
         from tools.netsim.devices import parse_devices
         from tools.netsim.runner import Netsim
         from tools.netsim.server import NetsimConfig
@@ -305,7 +301,7 @@ class Fleet:
             # in real time: compared with the accelerated clock, a lighting-ahead override
             # (60 s, gateway/rules/lamps.py) would expire as soon as the world passed the wall
             # clock, which it does within minutes of an evening start (tools/sim/clock.py)
-            options["expiry_now"] = _wall_now
+            options["expiry_now"] = wall_clock
         if self.application_id:
             options["application_id"] = self.application_id
         options.update(self.netsim_options)
