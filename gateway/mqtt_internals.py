@@ -139,3 +139,62 @@ def lean_publish_properties() -> bool:
         return current is _PublishProperties
     setattr(_packet, "Properties", _PublishProperties)  # noqa: B010 - not exported: mypy
     return True
+
+
+READ_SIZE = 65_536  # bytes asked of the socket at once (BufferedReads)
+
+
+class _BufferedSocket:
+    """A socket whose ``recv`` asks the kernel for ``READ_SIZE`` bytes at once and hands paho
+    the small reads it makes out of that.
+
+    paho 2.2 reads a packet in at least three ``recv`` calls (its first byte, each byte of its
+    remaining length, its body: ``Client._packet_read``), each a system call, and one packet
+    per ``loop_read``. ``pending()`` is how paho and aiomqtt learn that bytes are ready without
+    the socket being readable (they call it for TLS sockets, aiomqtt's reader callback reads
+    again while it is above 0): here it is what the buffer holds, so one readable event reads
+    every packet that arrived with it. Everything else is the socket's."""
+
+    __slots__ = ("_at", "_buffer", "_sock")
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self._buffer = b""
+        self._at = 0
+
+    def recv(self, size: int) -> bytes:
+        buffer, at = self._buffer, self._at
+        if at < len(buffer):
+            end = min(at + size, len(buffer))
+            self._at = end
+            return buffer[at:end]
+        data: bytes = self._sock.recv(max(size, READ_SIZE))  # BlockingIOError, b"" at EOF: paho's
+        if len(data) <= size:
+            self._buffer, self._at = b"", 0
+            return data
+        self._buffer, self._at = data, size
+        return data[:size]
+
+    def pending(self) -> int:
+        inner = getattr(self._sock, "pending", None)
+        return len(self._buffer) - self._at + (inner() if inner is not None else 0)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+def buffered_reads(client: paho.Client) -> bool:
+    """Have ``client`` read its socket through :class:`_BufferedSocket` from its next
+    connection on (paho's ``Client._create_socket``, which ``reconnect`` calls); True when in
+    place, False on versions this was not tested with."""
+    if not supported():
+        return False
+    create = getattr(client, "_create_socket", None)
+    if not callable(create):
+        return False
+
+    def buffered() -> Any:
+        return _BufferedSocket(create())
+
+    client._create_socket = buffered  # type: ignore[method-assign]
+    return True

@@ -5,6 +5,8 @@ answer None so the bridge takes its public-API path."""
 from __future__ import annotations
 
 import asyncio
+import socket
+import uuid
 from importlib import metadata
 
 import aiomqtt
@@ -14,6 +16,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import MQTTException, Properties
 
 from gateway import mqtt_internals as internals
+from tests.helpers import procs
 
 
 def _client(protocol: aiomqtt.ProtocolVersion) -> aiomqtt.Client:
@@ -59,6 +62,9 @@ async def test_unsupported_versions_use_public_calls(monkeypatch: pytest.MonkeyP
         client = _client(aiomqtt.ProtocolVersion.V311)
         assert internals.incoming_queue(client) is None
         assert internals.packet_writer(internals.paho_client(client)) is None
+        inner = internals.paho_client(client)
+        assert not internals.buffered_reads(inner)
+        assert "_create_socket" not in vars(inner)  # paho's own method, untouched
     finally:
         internals.supported.cache_clear()
 
@@ -116,3 +122,80 @@ def test_lean_publish_properties_decode_what_paho_decodes(with_properties: bool)
     fresh.unpack(_every_publish_property().pack())
     fresh.unpack(b"\x00")  # unpack clears what was there
     assert fresh.json() == {}
+
+
+class _CountingSocket:
+    """A socket that counts the reads asked of the kernel."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.reads = 0
+
+    def recv(self, size: int) -> bytes:
+        self.reads += 1
+        return self.sock.recv(size)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+
+def test_buffered_socket_hands_out_the_stream_in_small_reads() -> None:
+    """paho's read pattern (1 byte, 1 byte, the body: Client._packet_read) through the buffer
+    gives back the exact stream, with a few kernel reads for many small ones; pending() says
+    what is buffered (aiomqtt's reader reads again while it is above 0), a drained socket
+    raises BlockingIOError as the socket does, and end of stream is b"" as it is."""
+    writer, reader = socket.socketpair()
+    reader.setblocking(False)
+    counting = _CountingSocket(reader)
+    wrapped = internals._BufferedSocket(counting)
+    stream = bytes(range(256)) * 400  # 102,400 bytes: more than one READ_SIZE
+    writer.sendall(stream)
+    got = bytearray()
+    small_reads = 0
+    try:
+        while True:
+            for size in (1, 1, 875):
+                part = wrapped.recv(size)
+                assert 0 < len(part) <= size
+                got += part
+                small_reads += 1
+            if small_reads == 3:
+                assert wrapped.pending() > 0  # the rest of the first kernel read
+    except BlockingIOError:
+        pass
+    assert bytes(got) == stream
+    assert wrapped.pending() == 0
+    assert counting.reads < small_reads / 20
+    assert wrapped.fileno() == reader.fileno()  # everything else is the socket's
+    writer.close()
+    assert wrapped.recv(1) == b""
+    reader.close()
+
+
+async def test_buffered_reads_receive_every_message_in_order(
+    mosquitto_broker: procs.Broker,
+) -> None:
+    """A real broker, MQTT 5 QoS 1, 875-byte payloads sent faster than they are read: every
+    message arrives once, whole and in order, through the buffered socket."""
+    count = 600
+    topic = f"internals/{uuid.uuid4().hex}"
+    sub = aiomqtt.Client(mosquitto_broker.host, mosquitto_broker.port,
+                         protocol=aiomqtt.ProtocolVersion.V5)  # fmt: skip
+    assert internals.buffered_reads(internals.paho_client(sub))
+    async with sub:
+        assert isinstance(internals.paho_client(sub).socket(), internals._BufferedSocket)
+        await sub.subscribe(topic, qos=1)
+        async with aiomqtt.Client(mosquitto_broker.host, mosquitto_broker.port) as pub:
+            for n in range(count):
+                await pub.publish(topic, n.to_bytes(4, "big") * 219, qos=1)
+        received: list[int] = []
+        async with asyncio.timeout(30):
+            async for message in sub.messages:
+                payload = message.payload
+                assert isinstance(payload, bytes) and len(payload) == 876
+                n = int.from_bytes(payload[:4], "big")
+                assert payload == n.to_bytes(4, "big") * 219
+                received.append(n)
+                if len(received) == count:
+                    break
+    assert received == list(range(count))
