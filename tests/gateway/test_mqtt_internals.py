@@ -199,3 +199,25 @@ async def test_buffered_reads_receive_every_message_in_order(
                 if len(received) == count:
                     break
     assert received == list(range(count))
+
+
+def test_buffered_socket_adds_what_a_tls_socket_holds() -> None:
+    """Over TLS the socket's own pending() (decrypted bytes not yet read) counts too, so
+    aiomqtt's reader still reads them when the kernel has nothing more (paho issue 131)."""
+
+    class _Tls:
+        def __init__(self) -> None:
+            self.chunks = [b"abcdef"]
+
+        def recv(self, size: int) -> bytes:
+            return self.chunks.pop(0)[:size]
+
+        def pending(self) -> int:
+            return 7
+
+    wrapped = internals._BufferedSocket(_Tls())
+    assert wrapped.pending() == 7
+    assert wrapped.recv(2) == b"ab"
+    assert wrapped.pending() == 4 + 7
+    assert wrapped.recv(100) == b"cdef"
+    assert wrapped.pending() == 7
