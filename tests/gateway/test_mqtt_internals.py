@@ -4,8 +4,12 @@ answer None so the bridge takes its public-API path."""
 
 from __future__ import annotations
 
+import array
 import asyncio
+import fcntl
 import socket
+import termios
+import time
 import uuid
 from importlib import metadata
 
@@ -221,3 +225,46 @@ def test_buffered_socket_adds_what_a_tls_socket_holds() -> None:
     assert wrapped.pending() == 4 + 7
     assert wrapped.recv(100) == b"cdef"
     assert wrapped.pending() == 7
+
+
+async def test_one_readable_event_reads_every_packet_that_came_with_it(
+    mosquitto_broker: procs.Broker,
+) -> None:
+    """The reason for the buffer (gateway/service.py ``_claim_burst``: a burst is what is
+    waiting): messages the broker kept for a persistent session are all in the socket before
+    the loop reads it (waited for with FIONREAD, the loop held), and one turn of the loop
+    puts every one of them in aiomqtt's queue. Without the buffer paho reads one packet a
+    readable event, and the queue would hold one."""
+    count = 15  # under the broker's in-flight window (tests/helpers/procs.py: 100)
+    topic = f"b/{uuid.uuid4().hex[:8]}"
+    payload = b"x" * 60
+    size = 2 + 2 + len(topic) + 2 + len(payload)  # PUBLISH QoS 1, remaining length < 128
+    assert size - 2 < 128
+    identifier = f"burst-{uuid.uuid4().hex[:8]}"
+    host, port = mosquitto_broker.host, mosquitto_broker.port
+
+    def client() -> aiomqtt.Client:
+        return aiomqtt.Client(host, port, identifier=identifier, clean_session=False)
+
+    async with client() as first:  # the persistent session and its subscription
+        await first.subscribe(topic, qos=1)
+    async with aiomqtt.Client(host, port) as pub:
+        for _ in range(count):
+            await pub.publish(topic, payload, qos=1)
+    sub = client()
+    assert internals.buffered_reads(internals.paho_client(sub))
+    async with sub:
+        queue = internals.incoming_queue(sub)
+        assert queue is not None
+        sock = internals.paho_client(sub).socket()
+        assert sock is not None
+        waiting = array.array("i", [0])
+        deadline = time.monotonic() + 10
+        while True:  # the loop is held: nothing is read meanwhile
+            fcntl.ioctl(sock.fileno(), termios.FIONREAD, waiting)
+            if queue.qsize() + waiting[0] // size >= count:
+                break
+            assert time.monotonic() < deadline, "the broker did not send the kept messages"
+            time.sleep(0.01)  # noqa: ASYNC251 - held on purpose: no read may run
+        await asyncio.sleep(0)  # one turn: one readable event, if any bytes were left
+        assert queue.qsize() == count
