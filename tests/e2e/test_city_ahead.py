@@ -7,7 +7,8 @@ compared with the world's clock, ChirpStack's emulator dropped every such overri
 once the world was a minute ahead, so lamps stopped lighting ahead of road users whenever a
 demo (or tests/e2e/test_city.py) ran in the evening. The emulator now compares expiries with
 the wall clock (tools/sim/fleet.py, tools/netsim/config.py ``expiry_now``). Here the world
-starts at the next evening, hours ahead of the wall clock whatever the hour the test runs.
+starts at an evening at least three hours ahead of the wall clock whatever the time the test
+runs.
 """
 
 from __future__ import annotations
@@ -27,10 +28,16 @@ pytestmark = pytest.mark.broker
 LAMPS = ("02c17a0c000000b1", "02c17a0c000000b2", "02c17a0c000000b3")
 
 
+# the world's lead over the wall clock at the start, at least. "The next evening" alone was
+# not: run at 14:37 UTC on 7 December, the evening it picked (that day's, shortly after
+# sunset) was 48 minutes ahead, and the fixture's precondition failed
+AHEAD_S = 3 * 3600.0
+
+
 def next_evening(now: float) -> float:
-    """Shortly after the first sunset after ``now``: always after it."""
-    epoch = evening_start(now + 86_400.0)
-    return epoch if epoch > now else evening_start(now + 2 * 86_400.0)
+    """Shortly after the first sunset that is at least :data:`AHEAD_S` after ``now``."""
+    epoch = evening_start(now + AHEAD_S + 86_400.0)
+    return epoch if epoch > now + AHEAD_S else evening_start(now + AHEAD_S + 2 * 86_400.0)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -40,7 +47,8 @@ async def city(
     workdir = tmp_path_factory.mktemp("e2e-city-ahead")
     epoch = next_evening(time.time())
     async with sim_city(workdir, mosquitto_broker.url, epoch=epoch) as running:
-        assert running.world.time > time.time() + 3600  # the precondition, by construction
+        # the precondition, by construction: the world starts AHEAD_S ahead and runs faster
+        assert running.world.time > time.time() + AHEAD_S
         await eventually(
             lambda: all(running.fleet.nodes[eui].mac.joined for eui in LAMPS),  # type: ignore[union-attr]
             timeout_s=30,
@@ -49,11 +57,13 @@ async def city(
         yield running
 
 
-def test_next_evening_is_after_now_whatever_the_hour() -> None:
+def test_next_evening_is_hours_ahead_whatever_the_time() -> None:
     start = 1_796_600_000.0  # 2026-12-06 23:33 UTC
-    for hour in range(0, 48):
-        now = start + hour * 3600.0
-        assert now < next_evening(now) < now + 2 * 86_400.0
+    for step in range(0, 2 * 24 * 12):  # every 5 minutes of two days
+        now = start + step * 300.0
+        assert now + AHEAD_S < next_evening(now) < now + AHEAD_S + 2 * 86_400.0
+    # the hour the first version failed at: that day's evening was 48 minutes ahead
+    assert next_evening(1_796_653_040.0) > 1_796_653_040.0 + AHEAD_S
 
 
 @pytest.mark.asyncio(loop_scope="module")
