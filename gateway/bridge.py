@@ -14,8 +14,9 @@ Invariant 3 (ARCHITECTURE.md: at-least-once in, exactly-once effect) is kept by 
    transaction) and on (devEui, devAddr, fCnt).
 
 What needs aiomqtt's or paho's private attributes (the paho client under aiomqtt, its incoming
-queue, paho's packet queue) is reached only through :mod:`gateway.mqtt_internals`, which checks
-the installed versions and falls back to public calls outside them.
+queue, paho's packet queue, paho's socket factory for reads 64 KB at a time) is reached only
+through :mod:`gateway.mqtt_internals`, which checks the installed versions and falls back to
+public calls outside them.
 
 Acks are in receive order (MQTT 3.1.1 §4.6) and only on the connection that received the
 message: after a reconnect the old message ids mean nothing, and the broker redelivers instead.

@@ -3,7 +3,9 @@
 Why at all: the lean receive path (gateway/bridge.py) takes what paho has already put in
 aiomqtt's queue without a task per message, PUBACKs a batch with one socket write and writes a
 chunk of retained QoS 0 twins as one write; and on MQTT 5 (several instances) paho's decoding of
-each PUBLISH's properties is made cheaper (:func:`lean_publish_properties`). aiomqtt 2.x has no
+each PUBLISH's properties is made cheaper (:func:`lean_publish_properties`); and the socket is
+read 64 KB at a time (:func:`buffered_reads`), so one readable event reads every packet that
+came with it instead of one. aiomqtt 2.x has no
 public handle on its paho client (needed for ``manual_ack_set``/``ack``, MQTT 3.1.1 §4.4 acks
 after commit), nor on its incoming queue; paho 2.x writes each queued packet with its own
 ``send()``.
