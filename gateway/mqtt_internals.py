@@ -143,7 +143,7 @@ def lean_publish_properties() -> bool:
     return True
 
 
-READ_SIZE = 65_536  # bytes asked of the socket at once (BufferedReads)
+READ_SIZE = 65_536  # bytes asked of the socket at once (_BufferedSocket)
 
 
 class _BufferedSocket:
