@@ -164,9 +164,10 @@ class Bridge:
             timeout=10,
             **session,
         )
-        internals.paho_client(client).manual_ack_set(True)  # PUBACK after commit: docstring
+        paho_client = internals.paho_client(client)
+        paho_client.manual_ack_set(True)  # PUBACK after commit: docstring
         # one readable event reads every packet that came with it (gateway/mqtt_internals.py)
-        internals.buffered_reads(internals.paho_client(client))
+        internals.buffered_reads(paho_client)
         # the outbox keeps up to 64 QoS 1 publishes waiting for their PUBACK by design
         # (gateway/outbox.py); aiomqtt's warning past 10 is a log line per publish then
         client.pending_calls_threshold = 256

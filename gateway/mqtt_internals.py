@@ -157,12 +157,14 @@ class _BufferedSocket:
     again while it is above 0): here it is what the buffer holds, so one readable event reads
     every packet that arrived with it. Everything else is the socket's."""
 
-    __slots__ = ("_at", "_buffer", "_sock")
+    __slots__ = ("_at", "_buffer", "_inner_pending", "_sock")
 
     def __init__(self, sock: Any) -> None:
         self._sock = sock
         self._buffer = b""
         self._at = 0
+        # a TLS socket's own pending(): looked up once, not for every packet
+        self._inner_pending: Callable[[], int] | None = getattr(sock, "pending", None)
 
     def recv(self, size: int) -> bytes:
         buffer, at = self._buffer, self._at
@@ -178,7 +180,7 @@ class _BufferedSocket:
         return data[:size]
 
     def pending(self) -> int:
-        inner = getattr(self._sock, "pending", None)
+        inner = self._inner_pending
         return len(self._buffer) - self._at + (inner() if inner is not None else 0)
 
     def __getattr__(self, name: str) -> Any:
