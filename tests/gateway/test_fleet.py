@@ -280,7 +280,10 @@ async def test_database_outage_readyz_no_ack_and_resume(
             await wait_for(not_ready, "readyz 503 while the database is away")
             for doc in docs[10:]:
                 await client.publish(ev.topic(app, BINS[0], "up"), ev.dumps(doc), qos=1)
-            await wait_for(lambda: not gw.gateway.store_ok, "the gateway notices")
+            # a bound, not a speed: with the database cut, the burst's claim and then the
+            # message's own claim each wait up to the pool's 5 s for a connection
+            # (gateway/store/postgres.py ``_batch``), so noticing can take just over 10 s
+            await wait_for(lambda: not gw.gateway.store_ok, "the gateway notices", 30)
             assert gw.counter("processed") == 10  # the rest waits, unacknowledged
             # a command queued while the database is away: the dispatch job waits for it
             command = gw.gateway.submit_command(BINS[0], "reboot", {}, confirmed=False)
