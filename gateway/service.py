@@ -848,8 +848,9 @@ class Gateway:
         """Claim, in one round trip, the devices the messages of ``burst`` will claim one by
         one in :meth:`_claim_for` (their devEUIs are in the topics), and read again in one
         more those another instance changed. Only a head start: a device held elsewhere is
-        left to :meth:`_claim_for` (commit, then wait for it alone), and a store error here
-        to :meth:`_process_retrying`. A burst of one costs what :meth:`_claim_for` would."""
+        left to :meth:`_claim_for` (commit, then wait for it alone). A store error here sets
+        ``store_ok`` False at once; :meth:`_process_retrying` then retries each message.
+        A burst of one costs what :meth:`_claim_for` would."""
         assert self.fleet is not None
         wanted: list[str] = []
         unheard: list[str] = []
@@ -885,7 +886,9 @@ class Gateway:
             changed, _ = await store.claim_devices(wanted, unheard=unheard, keys=keys)
             if changed:
                 devices, commands = await store.load_devices_claimed(changed)
-        except StoreError:
+        except StoreError as exc:
+            # noticed now, not after the first message's own claim waits for the pool too
+            self._store_unreachable(exc)
             return
         if not changed:
             return
@@ -904,11 +907,7 @@ class Gateway:
                 await self.process(topic, raw, retained=retained)
                 return True
             except StoreError as exc:
-                if self._store_failures % 100 == 0 or self.store_ok:
-                    self.log.error("store unreachable; retrying", extra={"error": str(exc)})
-                self.store_ok = False
-                self._store_failures += 1
-                self.metrics.store_failures.inc()
+                self._store_unreachable(exc)
             except Exception as exc:  # invariant 2: the gateway never stops on bad input
                 self.log.exception("processing failed", extra={"topic": topic})
                 self._dead_letter(topic, raw, f"internal error: {type(exc).__name__}: {exc}", "")
@@ -917,6 +916,15 @@ class Gateway:
                 return False
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
+
+    def _store_unreachable(self, exc: StoreError) -> None:
+        """A read or claim failed: ``store_ok`` False (``/readyz`` 503), counted, and logged
+        once per 100 failures (no log flood)."""
+        if self._store_failures % 100 == 0 or self.store_ok:
+            self.log.error("store unreachable; retrying", extra={"error": str(exc)})
+        self.store_ok = False
+        self._store_failures += 1
+        self.metrics.store_failures.inc()
 
     async def flush_staged(self, stage: Callable[[], None]) -> None:
         """``stage()`` (which stages writes that change no device) committed before this

@@ -280,9 +280,9 @@ async def test_database_outage_readyz_no_ack_and_resume(
             await wait_for(not_ready, "readyz 503 while the database is away")
             for doc in docs[10:]:
                 await client.publish(ev.topic(app, BINS[0], "up"), ev.dumps(doc), qos=1)
-            # a bound, not a speed: with the database cut, the burst's claim and then the
-            # message's own claim each wait up to the pool's 5 s for a connection
-            # (gateway/store/postgres.py ``_batch``), so noticing can take just over 10 s
+            # a bound, not a speed: with the database cut, the burst's claim waits up to the
+            # pool's 5 s for a connection (gateway/store/postgres.py ``_batch``) and its
+            # failure is noticed then (gateway/service.py ``_claim_burst``)
             await wait_for(lambda: not gw.gateway.store_ok, "the gateway notices", 30)
             assert gw.counter("processed") == 10  # the rest waits, unacknowledged
             # a command queued while the database is away: the dispatch job waits for it
@@ -305,6 +305,52 @@ async def test_database_outage_readyz_no_ack_and_resume(
     finally:
         await gw.stop()
         await proxy.close()
+
+
+async def test_a_failed_burst_claim_is_noticed_at_once(
+    mosquitto_broker: Broker, tmp_path: Path, postgres_url: str
+) -> None:
+    """A burst's claim that fails (the database away) sets ``store_ok`` False by itself
+    (gateway/service.py ``_claim_burst``). Before, the failure was dropped and the gateway
+    noticed only when the first message's own claim failed too, one more pool wait later. Here
+    that claim is held until the end, so only the burst's failure can be what is noticed."""
+    from gateway.errors import StoreError
+
+    (gw,), app, _ = await _instances(mosquitto_broker, tmp_path, postgres_url, ("a",))
+    store: Any = gw.gateway.store
+    real_claim = store.claim_device
+    released = asyncio.Event()
+
+    async def unreachable(*_: Any, **__: Any) -> Any:
+        raise StoreError("database unreachable (the test)")
+
+    async def held(dev_eui: str, *, wait: bool = False) -> bool:
+        await released.wait()
+        return bool(await real_claim(dev_eui, wait=wait))
+
+    try:
+        assert (await gw.http.put(f"/api/v1/devices/{BINS[0]}", json={"kind": "bin"})).is_success
+        assert gw.gateway.store_ok
+        store.claim_devices, store.claim_device = unreachable, held  # this instance's only
+        _, data = codec.encode(
+            "bin_status", {"fill_percent": 40, "temperature_c": 9, "battery_percent": 80}
+        )
+        doc = ev.up(app, BINS[0], f_cnt=1, f_port=10, data=data)
+        async with mqtt_client(mosquitto_broker) as (client, _):
+            await client.publish(ev.topic(app, BINS[0], "up"), ev.dumps(doc), qos=1)
+            await wait_for(lambda: not gw.gateway.store_ok, "noticed from the burst's claim")
+            assert gw.counter("processed") == 0
+            del store.claim_devices  # the class's own again
+            released.set()
+
+            async def stored() -> bool:
+                return len(await store.uplinks(BINS[0], limit=10)) == 1
+
+            await wait_for(stored, "processed once the claim goes through")
+            await wait_for(lambda: gw.gateway.store_ok, "store_ok again with the commit")
+    finally:
+        released.set()
+        await gw.stop()
 
 
 async def test_takeover_publishes_a_handover_its_feed_never_read(
