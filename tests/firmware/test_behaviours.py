@@ -18,6 +18,7 @@ CHECKS = [
     "confirmed_retransmission",
     "us915_sub_band_and_chmask",
     "duty_cycle",
+    "channel_free_while_the_clock_ticks",
     "class_c_through_duty_cycle",
     "class_c_before_activation",
     "join_nonce_replay",

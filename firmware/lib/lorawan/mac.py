@@ -242,9 +242,10 @@ class Mac:
 
     # ---------------------------------------------------------------- duty cycle
 
-    def _free_at(self, freq):
-        """Ticks from which ``freq`` may transmit (sub-band and aggregated off-times)."""
-        t = self.clock.ticks_ms()
+    def _free_at(self, freq, t):
+        """Ticks from which ``freq`` may transmit (sub-band and aggregated off-times); ``t`` is
+        now, read once per pick: a second read here could be a millisecond later and make a
+        free channel look busy (tests/firmware/mpy/behaviours.py)."""
         if self.region.uses_duty_cycle:
             b = self.region.band_of(freq)
             if b >= 0:
@@ -283,7 +284,7 @@ class Mac:
                 continue
             if not region.channel_allows(s, ch, dr):
                 continue
-            wait = self.clock.ticks_diff(self._free_at(region.channel_freq(s, ch)), now)
+            wait = self.clock.ticks_diff(self._free_at(region.channel_freq(s, ch), now), now)
             if wait <= 0:
                 free.append(ch)
             elif best_wait < 0 or wait < best_wait:

@@ -195,6 +195,39 @@ def check_duty_cycle(fail):
         fail.append("the refused send must not transmit")
 
 
+class _Ticking:
+    """A clock that moves on by 1 ms at every read, as a real one does between two reads."""
+
+    def __init__(self, clock):
+        self._clock = clock
+        self._reads = 0
+
+    def ticks_ms(self):
+        self._reads += 1
+        return self._clock.ticks_add(self._clock.ticks_ms(), self._reads)
+
+    def ticks_add(self, t, delta):
+        return self._clock.ticks_add(t, delta)
+
+    def ticks_diff(self, a, b):
+        return self._clock.ticks_diff(a, b)
+
+
+def check_channel_free_while_the_clock_ticks(fail):
+    """A channel with no off-time is free even when the clock moves on during the pick. It read
+    the clock once for "now" and again per channel, so a millisecond passing in between made
+    every channel look busy for 1 ms and the send fail with duty_cycle
+    (tests/firmware/test_bench_paths.py saw it on a loaded machine)."""
+    clock = VirtualClock()
+    net = TestNet(clock, APP_KEY)
+    mac = node(net, clock)
+    abp(net, mac)
+    mac.clock = _Ticking(clock)
+    ch, wait = mac._pick_channel(mac.state.dr)
+    if ch < 0 or wait != 0:
+        fail.append("no free channel on a fresh node: channel %d, wait %d ms" % (ch, wait))
+
+
 def check_class_c_through_duty_cycle(fail):
     """A lamp waiting out its duty cycle still hears class C, and acks on the waiting uplink."""
     clock = VirtualClock()
@@ -420,6 +453,7 @@ CHECKS = (
     ("confirmed_retransmission", check_confirmed_retransmission),
     ("us915_sub_band_and_chmask", check_us915),
     ("duty_cycle", check_duty_cycle),
+    ("channel_free_while_the_clock_ticks", check_channel_free_while_the_clock_ticks),
     ("class_c_through_duty_cycle", check_class_c_through_duty_cycle),
     ("class_c_before_activation", check_class_c_before_activation),
     ("join_nonce_replay", check_join_nonces),
