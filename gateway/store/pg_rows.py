@@ -4,7 +4,6 @@ gateway/store/base.py: the SQLite store has the same)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import psycopg
@@ -15,13 +14,13 @@ from gateway.store.base import (
     EventRecord,
     Staged,
     device_of,
+    json_dumps,
     json_loads,
 )
 
 __all__ = [
     "COMMAND_COLUMNS",
     "DEVICE_SELECT",
-    "JSON",
     "UPLINK_COLUMNS",
     "Staged",
     "column_names",
@@ -31,7 +30,6 @@ __all__ = [
     "event_of",
 ]
 
-JSON = json.JSONEncoder(separators=(",", ":"), default=str)
 UPLINK_COLUMNS = (
     "dev_eui, received_at, deduplication_id, time, dev_addr, f_cnt, f_port, dr, frequency,"
     " rssi, snr, gateways, message, fields, data"
@@ -51,7 +49,7 @@ def command_of(row: dict[str, Any]) -> CommandRecord:
 
 def command_row(c: CommandRecord) -> tuple[Any, ...]:
     values = {s: getattr(c, s) for s in COMMAND_COLUMNS}
-    values["fields"] = JSON.encode(c.fields)
+    values["fields"] = json_dumps(c.fields)
     return tuple(values[s] for s in COMMAND_COLUMNS)
 
 

@@ -62,13 +62,13 @@ from gateway.store.base import (
     CommandRecord,
     Device,
     Staging,
+    json_dumps,
     upsert_commands,
 )
 from gateway.store.pg_coordination import SESSION_SETTINGS
 from gateway.store.pg_reads import PostgresReads
 from gateway.store.pg_rows import (
     DEVICE_SELECT,
-    JSON,
     UPLINK_COLUMNS,
     Staged,
     column_names,
@@ -713,7 +713,7 @@ class PostgresStore(PostgresReads, Staging):
             pending[device.dev_eui] = digest
             row = (
                 device.kind,
-                JSON.encode(device.registry_doc()),
+                json_dumps(device.registry_doc()),
                 twin_json,
                 device.street,
                 device.group,
@@ -806,7 +806,7 @@ class PostgresStore(PostgresReads, Staging):
                     [e.at for e in events],
                     [e.type for e in events],
                     [e.dev_eui for e in events],
-                    [JSON.encode(e.data) for e in events],
+                    [json_dumps(e.data) for e in events],
                 ),
             )
         if batch.commands:

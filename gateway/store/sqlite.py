@@ -43,6 +43,7 @@ from gateway.store.base import (
     Staged,
     Staging,
     device_of,
+    json_dumps,
     json_loads,
     upsert_commands,
 )
@@ -158,7 +159,6 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
-_JSON = json.JSONEncoder(separators=(",", ":"), default=str)
 _PRUNE_CHUNK = 5000
 _T = TypeVar("_T")
 
@@ -475,7 +475,7 @@ class SqliteStore(Staging):
             "seen": [(key,) for key in batch.seen],
             "uplinks": [u.row() for u in batch.uplinks],
             "dead": [(d.received_at, d.topic, d.payload, d.reason, d.dev_eui) for d in batch.dead],
-            "events": [(e.at, e.type, e.dev_eui, _JSON.encode(e.data)) for e in batch.events],
+            "events": [(e.at, e.type, e.dev_eui, json_dumps(e.data)) for e in batch.events],
             "full": full,
             "light": light,
             "commands": [self._command_row(c) for c in batch.commands.values()],
@@ -570,7 +570,7 @@ class SqliteStore(Staging):
                     (
                         device.dev_eui,
                         device.kind,
-                        _JSON.encode(device.registry_doc()),
+                        json_dumps(device.registry_doc()),
                         twin_json,
                         device.street,
                         device.group,
@@ -593,7 +593,7 @@ class SqliteStore(Staging):
     @staticmethod
     def _command_row(c: CommandRecord) -> tuple[Any, ...]:
         values = {s: getattr(c, s) for s in COMMAND_COLUMNS}
-        values["fields"] = _JSON.encode(c.fields)
+        values["fields"] = json_dumps(c.fields)
         values["confirmed"] = int(c.confirmed)
         return tuple(values[s] for s in COMMAND_COLUMNS)
 

@@ -233,7 +233,7 @@ def test_json_loads_reads_what_the_standard_library_reads() -> None:
 
     for text in (
         '{"a":1,"b":[1.5,-0.0,null,true],"c":{"d":"é"}}',
-        '{"latitude":NaN,"x":Infinity}',  # the registry's json encoder writes NaN
+        '{"latitude":NaN,"x":Infinity}',  # what the json module wrote before json_dumps
         "1e400",  # out of msgspec's range
         '"\\ud800"',  # a lone surrogate
         "123456789012345678901234567890",
@@ -242,3 +242,25 @@ def test_json_loads_reads_what_the_standard_library_reads() -> None:
         theirs = repr(json.loads(text))
         assert repr(json_loads(text)) == theirs, text
         assert repr(json_loads(text.encode())) == theirs, text
+
+
+def test_json_dumps_reads_back_as_the_standard_library_wrote() -> None:
+    """Stored documents are written with msgspec (gateway/store/base.py ``json_dumps``): read
+    back, the same values as ``json.dumps(value, default=str)`` gave, a packed fill history as
+    its points, and NaN (which JSON has no word for) as null instead of the standard library's
+    invalid ``NaN``."""
+    from gateway.rules import fill_history
+    from gateway.store.base import json_dumps, json_loads
+
+    history = fill_history.pack([(1_764_000_000.0, 40.0), (1_764_003_600.0, 45.0)])
+    for value in (
+        {"name": "Søndergade 1", "neighbours": ["a", "b"], "latitude": 56.15, "n": None},
+        {"fill_percent": 42, "temperature_c": -3.5, "fire": False, "tags": ("x", 1)},
+        {"nested": {"deep": [1, 2.25, {"k": "\u00e9\u2603"}]}, "big": 2**63},
+        [],
+        "text",
+    ):
+        assert json_loads(json_dumps(value)) == json.loads(json.dumps(value, default=str))
+    assert json_loads(json_dumps({"h": history})) == {"h": fill_history.plain(history)}
+    assert json_loads(json_dumps({"x": float("nan")})) == {"x": None}
+    assert "\\u" not in json_dumps({"street": "Åboulevarden"})  # UTF-8, not escapes
