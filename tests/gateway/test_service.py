@@ -774,6 +774,14 @@ async def test_crash_before_commit_loses_nothing(mosquitto_broker: Broker, tmp_p
         config, clock, app, base = gw.config, gw.clock, gw.app, gw.base
     slow = config.replace("store", batch_max=10_000, batch_interval_s=3600.0)
     first = await start(slow, clock, app, base)
+    fleet = first.gateway.fleet
+    if fleet is not None:
+        # several instances: taking the dispatch job commits what is staged
+        # (gateway/service.py _lead_dispatch). The job is taken on a session of its own
+        # (gateway/store/pg_coordination.py), which on a slow machine may be set up only
+        # after the first uplinks are staged. Once it is held, the job's first step is queued
+        # ahead of any message still to come.
+        await wait_for(lambda: "dispatch" in fleet.leading(), "the dispatch job taken")
     async with mqtt_client(mosquitto_broker) as (client, _):
         for i in range(41):
             sent = await send_up(client, first, BIN, i + 1, bin_status(i))
