@@ -39,7 +39,7 @@ async def readyz(gateway: GatewayDep) -> JSONResponse:
 
 @router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(gateway: GatewayDep) -> Response:
-    gateway.refresh_device_gauge()
+    await gateway.refresh_device_gauge_async()
     return Response(gateway.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
