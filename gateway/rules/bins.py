@@ -42,7 +42,9 @@ __all__ = [
     "collection_csv",
     "collection_geojson",
     "collection_list",
+    "collection_rows",
     "fill_rate_per_h",
+    "order_collection",
     "threshold_for",
 ]
 
@@ -178,6 +180,21 @@ def collection_list(
     devices: Iterable[Device], cfg: BinsConfig, now: float, *, horizon_h: float | None = None
 ) -> list[dict[str, Any]]:
     """The bins to empty: full now, or forecast full within the horizon (default from config)."""
+    rows = collection_rows(devices, cfg, now, horizon_h=horizon_h)
+    order_collection(rows)
+    return rows
+
+
+def order_collection(rows: list[dict[str, Any]]) -> None:
+    """:func:`collection_list`'s order, in place: full ones first, then by fill, then devEUI."""
+    rows.sort(key=lambda r: (r["reason"] != "full", -float(r["fill_percent"]), r["dev_eui"]))
+
+
+def collection_rows(
+    devices: Iterable[Device], cfg: BinsConfig, now: float, *, horizon_h: float | None = None
+) -> list[dict[str, Any]]:
+    """:func:`collection_list`'s rows, unordered (the API takes the fleet a chunk at a time,
+    gateway/api/bins.py, and orders them once)."""
     horizon = now + 3600.0 * (cfg.collection_horizon_h if horizon_h is None else horizon_h)
     rows: list[dict[str, Any]] = []
     for device in devices:
@@ -211,7 +228,6 @@ def collection_list(
                 "reason": reason,
             }
         )
-    rows.sort(key=lambda r: (r["reason"] != "full", -float(r["fill_percent"]), r["dev_eui"]))
     return rows
 
 

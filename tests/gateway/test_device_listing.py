@@ -1,7 +1,9 @@
-"""``GET /api/v1/devices`` at city scale (gateway/api/devices.py): the listing is matched and
-encoded a chunk at a time with the event loop running between, each device as ``to_json``
-gives it, and reading the fleet does not unpack what ``Device.compact`` packed. No broker:
-the gateway is opened on a SQLite file and its app called in process."""
+"""Reading the whole fleet through the API at city scale: ``GET /api/v1/devices``
+(gateway/api/devices.py) is matched and encoded a chunk at a time with the event loop running
+between, each device as ``to_json`` gives it, and reading the fleet does not unpack what
+``Device.compact`` packed; ``GET /api/v1/collection`` (gateway/api/bins.py) is made a chunk
+at a time too, and is the list ``collection_list`` makes. No broker: the gateway is opened on a
+SQLite file and its app called in process."""
 
 from __future__ import annotations
 
@@ -15,9 +17,11 @@ from typing import Any
 import httpx
 import pytest
 
+from gateway.api import bins as bins_api
 from gateway.api import devices as devices_api
 from gateway.api.app import create_app
 from gateway.config import parse_config
+from gateway.rules import bins as bin_rules
 from gateway.service import Gateway
 from gateway.store.base import _UNPACKED, Device
 
@@ -137,3 +141,40 @@ async def test_the_loop_runs_while_a_large_listing_is_made(
     # 7 chunks of encoding: the other task ran between each and the next
     runs = sum(1 for a, b in itertools.pairwise(encoded) if b != a + 1)
     assert runs >= 6
+
+
+async def test_the_collection_list_is_made_in_chunks_with_the_loop_running(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made = _fleet(gateway, 20)  # bins are the even ones
+    now = gateway.clock()
+    for i, device in enumerate(made):
+        # full, forecast full within the horizon, or neither; ties in fill order by devEUI
+        fill = (95, 60, 30)[i % 3] if i < 18 else 95
+        device.derived = {"fill_percent": fill, "forecast_full_at": now + 3600.0 * (i % 3)}
+    expected = bin_rules.collection_list(made, gateway.config.bins, now, horizon_h=1.5)
+    assert {r["reason"] for r in expected} == {"full", "forecast"}
+    monkeypatch.setattr(bins_api, "_CHUNK", 3)
+    turns: list[str] = []
+    real = bin_rules.collection_rows
+
+    def rows(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        turns.append("rows")
+        return real(*args, **kwargs)
+
+    async def other() -> None:
+        while True:
+            await asyncio.sleep(0)
+            turns.append("other")
+
+    monkeypatch.setattr(bin_rules, "collection_rows", rows)
+    task = asyncio.create_task(other())
+    try:
+        answer = await _get(gateway, "/api/v1/collection?horizon_h=1.5")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert answer.json() == {"count": len(expected), "bins": expected}
+    calls = [i for i, what in enumerate(turns) if what == "rows"]
+    assert len(calls) == 7  # 20 devices, 3 at a time
+    assert all(b != a + 1 for a, b in itertools.pairwise(calls))  # the loop ran between
