@@ -67,6 +67,23 @@ async def _get(gateway: Gateway, path: str) -> httpx.Response:
         return await client.get(path)
 
 
+async def _get_beside(gateway: Gateway, path: str, turns: list[str]) -> httpx.Response:
+    """:func:`_get` while another task takes every turn of the loop it is given, each
+    recorded in ``turns`` as "other"."""
+
+    async def other() -> None:
+        while True:
+            await asyncio.sleep(0)
+            turns.append("other")
+
+    task = asyncio.create_task(other())
+    try:
+        return await _get(gateway, path)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 async def test_each_listed_device_is_its_own_document(gateway: Gateway) -> None:
     made = _fleet(gateway, 7)
     made[2].decommissioned_at = 5.0
@@ -124,18 +141,8 @@ async def test_the_loop_runs_while_a_large_listing_is_made(
         turns.append("encode")
         return real(device)
 
-    async def other() -> None:
-        while True:
-            await asyncio.sleep(0)
-            turns.append("other")
-
     monkeypatch.setattr(Device, "json_bytes", encoding)
-    task = asyncio.create_task(other())
-    try:
-        body: dict[str, Any] = (await _get(gateway, "/api/v1/devices")).json()
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+    body: dict[str, Any] = (await _get_beside(gateway, "/api/v1/devices", turns)).json()
     assert body["count"] == 20 and len(body["devices"]) == 20
     encoded = [i for i, what in enumerate(turns) if what == "encode"]
     # 7 chunks of encoding: the other task ran between each and the next
@@ -162,18 +169,8 @@ async def test_the_collection_list_is_made_in_chunks_with_the_loop_running(
         turns.append("rows")
         return real(*args, **kwargs)
 
-    async def other() -> None:
-        while True:
-            await asyncio.sleep(0)
-            turns.append("other")
-
     monkeypatch.setattr(bin_rules, "collection_rows", rows)
-    task = asyncio.create_task(other())
-    try:
-        answer = await _get(gateway, "/api/v1/collection?horizon_h=1.5")
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+    answer = await _get_beside(gateway, "/api/v1/collection?horizon_h=1.5", turns)
     assert answer.json() == {"count": len(expected), "bins": expected}
     calls = [i for i, what in enumerate(turns) if what == "rows"]
     assert len(calls) == 7  # 20 devices, 3 at a time
