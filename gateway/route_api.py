@@ -2,8 +2,9 @@
 
 An ``APIRouter`` included under ``/api/v1`` with the token check by gateway/api/app.py, so it
 has the same bearer-token check and the same JSON error shape ``{"error", "message"}``. The plan
-is computed in a worker thread from a snapshot of the bins taken in the event loop, so a solve of
-a few seconds never stalls uplink processing. ``?format=gpx`` answers GPX 1.1.
+is computed in a worker thread from a snapshot of the bins taken in the event loop (the fleet
+looked at a chunk at a time), so a solve of a few seconds never stalls uplink processing.
+``?format=gpx`` answers GPX 1.1.
 
 The planner's libraries (VROOM, networkx, numpy and pandas under them) take about 60 MB of a
 process's memory at import, more than the rest of the API: they are imported (in a worker
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
+from gateway.api.bins import listed_bins
 from gateway.errors import RouteError
 
 if TYPE_CHECKING:
@@ -47,9 +49,14 @@ def router(gateway: Gateway) -> APIRouter:
     async def collection_route(format: Literal["json", "gpx"] = "json") -> Response:
         cfg = gateway.config.routes
         routes, roadgraph = await _planner()
-        stops, unrouted = routes.route_stops(
-            gateway.devices.values(), gateway.config.bins, cfg, gateway.clock()
-        )
+        now = gateway.clock()
+        # the bins to collect, the fleet looked at a chunk at a time (gateway/api/bins.py);
+        # route_stops looks again at those alone, on the same clock (one dropped meanwhile
+        # with a refused batch, gateway/service.py, is not planned)
+        listed = await listed_bins(gateway, now, cfg.next_round_h)
+        found = (gateway.devices.get(row["dev_eui"]) for row in listed)
+        devices = [device for device in found if device is not None]
+        stops, unrouted = routes.route_stops(devices, gateway.config.bins, cfg, now)
 
         def plan() -> dict[str, Any]:
             graph = roadgraph.load_road_graph(cfg.road_graph) if cfg.road_graph else None

@@ -175,3 +175,40 @@ async def test_the_collection_list_is_made_in_chunks_with_the_loop_running(
     calls = [i for i, what in enumerate(turns) if what == "rows"]
     assert len(calls) == 7  # 20 devices, 3 at a time
     assert all(b != a + 1 for a, b in itertools.pairwise(calls))  # the loop ran between
+
+
+async def test_the_route_is_planned_from_the_fleet_looked_at_in_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``GET /api/v1/collection/route`` takes its bins from the same chunked look at the fleet
+    (gateway/route_api.py), then plans off the loop."""
+    doc = {
+        "mqtt": {"url": "mqtt://127.0.0.1:1", "application_id": "app"},
+        "store": {"url": f"sqlite:///{tmp_path / 'gateway.db'}"},
+        "routes": {"depot_latitude": 56.15, "depot_longitude": 10.2, "trucks": 1},
+    }
+    gw = Gateway(parse_config(doc, environ={}), api_token=TOKEN)
+    await gw.open()
+    try:
+        made = _fleet(gw, 20)
+        for i, device in enumerate(made):
+            device.latitude, device.longitude = 56.151 + i / 1000, 10.2
+            device.derived = {"fill_percent": 95 if i % 4 == 0 else 10}
+        monkeypatch.setattr(bins_api, "_CHUNK", 3)
+        turns: list[str] = []
+        real = bin_rules.collection_rows
+
+        def rows(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+            turns.append("rows")
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(bin_rules, "collection_rows", rows)
+        answer = await _get_beside(gw, "/api/v1/collection/route", turns)
+        assert answer.status_code == 200, answer.text
+        routed = sorted(s["dev_eui"] for r in answer.json()["routes"] for s in r["stops"])
+        assert routed == sorted(d.dev_eui for i, d in enumerate(made) if i % 4 == 0)
+        calls = [i for i, what in enumerate(turns) if what == "rows"]
+        assert len(calls) == 8  # 7 chunks of the fleet, then route_stops on the 5 listed
+        assert all(b != a + 1 for a, b in itertools.pairwise(calls[:7]))  # the loop ran between
+    finally:
+        await gw.close()
