@@ -174,13 +174,7 @@ class Device:
         return digest & _DIGEST_MASK
 
     def to_json(self) -> dict[str, Any]:
-        doc = asdict(self)
-        # rule scratch state (``_samples`` of the fill forecast...) is kept in the twin, not shown
-        doc["derived"] = {k: v for k, v in self.derived.items() if not k.startswith("_")}
-        doc["config_in_sync"] = (
-            None if self.desired_version is None else self.desired_version == self.reported_version
-        )
-        return doc
+        return _shown(asdict(self))
 
     def json_bytes(self) -> bytes:
         """:meth:`to_json` as compact UTF-8 JSON, made without :func:`~dataclasses.asdict`'s
@@ -188,14 +182,7 @@ class Device:
         into a temporary copy, the device keeps its tuple): the dashboard lists the whole
         fleet at once (``GET /api/v1/devices?limit=100000``, gateway/api/devices.py), and at
         100,000 devices ``to_json`` and FastAPI's encoder held the event loop for seconds."""
-        doc = {name: get(self) for name, get in _JSON_FIELDS}
-        doc["derived"] = {k: v for k, v in doc["derived"].items() if not k.startswith("_")}
-        desired = doc["desired_version"]
-        doc["config_in_sync"] = None if desired is None else desired == doc["reported_version"]
-        try:
-            return _TWIN_ENCODER.encode(doc)
-        except UnicodeEncodeError:  # a lone surrogate: escaped, as json_dumps does
-            return _ESCAPING_JSON.encode(doc).encode()
+        return _json_bytes(_shown({name: get(self) for name, get in _JSON_FIELDS}))
 
     def twin_json(self) -> bytes:
         """:meth:`twin` as the JSON stored and published (compact, UTF-8)."""
@@ -321,6 +308,16 @@ _RAW_SLOTS = tuple(
 )
 
 
+def _shown(doc: dict[str, Any]) -> dict[str, Any]:
+    """A device's fields (``doc``, its own copy) as the API shows them, in place: rule scratch
+    state (``_samples`` of the fill forecast...) is kept in the twin, not shown, and whether
+    the node runs the config it was sent is added."""
+    doc["derived"] = {k: v for k, v in doc["derived"].items() if not k.startswith("_")}
+    desired = doc["desired_version"]
+    doc["config_in_sync"] = None if desired is None else desired == doc["reported_version"]
+    return doc
+
+
 def _unpacked_copy(slot_get: Any, unpack: Any) -> Any:
     """A getter of a packed field's value that leaves the device as it is: the tuple is
     unpacked into a copy for the caller (:meth:`Device.json_bytes`)."""
@@ -366,10 +363,15 @@ def json_dumps(value: Any) -> str:
     which JSON has no words for, is ``null`` (decoded fields are finite: protocol/codec.py
     takes no floats off the air). A lone surrogate, which UTF-8 cannot hold and msgspec
     refuses, goes through ``json`` as an escape, as before, so no text fails a commit."""
+    return _json_bytes(value).decode()
+
+
+def _json_bytes(value: Any) -> bytes:
+    """:func:`json_dumps` as UTF-8 bytes (what :meth:`Device.json_bytes` answers with)."""
     try:
-        return _TWIN_ENCODER.encode(value).decode()
-    except UnicodeEncodeError:
-        return _ESCAPING_JSON.encode(value)
+        return _TWIN_ENCODER.encode(value)
+    except UnicodeEncodeError:  # a lone surrogate: escaped, so the text is ASCII
+        return _ESCAPING_JSON.encode(value).encode()
 
 
 def json_loads(text: str | bytes) -> Any:
