@@ -97,6 +97,7 @@ from gateway.store import (
     Store,
     create_store,
 )
+from gateway.turns import in_turns
 from protocol.errors import ProtocolError
 
 __all__ = ["Gateway"]
@@ -1509,12 +1510,11 @@ class Gateway:
             self._command_changed(command)
         devices = list(self.devices.values())
         now = self.clock()
-        for start in range(0, len(devices), chunk):
-            self._check_availability(devices[start : start + chunk], now)
-            await asyncio.sleep(0)  # 100,000 devices must not stall the uplink path
+        async for part in in_turns(devices, chunk):  # 100,000 must not stall the uplinks
+            self._check_availability(part, now)
         await self.refresh_device_gauge_async(chunk)
 
-    def _check_availability(self, devices: list[Device], now: float) -> None:
+    def _check_availability(self, devices: Iterable[Device], now: float) -> None:
         self._carry_out(self.core.check_availability(devices, now))
 
     def update_device_gauge(self) -> None:
@@ -1539,12 +1539,9 @@ class Gateway:
         if not self._gauge_stale:
             return
         self._gauge_stale = False
-        devices = list(self.devices.values())
         counts: dict[tuple[str, str], int] = {}
-        for start in range(0, len(devices), chunk):
-            if start:
-                await asyncio.sleep(0)
-            _count_devices(devices[start : start + chunk], counts)
+        async for part in in_turns(list(self.devices.values()), chunk):
+            _count_devices(part, counts)
         self._set_device_gauge(counts)
 
     def _set_device_gauge(self, counts: dict[tuple[str, str], int]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
@@ -10,6 +9,7 @@ from fastapi.responses import JSONResponse, Response
 
 from gateway.api.deps import V1_DEPENDENCIES, GatewayDep
 from gateway.rules import bins as bin_rules
+from gateway.turns import in_turns
 
 if TYPE_CHECKING:
     from gateway.service import Gateway
@@ -30,12 +30,8 @@ async def listed_bins(
     """``collection_list`` of the whole fleet (gateway/rules/bins.py), ``_CHUNK`` devices
     between two turns of the event loop; ``GET /api/v1/collection/route`` plans from it too
     (gateway/route_api.py)."""
-    devices = list(gateway.devices.values())
     rows: list[dict[str, Any]] = []
-    for start in range(0, len(devices), _CHUNK):
-        if start:
-            await asyncio.sleep(0)
-        part = devices[start : start + _CHUNK]
+    async for part in in_turns(list(gateway.devices.values()), _CHUNK):
         rows += bin_rules.collection_rows(part, gateway.config.bins, now, horizon_h=horizon_h)
     bin_rules.order_collection(rows)
     return rows

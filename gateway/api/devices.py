@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import operator
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
@@ -14,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from gateway import lifecycle
 from gateway.api.deps import EUI, V1_DEPENDENCIES, DevEui, GatewayDep, device_or_404
 from gateway.store.base import CommandRecord, Device
+from gateway.turns import in_turns
 
 __all__ = ["BATCH_MAX", "DeviceIn", "router"]
 
@@ -137,14 +137,11 @@ async def list_devices(
 ) -> Response:
     """Devices in service; ``decommissioned=true`` lists the decommissioned ones instead.
     ``{"count": <matches>, "devices": [<device>, ...]}``, ordered by devEUI, streamed."""
-    devices = list(gateway.devices.values())
     matches: list[Device] = []
-    for start in range(0, len(devices), _MATCH_CHUNK):
-        if start:
-            await asyncio.sleep(0)
+    async for part in in_turns(list(gateway.devices.values()), _MATCH_CHUNK):
         matches += [
             d
-            for d in devices[start : start + _MATCH_CHUNK]
+            for d in part
             if (d.decommissioned_at is not None) == decommissioned
             and (kind is None or d.kind == kind)
             and (street is None or d.street == street)
@@ -159,11 +156,10 @@ async def list_devices(
 async def _page(count: int, page: list[Device]) -> AsyncIterator[bytes]:
     """The listing's JSON, ``_ENCODE_CHUNK`` devices a piece (each as ``Device.to_json``)."""
     yield b'{"count":%d,"devices":[' % count
-    for start in range(0, len(page), _ENCODE_CHUNK):
-        if start:
-            await asyncio.sleep(0)
-        body = b",".join([d.json_bytes() for d in page[start : start + _ENCODE_CHUNK]])
-        yield b"," + body if start else body
+    separator = b""
+    async for part in in_turns(page, _ENCODE_CHUNK):
+        yield separator + b",".join([d.json_bytes() for d in part])
+        separator = b","
     yield b"]}"
 
 

@@ -1,0 +1,25 @@
+"""Passes over the whole fleet that let the event loop run between their chunks.
+
+At 100,000 devices one pass over the registry holds the loop from milliseconds (counting a
+gauge) to seconds (encoding every device for the dashboard), and every uplink and probe waits
+behind it (issue 17; gateway/README.md §9 has the figures). The maintenance task, ``/metrics``,
+the device list and the collection list take the fleet through :func:`in_turns` instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from typing import TypeVar
+
+__all__ = ["in_turns"]
+
+_T = TypeVar("_T")
+
+
+async def in_turns(items: Sequence[_T], size: int) -> AsyncIterator[Sequence[_T]]:
+    """``items`` in slices of ``size``, with a turn of the event loop between two slices."""
+    for start in range(0, len(items), size):
+        if start:
+            await asyncio.sleep(0)
+        yield items[start : start + size]
