@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +29,12 @@ from gateway.store.base import _UNPACKED, Device
 TOKEN = "listing-test-token-0123456789abcdef"
 
 
-@pytest.fixture
-async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
+@asynccontextmanager
+async def _opened(tmp_path: Path, **sections: Any) -> AsyncIterator[Gateway]:
     doc = {
         "mqtt": {"url": "mqtt://127.0.0.1:1", "application_id": "app"},
         "store": {"url": f"sqlite:///{tmp_path / 'gateway.db'}"},
+        **sections,
     }
     gw = Gateway(parse_config(doc, environ={}), api_token=TOKEN)
     await gw.open()
@@ -40,6 +42,12 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
         yield gw
     finally:
         await gw.close()
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
+    async with _opened(tmp_path) as gw:
+        yield gw
 
 
 def _fleet(gateway: Gateway, count: int) -> list[Device]:
@@ -82,6 +90,21 @@ async def _get_beside(gateway: Gateway, path: str, turns: list[str]) -> httpx.Re
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+def _record_collection_rows(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The API's chunks made 3 devices: each call of ``collection_rows`` recorded as "rows"
+    in the list returned (for :func:`_get_beside` to record the other turns in)."""
+    monkeypatch.setattr(bins_api, "_CHUNK", 3)
+    turns: list[str] = []
+    real = bin_rules.collection_rows
+
+    def rows(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        turns.append("rows")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bin_rules, "collection_rows", rows)
+    return turns
 
 
 async def test_each_listed_device_is_its_own_document(gateway: Gateway) -> None:
@@ -161,15 +184,7 @@ async def test_the_collection_list_is_made_in_chunks_with_the_loop_running(
         device.derived = {"fill_percent": fill, "forecast_full_at": now + 3600.0 * (i % 3)}
     expected = bin_rules.collection_list(made, gateway.config.bins, now, horizon_h=1.5)
     assert {r["reason"] for r in expected} == {"full", "forecast"}
-    monkeypatch.setattr(bins_api, "_CHUNK", 3)
-    turns: list[str] = []
-    real = bin_rules.collection_rows
-
-    def rows(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
-        turns.append("rows")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(bin_rules, "collection_rows", rows)
+    turns = _record_collection_rows(monkeypatch)
     answer = await _get_beside(gateway, "/api/v1/collection?horizon_h=1.5", turns)
     assert answer.json() == {"count": len(expected), "bins": expected}
     calls = [i for i, what in enumerate(turns) if what == "rows"]
@@ -182,27 +197,13 @@ async def test_the_route_is_planned_from_the_fleet_looked_at_in_chunks(
 ) -> None:
     """``GET /api/v1/collection/route`` takes its bins from the same chunked look at the fleet
     (gateway/route_api.py), then plans off the loop."""
-    doc = {
-        "mqtt": {"url": "mqtt://127.0.0.1:1", "application_id": "app"},
-        "store": {"url": f"sqlite:///{tmp_path / 'gateway.db'}"},
-        "routes": {"depot_latitude": 56.15, "depot_longitude": 10.2, "trucks": 1},
-    }
-    gw = Gateway(parse_config(doc, environ={}), api_token=TOKEN)
-    await gw.open()
-    try:
+    routes = {"depot_latitude": 56.15, "depot_longitude": 10.2, "trucks": 1}
+    async with _opened(tmp_path, routes=routes) as gw:
         made = _fleet(gw, 20)
         for i, device in enumerate(made):
             device.latitude, device.longitude = 56.151 + i / 1000, 10.2
             device.derived = {"fill_percent": 95 if i % 4 == 0 else 10}
-        monkeypatch.setattr(bins_api, "_CHUNK", 3)
-        turns: list[str] = []
-        real = bin_rules.collection_rows
-
-        def rows(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
-            turns.append("rows")
-            return real(*args, **kwargs)
-
-        monkeypatch.setattr(bin_rules, "collection_rows", rows)
+        turns = _record_collection_rows(monkeypatch)
         answer = await _get_beside(gw, "/api/v1/collection/route", turns)
         assert answer.status_code == 200, answer.text
         routed = sorted(s["dev_eui"] for r in answer.json()["routes"] for s in r["stops"])
@@ -210,5 +211,3 @@ async def test_the_route_is_planned_from_the_fleet_looked_at_in_chunks(
         calls = [i for i, what in enumerate(turns) if what == "rows"]
         assert len(calls) == 8  # 7 chunks of the fleet, then route_stops on the 5 listed
         assert all(b != a + 1 for a, b in itertools.pairwise(calls[:7]))  # the loop ran between
-    finally:
-        await gw.close()
