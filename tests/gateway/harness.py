@@ -17,6 +17,7 @@ import httpx
 
 from gateway.config import Config, parse_config
 from gateway.errors import StoreError
+from gateway.metrics import read
 from gateway.service import Gateway
 from tests.helpers.procs import Broker
 
@@ -86,7 +87,7 @@ class Running:
     received: list[tuple[str, bytes]] = field(default_factory=list)
 
     def counter(self, outcome: str) -> float:
-        return self.gateway.metrics.uplinks.labels(outcome)._value.get()
+        return read(self.gateway.metrics.uplinks, outcome=outcome)
 
     async def stop(self) -> None:
         self.gateway.stop()

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from gateway.config import parse_config
+from gateway.metrics import read
 from gateway.service import Gateway
 from protocol import codec
 from tests.gateway import events as ev
@@ -118,8 +119,8 @@ async def test_protobuf_integration_event_is_accepted_and_ignored(
         payload = b"\x12\x04test"
         await gw.process(ev.topic(APP, BIN, "integration"), payload)
         await gw.flush()
-        assert gw.metrics.events.labels("integration")._value.get() == 1
-        assert gw.metrics.uplinks.labels("invalid_event")._value.get() == 0
+        assert read(gw.metrics.events, event="integration") == 1
+        assert read(gw.metrics.uplinks, outcome="invalid_event") == 0
         assert await gw.store.dead_letters() == []
     finally:
         await gw.close()

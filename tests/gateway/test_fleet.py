@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from gateway.metrics import read
 from gateway.store import Device, EventRecord
 from protocol import codec
 from tests.gateway import events as ev
@@ -697,7 +698,7 @@ async def test_a_cancel_in_a_refused_batch_is_made_again(
         assert [c.id for c in await b.gateway.store.active_commands()] == [held]
         again = await b.http.post(f"/api/v1/commands/{waiting}/cancel")
         assert again.status_code == 409 and "already cancelled" in again.json()["message"]
-        assert a.gateway.metrics.downlinks.labels("cancelled")._value.get() == 1
+        assert read(a.gateway.metrics.downlinks, state="cancelled") == 1
     finally:
         await a.stop()
         await b.stop()
@@ -848,7 +849,7 @@ async def test_a_refused_batch_leaves_no_auto_registration_behind(
                 await wait_for(lambda n=n: _eq(stored, n), f"uplink {n} stored", 30)
         assert refused == [a.gateway.store]
         assert sorted(d for d, x in a.gateway.devices.items() if not x.registered) == unknown
-        assert a.gateway.metrics.unknown_rejected.labels("unknown_device_cap")._value.get() == 0
+        assert read(a.gateway.metrics.unknown_rejected, reason="unknown_device_cap") == 0
         assert a.counter("processed") == 2
     finally:
         await a.stop()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.metrics import read
 from protocol import codec
 from tests.gateway import events as ev
 from tests.gateway.harness import Running, mqtt_client, running_gateway, wait_for
@@ -33,7 +34,7 @@ def _up(gw: Running, dev: str, f_cnt: int = 1, dedup: str | None = None) -> tupl
 
 
 def _rejected(gw: Running, reason: str) -> float:
-    return float(gw.gateway.metrics.unknown_rejected.labels(reason)._value.get())
+    return read(gw.gateway.metrics.unknown_rejected, reason=reason)
 
 
 async def test_5000_unknown_devices_against_a_cap_of_1000(

@@ -8,7 +8,7 @@ import logging
 
 import aiomqtt
 
-from gateway.metrics import Metrics
+from gateway.metrics import Metrics, read
 from gateway.outbox import Outbox
 
 
@@ -55,7 +55,7 @@ def _outbox(bridge: FakeBridge) -> Outbox:
 
 
 def _value(metrics: Metrics, counter: str, kind: str) -> float:
-    return float(getattr(metrics, counter).labels(kind)._value.get())
+    return read(getattr(metrics, counter), kind=kind)
 
 
 async def test_coalesces_bounds_and_drains() -> None:
@@ -76,7 +76,7 @@ async def test_coalesces_bounds_and_drains() -> None:
     assert _value(metrics, "publish_coalesced", "state") == 18
     assert _value(metrics, "publish_coalesced", "availability") == 9
     assert _value(metrics, "publish_dropped", "event") == 2  # the two oldest
-    assert float(metrics.dropped.labels("outbox")._value.get()) == 2
+    assert read(metrics.dropped, queue="outbox") == 2
     assert outbox.pending() == 2 + 1 + 3
     bridge.fail_once.add("c/events/e3")
     task = asyncio.create_task(outbox.run())

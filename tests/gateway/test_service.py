@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from gateway.metrics import read
 from protocol import codec
 from tests.gateway import events as ev
 from tests.gateway.harness import Clock, Running, mqtt_client, running_gateway, wait_for
@@ -133,11 +134,11 @@ async def test_reference_example_and_every_event_type(
             ):
                 await client.publish(ev.topic(app, dev, name), ev.dumps(doc), qos=1)
             await wait_for(
-                lambda: gw.gateway.metrics.events.labels("integration")._value.get() == 1,
+                lambda: read(gw.gateway.metrics.events, event="integration") == 1,
                 "all events",
             )
         for name in ("up", "join", "status", "log", "txack", "ack", "location", "integration"):
-            assert gw.gateway.metrics.events.labels(name)._value.get() == 1, name
+            assert read(gw.gateway.metrics.events, event=name) == 1, name
         device = gw.gateway.devices[dev]
         assert device.kind == "unknown" and device.registered is False  # kept, not dropped
         assert device.reported["lorawan_margin_db"] == 7

@@ -54,6 +54,7 @@ import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -399,6 +400,7 @@ async def _latency(broker: int) -> tuple[float, float, int, float]:
     ever cannot be proven new by its frame counter, so the gateway reads the store twice for
     it, the redelivery checks of gateway/service.py ``_on_up``); then ``LATENCY_S`` of
     uplinks from devices already heard, as a running city sends them, are measured."""
+    from gateway.metrics import read
     from gateway.service import Gateway
     from tools.bench.gateway_throughput import _config
 
@@ -411,15 +413,15 @@ async def _latency(broker: int) -> tuple[float, float, int, float]:
         gateway.latency_samples = []
         task = asyncio.create_task(gateway.run())
         await _wait(gateway.bridge.connected.is_set, "gateway connect", 10)
-        processed = gateway.metrics.uplinks.labels("processed")
+        processed = partial(read, gateway.metrics.uplinks, outcome="processed")
         await _publish(broker, events(app, DEVICES, DEVICES, first_f_cnt=9_000), rate=LATENCY_RATE)
-        await _wait(lambda: processed._value.get() >= DEVICES, "warm-up uplinks", 30)
+        await _wait(lambda: processed() >= DEVICES, "warm-up uplinks", 30)
         await gateway.flush()
         cold = gateway.latency_samples
         gateway.latency_samples = []
         count = int(LATENCY_RATE * LATENCY_S)
         await _publish(broker, events(app, DEVICES, count, first_f_cnt=10_000), rate=LATENCY_RATE)
-        await _wait(lambda: processed._value.get() >= DEVICES + count, "paced uplinks", 30)
+        await _wait(lambda: processed() >= DEVICES + count, "paced uplinks", 30)
         await gateway.flush()
         gateway.stop()
         await asyncio.wait_for(task, 20)
@@ -437,6 +439,7 @@ async def _pg_and_bare(
     base64, PUBACKs in batches) and one gateway on PostgreSQL in this process, each draining
     the same ``BATCH`` events queued at the broker for its persistent session: msg/s of each,
     and the CPU each drain used."""
+    from gateway.metrics import read
     from gateway.service import Gateway
     from tools.bench.gateway_throughput import (
         _baseline,
@@ -456,13 +459,13 @@ async def _pg_and_bare(
         await _publish(broker, batch)
         gateway = Gateway(_config(broker, app, database.url, client_id))
         await gateway.open()
-        processed = gateway.metrics.uplinks.labels("processed")
+        processed = partial(read, gateway.metrics.uplinks, outcome="processed")
         task = asyncio.create_task(gateway.run())
         await _wait(gateway.bridge.connected.is_set, "gateway connect", 20)
         parts = {**_cpu_parts(mosquitto_pid), "PostgreSQL": postgres_cpu_s}
         with CpuWindow(parts) as window:
             start = time.perf_counter()
-            await _wait(lambda: processed._value.get() >= len(batch), "gateway drain", DEADLINE_S)
+            await _wait(lambda: processed() >= len(batch), "gateway drain", DEADLINE_S)
             await gateway.flush()
             elapsed = time.perf_counter() - start
         gateway.stop()

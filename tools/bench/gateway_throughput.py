@@ -41,6 +41,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -320,6 +321,7 @@ async def _baseline(
 async def _gateway(
     port: int, app: str, batch: list[tuple[str, bytes]], db: Path, mosquitto_pid: int
 ) -> tuple[float, Usage]:
+    from gateway.metrics import read
     from gateway.service import Gateway
 
     client_id = f"gw-{uuid.uuid4().hex[:8]}"
@@ -327,12 +329,12 @@ async def _gateway(
     await _publish(port, batch)
     gateway = Gateway(_config(port, app, db, client_id))
     await gateway.open()
-    processed = gateway.metrics.uplinks.labels("processed")
+    processed = partial(read, gateway.metrics.uplinks, outcome="processed")
     task = asyncio.create_task(gateway.run())
     await _wait(gateway.bridge.connected.is_set, "gateway connect", 20)
     with CpuWindow(_cpu_parts(mosquitto_pid)) as window:
         start = time.perf_counter()
-        await _wait(lambda: processed._value.get() >= len(batch), "gateway drain", DEADLINE_S / 2)
+        await _wait(lambda: processed() >= len(batch), "gateway drain", DEADLINE_S / 2)
         await gateway.flush()
         elapsed = time.perf_counter() - start
     gateway.stop()
@@ -343,6 +345,7 @@ async def _gateway(
 
 
 async def _latency(port: int, app: str, devices: int, db: Path) -> tuple[float, float, int]:
+    from gateway.metrics import read
     from gateway.service import Gateway
 
     gateway = Gateway(_config(port, app, db, f"lat-{uuid.uuid4().hex[:8]}"))
@@ -353,8 +356,8 @@ async def _latency(port: int, app: str, devices: int, db: Path) -> tuple[float, 
     count = int(LATENCY_RATE * LATENCY_S)
     batch = events(app, devices, count, first_f_cnt=10_000)
     await _publish(port, batch, rate=LATENCY_RATE)
-    processed = gateway.metrics.uplinks.labels("processed")
-    await _wait(lambda: processed._value.get() >= count, "paced uplinks", 30)
+    processed = partial(read, gateway.metrics.uplinks, outcome="processed")
+    await _wait(lambda: processed() >= count, "paced uplinks", 30)
     await gateway.flush()
     gateway.stop()
     await asyncio.wait_for(task, 20)
@@ -377,7 +380,9 @@ async def warm(gateway: Any, app: str, devices: int) -> None:
     processing and commit (its states published to the broker), then settle: the last states
     left the socket and a full collection ran. What RSS is read after (here and in
     tools/bench/gateway_throughput_memory.py)."""
-    processed = gateway.metrics.uplinks.labels("processed")
+    from gateway.metrics import read
+
+    processed = partial(read, gateway.metrics.uplinks, outcome="processed")
     for report in range(WARM_REPORTS):
         for index in range(devices):
             topic, payload = event(app, index, 100 + report)
@@ -386,8 +391,8 @@ async def warm(gateway: Any, app: str, devices: int) -> None:
                 await gateway.flush()
                 await asyncio.sleep(0)  # paho writes the published states out
         await gateway.flush()
-    if processed._value.get() < devices * WARM_REPORTS:
-        raise RuntimeError(f"only {processed._value.get()} of {devices * WARM_REPORTS} processed")
+    if processed() < devices * WARM_REPORTS:
+        raise RuntimeError(f"only {processed()} of {devices * WARM_REPORTS} processed")
     await asyncio.sleep(1.0)  # the last published states leave the socket
     gc.collect()
 
