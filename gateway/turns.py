@@ -3,7 +3,7 @@
 At 100,000 devices one pass over the registry holds the loop from milliseconds (counting a
 gauge) to seconds (encoding every device for the dashboard), and every uplink and probe waits
 behind it (issue 17; gateway/README.md §9 has the figures). The maintenance task, ``/metrics``,
-the device list and the collection list take the fleet through :func:`in_turns` instead.
+the device list, the collection list and ``/stats`` take the fleet through :func:`in_turns` instead.
 """
 
 from __future__ import annotations

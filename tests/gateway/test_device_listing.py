@@ -2,8 +2,9 @@
 (gateway/api/devices.py) is matched and encoded a chunk at a time with the event loop running
 between, each device as ``to_json`` gives it, and reading the fleet does not unpack what
 ``Device.compact`` packed; ``GET /api/v1/collection`` (gateway/api/bins.py) is made a chunk
-at a time too, and is the list ``collection_list`` makes. No broker: the gateway is opened on a
-SQLite file and its app called in process."""
+at a time too, and is the list ``collection_list`` makes; ``GET /api/v1/stats`` counts the
+fleet a chunk at a time. No broker: the gateway is opened on a SQLite file and its app called
+in process."""
 
 from __future__ import annotations
 
@@ -20,11 +21,13 @@ import pytest
 
 from gateway.api import bins as bins_api
 from gateway.api import devices as devices_api
+from gateway.api import stats as stats_api
 from gateway.api.app import create_app
 from gateway.config import parse_config
 from gateway.rules import bins as bin_rules
 from gateway.service import Gateway
 from gateway.store.base import _UNPACKED, Device
+from gateway.turns import in_turns
 
 TOKEN = "listing-test-token-0123456789abcdef"
 
@@ -211,3 +214,43 @@ async def test_the_route_is_planned_from_the_fleet_looked_at_in_chunks(
         calls = [i for i, what in enumerate(turns) if what == "rows"]
         assert len(calls) == 8  # 7 chunks of the fleet, then route_stops on the 5 listed
         assert all(b != a + 1 for a, b in itertools.pairwise(calls[:7]))  # the loop ran between
+
+
+async def test_stats_count_the_fleet_in_chunks_with_the_loop_running(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``GET /api/v1/stats`` (gateway/api/stats.py) counts devices 3 at a time here, with
+    the loop running between: the same counts a single pass gives."""
+    made = _fleet(gateway, 20)
+    for i, device in enumerate(made):
+        device.availability = ("online", "offline", "unknown")[i % 3]
+    made[5].decommissioned_at = 7.0  # counted too, as it always was
+    gateway.metrics.uplinks.labels("duplicate").inc(4)
+    monkeypatch.setattr(stats_api, "_CHUNK", 3)
+    turns: list[str] = []
+
+    async def chunks(items: Any, size: int) -> AsyncIterator[Any]:
+        async for part in in_turns(items, size):
+            turns.append("chunk")
+            yield part
+
+    monkeypatch.setattr(stats_api, "in_turns", chunks)
+    body = (await _get_beside(gateway, "/api/v1/stats", turns)).json()
+    kinds = [d.kind for d in made]
+    availability = [d.availability for d in made]
+    assert body["devices"] == 20
+    assert body["devices_by_kind"] == {"bin": kinds.count("bin"), "lamp": kinds.count("lamp")}
+    assert body["devices_by_availability"] == {a: availability.count(a) for a in set(availability)}
+    assert body["devices_by_kind_and_availability"]["lamp"] == {
+        a: sum(1 for d in made if d.kind == "lamp" and d.availability == a)
+        for a in set(availability)
+    }
+    assert body["uplinks_since_start"] == {
+        "processed": 0,
+        "duplicate": 4,
+        "undecodable": 0,
+        "invalid_event": 0,
+    }
+    calls = [i for i, what in enumerate(turns) if what == "chunk"]
+    assert len(calls) == 7  # 20 devices, 3 at a time
+    assert all(b != a + 1 for a, b in itertools.pairwise(calls))  # the loop ran between
