@@ -160,11 +160,17 @@ async def test_a_bundle_the_lamps_do_not_trust_fails_with_the_reason(
 ) -> None:
     trusted = Ed25519PrivateKey.generate()
     forged = _bundle(Ed25519PrivateKey.generate(), size=600)  # well formed, wrong signer
-    async with street_rig(tmp_path, mosquitto_broker, trusted, {"apply_timeout_s": 20.0}) as rig:
+    # each lamp checks the file the moment it is whole, before it answers the status request
+    # that tells the gateway so; the gateway then waits apply_timeout_s for a new version
+    async with street_rig(tmp_path, mosquitto_broker, trusted, {"apply_timeout_s": 5.0}) as rig:
         started = await _start(rig, forged)
         done = await eventually(
             lambda: _finished(rig, started["id"]), timeout_s=600, what="the campaign's end"
         )
+        # the lamps did refuse it (not merely had no time to apply it): their agents say why
+        for eui in LAMPS:
+            agent = rig.fleet.nodes[eui].agent
+            assert agent.update_result == (False, "signature", None), (eui, agent.report())
     assert done["state"] == "done"
     for device in done["devices"]:
         assert device["state"] == "failed", json.dumps(done, indent=1)
@@ -209,6 +215,8 @@ async def test_a_campaign_resumes_after_the_gateway_is_killed(
         # precondition by construction: the campaign was cut in the middle of its fragments
         planned = stored["nb_frag"] + stored["redundancy"]
         assert stored["state"] == "fragments" and 0 < stored["fragments_sent"] < planned
+        # the rest goes out at the rig's usual pace: the kill needed the trickle, not the rest
+        rig.gateway.configure("fuota", fragment_interval_s=0.02)
         await rig.gateway.start()
         await rig.gateway.wait_ready()
         done = await eventually(

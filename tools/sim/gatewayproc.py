@@ -115,6 +115,11 @@ class GatewayProcess:
         self._process: asyncio.subprocess.Process | None = None
         self._client: httpx.AsyncClient | None = None
 
+    def configure(self, section: str, **values: Any) -> None:
+        """Change keys of the config file the next :meth:`start` writes (a restart with new
+        settings, as an operator edits the file and restarts the service)."""
+        self._sections.setdefault(section, {}).update(values)
+
     @property
     def returncode(self) -> int | None:
         """The child's exit status once it has exited (None while it runs)."""
