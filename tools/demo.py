@@ -211,7 +211,7 @@ class Demo:
         )
         accounting = WorldAccounting(world, profile=DEMO_PROFILE)  # issue 21: outcomes
         world_events: list[WorldEvent] = []
-        world._on_event = world_events.append
+        world.on_event = world_events.append
         files = write_city(world, workdir / "city")
         for b in world.bins.values():
             state.nodes[b.dev_eui] = NodeRow(b.dev_eui, "bin", b.name, b.street, b.fill_percent)

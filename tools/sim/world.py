@@ -305,7 +305,7 @@ class World:
         self.road_users: list[RoadUser] = []
         self.truck = Truck()
         self.events: list[WorldEvent] = []
-        self._on_event = on_event
+        self.on_event = on_event  # called with each WorldEvent as it happens (the demo sets it)
         self._next_user = 0
         self._lamps_by_street: dict[str, list[SimLamp]] = {}
 
@@ -579,8 +579,8 @@ class World:
         event = WorldEvent(self.time, kind, subject, detail)
         self.events.append(event)
         del self.events[:-200]
-        if self._on_event is not None:
-            self._on_event(event)
+        if self.on_event is not None:
+            self.on_event(event)
 
     def _street(self, name: str) -> Street:
         try:
