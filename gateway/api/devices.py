@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from gateway import lifecycle
 from gateway.api.deps import EUI, V1_DEPENDENCIES, DevEui, GatewayDep, device_or_404
 from gateway.store.base import CommandRecord, Device
-from gateway.turns import in_turns
+from gateway.turns import in_turns, joined_in_turns
 
 __all__ = ["BATCH_MAX", "DeviceIn", "router"]
 
@@ -153,14 +153,15 @@ async def list_devices(
     return StreamingResponse(_page(len(matches), page), media_type="application/json")
 
 
-async def _page(count: int, page: list[Device]) -> AsyncIterator[bytes]:
+def _page(count: int, page: list[Device]) -> AsyncIterator[bytes]:
     """The listing's JSON, ``_ENCODE_CHUNK`` devices a piece (each as ``Device.to_json``)."""
-    yield b'{"count":%d,"devices":[' % count
-    separator = b""
-    async for part in in_turns(page, _ENCODE_CHUNK):
-        yield separator + b",".join([d.json_bytes() for d in part])
-        separator = b","
-    yield b"]}"
+    return joined_in_turns(
+        page,
+        _ENCODE_CHUNK,
+        lambda part: b",".join([d.json_bytes() for d in part]),
+        head=b'{"count":%d,"devices":[' % count,
+        tail=b"]}",
+    )
 
 
 @router.get("/devices/{dev_eui}")

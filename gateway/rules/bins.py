@@ -26,7 +26,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,6 +40,7 @@ __all__ = [
     "apply_bin_alarm",
     "apply_bin_status",
     "collection_csv",
+    "collection_feature",
     "collection_geojson",
     "collection_list",
     "collection_rows",
@@ -261,32 +262,34 @@ def _cell(value: Any) -> Any:
     return safe_cell(value)  # "" for None; formula-like text escaped (gateway/csvsafe.py)
 
 
-def collection_csv(rows: list[dict[str, Any]]) -> str:
-    """RFC 4180 CSV: times in ISO 8601 UTC, booleans as ``true``/``false``, empty for none."""
+def collection_csv(rows: Sequence[dict[str, Any]], *, header: bool = True) -> str:
+    """RFC 4180 CSV: times in ISO 8601 UTC, booleans as ``true``/``false``, empty for none.
+    ``header=False``: the rows alone, to follow a piece that had the header (the API streams
+    the file a chunk of rows at a time, gateway/api/bins.py)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=_CSV_COLUMNS, lineterminator="\n")
-    writer.writeheader()
+    if header:
+        writer.writeheader()
     for row in rows:
         row = {**row, "forecast_full_at": _iso(row["forecast_full_at"])}
         writer.writerow({k: _cell(row[k]) for k in _CSV_COLUMNS})
     return buffer.getvalue()
 
 
-def collection_geojson(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """RFC 7946 FeatureCollection; bins without a position have ``geometry: null`` (§3.2);
-    ``forecast_full_at`` in ISO 8601 UTC."""
-    features = []
-    for row in rows:
-        lat, lon = row["latitude"], row["longitude"]
-        geometry = (
-            {"type": "Point", "coordinates": [lon, lat]}
-            if lat is not None and lon is not None
-            else None
-        )
-        properties = {k: v for k, v in row.items() if k not in ("latitude", "longitude")}
-        properties["forecast_full_at"] = _iso(row["forecast_full_at"])  # RFC 7946 has no time
-        features.append({"type": "Feature", "geometry": geometry, "properties": properties})
-    return {"type": "FeatureCollection", "features": features}
+def collection_feature(row: dict[str, Any]) -> dict[str, Any]:
+    """One bin of :func:`collection_geojson`: an RFC 7946 Feature, ``geometry: null`` without
+    a position (§3.2), ``forecast_full_at`` in ISO 8601 UTC."""
+    lat, lon = row["latitude"], row["longitude"]
+    located = lat is not None and lon is not None
+    geometry = {"type": "Point", "coordinates": [lon, lat]} if located else None
+    properties = {k: v for k, v in row.items() if k not in ("latitude", "longitude")}
+    properties["forecast_full_at"] = _iso(row["forecast_full_at"])  # RFC 7946 has no time
+    return {"type": "Feature", "geometry": geometry, "properties": properties}
+
+
+def collection_geojson(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """RFC 7946 FeatureCollection of :func:`collection_feature` per bin."""
+    return {"type": "FeatureCollection", "features": [collection_feature(r) for r in rows]}
 
 
 def dumps(doc: Any) -> str:

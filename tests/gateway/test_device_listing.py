@@ -2,9 +2,9 @@
 (gateway/api/devices.py) is matched and encoded a chunk at a time with the event loop running
 between, each device as ``to_json`` gives it, and reading the fleet does not unpack what
 ``Device.compact`` packed; ``GET /api/v1/collection`` (gateway/api/bins.py) is made a chunk
-at a time too, and is the list ``collection_list`` makes; ``GET /api/v1/stats`` counts the
-fleet a chunk at a time. No broker: the gateway is opened on a SQLite file and its app called
-in process."""
+at a time too, is the list ``collection_list`` makes, and is encoded in chunks in each of its
+formats; ``GET /api/v1/stats`` counts the fleet a chunk at a time. No broker: the gateway
+is opened on a SQLite file and its app called in process."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.responses import JSONResponse
 
 from gateway.api import bins as bins_api
 from gateway.api import devices as devices_api
@@ -254,3 +255,48 @@ async def test_stats_count_the_fleet_in_chunks_with_the_loop_running(
     calls = [i for i, what in enumerate(turns) if what == "chunk"]
     assert len(calls) == 7  # 20 devices, 3 at a time
     assert all(b != a + 1 for a, b in itertools.pairwise(calls))  # the loop ran between
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv", "geojson"])
+async def test_the_collection_is_encoded_in_chunks_as_it_is_sent(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch, fmt: str
+) -> None:
+    """Each format's body is what encoding the whole list in one go gives (``JSONResponse``'s
+    rendering, ``collection_csv``, ``collection_geojson``), made 3 rows a piece with the loop
+    running between the pieces."""
+    made = _fleet(gateway, 20)
+    now = gateway.clock()
+    for i, device in enumerate(made):
+        device.derived = {"fill_percent": 95 - i, "forecast_full_at": now + 60.0 * i}
+    made[0].name = 'Gade "0" =SUM(A1)'  # quoted and formula-like text survive the chunking
+    expected = bin_rules.collection_list(made, gateway.config.bins, now, horizon_h=1.0)
+    assert len(expected) == 10  # every bin: full, or forecast full within the hour
+    monkeypatch.setattr(bins_api, "_ENCODE_CHUNK", 3)
+    turns: list[str] = []
+    csv_text, json_bytes = bin_rules.collection_csv, bins_api._json
+
+    def rows_csv(rows: Any, *, header: bool = True) -> str:
+        turns.append("encode")
+        return csv_text(rows, header=header)
+
+    def row_json(doc: dict[str, Any]) -> bytes:
+        turns.append("encode")
+        return json_bytes(doc)
+
+    monkeypatch.setattr(bin_rules, "collection_csv", rows_csv)
+    monkeypatch.setattr(bins_api, "_json", row_json)
+    answer = await _get_beside(gateway, f"/api/v1/collection?horizon_h=1&format={fmt}", turns)
+    assert answer.status_code == 200
+    if fmt == "csv":
+        assert answer.headers["content-type"].startswith("text/csv")
+        assert answer.text == csv_text(expected)
+    else:
+        whole = (
+            {"count": len(expected), "bins": expected}
+            if fmt == "json"
+            else bin_rules.collection_geojson(expected)
+        )
+        assert answer.content == JSONResponse(whole).body
+    encoded = [i for i, what in enumerate(turns) if what == "encode"]
+    runs = sum(1 for a, b in itertools.pairwise(encoded) if b != a + 1)
+    assert runs >= 3  # 4 pieces of at most 3 rows: the other task ran between each two
