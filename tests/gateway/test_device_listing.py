@@ -96,6 +96,16 @@ async def _get_beside(gateway: Gateway, path: str, turns: list[str]) -> httpx.Re
         await asyncio.gather(task, return_exceptions=True)
 
 
+def _positions(turns: list[str], what: str) -> list[int]:
+    """Where ``what`` was recorded in ``turns``."""
+    return [i for i, recorded in enumerate(turns) if recorded == what]
+
+
+def _loop_ran_between(positions: list[int]) -> list[bool]:
+    """For each two consecutive ``positions``, whether another turn was recorded between."""
+    return [b != a + 1 for a, b in itertools.pairwise(positions)]
+
+
 def _record_collection_rows(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The API's chunks made 3 devices: each call of ``collection_rows`` recorded as "rows"
     in the list returned (for :func:`_get_beside` to record the other turns in)."""
@@ -171,10 +181,8 @@ async def test_the_loop_runs_while_a_large_listing_is_made(
     monkeypatch.setattr(Device, "json_bytes", encoding)
     body: dict[str, Any] = (await _get_beside(gateway, "/api/v1/devices", turns)).json()
     assert body["count"] == 20 and len(body["devices"]) == 20
-    encoded = [i for i, what in enumerate(turns) if what == "encode"]
     # 7 chunks of encoding: the other task ran between each and the next
-    runs = sum(1 for a, b in itertools.pairwise(encoded) if b != a + 1)
-    assert runs >= 6
+    assert sum(_loop_ran_between(_positions(turns, "encode"))) >= 6
 
 
 async def test_the_collection_list_is_made_in_chunks_with_the_loop_running(
@@ -191,9 +199,9 @@ async def test_the_collection_list_is_made_in_chunks_with_the_loop_running(
     turns = _record_collection_rows(monkeypatch)
     answer = await _get_beside(gateway, "/api/v1/collection?horizon_h=1.5", turns)
     assert answer.json() == {"count": len(expected), "bins": expected}
-    calls = [i for i, what in enumerate(turns) if what == "rows"]
+    calls = _positions(turns, "rows")
     assert len(calls) == 7  # 20 devices, 3 at a time
-    assert all(b != a + 1 for a, b in itertools.pairwise(calls))  # the loop ran between
+    assert all(_loop_ran_between(calls))
 
 
 async def test_the_route_is_planned_from_the_fleet_looked_at_in_chunks(
@@ -212,9 +220,9 @@ async def test_the_route_is_planned_from_the_fleet_looked_at_in_chunks(
         assert answer.status_code == 200, answer.text
         routed = sorted(s["dev_eui"] for r in answer.json()["routes"] for s in r["stops"])
         assert routed == sorted(d.dev_eui for i, d in enumerate(made) if i % 4 == 0)
-        calls = [i for i, what in enumerate(turns) if what == "rows"]
+        calls = _positions(turns, "rows")
         assert len(calls) == 8  # 7 chunks of the fleet, then route_stops on the 5 listed
-        assert all(b != a + 1 for a, b in itertools.pairwise(calls[:7]))  # the loop ran between
+        assert all(_loop_ran_between(calls[:7]))
 
 
 async def test_stats_count_the_fleet_in_chunks_with_the_loop_running(
@@ -252,9 +260,9 @@ async def test_stats_count_the_fleet_in_chunks_with_the_loop_running(
         "undecodable": 0,
         "invalid_event": 0,
     }
-    calls = [i for i, what in enumerate(turns) if what == "chunk"]
+    calls = _positions(turns, "chunk")
     assert len(calls) == 7  # 20 devices, 3 at a time
-    assert all(b != a + 1 for a, b in itertools.pairwise(calls))  # the loop ran between
+    assert all(_loop_ran_between(calls))
 
 
 @pytest.mark.parametrize("fmt", ["json", "csv", "geojson"])
@@ -297,6 +305,5 @@ async def test_the_collection_is_encoded_in_chunks_as_it_is_sent(
             else bin_rules.collection_geojson(expected)
         )
         assert answer.content == JSONResponse(whole).body
-    encoded = [i for i, what in enumerate(turns) if what == "encode"]
-    runs = sum(1 for a, b in itertools.pairwise(encoded) if b != a + 1)
-    assert runs >= 3  # 4 pieces of at most 3 rows: the other task ran between each two
+    # 4 pieces of at most 3 rows: the other task ran between each two
+    assert sum(_loop_ran_between(_positions(turns, "encode"))) >= 3
