@@ -46,8 +46,8 @@ import select
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable
-from contextlib import nullcontext
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager, nullcontext
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -142,6 +142,7 @@ class PostgresStore(PostgresReads, Staging):
         self.pool_size = pool_size
         self._pool: AsyncConnectionPool[AsyncConnection[Any]] | None = None
         self._tx: AsyncConnection[Any] | None = None  # the batch transaction's connection
+        self._tx_use = asyncio.Lock()  # one task at a time on it (_using_batch)
         self._claimed: set[str] = set()
         self._versions: dict[str, int] = {}  # devices.version as this instance last read/wrote
         self._s = Staged()  # what the next commit writes
@@ -318,6 +319,16 @@ class PostgresStore(PostgresReads, Staging):
             raise self._error("no connection", exc) from exc
         return self._tx
 
+    @asynccontextmanager
+    async def _using_batch(self) -> AsyncIterator[AsyncConnection[Any]]:
+        """The batch connection (:meth:`_batch`), for one task at a time. claim_devices reads
+        in pipeline mode; a statement another task sent on the connection meanwhile (the
+        dispatch job's takeover asks :meth:`seen`) joined that pipeline and lost its result
+        when the pipeline ended: psycopg 3.2 raised ``AttributeError`` from ``fetchone``.
+        Every statement on the batch connection is sent through here."""
+        async with self._tx_use:
+            yield await self._batch()
+
     async def _release_tx(self, *, rollback: bool) -> None:
         conn, self._tx = self._tx, None
         self._forget_claims()
@@ -339,21 +350,21 @@ class PostgresStore(PostgresReads, Staging):
         if dev_eui in self._claimed:
             return False
         await self._after_commit((dev_eui,))
-        conn = await self._batch()
         key = (LOCK_NAMESPACE, dev_eui)
-        try:
-            if wait:
-                if self._claimed:
-                    raise StoreError("claim_device(wait=True) with other devices held")
-                # bounded: a holder that never commits makes this a StoreError, not a hang
-                await conn.execute("SET LOCAL lock_timeout = '10s'")
-                await conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", key)
-                await conn.execute("SET LOCAL lock_timeout = 0")
-            cur = await conn.execute("SELECT citypack_claim(%s, %s)", key)  # one round trip
-            row = await cur.fetchone()
-        except psycopg.Error as exc:
-            await self._release_tx(rollback=True)
-            raise self._error("claim failed", exc) from exc
+        async with self._using_batch() as conn:
+            try:
+                if wait:
+                    if self._claimed:
+                        raise StoreError("claim_device(wait=True) with other devices held")
+                    # bounded: a holder that never commits makes this a StoreError, not a hang
+                    await conn.execute("SET LOCAL lock_timeout = '10s'")
+                    await conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", key)
+                    await conn.execute("SET LOCAL lock_timeout = 0")
+                cur = await conn.execute("SELECT citypack_claim(%s, %s)", key)  # one round trip
+                row = await cur.fetchone()
+            except psycopg.Error as exc:
+                await self._release_tx(rollback=True)
+                raise self._error("claim failed", exc) from exc
         version = int(row[0]) if row else -1
         if version < 0:
             raise DeviceBusy(f"device {dev_eui} is held by another instance")
@@ -393,34 +404,35 @@ class PostgresStore(PostgresReads, Staging):
         wanted = set(need)
         unheard = sorted(wanted.intersection(unheard))
         keys = [(d, k) for d, k in keys if d in wanted]
-        conn = await self._batch()
-        try:
-            # one round trip (pipeline mode), and in order: each statement reads with its own
-            # snapshot, the history ones after the locks (PostgreSQL 15 manual §13.2.1)
-            # a libpq without pipeline mode (before 14): the same statements, one trip each
-            pipeline = conn.pipeline() if AsyncPipeline.is_supported() else nullcontext()
-            async with pipeline:
-                # each citypack_claim call reads the version after its own lock (migration v3)
-                claim = await conn.execute(
-                    "SELECT d, citypack_claim(%s, d) FROM unnest(%s::text[]) WITH ORDINALITY"
-                    " AS t(d, n) ORDER BY n",
-                    (LOCK_NAMESPACE, need),
-                )
-                history = known = None
-                if unheard:
-                    history = await conn.execute(
-                        "SELECT DISTINCT dev_eui FROM uplinks WHERE dev_eui = ANY(%s)", (unheard,)
+        async with self._using_batch() as conn:
+            try:
+                # one round trip (pipeline mode), and in order: each statement reads with its own
+                # snapshot, the history ones after the locks (PostgreSQL 15 manual §13.2.1)
+                # a libpq without pipeline mode (before 14): the same statements, one trip each
+                pipeline = conn.pipeline() if AsyncPipeline.is_supported() else nullcontext()
+                async with pipeline:
+                    # each citypack_claim call reads the version after its own lock (migration v3)
+                    claim = await conn.execute(
+                        "SELECT d, citypack_claim(%s, d) FROM unnest(%s::text[]) WITH ORDINALITY"
+                        " AS t(d, n) ORDER BY n",
+                        (LOCK_NAMESPACE, need),
                     )
-                if keys:
-                    known = await conn.execute(
-                        "SELECT key FROM processed WHERE key = ANY(%s)", ([k for _, k in keys],)
-                    )
-            rows = await claim.fetchall()
-            with_history = {r[0] for r in await history.fetchall()} if history else set()
-            stored = {r[0] for r in await known.fetchall()} if known else set()
-        except psycopg.Error as exc:
-            await self._release_tx(rollback=True)
-            raise self._error("claim failed", exc) from exc
+                    history = known = None
+                    if unheard:
+                        history = await conn.execute(
+                            "SELECT DISTINCT dev_eui FROM uplinks WHERE dev_eui = ANY(%s)",
+                            (unheard,),
+                        )
+                    if keys:
+                        known = await conn.execute(
+                            "SELECT key FROM processed WHERE key = ANY(%s)", ([k for _, k in keys],)
+                        )
+                rows = await claim.fetchall()
+                with_history = {r[0] for r in await history.fetchall()} if history else set()
+                stored = {r[0] for r in await known.fetchall()} if known else set()
+            except psycopg.Error as exc:
+                await self._release_tx(rollback=True)
+                raise self._error("claim failed", exc) from exc
         changed: list[str] = []
         busy: list[str] = []
         for dev_eui, version in rows:
@@ -443,23 +455,23 @@ class PostgresStore(PostgresReads, Staging):
     ) -> tuple[list[Device], dict[str, list[CommandRecord]]]:
         """:meth:`load_device` for several devices (read in the batch transaction, versions
         recorded): the stored ones, and the active commands of each by devEUI."""
-        conn = await self._batch()
-        try:
-            cur = await conn.execute(DEVICE_SELECT + " WHERE dev_eui = ANY(%s)", (dev_euis,))
-            rows = await cur.fetchall()
-            cur = await conn.execute(
-                "SELECT * FROM commands WHERE dev_eui = ANY(%s) AND state = ANY(%s)"
-                " ORDER BY created_at",
-                (dev_euis, list(ACTIVE_STATES)),
-            )
-            names = column_names(cur)
-            commands: dict[str, list[CommandRecord]] = {d: [] for d in dev_euis}
-            for r in await cur.fetchall():
-                command = command_of(dict(zip(names, r, strict=True)))
-                commands.setdefault(command.dev_eui, []).append(command)
-        except psycopg.Error as exc:
-            await self._release_tx(rollback=True)
-            raise self._error("read failed", exc) from exc
+        async with self._using_batch() as conn:
+            try:
+                cur = await conn.execute(DEVICE_SELECT + " WHERE dev_eui = ANY(%s)", (dev_euis,))
+                rows = await cur.fetchall()
+                cur = await conn.execute(
+                    "SELECT * FROM commands WHERE dev_eui = ANY(%s) AND state = ANY(%s)"
+                    " ORDER BY created_at",
+                    (dev_euis, list(ACTIVE_STATES)),
+                )
+                names = column_names(cur)
+                commands: dict[str, list[CommandRecord]] = {d: [] for d in dev_euis}
+                for r in await cur.fetchall():
+                    command = command_of(dict(zip(names, r, strict=True)))
+                    commands.setdefault(command.dev_eui, []).append(command)
+            except psycopg.Error as exc:
+                await self._release_tx(rollback=True)
+                raise self._error("read failed", exc) from exc
         devices = [self._device(row) for row in rows]
         for missing in set(dev_euis) - {d.dev_eui for d in devices}:
             self._versions.pop(missing, None)
@@ -467,19 +479,21 @@ class PostgresStore(PostgresReads, Staging):
 
     async def load_device(self, dev_eui: str) -> tuple[Device | None, list[CommandRecord]]:
         """The stored device and its active commands, read in the batch transaction."""
-        conn = await self._batch()
-        try:
-            cur = await conn.execute(DEVICE_SELECT + " WHERE dev_eui = %s", (dev_eui,))
-            row = await cur.fetchone()
-            cur = await conn.execute(
-                "SELECT * FROM commands WHERE dev_eui = %s AND state = ANY(%s) ORDER BY created_at",
-                (dev_eui, list(ACTIVE_STATES)),
-            )
-            names = column_names(cur)
-            commands = [command_of(dict(zip(names, r, strict=True))) for r in await cur.fetchall()]
-        except psycopg.Error as exc:
-            await self._release_tx(rollback=True)
-            raise self._error("read failed", exc) from exc
+        async with self._using_batch() as conn:
+            try:
+                cur = await conn.execute(DEVICE_SELECT + " WHERE dev_eui = %s", (dev_eui,))
+                row = await cur.fetchone()
+                cur = await conn.execute(
+                    "SELECT * FROM commands WHERE dev_eui = %s AND state = ANY(%s)"
+                    " ORDER BY created_at",
+                    (dev_eui, list(ACTIVE_STATES)),
+                )
+                names = column_names(cur)
+                active = await cur.fetchall()
+                commands = [command_of(dict(zip(names, r, strict=True))) for r in active]
+            except psycopg.Error as exc:
+                await self._release_tx(rollback=True)
+                raise self._error("read failed", exc) from exc
         if row is None:
             self._versions.pop(dev_eui, None)
             return None, commands
@@ -540,13 +554,13 @@ class PostgresStore(PostgresReads, Staging):
             raise self._error("cannot read devices", exc) from exc
 
     async def _fetch(self, query: str, params: tuple[Any, ...]) -> Any:
-        conn = await self._batch()
-        try:
-            cur = await conn.execute(query, params)
-            return await cur.fetchone()
-        except psycopg.Error as exc:
-            await self._release_tx(rollback=True)
-            raise self._error("read failed", exc) from exc
+        async with self._using_batch() as conn:
+            try:
+                cur = await conn.execute(query, params)
+                return await cur.fetchone()
+            except psycopg.Error as exc:
+                await self._release_tx(rollback=True)
+                raise self._error("read failed", exc) from exc
 
     async def seen(self, key: str) -> bool:
         if key in self._s.seen or (self._writing is not None and key in self._writing.seen):
@@ -600,7 +614,8 @@ class PostgresStore(PostgresReads, Staging):
         ``flush``). A device of this batch is claimed again only after it committed
         (:meth:`_after_commit`): its advisory lock is this transaction's until then."""
         await self._after_commit()  # one commit in flight at a time, in order
-        conn, self._tx = self._tx, None
+        async with self._tx_use:  # no other task is reading on it (_using_batch)
+            conn, self._tx = self._tx, None
         claimed, self._claimed = self._claimed, set()
         self._forget_claims()
         if not self.staged():

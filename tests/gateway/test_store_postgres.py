@@ -153,6 +153,33 @@ async def test_burst_claim_reads_history_under_the_claim_only(postgres_url: str)
         await b.close()
 
 
+async def test_a_read_beside_a_burst_claim_waits_for_its_pipeline(postgres_url: str) -> None:
+    """Another task's read on the batch connection (the dispatch job's takeover asks seen())
+    while claim_devices has its pipeline open: the read waits for the claim, and both get
+    their answers. Before, the read joined the pipeline and psycopg raised AttributeError
+    when the pipeline ended (CI, test_crash_before_commit_loses_nothing[postgres])."""
+    a, b = await _pair(postgres_url)
+    devs = [f"00000000000000d{i}" for i in range(3)]
+    try:
+        for dev in devs:
+            a.stage_device(Device(dev_eui=dev, kind="bin"))
+        a.stage_seen("up:k-d0")
+        await a.commit()
+        await b.load_devices()
+        # gather starts the claim first; at its first await the claim is inside the pipeline,
+        # and only then does the read start
+        claimed, seen = await asyncio.gather(
+            b.claim_devices(devs, unheard=devs, keys=[(devs[0], "up:k-d0")]),
+            b.seen("up:k-d0"),
+        )
+        assert claimed == ([], [])
+        assert seen
+        await b.commit()
+    finally:
+        await a.close()
+        await b.close()
+
+
 async def test_stale_write_is_refused_whole(postgres_url: str) -> None:
     a, b = await _pair(postgres_url)
     try:
