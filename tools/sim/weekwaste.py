@@ -16,16 +16,23 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from gateway.config import BinsConfig, RoutesConfig
 from gateway.routes import Stop, plan_routes, route_stops
+from gateway.rules import Outcome
 from gateway.rules.bins import apply_bin_status
 from gateway.store.base import Device
 from tools.sim.outcomes import WasteOutcomes
 from tools.sim.world import AARHUS_LATITUDE, AARHUS_LONGITUDE
 
-__all__ = ["WasteWorld", "fixed_interval_days", "simulate_waste"]
+__all__ = ["BinRule", "WasteWorld", "fixed_interval_days", "simulate_waste"]
+
+# what turns a bin's report into its twin: the gateway's own rule, or a variant to compare
+# (tools/sim/waste_variants.py); the same signature as gateway.rules.bins.apply_bin_status
+BinRule = Callable[[Device, dict[str, Any], BinsConfig, float], Outcome]
 
 _M_PER_DEG = 111_195.0
 _DAY = 86_400.0
@@ -148,14 +155,22 @@ def simulate_waste(
     *,
     per_bin: dict[str, float] | None = None,
     truck_loads: list[float] | None = None,
+    bin_rule: BinRule = apply_bin_status,
+    round_every_days: int = 1,
+    rounds: list[float] | None = None,
 ) -> tuple[WasteOutcomes, int]:
     """One week (after ``warmup_days`` not counted) under ``"fixed"`` or ``"citypack"``; returns
     the outcomes and N (the fixed interval, also for citypack: the same city). ``per_bin``, when
     given, receives each bin's overflow hours (where the overflow comes from); ``truck_loads``
     what each truck of each counted round really carried, in full bins (the planner's loads are
-    forecasts: this shows whether a truck would have been over ``capacity_bins``)."""
+    forecasts: this shows whether a truck would have been over ``capacity_bins``); ``rounds``
+    when each round left. ``bin_rule`` and ``round_every_days`` are citypack's: the rule its
+    bins' reports go through (the gateway's, unless a variant is compared) and how many days
+    apart its rounds leave (the fixed schedule's districts keep one round a day)."""
     if strategy not in ("fixed", "citypack"):
         raise ValueError(f"strategy {strategy!r}: 'fixed' or 'citypack'")
+    if round_every_days < 1:
+        raise ValueError(f"round_every_days {round_every_days}: at least 1")
     bins, factors = _city(world, seed)
     n_days = fixed_interval_days(world, seed)
     cfg = _routes_config(world)
@@ -178,7 +193,10 @@ def simulate_waste(
         day = int((t - start) // _DAY)
         local_h = ((t / 3600.0) + world.utc_offset_h) % 24.0
         weekday = int(((t + world.utc_offset_h * 3600) // _DAY + 3) % 7)  # 0 = Monday
-        if local_h == world.round_hour_local:
+        round_day = strategy == "fixed" or day % round_every_days == 0
+        if local_h == world.round_hour_local and round_day:
+            if rounds is not None:
+                rounds.append(t)
             if strategy == "citypack":
                 stops, _ = route_stops(devices, bins_cfg, cfg, t)
             else:
@@ -245,7 +263,7 @@ def simulate_waste(
                         fields["pickup_count"] = b.pickups_since_report
                         b.pickups_since_report = 0
                     # the rule is pure: its twin change made as the service does
-                    apply_bin_status(devices[i], fields, bins_cfg, at).twin.apply(devices[i])
+                    bin_rule(devices[i], fields, bins_cfg, at).twin.apply(devices[i])
                     next_report[i] = at + world.report_interval_s
         t += world.step_s
     if truck_loads is not None:

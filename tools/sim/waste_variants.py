@@ -1,0 +1,178 @@
+"""Bin-selection variants set against citypack's own rule for issue 21's km goal, each a whole
+week of :func:`tools.sim.weekwaste.simulate_waste` on the same world and seeds (tools/sim/README.md,
+"Third pass"). Analysis only: the gateway does not use them.
+
+    python -m tools.sim.waste_variants                    # every variant, seeds 1-3
+    python -m tools.sim.waste_variants risk-0.75 --seeds 1
+
+Each row: km and its ratio to the fixed schedule, overflow bin-hours (the fixed schedule's in
+brackets), stops, and the most one truck really carried in a round (capacity 150 bins).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.config import BinsConfig
+from gateway.rules import Outcome
+from gateway.rules.bins import apply_bin_status
+from gateway.store.base import Device
+from tools.sim.weekwaste import WasteWorld, simulate_waste
+
+__all__ = ["VARIANTS", "LearnedRate", "run_variant"]
+
+_DAY_S = 86_400.0
+_STATE = "_learned"  # [window start, rise in window, mean daily rise, days, last report, variance]
+
+
+@dataclass(frozen=True, slots=True)
+class LearnedRate:
+    """A bin rule: the gateway's own (:func:`gateway.rules.bins.apply_bin_status`: events, pickups,
+    twin) with its fill rate and forecast replaced by ones learned over whole days.
+
+    The rise is summed report to report over windows of a whole day (the daily rhythm of use
+    cancels out); the report interval holding an emptying adds the learned rate instead of the
+    drop. A window's rise updates the mean daily rise: a running mean over the first ``days``
+    windows, then an exponential one with weight 1/``days``; the squared deviations from the
+    mean before it, the same way, give the spread.
+
+    ``z`` None: ``forecast_full_at`` is when the mean rate takes the bin to its threshold (the
+    gateway's rule with the learned rate). A number: when the bin *may* overflow, the first
+    ``x`` days from now with ``fill + m x + z s sqrt(x) >= 100`` (``m`` the mean daily rise,
+    ``s`` its spread, which starts at ``spread * m`` worth ``prior_days`` windows); the
+    threshold still makes a bin full. Until a first whole day is measured, the gateway's own
+    forecast stands."""
+
+    days: int = 4
+    z: float | None = None
+    spread: float = 0.3
+    prior_days: float = 2.0
+
+    def __call__(
+        self, device: Device, fields: dict[str, Any], cfg: BinsConfig, now: float
+    ) -> Outcome:
+        out = apply_bin_status(device, fields, cfg, now)
+        derived = out.twin.derived
+        fill = float(fields.get("fill_percent", 0))
+        state = self._learn(device, derived, fill, now)
+        derived[_STATE] = state
+        mean, n, variance = state[2], state[3], state[5]
+        if mean is None:
+            return out
+        threshold = float(derived["full_threshold_percent"])
+        derived["fill_rate_percent_per_h"] = round(mean / 24.0, 3)
+        if fill >= threshold:
+            derived["forecast_full_at"] = now
+        elif mean <= 0:
+            derived["forecast_full_at"] = None
+        elif self.z is None:
+            derived["forecast_full_at"] = round(now + (threshold - fill) / mean * _DAY_S)
+        else:
+            seen = max(0, n - 1)  # deviations measured: one fewer than windows
+            prior = self.prior_days * (self.spread * mean) ** 2
+            spread = math.sqrt((prior + seen * variance) / (self.prior_days + seen))
+            # fill + mean x + z spread sqrt(x) = 100, a quadratic in sqrt(x)
+            b = self.z * spread
+            root = (-b + math.sqrt(b * b + 4.0 * mean * max(0.0, 100.0 - fill))) / (2.0 * mean)
+            derived["forecast_full_at"] = round(now + root * root * _DAY_S)
+        return out
+
+    def _learn(self, device: Device, derived: dict[str, Any], fill: float, now: float) -> list[Any]:
+        state = device.derived.get(_STATE)
+        if state is None:
+            return [now, 0.0, None, 0, now, 0.0]
+        start, rise, mean, n, last, variance = state
+        if derived.get("last_pickup_at") == now:  # emptied since the last report
+            rise += (mean or 0.0) * (now - last) / _DAY_S
+        else:
+            previous = device.derived.get("fill_percent")
+            if isinstance(previous, int | float):
+                rise += fill - previous
+        span = now - start
+        if span >= _DAY_S - 1.0:  # a whole day, give or take the report's rounding
+            daily = rise * _DAY_S / span
+            n += 1
+            if mean is None:
+                mean = daily
+            else:
+                weight = 1.0 / min(n, self.days)
+                deviation = (daily - mean) ** 2
+                variance = deviation if n == 2 else variance + weight * (deviation - variance)
+                mean += weight * (daily - mean)
+            start, rise = now, 0.0
+        return [start, rise, mean, n, now, variance]
+
+
+# name -> (simulate_waste keywords, WasteWorld changes)
+VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "citypack": ({}, {}),
+    "learned-2": ({"bin_rule": LearnedRate(days=2)}, {}),
+    "learned-4": ({"bin_rule": LearnedRate(days=4)}, {}),
+    "learned-8": ({"bin_rule": LearnedRate(days=8)}, {}),
+    # z = 1.645: a 5 % chance of overflow, the fixed schedule's own level (weekwaste.py)
+    "risk-1.645": ({"bin_rule": LearnedRate(days=4, z=1.645)}, {}),
+    "risk-1.0": ({"bin_rule": LearnedRate(days=4, z=1.0)}, {}),
+    "risk-0.75": ({"bin_rule": LearnedRate(days=4, z=0.75)}, {}),
+    "risk-0.5": ({"bin_rule": LearnedRate(days=4, z=0.5)}, {}),
+    "risk-0": ({"bin_rule": LearnedRate(days=4, z=0.0)}, {}),
+    # a round every other day: "before the next round" is 48 h + the 8 h shift ahead
+    "every-2-days": ({"round_every_days": 2}, {"next_round_h": 56.0}),
+}
+
+
+def run_variant(name: str, seed: int, world: WasteWorld | None = None) -> dict[str, Any]:
+    """One week of ``name`` (a key of :data:`VARIANTS`, or ``"fixed"``) on ``seed``."""
+    world = world or WasteWorld()
+    loads: list[float] = []
+    if name == "fixed":
+        out, _ = simulate_waste(world, "fixed", seed, truck_loads=loads)
+    else:
+        keywords, changes = VARIANTS[name]
+        varied = dataclasses.replace(world, **changes)
+        out, _ = simulate_waste(varied, "citypack", seed, truck_loads=loads, **keywords)
+    return {
+        "variant": name,
+        "seed": seed,
+        "truck_km": round(out.truck_km, 1),
+        "overflow_bin_hours": out.overflow_bin_hours,
+        "stops": out.stops,
+        "emptied_under_half": out.emptied_under_half,
+        "truck_load_max_bins": round(max(loads, default=0.0), 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.sim.waste_variants")
+    parser.add_argument("variants", nargs="*", help=f"any of {', '.join(VARIANTS)}; all if none")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    args = parser.parse_args(argv)
+    unknown = [v for v in args.variants if v not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variant {', '.join(unknown)}: one of {', '.join(VARIANTS)}")
+    names = args.variants or list(VARIANTS)
+    jobs = [("fixed", s) for s in args.seeds] + [(v, s) for v in names for s in args.seeds]
+    with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        rows = list(pool.map(run_variant, *zip(*jobs, strict=True)))
+    fixed = {r["seed"]: r for r in rows if r["variant"] == "fixed"}
+    for r in rows:
+        if r["variant"] == "fixed":
+            continue
+        base = fixed[r["seed"]]
+        print(
+            f"{r['variant']:<13} seed {r['seed']}: {r['truck_km']:6.1f} km "
+            f"({r['truck_km'] / base['truck_km']:.3f} of {base['truck_km']}), overflow "
+            f"{r['overflow_bin_hours']:7.2f} ({base['overflow_bin_hours']}) bin-h, "
+            f"{r['stops']:,} stops, most carried {r['truck_load_max_bins']} bins",
+            flush=True,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
