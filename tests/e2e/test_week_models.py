@@ -8,7 +8,15 @@ from typing import Any
 
 import pytest
 
-from tools.sim.weeklight import PROFILES, LightWorld, _lamps, _power_w, _segments, simulate_light
+from tools.sim.weeklight import (
+    PROFILES,
+    LightWorld,
+    _lamps,
+    _power_w,
+    _segments,
+    ideal_presence_kwh,
+    simulate_light,
+)
 from tools.sim.weekwaste import WEEK_START, WasteWorld, fixed_interval_days, simulate_waste
 
 SMALL = WasteWorld(bins=24, warmup_days=1, radius_m=800.0)
@@ -102,3 +110,21 @@ def test_an_override_that_waits_past_its_hold_is_dropped_unsent(
     assert kept.users_reached == expiring.users_reached > 0
     # the late ones lit lamps for road users who had gone on
     assert expiring.energy_kwh < kept.energy_kwh
+
+
+def test_the_ideal_presence_bound_lies_between_the_floor_and_full_on() -> None:
+    world = LightWorld(days=1, traffic_scale=0.2)
+    reach = ideal_presence_kwh(world, seed=1, until="reach")
+    leave = ideal_presence_kwh(world, seed=1, until="leave")
+    segments = _segments(PROFILES["citypack"], WEEK_START, WEEK_START + 86_400.0)
+    lamps = len(_lamps(world))
+    floor_kwh = sum(_power_w(world, lvl) * (b - a) for a, b, lvl in segments) * lamps / 3.6e6
+    assert floor_kwh < reach["citypack"] < leave["citypack"] < reach["full_on"]
+    assert leave["full_on"] == reach["full_on"] and leave["static"] == reach["static"]
+    # nobody on the streets: the floor alone
+    empty = ideal_presence_kwh(dataclasses.replace(world, traffic_scale=1e-9), 1, until="leave")
+    assert empty["citypack"] == pytest.approx(floor_kwh, rel=1e-9)
+    # the real lamps hold 60 s after a road user: more than lighting them to the far edge
+    assert simulate_light(world, seed=1)["citypack"].energy_kwh > leave["citypack"]
+    with pytest.raises(ValueError, match="until"):
+        ideal_presence_kwh(world, 1, until="never")

@@ -55,7 +55,7 @@ from tools.sim.world import (
     traffic_per_hour,
 )
 
-__all__ = ["PROFILES", "LightWorld", "simulate_light"]
+__all__ = ["PROFILES", "LightWorld", "ideal_presence_kwh", "simulate_light"]
 
 _DAY = 86_400.0
 
@@ -400,3 +400,44 @@ def _extra_wh(
             extra += (_power_w(world, 100) - _power_w(world, level)) * overlap
         i += 1
     return extra / 3600.0
+
+
+def ideal_presence_kwh(world: LightWorld, seed: int, *, until: str) -> dict[str, float]:
+    """Lamp energy (kWh) of the same week if citypack's lamps knew every road user: full from
+    the moment each enters a lamp's detection radius (every one seen, after the boost fade)
+    until ``"reach"``, when they are level with the lamp (and not a moment after: the least
+    any strategy lighting from the sensor's radius can burn), or ``"leave"``, when they leave
+    the radius on the far side; the profile's floor otherwise. Also ``full_on`` and ``static``
+    for the ratios. A bound for the analysis (tools/sim/README.md), not a strategy: nothing
+    in it could be deployed."""
+    if until not in ("reach", "leave"):
+        raise ValueError(f"until {until!r}: 'reach' or 'leave'")
+    lamps = _lamps(world)
+    passings = _traffic(world, lamps, seed)
+    start, end = WEEK_START, WEEK_START + world.days * _DAY
+    out: dict[str, float] = {}
+    for name, profile in PROFILES.items():
+        segments = _segments(profile, start, end)
+        starts = [s[0] for s in segments]
+        wh = sum(_power_w(world, lvl) * (b - a) for a, b, lvl in segments) / 3600.0 * len(lamps)
+        if name == "citypack":
+            spans: list[list[tuple[float, float]]] = [[] for _ in lamps]
+            for p in passings:
+                if _level_at(segments, starts, p.seen_s) > 0:  # lamp_node boosts only when lit
+                    off = p.reach_s if until == "reach" else 2 * p.reach_s - p.seen_s
+                    spans[p.lamp].append((p.seen_s + world.boost_fade_s, off))
+            for lamp_spans in spans:
+                for a, b in _merge(lamp_spans):
+                    wh += _extra_wh(world, segments, starts, a, min(b, end))
+        out[name] = wh / 1000.0
+    return out
+
+
+if __name__ == "__main__":  # python -m tools.sim.weeklight: the bounds of tools/sim/README.md
+    for edge, meaning in (("reach", "are level with the lamp"), ("leave", "leave its radius")):
+        kwh = ideal_presence_kwh(LightWorld(), seed=1, until=edge)
+        print(
+            f"every road user seen, full until they {meaning}: {kwh['citypack']:.1f} kWh, "
+            f"{kwh['citypack'] / kwh['full_on']:.3f} of full on ({kwh['full_on']:.1f} kWh), "
+            f"{kwh['citypack'] / kwh['static']:.3f} of static ({kwh['static']:.1f} kWh)"
+        )
