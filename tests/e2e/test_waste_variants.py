@@ -3,15 +3,18 @@ and the knobs of simulate_waste they use: each checked against what its definiti
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from itertools import pairwise
+from typing import Any
 
 import pytest
 
 from gateway.config import BinsConfig
+from gateway.rules import Outcome
 from gateway.rules.bins import apply_bin_status
 from gateway.store.base import Device
-from tools.sim.waste_variants import LearnedRate, main, run_variant
+from tools.sim.waste_variants import KnownFuture, LearnedRate, main, run_variant
 from tools.sim.weekwaste import WEEK_START, WasteWorld, simulate_waste
 
 SMALL = WasteWorld(bins=24, warmup_days=1, radius_m=800.0)
@@ -108,3 +111,42 @@ def test_a_variant_runs_a_week_and_an_unknown_one_is_refused(
         main(["no-such-rule"])
     assert exit_info.value.code == 2
     assert "unknown variant no-such-rule" in capsys.readouterr().err
+
+
+def test_the_known_future_is_the_weeks_own_waste() -> None:
+    # fast bins (a few percent a step) with exact sensors: between two readings with no
+    # emptying, the waste the bound says will come is what the next reading shows, to the
+    # readings' whole-percent rounding
+    world = dataclasses.replace(SMALL, median_days_to_full=0.5, sensor_sigma_percent=0.0)
+    oracle = KnownFuture(world, seed=3)
+    last: dict[str, tuple[float, float]] = {}
+    errors: list[float] = []
+
+    def rule(device: Device, fields: dict[str, Any], cfg: BinsConfig, now: float) -> Outcome:
+        fill = float(fields["fill_percent"])
+        before = last.get(device.dev_eui)
+        if before is not None and "pickup_count" not in fields and 0 < fill < 99:
+            at, was = before
+            if 0 < was < 99:
+                coming = sum(p for _, p in oracle.arriving(device.dev_eui, at, now))
+                errors.append(abs(was + coming - fill))
+        last[device.dev_eui] = (now, fill)
+        return oracle(device, fields, cfg, now)
+
+    simulate_waste(world, "citypack", seed=3, bin_rule=rule)
+    assert len(errors) > 100
+    assert max(errors) <= 1.0  # two readings, each rounded to a whole percent
+
+
+def test_knowing_the_future_lists_a_bin_when_it_will_overflow() -> None:
+    world = dataclasses.replace(SMALL, sensor_sigma_percent=0.0)
+    device = Device("02c17a0b00000000", kind="bin", name="bin-0")
+    cfg = BinsConfig(forecast_samples=25, full_threshold_percent=100.0)
+    now = WEEK_START + 6 * 3600.0  # 07:00 local: the day's waste is all to come
+    strict = KnownFuture(world, seed=1)(device, {"fill_percent": 50}, cfg, now)
+    graced = KnownFuture(world, seed=1, grace_h=3.0)(device, {"fill_percent": 50}, cfg, now)
+    full_at = strict.twin.derived["forecast_full_at"]
+    coming = KnownFuture(world, seed=1).arriving(device.dev_eui, now, full_at + 1)
+    assert coming[-1][0] == full_at  # the step that takes it to 100 %
+    assert 50 + sum(p for _, p in coming) >= 100.0 > 50 + sum(p for _, p in coming[:-1])
+    assert graced.twin.derived["forecast_full_at"] == full_at + 3 * 3600.0

@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import math
 import os
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -23,9 +24,9 @@ from gateway.config import BinsConfig
 from gateway.rules import Outcome
 from gateway.rules.bins import apply_bin_status
 from gateway.store.base import Device
-from tools.sim.weekwaste import WasteWorld, simulate_waste
+from tools.sim.weekwaste import WEEK_START, WasteWorld, arriving_percent, city, simulate_waste
 
-__all__ = ["VARIANTS", "LearnedRate", "run_variant"]
+__all__ = ["VARIANTS", "KnownFuture", "LearnedRate", "Variant", "run_variant"]
 
 _DAY_S = 86_400.0
 _STATE = "_learned"  # [window start, rise in window, mean daily rise, days, last report, variance]
@@ -109,20 +110,105 @@ class LearnedRate:
         return [start, rise, mean, n, now, variance]
 
 
-# name -> (simulate_waste keywords, WasteWorld changes)
-VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
-    "citypack": ({}, {}),
-    "learned-2": ({"bin_rule": LearnedRate(days=2)}, {}),
-    "learned-4": ({"bin_rule": LearnedRate(days=4)}, {}),
-    "learned-8": ({"bin_rule": LearnedRate(days=8)}, {}),
+class KnownFuture:
+    """A bin rule that knows the world's future (a bound for the analysis, not a forecast
+    anyone could make): the gateway's own rule, with ``forecast_full_at`` the step in which
+    the waste that will really come takes the bin from its reading to 100 %, and the fill rate
+    the waste that will really come over the next ``next_round_h`` (so a bin marked for the
+    late half of the shift is one that will really refill to its threshold before the next
+    round, and its planned load is what will really be in it). The threshold still makes a
+    bin full. ``grace_h`` moves ``forecast_full_at`` that much later: a bin waits for a later
+    round when it would have overflowed for no longer than that by the end of the next
+    round's shift (overflow traded for km, knowing exactly how much). Built for one world and
+    seed: the waste comes from :func:`city`'s factors through :func:`arriving_percent`, as in
+    the week itself."""
+
+    def __init__(
+        self, world: WasteWorld, seed: int, *, grace_h: float = 0.0, look_ahead_days: float = 4.0
+    ) -> None:
+        bins, self._factors = city(world, seed)
+        self._grace_s = grace_h * 3600.0
+        self._world = world
+        self._rates = {b.dev_eui: (i, b.rate_per_day) for i, b in enumerate(bins)}
+        self._start = world_start = WEEK_START - world.warmup_days * _DAY_S
+        self._end = world_start + (world.warmup_days + 7) * _DAY_S
+        self._look = look_ahead_days * _DAY_S
+
+    def arriving(self, dev_eui: str, after: float, until: float) -> list[tuple[float, float]]:
+        """``(step, percent)`` for the steps of the week in which waste reaches the bin, from
+        the first step after a report at ``after`` up to ``until``."""
+        world = self._world
+        i, rate = self._rates[dev_eui]
+        # the week adds a step's waste before the reports it covers (weekwaste.py), so a
+        # report at ``after`` has seen every step before it
+        t = self._start + math.ceil((after - self._start) / world.step_s) * world.step_s
+        out = []
+        while t < min(until, self._end):
+            out.append((t, arriving_percent(world, rate, self._factors, i, t)))
+            t += world.step_s
+        return out
+
+    def __call__(
+        self, device: Device, fields: dict[str, Any], cfg: BinsConfig, now: float
+    ) -> Outcome:
+        out = apply_bin_status(device, fields, cfg, now)
+        derived = out.twin.derived
+        fill = float(fields.get("fill_percent", 0))
+        threshold = float(derived["full_threshold_percent"])
+        horizon_s = self._world.next_round_h * 3600.0
+        coming = self.arriving(device.dev_eui, now, now + max(self._look, horizon_s))
+        derived["fill_rate_percent_per_h"] = round(
+            sum(p for t, p in coming if t < now + horizon_s) / self._world.next_round_h, 3
+        )
+        if fill >= threshold:
+            derived["forecast_full_at"] = now
+            return out
+        level, full_at = fill, None
+        for t, percent in coming:
+            level += percent
+            if level >= 100.0:
+                full_at = t
+                break
+        derived["forecast_full_at"] = None if full_at is None else full_at + self._grace_s
+        return out
+
+
+Variant = Callable[[WasteWorld, int], tuple[WasteWorld, dict[str, Any]]]
+
+
+def _keywords(changes: dict[str, Any] | None = None, **keywords: Any) -> Variant:
+    return lambda world, seed: (dataclasses.replace(world, **(changes or {})), keywords)
+
+
+def _known_future(grace_h: float = 0.0, threshold: float | None = None) -> Variant:
+    def variant(world: WasteWorld, seed: int) -> tuple[WasteWorld, dict[str, Any]]:
+        rule = KnownFuture(world, seed, grace_h=grace_h)
+        return world, {"bin_rule": rule, "full_threshold_percent": threshold}
+
+    return variant
+
+
+# name -> what it changes for a world and seed: the world, and simulate_waste's keywords
+VARIANTS: dict[str, Variant] = {
+    "citypack": _keywords(),
+    "learned-2": _keywords(bin_rule=LearnedRate(days=2)),
+    "learned-4": _keywords(bin_rule=LearnedRate(days=4)),
+    "learned-8": _keywords(bin_rule=LearnedRate(days=8)),
     # z = 1.645: a 5 % chance of overflow, the fixed schedule's own level (weekwaste.py)
-    "risk-1.645": ({"bin_rule": LearnedRate(days=4, z=1.645)}, {}),
-    "risk-1.0": ({"bin_rule": LearnedRate(days=4, z=1.0)}, {}),
-    "risk-0.75": ({"bin_rule": LearnedRate(days=4, z=0.75)}, {}),
-    "risk-0.5": ({"bin_rule": LearnedRate(days=4, z=0.5)}, {}),
-    "risk-0": ({"bin_rule": LearnedRate(days=4, z=0.0)}, {}),
+    "risk-1.645": _keywords(bin_rule=LearnedRate(days=4, z=1.645)),
+    "risk-1.0": _keywords(bin_rule=LearnedRate(days=4, z=1.0)),
+    "risk-0.75": _keywords(bin_rule=LearnedRate(days=4, z=0.75)),
+    "risk-0.5": _keywords(bin_rule=LearnedRate(days=4, z=0.5)),
+    "risk-0": _keywords(bin_rule=LearnedRate(days=4, z=0.0)),
     # a round every other day: "before the next round" is 48 h + the 8 h shift ahead
-    "every-2-days": ({"round_every_days": 2}, {"next_round_h": 56.0}),
+    "every-2-days": _keywords({"next_round_h": 56.0}, round_every_days=2),
+    # bounds, not rules: the world's own future in place of the forecast
+    "known-future": _known_future(),
+    "known-future-100": _known_future(threshold=100.0),
+    "known-future-100-grace-3h": _known_future(3.0, threshold=100.0),
+    "known-future-100-grace-3.5h": _known_future(3.5, threshold=100.0),
+    "known-future-100-grace-4h": _known_future(4.0, threshold=100.0),
+    "known-future-100-grace-4.5h": _known_future(4.5, threshold=100.0),
 }
 
 
@@ -133,8 +219,7 @@ def run_variant(name: str, seed: int, world: WasteWorld | None = None) -> dict[s
     if name == "fixed":
         out, _ = simulate_waste(world, "fixed", seed, truck_loads=loads)
     else:
-        keywords, changes = VARIANTS[name]
-        varied = dataclasses.replace(world, **changes)
+        varied, keywords = VARIANTS[name](world, seed)
         out, _ = simulate_waste(varied, "citypack", seed, truck_loads=loads, **keywords)
     return {
         "variant": name,

@@ -14,6 +14,7 @@ The world's parameters (:class:`WasteWorld`) and where they come from: tools/sim
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from collections.abc import Callable
@@ -28,7 +29,14 @@ from gateway.store.base import Device
 from tools.sim.outcomes import WasteOutcomes
 from tools.sim.world import AARHUS_LATITUDE, AARHUS_LONGITUDE
 
-__all__ = ["BinRule", "WasteWorld", "fixed_interval_days", "simulate_waste"]
+__all__ = [
+    "BinRule",
+    "WasteWorld",
+    "arriving_percent",
+    "city",
+    "fixed_interval_days",
+    "simulate_waste",
+]
 
 # what turns a bin's report into its twin: the gateway's own rule, or a variant to compare
 # (tools/sim/waste_variants.py); the same signature as gateway.rules.bins.apply_bin_status
@@ -82,8 +90,9 @@ class _Bin:
     pickups_since_report: int = 0
 
 
-def _city(world: WasteWorld, seed: int) -> tuple[list[_Bin], list[float]]:
-    """The bins, and each day's amount factor per bin (``[day][bin]``), from ``seed``."""
+def city(world: WasteWorld, seed: int) -> tuple[list[_Bin], list[float]]:
+    """The bins, and each day's amount factor per bin (``[day * bins + bin]``, log), from
+    ``seed``: the same on every call."""
     rng = random.Random(seed)
     kx = _M_PER_DEG * math.cos(math.radians(AARHUS_LATITUDE))
     bins = []
@@ -106,11 +115,29 @@ def _city(world: WasteWorld, seed: int) -> tuple[list[_Bin], list[float]]:
     return bins, factors
 
 
+def arriving_percent(
+    world: WasteWorld, rate_per_day: float, factors: list[float], i: int, t: float
+) -> float:
+    """The waste (percent of a bin) that reaches bin ``i`` in the step starting at ``t``:
+    by day only, that day's amount, the weekend's more (``factors`` from :func:`city`)."""
+    start = WEEK_START - world.warmup_days * _DAY
+    local_h = ((t / 3600.0) + world.utc_offset_h) % 24.0
+    lo, hi = world.deposit_hours_local
+    if not lo <= local_h < hi:
+        return 0.0
+    day = int((t - start) // _DAY)
+    weekday = int(((t + world.utc_offset_h * 3600) // _DAY + 3) % 7)  # 0 = Monday
+    week = world.weekend_factor if weekday >= 4 else 1.0
+    share = world.step_s / ((hi - lo) * 3600.0)
+    amount = math.exp(factors[day * world.bins + i])
+    return rate_per_day * week * amount * share
+
+
 def fixed_interval_days(world: WasteWorld, seed: int) -> int:
     """N of "every bin every N days" as a city would pick it to avoid overflow: the largest
     whole number of days in which at most 5 % of bins fill up at their average rate (weekday
     and weekend averaged), at least 1."""
-    bins, _ = _city(world, seed)
+    bins, _ = city(world, seed)
     week_factor = (4 + 3 * world.weekend_factor) / 7
     days = sorted(100.0 / (b.rate_per_day * week_factor) for b in bins)
     fifth = days[max(0, math.ceil(0.05 * len(days)) - 1)]
@@ -158,23 +185,27 @@ def simulate_waste(
     bin_rule: BinRule = apply_bin_status,
     round_every_days: int = 1,
     rounds: list[float] | None = None,
+    full_threshold_percent: float | None = None,
 ) -> tuple[WasteOutcomes, int]:
     """One week (after ``warmup_days`` not counted) under ``"fixed"`` or ``"citypack"``; returns
     the outcomes and N (the fixed interval, also for citypack: the same city). ``per_bin``, when
     given, receives each bin's overflow hours (where the overflow comes from); ``truck_loads``
     what each truck of each counted round really carried, in full bins (the planner's loads are
     forecasts: this shows whether a truck would have been over ``capacity_bins``); ``rounds``
-    when each round left. ``bin_rule`` and ``round_every_days`` are citypack's: the rule its
-    bins' reports go through (the gateway's, unless a variant is compared) and how many days
-    apart its rounds leave (the fixed schedule's districts keep one round a day)."""
+    when each round left. ``bin_rule``, ``round_every_days`` and ``full_threshold_percent`` are
+    citypack's: the rule its bins' reports go through (the gateway's, unless a variant is
+    compared), how many days apart its rounds leave (the fixed schedule's districts keep one
+    round a day) and ``[bins] full_threshold_percent`` (its default unless given)."""
     if strategy not in ("fixed", "citypack"):
         raise ValueError(f"strategy {strategy!r}: 'fixed' or 'citypack'")
     if round_every_days < 1:
         raise ValueError(f"round_every_days {round_every_days}: at least 1")
-    bins, factors = _city(world, seed)
+    bins, factors = city(world, seed)
     n_days = fixed_interval_days(world, seed)
     cfg = _routes_config(world)
     bins_cfg = BinsConfig(forecast_samples=world.forecast_samples)
+    if full_threshold_percent is not None:
+        bins_cfg = dataclasses.replace(bins_cfg, full_threshold_percent=full_threshold_percent)
     devices = [
         Device(b.dev_eui, kind="bin", name=f"bin-{i}", latitude=b.latitude, longitude=b.longitude)
         for i, b in enumerate(bins)
@@ -192,7 +223,6 @@ def simulate_waste(
     while t < end:
         day = int((t - start) // _DAY)
         local_h = ((t / 3600.0) + world.utc_offset_h) % 24.0
-        weekday = int(((t + world.utc_offset_h * 3600) // _DAY + 3) % 7)  # 0 = Monday
         round_day = strategy == "fixed" or day % round_every_days == 0
         if local_h == world.round_hour_local and round_day:
             if rounds is not None:
@@ -237,13 +267,8 @@ def simulate_waste(
             b.pickups_since_report += 1
         pending = keep
         # waste arrives
-        lo, hi = world.deposit_hours_local
-        if lo <= local_h < hi:
-            week = world.weekend_factor if weekday >= 4 else 1.0
-            share = world.step_s / ((hi - lo) * 3600.0)
-            for i, b in enumerate(bins):
-                amount = math.exp(factors[day * world.bins + i])
-                b.fill += b.rate_per_day * week * amount * share
+        for i, b in enumerate(bins):
+            b.fill += arriving_percent(world, b.rate_per_day, factors, i, t)
         if t >= counted_from:
             for b in bins:
                 if b.fill >= 100.0:
