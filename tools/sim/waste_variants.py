@@ -32,8 +32,23 @@ _DAY_S = 86_400.0
 _STATE = "_learned"  # [window start, rise in window, mean daily rise, days, last report, variance]
 
 
+class _OwnForecast:
+    """The gateway's bin rule (:func:`gateway.rules.bins.apply_bin_status`: events, pickups,
+    twin) with the fill rate and forecast it derives replaced by :meth:`forecast`'s."""
+
+    def __call__(
+        self, device: Device, fields: dict[str, Any], cfg: BinsConfig, now: float
+    ) -> Outcome:
+        out = apply_bin_status(device, fields, cfg, now)
+        self.forecast(device, out.twin.derived, float(fields.get("fill_percent", 0)), now)
+        return out
+
+    def forecast(self, device: Device, derived: dict[str, Any], fill: float, now: float) -> None:
+        raise NotImplementedError
+
+
 @dataclass(frozen=True, slots=True)
-class LearnedRate:
+class LearnedRate(_OwnForecast):
     """A bin rule: the gateway's own (:func:`gateway.rules.bins.apply_bin_status`: events, pickups,
     twin) with its fill rate and forecast replaced by ones learned over whole days.
 
@@ -55,17 +70,12 @@ class LearnedRate:
     spread: float = 0.3
     prior_days: float = 2.0
 
-    def __call__(
-        self, device: Device, fields: dict[str, Any], cfg: BinsConfig, now: float
-    ) -> Outcome:
-        out = apply_bin_status(device, fields, cfg, now)
-        derived = out.twin.derived
-        fill = float(fields.get("fill_percent", 0))
+    def forecast(self, device: Device, derived: dict[str, Any], fill: float, now: float) -> None:
         state = self._learn(device, derived, fill, now)
         derived[_STATE] = state
         mean, n, variance = state[2], state[3], state[5]
         if mean is None:
-            return out
+            return
         threshold = float(derived["full_threshold_percent"])
         derived["fill_rate_percent_per_h"] = round(mean / 24.0, 3)
         if fill >= threshold:
@@ -82,7 +92,6 @@ class LearnedRate:
             b = self.z * spread
             root = (-b + math.sqrt(b * b + 4.0 * mean * max(0.0, 100.0 - fill))) / (2.0 * mean)
             derived["forecast_full_at"] = round(now + root * root * _DAY_S)
-        return out
 
     def _learn(self, device: Device, derived: dict[str, Any], fill: float, now: float) -> list[Any]:
         state = device.derived.get(_STATE)
@@ -110,7 +119,7 @@ class LearnedRate:
         return [start, rise, mean, n, now, variance]
 
 
-class KnownFuture:
+class KnownFuture(_OwnForecast):
     """A bin rule that knows the world's future (a bound for the analysis, not a forecast
     anyone could make): the gateway's own rule, with ``forecast_full_at`` the step in which
     the waste that will really come takes the bin from its reading to 100 %, and the fill rate
@@ -148,12 +157,7 @@ class KnownFuture:
             t += world.step_s
         return out
 
-    def __call__(
-        self, device: Device, fields: dict[str, Any], cfg: BinsConfig, now: float
-    ) -> Outcome:
-        out = apply_bin_status(device, fields, cfg, now)
-        derived = out.twin.derived
-        fill = float(fields.get("fill_percent", 0))
+    def forecast(self, device: Device, derived: dict[str, Any], fill: float, now: float) -> None:
         threshold = float(derived["full_threshold_percent"])
         horizon_s = self._world.next_round_h * 3600.0
         coming = self.arriving(device.dev_eui, now, now + max(self._look, horizon_s))
@@ -162,7 +166,7 @@ class KnownFuture:
         )
         if fill >= threshold:
             derived["forecast_full_at"] = now
-            return out
+            return
         level, full_at = fill, None
         for t, percent in coming:
             level += percent
@@ -170,7 +174,6 @@ class KnownFuture:
                 full_at = t
                 break
         derived["forecast_full_at"] = None if full_at is None else full_at + self._grace_s
-        return out
 
 
 Variant = Callable[[WasteWorld, int], tuple[WasteWorld, dict[str, Any]]]
