@@ -478,26 +478,10 @@ class PostgresStore(PostgresReads, Staging):
         return devices, commands
 
     async def load_device(self, dev_eui: str) -> tuple[Device | None, list[CommandRecord]]:
-        """The stored device and its active commands, read in the batch transaction."""
-        async with self._using_batch() as conn:
-            try:
-                cur = await conn.execute(DEVICE_SELECT + " WHERE dev_eui = %s", (dev_eui,))
-                row = await cur.fetchone()
-                cur = await conn.execute(
-                    "SELECT * FROM commands WHERE dev_eui = %s AND state = ANY(%s)"
-                    " ORDER BY created_at",
-                    (dev_eui, list(ACTIVE_STATES)),
-                )
-                names = column_names(cur)
-                active = await cur.fetchall()
-                commands = [command_of(dict(zip(names, r, strict=True))) for r in active]
-            except psycopg.Error as exc:
-                await self._release_tx(rollback=True)
-                raise self._error("read failed", exc) from exc
-        if row is None:
-            self._versions.pop(dev_eui, None)
-            return None, commands
-        return self._device(row), commands
+        """The stored device and its active commands, read in the batch transaction
+        (:meth:`load_devices_claimed` for one devEUI)."""
+        devices, commands = await self.load_devices_claimed([dev_eui])
+        return (devices[0] if devices else None), commands[dev_eui]
 
     def _device(self, row: Any) -> Device:
         device = device_of(row)
