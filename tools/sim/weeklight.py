@@ -342,9 +342,7 @@ def simulate_light(world: LightWorld, seed: int) -> dict[str, LightOutcomes]:
     for name, profile in PROFILES.items():
         segments = _segments(profile, start, end)
         starts = [s[0] for s in segments]
-        lit_power = sum(_power_w(world, lvl) * (b - a) for a, b, lvl in segments) / 3600.0
         outcome = LightOutcomes()
-        extra_wh = 0.0
         boosts_by_lamp: list[list[tuple[float, float]]] = [[] for _ in lamps]
         if name == "citypack":
             hold = float(profile["hold_time_s"])
@@ -363,8 +361,6 @@ def simulate_light(world: LightWorld, seed: int) -> dict[str, LightOutcomes]:
             overrides = _overrides(world, lamps, functools.partial(_program_level, program))
             for i, lamp in enumerate(lamps):
                 boosts_by_lamp[i] = _merge(lamp.boosts + overrides[i])
-                for a, b in boosts_by_lamp[i]:
-                    extra_wh += _extra_wh(world, segments, starts, a, min(b, end))
         for p in passings:
             if not dark(p.reach_s) or p.reach_s >= end:
                 continue
@@ -376,9 +372,26 @@ def simulate_light(world: LightWorld, seed: int) -> dict[str, LightOutcomes]:
                 k = bisect.bisect_right(spans, (p.reach_s, math.inf)) - 1
                 lit = k >= 0 and spans[k][0] <= p.reach_s < spans[k][1]
             outcome.users_lit_ahead += lit
-        outcome.energy_kwh = (lit_power * len(lamps) + extra_wh) / 1000.0
+        outcome.energy_kwh = _energy_kwh(world, segments, starts, boosts_by_lamp, end)
         results[name] = outcome
     return results
+
+
+def _energy_kwh(
+    world: LightWorld,
+    segments: list[tuple[float, float, int]],
+    starts: list[float],
+    held: list[list[tuple[float, float]]],
+    end: float,
+) -> float:
+    """The week's lamp energy: every lamp (one list in ``held`` each) on the program, and at
+    full over its own ``held`` spans (merged, no overlaps) besides."""
+    lit_wh = sum(_power_w(world, lvl) * (b - a) for a, b, lvl in segments) / 3600.0
+    extra_wh = 0.0
+    for spans in held:
+        for a, b in spans:
+            extra_wh += _extra_wh(world, segments, starts, a, min(b, end))
+    return (lit_wh * len(held) + extra_wh) / 1000.0
 
 
 def _extra_wh(
@@ -419,17 +432,14 @@ def ideal_presence_kwh(world: LightWorld, seed: int, *, until: str) -> dict[str,
     for name, profile in PROFILES.items():
         segments = _segments(profile, start, end)
         starts = [s[0] for s in segments]
-        wh = sum(_power_w(world, lvl) * (b - a) for a, b, lvl in segments) / 3600.0 * len(lamps)
+        spans: list[list[tuple[float, float]]] = [[] for _ in lamps]
         if name == "citypack":
-            spans: list[list[tuple[float, float]]] = [[] for _ in lamps]
             for p in passings:
                 if _level_at(segments, starts, p.seen_s) > 0:  # lamp_node boosts only when lit
                     off = p.reach_s if until == "reach" else 2 * p.reach_s - p.seen_s
                     spans[p.lamp].append((p.seen_s + world.boost_fade_s, off))
-            for lamp_spans in spans:
-                for a, b in _merge(lamp_spans):
-                    wh += _extra_wh(world, segments, starts, a, min(b, end))
-        out[name] = wh / 1000.0
+        held = [_merge(lamp_spans) for lamp_spans in spans]
+        out[name] = _energy_kwh(world, segments, starts, held, end)
     return out
 
 
